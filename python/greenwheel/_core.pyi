@@ -1,0 +1,182 @@
+"""Type stubs for :mod:`greenwheel._core`, the Rust event loop.
+
+The loop mirrors the interface of gevent's libev/libuv loop objects so that the
+hub and the rest of the Python layer read like gevent's.  Everything here is
+bound to the OS thread that created the loop, except :meth:`AsyncWatcher.send`,
+which any thread may call.
+"""
+
+from collections.abc import Callable
+from typing import Any, Final
+
+__version__: Final[str]
+
+#: Event mask bit: the fd is readable.
+READ: Final[int]
+#: Event mask bit: the fd is writable.
+WRITE: Final[int]
+
+def monotonic_ns() -> int:
+    """The monotonic clock the loop uses, in nanoseconds."""
+
+class Callback:
+    """A callback queued with :meth:`Loop.run_callback`."""
+
+    callback: Callable[..., Any] | None
+    args: tuple[Any, ...] | None
+    @property
+    def pending(self) -> bool:
+        """True until the callback has run or been stopped."""
+    def stop(self) -> None:
+        """Cancel the callback if it has not run yet."""
+    def close(self) -> None:
+        """Same as :meth:`stop`."""
+
+class Watcher:
+    """Behaviour shared by every watcher type."""
+
+    callback: Callable[..., Any] | None
+    args: tuple[Any, ...]
+    @property
+    def loop(self) -> Loop:
+        """The loop this watcher belongs to."""
+    @property
+    def active(self) -> bool:
+        """True between :meth:`start` and :meth:`stop` (or until a one-shot fired)."""
+    @property
+    def pending(self) -> bool:
+        """True when the watcher's event happened and its callback is queued."""
+    ref: bool
+    """A watcher with ``ref=False`` does not keep :meth:`Loop.run` from returning."""
+    priority: int
+    def start(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Start watching; ``callback(*args)`` runs from the loop on each event."""
+    def stop(self) -> None:
+        """Stop watching.  Safe to call at any time, also from the callback."""
+    def close(self) -> None:
+        """Stop and release the callback and arguments."""
+    def __enter__(self) -> Watcher: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+class TimerWatcher(Watcher):
+    """A one-shot or repeating timer; see :meth:`Loop.timer`."""
+
+    @property
+    def at(self) -> float:
+        """The loop time (seconds, :meth:`Loop.now` scale) the timer is due."""
+    @property
+    def after(self) -> float:
+        """The delay given to :meth:`Loop.timer`."""
+    @property
+    def repeat(self) -> float:
+        """The repeat interval (0 for one-shot)."""
+    def start(self, callback: Callable[..., Any], *args: Any, update: bool | None = None) -> None:
+        """Arm the timer ``after`` seconds from now (``update`` refreshes the
+        loop's clock first, which is the default)."""
+    def again(self, callback: Callable[..., Any], *args: Any, update: bool = True) -> None:
+        """Re-arm from now with the same delay (restart)."""
+
+class IoWatcher(Watcher):
+    """Readiness of a file descriptor; see :meth:`Loop.io`."""
+
+    @property
+    def fd(self) -> int:
+        """The file descriptor."""
+    events: int
+    """The event mask (:data:`READ` | :data:`WRITE`)."""
+    def start(self, callback: Callable[..., Any], *args: Any, pass_events: bool = False) -> None:
+        """Start; with ``pass_events`` the callback gets the ready mask first."""
+
+class AsyncWatcher(Watcher):
+    """Wakes the loop from any OS thread; see :meth:`Loop.async_`."""
+
+    def send(self) -> None:
+        """Make the watcher pending and wake its loop.  Thread-safe."""
+    def send_ignoring_arg(self, _ignored: object) -> None:
+        """:meth:`send`, usable as a one-argument callback."""
+
+class SignalWatcher(Watcher):
+    """Runs a callback from the loop when a signal arrives; see :meth:`Loop.signal`."""
+
+    @property
+    def signum(self) -> int:
+        """The signal number."""
+
+class IdleWatcher(Watcher):
+    """Runs its callback on every loop iteration that would otherwise block."""
+
+class PrepareWatcher(Watcher):
+    """Runs its callback just before the loop polls."""
+
+class CheckWatcher(Watcher):
+    """Runs its callback just after the loop polls."""
+
+class Loop:
+    """The event loop: timer wheel, epoll/kqueue readiness, callbacks, wake-ups.
+
+    Callbacks (``run_callback``) run FIFO; callbacks queued while the loop is
+    dispatching run in a later pass.  An exception raised by any callback is
+    passed to ``error_handler.handle_error(context, type, value, tb)``, or
+    printed when no handler is set; it is never lost.
+    """
+
+    error_handler: Any
+    """An object with ``handle_error(context, type, value, tb)``, or None."""
+    def __init__(self, flags: object = None, default: bool | None = None) -> None: ...
+    @property
+    def default(self) -> bool:
+        """True for the loop of the main thread."""
+    @property
+    def ptr(self) -> int:
+        """A non-zero identifier while the loop is alive (0 after destroy)."""
+    @property
+    def iteration(self) -> int:
+        """How many times the loop has polled."""
+    @property
+    def pendingcnt(self) -> int:
+        """Number of callbacks waiting to run."""
+    @property
+    def activecnt(self) -> int:
+        """Number of referenced active watchers."""
+    @property
+    def sigfd(self) -> int:
+        """Write end of the loop's signal wake-up pipe (for ``signal.set_wakeup_fd``)."""
+    def now(self) -> float:
+        """Cached loop time in seconds (monotonic), updated once per iteration."""
+    def update_now(self) -> None:
+        """Refresh the cached time."""
+    def run(self, nowait: bool = False, once: bool = False) -> bool:
+        """Run until no referenced watcher or callback is left, or
+        :meth:`break_` is called.  ``once`` polls once (blocking if needed);
+        ``nowait`` polls without blocking.  Returns True if referenced work is
+        still pending."""
+    def break_(self, how: int = ...) -> None:
+        """Make :meth:`run` return after the current pass."""
+    def run_callback(self, func: Callable[..., Any], *args: Any) -> Callback:
+        """Queue ``func(*args)`` to run at the next pass (FIFO)."""
+    def run_callback_threadsafe(self, func: Callable[..., Any], *args: Any) -> Callback:
+        """:meth:`run_callback` from any OS thread, waking the loop."""
+    def timer(self, after: float, repeat: float = 0.0, ref: bool = True, priority: int | None = None) -> TimerWatcher:
+        """A timer ``after`` seconds from its start.  Negative means due now;
+        NaN raises ValueError; ``inf`` never fires."""
+    def io(self, fd: int, events: int, ref: bool = True, priority: int | None = None) -> IoWatcher:
+        """Watch ``fd`` for ``events`` (READ, WRITE or both).  A negative fd or a
+        bad mask raises ValueError; a closed fd raises OSError(EBADF) at start."""
+    def async_(self, ref: bool = True, priority: int | None = None) -> AsyncWatcher:
+        """A watcher whose ``send()`` may be called from any thread."""
+    def signal(self, signum: int, ref: bool = False, priority: int | None = None) -> SignalWatcher:
+        """Run a callback from the loop when ``signum`` arrives (main thread loop only)."""
+    def idle(self, ref: bool = True, priority: int | None = None) -> IdleWatcher: ...
+    def prepare(self, ref: bool = True, priority: int | None = None) -> PrepareWatcher: ...
+    def check(self, ref: bool = True, priority: int | None = None) -> CheckWatcher: ...
+    def closing_fd(self, fd: int) -> bool:
+        """Tell the loop ``fd`` is about to be closed: drops its kernel registration.
+        Returns True if watchers were still active on it."""
+    def reinit(self) -> None:
+        """Re-create the poller after ``os.fork()``, re-registering active watchers."""
+    def fileno(self) -> int:
+        """The epoll/kqueue descriptor (or -1)."""
+    def destroy(self) -> None:
+        """Stop every watcher and free the poller; the loop is unusable after."""
+    def handle_error(self, context: object, type: type[BaseException], value: BaseException, tb: object) -> None:
+        """Route an exception to ``error_handler`` (or print it)."""

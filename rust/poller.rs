@@ -1,0 +1,378 @@
+//! Readiness poller: epoll on Linux, kqueue on macOS/BSD, through `mio`.
+//!
+//! Why mio and not `polling`: a loop pass here must cost one `epoll_wait`.
+//! mio's `Poll::poll` is exactly that, while `polling` re-arms a timerfd and its
+//! notifier around every wait (four more syscalls per pass, on the hottest
+//! path of a server). mio's registrations are edge-triggered, so this module
+//! rebuilds libev's level-triggered watcher semantics on top of them:
+//!
+//! Ground rules:
+//! - Descriptors are owned by Python objects, never by the poller. The poller
+//!   keys registrations by raw fd and never closes one.
+//! - [`Poller::arm`] (re-)registers with `EPOLL_CTL_MOD`/`EV_ADD`, which makes the
+//!   kernel re-evaluate readiness, so a watcher started on an fd that is
+//!   already readable fires at once (level semantics at start). The loop calls
+//!   `arm` again after dispatching an fd whose watchers stay active, which
+//!   gives level semantics for persistent watchers as well.
+//! - Stopping interest is lazy: the registration stays, and stray edges for an
+//!   fd nobody waits on are dropped by the caller. [`Poller::forget`] removes
+//!   it for real (call it before the fd is closed).
+//! - A closed fd reused by a new file is handled: `ENOENT` on modify falls back
+//!   to add, `EEXIST` on add falls back to modify.
+//! - Files epoll cannot watch (regular files, `EPERM`) are "always ready", as
+//!   libev treats them: they are reported on every pass and force a zero timeout.
+//! - Errors and hang-ups report both READ and WRITE so every waiter wakes and
+//!   finds the condition itself.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::io::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+/// Event mask bit: readable (or hung up / in error).
+pub const READ: u8 = 1;
+/// Event mask bit: writable (or hung up / in error).
+pub const WRITE: u8 = 2;
+/// Every valid event bit.
+pub const ALL: u8 = READ | WRITE;
+
+/// The waker's token; fds are non-negative so they never collide with it.
+const WAKER_TOKEN: Token = Token(usize::MAX);
+/// How many kernel events one `poll` call can return.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// One ready descriptor reported by [`Poller::poll`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ready {
+    pub fd: RawFd,
+    pub events: u8,
+}
+
+/// What [`Poller::poll`] observed besides fd readiness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// The waker was triggered (from any thread) since the last poll.
+    pub woken: bool,
+    /// The wait was cut short by a signal (`EINTR`).
+    pub interrupted: bool,
+}
+
+/// See the module documentation.
+pub struct Poller {
+    poll: Poll,
+    events: Events,
+    waker: Arc<Waker>,
+    /// fds known to the kernel, with the interest last registered.
+    registered: HashMap<RawFd, u8>,
+    /// fds the kernel refused with `EPERM`, with the interest asked for.
+    always_ready: HashMap<RawFd, u8>,
+}
+
+fn to_interest(mask: u8) -> Option<Interest> {
+    match mask & ALL {
+        READ => Some(Interest::READABLE),
+        WRITE => Some(Interest::WRITABLE),
+        ALL => Some(Interest::READABLE | Interest::WRITABLE),
+        _ => None,
+    }
+}
+
+fn invalid_fd() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
+}
+
+impl Poller {
+    /// Creates an epoll/kqueue instance with its cross-thread waker.
+    pub fn new() -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        Ok(Poller {
+            poll,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            waker,
+            registered: HashMap::new(),
+            always_ready: HashMap::new(),
+        })
+    }
+
+    /// The waker; `wake()` on it is safe from any thread.
+    pub fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
+    }
+
+    /// The epoll/kqueue descriptor.
+    pub fn fileno(&self) -> RawFd {
+        use std::os::unix::io::AsRawFd;
+        self.poll.as_raw_fd()
+    }
+
+    /// Number of descriptors currently registered with the kernel.
+    pub fn registered_len(&self) -> usize {
+        self.registered.len()
+    }
+
+    /// Registers (or re-registers) `fd` for `mask`, re-evaluating readiness.
+    ///
+    /// `mask` must be non-empty. A negative or closed fd gives `EBADF`.
+    pub fn arm(&mut self, fd: RawFd, mask: u8) -> io::Result<()> {
+        let interest = to_interest(mask).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        if fd < 0 {
+            return Err(invalid_fd());
+        }
+        if let Some(m) = self.always_ready.get_mut(&fd) {
+            *m = mask;
+            return Ok(());
+        }
+        let registry = self.poll.registry();
+        let token = Token(fd as usize);
+        let result = if self.registered.contains_key(&fd) {
+            match registry.reregister(&mut SourceFd(&fd), token, interest) {
+                // The fd was closed and its number reused: the kernel forgot it.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    registry.register(&mut SourceFd(&fd), token, interest)
+                }
+                other => other,
+            }
+        } else {
+            match registry.register(&mut SourceFd(&fd), token, interest) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    registry.reregister(&mut SourceFd(&fd), token, interest)
+                }
+                other => other,
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.registered.insert(fd, mask);
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                // Regular files and the like: always ready, as in libev.
+                self.registered.remove(&fd);
+                self.always_ready.insert(fd, mask);
+                Ok(())
+            }
+            Err(e) => {
+                self.registered.remove(&fd);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops reporting `fd` as "always ready" (no-op for kernel registrations,
+    /// which are dropped lazily; see the module docs).
+    pub fn disarm(&mut self, fd: RawFd) {
+        self.always_ready.remove(&fd);
+    }
+
+    /// Removes every trace of `fd`; call before the fd is closed.
+    /// Returns whether the poller knew it.
+    pub fn forget(&mut self, fd: RawFd) -> bool {
+        let known_always = self.always_ready.remove(&fd).is_some();
+        match self.registered.remove(&fd) {
+            Some(_) => {
+                // An error here means the kernel already dropped it (closed fd).
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                true
+            }
+            None => known_always,
+        }
+    }
+
+    /// Waits up to `timeout` (None = forever) and appends ready fds to `out`.
+    ///
+    /// `EINTR` is not an error: it returns with `interrupted` set so the
+    /// caller can run signal handlers promptly.
+    pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Ready>) -> io::Result<PollOutcome> {
+        let timeout = if self.always_ready.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        let mut outcome = PollOutcome::default();
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                outcome.interrupted = true;
+            }
+            Err(e) => return Err(e),
+        }
+        for event in self.events.iter() {
+            if event.token() == WAKER_TOKEN {
+                outcome.woken = true;
+                continue;
+            }
+            let failed = event.is_error();
+            let mut mask = 0;
+            if event.is_readable() || event.is_read_closed() || failed {
+                mask |= READ;
+            }
+            if event.is_writable() || event.is_write_closed() || failed {
+                mask |= WRITE;
+            }
+            if mask != 0 {
+                out.push(Ready {
+                    fd: event.token().0 as RawFd,
+                    events: mask,
+                });
+            }
+        }
+        out.extend(self.always_ready.iter().map(|(&fd, &events)| Ready { fd, events }));
+        Ok(outcome)
+    }
+
+    /// After `fork()`: the child shares the parent's epoll instance and waker,
+    /// so build new ones and re-register every known fd. Returns the new waker.
+    /// Fds that no longer exist are dropped silently.
+    pub fn reinit(&mut self) -> io::Result<Arc<Waker>> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let old = std::mem::take(&mut self.registered);
+        self.poll = poll;
+        self.waker = Arc::clone(&waker);
+        for (fd, mask) in old {
+            // Failures mean the fd is gone in the child; its watchers will
+            // notice on their next operation.
+            let _ = self.arm(fd, mask);
+        }
+        Ok(waker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::io::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    fn poll_once(p: &mut Poller, ms: u64) -> (Vec<Ready>, PollOutcome) {
+        let mut out = Vec::new();
+        let outcome = p.poll(Some(Duration::from_millis(ms)), &mut out).expect("poll");
+        (out, outcome)
+    }
+
+    #[test]
+    fn readable_after_write_and_level_at_arm() {
+        let mut p = Poller::new().expect("poller");
+        let (mut a, b) = UnixStream::pair().expect("pair");
+        b.set_nonblocking(true).expect("nonblocking");
+        p.arm(b.as_raw_fd(), READ).expect("arm");
+        let (out, _) = poll_once(&mut p, 0);
+        assert!(out.is_empty(), "nothing written yet: {out:?}");
+        a.write_all(b"x").expect("write");
+        let (out, _) = poll_once(&mut p, 1000);
+        assert_eq!(out, vec![Ready { fd: b.as_raw_fd(), events: READ }]);
+        // Edge-triggered: no new edge, no event ...
+        let (out, _) = poll_once(&mut p, 0);
+        assert!(out.is_empty());
+        // ... but re-arming re-evaluates: data is still there, so it fires.
+        p.arm(b.as_raw_fd(), READ).expect("rearm");
+        let (out, _) = poll_once(&mut p, 0);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn writable_and_both() {
+        let mut p = Poller::new().expect("poller");
+        let (a, _b) = UnixStream::pair().expect("pair");
+        p.arm(a.as_raw_fd(), ALL).expect("arm");
+        let (out, _) = poll_once(&mut p, 1000);
+        assert_eq!(out, vec![Ready { fd: a.as_raw_fd(), events: WRITE }]);
+    }
+
+    #[test]
+    fn hangup_reports_both() {
+        let mut p = Poller::new().expect("poller");
+        let (a, b) = UnixStream::pair().expect("pair");
+        p.arm(a.as_raw_fd(), READ).expect("arm");
+        drop(b);
+        let (out, _) = poll_once(&mut p, 1000);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].events & READ, READ);
+    }
+
+    #[test]
+    fn waker_from_another_thread() {
+        let mut p = Poller::new().expect("poller");
+        let waker = p.waker();
+        let t = std::thread::spawn(move || waker.wake().expect("wake"));
+        let mut out = Vec::new();
+        let outcome = p.poll(Some(Duration::from_secs(10)), &mut out).expect("poll");
+        t.join().expect("join");
+        assert!(outcome.woken);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn bad_fds_are_errors_not_panics() {
+        let mut p = Poller::new().expect("poller");
+        let e = p.arm(-1, READ).expect_err("negative fd");
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+        let (a, _b) = UnixStream::pair().expect("pair");
+        let fd = a.as_raw_fd();
+        drop(a);
+        let e = p.arm(fd, READ).expect_err("closed fd");
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+        assert!(p.arm(0, 0).is_err(), "empty mask");
+        assert!(!p.forget(12345));
+    }
+
+    #[test]
+    fn regular_files_are_always_ready() {
+        let mut p = Poller::new().expect("poller");
+        let f = std::fs::File::open("/proc/self/status")
+            .or_else(|_| std::fs::File::open("Cargo.toml"))
+            .expect("open a regular file");
+        p.arm(f.as_raw_fd(), READ).expect("arm");
+        let (out, _) = poll_once(&mut p, 1000);
+        assert_eq!(out, vec![Ready { fd: f.as_raw_fd(), events: READ }]);
+        p.disarm(f.as_raw_fd());
+        let (out, _) = poll_once(&mut p, 0);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn fd_number_reuse_after_close() {
+        use std::os::unix::io::{FromRawFd, IntoRawFd};
+        let mut p = Poller::new().expect("poller");
+        let (a, _b) = UnixStream::pair().expect("pair");
+        let fd = a.into_raw_fd();
+        p.arm(fd, READ).expect("arm");
+        // Reuse the number for another file without telling the poller, as a
+        // Python program closing a socket behind our back would.
+        let (c, mut d) = UnixStream::pair().expect("pair");
+        // SAFETY: `fd` is owned by this test (taken with into_raw_fd) and `c`
+        // is open; dup2 atomically closes the old file behind `fd`.
+        let rc = unsafe { libc::dup2(c.as_raw_fd(), fd) };
+        assert_eq!(rc, fd);
+        // SAFETY: `fd` now refers to a valid open descriptor owned only here.
+        let reused = unsafe { UnixStream::from_raw_fd(fd) };
+        p.arm(fd, READ).expect("re-arm a reused fd number");
+        d.write_all(b"y").expect("write");
+        let (out, _) = poll_once(&mut p, 1000);
+        assert!(out.contains(&Ready { fd, events: READ }), "{out:?}");
+        assert!(p.forget(fd));
+        drop(reused);
+    }
+
+    #[test]
+    fn forget_and_reinit() {
+        let mut p = Poller::new().expect("poller");
+        let (mut a, b) = UnixStream::pair().expect("pair");
+        p.arm(b.as_raw_fd(), READ).expect("arm");
+        let old_fd = p.fileno();
+        let _waker = p.reinit().expect("reinit");
+        assert_ne!(p.fileno(), -1);
+        let _ = old_fd;
+        a.write_all(b"z").expect("write");
+        let (out, _) = poll_once(&mut p, 1000);
+        assert_eq!(out.len(), 1, "registration survives reinit");
+        assert!(p.forget(b.as_raw_fd()));
+        assert_eq!(p.registered_len(), 0);
+    }
+}

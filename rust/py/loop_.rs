@@ -1,0 +1,1073 @@
+//! `Loop`: the event loop exposed to Python as `greenwheel._core.Loop`.
+//!
+//! One pass of `run()`:
+//! 1. run the callbacks queued before the pass started (FIFO; callbacks
+//!    queued while dispatching wait for the next pass, as in gevent);
+//! 2. prepare watchers;
+//! 3. poll with the GIL released, for as long as the next timer allows (zero
+//!    when callbacks or idle watchers are waiting);
+//! 4. Python signal handlers (`PyErr_CheckSignals`), then signal watchers;
+//! 5. fd watchers, timers (deadline order, ties in arming order), async
+//!    watchers and thread-safe callbacks, check watchers, then idle watchers
+//!    if nothing else happened.
+//!
+//! `run()` returns when no referenced watcher is active and no callback is
+//! queued, after `break_()`, or after one pass with `once`/`nowait`.
+//!
+//! Ground rules (see also `py/mod.rs`):
+//! - `state` is borrowed only in short stretches with no Python calls, no
+//!   Python allocation that could trigger GC, and no `Py` drop inside; any
+//!   `Py` taken out is dropped after the borrow ends.
+//! - Every event taken out of the kernel or the wheel is either dispatched or
+//!   put back: if the error handler raises and `run()` unwinds mid-batch,
+//!   the rest of the batch is re-queued.
+//! - An exception from a callback goes to `error_handler.handle_error(context,
+//!   type, value, tb)`; with no handler it is printed (and SystemExit /
+//!   KeyboardInterrupt propagate out of `run()`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::io::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::PyTraverseError;
+
+use super::async_watcher::{lock, AsyncWatcher, Shared};
+use super::callback::Callback;
+use super::errors::os_error;
+use super::watchers::{invoke, IoWatcher, Phase, PhaseWatcher, SignalWatcher, TimerWatcher};
+use crate::clock::{monotonic_ns, ns_to_secs};
+use crate::poller::{Poller, Ready, READ};
+use crate::wheel::{TimerHandle, TimerWheel};
+
+/// Watchers on one fd.
+struct FdEntry {
+    watchers: Vec<Py<IoWatcher>>,
+    /// An event was delivered since the fd was last armed, so the kernel
+    /// registration must be re-armed (edge-triggered) if watchers stay.
+    needs_rearm: bool,
+}
+
+/// Handlers installed for one signal number.
+struct SignalSlot {
+    /// What `signal.getsignal()` returned before we installed ours.
+    previous: Py<PyAny>,
+    watchers: Vec<Py<SignalWatcher>>,
+}
+
+/// Loop state; see the module docs for the borrowing rules.
+struct State {
+    wheel: TimerWheel<Py<TimerWatcher>>,
+    poller: Poller,
+    fds: HashMap<RawFd, FdEntry>,
+    asyncs: Vec<Py<AsyncWatcher>>,
+    signals: HashMap<i32, SignalSlot>,
+    prepare: Vec<Py<PhaseWatcher>>,
+    check: Vec<Py<PhaseWatcher>>,
+    idle: Vec<Py<PhaseWatcher>>,
+    /// Reused scratch buffer for poll results.
+    ready: Vec<Ready>,
+    /// Read end of the signal wake-up pipe.
+    sig_read: RawFd,
+}
+
+/// The event loop.
+#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+pub(crate) struct Loop {
+    state: RefCell<Option<State>>,
+    callbacks: RefCell<VecDeque<Py<Callback>>>,
+    error_handler: RefCell<Option<Py<PyAny>>>,
+    shared: Arc<Shared>,
+    /// Referenced active watchers.
+    activecnt: Cell<isize>,
+    now_ns: Cell<u64>,
+    iteration: Cell<u64>,
+    break_requested: Cell<bool>,
+    /// A Python signal handler of ours ran; signal watchers are pending.
+    signal_pending: Cell<bool>,
+    default: bool,
+    /// Write end of the signal wake-up pipe.
+    sig_write: RawFd,
+}
+
+/// Creates a non-blocking, close-on-exec pipe.
+fn make_pipe() -> std::io::Result<(RawFd, RawFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe() to fill.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    for fd in fds {
+        // SAFETY: `fd` was just returned by pipe() and is owned here.
+        let ok = unsafe {
+            libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) == 0
+                && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
+        };
+        if !ok {
+            let err = std::io::Error::last_os_error();
+            close_fds(&fds);
+            return Err(err);
+        }
+    }
+    Ok((fds[0], fds[1]))
+}
+
+fn close_fds(fds: &[RawFd]) {
+    for &fd in fds {
+        if fd >= 0 {
+            // SAFETY: the loop owns its pipe fds and closes each exactly once.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Whether `p` is the object behind `target`.
+fn same<T: pyo3::PyClass>(py: Python<'_>, p: &Py<T>, target: *const T) -> bool {
+    std::ptr::eq(&*p.bind(py).borrow(), target)
+}
+
+/// Empties the signal pipe (its bytes only say "a signal came").
+fn drain(fd: RawFd) {
+    let mut buf = [0u8; 256];
+    loop {
+        // SAFETY: `buf` is a valid writable buffer of the given length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+    }
+}
+
+impl Loop {
+    fn closed() -> PyErr {
+        PyRuntimeError::new_err("the loop has been destroyed")
+    }
+
+    /// Runs `f` on the state; errors if the loop was destroyed.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> PyResult<R> {
+        let mut st = self.state.borrow_mut();
+        st.as_mut().map(f).ok_or_else(Self::closed)
+    }
+
+    pub(crate) fn adjust_activecnt(&self, delta: isize) {
+        let n = self.activecnt.get() + delta;
+        debug_assert!(n >= 0, "activecnt went negative");
+        self.activecnt.set(n.max(0));
+    }
+
+    fn refresh_now(&self) -> u64 {
+        let now = monotonic_ns();
+        self.now_ns.set(now);
+        now
+    }
+
+    /// Routes an exception raised by a callback to the error handler.
+    /// Returns Err only when the handler itself raised (or, without a
+    /// handler, for SystemExit/KeyboardInterrupt): `run()` then unwinds.
+    fn report(&self, py: Python<'_>, context: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
+        let handler = self.error_handler.borrow().as_ref().map(|h| h.clone_ref(py));
+        match handler {
+            Some(h) => {
+                let tb = err.traceback(py);
+                h.call_method1(py, "handle_error", (context, err.get_type(py), err.value(py), tb))?;
+                Ok(())
+            }
+            None => {
+                if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+                    return Err(err);
+                }
+                err.write_unraisable(py, Some(context));
+                Ok(())
+            }
+        }
+    }
+
+    fn call_reporting(
+        &self,
+        py: Python<'_>,
+        context: &Bound<'_, PyAny>,
+        call: Option<(Py<PyAny>, Py<PyTuple>)>,
+        prefix: Option<u8>,
+    ) -> PyResult<()> {
+        if let Some((f, a)) = call {
+            if let Err(err) = invoke(py, &f, &a, prefix) {
+                self.report(py, context, err)?;
+            }
+        }
+        Ok(())
+    }
+
+    // ----- timers
+
+    pub(crate) fn timer_start(&self, slf: &Bound<'_, TimerWatcher>, update: bool) -> PyResult<()> {
+        let py = slf.py();
+        let w = slf.borrow();
+        let now = if update { self.refresh_now() } else { self.now_ns.get() };
+        let deadline = now.saturating_add(w.after_ns);
+        let mut displaced = None;
+        self.with_state(|st| {
+            if let Some(h) = w.handle.take() {
+                displaced = st.wheel.cancel(h);
+            }
+            w.handle.set(Some(st.wheel.arm(deadline, slf.clone().unbind())));
+        })?;
+        w.deadline_ns.set(deadline);
+        w.core.mark_active(self, true);
+        drop(w);
+        drop(displaced);
+        let _ = py;
+        Ok(())
+    }
+
+    pub(crate) fn timer_stop(&self, w: &TimerWatcher) {
+        let mut removed = None;
+        if let Some(h) = w.handle.take() {
+            if let Ok(mut st) = self.state.try_borrow_mut() {
+                if let Some(st) = st.as_mut() {
+                    removed = st.wheel.cancel(h);
+                }
+            }
+        }
+        w.core.mark_active(self, false);
+        drop(removed);
+    }
+
+    /// Expires due timers and runs them. On unwind, re-queues the rest.
+    fn dispatch_timers(&self, py: Python<'_>) -> PyResult<bool> {
+        let now = self.now_ns.get();
+        let mut batch: Vec<(TimerHandle, Py<TimerWatcher>)> = Vec::new();
+        self.with_state(|st| st.wheel.expire(now, &mut batch))?;
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        let mut rest = batch.into_iter();
+        while let Some((handle, watcher)) = rest.next() {
+            let bound = watcher.bind(py);
+            let w = bound.borrow();
+            if w.handle.get() != Some(handle) {
+                continue; // stopped or re-armed by an earlier callback
+            }
+            if w.repeat_ns > 0 {
+                let deadline = now.saturating_add(w.repeat_ns);
+                let h = self.with_state(|st| st.wheel.arm(deadline, watcher.clone_ref(py)))?;
+                w.handle.set(Some(h));
+                w.deadline_ns.set(deadline);
+            } else {
+                w.handle.set(None);
+                w.core.mark_active(self, false);
+            }
+            let call = w.core.call_parts(py);
+            drop(w);
+            if let Err(e) = self.call_reporting(py, bound.as_any(), call, None) {
+                self.requeue_timers(py, rest.collect())?;
+                return Err(e);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Puts expired-but-undispatched timers back as due now, in order.
+    fn requeue_timers(&self, py: Python<'_>, rest: Vec<(TimerHandle, Py<TimerWatcher>)>) -> PyResult<()> {
+        for (handle, watcher) in rest {
+            let w = watcher.bind(py).borrow();
+            if w.handle.get() == Some(handle) {
+                let h = self.with_state(|st| st.wheel.arm(0, watcher.clone_ref(py)))?;
+                w.handle.set(Some(h));
+            }
+        }
+        Ok(())
+    }
+
+    // ----- fds
+
+    pub(crate) fn io_start(&self, slf: &Bound<'_, IoWatcher>) -> PyResult<()> {
+        let w = slf.borrow();
+        if w.core.is_active() {
+            self.io_stop(slf.py(), &w);
+        }
+        let fd = w.fd;
+        let result = self.with_state(|st| {
+            let entry = st.fds.entry(fd).or_insert_with(|| FdEntry {
+                watchers: Vec::new(),
+                needs_rearm: false,
+            });
+            entry.watchers.push(slf.clone().unbind());
+            let mask = Self::union_mask(slf.py(), &entry.watchers) | w.events.get();
+            let res = st.poller.arm(fd, mask);
+            match res {
+                Ok(()) => {
+                    if let Some(e) = st.fds.get_mut(&fd) {
+                        e.needs_rearm = false;
+                    }
+                    Ok(())
+                }
+                Err(err) => {
+                    let mut popped = None;
+                    if let Some(e) = st.fds.get_mut(&fd) {
+                        popped = e.watchers.pop();
+                        if e.watchers.is_empty() {
+                            st.fds.remove(&fd);
+                        }
+                    }
+                    Err((err, popped))
+                }
+            }
+        })?;
+        match result {
+            Ok(_) => {
+                w.core.mark_active(self, true);
+                Ok(())
+            }
+            Err((err, popped)) => {
+                drop(w);
+                drop(popped);
+                Err(os_error(err))
+            }
+        }
+    }
+
+    fn union_mask(py: Python<'_>, watchers: &[Py<IoWatcher>]) -> u8 {
+        watchers.iter().fold(0, |m, w| m | w.bind(py).borrow().events.get())
+    }
+
+    pub(crate) fn io_stop(&self, py: Python<'_>, w: &IoWatcher) {
+        if !w.core.is_active() {
+            return;
+        }
+        w.core.mark_active(self, false);
+        let target: *const IoWatcher = w;
+        let mut removed = None;
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            if let Some(st) = st.as_mut() {
+                if let Some(entry) = st.fds.get_mut(&w.fd) {
+                    if let Some(pos) = entry.watchers.iter().position(|p| same(py, p, target)) {
+                        removed = Some(entry.watchers.remove(pos));
+                    }
+                    if entry.watchers.is_empty() {
+                        st.fds.remove(&w.fd);
+                        st.poller.disarm(w.fd);
+                    }
+                }
+            }
+        }
+        drop(removed);
+    }
+
+    /// Dispatches fd readiness collected by the last poll.
+    fn dispatch_io(&self, py: Python<'_>, ready: &[Ready]) -> PyResult<bool> {
+        let mut any = false;
+        let mut idx = 0;
+        while idx < ready.len() {
+            let r = ready[idx];
+            idx += 1;
+            let snapshot: Vec<Py<IoWatcher>> = {
+                let mut st = self.state.borrow_mut();
+                let Some(st) = st.as_mut() else { return Err(Self::closed()) };
+                match st.fds.get_mut(&r.fd) {
+                    Some(entry) => {
+                        entry.needs_rearm = true;
+                        entry.watchers.iter().map(|w| w.clone_ref(py)).collect()
+                    }
+                    None => continue, // stray edge for an fd nobody waits on
+                }
+            };
+            for watcher in snapshot {
+                let bound = watcher.bind(py);
+                let w = bound.borrow();
+                let hit = w.events.get() & r.events;
+                if !w.core.is_active() || hit == 0 {
+                    continue;
+                }
+                let call = w.core.call_parts(py);
+                let prefix = w.pass_events.get().then_some(hit);
+                drop(w);
+                any = true;
+                if let Err(e) = self.call_reporting(py, bound.as_any(), call, prefix) {
+                    // Re-arm everything not yet dispatched so level semantics
+                    // deliver it again on the next pass.
+                    self.rearm_fds(py, ready[idx - 1..].iter().map(|r| r.fd))?;
+                    return Err(e);
+                }
+            }
+            self.rearm_fds(py, std::iter::once(r.fd))?;
+        }
+        Ok(any)
+    }
+
+    /// Re-arms fds that got an event and still have watchers (edge-triggered
+    /// registrations otherwise would not report remaining readiness).
+    fn rearm_fds(&self, py: Python<'_>, fds: impl Iterator<Item = RawFd>) -> PyResult<()> {
+        let mut st = self.state.borrow_mut();
+        let Some(st) = st.as_mut() else { return Err(Self::closed()) };
+        for fd in fds {
+            if let Some(entry) = st.fds.get_mut(&fd) {
+                if entry.needs_rearm && !entry.watchers.is_empty() {
+                    entry.needs_rearm = false;
+                    let mask = Self::union_mask(py, &entry.watchers);
+                    // A failure means the fd was closed under its watchers;
+                    // they are woken so they can see the error themselves.
+                    if st.poller.arm(fd, mask).is_err() {
+                        st.ready.push(Ready { fd, events: mask });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- async watchers and thread-safe callbacks
+
+    pub(crate) fn async_start(&self, w: Py<AsyncWatcher>) {
+        let _ = self.with_state(|st| st.asyncs.push(w));
+    }
+
+    pub(crate) fn async_stop(&self, w: &AsyncWatcher) -> Option<Py<AsyncWatcher>> {
+        let target: *const AsyncWatcher = w;
+        let mut st = self.state.try_borrow_mut().ok()?;
+        let st = st.as_mut()?;
+        let pos = st.asyncs.iter().position(|p| std::ptr::eq(p.get(), target))?;
+        Some(st.asyncs.remove(pos))
+    }
+
+    fn dispatch_asyncs(&self, py: Python<'_>) -> PyResult<bool> {
+        let mut any = false;
+        // Clear the loop-wide flag before reading the per-watcher ones, so a
+        // send racing with us re-sets it and is seen next pass.
+        if self.shared.async_pending.swap(false, Ordering::AcqRel) {
+            let snapshot: Vec<Py<AsyncWatcher>> =
+                self.with_state(|st| st.asyncs.iter().map(|w| w.clone_ref(py)).collect())?;
+            for w in snapshot {
+                if let Some(call) = w.get().take_fired(py) {
+                    any = true;
+                    self.call_reporting(py, w.bind(py).as_any(), Some(call), None)?;
+                }
+            }
+        }
+        let queued = std::mem::take(&mut *lock(&self.shared.threadsafe));
+        for (f, a) in queued {
+            any = true;
+            let cb = Py::new(py, Callback::new(f, a))?;
+            self.callbacks.borrow_mut().push_back(cb);
+        }
+        Ok(any)
+    }
+
+    // ----- signals
+
+    pub(crate) fn signal_start(&self, slf: &Bound<'_, SignalWatcher>) -> PyResult<()> {
+        let py = slf.py();
+        let w = slf.borrow();
+        if w.core.is_active() {
+            return Ok(());
+        }
+        let signum = w.signum;
+        let installed = self.with_state(|st| st.signals.contains_key(&signum))?;
+        if !installed {
+            if !self.default {
+                return Err(PyValueError::new_err("signal watchers need the main thread's default loop"));
+            }
+            let signal = py.import("signal")?;
+            let previous = signal.call_method1("getsignal", (signum,))?;
+            let lp = w.core.loop_.clone_ref(py);
+            let handler = Py::new(py, SignalHandler { loop_: lp })?;
+            signal.call_method1("signal", (signum, handler))?;
+            self.with_state(|st| {
+                st.signals.insert(
+                    signum,
+                    SignalSlot {
+                        previous: previous.unbind(),
+                        watchers: Vec::new(),
+                    },
+                )
+            })?;
+        }
+        self.with_state(|st| {
+            if let Some(slot) = st.signals.get_mut(&signum) {
+                slot.watchers.push(slf.clone().unbind());
+            }
+        })?;
+        w.core.mark_active(self, true);
+        Ok(())
+    }
+
+    pub(crate) fn signal_stop(&self, py: Python<'_>, w: &SignalWatcher) -> PyResult<()> {
+        if !w.core.is_active() {
+            return Ok(());
+        }
+        w.core.mark_active(self, false);
+        let target: *const SignalWatcher = w;
+        let mut removed = None;
+        let mut restore = None;
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            if let Some(st) = st.as_mut() {
+                if let Some(slot) = st.signals.get_mut(&w.signum) {
+                    if let Some(pos) = slot.watchers.iter().position(|p| same(py, p, target)) {
+                        removed = Some(slot.watchers.remove(pos));
+                    }
+                    if slot.watchers.is_empty() {
+                        restore = st.signals.remove(&w.signum);
+                    }
+                }
+            }
+        }
+        drop(removed);
+        if let Some(slot) = restore {
+            py.import("signal")?.call_method1("signal", (w.signum, slot.previous))?;
+        }
+        Ok(())
+    }
+
+    fn dispatch_signals(&self, py: Python<'_>) -> PyResult<bool> {
+        if !self.signal_pending.replace(false) {
+            return Ok(false);
+        }
+        let pending: Vec<Py<SignalWatcher>> = self.with_state(|st| {
+            st.signals
+                .values()
+                .flat_map(|slot| slot.watchers.iter())
+                .map(|w| w.clone_ref(py))
+                .collect()
+        })?;
+        let mut any = false;
+        for watcher in pending {
+            let bound = watcher.bind(py);
+            let w = bound.borrow();
+            if !w.core.is_active() || !w.fired.replace(false) {
+                continue;
+            }
+            w.core.set_pending(false);
+            let call = w.core.call_parts(py);
+            drop(w);
+            any = true;
+            self.call_reporting(py, bound.as_any(), call, None)?;
+        }
+        Ok(any)
+    }
+
+    fn on_signal(&self, py: Python<'_>, signum: i32) {
+        let watchers: Vec<Py<SignalWatcher>> = match self.state.try_borrow() {
+            Ok(st) => st
+                .as_ref()
+                .and_then(|st| st.signals.get(&signum))
+                .map(|slot| slot.watchers.iter().map(|w| w.clone_ref(py)).collect())
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        for w in &watchers {
+            let w = w.bind(py).borrow();
+            w.fired.set(true);
+            w.core.set_pending(true);
+        }
+        self.signal_pending.set(true);
+        self.shared.wake();
+    }
+
+    // ----- phases
+
+    pub(crate) fn phase_start(&self, slf: &Bound<'_, PhaseWatcher>) {
+        let w = slf.borrow();
+        if w.core.is_active() {
+            return;
+        }
+        let phase = w.phase;
+        if self
+            .with_state(|st| Self::phase_list(st, phase).push(slf.clone().unbind()))
+            .is_ok()
+        {
+            w.core.mark_active(self, true);
+        }
+    }
+
+    fn phase_list(st: &mut State, phase: Phase) -> &mut Vec<Py<PhaseWatcher>> {
+        match phase {
+            Phase::Prepare => &mut st.prepare,
+            Phase::Check => &mut st.check,
+            Phase::Idle => &mut st.idle,
+        }
+    }
+
+    pub(crate) fn phase_stop(&self, py: Python<'_>, w: &PhaseWatcher) {
+        if !w.core.is_active() {
+            return;
+        }
+        w.core.mark_active(self, false);
+        let target: *const PhaseWatcher = w;
+        let mut removed = None;
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            if let Some(st) = st.as_mut() {
+                let list = Self::phase_list(st, w.phase);
+                if let Some(pos) = list.iter().position(|p| same(py, p, target)) {
+                    removed = Some(list.remove(pos));
+                }
+            }
+        }
+        drop(removed);
+    }
+
+    fn run_phase(&self, py: Python<'_>, phase: Phase) -> PyResult<bool> {
+        let snapshot: Vec<Py<PhaseWatcher>> =
+            self.with_state(|st| Self::phase_list(st, phase).iter().map(|w| w.clone_ref(py)).collect())?;
+        let any = !snapshot.is_empty();
+        for watcher in snapshot {
+            let bound = watcher.bind(py);
+            let w = bound.borrow();
+            if !w.core.is_active() {
+                continue;
+            }
+            let call = w.core.call_parts(py);
+            drop(w);
+            self.call_reporting(py, bound.as_any(), call, None)?;
+        }
+        Ok(any)
+    }
+
+    // ----- callbacks
+
+    /// Runs the callbacks queued before this call (later ones wait a pass).
+    fn run_callbacks(&self, py: Python<'_>) -> PyResult<bool> {
+        let count = self.callbacks.borrow().len();
+        for _ in 0..count {
+            let next = self.callbacks.borrow_mut().pop_front();
+            let Some(cb) = next else { break };
+            let call = cb.bind(py).borrow().take();
+            if let Some((f, a)) = call {
+                if let Err(err) = f.bind(py).call1(a.bind(py).clone()) {
+                    self.report(py, cb.bind(py).as_any(), err)?;
+                }
+            }
+        }
+        Ok(count > 0)
+    }
+
+    fn has_callbacks(&self) -> bool {
+        !self.callbacks.borrow().is_empty()
+            || self.shared.async_pending.load(Ordering::Acquire)
+            || !lock(&self.shared.threadsafe).is_empty()
+    }
+
+    /// One blocking-or-not poll plus the dispatch that follows.
+    fn pass(&self, py: Python<'_>, nowait: bool) -> PyResult<()> {
+        let idle_waiting = self.with_state(|st| !st.idle.is_empty())?;
+        let timeout = if nowait || self.has_callbacks() || idle_waiting || self.signal_pending.get() {
+            Some(Duration::ZERO)
+        } else {
+            let next = self.with_state(|st| st.wheel.next_deadline())?;
+            next.map(|d| Duration::from_nanos(d.saturating_sub(monotonic_ns())))
+        };
+        let mut ready = self.with_state(|st| std::mem::take(&mut st.ready))?;
+        ready.clear();
+        let polled = {
+            let mut guard = self.state.borrow_mut();
+            let st = guard.as_mut().ok_or_else(Self::closed)?;
+            let poller = &mut st.poller;
+            let buf = &mut ready;
+            // Safe to keep the borrow here: no Python code runs on this thread
+            // while the GIL is released, and other threads cannot reach this
+            // unsendable loop (only `Shared`).
+            py.detach(move || poller.poll(timeout, buf))
+        };
+        self.iteration.set(self.iteration.get() + 1);
+        self.refresh_now();
+        // Put back anything a failed re-arm queued meanwhile, then ours.
+        let extra = self.with_state(|st| std::mem::take(&mut st.ready))?;
+        ready.extend(extra);
+        let polled = polled.map_err(os_error)?;
+        let _ = polled;
+
+        // Signals first: SIGINT must reach Python promptly.
+        let sig_read = self.with_state(|st| st.sig_read)?;
+        if ready.iter().any(|r| r.fd == sig_read && r.events & READ != 0) {
+            drain(sig_read);
+        }
+        if let Err(err) = py.check_signals() {
+            let ctx = py.None();
+            self.report(py, ctx.bind(py), err)?;
+        }
+        let mut any = self.dispatch_signals(py)?;
+        ready.retain(|r| r.fd != sig_read);
+        any |= self.dispatch_io(py, &ready)?;
+        any |= self.dispatch_timers(py)?;
+        any |= self.dispatch_asyncs(py)?;
+        self.with_state(|st| st.ready = ready)?;
+        self.run_phase(py, Phase::Check)?;
+        if !any && !self.has_callbacks() {
+            self.run_phase(py, Phase::Idle)?;
+        }
+        Ok(())
+    }
+}
+
+/// The Python-level handler `signal.signal()` gets for a watched signal.
+#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+struct SignalHandler {
+    loop_: Py<Loop>,
+}
+
+#[pymethods]
+impl SignalHandler {
+    #[pyo3(signature = (signum, _frame = None))]
+    fn __call__(&self, py: Python<'_>, signum: i32, _frame: Option<&Bound<'_, PyAny>>) {
+        self.loop_.bind(py).borrow().on_signal(py, signum);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)
+    }
+}
+
+#[pymethods]
+impl Loop {
+    #[new]
+    #[pyo3(signature = (flags = None, default = None))]
+    fn new(py: Python<'_>, flags: Option<&Bound<'_, PyAny>>, default: Option<bool>) -> PyResult<Self> {
+        let _ = flags; // libev backend flags: the backend here is always epoll/kqueue
+        let is_main = py
+            .import("threading")?
+            .call_method0("current_thread")?
+            .is(&py.import("threading")?.call_method0("main_thread")?);
+        let poller = Poller::new().map_err(os_error)?;
+        let (sig_read, sig_write) = make_pipe().map_err(os_error)?;
+        let shared = Arc::new(Shared::new(poller.waker()));
+        let mut st = State {
+            wheel: TimerWheel::new(monotonic_ns()),
+            poller,
+            fds: HashMap::new(),
+            asyncs: Vec::new(),
+            signals: HashMap::new(),
+            prepare: Vec::new(),
+            check: Vec::new(),
+            idle: Vec::new(),
+            ready: Vec::new(),
+            sig_read,
+        };
+        if let Err(e) = st.poller.arm(sig_read, READ) {
+            close_fds(&[sig_read, sig_write]);
+            return Err(os_error(e));
+        }
+        Ok(Loop {
+            state: RefCell::new(Some(st)),
+            callbacks: RefCell::new(VecDeque::new()),
+            error_handler: RefCell::new(None),
+            shared,
+            activecnt: Cell::new(0),
+            now_ns: Cell::new(monotonic_ns()),
+            iteration: Cell::new(0),
+            break_requested: Cell::new(false),
+            signal_pending: Cell::new(false),
+            default: default.unwrap_or(is_main) && is_main,
+            sig_write,
+        })
+    }
+
+    /// An object with `handle_error(context, type, value, tb)`, or None.
+    #[getter]
+    fn error_handler(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.error_handler.borrow().as_ref().map(|h| h.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_error_handler(&self, value: Option<Py<PyAny>>) {
+        let old = self.error_handler.replace(value);
+        drop(old);
+    }
+
+    /// True for the main thread's loop.
+    #[getter]
+    fn default(&self) -> bool {
+        self.default
+    }
+
+    /// A non-zero identifier while the loop is alive (0 after destroy).
+    #[getter]
+    fn ptr(slf: &Bound<'_, Self>) -> usize {
+        if slf.borrow().state.borrow().is_some() {
+            slf.as_ptr() as usize
+        } else {
+            0
+        }
+    }
+
+    /// How many times the loop has polled.
+    #[getter]
+    fn iteration(&self) -> u64 {
+        self.iteration.get()
+    }
+
+    /// Callbacks waiting to run.
+    #[getter]
+    fn pendingcnt(&self) -> usize {
+        self.callbacks.borrow().len()
+    }
+
+    /// Referenced active watchers.
+    #[getter]
+    fn activecnt(&self) -> isize {
+        self.activecnt.get()
+    }
+
+    /// Timers armed in the wheel (referenced or not).
+    #[getter]
+    fn timer_count(&self) -> PyResult<usize> {
+        self.with_state(|st| st.wheel.len())
+    }
+
+    /// Write end of the signal wake-up pipe, for `signal.set_wakeup_fd`.
+    #[getter]
+    fn sigfd(&self) -> RawFd {
+        self.sig_write
+    }
+
+    /// Cached loop time in seconds (monotonic), updated once per iteration.
+    fn now(&self) -> f64 {
+        ns_to_secs(self.now_ns.get())
+    }
+
+    /// Refresh the cached time.
+    fn update_now(&self) {
+        self.refresh_now();
+    }
+
+    /// Same as `update_now()` (libuv naming).
+    fn update(&self) {
+        self.refresh_now();
+    }
+
+    /// Run until nothing referenced is left, `break_()`, or one pass with
+    /// `once`/`nowait`. Returns True if referenced work remains.
+    #[pyo3(signature = (nowait = false, once = false))]
+    fn run(&self, py: Python<'_>, nowait: bool, once: bool) -> PyResult<bool> {
+        self.shared.check_owner()?;
+        self.break_requested.set(false);
+        loop {
+            self.run_callbacks(py)?;
+            if self.break_requested.replace(false) {
+                break;
+            }
+            self.run_phase(py, Phase::Prepare)?;
+            if self.activecnt.get() <= 0 && !self.has_callbacks() {
+                return Ok(false);
+            }
+            self.pass(py, nowait)?;
+            if nowait || once || self.break_requested.replace(false) {
+                break;
+            }
+        }
+        Ok(self.activecnt.get() > 0 || self.has_callbacks())
+    }
+
+    /// Make `run()` return after the current pass.
+    #[pyo3(signature = (how = 2))]
+    fn break_(&self, how: i32) {
+        let _ = how;
+        self.break_requested.set(true);
+    }
+
+    /// Queue `func(*args)` to run at the next pass (FIFO).
+    #[pyo3(signature = (func, *args))]
+    fn run_callback(&self, py: Python<'_>, func: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<Callback>> {
+        super::errors::check_callable(func)?;
+        let cb = Py::new(py, Callback::new(func.clone().unbind(), args.clone().unbind()))?;
+        self.callbacks.borrow_mut().push_back(cb.clone_ref(py));
+        Ok(cb)
+    }
+
+    /// `run_callback` from any OS thread; wakes the loop.
+    #[pyo3(signature = (func, *args))]
+    fn run_callback_threadsafe(&self, func: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        super::errors::check_callable(func)?;
+        lock(&self.shared.threadsafe).push((func.clone().unbind(), args.clone().unbind()));
+        self.shared.wake();
+        Ok(())
+    }
+
+    /// A timer `after` seconds from its start; `repeat` > 0 re-arms it.
+    #[pyo3(signature = (after, repeat = 0.0, r#ref = true, priority = None))]
+    fn timer(
+        slf: &Bound<'_, Self>,
+        after: f64,
+        repeat: f64,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<TimerWatcher>> {
+        Py::new(slf.py(), TimerWatcher::new(slf.clone().unbind(), after, repeat, r#ref, priority)?)
+    }
+
+    /// Watch `fd` for `events` (READ, WRITE or both).
+    #[pyo3(signature = (fd, events, r#ref = true, priority = None))]
+    fn io(slf: &Bound<'_, Self>, fd: i64, events: i64, r#ref: bool, priority: Option<i32>) -> PyResult<Py<IoWatcher>> {
+        Py::new(slf.py(), IoWatcher::new(slf.clone().unbind(), fd, events, r#ref, priority)?)
+    }
+
+    /// A watcher whose `send()` may be called from any thread.
+    #[pyo3(signature = (r#ref = true, priority = None))]
+    fn async_(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<AsyncWatcher>> {
+        let shared = Arc::clone(&slf.borrow().shared);
+        Py::new(slf.py(), AsyncWatcher::new(slf.clone().unbind(), shared, r#ref, priority))
+    }
+
+    /// Run a callback from the loop when `signum` arrives (main thread only).
+    #[pyo3(signature = (signum, r#ref = true, priority = None))]
+    fn signal(slf: &Bound<'_, Self>, signum: i32, r#ref: bool, priority: Option<i32>) -> PyResult<Py<SignalWatcher>> {
+        Py::new(slf.py(), SignalWatcher::new(slf.clone().unbind(), signum, r#ref, priority)?)
+    }
+
+    /// Runs its callback on passes that would otherwise block.
+    #[pyo3(signature = (r#ref = true, priority = None))]
+    fn idle(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<PhaseWatcher>> {
+        Py::new(slf.py(), PhaseWatcher::new(slf.clone().unbind(), Phase::Idle, r#ref, priority))
+    }
+
+    /// Runs its callback before each poll.
+    #[pyo3(signature = (r#ref = true, priority = None))]
+    fn prepare(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<PhaseWatcher>> {
+        Py::new(slf.py(), PhaseWatcher::new(slf.clone().unbind(), Phase::Prepare, r#ref, priority))
+    }
+
+    /// Runs its callback after each poll.
+    #[pyo3(signature = (r#ref = true, priority = None))]
+    fn check(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<PhaseWatcher>> {
+        Py::new(slf.py(), PhaseWatcher::new(slf.clone().unbind(), Phase::Check, r#ref, priority))
+    }
+
+    /// Tell the loop `fd` is about to be closed: drops its kernel
+    /// registration. Returns True if watchers were still active on it.
+    fn closing_fd(&self, fd: i64) -> PyResult<bool> {
+        let Ok(fd) = RawFd::try_from(fd) else { return Ok(false) };
+        self.with_state(|st| {
+            st.poller.forget(fd);
+            st.fds.get(&fd).is_some_and(|e| !e.watchers.is_empty())
+        })
+    }
+
+    /// Re-create the poller after `os.fork()`, re-registering active fds.
+    fn reinit(&self) -> PyResult<()> {
+        let waker = self.with_state(|st| st.poller.reinit())?.map_err(os_error)?;
+        self.shared.replace_waker(waker);
+        let sig_read = self.with_state(|st| st.sig_read)?;
+        self.with_state(|st| st.poller.arm(sig_read, READ))?.map_err(os_error)?;
+        self.shared.async_pending.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The epoll/kqueue descriptor, or -1 after destroy.
+    fn fileno(&self) -> RawFd {
+        self.state.borrow().as_ref().map_or(-1, |st| st.poller.fileno())
+    }
+
+    /// Stop every watcher and free the poller; the loop is unusable after.
+    fn destroy(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = self.state.borrow_mut().take();
+        let Some(mut st) = taken else { return Ok(()) };
+        let mut timers = Vec::new();
+        st.wheel.expire(u64::MAX, &mut timers);
+        for (_, t) in &timers {
+            let t = t.bind(py).borrow();
+            t.handle.set(None);
+            t.core.mark_active(self, false);
+        }
+        for entry in st.fds.values() {
+            for w in &entry.watchers {
+                w.bind(py).borrow().core.mark_active(self, false);
+            }
+        }
+        for w in st.prepare.iter().chain(st.check.iter()).chain(st.idle.iter()) {
+            w.bind(py).borrow().core.mark_active(self, false);
+        }
+        for (signum, slot) in st.signals.drain() {
+            for w in &slot.watchers {
+                w.bind(py).borrow().core.mark_active(self, false);
+            }
+            py.import("signal")?.call_method1("signal", (signum, slot.previous))?;
+        }
+        close_fds(&[st.sig_read, self.sig_write]);
+        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+        drop(callbacks);
+        drop(timers);
+        drop(st);
+        self.activecnt.set(0);
+        Ok(())
+    }
+
+    /// Route an exception to `error_handler` (or print it).
+    fn handle_error(
+        &self,
+        py: Python<'_>,
+        context: &Bound<'_, PyAny>,
+        r#type: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        tb: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let _ = (r#type, tb);
+        let err = PyErr::from_value(value.clone());
+        self.report(py, context, err)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        let this = slf.borrow();
+        format!(
+            "<greenwheel._core.Loop at {:#x} {}iteration={} pending={} active={}>",
+            slf.as_ptr() as usize,
+            if this.default { "default " } else { "" },
+            this.iteration.get(),
+            this.callbacks.borrow().len(),
+            this.activecnt.get(),
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(h) = self.error_handler.try_borrow() {
+            visit.call(&*h)?;
+        }
+        if let Ok(cbs) = self.callbacks.try_borrow() {
+            for cb in cbs.iter() {
+                visit.call(cb)?;
+            }
+        }
+        if let Ok(st) = self.state.try_borrow() {
+            if let Some(st) = st.as_ref() {
+                for t in st.wheel.values() {
+                    visit.call(t)?;
+                }
+                for e in st.fds.values() {
+                    for w in &e.watchers {
+                        visit.call(w)?;
+                    }
+                }
+                for w in &st.asyncs {
+                    visit.call(w)?;
+                }
+                for slot in st.signals.values() {
+                    visit.call(&slot.previous)?;
+                    for w in &slot.watchers {
+                        visit.call(w)?;
+                    }
+                }
+                for w in st.prepare.iter().chain(st.check.iter()).chain(st.idle.iter()) {
+                    visit.call(w)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let handler = self.error_handler.borrow_mut().take();
+        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+        drop(handler);
+        drop(callbacks);
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        if let Some(st) = self.state.get_mut().take() {
+            close_fds(&[st.sig_read, self.sig_write]);
+        }
+    }
+}

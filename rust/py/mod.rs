@@ -1,0 +1,47 @@
+//! The PyO3 binding: `greenwheel._core`.
+//!
+//! Ground rules for everything under `py/`:
+//! - Python callbacks run from Rust may switch greenlets and call straight back
+//!   into the loop. No `RefCell` borrow is ever held across a call into Python,
+//!   and that includes dropping a `Py<...>` (a decref can run `__del__`).
+//!   Values taken out of loop state are dropped after the borrow ends.
+//! - The loop and its watchers are `unsendable` + `frozen`: they belong to the
+//!   thread that made them, and all mutation is through `Cell`/`RefCell`, so
+//!   PyO3 never raises "already borrowed" on re-entry. The one exception is
+//!   [`async_watcher::AsyncWatcher`], whose `send()` any thread may call; it is
+//!   `Sync` and touches only atomics and the shared waker.
+//! - Bad input is a Python exception (`TypeError`, `ValueError`, `OSError`
+//!   with errno), never a panic. PyO3 turns any panic that slips through into
+//!   `PanicException` rather than an abort (`panic = "unwind"`).
+//! - Every class holding Python objects implements `__traverse__`/`__clear__`.
+
+mod async_watcher;
+mod callback;
+mod errors;
+mod loop_;
+mod watchers;
+
+use pyo3::prelude::*;
+
+/// The monotonic clock the loop uses, in nanoseconds.
+#[pyfunction]
+fn monotonic_ns() -> u64 {
+    crate::clock::monotonic_ns()
+}
+
+#[pymodule]
+#[pyo3(name = "_core")]
+fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("READ", crate::poller::READ)?;
+    m.add("WRITE", crate::poller::WRITE)?;
+    m.add_function(wrap_pyfunction!(monotonic_ns, m)?)?;
+    m.add_class::<loop_::Loop>()?;
+    m.add_class::<callback::Callback>()?;
+    m.add_class::<watchers::TimerWatcher>()?;
+    m.add_class::<watchers::IoWatcher>()?;
+    m.add_class::<watchers::SignalWatcher>()?;
+    m.add_class::<watchers::PhaseWatcher>()?;
+    m.add_class::<async_watcher::AsyncWatcher>()?;
+    Ok(())
+}

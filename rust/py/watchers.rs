@@ -1,0 +1,574 @@
+//! Watchers bound to one loop: timers, fd readiness, signals, and the
+//! idle / prepare / check phase hooks.
+//!
+//! Invariants:
+//! - `active` is true exactly while the loop holds a strong reference to the
+//!   watcher (in the wheel, an fd list, a signal slot or a phase list); a
+//!   stopped watcher is unreachable from the loop, so it is freed when Python
+//!   drops it.
+//! - A watcher with `ref = true` counts in `Loop.activecnt` while active;
+//!   `set_ref` on an active watcher moves the count so it never drifts.
+//! - `stop()` is safe at any time, including from the watcher's own callback
+//!   and for a watcher whose event is already in the loop's current batch:
+//!   the loop re-checks each watcher's state right before calling it.
+//! - The state lives in `Cell`/`RefCell`; none is borrowed while Python runs.
+
+use std::cell::{Cell, RefCell};
+use std::os::unix::io::RawFd;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::PyTraverseError;
+
+use super::errors::{check_callable, delay_ns};
+use super::loop_::Loop;
+use crate::clock::ns_to_secs;
+use crate::poller::ALL;
+use crate::wheel::TimerHandle;
+
+/// State every watcher kind shares.
+pub(crate) struct WatcherCore {
+    pub(crate) loop_: Py<Loop>,
+    call: RefCell<Option<(Py<PyAny>, Py<PyTuple>)>>,
+    active: Cell<bool>,
+    pending: Cell<bool>,
+    ref_: Cell<bool>,
+    priority: Cell<i32>,
+}
+
+impl WatcherCore {
+    pub(crate) fn new(loop_: Py<Loop>, ref_: bool, priority: Option<i32>) -> Self {
+        WatcherCore {
+            loop_,
+            call: RefCell::new(None),
+            active: Cell::new(false),
+            pending: Cell::new(false),
+            ref_: Cell::new(ref_),
+            priority: Cell::new(priority.unwrap_or(0)),
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.get()
+    }
+
+    pub(crate) fn set_pending(&self, pending: bool) {
+        self.pending.set(pending);
+    }
+
+    /// Stores the callback; raises TypeError if it is not callable.
+    pub(crate) fn set_call(&self, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        check_callable(callback)?;
+        let old = self.call.replace(Some((callback.clone().unbind(), args.clone().unbind())));
+        drop(old); // after the borrow ended: a decref may run Python code
+        Ok(())
+    }
+
+    /// A new reference to the callback and its args, for one invocation.
+    pub(crate) fn call_parts(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+        self.call.borrow().as_ref().map(|(f, a)| (f.clone_ref(py), a.clone_ref(py)))
+    }
+
+    /// Flips `active` and keeps the loop's referenced-watcher count in step.
+    pub(crate) fn mark_active(&self, lp: &Loop, active: bool) {
+        if self.active.replace(active) != active && self.ref_.get() {
+            lp.adjust_activecnt(if active { 1 } else { -1 });
+        }
+        if !active {
+            self.pending.set(false);
+        }
+    }
+
+    fn set_ref(&self, py: Python<'_>, value: bool) {
+        if self.ref_.replace(value) != value && self.active.get() {
+            self.loop_.bind(py).borrow().adjust_activecnt(if value { 1 } else { -1 });
+        }
+    }
+
+    fn clear_call(&self) {
+        let old = self.call.borrow_mut().take();
+        drop(old);
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        if let Ok(call) = self.call.try_borrow() {
+            if let Some((f, a)) = call.as_ref() {
+                visit.call(f)?;
+                visit.call(a)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self, py: Python<'_>, kind: &str, addr: usize, extra: &str) -> PyResult<String> {
+        let mut s = format!("<{kind} at {addr:#x}");
+        if self.active.get() {
+            s.push_str(" active");
+        }
+        if self.pending.get() {
+            s.push_str(" pending");
+        }
+        if !self.ref_.get() {
+            s.push_str(" ref=False");
+        }
+        s.push_str(extra);
+        if let Some((f, a)) = self.call_parts(py) {
+            s.push_str(&format!(" callback={}", f.bind(py).repr()?));
+            if !a.bind(py).is_empty() {
+                s.push_str(&format!(" args={}", a.bind(py).repr()?));
+            }
+        }
+        s.push('>');
+        Ok(s)
+    }
+}
+
+/// The Python methods every watcher class shares (a second `#[pymethods]`
+/// block per class, hence PyO3's `multiple-pymethods`). Each type provides
+/// `fn core(&self)`, `fn do_stop(&self, py)` and `fn repr_extra(&self)`.
+macro_rules! watcher_methods {
+    ($ty:ident, $kind:literal) => {
+        #[pymethods]
+        impl $ty {
+            /// The loop this watcher belongs to.
+            #[getter]
+    #[pyo3(name = "loop")]
+            fn get_loop(&self, py: Python<'_>) -> Py<Loop> {
+                self.core().loop_.clone_ref(py)
+            }
+
+            /// The callback, or None.
+            #[getter]
+            fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+                self.core().call_parts(py).map(|(f, _)| f)
+            }
+
+            /// The arguments passed to the callback.
+            #[getter]
+            fn args(&self, py: Python<'_>) -> Py<PyTuple> {
+                match self.core().call_parts(py) {
+                    Some((_, a)) => a,
+                    None => PyTuple::empty(py).unbind(),
+                }
+            }
+
+            /// True between start() and stop().
+            #[getter]
+            fn active(&self) -> bool {
+                self.core().is_active()
+            }
+
+            /// True while the event happened and the callback is about to run.
+            #[getter]
+            fn pending(&self) -> bool {
+                self.core().pending.get()
+            }
+
+            /// Whether an active watcher keeps `Loop.run()` from returning.
+            #[getter]
+    #[pyo3(name = "ref")]
+            fn get_ref(&self) -> bool {
+                self.core().ref_.get()
+            }
+
+            #[setter]
+    #[pyo3(name = "ref")]
+            fn set_ref_py(&self, py: Python<'_>, value: bool) {
+                self.core().set_ref(py, value);
+            }
+
+            /// Priority (kept for gevent compatibility; events dispatch in
+            /// arrival order).
+            #[getter]
+            fn priority(&self) -> i32 {
+                self.core().priority.get()
+            }
+
+            #[setter]
+            fn set_priority(&self, value: i32) {
+                self.core().priority.set(value);
+            }
+
+            /// Stop watching. Safe at any time, also from the callback.
+            fn stop(&self, py: Python<'_>) -> PyResult<()> {
+                self.do_stop(py)
+            }
+
+            /// Stop and release the callback and its arguments.
+            fn close(&self, py: Python<'_>) -> PyResult<()> {
+                self.do_stop(py)?;
+                self.core().clear_call();
+                Ok(())
+            }
+
+            fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+                slf
+            }
+
+            #[pyo3(signature = (*_exc))]
+            fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<()> {
+                self.close(py)
+            }
+
+            fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+                let this = slf.borrow();
+                let extra = this.repr_extra();
+                this.core().describe(slf.py(), $kind, slf.as_ptr() as usize, &extra)
+            }
+
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                self.core().traverse(&visit)
+            }
+
+            fn __clear__(&self) {
+                self.core().clear_call();
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------- timers
+
+/// A one-shot or repeating timer.
+#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+pub(crate) struct TimerWatcher {
+    pub(crate) core: WatcherCore,
+    pub(crate) after_ns: u64,
+    pub(crate) after: f64,
+    pub(crate) repeat_ns: u64,
+    pub(crate) repeat: f64,
+    /// The wheel entry while armed; compared with expired handles so a stale
+    /// expiry (stopped or re-armed meanwhile) is ignored.
+    pub(crate) handle: Cell<Option<TimerHandle>>,
+    /// Deadline in loop nanoseconds while armed.
+    pub(crate) deadline_ns: Cell<u64>,
+}
+
+impl TimerWatcher {
+    pub(crate) fn new(loop_: Py<Loop>, after: f64, repeat: f64, ref_: bool, priority: Option<i32>) -> PyResult<Self> {
+        let after_ns = delay_ns("after", after)?;
+        let repeat_ns = delay_ns("repeat", repeat)?;
+        Ok(TimerWatcher {
+            core: WatcherCore::new(loop_, ref_, priority),
+            after_ns,
+            after,
+            repeat_ns,
+            repeat: if repeat > 0.0 { repeat } else { 0.0 },
+            handle: Cell::new(None),
+            deadline_ns: Cell::new(0),
+        })
+    }
+
+    fn core(&self) -> &WatcherCore {
+        &self.core
+    }
+
+    fn do_stop(&self, py: Python<'_>) -> PyResult<()> {
+        let lp = self.core.loop_.bind(py).borrow();
+        lp.timer_stop(self);
+        Ok(())
+    }
+
+    fn repr_extra(&self) -> String {
+        format!(" after={} repeat={}", self.after, self.repeat)
+    }
+}
+
+watcher_methods!(TimerWatcher, "TimerWatcher");
+
+#[pymethods]
+impl TimerWatcher {
+    /// Arm the timer `after` seconds from now and call `callback(*args)` when due.
+    #[pyo3(signature = (callback, *args, update = None))]
+    fn start(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        update: Option<bool>,
+    ) -> PyResult<()> {
+        let this = slf.borrow();
+        this.core.set_call(callback, args)?;
+        let lp = this.core.loop_.bind(slf.py()).borrow();
+        lp.timer_start(slf, update.unwrap_or(true))
+    }
+
+    /// Restart from now with the same delay (and a new callback).
+    #[pyo3(signature = (callback, *args, update = true))]
+    fn again(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        update: bool,
+    ) -> PyResult<()> {
+        let this = slf.borrow();
+        this.core.set_call(callback, args)?;
+        let lp = this.core.loop_.bind(slf.py()).borrow();
+        lp.timer_start(slf, update)
+    }
+
+    /// The loop time (seconds) the timer is due, or the delay if not armed.
+    #[getter]
+    fn at(&self) -> f64 {
+        if self.handle.get().is_some() {
+            ns_to_secs(self.deadline_ns.get())
+        } else {
+            self.after
+        }
+    }
+
+    /// The delay given at creation.
+    #[getter]
+    fn after(&self) -> f64 {
+        self.after
+    }
+
+    /// The repeat interval (0 for one-shot).
+    #[getter]
+    fn repeat(&self) -> f64 {
+        self.repeat
+    }
+}
+
+// ------------------------------------------------------------ fd readiness
+
+/// Readiness of a file descriptor.
+#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+pub(crate) struct IoWatcher {
+    pub(crate) core: WatcherCore,
+    pub(crate) fd: RawFd,
+    pub(crate) events: Cell<u8>,
+    pub(crate) pass_events: Cell<bool>,
+}
+
+impl IoWatcher {
+    pub(crate) fn new(loop_: Py<Loop>, fd: i64, events: i64, ref_: bool, priority: Option<i32>) -> PyResult<Self> {
+        let fd = RawFd::try_from(fd)
+            .ok()
+            .filter(|fd| *fd >= 0)
+            .ok_or_else(|| PyValueError::new_err(format!("fd must be a non-negative int, not {fd}")))?;
+        Ok(IoWatcher {
+            core: WatcherCore::new(loop_, ref_, priority),
+            fd,
+            events: Cell::new(check_events(events)?),
+            pass_events: Cell::new(false),
+        })
+    }
+
+    fn core(&self) -> &WatcherCore {
+        &self.core
+    }
+
+    fn do_stop(&self, py: Python<'_>) -> PyResult<()> {
+        let lp = self.core.loop_.bind(py).borrow();
+        lp.io_stop(py, self);
+        Ok(())
+    }
+
+    fn repr_extra(&self) -> String {
+        format!(" fd={} events={}", self.fd, self.events.get())
+    }
+}
+
+fn check_events(events: i64) -> PyResult<u8> {
+    match u8::try_from(events) {
+        Ok(mask) if mask != 0 && mask & !ALL == 0 => Ok(mask),
+        _ => Err(PyValueError::new_err(format!(
+            "events must be READ (1), WRITE (2) or both (3), not {events}"
+        ))),
+    }
+}
+
+watcher_methods!(IoWatcher, "IoWatcher");
+
+#[pymethods]
+impl IoWatcher {
+    /// Start watching; with `pass_events` the callback gets the ready mask first.
+    #[pyo3(signature = (callback, *args, pass_events = false))]
+    fn start(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        pass_events: bool,
+    ) -> PyResult<()> {
+        let this = slf.borrow();
+        this.core.set_call(callback, args)?;
+        this.pass_events.set(pass_events);
+        let lp = this.core.loop_.bind(slf.py()).borrow();
+        lp.io_start(slf)
+    }
+
+    /// The file descriptor.
+    #[getter]
+    fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// The event mask (READ | WRITE). Settable while stopped.
+    #[getter]
+    fn events(&self) -> u8 {
+        self.events.get()
+    }
+
+    #[setter]
+    fn set_events(&self, events: i64) -> PyResult<()> {
+        if self.core.is_active() {
+            return Err(PyValueError::new_err("cannot change events of an active watcher"));
+        }
+        self.events.set(check_events(events)?);
+        Ok(())
+    }
+}
+
+// ----------------------------------------------------------------- signals
+
+/// Runs a callback from the loop when a signal arrives.
+#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+pub(crate) struct SignalWatcher {
+    pub(crate) core: WatcherCore,
+    pub(crate) signum: i32,
+    /// The signal arrived since the callback last ran.
+    pub(crate) fired: Cell<bool>,
+}
+
+impl SignalWatcher {
+    pub(crate) fn new(loop_: Py<Loop>, signum: i32, ref_: bool, priority: Option<i32>) -> PyResult<Self> {
+        if !(1..=64).contains(&signum) {
+            return Err(PyValueError::new_err(format!("invalid signal number {signum}")));
+        }
+        Ok(SignalWatcher {
+            core: WatcherCore::new(loop_, ref_, priority),
+            signum,
+            fired: Cell::new(false),
+        })
+    }
+
+    fn core(&self) -> &WatcherCore {
+        &self.core
+    }
+
+    fn do_stop(&self, py: Python<'_>) -> PyResult<()> {
+        let lp = self.core.loop_.bind(py).borrow();
+        lp.signal_stop(py, self)
+    }
+
+    fn repr_extra(&self) -> String {
+        format!(" signum={}", self.signum)
+    }
+}
+
+watcher_methods!(SignalWatcher, "SignalWatcher");
+
+#[pymethods]
+impl SignalWatcher {
+    /// Start: `callback(*args)` runs from the loop each time the signal arrives.
+    #[pyo3(signature = (callback, *args))]
+    fn start(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        let this = slf.borrow();
+        this.core.set_call(callback, args)?;
+        let lp = this.core.loop_.bind(slf.py()).borrow();
+        lp.signal_start(slf)
+    }
+
+    /// The signal number.
+    #[getter]
+    fn signum(&self) -> i32 {
+        self.signum
+    }
+}
+
+// ------------------------------------------------------------------ phases
+
+/// When a [`PhaseWatcher`] runs within a loop iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Before the loop polls.
+    Prepare,
+    /// Right after the loop polls.
+    Check,
+    /// When nothing else is pending (keeps the loop from blocking).
+    Idle,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Prepare => "prepare",
+            Phase::Check => "check",
+            Phase::Idle => "idle",
+        }
+    }
+}
+
+/// An idle, prepare or check watcher (see `phase`).
+#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+pub(crate) struct PhaseWatcher {
+    pub(crate) core: WatcherCore,
+    pub(crate) phase: Phase,
+}
+
+impl PhaseWatcher {
+    pub(crate) fn new(loop_: Py<Loop>, phase: Phase, ref_: bool, priority: Option<i32>) -> Self {
+        PhaseWatcher {
+            core: WatcherCore::new(loop_, ref_, priority),
+            phase,
+        }
+    }
+
+    fn core(&self) -> &WatcherCore {
+        &self.core
+    }
+
+    fn do_stop(&self, py: Python<'_>) -> PyResult<()> {
+        let lp = self.core.loop_.bind(py).borrow();
+        lp.phase_stop(py, self);
+        Ok(())
+    }
+
+    fn repr_extra(&self) -> String {
+        format!(" phase={}", self.phase.name())
+    }
+}
+
+watcher_methods!(PhaseWatcher, "PhaseWatcher");
+
+#[pymethods]
+impl PhaseWatcher {
+    /// Start: `callback(*args)` runs once per loop iteration in this phase.
+    #[pyo3(signature = (callback, *args))]
+    fn start(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        let this = slf.borrow();
+        this.core.set_call(callback, args)?;
+        let lp = this.core.loop_.bind(slf.py()).borrow();
+        lp.phase_start(slf);
+        Ok(())
+    }
+
+    /// "idle", "prepare" or "check".
+    #[getter]
+    fn phase(&self) -> &'static str {
+        self.phase.name()
+    }
+}
+
+/// Calls `callback(*args)` (with `prefix` arguments first, if any).
+pub(crate) fn invoke(
+    py: Python<'_>,
+    callback: &Py<PyAny>,
+    args: &Py<PyTuple>,
+    prefix: Option<u8>,
+) -> PyResult<()> {
+    let args = args.bind(py);
+    match prefix {
+        None => callback.bind(py).call1(args.clone())?,
+        Some(events) => {
+            let mut full: Vec<Bound<'_, PyAny>> = Vec::with_capacity(args.len() + 1);
+            full.push(events.into_pyobject(py)?.into_any());
+            full.extend(args.iter());
+            callback.bind(py).call(PyTuple::new(py, full)?, None::<&Bound<'_, PyDict>>)?
+        }
+    };
+    Ok(())
+}

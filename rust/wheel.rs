@@ -28,8 +28,8 @@
 //!
 //! # Layout
 //!
-//! Ticks are read as base-64 numbers. There are [`LEVELS`] = 6 levels of
-//! [`SLOTS`] = 64 slots; a slot on level `L` spans `64^L` ticks and level `L`
+//! Ticks are read as base-64 numbers. There are `LEVELS` = 6 levels of
+//! `SLOTS` = 64 slots; a slot on level `L` spans `64^L` ticks and level `L`
 //! as a whole spans `64^(L+1)` ticks, so the six levels together reach
 //! `2^36` ticks past the cursor (about 795 days at 1 ms, 68.7 s at 1 ns).
 //!
@@ -66,7 +66,7 @@
 //! 3. Bit `s` of `occupied[L]` is set iff slot `s` of level `L` is non-empty.
 //! 4. `level0_min[s]` is a lower bound of the deadlines in level-0 slot `s`
 //!    (`u64::MAX` when empty). It is exact except after a cancel or rearm took
-//!    the minimum out of a slot holding more than [`RESCAN_LIMIT`] entries; the
+//!    the minimum out of a slot holding more than `RESCAN_LIMIT` (16) entries; the
 //!    bound is then at most one tick early and is made exact again by the next
 //!    `expire` that reaches the slot.
 //! 5. `overflow_min` is a lower bound of the deadlines on the overflow list
@@ -86,13 +86,15 @@
 //!
 //! * a slot on level `L >= 1` is emptied and its entries re-placed relative to
 //!   the new cursor; they land on lower levels (**cascading**), so an entry
-//!   cascades at most 6 times in its life;
+//!   cascades at most 5 times per placement (6 from the overflow list);
 //! * the overflow list is emptied and re-placed: entries now within 2^36 ticks
 //!   move onto the levels, the rest go back with an exact `overflow_min`;
 //! * a level-0 slot before `target` is due in full;
 //! * the level-0 slot of `target` itself is due only up to `now`: it is sorted
 //!   once (and stays sorted while the cursor stays on that tick, see
-//!   invariant 6) and popped from the head while `deadline <= now`.
+//!   invariant 6; an arm landing in its middle undoes that and costs another
+//!   sort at the next partial expiry) and popped from the head while
+//!   `deadline <= now`.
 //!
 //! Then the cursor is set to `target`. Empty ticks are never visited, so a jump
 //! of days costs what the occupied slots on the way cost, not millions of ticks.
@@ -100,14 +102,16 @@
 //! # Complexity
 //!
 //! * `arm`, `cancel`, `rearm`, `contains`, `get`: O(1) (a cancel that removes a
-//!   level-0 slot's minimum rescans at most [`RESCAN_LIMIT`] entries).
+//!   level-0 slot's minimum rescans at most `RESCAN_LIMIT` (16) entries).
 //! * `next_deadline`: O(levels), bitmap lookups only.
 //! * `expire`: O(events + cascaded entries + k log k) for `k` due entries,
 //!   plus a one-off O(m log m) sort of the current tick's `m` entries when that
 //!   tick is only partly due (repeated partial expiries within one tick then
-//!   cost O(due)). The overflow list is re-examined in full each time the
-//!   cursor reaches its earliest entry, which is at least 2^36 ticks after that
-//!   entry was put there.
+//!   cost O(due)). The overflow list is re-examined in full when the cursor
+//!   reaches the tick of its lower bound; all of that 2^36-tick epoch's
+//!   entries then move onto the levels at once, so there is one such O(overflow)
+//!   pass per epoch that holds overflow entries (plus one per bound left stale
+//!   by a cancel). With 1 ms ticks an epoch is ~795 days.
 //!
 //! `next_deadline()` is never later than the earliest pending deadline. It is
 //! that exact deadline when the earliest entry sits on level 0 (see invariant 4
@@ -119,7 +123,7 @@
 /// Default tick length: 1 ms in nanoseconds.
 pub const DEFAULT_TICK_NS: u64 = 1_000_000;
 
-/// log2 of [`SLOTS`]: each level consumes one base-64 digit of the tick.
+/// log2 of `SLOTS`: each level consumes one base-64 digit of the tick.
 const LEVEL_BITS: u32 = 6;
 /// Slots per level.
 const SLOTS: usize = 1 << LEVEL_BITS;
@@ -734,7 +738,6 @@ impl<T> TimerWheel<T> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -861,7 +864,8 @@ mod tests {
         let w: TimerWheel<()> = TimerWheel::new(5 * MS + 3);
         assert_eq!(w.tick_ns, DEFAULT_TICK_NS);
         assert_eq!(w.elapsed, 5);
-        assert!(w.is_empty() && w.len() == 0 && w.next_deadline().is_none());
+        assert!(w.is_empty() && w.next_deadline().is_none());
+        assert_eq!(w.len(), 0);
         let w: TimerWheel<()> = TimerWheel::with_tick(7, 0);
         assert_eq!((w.tick_ns, w.elapsed), (1, 7));
         let w: TimerWheel<()> = TimerWheel::with_tick(u64::MAX, u64::MAX);
@@ -936,14 +940,12 @@ mod tests {
         let h2 = w.arm(MS, 2); // reuses the slab entry
         assert_eq!(h1.index, h2.index);
         assert_ne!(h1, h2);
-        for h in [h1] {
-            assert!(!w.contains(h));
-            assert_eq!(w.get(h), None);
-            assert_eq!(w.get_mut(h), None);
-            assert_eq!(w.deadline(h), None);
-            assert!(!w.rearm(h, 5));
-            assert_eq!(w.cancel(h), None);
-        }
+        assert!(!w.contains(h1));
+        assert_eq!(w.get(h1), None);
+        assert_eq!(w.get_mut(h1), None);
+        assert_eq!(w.deadline(h1), None);
+        assert!(!w.rearm(h1, 5));
+        assert_eq!(w.cancel(h1), None);
         assert_eq!(w.get(h2), Some(&2));
         let fired = expire(&mut w, MS);
         assert_eq!(fired, vec![(h2, 2)]);
@@ -1028,7 +1030,10 @@ mod tests {
         w.arm(1_000 * MS + 1, "future");
         check(&w);
         assert_eq!(w.next_deadline(), Some(0));
-        assert_eq!(values(expire(&mut w, 1_000 * MS)), vec!["zero", "past", "now"]);
+        assert_eq!(
+            values(expire(&mut w, 1_000 * MS)),
+            vec!["zero", "past", "now"]
+        );
         assert_eq!(w.next_deadline(), Some(1_000 * MS + 1));
         // Past deadline armed after the cursor moved on.
         expire(&mut w, 5_000 * MS);
@@ -1044,7 +1049,7 @@ mod tests {
             let h = w.arm(u64::MAX, "never");
             w.arm(u64::MAX - 1, "almost");
             check(&w);
-            assert!(w.next_deadline().is_some_and(|d| d <= u64::MAX - 1));
+            assert!(w.next_deadline().is_some_and(|d| d < u64::MAX));
             assert!(values(expire(&mut w, u64::MAX - 2)).is_empty());
             assert_eq!(values(expire(&mut w, u64::MAX - 1)), vec!["almost"]);
             assert!(w.contains(h));
@@ -1071,7 +1076,10 @@ mod tests {
             w.arm(*d, i);
         }
         w.arm(1 << 62, 99);
-        assert_eq!(values(expire(&mut w, 1 << 61)), (0..ds.len()).collect::<Vec<_>>());
+        assert_eq!(
+            values(expire(&mut w, 1 << 61)),
+            (0..ds.len()).collect::<Vec<_>>()
+        );
         assert_eq!(w.len(), 1);
         assert_eq!(values(expire(&mut w, u64::MAX)), vec![99]);
         // Days in 1 ms ticks, with timers spread all over.
@@ -1083,7 +1091,8 @@ mod tests {
         assert_eq!(got.len(), 10_000);
         assert!(got
             .windows(2)
-            .all(|p| (p[0].1 * p[0].1 * 7919 % (30 * 86_400_000)) <= (p[1].1 * p[1].1 * 7919 % (30 * 86_400_000))));
+            .all(|p| (p[0].1 * p[0].1 * 7919 % (30 * 86_400_000))
+                <= (p[1].1 * p[1].1 * 7919 % (30 * 86_400_000))));
     }
 
     #[test]
@@ -1114,7 +1123,14 @@ mod tests {
                 let mut want = Vec::new();
                 // Around the next multiple of `span`, and `span` ticks ahead.
                 let b = (start / span + 1) * span;
-                for d in [b - 1, b, b + 1, start + span - 1, start + span, start + span + 1] {
+                for d in [
+                    b - 1,
+                    b,
+                    b + 1,
+                    start + span - 1,
+                    start + span,
+                    start + span + 1,
+                ] {
                     if d > start {
                         w.arm(d, d);
                         want.push(d);
@@ -1168,7 +1184,10 @@ mod tests {
         for h in [a, b, c] {
             assert_eq!(w.entries[h.index as usize].list, OVERFLOW);
         }
-        assert_eq!(w.next_deadline(), Some(2 * wheel_span_ns).min(Some(wheel_span_ns + 5 * MS + 7)));
+        assert_eq!(
+            w.next_deadline(),
+            Some(2 * wheel_span_ns).min(Some(wheel_span_ns + 5 * MS + 7))
+        );
         // Cancel the earliest: the bound goes stale but stays a lower bound.
         assert_eq!(w.cancel(a), Some(1));
         check(&w);
@@ -1178,7 +1197,11 @@ mod tests {
         let fired = drive(&mut w);
         assert_eq!(
             fired,
-            vec![(2 * wheel_span_ns, 3), (2 * wheel_span_ns + MS, 4), (3 * wheel_span_ns + 11, 2)]
+            vec![
+                (2 * wheel_span_ns, 3),
+                (2 * wheel_span_ns + MS, 4),
+                (3 * wheel_span_ns + 11, 2)
+            ]
         );
     }
 
@@ -1241,7 +1264,9 @@ mod tests {
     #[test]
     fn big_slot_cancel_keeps_a_lower_bound() {
         let mut w = TimerWheel::with_tick(0, 1_000);
-        let hs: Vec<_> = (0..(RESCAN_LIMIT as u64 + 10)).map(|i| w.arm(7_000 + i, i)).collect();
+        let hs: Vec<_> = (0..(RESCAN_LIMIT as u64 + 10))
+            .map(|i| w.arm(7_000 + i, i))
+            .collect();
         w.cancel(hs[0]);
         check(&w);
         // Too many entries to rescan within O(1): the old minimum stays as a
@@ -1286,6 +1311,18 @@ mod tests {
         assert_eq!(w.entries.capacity(), cap);
         assert!(w.entries.len() <= 1_000_000);
         check(&w);
+    }
+
+    #[test]
+    fn values_lists_exactly_the_pending_payloads() {
+        let mut w = TimerWheel::new(0);
+        let hs: Vec<_> = (0..10u64).map(|i| w.arm(i * 100 * MS, i)).collect();
+        w.cancel(hs[3]);
+        w.rearm(hs[9], 0);
+        expire(&mut w, 250 * MS); // fires 0, 1, 2 and 9
+        let mut got: Vec<u64> = w.values().copied().collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![4, 5, 6, 7, 8]);
     }
 
     #[test]
@@ -1502,7 +1539,7 @@ mod tests {
                 let got: Vec<u64> = out.iter().map(|&(_, id)| id).collect();
                 prop_assert_eq!(&got, &want, "expire({})", t);
                 for (h, id) in out {
-                    let pos = live.iter().position(|&(lh, lid)| lid == id);
+                    let pos = live.iter().position(|&(_, lid)| lid == id);
                     prop_assert!(pos.is_some());
                     if let Some(pos) = pos {
                         prop_assert_eq!(live.swap_remove(pos).0, h);

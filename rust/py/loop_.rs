@@ -41,10 +41,19 @@ use pyo3::PyTraverseError;
 use super::async_watcher::{lock, AsyncWatcher, Shared};
 use super::callback::Callback;
 use super::errors::os_error;
+use super::greenlet_api;
 use super::watchers::{invoke, IoWatcher, Phase, PhaseWatcher, SignalWatcher, TimerWatcher};
 use crate::clock::{monotonic_ns, ns_to_secs};
 use crate::poller::{Poller, Ready, READ};
 use crate::wheel::{TimerHandle, TimerWheel};
+
+/// One entry of the FIFO callback queue.
+enum Queued {
+    /// `Loop.run_callback`: call the function.
+    Call(Py<Callback>),
+    /// `Loop.yield_now`: switch back into a greenlet (no Python call at all).
+    Resume { glet: Py<PyAny>, seq: u64 },
+}
 
 /// Watchers on one fd.
 struct FdEntry {
@@ -81,7 +90,9 @@ struct State {
 #[pyclass(unsendable, frozen, module = "greenwheel._core")]
 pub(crate) struct Loop {
     state: RefCell<Option<State>>,
-    callbacks: RefCell<VecDeque<Py<Callback>>>,
+    callbacks: RefCell<VecDeque<Queued>>,
+    /// Identifies `Queued::Resume` entries so a failed yield can withdraw its own.
+    resume_seq: Cell<u64>,
     error_handler: RefCell<Option<Py<PyAny>>>,
     shared: Arc<Shared>,
     /// Referenced active watchers.
@@ -453,7 +464,7 @@ impl Loop {
         for (f, a) in queued {
             any = true;
             let cb = Py::new(py, Callback::new(f, a))?;
-            self.callbacks.borrow_mut().push_back(cb);
+            self.callbacks.borrow_mut().push_back(Queued::Call(cb));
         }
         Ok(any)
     }
@@ -634,15 +645,56 @@ impl Loop {
         let count = self.callbacks.borrow().len();
         for _ in 0..count {
             let next = self.callbacks.borrow_mut().pop_front();
-            let Some(cb) = next else { break };
-            let call = cb.bind(py).borrow().take();
-            if let Some((f, a)) = call {
-                if let Err(err) = f.bind(py).call1(a.bind(py).clone()) {
-                    self.report(py, cb.bind(py).as_any(), err)?;
+            match next {
+                None => break,
+                Some(Queued::Call(cb)) => {
+                    let call = cb.bind(py).borrow().take();
+                    if let Some((f, a)) = call {
+                        if let Err(err) = f.bind(py).call1(a.bind(py).clone()) {
+                            self.report(py, cb.bind(py).as_any(), err)?;
+                        }
+                    }
+                }
+                Some(Queued::Resume { glet, .. }) => {
+                    let glet = glet.into_bound(py);
+                    // Only `yield_current` queues Resume, with getcurrent()'s result.
+                    if let Err(err) = greenlet_api::switch_known(py, greenlet_api::Greenlet(&glet)) {
+                        self.report(py, &glet, err)?;
+                    }
                 }
             }
         }
         Ok(count > 0)
+    }
+
+    /// See `yield_now`.
+    pub(crate) fn yield_current(&self, py: Python<'_>, hub: &Bound<'_, PyAny>) -> PyResult<()> {
+        let current = greenlet_api::getcurrent(py)?;
+        if current.is(hub) {
+            return Err(super::fastpath::blocking_from_hub(py));
+        }
+        let seq = self.resume_seq.get().wrapping_add(1);
+        self.resume_seq.set(seq);
+        self.callbacks.borrow_mut().push_back(Queued::Resume {
+            glet: current.unbind(),
+            seq,
+        });
+        match greenlet_api::switch(py, hub) {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                // Woken by an exception (kill, Timeout): the queued resume
+                // must not later switch into whatever we do next.
+                let withdrawn = {
+                    let mut q = self.callbacks.borrow_mut();
+                    let pos = q
+                        .iter()
+                        .rposition(|e| matches!(e, Queued::Resume { seq: s, .. } if *s == seq));
+                    pos.and_then(|p| q.remove(p))
+                };
+                drop(withdrawn);
+                Err(err)
+            }
+        }
     }
 
     fn has_callbacks(&self) -> bool {
@@ -753,6 +805,7 @@ impl Loop {
         Ok(Loop {
             state: RefCell::new(Some(st)),
             callbacks: RefCell::new(VecDeque::new()),
+            resume_seq: Cell::new(0),
             error_handler: RefCell::new(None),
             shared,
             activecnt: Cell::new(0),
@@ -873,8 +926,15 @@ impl Loop {
     fn run_callback(&self, py: Python<'_>, func: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<Callback>> {
         super::errors::check_callable(func)?;
         let cb = Py::new(py, Callback::new(func.clone().unbind(), args.clone().unbind()))?;
-        self.callbacks.borrow_mut().push_back(cb.clone_ref(py));
+        self.callbacks.borrow_mut().push_back(Queued::Call(cb.clone_ref(py)));
         Ok(cb)
+    }
+
+    /// `sleep(0)` for greenlet `hub`'s children: queue a resume of the current
+    /// greenlet, switch to `hub`, and return once the loop resumes us.
+    /// Raises `BlockingSwitchOutError` when called from `hub` itself.
+    fn yield_now(&self, py: Python<'_>, hub: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.yield_current(py, hub)
     }
 
     /// `run_callback` from any OS thread; wakes the loop.
@@ -1025,8 +1085,11 @@ impl Loop {
             visit.call(&*h)?;
         }
         if let Ok(cbs) = self.callbacks.try_borrow() {
-            for cb in cbs.iter() {
-                visit.call(cb)?;
+            for entry in cbs.iter() {
+                match entry {
+                    Queued::Call(cb) => visit.call(cb)?,
+                    Queued::Resume { glet, .. } => visit.call(glet)?,
+                }
             }
         }
         if let Ok(st) = self.state.try_borrow() {

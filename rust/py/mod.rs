@@ -18,6 +18,8 @@
 mod async_watcher;
 mod callback;
 mod errors;
+mod fastpath;
+mod greenlet_api;
 mod loop_;
 mod watchers;
 
@@ -36,6 +38,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("READ", crate::poller::READ)?;
     m.add("WRITE", crate::poller::WRITE)?;
     m.add_function(wrap_pyfunction!(monotonic_ns, m)?)?;
+    m.add_function(wrap_pyfunction!(fastpath::sleep, m)?)?;
     m.add_class::<loop_::Loop>()?;
     m.add_class::<callback::Callback>()?;
     m.add_class::<watchers::TimerWatcher>()?;

@@ -275,6 +275,22 @@ impl TimerWatcher {
     fn repr_extra(&self) -> String {
         format!(" after={} repeat={}", self.after, self.repeat)
     }
+
+    /// `start(callback)` without going through Python argument parsing.
+    pub(crate) fn start_with(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, update: bool) -> PyResult<()> {
+        let this = slf.borrow();
+        this.core.set_call(callback, &PyTuple::empty(slf.py()))?;
+        let lp = this.core.loop_.bind(slf.py()).borrow();
+        lp.timer_start(slf, update)
+    }
+
+    /// `close()` from Rust.
+    pub(crate) fn close_now(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.borrow();
+        this.do_stop(slf.py())?;
+        this.core.clear_call();
+        Ok(())
+    }
 }
 
 watcher_methods!(TimerWatcher, "TimerWatcher");

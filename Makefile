@@ -1,0 +1,53 @@
+# greenwheel task runner. `make help` lists the targets.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+# Runtime + test dependencies (the bench extras are installed by `make bench`).
+DEPS = "maturin>=1.5,<2" "greenlet>=3.0" pytest pytest-timeout hypothesis requests
+BENCH_DEPS = gevent pytest-benchmark matplotlib eventlet uvloop
+
+.DEFAULT_GOAL := help
+.PHONY: help deps build demo test test-rust test-py bench bench-rust bench-py lint fmt clean
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+deps: ## Install the Python packages the build and tests need
+	$(PIP) install -q --disable-pip-version-check $(DEPS)
+
+build: deps ## Build the Rust extension (release) and install greenwheel editable
+	$(PIP) install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
+
+demo: build ## Build, then run the live demo (servers and clients on loopback)
+	$(PYTHON) -m greenwheel.demo
+
+test: build test-rust test-py ## Build, then run every test (Rust and Python)
+
+test-rust: ## cargo test on the pure-Rust core (wheel, poller, clock)
+	cargo test --quiet
+
+test-py: ## pytest on the Python package (needs `make build`)
+	$(PYTHON) -m pytest -q
+
+bench: build bench-rust bench-py ## Every benchmark: criterion, then greenwheel vs gevent/asyncio side by side
+
+bench-rust: ## criterion benches of the timer wheel
+	cargo bench --bench wheel -- --warm-up-time 1 --measurement-time 2
+
+bench-py: ## Side-by-side comparison; prints ratios to gevent and writes benches/results.png
+	$(PIP) install -q --disable-pip-version-check $(BENCH_DEPS) || true
+	$(PYTHON) benches/compare.py
+
+lint: ## rustfmt, clippy, ruff and mypy.stubtest
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --features python -- -D warnings
+	$(PYTHON) -m ruff check python tests benches
+	$(PYTHON) -m mypy.stubtest greenwheel._core
+
+fmt: ## Format Rust and Python sources
+	cargo fmt
+	$(PYTHON) -m ruff format python tests benches
+
+clean: ## Remove build products
+	cargo clean
+	rm -f python/greenwheel/_core*.so

@@ -1,0 +1,111 @@
+//! Rust versions of the hub's hottest entry points (`greenwheel.sleep`).
+//!
+//! `sleep(0)` is the yield every cooperative program is full of; in Python it
+//! costs a frame, a bound method and a `Callback` object per call. Here it is
+//! a queue push and one switch through greenlet's C API.
+//!
+//! Ground rules:
+//! - The hub is found exactly as the Python layer finds it
+//!   (`greenwheel._hub._state.hub`, else `get_hub()`), so there is a single
+//!   source of truth for "this thread's hub" and nothing to go stale.
+//! - Exceptions thrown into a sleeping greenlet (kill, Timeout) withdraw its
+//!   pending wake-up before propagating, so nothing switches into it later.
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use super::errors::delay_ns;
+use super::greenlet_api;
+use super::loop_::Loop;
+use super::watchers::TimerWatcher;
+
+static HUB_STATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static GET_HUB: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// This thread's hub, created on first use.
+pub(crate) fn current_hub(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let state = HUB_STATE.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("greenwheel._hub")?.getattr("_state")?.unbind())
+    })?;
+    let hub = state.bind(py).getattr(intern!(py, "hub"))?;
+    if !hub.is_none() {
+        return Ok(hub);
+    }
+    let get_hub = GET_HUB.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("greenwheel._hub")?.getattr("get_hub")?.unbind())
+    })?;
+    get_hub.bind(py).call0()
+}
+
+/// The error gevent raises for a blocking call made from the hub itself.
+#[cold]
+pub(crate) fn blocking_from_hub(py: Python<'_>) -> PyErr {
+    match py
+        .import("greenwheel._exceptions")
+        .and_then(|m| m.getattr("BlockingSwitchOutError"))
+        .and_then(|cls| cls.call1(("Impossible to call blocking function in the event loop callback",)))
+    {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
+/// Seconds as f64: numbers only (TypeError otherwise), NaN is a ValueError.
+fn seconds_arg(seconds: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if seconds.is_instance_of::<pyo3::types::PyString>() || seconds.is_instance_of::<pyo3::types::PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "seconds must be a number, not {}",
+            seconds.get_type().name()?
+        )));
+    }
+    let secs: f64 = seconds.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "seconds must be a number, not {}",
+            seconds.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        ))
+    })?;
+    delay_ns("seconds", secs)?;
+    Ok(secs)
+}
+
+/// sleep(seconds=0, ref=True)
+/// --
+///
+/// Suspend the current greenlet for at least `seconds`. `sleep(0)` yields:
+/// every greenlet that is ready runs once before this one continues. With
+/// `ref=False` the sleep does not keep the loop alive.
+#[pyfunction]
+#[pyo3(signature = (seconds = None, r#ref = true))]
+pub(crate) fn sleep(py: Python<'_>, seconds: Option<&Bound<'_, PyAny>>, r#ref: bool) -> PyResult<()> {
+    let secs = match seconds {
+        Some(s) if !s.is_none() => seconds_arg(s)?,
+        _ => 0.0,
+    };
+    let hub = current_hub(py)?;
+    let lp = hub.getattr(intern!(py, "loop"))?;
+    let lp = lp.cast_into::<Loop>()?;
+    if secs <= 0.0 {
+        return lp.borrow().yield_current(py, &hub);
+    }
+    sleep_on_timer(py, &hub, lp, secs, r#ref)
+}
+
+/// The timed half of `sleep`, kept out of line so the `sleep(0)` frame (which
+/// greenlet copies on every switch) stays small.
+#[inline(never)]
+fn sleep_on_timer(py: Python<'_>, hub: &Bound<'_, PyAny>, lp: Bound<'_, Loop>, secs: f64, r#ref: bool) -> PyResult<()> {
+    let current = greenlet_api::getcurrent(py)?;
+    if current.is(hub) {
+        return Err(blocking_from_hub(py));
+    }
+    let timer = Bound::new(py, TimerWatcher::new(lp.clone().unbind(), secs, 0.0, r#ref, None)?)?;
+    let switch = current.getattr(intern!(py, "switch"))?;
+    TimerWatcher::start_with(&timer, &switch, true)?;
+    let result = greenlet_api::switch(py, hub);
+    // Whatever woke us, the timer must not fire into us later.
+    let stopped = TimerWatcher::close_now(&timer);
+    result?;
+    stopped
+}

@@ -18,7 +18,7 @@ build: deps ## Build the Rust extension (release) and install greenwheel editabl
 	$(PIP) install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
 
 demo: build ## Build, then run the live demo (servers and clients on loopback)
-	$(PYTHON) -m greenwheel.demo
+	$(PYTHON) examples/demo.py
 
 test: build test-rust test-py ## Build, then run every test (Rust and Python)
 

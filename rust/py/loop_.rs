@@ -42,6 +42,7 @@ use super::async_watcher::{lock, AsyncWatcher, Shared};
 use super::callback::Callback;
 use super::errors::os_error;
 use super::greenlet_api;
+use super::timeout::Timeout;
 use super::watchers::{invoke, IoWatcher, Phase, PhaseWatcher, SignalWatcher, TimerWatcher};
 use crate::clock::{monotonic_ns, ns_to_secs};
 use crate::poller::{Poller, Ready, READ};
@@ -53,6 +54,12 @@ enum Queued {
     Call(Py<Callback>),
     /// `Loop.yield_now`: switch back into a greenlet (no Python call at all).
     Resume { glet: Py<PyAny>, seq: u64 },
+}
+
+/// A payload of the timer wheel.
+pub(crate) enum TimerEntry {
+    Watcher(Py<TimerWatcher>),
+    Timeout(Py<Timeout>),
 }
 
 /// Watchers on one fd.
@@ -72,7 +79,7 @@ struct SignalSlot {
 
 /// Loop state; see the module docs for the borrowing rules.
 struct State {
-    wheel: TimerWheel<Py<TimerWatcher>>,
+    wheel: TimerWheel<TimerEntry>,
     poller: Poller,
     fds: HashMap<RawFd, FdEntry>,
     asyncs: Vec<Py<AsyncWatcher>>,
@@ -226,7 +233,7 @@ impl Loop {
             if let Some(h) = w.handle.take() {
                 displaced = st.wheel.cancel(h);
             }
-            w.handle.set(Some(st.wheel.arm(deadline, slf.clone().unbind())));
+            w.handle.set(Some(st.wheel.arm(deadline, TimerEntry::Watcher(slf.clone().unbind()))));
         })?;
         w.deadline_ns.set(deadline);
         w.core.mark_active(self, true);
@@ -252,30 +259,18 @@ impl Loop {
     /// Expires due timers and runs them. On unwind, re-queues the rest.
     fn dispatch_timers(&self, py: Python<'_>) -> PyResult<bool> {
         let now = self.now_ns.get();
-        let mut batch: Vec<(TimerHandle, Py<TimerWatcher>)> = Vec::new();
+        let mut batch: Vec<(TimerHandle, TimerEntry)> = Vec::new();
         self.with_state(|st| st.wheel.expire(now, &mut batch))?;
         if batch.is_empty() {
             return Ok(false);
         }
         let mut rest = batch.into_iter();
-        while let Some((handle, watcher)) = rest.next() {
-            let bound = watcher.bind(py);
-            let w = bound.borrow();
-            if w.handle.get() != Some(handle) {
-                continue; // stopped or re-armed by an earlier callback
-            }
-            if w.repeat_ns > 0 {
-                let deadline = now.saturating_add(w.repeat_ns);
-                let h = self.with_state(|st| st.wheel.arm(deadline, watcher.clone_ref(py)))?;
-                w.handle.set(Some(h));
-                w.deadline_ns.set(deadline);
-            } else {
-                w.handle.set(None);
-                w.core.mark_active(self, false);
-            }
-            let call = w.core.call_parts(py);
-            drop(w);
-            if let Err(e) = self.call_reporting(py, bound.as_any(), call, None) {
+        while let Some((handle, entry)) = rest.next() {
+            let outcome = match entry {
+                TimerEntry::Watcher(watcher) => self.fire_watcher(py, handle, &watcher),
+                TimerEntry::Timeout(timeout) => self.fire_timeout(py, handle, &timeout),
+            };
+            if let Err(e) = outcome {
                 self.requeue_timers(py, rest.collect())?;
                 return Err(e);
             }
@@ -283,16 +278,88 @@ impl Loop {
         Ok(true)
     }
 
+    fn fire_watcher(&self, py: Python<'_>, handle: TimerHandle, watcher: &Py<TimerWatcher>) -> PyResult<()> {
+        let bound = watcher.bind(py);
+        let w = bound.borrow();
+        if w.handle.get() != Some(handle) {
+            return Ok(()); // stopped or re-armed by an earlier callback
+        }
+        if w.repeat_ns > 0 {
+            let deadline = self.now_ns.get().saturating_add(w.repeat_ns);
+            let entry = TimerEntry::Watcher(watcher.clone_ref(py));
+            let h = self.with_state(|st| st.wheel.arm(deadline, entry))?;
+            w.handle.set(Some(h));
+            w.deadline_ns.set(deadline);
+        } else {
+            w.handle.set(None);
+            w.core.mark_active(self, false);
+        }
+        let call = w.core.call_parts(py);
+        drop(w);
+        self.call_reporting(py, bound.as_any(), call, None)
+    }
+
+    fn fire_timeout(&self, py: Python<'_>, handle: TimerHandle, timeout: &Py<Timeout>) -> PyResult<()> {
+        let bound = timeout.bind(py);
+        let Some((target, raise, ref_)) = Timeout::fire(bound, handle) else {
+            return Ok(()); // cancelled or restarted meanwhile
+        };
+        if ref_ {
+            self.adjust_activecnt(-1);
+        }
+        if let Err(err) = super::timeout::deliver(py, target, raise) {
+            self.report(py, bound.as_any(), err)?;
+        }
+        Ok(())
+    }
+
     /// Puts expired-but-undispatched timers back as due now, in order.
-    fn requeue_timers(&self, py: Python<'_>, rest: Vec<(TimerHandle, Py<TimerWatcher>)>) -> PyResult<()> {
-        for (handle, watcher) in rest {
-            let w = watcher.bind(py).borrow();
-            if w.handle.get() == Some(handle) {
-                let h = self.with_state(|st| st.wheel.arm(0, watcher.clone_ref(py)))?;
-                w.handle.set(Some(h));
+    fn requeue_timers(&self, py: Python<'_>, rest: Vec<(TimerHandle, TimerEntry)>) -> PyResult<()> {
+        for (handle, entry) in rest {
+            match entry {
+                TimerEntry::Watcher(watcher) => {
+                    let w = watcher.bind(py).borrow();
+                    if w.handle.get() == Some(handle) {
+                        let again = TimerEntry::Watcher(watcher.clone_ref(py));
+                        let h = self.with_state(|st| st.wheel.arm(0, again))?;
+                        w.handle.set(Some(h));
+                    }
+                }
+                TimerEntry::Timeout(timeout) => {
+                    // Fire it on the next pass rather than lose it.
+                    let bound = timeout.bind(py);
+                    if let Some((target, raise, ref_)) = Timeout::fire(bound, handle) {
+                        if ref_ {
+                            self.adjust_activecnt(-1);
+                        }
+                        let deliver = super::timeout::deliver_later(py, target, raise)?;
+                        self.callbacks.borrow_mut().push_back(Queued::Call(deliver));
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Arms a `Timeout` in the wheel (see `py/timeout.rs`).
+    pub(crate) fn timeout_arm(&self, timeout: Py<Timeout>, deadline: u64, ref_: bool) -> PyResult<TimerHandle> {
+        self.shared.check_owner()?;
+        let h = self.with_state(|st| st.wheel.arm(deadline, TimerEntry::Timeout(timeout)))?;
+        if ref_ {
+            self.adjust_activecnt(1);
+        }
+        Ok(h)
+    }
+
+    /// Disarms a `Timeout`; the caller drops the returned entry after
+    /// releasing its own locks.
+    pub(crate) fn timeout_disarm(&self, handle: TimerHandle, ref_: bool) -> Option<TimerEntry> {
+        let mut st = self.state.try_borrow_mut().ok()?;
+        let removed = st.as_mut()?.wheel.cancel(handle);
+        if removed.is_some() && ref_ {
+            self.adjust_activecnt(-1);
+        }
+        removed
     }
 
     // ----- fds
@@ -1026,10 +1093,17 @@ impl Loop {
         let Some(mut st) = taken else { return Ok(()) };
         let mut timers = Vec::new();
         st.wheel.expire(u64::MAX, &mut timers);
-        for (_, t) in &timers {
-            let t = t.bind(py).borrow();
-            t.handle.set(None);
-            t.core.mark_active(self, false);
+        for (handle, entry) in &timers {
+            match entry {
+                TimerEntry::Watcher(t) => {
+                    let t = t.bind(py).borrow();
+                    t.handle.set(None);
+                    t.core.mark_active(self, false);
+                }
+                TimerEntry::Timeout(t) => {
+                    let _ = Timeout::fire(t.bind(py), *handle);
+                }
+            }
         }
         for entry in st.fds.values() {
             for w in &entry.watchers {
@@ -1094,8 +1168,11 @@ impl Loop {
         }
         if let Ok(st) = self.state.try_borrow() {
             if let Some(st) = st.as_ref() {
-                for t in st.wheel.values() {
-                    visit.call(t)?;
+                for entry in st.wheel.values() {
+                    match entry {
+                        TimerEntry::Watcher(t) => visit.call(t)?,
+                        TimerEntry::Timeout(t) => visit.call(t)?,
+                    }
                 }
                 for e in st.fds.values() {
                     for w in &e.watchers {

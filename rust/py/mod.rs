@@ -21,6 +21,7 @@ mod errors;
 mod fastpath;
 mod greenlet_api;
 mod loop_;
+mod timeout;
 mod watchers;
 
 use pyo3::prelude::*;
@@ -46,5 +47,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<watchers::SignalWatcher>()?;
     m.add_class::<watchers::PhaseWatcher>()?;
     m.add_class::<async_watcher::AsyncWatcher>()?;
+    m.add_class::<timeout::Timeout>()?;
+    timeout::install_init(m.py())?;
     Ok(())
 }

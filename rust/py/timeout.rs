@@ -1,0 +1,443 @@
+//! `Timeout`: raise an exception in a greenlet once a deadline passes.
+//!
+//! gevent's `Timeout` is a `BaseException` subclass that arms a loop timer;
+//! starting and cancelling one happens around nearly every blocking call with
+//! a timeout, so here it is a Rust class that goes straight into the timer
+//! wheel: no watcher object, no bound method, no Python frame.
+//!
+//! Ground rules:
+//! - It is an exception, so it may travel between threads (stored in an
+//!   `AsyncResult`, re-raised elsewhere). The class is therefore `Sync`: its
+//!   state sits behind a `Mutex`, and loop operations check that they run on
+//!   the thread that owns the loop (`RuntimeError` otherwise).
+//! - Armed means: the wheel holds a strong reference to the Timeout (entry
+//!   `TimerEntry::Timeout`), `handle` is `Some`, and when `ref` is true the
+//!   loop's `activecnt` counts it. Disarming reverses all three.
+//! - When it fires it is thrown into the greenlet that called `start()`, unless
+//!   that greenlet has died meanwhile (throwing into a dead greenlet would land
+//!   in its parent, the hub).
+//! - The mutex is never held across a call into Python.
+
+use std::sync::Mutex;
+use std::thread::{self, ThreadId};
+
+use pyo3::exceptions::{PyAssertionError, PyBaseException, PyRuntimeError, PyTypeError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::{intern, PyTraverseError};
+
+use super::async_watcher::lock;
+use super::errors::delay_ns;
+use super::fastpath::current_hub;
+use super::greenlet_api;
+use super::loop_::Loop;
+use crate::clock::monotonic_ns;
+use crate::wheel::TimerHandle;
+
+struct Armed {
+    loop_: Py<Loop>,
+    owner: ThreadId,
+    handle: TimerHandle,
+    /// The greenlet that called `start()`.
+    target: Py<PyAny>,
+}
+
+struct State {
+    /// As given by the caller (None: never expires).
+    seconds: Option<Py<PyAny>>,
+    delay_ns: u64,
+    exception: Option<Py<PyAny>>,
+    ref_: bool,
+    one_shot: bool,
+    /// `close()` was called: it may not be started again.
+    closed: bool,
+    armed: Option<Armed>,
+}
+
+/// Timeout(seconds=None, exception=None, ref=True, priority=-1)
+#[pyclass(extends = PyBaseException, subclass, module = "greenwheel.timeout", name = "Timeout")]
+pub(crate) struct Timeout {
+    state: Mutex<State>,
+}
+
+static NEVER: PyOnceLock<Py<Timeout>> = PyOnceLock::new();
+
+/// Validates `seconds`: None or a number; NaN is a ValueError.
+fn parse_seconds(seconds: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+    if seconds.is_none() {
+        return Ok(None);
+    }
+    if seconds.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err("Timeout seconds must be a number or None, not str"));
+    }
+    let secs: f64 = seconds.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "Timeout seconds must be a number or None, not {}",
+            seconds.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        ))
+    })?;
+    delay_ns("Timeout seconds", secs).map(Some)
+}
+
+impl Timeout {
+    fn new_state(seconds: &Bound<'_, PyAny>, exception: Option<&Bound<'_, PyAny>>, ref_: bool, one_shot: bool) -> PyResult<Self> {
+        let delay = parse_seconds(seconds)?;
+        Ok(Timeout {
+            state: Mutex::new(State {
+                seconds: if delay.is_some() { Some(seconds.clone().unbind()) } else { None },
+                delay_ns: delay.unwrap_or(0),
+                exception: exception.filter(|e| !e.is_none()).map(|e| e.clone().unbind()),
+                ref_,
+                one_shot,
+                closed: false,
+                armed: None,
+            }),
+        })
+    }
+
+    /// Disarms if armed. The wheel entry is dropped after the lock is released.
+    fn disarm(&self, py: Python<'_>) -> PyResult<()> {
+        let armed = {
+            let mut st = lock(&self.state);
+            if let Some(a) = st.armed.as_ref() {
+                if a.owner != thread::current().id() {
+                    return Err(PyRuntimeError::new_err(
+                        "a Timeout can only be cancelled in the thread that started it",
+                    ));
+                }
+            }
+            let ref_ = st.ref_;
+            st.armed.take().map(|a| (a, ref_))
+        };
+        if let Some((armed, ref_)) = armed {
+            let lp = armed.loop_.bind(py).borrow();
+            let removed = lp.timeout_disarm(armed.handle, ref_);
+            drop(lp);
+            drop(removed);
+            drop(armed);
+        }
+        Ok(())
+    }
+
+    /// Called by the loop when the wheel says this timeout is due.
+    /// Returns the greenlet to throw into and what to throw, if still armed
+    /// with that handle.
+    pub(crate) fn fire(slf: &Bound<'_, Self>, handle: TimerHandle) -> Option<(Py<PyAny>, Py<PyAny>, bool)> {
+        let this = slf.borrow();
+        let mut st = lock(&this.state);
+        if st.armed.as_ref().map(|a| a.handle) != Some(handle) {
+            return None;
+        }
+        let armed = st.armed.take()?;
+        let py = slf.py();
+        let raise = match st.exception.as_ref() {
+            Some(e) if !e.bind(py).is(&*pyo3::types::PyBool::new(py, false)) && !e.bind(py).is_instance_of::<PyString>() => {
+                e.clone_ref(py)
+            }
+            _ => slf.clone().into_any().unbind(),
+        };
+        Some((armed.target, raise, st.ref_))
+    }
+
+    fn is_pending(&self) -> bool {
+        lock(&self.state).armed.is_some()
+    }
+
+    fn start_impl(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let (delay, ref_) = {
+            let this = slf.borrow();
+            let st = lock(&this.state);
+            if st.armed.is_some() {
+                drop(st);
+                return Err(PyAssertionError::new_err(format!(
+                    "{} is already started; to restart it, cancel it first",
+                    slf.repr()?
+                )));
+            }
+            if st.seconds.is_none() {
+                return Ok(()); // never expires
+            }
+            if st.closed {
+                return Err(PyAssertionError::new_err("a closed Timeout cannot be started"));
+            }
+            (st.delay_ns, st.ref_)
+        };
+        let hub = current_hub(py)?;
+        let lp = hub.getattr(intern!(py, "loop"))?.cast_into::<Loop>()?;
+        let target = greenlet_api::getcurrent(py)?;
+        let deadline = monotonic_ns().saturating_add(delay);
+        let handle = lp.borrow().timeout_arm(slf.clone().unbind(), deadline, ref_)?;
+        let this = slf.borrow();
+        lock(&this.state).armed = Some(Armed {
+            loop_: lp.unbind(),
+            owner: thread::current().id(),
+            handle,
+            target: target.unbind(),
+        });
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Timeout {
+    #[new]
+    #[pyo3(signature = (seconds = None, exception = None, r#ref = true, priority = -1, _one_shot = false))]
+    fn py_new(
+        py: Python<'_>,
+        seconds: Option<&Bound<'_, PyAny>>,
+        exception: Option<&Bound<'_, PyAny>>,
+        r#ref: bool,
+        priority: i32,
+        _one_shot: bool,
+    ) -> PyResult<Self> {
+        let _ = priority; // libev priorities: dispatch order here is deadline order
+        let none = py.None();
+        Timeout::new_state(seconds.unwrap_or(none.bind(py)), exception, r#ref, _one_shot)
+    }
+
+    /// Arm the timeout; it fires `seconds` from now in the calling greenlet.
+    fn start(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Timeout::start_impl(slf)
+    }
+
+    /// Return a started Timeout. `timeout` may be a number (a new Timeout of
+    /// class `cls` is made) or a Timeout (started unless pending, returned).
+    #[classmethod]
+    #[pyo3(signature = (timeout = None, exception = None, r#ref = true, _one_shot = false))]
+    fn start_new<'py>(
+        cls: &Bound<'py, PyType>,
+        timeout: Option<&Bound<'py, PyAny>>,
+        exception: Option<&Bound<'py, PyAny>>,
+        r#ref: bool,
+        _one_shot: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
+        if let Some(t) = timeout {
+            if let Ok(existing) = t.cast::<Timeout>() {
+                if !existing.borrow().is_pending() {
+                    Timeout::start_impl(existing)?;
+                }
+                return Ok(existing.clone().into_any());
+            }
+        }
+        let none = py.None();
+        let seconds = timeout.unwrap_or(none.bind(py));
+        let made = if cls.is(py.get_type::<Timeout>()) {
+            Bound::new(py, Timeout::new_state(seconds, exception, r#ref, _one_shot)?)?.into_any()
+        } else {
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item("ref", r#ref)?;
+            if _one_shot {
+                kwargs.set_item("_one_shot", true)?;
+            }
+            cls.call((seconds, exception), Some(&kwargs))?
+        };
+        Timeout::start_impl(made.cast::<Timeout>()?)?;
+        Ok(made)
+    }
+
+    /// For internal `timeout=` parameters: None gives a shared Timeout that
+    /// never fires (nothing allocated); a number gives a started one-shot.
+    #[staticmethod]
+    #[pyo3(signature = (timeout, exception = None, r#ref = true))]
+    fn _start_new_or_dummy<'py>(
+        py: Python<'py>,
+        timeout: &Bound<'py, PyAny>,
+        exception: Option<&Bound<'py, PyAny>>,
+        r#ref: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if timeout.is_none() {
+            let never = NEVER.get_or_try_init(py, || -> PyResult<_> {
+                Py::new(py, Timeout::new_state(&py.None().into_bound(py), None, true, false)?)
+            })?;
+            return Ok(never.bind(py).clone().into_any());
+        }
+        let cls = py.get_type::<Timeout>();
+        Timeout::start_new(&cls, Some(timeout), exception, r#ref, true)
+    }
+
+    /// True while armed.
+    #[getter]
+    fn pending(&self) -> bool {
+        self.is_pending()
+    }
+
+    /// The seconds given (None: never expires).
+    #[getter]
+    fn seconds(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.state).seconds.as_ref().map(|s| s.clone_ref(py))
+    }
+
+    /// What is raised: None (the Timeout itself), False (itself, swallowed by
+    /// `with`), an exception class or instance.
+    #[getter]
+    fn exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.state).exception.as_ref().map(|e| e.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_exception(&self, value: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut lock(&self.state).exception, value);
+        drop(old);
+    }
+
+    /// Disarm; the Timeout may be started again (call `close()` when done).
+    fn cancel(&self, py: Python<'_>) -> PyResult<()> {
+        self.disarm(py)?;
+        if lock(&self.state).one_shot {
+            self.close(py)?;
+        }
+        Ok(())
+    }
+
+    /// Disarm for good.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.disarm(py)?;
+        let mut st = lock(&self.state);
+        if st.seconds.is_some() {
+            st.closed = true;
+        }
+        Ok(())
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        if !slf.borrow().is_pending() {
+            Timeout::start_impl(slf)?;
+        }
+        Ok(slf.clone())
+    }
+
+    #[pyo3(signature = (_typ = None, value = None, _tb = None))]
+    fn __exit__(
+        slf: &Bound<'_, Self>,
+        _typ: Option<&Bound<'_, PyAny>>,
+        value: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.borrow();
+        this.close(py)?;
+        let silent = lock(&this.state)
+            .exception
+            .as_ref()
+            .is_some_and(|e| e.bind(py).is(&*pyo3::types::PyBool::new(py, false)));
+        Ok(silent && value.is_some_and(|v| v.is(slf)))
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        let this = slf.borrow();
+        let (seconds, exception, pending) = {
+            let st = lock(&this.state);
+            (
+                st.seconds.as_ref().map(|s| s.clone_ref(py)),
+                st.exception.as_ref().map(|e| e.clone_ref(py)),
+                st.armed.is_some(),
+            )
+        };
+        let seconds = match seconds {
+            Some(s) => s.bind(py).str()?.to_string(),
+            None => "None".to_owned(),
+        };
+        let exception = match exception {
+            Some(e) => format!(" exception={}", e.bind(py).repr()?),
+            None => String::new(),
+        };
+        Ok(format!(
+            "<{} at {:#x} seconds={}{}{}>",
+            slf.get_type().name()?,
+            slf.as_ptr() as usize,
+            seconds,
+            exception,
+            if pending { " pending" } else { "" }
+        ))
+    }
+
+    fn __str__(&self, py: Python<'_>) -> PyResult<String> {
+        let (seconds, exception) = {
+            let st = lock(&self.state);
+            (
+                st.seconds.as_ref().map(|s| s.clone_ref(py)),
+                st.exception.as_ref().map(|e| e.clone_ref(py)),
+            )
+        };
+        let Some(seconds) = seconds else { return Ok(String::new()) };
+        let seconds = seconds.bind(py);
+        let text = seconds.str()?.to_string();
+        let one = seconds.eq(1)?;
+        let suffix = if one { "" } else { "s" };
+        Ok(match exception {
+            None => format!("{text} second{suffix}"),
+            Some(e) if e.bind(py).is(&*pyo3::types::PyBool::new(py, false)) => {
+                format!("{text} second{suffix} (silent)")
+            }
+            Some(e) => format!("{text} second{suffix}: {}", e.bind(py).str()?),
+        })
+    }
+
+    fn __lt__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let mine = lock(&self.state).seconds.as_ref().map(|s| s.clone_ref(py));
+        let mine = mine.unwrap_or_else(|| py.None());
+        let theirs = match other.cast::<Timeout>() {
+            Ok(t) => t.borrow().seconds(py).unwrap_or_else(|| py.None()).into_bound(py),
+            Err(_) => other.clone(),
+        };
+        match mine.bind(py).lt(&theirs) {
+            Ok(b) => Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any().unbind()),
+            Err(_) => Ok(py.NotImplemented()),
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(st) = self.state.try_lock() {
+            if let Some(s) = st.seconds.as_ref() {
+                visit.call(s)?;
+            }
+            if let Some(e) = st.exception.as_ref() {
+                visit.call(e)?;
+            }
+            if let Some(a) = st.armed.as_ref() {
+                visit.call(&a.loop_)?;
+                visit.call(&a.target)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Throws a fired timeout into its greenlet (from the loop).
+pub(crate) fn deliver(py: Python<'_>, target: Py<PyAny>, raise: Py<PyAny>) -> PyResult<()> {
+    let target = target.into_bound(py);
+    if target.getattr(intern!(py, "dead"))?.is_truthy()? {
+        return Ok(());
+    }
+    target.call_method1(intern!(py, "throw"), PyTuple::new(py, [raise])?)?;
+    Ok(())
+}
+
+/// `deliver` as a queued callback (used when a fired timeout must wait a pass).
+pub(crate) fn deliver_later(py: Python<'_>, target: Py<PyAny>, raise: Py<PyAny>) -> PyResult<Py<super::callback::Callback>> {
+    let func = pyo3::types::PyCFunction::new_closure(py, None, None, move |args, _kwargs| -> PyResult<()> {
+        let py = args.py();
+        deliver(py, target.clone_ref(py), raise.clone_ref(py))
+    })?;
+    Py::new(py, super::callback::Callback::new(func.into_any().unbind(), PyTuple::empty(py).unbind()))
+}
+
+/// PyO3 classes cannot define `__init__`, so `Timeout` would inherit
+/// `BaseException.__init__`, which rejects keyword arguments (`ref=False`)
+/// and stores the constructor arguments in `.args` (gevent's Timeout has
+/// empty args). `__new__` already did all the work, so `__init__` accepts
+/// anything and does nothing; Python subclasses may still override it.
+pub(crate) fn install_init(py: Python<'_>) -> PyResult<()> {
+    let init = pyo3::types::PyCFunction::new_closure(
+        py,
+        Some(c"__init__"),
+        Some(c"Timeout(seconds=None, exception=None, ref=True, priority=-1)"),
+        |args, _kwargs| -> PyResult<Py<PyAny>> { Ok(args.py().None()) },
+    )?;
+    py.get_type::<Timeout>().setattr("__init__", init)
+}

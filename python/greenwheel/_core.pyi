@@ -7,7 +7,25 @@ which any thread may call.
 """
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, final
+
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "__version__",
+    "READ",
+    "WRITE",
+    "monotonic_ns",
+    "sleep",
+    "Loop",
+    "Callback",
+    "TimerWatcher",
+    "IoWatcher",
+    "SignalWatcher",
+    "PhaseWatcher",
+    "AsyncWatcher",
+    "Timeout",
+]
 
 __version__: Final[str]
 
@@ -19,6 +37,7 @@ WRITE: Final[int]
 def monotonic_ns() -> int:
     """The monotonic clock the loop uses, in nanoseconds."""
 
+@final
 class Callback:
     """A callback queued with :meth:`Loop.run_callback`."""
 
@@ -32,8 +51,8 @@ class Callback:
     def close(self) -> None:
         """Same as :meth:`stop`."""
 
-class Watcher:
-    """Behaviour shared by every watcher type."""
+class _WatcherBase:
+    """Behaviour shared by every watcher type (not a runtime class)."""
 
     callback: Callable[..., Any] | None
     args: tuple[Any, ...]
@@ -55,10 +74,11 @@ class Watcher:
         """Stop watching.  Safe to call at any time, also from the callback."""
     def close(self) -> None:
         """Stop and release the callback and arguments."""
-    def __enter__(self) -> Watcher: ...
+    def __enter__(self) -> _WatcherBase: ...
     def __exit__(self, *exc: object) -> None: ...
 
-class TimerWatcher(Watcher):
+@final
+class TimerWatcher(_WatcherBase):
     """A one-shot or repeating timer; see :meth:`Loop.timer`."""
 
     @property
@@ -76,7 +96,8 @@ class TimerWatcher(Watcher):
     def again(self, callback: Callable[..., Any], *args: Any, update: bool = True) -> None:
         """Re-arm from now with the same delay (restart)."""
 
-class IoWatcher(Watcher):
+@final
+class IoWatcher(_WatcherBase):
     """Readiness of a file descriptor; see :meth:`Loop.io`."""
 
     @property
@@ -87,30 +108,85 @@ class IoWatcher(Watcher):
     def start(self, callback: Callable[..., Any], *args: Any, pass_events: bool = False) -> None:
         """Start; with ``pass_events`` the callback gets the ready mask first."""
 
-class AsyncWatcher(Watcher):
-    """Wakes the loop from any OS thread; see :meth:`Loop.async_`."""
+@final
+class AsyncWatcher(_WatcherBase):
+    """Wakes the loop from any OS thread; see :meth:`Loop.async_`.
+
+    Unlike the other watchers this object may be shared with other threads:
+    :meth:`send` is safe anywhere, the rest raises RuntimeError off the loop's
+    thread."""
 
     def send(self) -> None:
         """Make the watcher pending and wake its loop.  Thread-safe."""
     def send_ignoring_arg(self, _ignored: object) -> None:
         """:meth:`send`, usable as a one-argument callback."""
 
-class SignalWatcher(Watcher):
+@final
+class SignalWatcher(_WatcherBase):
     """Runs a callback from the loop when a signal arrives; see :meth:`Loop.signal`."""
 
     @property
     def signum(self) -> int:
         """The signal number."""
 
-class IdleWatcher(Watcher):
-    """Runs its callback on every loop iteration that would otherwise block."""
+@final
+class PhaseWatcher(_WatcherBase):
+    """An idle, prepare or check watcher; see :meth:`Loop.idle`."""
 
-class PrepareWatcher(Watcher):
-    """Runs its callback just before the loop polls."""
+    @property
+    def phase(self) -> str:
+        """"idle" (runs when a pass would otherwise block), "prepare" (before
+        each poll) or "check" (after each poll)."""
 
-class CheckWatcher(Watcher):
-    """Runs its callback just after the loop polls."""
+@disjoint_base
+class Timeout(BaseException):
+    """Timeout(seconds=None, exception=None, ref=True, priority=-1)
 
+    Raise *exception* (default: this Timeout) in the greenlet that calls
+    :meth:`start` once *seconds* have passed; ``exception=False`` raises it
+    too, but a ``with`` block swallows it. ``seconds=None`` never fires.
+    Public as :class:`greenwheel.Timeout`."""
+
+    def __new__(
+        cls,
+        seconds: float | None = None,
+        exception: object = None,
+        ref: bool = True,
+        priority: int = -1,
+        _one_shot: bool = False,
+    ) -> Timeout: ...
+    def __init__(self, *args: object, **kwargs: object) -> None: ...
+    @property
+    def pending(self) -> bool:
+        """True while armed."""
+    @property
+    def seconds(self) -> float | None:
+        """The seconds given (None: never expires)."""
+    exception: object
+    """None (raise the Timeout), False (silent in ``with``), a class or an instance."""
+    def start(self) -> None:
+        """Arm; fires *seconds* from now in the calling greenlet."""
+    @classmethod
+    def start_new(
+        cls, timeout: float | Timeout | None = None, exception: object = None, ref: bool = True, _one_shot: bool = False
+    ) -> Timeout:
+        """A started Timeout (or *timeout* itself, started, if it is one)."""
+    @staticmethod
+    def _start_new_or_dummy(timeout: float | None, exception: object = None, ref: bool = True) -> Timeout: ...
+    def cancel(self) -> None:
+        """Disarm; it may be started again."""
+    def close(self) -> None:
+        """Disarm for good."""
+    def __enter__(self) -> Timeout: ...
+    def __exit__(self, typ: object = None, value: object = None, tb: object = None) -> bool: ...
+    def __lt__(self, other: object, /) -> bool: ...
+    def __gt__(self, other: object, /) -> bool: ...
+
+def sleep(seconds: float | None = None, ref: bool = True) -> None:
+    """Suspend the current greenlet for at least *seconds*; ``sleep(0)`` yields
+    to every other ready greenlet once. Public as :func:`greenwheel.sleep`."""
+
+@final
 class Loop:
     """The event loop: timer wheel, epoll/kqueue readiness, callbacks, wake-ups.
 
@@ -122,7 +198,7 @@ class Loop:
 
     error_handler: Any
     """An object with ``handle_error(context, type, value, tb)``, or None."""
-    def __init__(self, flags: object = None, default: bool | None = None) -> None: ...
+    def __new__(cls, flags: object = None, default: bool | None = None) -> Loop: ...
     @property
     def default(self) -> bool:
         """True for the loop of the main thread."""
@@ -139,12 +215,17 @@ class Loop:
     def activecnt(self) -> int:
         """Number of referenced active watchers."""
     @property
+    def timer_count(self) -> int:
+        """Timers armed in the wheel (referenced or not)."""
+    @property
     def sigfd(self) -> int:
         """Write end of the loop's signal wake-up pipe (for ``signal.set_wakeup_fd``)."""
     def now(self) -> float:
         """Cached loop time in seconds (monotonic), updated once per iteration."""
     def update_now(self) -> None:
         """Refresh the cached time."""
+    def update(self) -> None:
+        """Same as :meth:`update_now`."""
     def run(self, nowait: bool = False, once: bool = False) -> bool:
         """Run until no referenced watcher or callback is left, or
         :meth:`break_` is called.  ``once`` polls once (blocking if needed);
@@ -154,8 +235,11 @@ class Loop:
         """Make :meth:`run` return after the current pass."""
     def run_callback(self, func: Callable[..., Any], *args: Any) -> Callback:
         """Queue ``func(*args)`` to run at the next pass (FIFO)."""
-    def run_callback_threadsafe(self, func: Callable[..., Any], *args: Any) -> Callback:
+    def run_callback_threadsafe(self, func: Callable[..., Any], *args: Any) -> None:
         """:meth:`run_callback` from any OS thread, waking the loop."""
+    def yield_now(self, hub: object) -> None:
+        """Queue a resume of the current greenlet and switch to *hub* (the
+        greenlet running this loop); returns when the loop resumes us."""
     def timer(self, after: float, repeat: float = 0.0, ref: bool = True, priority: int | None = None) -> TimerWatcher:
         """A timer ``after`` seconds from its start.  Negative means due now;
         NaN raises ValueError; ``inf`` never fires."""
@@ -164,11 +248,14 @@ class Loop:
         bad mask raises ValueError; a closed fd raises OSError(EBADF) at start."""
     def async_(self, ref: bool = True, priority: int | None = None) -> AsyncWatcher:
         """A watcher whose ``send()`` may be called from any thread."""
-    def signal(self, signum: int, ref: bool = False, priority: int | None = None) -> SignalWatcher:
+    def signal(self, signum: int, ref: bool = True, priority: int | None = None) -> SignalWatcher:
         """Run a callback from the loop when ``signum`` arrives (main thread loop only)."""
-    def idle(self, ref: bool = True, priority: int | None = None) -> IdleWatcher: ...
-    def prepare(self, ref: bool = True, priority: int | None = None) -> PrepareWatcher: ...
-    def check(self, ref: bool = True, priority: int | None = None) -> CheckWatcher: ...
+    def idle(self, ref: bool = True, priority: int | None = None) -> PhaseWatcher:
+        """Runs its callback on passes that would otherwise block."""
+    def prepare(self, ref: bool = True, priority: int | None = None) -> PhaseWatcher:
+        """Runs its callback before each poll."""
+    def check(self, ref: bool = True, priority: int | None = None) -> PhaseWatcher:
+        """Runs its callback after each poll."""
     def closing_fd(self, fd: int) -> bool:
         """Tell the loop ``fd`` is about to be closed: drops its kernel registration.
         Returns True if watchers were still active on it."""

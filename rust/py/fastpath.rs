@@ -77,7 +77,7 @@ fn seconds_arg(seconds: &Bound<'_, PyAny>) -> PyResult<f64> {
 /// every greenlet that is ready runs once before this one continues. With
 /// `ref=False` the sleep does not keep the loop alive.
 #[pyfunction]
-#[pyo3(signature = (seconds = None, r#ref = true))]
+#[pyo3(signature = (seconds = None, r#ref = true), text_signature = "(seconds=None, ref=True)")]
 pub(crate) fn sleep(py: Python<'_>, seconds: Option<&Bound<'_, PyAny>>, r#ref: bool) -> PyResult<()> {
     let secs = match seconds {
         Some(s) if !s.is_none() => seconds_arg(s)?,

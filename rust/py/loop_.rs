@@ -1014,7 +1014,7 @@ impl Loop {
     }
 
     /// A timer `after` seconds from its start; `repeat` > 0 re-arms it.
-    #[pyo3(signature = (after, repeat = 0.0, r#ref = true, priority = None))]
+    #[pyo3(signature = (after, repeat = 0.0, r#ref = true, priority = None), text_signature = "($self, after, repeat=0.0, ref=True, priority=None)")]
     fn timer(
         slf: &Bound<'_, Self>,
         after: f64,
@@ -1026,38 +1026,38 @@ impl Loop {
     }
 
     /// Watch `fd` for `events` (READ, WRITE or both).
-    #[pyo3(signature = (fd, events, r#ref = true, priority = None))]
+    #[pyo3(signature = (fd, events, r#ref = true, priority = None), text_signature = "($self, fd, events, ref=True, priority=None)")]
     fn io(slf: &Bound<'_, Self>, fd: i64, events: i64, r#ref: bool, priority: Option<i32>) -> PyResult<Py<IoWatcher>> {
         Py::new(slf.py(), IoWatcher::new(slf.clone().unbind(), fd, events, r#ref, priority)?)
     }
 
     /// A watcher whose `send()` may be called from any thread.
-    #[pyo3(signature = (r#ref = true, priority = None))]
+    #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
     fn async_(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<AsyncWatcher>> {
         let shared = Arc::clone(&slf.borrow().shared);
         Py::new(slf.py(), AsyncWatcher::new(slf.clone().unbind(), shared, r#ref, priority))
     }
 
     /// Run a callback from the loop when `signum` arrives (main thread only).
-    #[pyo3(signature = (signum, r#ref = true, priority = None))]
+    #[pyo3(signature = (signum, r#ref = true, priority = None), text_signature = "($self, signum, ref=True, priority=None)")]
     fn signal(slf: &Bound<'_, Self>, signum: i32, r#ref: bool, priority: Option<i32>) -> PyResult<Py<SignalWatcher>> {
         Py::new(slf.py(), SignalWatcher::new(slf.clone().unbind(), signum, r#ref, priority)?)
     }
 
     /// Runs its callback on passes that would otherwise block.
-    #[pyo3(signature = (r#ref = true, priority = None))]
+    #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
     fn idle(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<PhaseWatcher>> {
         Py::new(slf.py(), PhaseWatcher::new(slf.clone().unbind(), Phase::Idle, r#ref, priority))
     }
 
     /// Runs its callback before each poll.
-    #[pyo3(signature = (r#ref = true, priority = None))]
+    #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
     fn prepare(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<PhaseWatcher>> {
         Py::new(slf.py(), PhaseWatcher::new(slf.clone().unbind(), Phase::Prepare, r#ref, priority))
     }
 
     /// Runs its callback after each poll.
-    #[pyo3(signature = (r#ref = true, priority = None))]
+    #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
     fn check(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<PhaseWatcher>> {
         Py::new(slf.py(), PhaseWatcher::new(slf.clone().unbind(), Phase::Check, r#ref, priority))
     }

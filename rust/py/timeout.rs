@@ -184,7 +184,7 @@ impl Timeout {
 #[pymethods]
 impl Timeout {
     #[new]
-    #[pyo3(signature = (seconds = None, exception = None, r#ref = true, priority = -1, _one_shot = false))]
+    #[pyo3(signature = (seconds = None, exception = None, r#ref = true, priority = -1, _one_shot = false), text_signature = "(seconds=None, exception=None, ref=True, priority=-1, _one_shot=False)")]
     fn py_new(
         py: Python<'_>,
         seconds: Option<&Bound<'_, PyAny>>,
@@ -206,7 +206,7 @@ impl Timeout {
     /// Return a started Timeout. `timeout` may be a number (a new Timeout of
     /// class `cls` is made) or a Timeout (started unless pending, returned).
     #[classmethod]
-    #[pyo3(signature = (timeout = None, exception = None, r#ref = true, _one_shot = false))]
+    #[pyo3(signature = (timeout = None, exception = None, r#ref = true, _one_shot = false), text_signature = "($cls, timeout=None, exception=None, ref=True, _one_shot=False)")]
     fn start_new<'py>(
         cls: &Bound<'py, PyType>,
         timeout: Option<&Bound<'py, PyAny>>,
@@ -242,7 +242,7 @@ impl Timeout {
     /// For internal `timeout=` parameters: None gives a shared Timeout that
     /// never fires (nothing allocated); a number gives a started one-shot.
     #[staticmethod]
-    #[pyo3(signature = (timeout, exception = None, r#ref = true))]
+    #[pyo3(signature = (timeout, exception = None, r#ref = true), text_signature = "(timeout, exception=None, ref=True)")]
     fn _start_new_or_dummy<'py>(
         py: Python<'py>,
         timeout: &Bound<'py, PyAny>,

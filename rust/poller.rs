@@ -119,7 +119,8 @@ impl Poller {
     ///
     /// `mask` must be non-empty. A negative or closed fd gives `EBADF`.
     pub fn arm(&mut self, fd: RawFd, mask: u8) -> io::Result<()> {
-        let interest = to_interest(mask).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let interest =
+            to_interest(mask).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         if fd < 0 {
             return Err(invalid_fd());
         }
@@ -187,7 +188,11 @@ impl Poller {
     ///
     /// `EINTR` is not an error: it returns with `interrupted` set so the
     /// caller can run signal handlers promptly.
-    pub fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Ready>) -> io::Result<PollOutcome> {
+    pub fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Ready>,
+    ) -> io::Result<PollOutcome> {
         let timeout = if self.always_ready.is_empty() {
             timeout
         } else {
@@ -221,7 +226,11 @@ impl Poller {
                 });
             }
         }
-        out.extend(self.always_ready.iter().map(|(&fd, &events)| Ready { fd, events }));
+        out.extend(
+            self.always_ready
+                .iter()
+                .map(|(&fd, &events)| Ready { fd, events }),
+        );
         Ok(outcome)
     }
 
@@ -252,7 +261,9 @@ mod tests {
 
     fn poll_once(p: &mut Poller, ms: u64) -> (Vec<Ready>, PollOutcome) {
         let mut out = Vec::new();
-        let outcome = p.poll(Some(Duration::from_millis(ms)), &mut out).expect("poll");
+        let outcome = p
+            .poll(Some(Duration::from_millis(ms)), &mut out)
+            .expect("poll");
         (out, outcome)
     }
 
@@ -266,7 +277,13 @@ mod tests {
         assert!(out.is_empty(), "nothing written yet: {out:?}");
         a.write_all(b"x").expect("write");
         let (out, _) = poll_once(&mut p, 1000);
-        assert_eq!(out, vec![Ready { fd: b.as_raw_fd(), events: READ }]);
+        assert_eq!(
+            out,
+            vec![Ready {
+                fd: b.as_raw_fd(),
+                events: READ
+            }]
+        );
         // Edge-triggered: no new edge, no event ...
         let (out, _) = poll_once(&mut p, 0);
         assert!(out.is_empty());
@@ -282,7 +299,13 @@ mod tests {
         let (a, _b) = UnixStream::pair().expect("pair");
         p.arm(a.as_raw_fd(), ALL).expect("arm");
         let (out, _) = poll_once(&mut p, 1000);
-        assert_eq!(out, vec![Ready { fd: a.as_raw_fd(), events: WRITE }]);
+        assert_eq!(
+            out,
+            vec![Ready {
+                fd: a.as_raw_fd(),
+                events: WRITE
+            }]
+        );
     }
 
     #[test]
@@ -302,7 +325,9 @@ mod tests {
         let waker = p.waker();
         let t = std::thread::spawn(move || waker.wake().expect("wake"));
         let mut out = Vec::new();
-        let outcome = p.poll(Some(Duration::from_secs(10)), &mut out).expect("poll");
+        let outcome = p
+            .poll(Some(Duration::from_secs(10)), &mut out)
+            .expect("poll");
         t.join().expect("join");
         assert!(outcome.woken);
         assert!(out.is_empty());
@@ -330,7 +355,13 @@ mod tests {
             .expect("open a regular file");
         p.arm(f.as_raw_fd(), READ).expect("arm");
         let (out, _) = poll_once(&mut p, 1000);
-        assert_eq!(out, vec![Ready { fd: f.as_raw_fd(), events: READ }]);
+        assert_eq!(
+            out,
+            vec![Ready {
+                fd: f.as_raw_fd(),
+                events: READ
+            }]
+        );
         p.disarm(f.as_raw_fd());
         let (out, _) = poll_once(&mut p, 0);
         assert!(out.is_empty());

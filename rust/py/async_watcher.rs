@@ -91,7 +91,12 @@ pub(crate) struct AsyncWatcher {
 }
 
 impl AsyncWatcher {
-    pub(crate) fn new(loop_: Py<Loop>, shared: Arc<Shared>, ref_: bool, priority: Option<i32>) -> Self {
+    pub(crate) fn new(
+        loop_: Py<Loop>,
+        shared: Arc<Shared>,
+        ref_: bool,
+        priority: Option<i32>,
+    ) -> Self {
         AsyncWatcher {
             loop_,
             shared,
@@ -111,7 +116,9 @@ impl AsyncWatcher {
         if !st.active || !self.sent.swap(false, Ordering::AcqRel) {
             return None;
         }
-        st.call.as_ref().map(|(f, a)| (f.clone_ref(py), a.clone_ref(py)))
+        st.call
+            .as_ref()
+            .map(|(f, a)| (f.clone_ref(py), a.clone_ref(py)))
     }
 
     fn set_active(&self, lp: &Loop, active: bool) {
@@ -129,7 +136,11 @@ impl AsyncWatcher {
 impl AsyncWatcher {
     /// Start: `callback(*args)` runs from the loop after each `send()`.
     #[pyo3(signature = (callback, *args))]
-    fn start(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    fn start(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
         let this = slf.get();
         this.shared.check_owner()?;
         check_callable(callback)?;
@@ -186,7 +197,10 @@ impl AsyncWatcher {
 
     #[getter]
     fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.state).call.as_ref().map(|(f, _)| f.clone_ref(py))
+        lock(&self.state)
+            .call
+            .as_ref()
+            .map(|(f, _)| f.clone_ref(py))
     }
 
     #[getter]
@@ -255,7 +269,11 @@ impl AsyncWatcher {
             "<AsyncWatcher at {:#x}{}{}>",
             slf.as_ptr() as usize,
             if st.active { " active" } else { "" },
-            if this.sent.load(Ordering::Acquire) { " pending" } else { "" },
+            if this.sent.load(Ordering::Acquire) {
+                " pending"
+            } else {
+                ""
+            },
         )
     }
 

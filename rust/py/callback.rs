@@ -66,7 +66,11 @@ impl Callback {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let call = self.slot.borrow().as_ref().map(|(f, a)| (f.clone_ref(py), a.clone_ref(py)));
+        let call = self
+            .slot
+            .borrow()
+            .as_ref()
+            .map(|(f, a)| (f.clone_ref(py), a.clone_ref(py)));
         Ok(match call {
             Some((f, a)) => format!(
                 "<Callback pending callback={} args={}>",

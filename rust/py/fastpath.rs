@@ -45,8 +45,9 @@ pub(crate) fn blocking_from_hub(py: Python<'_>) -> PyErr {
     match py
         .import("greenwheel._exceptions")
         .and_then(|m| m.getattr("BlockingSwitchOutError"))
-        .and_then(|cls| cls.call1(("Impossible to call blocking function in the event loop callback",)))
-    {
+        .and_then(|cls| {
+            cls.call1(("Impossible to call blocking function in the event loop callback",))
+        }) {
         Ok(exc) => PyErr::from_value(exc),
         Err(err) => err,
     }
@@ -54,7 +55,9 @@ pub(crate) fn blocking_from_hub(py: Python<'_>) -> PyErr {
 
 /// Seconds as f64: numbers only (TypeError otherwise), NaN is a ValueError.
 fn seconds_arg(seconds: &Bound<'_, PyAny>) -> PyResult<f64> {
-    if seconds.is_instance_of::<pyo3::types::PyString>() || seconds.is_instance_of::<pyo3::types::PyBytes>() {
+    if seconds.is_instance_of::<pyo3::types::PyString>()
+        || seconds.is_instance_of::<pyo3::types::PyBytes>()
+    {
         return Err(PyTypeError::new_err(format!(
             "seconds must be a number, not {}",
             seconds.get_type().name()?
@@ -63,7 +66,11 @@ fn seconds_arg(seconds: &Bound<'_, PyAny>) -> PyResult<f64> {
     let secs: f64 = seconds.extract().map_err(|_| {
         PyTypeError::new_err(format!(
             "seconds must be a number, not {}",
-            seconds.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            seconds
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))
     })?;
     delay_ns("seconds", secs)?;
@@ -78,7 +85,11 @@ fn seconds_arg(seconds: &Bound<'_, PyAny>) -> PyResult<f64> {
 /// `ref=False` the sleep does not keep the loop alive.
 #[pyfunction]
 #[pyo3(signature = (seconds = None, r#ref = true), text_signature = "(seconds=None, ref=True)")]
-pub(crate) fn sleep(py: Python<'_>, seconds: Option<&Bound<'_, PyAny>>, r#ref: bool) -> PyResult<()> {
+pub(crate) fn sleep(
+    py: Python<'_>,
+    seconds: Option<&Bound<'_, PyAny>>,
+    r#ref: bool,
+) -> PyResult<()> {
     let secs = match seconds {
         Some(s) if !s.is_none() => seconds_arg(s)?,
         _ => 0.0,
@@ -95,12 +106,21 @@ pub(crate) fn sleep(py: Python<'_>, seconds: Option<&Bound<'_, PyAny>>, r#ref: b
 /// The timed half of `sleep`, kept out of line so the `sleep(0)` frame (which
 /// greenlet copies on every switch) stays small.
 #[inline(never)]
-fn sleep_on_timer(py: Python<'_>, hub: &Bound<'_, PyAny>, lp: Bound<'_, Loop>, secs: f64, r#ref: bool) -> PyResult<()> {
+fn sleep_on_timer(
+    py: Python<'_>,
+    hub: &Bound<'_, PyAny>,
+    lp: Bound<'_, Loop>,
+    secs: f64,
+    r#ref: bool,
+) -> PyResult<()> {
     let current = greenlet_api::getcurrent(py)?;
     if current.is(hub) {
         return Err(blocking_from_hub(py));
     }
-    let timer = Bound::new(py, TimerWatcher::new(lp.clone().unbind(), secs, 0.0, r#ref, None)?)?;
+    let timer = Bound::new(
+        py,
+        TimerWatcher::new(lp.clone().unbind(), secs, 0.0, r#ref, None)?,
+    )?;
     let switch = current.getattr(intern!(py, "switch"))?;
     TimerWatcher::start_with(&timer, &switch, true)?;
     let result = greenlet_api::switch(py, hub);

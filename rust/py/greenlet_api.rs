@@ -29,9 +29,16 @@ const GET_CURRENT_SLOT: usize = 4;
 const SWITCH_SLOT: usize = 6;
 /// Number of slots `greenlet.h` promises.
 const API_SLOTS: usize = 12;
+// Every slot read below lies inside the table.
+const _: () =
+    assert!(TYPE_SLOT < API_SLOTS && GET_CURRENT_SLOT < API_SLOTS && SWITCH_SLOT < API_SLOTS);
 
 type GetCurrentFn = unsafe extern "C" fn() -> *mut ffi::PyObject;
-type SwitchFn = unsafe extern "C" fn(*mut ffi::PyObject, *mut ffi::PyObject, *mut ffi::PyObject) -> *mut ffi::PyObject;
+type SwitchFn = unsafe extern "C" fn(
+    *mut ffi::PyObject,
+    *mut ffi::PyObject,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
 
 struct Api {
     greenlet_type: usize,
@@ -45,14 +52,15 @@ fn load(py: Python<'_>) -> PyResult<Api> {
     py.import("greenlet")?;
     // SAFETY: the name is a valid NUL-terminated C string; PyCapsule_Import
     // needs the GIL, which `py` proves we hold.
-    let table = unsafe { ffi::PyCapsule_Import(c"greenlet._C_API".as_ptr(), 0) } as *const *mut c_void;
+    let table =
+        unsafe { ffi::PyCapsule_Import(c"greenlet._C_API".as_ptr(), 0) } as *const *mut c_void;
     if table.is_null() {
-        return Err(PyErr::take(py).unwrap_or_else(|| PyRuntimeError::new_err("greenlet._C_API is missing")));
+        return Err(PyErr::take(py)
+            .unwrap_or_else(|| PyRuntimeError::new_err("greenlet._C_API is missing")));
     }
     // SAFETY: `table` points to greenlet's static array of API_SLOTS pointers
     // (see greenlet.h); we read three of them, all within bounds.
     let (ty, get_current, switch) = unsafe {
-        debug_assert!(SWITCH_SLOT < API_SLOTS);
         (
             *table.add(TYPE_SLOT),
             *table.add(GET_CURRENT_SLOT),
@@ -90,7 +98,9 @@ pub(crate) fn is_greenlet(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<bo
     let api = api(py)?;
     // SAFETY: `obj` is a live object and the type pointer is greenlet's
     // static type object; PyObject_TypeCheck only reads type fields.
-    Ok(unsafe { ffi::PyObject_TypeCheck(obj.as_ptr(), api.greenlet_type as *mut ffi::PyTypeObject) } != 0)
+    Ok(unsafe {
+        ffi::PyObject_TypeCheck(obj.as_ptr(), api.greenlet_type as *mut ffi::PyTypeObject)
+    } != 0)
 }
 
 /// `greenlet.getcurrent()`.
@@ -102,7 +112,10 @@ pub(crate) fn getcurrent(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 
 /// `glet.switch()`: runs `glet` until something switches back here; returns
 /// what was passed back (or raises what was thrown in).
-pub(crate) fn switch<'py>(py: Python<'py>, glet: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn switch<'py>(
+    py: Python<'py>,
+    glet: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
     if !is_greenlet(py, glet)? {
         return Err(PyTypeError::new_err(format!(
             "expected a greenlet, not {}",
@@ -118,7 +131,10 @@ pub(crate) struct Greenlet<'a, 'py>(pub(crate) &'a Bound<'py, PyAny>);
 
 /// [`switch`] for a value already known to be a greenlet (skips the subtype
 /// walk on the hottest path: resuming a greenlet queued by `yield_now`).
-pub(crate) fn switch_known<'py>(py: Python<'py>, glet: Greenlet<'_, 'py>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn switch_known<'py>(
+    py: Python<'py>,
+    glet: Greenlet<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
     switch_checked(py, glet.0)
 }
 
@@ -130,5 +146,10 @@ fn switch_checked<'py>(py: Python<'py>, glet: &Bound<'py, PyAny>) -> PyResult<Bo
     // kwargs may be NULL per greenlet.h. The call returns a new reference or
     // NULL with an exception set. No Rust borrow of loop state is live across
     // it (callers uphold the module rule in py/mod.rs).
-    unsafe { Bound::from_owned_ptr_or_err(py, (api.switch)(glet.as_ptr(), args.as_ptr(), std::ptr::null_mut())) }
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            (api.switch)(glet.as_ptr(), args.as_ptr(), std::ptr::null_mut()),
+        )
+    }
 }

@@ -124,7 +124,11 @@ fn make_pipe() -> std::io::Result<(RawFd, RawFd)> {
     for fd in fds {
         // SAFETY: `fd` was just returned by pipe() and is owned here.
         let ok = unsafe {
-            libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) == 0
+            libc::fcntl(
+                fd,
+                libc::F_SETFL,
+                libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+            ) == 0
                 && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
         };
         if !ok {
@@ -189,15 +193,25 @@ impl Loop {
     /// Returns Err only when the handler itself raised (or, without a
     /// handler, for SystemExit/KeyboardInterrupt): `run()` then unwinds.
     fn report(&self, py: Python<'_>, context: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
-        let handler = self.error_handler.borrow().as_ref().map(|h| h.clone_ref(py));
+        let handler = self
+            .error_handler
+            .borrow()
+            .as_ref()
+            .map(|h| h.clone_ref(py));
         match handler {
             Some(h) => {
                 let tb = err.traceback(py);
-                h.call_method1(py, "handle_error", (context, err.get_type(py), err.value(py), tb))?;
+                h.call_method1(
+                    py,
+                    "handle_error",
+                    (context, err.get_type(py), err.value(py), tb),
+                )?;
                 Ok(())
             }
             None => {
-                if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+                if err.is_instance_of::<PySystemExit>(py)
+                    || err.is_instance_of::<PyKeyboardInterrupt>(py)
+                {
                     return Err(err);
                 }
                 err.write_unraisable(py, Some(context));
@@ -226,14 +240,21 @@ impl Loop {
     pub(crate) fn timer_start(&self, slf: &Bound<'_, TimerWatcher>, update: bool) -> PyResult<()> {
         let py = slf.py();
         let w = slf.borrow();
-        let now = if update { self.refresh_now() } else { self.now_ns.get() };
+        let now = if update {
+            self.refresh_now()
+        } else {
+            self.now_ns.get()
+        };
         let deadline = now.saturating_add(w.after_ns);
         let mut displaced = None;
         self.with_state(|st| {
             if let Some(h) = w.handle.take() {
                 displaced = st.wheel.cancel(h);
             }
-            w.handle.set(Some(st.wheel.arm(deadline, TimerEntry::Watcher(slf.clone().unbind()))));
+            w.handle.set(Some(
+                st.wheel
+                    .arm(deadline, TimerEntry::Watcher(slf.clone().unbind())),
+            ));
         })?;
         w.deadline_ns.set(deadline);
         w.core.mark_active(self, true);
@@ -278,7 +299,12 @@ impl Loop {
         Ok(true)
     }
 
-    fn fire_watcher(&self, py: Python<'_>, handle: TimerHandle, watcher: &Py<TimerWatcher>) -> PyResult<()> {
+    fn fire_watcher(
+        &self,
+        py: Python<'_>,
+        handle: TimerHandle,
+        watcher: &Py<TimerWatcher>,
+    ) -> PyResult<()> {
         let bound = watcher.bind(py);
         let w = bound.borrow();
         if w.handle.get() != Some(handle) {
@@ -299,7 +325,12 @@ impl Loop {
         self.call_reporting(py, bound.as_any(), call, None)
     }
 
-    fn fire_timeout(&self, py: Python<'_>, handle: TimerHandle, timeout: &Py<Timeout>) -> PyResult<()> {
+    fn fire_timeout(
+        &self,
+        py: Python<'_>,
+        handle: TimerHandle,
+        timeout: &Py<Timeout>,
+    ) -> PyResult<()> {
         let bound = timeout.bind(py);
         let Some((target, raise, ref_)) = Timeout::fire(bound, handle) else {
             return Ok(()); // cancelled or restarted meanwhile
@@ -342,7 +373,12 @@ impl Loop {
     }
 
     /// Arms a `Timeout` in the wheel (see `py/timeout.rs`).
-    pub(crate) fn timeout_arm(&self, timeout: Py<Timeout>, deadline: u64, ref_: bool) -> PyResult<TimerHandle> {
+    pub(crate) fn timeout_arm(
+        &self,
+        timeout: Py<Timeout>,
+        deadline: u64,
+        ref_: bool,
+    ) -> PyResult<TimerHandle> {
         self.shared.check_owner()?;
         let h = self.with_state(|st| st.wheel.arm(deadline, TimerEntry::Timeout(timeout)))?;
         if ref_ {
@@ -411,7 +447,9 @@ impl Loop {
     }
 
     fn union_mask(py: Python<'_>, watchers: &[Py<IoWatcher>]) -> u8 {
-        watchers.iter().fold(0, |m, w| m | w.bind(py).borrow().events.get())
+        watchers
+            .iter()
+            .fold(0, |m, w| m | w.bind(py).borrow().events.get())
     }
 
     pub(crate) fn io_stop(&self, py: Python<'_>, w: &IoWatcher) {
@@ -446,7 +484,9 @@ impl Loop {
             idx += 1;
             let snapshot: Vec<Py<IoWatcher>> = {
                 let mut st = self.state.borrow_mut();
-                let Some(st) = st.as_mut() else { return Err(Self::closed()) };
+                let Some(st) = st.as_mut() else {
+                    return Err(Self::closed());
+                };
                 match st.fds.get_mut(&r.fd) {
                     Some(entry) => {
                         entry.needs_rearm = true;
@@ -482,7 +522,9 @@ impl Loop {
     /// registrations otherwise would not report remaining readiness).
     fn rearm_fds(&self, py: Python<'_>, fds: impl Iterator<Item = RawFd>) -> PyResult<()> {
         let mut st = self.state.borrow_mut();
-        let Some(st) = st.as_mut() else { return Err(Self::closed()) };
+        let Some(st) = st.as_mut() else {
+            return Err(Self::closed());
+        };
         for fd in fds {
             if let Some(entry) = st.fds.get_mut(&fd) {
                 if entry.needs_rearm && !entry.watchers.is_empty() {
@@ -509,7 +551,10 @@ impl Loop {
         let target: *const AsyncWatcher = w;
         let mut st = self.state.try_borrow_mut().ok()?;
         let st = st.as_mut()?;
-        let pos = st.asyncs.iter().position(|p| std::ptr::eq(p.get(), target))?;
+        let pos = st
+            .asyncs
+            .iter()
+            .position(|p| std::ptr::eq(p.get(), target))?;
         Some(st.asyncs.remove(pos))
     }
 
@@ -548,7 +593,9 @@ impl Loop {
         let installed = self.with_state(|st| st.signals.contains_key(&signum))?;
         if !installed {
             if !self.default {
-                return Err(PyValueError::new_err("signal watchers need the main thread's default loop"));
+                return Err(PyValueError::new_err(
+                    "signal watchers need the main thread's default loop",
+                ));
             }
             let signal = py.import("signal")?;
             let previous = signal.call_method1("getsignal", (signum,))?;
@@ -596,7 +643,8 @@ impl Loop {
         }
         drop(removed);
         if let Some(slot) = restore {
-            py.import("signal")?.call_method1("signal", (w.signum, slot.previous))?;
+            py.import("signal")?
+                .call_method1("signal", (w.signum, slot.previous))?;
         }
         Ok(())
     }
@@ -689,8 +737,12 @@ impl Loop {
     }
 
     fn run_phase(&self, py: Python<'_>, phase: Phase) -> PyResult<bool> {
-        let snapshot: Vec<Py<PhaseWatcher>> =
-            self.with_state(|st| Self::phase_list(st, phase).iter().map(|w| w.clone_ref(py)).collect())?;
+        let snapshot: Vec<Py<PhaseWatcher>> = self.with_state(|st| {
+            Self::phase_list(st, phase)
+                .iter()
+                .map(|w| w.clone_ref(py))
+                .collect()
+        })?;
         let any = !snapshot.is_empty();
         for watcher in snapshot {
             let bound = watcher.bind(py);
@@ -725,7 +777,8 @@ impl Loop {
                 Some(Queued::Resume { glet, .. }) => {
                     let glet = glet.into_bound(py);
                     // Only `yield_current` queues Resume, with getcurrent()'s result.
-                    if let Err(err) = greenlet_api::switch_known(py, greenlet_api::Greenlet(&glet)) {
+                    if let Err(err) = greenlet_api::switch_known(py, greenlet_api::Greenlet(&glet))
+                    {
                         self.report(py, &glet, err)?;
                     }
                 }
@@ -773,7 +826,8 @@ impl Loop {
     /// One blocking-or-not poll plus the dispatch that follows.
     fn pass(&self, py: Python<'_>, nowait: bool) -> PyResult<()> {
         let idle_waiting = self.with_state(|st| !st.idle.is_empty())?;
-        let timeout = if nowait || self.has_callbacks() || idle_waiting || self.signal_pending.get() {
+        let timeout = if nowait || self.has_callbacks() || idle_waiting || self.signal_pending.get()
+        {
             Some(Duration::ZERO)
         } else {
             let next = self.with_state(|st| st.wheel.next_deadline())?;
@@ -801,7 +855,10 @@ impl Loop {
 
         // Signals first: SIGINT must reach Python promptly.
         let sig_read = self.with_state(|st| st.sig_read)?;
-        if ready.iter().any(|r| r.fd == sig_read && r.events & READ != 0) {
+        if ready
+            .iter()
+            .any(|r| r.fd == sig_read && r.events & READ != 0)
+        {
             drain(sig_read);
         }
         if let Err(err) = py.check_signals() {
@@ -844,7 +901,11 @@ impl SignalHandler {
 impl Loop {
     #[new]
     #[pyo3(signature = (flags = None, default = None))]
-    fn new(py: Python<'_>, flags: Option<&Bound<'_, PyAny>>, default: Option<bool>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        flags: Option<&Bound<'_, PyAny>>,
+        default: Option<bool>,
+    ) -> PyResult<Self> {
         let _ = flags; // libev backend flags: the backend here is always epoll/kqueue
         let is_main = py
             .import("threading")?
@@ -888,7 +949,10 @@ impl Loop {
     /// An object with `handle_error(context, type, value, tb)`, or None.
     #[getter]
     fn error_handler(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.error_handler.borrow().as_ref().map(|h| h.clone_ref(py))
+        self.error_handler
+            .borrow()
+            .as_ref()
+            .map(|h| h.clone_ref(py))
     }
 
     #[setter]
@@ -990,10 +1054,20 @@ impl Loop {
 
     /// Queue `func(*args)` to run at the next pass (FIFO).
     #[pyo3(signature = (func, *args))]
-    fn run_callback(&self, py: Python<'_>, func: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<Py<Callback>> {
+    fn run_callback(
+        &self,
+        py: Python<'_>,
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Callback>> {
         super::errors::check_callable(func)?;
-        let cb = Py::new(py, Callback::new(func.clone().unbind(), args.clone().unbind()))?;
-        self.callbacks.borrow_mut().push_back(Queued::Call(cb.clone_ref(py)));
+        let cb = Py::new(
+            py,
+            Callback::new(func.clone().unbind(), args.clone().unbind()),
+        )?;
+        self.callbacks
+            .borrow_mut()
+            .push_back(Queued::Call(cb.clone_ref(py)));
         Ok(cb)
     }
 
@@ -1006,7 +1080,11 @@ impl Loop {
 
     /// `run_callback` from any OS thread; wakes the loop.
     #[pyo3(signature = (func, *args))]
-    fn run_callback_threadsafe(&self, func: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    fn run_callback_threadsafe(
+        &self,
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
         super::errors::check_callable(func)?;
         lock(&self.shared.threadsafe).push((func.clone().unbind(), args.clone().unbind()));
         self.shared.wake();
@@ -1022,50 +1100,100 @@ impl Loop {
         r#ref: bool,
         priority: Option<i32>,
     ) -> PyResult<Py<TimerWatcher>> {
-        Py::new(slf.py(), TimerWatcher::new(slf.clone().unbind(), after, repeat, r#ref, priority)?)
+        Py::new(
+            slf.py(),
+            TimerWatcher::new(slf.clone().unbind(), after, repeat, r#ref, priority)?,
+        )
     }
 
     /// Watch `fd` for `events` (READ, WRITE or both).
     #[pyo3(signature = (fd, events, r#ref = true, priority = None), text_signature = "($self, fd, events, ref=True, priority=None)")]
-    fn io(slf: &Bound<'_, Self>, fd: i64, events: i64, r#ref: bool, priority: Option<i32>) -> PyResult<Py<IoWatcher>> {
-        Py::new(slf.py(), IoWatcher::new(slf.clone().unbind(), fd, events, r#ref, priority)?)
+    fn io(
+        slf: &Bound<'_, Self>,
+        fd: i64,
+        events: i64,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<IoWatcher>> {
+        Py::new(
+            slf.py(),
+            IoWatcher::new(slf.clone().unbind(), fd, events, r#ref, priority)?,
+        )
     }
 
     /// A watcher whose `send()` may be called from any thread.
     #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
-    fn async_(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<AsyncWatcher>> {
+    fn async_(
+        slf: &Bound<'_, Self>,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<AsyncWatcher>> {
         let shared = Arc::clone(&slf.borrow().shared);
-        Py::new(slf.py(), AsyncWatcher::new(slf.clone().unbind(), shared, r#ref, priority))
+        Py::new(
+            slf.py(),
+            AsyncWatcher::new(slf.clone().unbind(), shared, r#ref, priority),
+        )
     }
 
     /// Run a callback from the loop when `signum` arrives (main thread only).
     #[pyo3(signature = (signum, r#ref = true, priority = None), text_signature = "($self, signum, ref=True, priority=None)")]
-    fn signal(slf: &Bound<'_, Self>, signum: i32, r#ref: bool, priority: Option<i32>) -> PyResult<Py<SignalWatcher>> {
-        Py::new(slf.py(), SignalWatcher::new(slf.clone().unbind(), signum, r#ref, priority)?)
+    fn signal(
+        slf: &Bound<'_, Self>,
+        signum: i32,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<SignalWatcher>> {
+        Py::new(
+            slf.py(),
+            SignalWatcher::new(slf.clone().unbind(), signum, r#ref, priority)?,
+        )
     }
 
     /// Runs its callback on passes that would otherwise block.
     #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
-    fn idle(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<PhaseWatcher>> {
-        Py::new(slf.py(), PhaseWatcher::new(slf.clone().unbind(), Phase::Idle, r#ref, priority))
+    fn idle(
+        slf: &Bound<'_, Self>,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<PhaseWatcher>> {
+        Py::new(
+            slf.py(),
+            PhaseWatcher::new(slf.clone().unbind(), Phase::Idle, r#ref, priority),
+        )
     }
 
     /// Runs its callback before each poll.
     #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
-    fn prepare(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<PhaseWatcher>> {
-        Py::new(slf.py(), PhaseWatcher::new(slf.clone().unbind(), Phase::Prepare, r#ref, priority))
+    fn prepare(
+        slf: &Bound<'_, Self>,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<PhaseWatcher>> {
+        Py::new(
+            slf.py(),
+            PhaseWatcher::new(slf.clone().unbind(), Phase::Prepare, r#ref, priority),
+        )
     }
 
     /// Runs its callback after each poll.
     #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
-    fn check(slf: &Bound<'_, Self>, r#ref: bool, priority: Option<i32>) -> PyResult<Py<PhaseWatcher>> {
-        Py::new(slf.py(), PhaseWatcher::new(slf.clone().unbind(), Phase::Check, r#ref, priority))
+    fn check(
+        slf: &Bound<'_, Self>,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<PhaseWatcher>> {
+        Py::new(
+            slf.py(),
+            PhaseWatcher::new(slf.clone().unbind(), Phase::Check, r#ref, priority),
+        )
     }
 
     /// Tell the loop `fd` is about to be closed: drops its kernel
     /// registration. Returns True if watchers were still active on it.
     fn closing_fd(&self, fd: i64) -> PyResult<bool> {
-        let Ok(fd) = RawFd::try_from(fd) else { return Ok(false) };
+        let Ok(fd) = RawFd::try_from(fd) else {
+            return Ok(false);
+        };
         self.with_state(|st| {
             st.poller.forget(fd);
             st.fds.get(&fd).is_some_and(|e| !e.watchers.is_empty())
@@ -1074,17 +1202,23 @@ impl Loop {
 
     /// Re-create the poller after `os.fork()`, re-registering active fds.
     fn reinit(&self) -> PyResult<()> {
-        let waker = self.with_state(|st| st.poller.reinit())?.map_err(os_error)?;
+        let waker = self
+            .with_state(|st| st.poller.reinit())?
+            .map_err(os_error)?;
         self.shared.replace_waker(waker);
         let sig_read = self.with_state(|st| st.sig_read)?;
-        self.with_state(|st| st.poller.arm(sig_read, READ))?.map_err(os_error)?;
+        self.with_state(|st| st.poller.arm(sig_read, READ))?
+            .map_err(os_error)?;
         self.shared.async_pending.store(true, Ordering::Release);
         Ok(())
     }
 
     /// The epoll/kqueue descriptor, or -1 after destroy.
     fn fileno(&self) -> RawFd {
-        self.state.borrow().as_ref().map_or(-1, |st| st.poller.fileno())
+        self.state
+            .borrow()
+            .as_ref()
+            .map_or(-1, |st| st.poller.fileno())
     }
 
     /// Stop every watcher and free the poller; the loop is unusable after.
@@ -1110,14 +1244,20 @@ impl Loop {
                 w.bind(py).borrow().core.mark_active(self, false);
             }
         }
-        for w in st.prepare.iter().chain(st.check.iter()).chain(st.idle.iter()) {
+        for w in st
+            .prepare
+            .iter()
+            .chain(st.check.iter())
+            .chain(st.idle.iter())
+        {
             w.bind(py).borrow().core.mark_active(self, false);
         }
         for (signum, slot) in st.signals.drain() {
             for w in &slot.watchers {
                 w.bind(py).borrow().core.mark_active(self, false);
             }
-            py.import("signal")?.call_method1("signal", (signum, slot.previous))?;
+            py.import("signal")?
+                .call_method1("signal", (signum, slot.previous))?;
         }
         close_fds(&[st.sig_read, self.sig_write]);
         let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
@@ -1188,7 +1328,12 @@ impl Loop {
                         visit.call(w)?;
                     }
                 }
-                for w in st.prepare.iter().chain(st.check.iter()).chain(st.idle.iter()) {
+                for w in st
+                    .prepare
+                    .iter()
+                    .chain(st.check.iter())
+                    .chain(st.idle.iter())
+                {
                     visit.call(w)?;
                 }
             }

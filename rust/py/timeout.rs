@@ -70,25 +70,42 @@ fn parse_seconds(seconds: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
         return Ok(None);
     }
     if seconds.is_instance_of::<PyString>() {
-        return Err(PyTypeError::new_err("Timeout seconds must be a number or None, not str"));
+        return Err(PyTypeError::new_err(
+            "Timeout seconds must be a number or None, not str",
+        ));
     }
     let secs: f64 = seconds.extract().map_err(|_| {
         PyTypeError::new_err(format!(
             "Timeout seconds must be a number or None, not {}",
-            seconds.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            seconds
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))
     })?;
     delay_ns("Timeout seconds", secs).map(Some)
 }
 
 impl Timeout {
-    fn new_state(seconds: &Bound<'_, PyAny>, exception: Option<&Bound<'_, PyAny>>, ref_: bool, one_shot: bool) -> PyResult<Self> {
+    fn new_state(
+        seconds: &Bound<'_, PyAny>,
+        exception: Option<&Bound<'_, PyAny>>,
+        ref_: bool,
+        one_shot: bool,
+    ) -> PyResult<Self> {
         let delay = parse_seconds(seconds)?;
         Ok(Timeout {
             state: Mutex::new(State {
-                seconds: if delay.is_some() { Some(seconds.clone().unbind()) } else { None },
+                seconds: if delay.is_some() {
+                    Some(seconds.clone().unbind())
+                } else {
+                    None
+                },
                 delay_ns: delay.unwrap_or(0),
-                exception: exception.filter(|e| !e.is_none()).map(|e| e.clone().unbind()),
+                exception: exception
+                    .filter(|e| !e.is_none())
+                    .map(|e| e.clone().unbind()),
                 ref_,
                 one_shot,
                 closed: false,
@@ -124,7 +141,10 @@ impl Timeout {
     /// Called by the loop when the wheel says this timeout is due.
     /// Returns the greenlet to throw into and what to throw, if still armed
     /// with that handle.
-    pub(crate) fn fire(slf: &Bound<'_, Self>, handle: TimerHandle) -> Option<(Py<PyAny>, Py<PyAny>, bool)> {
+    pub(crate) fn fire(
+        slf: &Bound<'_, Self>,
+        handle: TimerHandle,
+    ) -> Option<(Py<PyAny>, Py<PyAny>, bool)> {
         let this = slf.borrow();
         let mut st = lock(&this.state);
         if st.armed.as_ref().map(|a| a.handle) != Some(handle) {
@@ -133,7 +153,10 @@ impl Timeout {
         let armed = st.armed.take()?;
         let py = slf.py();
         let raise = match st.exception.as_ref() {
-            Some(e) if !e.bind(py).is(&*pyo3::types::PyBool::new(py, false)) && !e.bind(py).is_instance_of::<PyString>() => {
+            Some(e)
+                if !e.bind(py).is(&*pyo3::types::PyBool::new(py, false))
+                    && !e.bind(py).is_instance_of::<PyString>() =>
+            {
                 e.clone_ref(py)
             }
             _ => slf.clone().into_any().unbind(),
@@ -161,7 +184,9 @@ impl Timeout {
                 return Ok(()); // never expires
             }
             if st.closed {
-                return Err(PyAssertionError::new_err("a closed Timeout cannot be started"));
+                return Err(PyAssertionError::new_err(
+                    "a closed Timeout cannot be started",
+                ));
             }
             (st.delay_ns, st.ref_)
         };
@@ -169,7 +194,9 @@ impl Timeout {
         let lp = hub.getattr(intern!(py, "loop"))?.cast_into::<Loop>()?;
         let target = greenlet_api::getcurrent(py)?;
         let deadline = monotonic_ns().saturating_add(delay);
-        let handle = lp.borrow().timeout_arm(slf.clone().unbind(), deadline, ref_)?;
+        let handle = lp
+            .borrow()
+            .timeout_arm(slf.clone().unbind(), deadline, ref_)?;
         let this = slf.borrow();
         lock(&this.state).armed = Some(Armed {
             loop_: lp.unbind(),
@@ -195,7 +222,12 @@ impl Timeout {
     ) -> PyResult<Self> {
         let _ = priority; // libev priorities: dispatch order here is deadline order
         let none = py.None();
-        Timeout::new_state(seconds.unwrap_or(none.bind(py)), exception, r#ref, _one_shot)
+        Timeout::new_state(
+            seconds.unwrap_or(none.bind(py)),
+            exception,
+            r#ref,
+            _one_shot,
+        )
     }
 
     /// Arm the timeout; it fires `seconds` from now in the calling greenlet.
@@ -226,7 +258,11 @@ impl Timeout {
         let none = py.None();
         let seconds = timeout.unwrap_or(none.bind(py));
         let made = if cls.is(py.get_type::<Timeout>()) {
-            Bound::new(py, Timeout::new_state(seconds, exception, r#ref, _one_shot)?)?.into_any()
+            Bound::new(
+                py,
+                Timeout::new_state(seconds, exception, r#ref, _one_shot)?,
+            )?
+            .into_any()
         } else {
             let kwargs = pyo3::types::PyDict::new(py);
             kwargs.set_item("ref", r#ref)?;
@@ -251,7 +287,10 @@ impl Timeout {
     ) -> PyResult<Bound<'py, PyAny>> {
         if timeout.is_none() {
             let never = NEVER.get_or_try_init(py, || -> PyResult<_> {
-                Py::new(py, Timeout::new_state(&py.None().into_bound(py), None, true, false)?)
+                Py::new(
+                    py,
+                    Timeout::new_state(&py.None().into_bound(py), None, true, false)?,
+                )
             })?;
             return Ok(never.bind(py).clone().into_any());
         }
@@ -275,7 +314,10 @@ impl Timeout {
     /// `with`), an exception class or instance.
     #[getter]
     fn exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.state).exception.as_ref().map(|e| e.clone_ref(py))
+        lock(&self.state)
+            .exception
+            .as_ref()
+            .map(|e| e.clone_ref(py))
     }
 
     #[setter]
@@ -364,7 +406,9 @@ impl Timeout {
                 st.exception.as_ref().map(|e| e.clone_ref(py)),
             )
         };
-        let Some(seconds) = seconds else { return Ok(String::new()) };
+        let Some(seconds) = seconds else {
+            return Ok(String::new());
+        };
         let seconds = seconds.bind(py);
         let text = seconds.str()?.to_string();
         let one = seconds.eq(1)?;
@@ -382,11 +426,18 @@ impl Timeout {
         let mine = lock(&self.state).seconds.as_ref().map(|s| s.clone_ref(py));
         let mine = mine.unwrap_or_else(|| py.None());
         let theirs = match other.cast::<Timeout>() {
-            Ok(t) => t.borrow().seconds(py).unwrap_or_else(|| py.None()).into_bound(py),
+            Ok(t) => t
+                .borrow()
+                .seconds(py)
+                .unwrap_or_else(|| py.None())
+                .into_bound(py),
             Err(_) => other.clone(),
         };
         match mine.bind(py).lt(&theirs) {
-            Ok(b) => Ok(pyo3::types::PyBool::new(py, b).to_owned().into_any().unbind()),
+            Ok(b) => Ok(pyo3::types::PyBool::new(py, b)
+                .to_owned()
+                .into_any()
+                .unbind()),
             Err(_) => Ok(py.NotImplemented()),
         }
     }
@@ -419,12 +470,24 @@ pub(crate) fn deliver(py: Python<'_>, target: Py<PyAny>, raise: Py<PyAny>) -> Py
 }
 
 /// `deliver` as a queued callback (used when a fired timeout must wait a pass).
-pub(crate) fn deliver_later(py: Python<'_>, target: Py<PyAny>, raise: Py<PyAny>) -> PyResult<Py<super::callback::Callback>> {
-    let func = pyo3::types::PyCFunction::new_closure(py, None, None, move |args, _kwargs| -> PyResult<()> {
-        let py = args.py();
-        deliver(py, target.clone_ref(py), raise.clone_ref(py))
-    })?;
-    Py::new(py, super::callback::Callback::new(func.into_any().unbind(), PyTuple::empty(py).unbind()))
+pub(crate) fn deliver_later(
+    py: Python<'_>,
+    target: Py<PyAny>,
+    raise: Py<PyAny>,
+) -> PyResult<Py<super::callback::Callback>> {
+    let func = pyo3::types::PyCFunction::new_closure(
+        py,
+        None,
+        None,
+        move |args, _kwargs| -> PyResult<()> {
+            let py = args.py();
+            deliver(py, target.clone_ref(py), raise.clone_ref(py))
+        },
+    )?;
+    Py::new(
+        py,
+        super::callback::Callback::new(func.into_any().unbind(), PyTuple::empty(py).unbind()),
+    )
 }
 
 /// PyO3 classes cannot define `__init__`, so `Timeout` would inherit

@@ -59,16 +59,25 @@ impl WatcherCore {
     }
 
     /// Stores the callback; raises TypeError if it is not callable.
-    pub(crate) fn set_call(&self, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    pub(crate) fn set_call(
+        &self,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
         check_callable(callback)?;
-        let old = self.call.replace(Some((callback.clone().unbind(), args.clone().unbind())));
+        let old = self
+            .call
+            .replace(Some((callback.clone().unbind(), args.clone().unbind())));
         drop(old); // after the borrow ended: a decref may run Python code
         Ok(())
     }
 
     /// A new reference to the callback and its args, for one invocation.
     pub(crate) fn call_parts(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
-        self.call.borrow().as_ref().map(|(f, a)| (f.clone_ref(py), a.clone_ref(py)))
+        self.call
+            .borrow()
+            .as_ref()
+            .map(|(f, a)| (f.clone_ref(py), a.clone_ref(py)))
     }
 
     /// Flips `active` and keeps the loop's referenced-watcher count in step.
@@ -83,7 +92,10 @@ impl WatcherCore {
 
     fn set_ref(&self, py: Python<'_>, value: bool) {
         if self.ref_.replace(value) != value && self.active.get() {
-            self.loop_.bind(py).borrow().adjust_activecnt(if value { 1 } else { -1 });
+            self.loop_
+                .bind(py)
+                .borrow()
+                .adjust_activecnt(if value { 1 } else { -1 });
         }
     }
 
@@ -135,7 +147,7 @@ macro_rules! watcher_methods {
         impl $ty {
             /// The loop this watcher belongs to.
             #[getter]
-    #[pyo3(name = "loop")]
+            #[pyo3(name = "loop")]
             fn get_loop(&self, py: Python<'_>) -> Py<Loop> {
                 self.core().loop_.clone_ref(py)
             }
@@ -169,13 +181,13 @@ macro_rules! watcher_methods {
 
             /// Whether an active watcher keeps `Loop.run()` from returning.
             #[getter]
-    #[pyo3(name = "ref")]
+            #[pyo3(name = "ref")]
             fn get_ref(&self) -> bool {
                 self.core().ref_.get()
             }
 
             #[setter]
-    #[pyo3(name = "ref")]
+            #[pyo3(name = "ref")]
             fn set_ref_py(&self, py: Python<'_>, value: bool) {
                 self.core().set_ref(py, value);
             }
@@ -216,7 +228,8 @@ macro_rules! watcher_methods {
             fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
                 let this = slf.borrow();
                 let extra = this.repr_extra();
-                this.core().describe(slf.py(), $kind, slf.as_ptr() as usize, &extra)
+                this.core()
+                    .describe(slf.py(), $kind, slf.as_ptr() as usize, &extra)
             }
 
             fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -248,7 +261,13 @@ pub(crate) struct TimerWatcher {
 }
 
 impl TimerWatcher {
-    pub(crate) fn new(loop_: Py<Loop>, after: f64, repeat: f64, ref_: bool, priority: Option<i32>) -> PyResult<Self> {
+    pub(crate) fn new(
+        loop_: Py<Loop>,
+        after: f64,
+        repeat: f64,
+        ref_: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Self> {
         let after_ns = delay_ns("after", after)?;
         let repeat_ns = delay_ns("repeat", repeat)?;
         Ok(TimerWatcher {
@@ -277,7 +296,11 @@ impl TimerWatcher {
     }
 
     /// `start(callback)` without going through Python argument parsing.
-    pub(crate) fn start_with(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, update: bool) -> PyResult<()> {
+    pub(crate) fn start_with(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        update: bool,
+    ) -> PyResult<()> {
         let this = slf.borrow();
         this.core.set_call(callback, &PyTuple::empty(slf.py()))?;
         let lp = this.core.loop_.bind(slf.py()).borrow();
@@ -360,11 +383,19 @@ pub(crate) struct IoWatcher {
 }
 
 impl IoWatcher {
-    pub(crate) fn new(loop_: Py<Loop>, fd: i64, events: i64, ref_: bool, priority: Option<i32>) -> PyResult<Self> {
+    pub(crate) fn new(
+        loop_: Py<Loop>,
+        fd: i64,
+        events: i64,
+        ref_: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Self> {
         let fd = RawFd::try_from(fd)
             .ok()
             .filter(|fd| *fd >= 0)
-            .ok_or_else(|| PyValueError::new_err(format!("fd must be a non-negative int, not {fd}")))?;
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("fd must be a non-negative int, not {fd}"))
+            })?;
         Ok(IoWatcher {
             core: WatcherCore::new(loop_, ref_, priority),
             fd,
@@ -431,7 +462,9 @@ impl IoWatcher {
     #[setter]
     fn set_events(&self, events: i64) -> PyResult<()> {
         if self.core.is_active() {
-            return Err(PyValueError::new_err("cannot change events of an active watcher"));
+            return Err(PyValueError::new_err(
+                "cannot change events of an active watcher",
+            ));
         }
         self.events.set(check_events(events)?);
         Ok(())
@@ -450,9 +483,16 @@ pub(crate) struct SignalWatcher {
 }
 
 impl SignalWatcher {
-    pub(crate) fn new(loop_: Py<Loop>, signum: i32, ref_: bool, priority: Option<i32>) -> PyResult<Self> {
+    pub(crate) fn new(
+        loop_: Py<Loop>,
+        signum: i32,
+        ref_: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Self> {
         if !(1..=64).contains(&signum) {
-            return Err(PyValueError::new_err(format!("invalid signal number {signum}")));
+            return Err(PyValueError::new_err(format!(
+                "invalid signal number {signum}"
+            )));
         }
         Ok(SignalWatcher {
             core: WatcherCore::new(loop_, ref_, priority),
@@ -481,7 +521,11 @@ watcher_methods!(SignalWatcher, "SignalWatcher");
 impl SignalWatcher {
     /// Start: `callback(*args)` runs from the loop each time the signal arrives.
     #[pyo3(signature = (callback, *args))]
-    fn start(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    fn start(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
         let this = slf.borrow();
         this.core.set_call(callback, args)?;
         let lp = this.core.loop_.bind(slf.py()).borrow();
@@ -554,7 +598,11 @@ watcher_methods!(PhaseWatcher, "PhaseWatcher");
 impl PhaseWatcher {
     /// Start: `callback(*args)` runs once per loop iteration in this phase.
     #[pyo3(signature = (callback, *args))]
-    fn start(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    fn start(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
         let this = slf.borrow();
         this.core.set_call(callback, args)?;
         let lp = this.core.loop_.bind(slf.py()).borrow();
@@ -583,7 +631,9 @@ pub(crate) fn invoke(
             let mut full: Vec<Bound<'_, PyAny>> = Vec::with_capacity(args.len() + 1);
             full.push(events.into_pyobject(py)?.into_any());
             full.extend(args.iter());
-            callback.bind(py).call(PyTuple::new(py, full)?, None::<&Bound<'_, PyDict>>)?
+            callback
+                .bind(py)
+                .call(PyTuple::new(py, full)?, None::<&Bound<'_, PyDict>>)?
         }
     };
     Ok(())

@@ -1,0 +1,71 @@
+"""greenwheel: gevent-style cooperative concurrency on a Rust event loop.
+
+Drop-in for gevent code, modern and classic (0.13-era)::
+
+    import greenwheel as gevent
+
+    def work(n):
+        gevent.sleep(0.1)
+        return n * 2
+
+    jobs = [gevent.spawn(work, n) for n in range(3)]
+    gevent.joinall(jobs)
+    print([job.value for job in jobs])
+
+The implementation lives in underscore modules (``_hub``, ``_greenlet``,
+``_timeout``, ``_pool``); the public modules (``hub``, ``greenlet``,
+``timeout``, ``pool``, ``exceptions``) and this package re-export it.
+"""
+
+from greenlet import GreenletExit, getcurrent
+
+from ._exceptions import LinkedCompleted, LinkedExited, LinkedFailed, LinkedKilled, LoopExit
+from ._greenlet import (
+    Greenlet,
+    joinall,
+    killall,
+    spawn,
+    spawn_later,
+    spawn_link,
+    spawn_link_exception,
+    spawn_link_value,
+)
+from ._hub import Hub, get_hub, idle, iwait, kill, reinit, sleep, spawn_raw, wait
+from ._timeout import Timeout, with_timeout
+
+try:
+    from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+    from importlib.metadata import version as _version
+
+    __version__ = _version("greenwheel")
+except _PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "Greenlet",
+    "GreenletExit",
+    "Hub",
+    "LinkedCompleted",
+    "LinkedExited",
+    "LinkedFailed",
+    "LinkedKilled",
+    "LoopExit",
+    "Timeout",
+    "getcurrent",
+    "get_hub",
+    "idle",
+    "iwait",
+    "joinall",
+    "kill",
+    "killall",
+    "reinit",
+    "sleep",
+    "spawn",
+    "spawn_later",
+    "spawn_link",
+    "spawn_link_exception",
+    "spawn_link_value",
+    "spawn_raw",
+    "wait",
+    "with_timeout",
+]

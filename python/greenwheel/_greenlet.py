@@ -1,0 +1,741 @@
+"""Greenlet: a cooperatively scheduled function call with a result and links.
+
+A :class:`Greenlet` is a :class:`greenlet.greenlet` whose parent is the hub.
+``start()`` queues ``self.switch`` as a loop callback, so spawned greenlets run
+in spawn order the next time the spawner yields.  When the function ends, the
+outcome is stored (``value`` / ``exception``) and the links registered with
+:meth:`Greenlet.rawlink` / :meth:`Greenlet.link` are notified from the hub.
+
+Both the modern gevent API and the 0.13-era one are supported: ``link()``
+without a callable links the calling greenlet, which then gets a
+:class:`LinkedCompleted`, :class:`LinkedFailed` or :class:`LinkedKilled`
+raised inside it.
+"""
+
+import sys
+
+from greenlet import GreenletExit, getcurrent
+from greenlet import greenlet as _RawGreenlet
+
+from ._exceptions import (
+    BlockingSwitchOutError,
+    InvalidSwitchError,
+    LinkedCompleted,
+    LinkedFailed,
+    LinkedKilled,
+)
+from ._hub import Waiter, _check_seconds, _state, get_hub, iwait, wait
+from ._timeout import _NEVER, Timeout
+
+__all__ = [
+    "Greenlet",
+    "joinall",
+    "killall",
+    "spawn",
+    "spawn_later",
+    "spawn_link",
+    "spawn_link_exception",
+    "spawn_link_value",
+]
+
+
+# --- start-event markers ----------------------------------------------------
+#
+# ``Greenlet._start_event`` records where a greenlet is in its life:
+#   None                  never scheduled
+#   a Callback / timer    scheduled by start() / start_later(), not yet running
+#   _STARTED              run() has begun (it may have finished since)
+#   _CANCELLED            killed before it ever ran; it never will
+# Both markers quack like a stopped loop event so code may stop/close them.
+
+
+class _Marker:
+    __slots__ = ("_name",)
+
+    pending = False
+    active = False
+
+    def __init__(self, name):
+        self._name = name
+
+    def stop(self):
+        pass
+
+    close = stop
+
+    def __repr__(self):
+        return "<%s>" % self._name
+
+
+_STARTED = _Marker("started")
+_CANCELLED = _Marker("cancelled before start")
+
+# Stored in _exc_info for a greenlet that finished without an error.
+_SUCCESS = (None, None, None)
+
+_raw_dead = _RawGreenlet.dead.__get__
+_raw_throw = _RawGreenlet.throw
+
+
+class _readproperty:
+    """A property that an instance attribute of the same name overrides.
+
+    Used for :attr:`Greenlet.name`: computed until assigned.
+    """
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, inst, owner):
+        if inst is None:
+            return self
+        return self.func(inst)
+
+
+# --- link wrappers ----------------------------------------------------------
+
+
+class _SpawnedLink:
+    """Runs a callable link in a fresh raw greenlet (parent: the hub).
+
+    Its own greenlet lets the callback block (sleep, join...) without
+    blocking the hub.  Compares equal to the wrapped callable so that
+    ``unlink(callback)`` finds it.
+    """
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback):
+        if not callable(callback):
+            raise TypeError("Expected callable: %r" % (callback,))
+        self.callback = callback
+
+    def __call__(self, source):
+        _RawGreenlet(self.callback, source.parent).switch(source)
+
+    def __hash__(self):
+        return hash(self.callback)
+
+    def __eq__(self, other):
+        return self.callback == getattr(other, "callback", other)
+
+    def __repr__(self):
+        return repr(self.callback)
+
+
+class _SuccessSpawnedLink(_SpawnedLink):
+    __slots__ = ()
+
+    def __call__(self, source):
+        if source.successful():
+            _SpawnedLink.__call__(self, source)
+
+
+class _FailureSpawnedLink(_SpawnedLink):
+    __slots__ = ()
+
+    def __call__(self, source):
+        if not source.successful():
+            _SpawnedLink.__call__(self, source)
+
+
+def _linked_exception(source):
+    if source.successful():
+        if isinstance(source.value, GreenletExit):
+            return LinkedKilled(source)
+        return LinkedCompleted(source)
+    return LinkedFailed(source)
+
+
+class _GreenletLink:
+    """Raises a LinkedExited exception in a receiving greenlet (gevent 0.13 links).
+
+    Compares equal to the receiving greenlet so that ``unlink(receiver)``
+    (and ``unlink()`` from the receiver itself) finds it.
+    """
+
+    __slots__ = ("greenlet",)
+
+    def __init__(self, greenlet):
+        self.greenlet = greenlet
+
+    def __call__(self, source):
+        receiver = self.greenlet
+        # Throwing into a dead greenlet would raise in its parent instead.
+        if not receiver.dead:
+            receiver.throw(_linked_exception(source))
+
+    def __hash__(self):
+        return hash(self.greenlet)
+
+    def __eq__(self, other):
+        return self.greenlet == getattr(other, "greenlet", other)
+
+    def __repr__(self):
+        return repr(self.greenlet)
+
+
+class _SuccessGreenletLink(_GreenletLink):
+    __slots__ = ()
+
+    def __call__(self, source):
+        if source.successful():
+            _GreenletLink.__call__(self, source)
+
+
+class _FailureGreenletLink(_GreenletLink):
+    __slots__ = ()
+
+    def __call__(self, source):
+        if not source.successful():
+            _GreenletLink.__call__(self, source)
+
+
+def _as_exc_info(exception):
+    """Normalise what kill()/throw() accept into an ``(type, value, tb)`` triple."""
+    if isinstance(exception, tuple) and len(exception) == 3:
+        return exception
+    if isinstance(exception, type) and issubclass(exception, BaseException):
+        return (exception, exception(), None)
+    if isinstance(exception, BaseException):
+        return (type(exception), exception, None)
+    # Not an exception at all: still kill, with something printable.
+    value = BaseException(exception)
+    return (BaseException, value, None)
+
+
+# --- Greenlet ----------------------------------------------------------------
+
+
+class Greenlet(_RawGreenlet):
+    """Greenlet(run=None, *args, **kwargs)
+
+    A function call ``run(*args, **kwargs)`` scheduled on the hub.  Creating
+    one does not start it: use :meth:`start`, :meth:`start_later`, or the
+    :meth:`spawn` class method.  Subclasses may override ``_run`` instead of
+    passing *run*.
+    """
+
+    # Defaults read through the class until first assigned, so __init__ (run
+    # for every spawn) stores only what every greenlet needs.
+    _ident = None
+    _formatted_info = None
+    _links = None
+    _notifier = None
+
+    def __init__(self, run=None, *args, **kwargs):
+        hub = _state.hub
+        if hub is None:
+            hub = get_hub()
+        _RawGreenlet.__init__(self, None, hub)
+        if run is not None:
+            self._run = run
+        if not callable(self._run):
+            raise TypeError("The run argument or self._run must be callable")
+        self.args = args
+        self.kwargs = kwargs
+        self.value = None
+        self._start_event = None
+        # None while unfinished; _SUCCESS, or the failure's (type, value, tb).
+        self._exc_info = None
+
+    def _run(self):
+        """Override in a subclass to run code without passing *run*."""
+        return None
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def loop(self):
+        return self.parent.loop
+
+    @property
+    def dead(self):
+        """True once the greenlet has finished, or was killed before it ever ran."""
+        if self._start_event is _CANCELLED:
+            return True
+        return _raw_dead(self)
+
+    def __bool__(self):
+        # gevent: true while started and not finished (unlike a raw greenlet,
+        # which is false until it first runs).
+        return self._start_event is not None and self._exc_info is None
+
+    @property
+    def started(self):
+        """True between start() and the end of the greenlet (deprecated in gevent)."""
+        return bool(self)
+
+    def ready(self):
+        """True once the greenlet has finished (successfully or not)."""
+        return self._exc_info is not None or self.dead
+
+    def successful(self):
+        """True once finished without an error; being killed with GreenletExit counts."""
+        exc_info = self._exc_info
+        return exc_info is not None and exc_info[1] is None
+
+    @property
+    def exception(self):
+        """The exception the function raised, or None."""
+        exc_info = self._exc_info
+        return exc_info[1] if exc_info is not None else None
+
+    @property
+    def exc_info(self):
+        """``(type, value, traceback)`` of the failure, or None."""
+        exc_info = self._exc_info
+        if exc_info is not None and exc_info[0] is not None:
+            return exc_info
+        return None
+
+    def _raise_exception(self):
+        # Re-raise with the original traceback (with_traceback replaces what
+        # earlier re-raises appended).
+        raise self._exc_info[1].with_traceback(self._exc_info[2])
+
+    @property
+    def minimal_ident(self):
+        """A small non-negative integer, unique among this hub's live greenlets."""
+        ident = self._ident
+        if ident is None:
+            ident = self._ident = self.parent.ident_registry.get_ident(self)
+        return ident
+
+    @_readproperty
+    def name(self):
+        """``Greenlet-<minimal_ident>`` unless assigned."""
+        return "Greenlet-%d" % (self.minimal_ident,)
+
+    def __repr__(self):
+        # Like gevent: show the name only if assigned or already generated,
+        # so repr() never allocates an ident by itself.
+        if "name" not in self.__dict__ and self._ident is None:
+            name = " "
+        else:
+            name = ' "%s" ' % (self.name,)
+        result = "<%s%sat %s" % (type(self).__name__, name, hex(id(self)))
+        formatted = self._formatinfo()
+        if formatted:
+            result += ": " + formatted
+        return result + ">"
+
+    def _formatinfo(self):
+        info = self._formatted_info
+        if info is not None:
+            return info
+        func = self._run
+        bound_to = getattr(func, "__self__", None)
+        if bound_to is self:
+            funcname = "_run"
+        elif bound_to is not None:
+            funcname = repr(func)
+        else:
+            funcname = getattr(func, "__name__", "") or repr(func)
+        args = [repr(arg)[:50] for arg in self.args]
+        args.extend("%s=%s" % (key, repr(value)[:50]) for key, value in self.kwargs.items())
+        if args:
+            funcname += "(" + ", ".join(args) + ")"
+        # Cached: the function and arguments are dropped when the greenlet ends.
+        self._formatted_info = funcname
+        return funcname
+
+    # -- starting ------------------------------------------------------------
+
+    def start(self):
+        """Schedule the greenlet to run the next time the current greenlet yields."""
+        if self._start_event is None:
+            self._start_event = self.parent.loop.run_callback(self.switch)
+
+    def start_later(self, seconds):
+        """Schedule the greenlet to run *seconds* from now."""
+        if self._start_event is None:
+            timer = self.parent.loop.timer(_check_seconds(seconds))
+            timer.start(self.switch, update=True)
+            self._start_event = timer
+
+    @classmethod
+    def spawn(cls, *args, **kwargs):
+        """spawn(function, *args, **kwargs) -> Greenlet: create and start."""
+        glet = cls(*args, **kwargs)
+        glet.start()
+        return glet
+
+    @classmethod
+    def spawn_later(cls, seconds, *args, **kwargs):
+        """spawn_later(seconds, function, *args, **kwargs) -> Greenlet"""
+        seconds = _check_seconds(seconds)
+        if cls is Greenlet and not args and "run" not in kwargs:
+            raise TypeError("spawn_later() needs a function to run")
+        glet = cls(*args, **kwargs)
+        glet.start_later(seconds)
+        return glet
+
+    @classmethod
+    def spawn_link(cls, *args, **kwargs):
+        """Spawn and :meth:`link` the new greenlet to the calling greenlet."""
+        glet = cls.spawn(*args, **kwargs)
+        glet.link()
+        return glet
+
+    @classmethod
+    def spawn_link_value(cls, *args, **kwargs):
+        """Spawn and :meth:`link_value` the new greenlet to the calling greenlet."""
+        glet = cls.spawn(*args, **kwargs)
+        glet.link_value()
+        return glet
+
+    @classmethod
+    def spawn_link_exception(cls, *args, **kwargs):
+        """Spawn and :meth:`link_exception` the new greenlet to the calling greenlet."""
+        glet = cls.spawn(*args, **kwargs)
+        glet.link_exception()
+        return glet
+
+    # -- running -------------------------------------------------------------
+
+    def run(self):
+        event = self._start_event
+        self._start_event = _STARTED
+        if event is not None:
+            # Normally the event just fired; if someone switched to us
+            # directly, it must not switch into us again later.  close()
+            # also lets a start_later timer drop its reference to us.
+            event.close()
+        try:
+            result = self._run(*self.args, **self.kwargs)
+        except:  # noqa: E722 - every outcome, GreenletExit included, is recorded
+            self._report_error(sys.exc_info())
+        else:
+            self._report_result(result)
+        finally:
+            self._free()
+
+    def _free(self):
+        # A finished greenlet must not keep its function and arguments alive.
+        self.__dict__.pop("_run", None)
+        self.args = ()
+        self.kwargs.clear()
+
+    def _report_result(self, result):
+        self._exc_info = _SUCCESS
+        self.value = result
+        if self._links and self._notifier is None:
+            self._notifier = self.parent.loop.run_callback(self._notify_links)
+
+    def _report_error(self, exc_info):
+        if isinstance(exc_info[1], GreenletExit):
+            # Being killed is a normal way to end: success, with the
+            # exception as the value.  Its traceback is of no use to anyone
+            # and would keep every frame (and local) of the greenlet alive
+            # for as long as the greenlet is referenced.
+            exc_info[1].__traceback__ = None
+            self._report_result(exc_info[1])
+            return
+        self._exc_info = exc_info
+        hub = self.parent
+        if self._links and self._notifier is None:
+            self._notifier = hub.loop.run_callback(self._notify_links)
+        hub.handle_error(self, *exc_info)
+
+    # -- killing -------------------------------------------------------------
+
+    def _maybe_kill_before_start(self, exception):
+        """If this greenlet never ran, make sure it never will and report it dead.
+
+        Returns True if the greenlet is dead afterwards (so no exception needs
+        to be delivered into it).
+        """
+        event = self._start_event
+        if event is _STARTED:
+            return False
+        if event is _CANCELLED:
+            return True
+        self._start_event = _CANCELLED
+        if event is not None:
+            event.close()
+        self._free()
+        if self._exc_info is None:
+            self._report_error(_as_exc_info(exception))
+        return True
+
+    def kill(self, exception=GreenletExit, block=True, timeout=None):
+        """Raise *exception* in the greenlet (default: :class:`GreenletExit`).
+
+        A greenlet that has not started yet never runs its function.  With
+        *block* (the default) wait until it has died, at most *timeout*
+        seconds; the greenlet may catch the exception and keep going.  Never
+        raises (except for a bad *timeout*), and may be called repeatedly.
+        """
+        if timeout is not None:
+            _check_seconds(timeout)
+        if self._maybe_kill_before_start(exception):
+            return
+        if self.ready():
+            return
+        hub = self.parent
+        waiter = Waiter(hub) if block else None
+        hub.loop.run_callback(_kill, self, exception, waiter)
+        if waiter is not None:
+            waiter.get()
+            self.join(timeout)
+
+    def throw(self, *args):
+        """Raise an exception in the greenlet right now (call from the hub only).
+
+        Use :meth:`kill` from other greenlets.  An unstarted greenlet is
+        cancelled and reported dead without running.
+        """
+        if self._start_event is not _STARTED:
+            if not args:
+                exception = GreenletExit
+            elif len(args) == 1:
+                exception = args[0]
+            else:
+                exception = (args[0], args[1], args[2] if len(args) > 2 else None)
+            self._maybe_kill_before_start(exception)
+            return
+        if not self.dead:
+            _raw_throw(self, *args)
+
+    # -- waiting -------------------------------------------------------------
+
+    def join(self, timeout=None):
+        """Wait until the greenlet finishes or *timeout* passes; return None either way."""
+        if self._exc_info is not None or self.ready():
+            return
+        current = getcurrent()
+        hub = self.parent
+        if current is hub:
+            raise BlockingSwitchOutError("Impossible to call blocking function in the event loop callback")
+        switch = current.switch
+        self.rawlink(switch)
+        try:
+            timer = _NEVER if timeout is None else Timeout._start_new_or_dummy(timeout)
+            try:
+                result = hub.switch()
+                if result is not self:
+                    raise InvalidSwitchError("Invalid switch into Greenlet.join(): %r" % (result,))
+            finally:
+                timer.cancel()
+        except Timeout as ex:
+            self.unlink(switch)
+            if ex is not timer:
+                raise
+        except:  # noqa: E722 - unlink on every way out, then re-raise
+            self.unlink(switch)
+            raise
+
+    def get(self, block=True, timeout=None):
+        """Return the result or re-raise the exception of the finished greenlet.
+
+        Waits for it unless *block* is false; raises :class:`Timeout` if it is
+        not finished and *block* is false or *timeout* passes.
+        """
+        if not self.ready():
+            if not block:
+                raise Timeout()
+            current = getcurrent()
+            hub = self.parent
+            if current is hub:
+                raise BlockingSwitchOutError(
+                    "Impossible to call blocking function in the event loop callback"
+                )
+            switch = current.switch
+            self.rawlink(switch)
+            try:
+                timer = _NEVER if timeout is None else Timeout._start_new_or_dummy(timeout)
+                try:
+                    result = hub.switch()
+                    if result is not self:
+                        raise InvalidSwitchError("Invalid switch into Greenlet.get(): %r" % (result,))
+                finally:
+                    timer.cancel()
+            except:  # noqa: E722 - unlink on every way out, then re-raise
+                self.unlink(switch)
+                raise
+        if self.successful():
+            return self.value
+        if self._exc_info is None:
+            # Died without ever reporting (a raw greenlet.throw into it):
+            # there is no result to return.
+            raise GreenletExit()
+        self._raise_exception()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, value, tb):
+        if typ is None:
+            try:
+                self.join()
+            finally:
+                self.kill()
+        else:
+            self.kill((typ, value, tb))
+
+    # -- links ---------------------------------------------------------------
+
+    def has_links(self):
+        return len(self._links) if self._links else 0
+
+    def rawlink(self, callback):
+        """Call ``callback(self)`` from the hub once the greenlet has finished.
+
+        Also fires (soon) if the greenlet has already finished.  The callback
+        runs inside the hub: it must not block or raise.
+        """
+        if not callable(callback):
+            raise TypeError("Expected callable: %r" % (callback,))
+        links = self._links
+        if links is None:
+            links = self._links = []
+        links.append(callback)
+        if self._notifier is None and self.ready():
+            self._notifier = self.parent.loop.run_callback(self._notify_links)
+
+    def link(self, receiver=None, _GreenletLink=_GreenletLink, _SpawnedLink=_SpawnedLink):
+        """Notify *receiver* when this greenlet ends.
+
+        * A callable is called with this greenlet, in a new greenlet.
+        * A greenlet gets :class:`LinkedCompleted`, :class:`LinkedKilled` or
+          :class:`LinkedFailed` raised inside it.
+        * None means the calling greenlet; if this greenlet has already
+          finished, the exception is raised right away.
+        """
+        current = getcurrent()
+        if receiver is None or receiver is current:
+            link = _GreenletLink(current)
+            if self.ready():
+                link(self)
+                return
+        elif isinstance(receiver, _RawGreenlet):
+            link = _GreenletLink(receiver)
+        elif callable(receiver):
+            link = _SpawnedLink(receiver)
+        else:
+            raise TypeError("Expected callable or greenlet: %r" % (receiver,))
+        self.rawlink(link)
+
+    def link_value(self, receiver=None):
+        """Like :meth:`link`, but only if the greenlet ends successfully."""
+        self.link(receiver, _SuccessGreenletLink, _SuccessSpawnedLink)
+
+    def link_exception(self, receiver=None):
+        """Like :meth:`link`, but only if the greenlet dies with an exception."""
+        self.link(receiver, _FailureGreenletLink, _FailureSpawnedLink)
+
+    def unlink(self, receiver=None):
+        """Remove a link added by :meth:`link` / :meth:`rawlink` (default: the caller's)."""
+        if receiver is None:
+            receiver = getcurrent()
+        links = self._links
+        if links:
+            try:
+                links.remove(receiver)
+            except ValueError:
+                pass
+
+    def unlink_all(self):
+        """Remove every link."""
+        if self._links:
+            del self._links[:]
+
+    def _notify_links(self):
+        links = self._links
+        try:
+            # Links may add or remove links while we go, hence no iteration.
+            while links:
+                link = links.pop(0)
+                try:
+                    link(self)
+                except:  # noqa: E722 - one bad link must not starve the others
+                    self.parent.handle_error((link, self), *sys.exc_info())
+        finally:
+            self._notifier = None
+
+
+def _kill(glet, exception, waiter):
+    # Runs in the hub, queued by Greenlet.kill().
+    try:
+        if isinstance(exception, tuple) and len(exception) == 3:
+            glet.throw(*exception)
+        else:
+            glet.throw(exception)
+    except:  # noqa: E722 - report, and still release the waiting killer
+        glet.parent.handle_error(glet, *sys.exc_info())
+    if waiter is not None:
+        waiter.switch(None)
+
+
+spawn = Greenlet.spawn
+spawn_later = Greenlet.spawn_later
+spawn_link = Greenlet.spawn_link
+spawn_link_value = Greenlet.spawn_link_value
+spawn_link_exception = Greenlet.spawn_link_exception
+
+
+def joinall(greenlets, timeout=None, raise_error=False, count=None):
+    """Wait for *greenlets* to finish; return those that did (in finishing order).
+
+    With *raise_error*, raise the first failure as soon as it is seen.  *count*
+    limits how many to wait for; *timeout* how long.
+    """
+    if not raise_error:
+        return wait(greenlets, timeout=timeout, count=count)
+    done = []
+    for glet in iwait(greenlets, timeout=timeout, count=count):
+        if getattr(glet, "exception", None) is not None:
+            raising = getattr(glet, "_raise_exception", None)
+            if raising is not None:
+                raising()
+            raise glet.exception
+        done.append(glet)
+    return done
+
+
+def _killall_and_report(greenlets, exception, waiter):
+    # Runs in the hub: throw into each greenlet, then tell the waiting
+    # killer which ones survived (caught the exception).
+    survivors = []
+    for glet in greenlets:
+        if not glet.dead:
+            try:
+                glet.throw(exception)
+            except:  # noqa: E722
+                glet.parent.handle_error(glet, *sys.exc_info())
+            if not glet.dead:
+                survivors.append(glet)
+    if waiter is not None:
+        waiter.switch(survivors)
+
+
+def killall(greenlets, exception=GreenletExit, block=True, timeout=None):
+    """Kill all *greenlets* (a finite iterable) with *exception*.
+
+    With *block*, wait until all are dead (survivors that caught the exception
+    are joined), raising :class:`Timeout` if *timeout* passes first.
+    """
+    if timeout is not None:
+        _check_seconds(timeout)
+    need_killing = []
+    for glet in greenlets:
+        cancel = getattr(glet, "_maybe_kill_before_start", None)
+        if cancel is None or not cancel(exception):
+            need_killing.append(glet)
+    if not need_killing:
+        return
+    hub = get_hub()
+    if not block:
+        hub.loop.run_callback(_killall_and_report, need_killing, exception, None)
+        return
+    waiter = Waiter(hub)
+    hub.loop.run_callback(_killall_and_report, need_killing, exception, waiter)
+    timer = Timeout._start_new_or_dummy(timeout)
+    try:
+        survivors = waiter.get()
+        if survivors:
+            joinall(survivors, raise_error=False)
+    finally:
+        timer.cancel()

@@ -1,0 +1,798 @@
+"""The hub: the per-thread greenlet that runs the Rust event loop.
+
+Every other greenlet of a thread has the hub as its parent.  A greenlet blocks
+by arranging for the loop to switch back to it later (a callback, a timer, an
+fd watcher) and then switching to the hub; the hub runs the loop, and the loop
+resumes whoever is due.  When the loop has nothing left to do the hub throws
+:class:`LoopExit` into the thread's main greenlet, because whatever it waits
+for can no longer happen.
+
+This module also holds the primitives other modules build on and that must
+stay importable from here: :func:`get_hub`, :class:`Waiter`, :func:`getcurrent`,
+:func:`sleep`.
+"""
+
+import _thread
+import os
+import signal as _signal
+import sys
+import threading
+import time
+import traceback
+import weakref
+from functools import partial
+from heapq import heappop, heappush
+
+from greenlet import GreenletExit
+from greenlet import error as _GreenletError
+from greenlet import getcurrent
+from greenlet import greenlet as _RawGreenlet
+
+from . import _core
+from ._exceptions import (
+    BlockingSwitchOutError,
+    ConcurrentObjectUseError,
+    HubDestroyed,
+    InvalidSwitchError,
+    LoopExit,
+)
+
+__all__ = [
+    "getcurrent",
+    "GreenletExit",
+    "get_hub",
+    "Hub",
+    "Waiter",
+    "LoopExit",
+    "sleep",
+    "idle",
+    "spawn_raw",
+    "kill",
+    "reinit",
+    "wait",
+    "iwait",
+]
+
+_main_thread_ident = threading.main_thread().ident
+
+
+# --- per-thread hub ---------------------------------------------------------
+
+
+class _ThreadState(_thread._local):
+    # Class attributes are the initial per-thread values, so a new thread sees
+    # ``hub is None`` without any __init__ running on the hot get_hub() path.
+    hub = None
+    # A default loop kept by ``Hub.destroy(destroy_loop=False)`` for the next hub.
+    loop = None
+
+
+_state = _ThreadState()
+
+
+def get_hub():
+    """Return the hub of the calling OS thread, creating it on first use."""
+    hub = _state.hub
+    if hub is None:
+        hub = _state.hub = Hub()
+    return hub
+
+
+def _get_hub_if_exists():
+    return _state.hub
+
+
+def _main_greenlet_of_thread():
+    # The hub must hand LoopExit and system errors to the greenlet that
+    # started the thread, even if the hub is first needed deep inside a
+    # raw greenlet tree; walking up the parents finds it.
+    glet = getcurrent()
+    while glet.parent is not None:
+        glet = glet.parent
+    return glet
+
+
+class _IdentRegistry:
+    """Hands out small integers for objects, reusing those of dead objects.
+
+    Backs :attr:`Greenlet.minimal_ident`.  Keyed by weak references so that
+    asking for an ident never keeps a greenlet alive.
+    """
+
+    __slots__ = ("_idents", "_free", "_next", "__weakref__")
+
+    def __init__(self):
+        self._idents = {}
+        self._free = []
+        self._next = 0
+
+    def get_ident(self, obj):
+        key = weakref.ref(obj)
+        ident = self._idents.get(key)
+        if ident is not None:
+            return ident
+        if self._free:
+            ident = heappop(self._free)
+        else:
+            ident = self._next
+            self._next += 1
+        # The callback holds only a weak reference to the registry: the
+        # registry belongs to a hub and must not be kept alive by greenlets.
+        self_ref = weakref.ref(self)
+
+        def release(dead_key, self_ref=self_ref):
+            registry = self_ref()
+            if registry is not None:
+                heappush(registry._free, registry._idents.pop(dead_key))
+
+        key = weakref.ref(obj, release)
+        hash(key)  # cache the hash: it is needed again after obj is gone
+        self._idents[key] = ident
+        return ident
+
+    def __len__(self):
+        return len(self._idents)
+
+
+class Hub(_RawGreenlet):
+    """The greenlet that runs the event loop of one OS thread.
+
+    Created by :func:`get_hub`.  ``hub.loop`` is the :class:`greenwheel._core.Loop`;
+    the loop reports exceptions raised by callbacks to :meth:`handle_error`.
+    """
+
+    #: Exceptions that are passed on to the main greenlet instead of only
+    #: being printed when they escape a greenlet or a callback.
+    SYSTEM_ERROR = (KeyboardInterrupt, SystemExit, SystemError)
+    #: Exceptions that are not printed when they escape a greenlet.
+    NOT_ERROR = (GreenletExit, SystemExit)
+
+    name = ""
+    _hub_counter = 0
+
+    def __init__(self, loop=None, default=None):
+        _RawGreenlet.__init__(self, None, _main_greenlet_of_thread())
+        self.thread_ident = _thread.get_ident()
+        if loop is not None and hasattr(loop, "run"):
+            if default is not None:
+                raise TypeError("Unexpected argument: default")
+            self.loop = loop
+        elif _state.loop is not None:
+            self.loop = _state.loop
+            _state.loop = None
+        else:
+            if default is None:
+                default = self.thread_ident == _main_thread_ident
+            self.loop = _core.Loop(default=default)
+        # The loop passes every exception raised by a callback to us.
+        self.loop.error_handler = self
+        self._exception_stream = None
+        self._ident_registry = None
+        Hub._hub_counter += 1
+        self.minimal_ident = Hub._hub_counter
+        if self.thread_ident == _main_thread_ident:
+            _install_wakeup_fd(self.loop)
+
+    @property
+    def main_hub(self):
+        """True for the hub of the main thread."""
+        return self.thread_ident == _main_thread_ident
+
+    @property
+    def ident_registry(self):
+        registry = self._ident_registry
+        if registry is None:
+            registry = self._ident_registry = _IdentRegistry()
+        return registry
+
+    @property
+    def exception_stream(self):
+        """Where :meth:`print_exception` writes; ``sys.stderr`` unless assigned.
+
+        Resolved at print time so redirected ``sys.stderr`` is honoured.
+        Assign a false value to silence error printing.
+        """
+        stream = self._exception_stream
+        return sys.stderr if stream is None else stream
+
+    @exception_stream.setter
+    def exception_stream(self, stream):
+        self._exception_stream = stream if stream is not None else False
+
+    def __repr__(self):
+        loop = self.loop
+        if loop is None:
+            info = "destroyed"
+        else:
+            parts = []
+            if getattr(loop, "default", False):
+                parts.append("default")
+            for attr in ("pendingcnt", "activecnt"):
+                try:
+                    parts.append("%s=%s" % (attr, getattr(loop, attr)))
+                except Exception:  # a loop attribute we cannot read is not fatal here
+                    pass
+            info = " ".join(parts)
+        return "<%s %r at 0x%x %s thread_ident=%s>" % (
+            type(self).__name__,
+            self.name,
+            id(self),
+            info,
+            hex(self.thread_ident),
+        )
+
+    # -- error handling -----------------------------------------------------
+
+    def handle_error(self, context, type, value, tb):
+        """Report an exception that escaped a greenlet or a loop callback.
+
+        *context* is what failed (a greenlet, a callback, ...), or None for an
+        error of the loop itself.  Prints the traceback unless the type is in
+        :attr:`NOT_ERROR`; passes system errors (and context-less errors) on to
+        the main greenlet.  Must not raise.
+        """
+        if type is None and value is None:
+            type, value, tb = sys.exc_info()
+        if isinstance(value, str):
+            value = type(value)
+        if type is HubDestroyed:
+            # destroy() unwinds the hub with this; let it keep propagating.
+            # Clearing the locals breaks the exception -> traceback -> this
+            # frame -> exception cycle, so a destroyed hub is freed at once.
+            try:
+                raise value.with_traceback(tb)
+            finally:
+                value = tb = None
+        if not issubclass(type, self.NOT_ERROR):
+            self.print_exception(context, type, value, tb)
+        if context is None or issubclass(type, self.SYSTEM_ERROR):
+            self.handle_system_error(type, value, tb)
+
+    def handle_system_error(self, type, value, tb=None):
+        """Raise a system error (KeyboardInterrupt, SystemExit...) in the main greenlet."""
+        current = getcurrent()
+        if current is self or current is self.parent or self.loop is None:
+            self.parent.throw(type, value, tb)
+            return
+        # Called from an ordinary greenlet (its function raised SystemExit):
+        # make sure that greenlet is resumed later so it can finish dying.
+        resume = None
+        try:
+            resume = self.loop.run_callback(current.switch)
+        except Exception:
+            traceback.print_exc(file=self.exception_stream or sys.stderr)
+        try:
+            self.parent.throw(type, value, tb)
+        finally:
+            if resume is not None:
+                resume.stop()
+
+    def print_exception(self, context, type, value, tb):
+        stream = self.exception_stream
+        if not stream:
+            return
+        if value is None:
+            stream.write("%s\n" % type.__name__)
+        else:
+            traceback.print_exception(type, value, tb, file=stream)
+        del tb
+        try:
+            stream.write(time.ctime())
+            stream.write(" " if context is not None else "\n")
+            if context is not None:
+                if not isinstance(context, str):
+                    try:
+                        context = repr(context)
+                    except Exception:
+                        context = object.__repr__(context)
+                stream.write(
+                    "%s failed with %s\n\n" % (context, getattr(type, "__name__", "exception"))
+                )
+        except Exception:  # a broken stream must not take the hub down
+            pass
+
+    # -- running ------------------------------------------------------------
+
+    def run(self):
+        """Drive the loop; entered by the first switch to the hub.  Never call directly."""
+        assert self is getcurrent(), "Do not call Hub.run() directly"
+        while True:
+            loop = self.loop
+            try:
+                loop.run()
+            except HubDestroyed:
+                raise
+            except BaseException:
+                # The loop itself raised (e.g. a signal handler's
+                # KeyboardInterrupt during the poll): hand it to the main
+                # greenlet and keep the hub alive for when it switches back.
+                self.handle_error(None, *sys.exc_info())
+                continue
+            # Nothing referenced is left in the loop, yet someone switched to
+            # us to wait: that wait can never end.
+            self.parent.throw(LoopExit("This operation would block forever", self))
+
+    def wait(self, watcher):
+        """Block the current greenlet until *watcher* (not yet started) fires."""
+        waiter = Waiter(self)
+        watcher.start(waiter.switch, waiter)
+        try:
+            result = waiter.get()
+            if result is not waiter:
+                raise InvalidSwitchError(
+                    "Invalid switch into %s: got %r (expected %r; waiting on %r with %r)"
+                    % (getcurrent(), result, waiter, self, watcher)
+                )
+        finally:
+            watcher.stop()
+
+    def cancel_wait(self, watcher, error, close_watcher=False):
+        """Make a greenlet blocked in :meth:`wait` on *watcher* raise *error*."""
+        if watcher is None:
+            return
+        if watcher.callback is not None:
+            self.loop.run_callback(self._cancel_wait, watcher, error, close_watcher)
+        elif close_watcher:
+            watcher.close()
+
+    def _cancel_wait(self, watcher, error, close_watcher):
+        active = watcher.active
+        callback = watcher.callback
+        if close_watcher:
+            watcher.close()
+        if active:
+            # The callback is the waiting greenlet's ``Waiter.switch``; going
+            # through the Waiter copes with the greenlet not waiting yet.
+            waiter = getattr(callback, "__self__", None)
+            if waiter is not None:
+                waiter.throw(error)
+
+    def join(self, timeout=None):
+        """Run the loop until it has nothing left to do (True) or *timeout* passes (False).
+
+        Only the main greenlet may call this.
+        """
+        assert getcurrent() is self.parent, "only possible from the MAIN greenlet"
+        if self.dead:
+            return True
+        waiter = Waiter(self)
+        timer = None
+        if timeout is not None:
+            # ref=False: our own timer must not keep the loop from running dry.
+            timer = self.loop.timer(_check_seconds(timeout), 0.0, False)
+            timer.start(waiter.switch, None, update=True)
+        try:
+            try:
+                waiter.get()
+            except LoopExit:
+                return True
+        finally:
+            if timer is not None:
+                timer.close()
+        return False
+
+    def destroy(self, destroy_loop=None):
+        """Stop the hub and release its loop; the thread gets a new hub on next use.
+
+        The main thread's default loop is kept for the next hub unless
+        *destroy_loop* is true.
+        """
+        loop = self.loop
+        if loop is None:
+            return
+        if destroy_loop is None:
+            destroy_loop = not getattr(loop, "default", False)
+        if self and getcurrent() is not self:
+            # Unwind the running loop; HubDestroyed is a GreenletExit, so the
+            # hub dies quietly and control comes straight back here.
+            try:
+                self.throw(HubDestroyed(destroy_loop))
+            except (LoopExit, _GreenletError):
+                pass
+        loop.error_handler = None
+        if destroy_loop:
+            if self.thread_ident == _main_thread_ident:
+                _uninstall_wakeup_fd(loop)
+            loop.destroy()
+        else:
+            _state.loop = loop
+        self.loop = None
+        if _state.hub is self:
+            _state.hub = None
+
+
+def _install_wakeup_fd(loop):
+    # The Rust loop learns about Python-level signals through the C-level
+    # wake-up fd; without it a signal arriving during a long poll would only
+    # be handled when some other event woke the loop.  An fd installed by
+    # someone else (asyncio, an embedding app) is left alone.
+    sigfd = getattr(loop, "sigfd", None)
+    if sigfd is None or sigfd < 0:
+        return
+    try:
+        previous = _signal.set_wakeup_fd(-1)
+        if previous == -1:
+            _signal.set_wakeup_fd(sigfd, warn_on_full_buffer=False)
+        else:
+            _signal.set_wakeup_fd(previous)
+    except (ValueError, OSError):
+        # Not the main thread of the main interpreter, or a bad fd: signals
+        # then simply wake the loop at its next event.
+        pass
+
+
+def _uninstall_wakeup_fd(loop):
+    # A destroyed loop's pipe must not stay installed: the next hub would
+    # see "someone else's" fd and never install its own.
+    sigfd = getattr(loop, "sigfd", None)
+    if sigfd is None or sigfd < 0:
+        return
+    try:
+        previous = _signal.set_wakeup_fd(-1)
+        if previous != sigfd:
+            _signal.set_wakeup_fd(previous)
+    except (ValueError, OSError):
+        pass
+
+
+# --- Waiter -----------------------------------------------------------------
+
+_NONE = object()
+
+
+class Waiter:
+    """One-shot hand-off of a value or exception from the hub to one greenlet.
+
+    A greenlet calls :meth:`get`; the hub (a loop callback) later calls
+    :meth:`switch` or :meth:`throw`.  If the hub gets there first the result is
+    stored and :meth:`get` returns it without blocking.  Only meant for use
+    between a single greenlet and the hub; higher-level primitives (events,
+    queues, locks) are built on it.
+    """
+
+    __slots__ = ("hub", "greenlet", "value", "_exception")
+
+    def __init__(self, hub=None):
+        self.hub = get_hub() if hub is None else hub
+        self.greenlet = None
+        self.value = None
+        self._exception = _NONE
+
+    def clear(self):
+        self.greenlet = None
+        self.value = None
+        self._exception = _NONE
+
+    def __str__(self):
+        if self._exception is _NONE:
+            return "<%s greenlet=%s>" % (type(self).__name__, self.greenlet)
+        if self._exception is None:
+            return "<%s greenlet=%s value=%r>" % (type(self).__name__, self.greenlet, self.value)
+        return "<%s greenlet=%s exc_info=%r>" % (type(self).__name__, self.greenlet, self.exc_info)
+
+    def ready(self):
+        """True once a value or an exception has been delivered."""
+        return self._exception is not _NONE
+
+    def successful(self):
+        """True once a value (not an exception) has been delivered."""
+        return self._exception is None
+
+    @property
+    def exc_info(self):
+        """The arguments given to :meth:`throw`, or None."""
+        exc = self._exception
+        return exc if exc is not _NONE else None
+
+    def switch(self, value):
+        """Deliver *value*: resume the waiting greenlet, or store it for :meth:`get`."""
+        glet = self.greenlet
+        if glet is None:
+            self.value = value
+            self._exception = None
+            return
+        if getcurrent() is not self.hub:
+            raise AssertionError("Can only use Waiter.switch method from the Hub greenlet")
+        switch = glet.switch
+        try:
+            switch(value)
+        except:  # noqa: E722 - whatever the resumed greenlet does must not kill the hub
+            self.hub.handle_error(switch, *sys.exc_info())
+
+    def switch_args(self, *args):
+        return self.switch(args)
+
+    def throw(self, *throw_args):
+        """Raise ``throw_args`` in the waiting greenlet, or store them for :meth:`get`."""
+        glet = self.greenlet
+        if glet is None:
+            self._exception = throw_args
+            return
+        if getcurrent() is not self.hub:
+            raise AssertionError("Can only use Waiter.throw method from the Hub greenlet")
+        throw = glet.throw
+        try:
+            throw(*throw_args)
+        except:  # noqa: E722 - see switch()
+            self.hub.handle_error(throw, *sys.exc_info())
+
+    def get(self):
+        """Return the delivered value (or raise the exception), blocking until there is one."""
+        exc = self._exception
+        if exc is not _NONE:
+            if exc is None:
+                return self.value
+            getcurrent().throw(*exc)
+        if self.greenlet is not None:
+            raise ConcurrentObjectUseError("This Waiter is already used by %r" % (self.greenlet,))
+        current = getcurrent()
+        hub = self.hub
+        if current is hub:
+            raise BlockingSwitchOutError(
+                "Impossible to call blocking function in the event loop callback"
+            )
+        self.greenlet = current
+        try:
+            return hub.switch()
+        finally:
+            self.greenlet = None
+
+    def __call__(self, source):
+        # Lets a Waiter be used directly as a Greenlet link.
+        if source.exception is None:
+            self.switch(source.value)
+        else:
+            self.throw(source.exception)
+
+
+class _MultipleWaiter(Waiter):
+    """A Waiter that queues every value switched to it (for :func:`iwait`).
+
+    Between two ``get()`` calls the reader may do other blocking things, so
+    notifications arriving meanwhile must be kept rather than overwritten.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, hub=None):
+        Waiter.__init__(self, hub)
+        self._values = []
+
+    def switch(self, value):
+        self._values.append(value)
+        Waiter.switch(self, True)
+
+    def get(self):
+        if not self._values:
+            Waiter.get(self)
+            Waiter.clear(self)
+        return self._values.pop(0)
+
+
+# --- argument checking ------------------------------------------------------
+
+
+def _check_seconds(seconds):
+    """Return *seconds* as a float, or raise like a bad call should.
+
+    Loop timers would also reject bad values, but only later and from the
+    loop; checking here makes the error point at the caller.
+    """
+    cls = type(seconds)
+    if cls is float:
+        if seconds != seconds:
+            raise ValueError("seconds must not be NaN")
+        return seconds
+    if cls is int:
+        return seconds
+    if isinstance(seconds, (str, bytes, bytearray)) or not hasattr(cls, "__float__"):
+        raise TypeError("seconds must be a number, not %s" % (cls.__name__,))
+    value = float(seconds)
+    if value != value:
+        raise ValueError("seconds must not be NaN")
+    return value
+
+
+# --- blocking primitives ----------------------------------------------------
+
+
+def sleep(seconds=0, ref=True):
+    """Suspend the current greenlet for at least *seconds*.
+
+    ``sleep(0)`` (or any non-positive value) just yields: every greenlet that
+    is ready to run gets to run once before this one continues.  With
+    ``ref=False`` the sleep does not keep the loop alive (it can end in
+    :class:`LoopExit` if nothing else is going on).
+    """
+    hub = _state.hub
+    if hub is None:
+        hub = get_hub()
+    current = getcurrent()
+    if current is hub:
+        raise BlockingSwitchOutError("Impossible to call blocking function in the event loop callback")
+    if seconds <= 0:
+        # Hot path: one queued callback and one switch.  Callbacks are FIFO,
+        # so everything that became runnable before us runs first.
+        callback = hub.loop.run_callback(current.switch)
+        try:
+            hub.switch()
+        except BaseException:
+            # Woken by an exception (kill, Timeout): the pending resume must
+            # not later switch into whatever this greenlet is doing by then.
+            callback.stop()
+            raise
+    else:
+        _sleep_on_timer(hub, current, _check_seconds(seconds), ref)
+
+
+def _sleep_on_timer(hub, current, seconds, ref):
+    timer = hub.loop.timer(seconds, 0.0, ref)
+    # update=True re-reads the clock before arming, so time the greenlet spent
+    # running since the loop last polled cannot make the sleep short.
+    timer.start(current.switch, update=True)
+    try:
+        hub.switch()
+    finally:
+        # close() (not just stop()) drops the timer's reference to us.
+        timer.close()
+
+
+def idle(priority=0):
+    """Wait until the loop has nothing more urgent to do (an idle watcher fires)."""
+    hub = get_hub()
+    watcher = hub.loop.idle()
+    if priority:
+        watcher.priority = priority
+    try:
+        hub.wait(watcher)
+    finally:
+        watcher.close()
+
+
+def spawn_raw(function, *args, **kwargs):
+    """Start ``function(*args, **kwargs)`` in a bare :class:`greenlet.greenlet`.
+
+    Cheaper than :func:`spawn` but without result, links or join.
+    """
+    if not callable(function):
+        raise TypeError("function must be callable")
+    hub = get_hub()
+    if kwargs:
+        glet = _RawGreenlet(partial(function, *args, **kwargs), hub)
+        hub.loop.run_callback(glet.switch)
+    else:
+        glet = _RawGreenlet(function, hub)
+        hub.loop.run_callback(glet.switch, *args)
+    return glet
+
+
+def kill(greenlet, exception=GreenletExit):
+    """Kill *greenlet* asynchronously; the caller is not blocked.
+
+    Works for raw greenlets as well as :class:`Greenlet` objects (for which it
+    is ``greenlet.kill(exception, block=False)``).
+    """
+    if greenlet.dead:
+        return
+    kill_method = getattr(greenlet, "kill", None)
+    if kill_method is not None:
+        kill_method(exception=exception, block=False)
+    else:
+        get_hub().loop.run_callback(greenlet.throw, exception)
+
+
+def reinit(hub=None):
+    """Make the hub usable in a child process after ``os.fork()``.
+
+    Runs automatically in the child (``os.register_at_fork``); calling it
+    again is harmless.
+    """
+    if hub is None:
+        hub = _state.hub
+    if hub is None or hub.loop is None:
+        return
+    hub.loop.reinit()
+
+
+def _reinit_after_fork():
+    try:
+        reinit()
+    except Exception:  # the child must not die in a fork hook; report instead
+        traceback.print_exc()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)
+
+
+# --- waiting on several objects -----------------------------------------------
+
+
+class _WaitIterator:
+    """Iterator behind :func:`iwait`: yields objects in the order they become ready."""
+
+    def __init__(self, objects, hub, timeout, count):
+        self._hub = hub
+        self._waiter = _MultipleWaiter(hub)
+        self._switch = self._waiter.switch
+        self._timeout = timeout
+        self._objects = objects
+        self._timer = None
+        self._begun = False
+        total = len(objects)
+        self._count = total if count is None else max(0, min(count, total))
+
+    def _begin(self):
+        if self._begun:
+            return
+        self._begun = True
+        # Linking before reading anything means ready objects are reported
+        # (from the hub, in link order) rather than polled.
+        for obj in self._objects:
+            obj.rawlink(self._switch)
+        if self._timeout is not None:
+            self._timer = self._hub.loop.timer(_check_seconds(self._timeout), 0.0, True, -1)
+            self._timer.start(self._switch, self, update=True)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self._begin()
+        if self._count == 0:
+            self._cleanup()
+            raise StopIteration()
+        self._count -= 1
+        try:
+            item = self._waiter.get()
+            self._waiter.clear()
+            if item is self:
+                # The timer fired.
+                self._cleanup()
+                raise StopIteration()
+            return item
+        except:  # noqa: E722 - cleanup then re-raise anything, including GreenletExit
+            self._cleanup()
+            raise
+
+    def _cleanup(self):
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+        objects, self._objects = self._objects, ()
+        for obj in objects:
+            unlink = getattr(obj, "unlink", None)
+            if unlink is not None:
+                try:
+                    unlink(self._switch)
+                except Exception:
+                    traceback.print_exc()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, value, tb):
+        self._cleanup()
+
+
+def iwait(objects, timeout=None, count=None):
+    """Yield *objects* (things with ``rawlink``/``unlink``) as they become ready.
+
+    Stops after all of them, after *count* of them, or when *timeout* passes.
+    With ``objects=None`` waits for the loop to finish (like ``Hub.join``).
+    """
+    hub = get_hub()
+    if objects is None:
+        return iter([hub.join(timeout=timeout)])
+    return _WaitIterator(objects, hub, timeout, count)
+
+
+def wait(objects=None, timeout=None, count=None):
+    """Block until *objects* (or *count* of them) are ready; return those that are.
+
+    With no *objects*, wait until the loop has nothing left to do and return
+    True (False if *timeout* passed first).
+    """
+    if objects is None:
+        return get_hub().join(timeout=timeout)
+    return list(iwait(objects, timeout, count))

@@ -1,0 +1,620 @@
+"""Groups and pools of greenlets.
+
+:class:`Group` tracks running greenlets (each removes itself when it ends) so
+they can be joined or killed together, and offers map/imap/apply helpers.
+:class:`Pool` is a Group with a size limit: spawning into a full pool blocks
+until a member ends.
+
+The small synchronisation helpers at the top (:class:`_Semaphore`,
+:class:`_Flag`, :class:`_ResultQueue`) are private on purpose: the public
+lock/event/queue modules are written separately on top of the hub.
+"""
+
+from collections import deque
+from queue import Full as _QueueFull
+
+from greenlet import GreenletExit, getcurrent
+
+from ._greenlet import Greenlet, joinall
+from ._hub import Waiter, get_hub
+from ._hub import kill as _kill_raw
+from ._timeout import Timeout
+
+__all__ = ["Group", "Pool", "PoolFull", "IMap", "IMapUnordered"]
+
+
+# --- private synchronisation helpers ----------------------------------------
+#
+# All of them wake waiters through loop callbacks: Waiter.switch() must run in
+# the hub, and the code releasing a slot may be an ordinary greenlet.
+
+
+def _wait_on(waiter, timeout):
+    """Block on *waiter* for at most *timeout*; True if woken, False on timeout."""
+    timer = Timeout._start_new_or_dummy(timeout)
+    try:
+        waiter.get()
+        return True
+    except Timeout as ex:
+        if ex is not timer:
+            raise
+        return False
+    finally:
+        timer.cancel()
+
+
+class _Semaphore:
+    """Counting semaphore; the slot limit behind :class:`Pool`."""
+
+    __slots__ = ("counter", "_acquirers", "_watchers", "_notifier")
+
+    def __init__(self, value):
+        self.counter = value
+        self._acquirers = deque()  # Waiters of greenlets blocked in acquire()
+        self._watchers = []  # Waiters of greenlets blocked in wait()
+        self._notifier = None
+
+    def acquire(self, blocking=True, timeout=None):
+        if self.counter > 0:
+            self.counter -= 1
+            return True
+        if not blocking:
+            return False
+        waiter = Waiter()
+        self._acquirers.append(waiter)
+        try:
+            # On wake-up the notifier has already taken the slot for us.
+            return _wait_on(waiter, timeout)
+        finally:
+            try:
+                self._acquirers.remove(waiter)
+            except ValueError:
+                pass  # popped by the notifier, which handed us a slot
+
+    def release(self):
+        self.counter += 1
+        self._schedule()
+
+    def wait(self, timeout=None):
+        """Wait until a slot is free without taking it; return the free count."""
+        if self.counter > 0:
+            return self.counter
+        waiter = Waiter()
+        self._watchers.append(waiter)
+        try:
+            _wait_on(waiter, timeout)
+        finally:
+            if waiter in self._watchers:
+                self._watchers.remove(waiter)
+        return self.counter
+
+    def _schedule(self):
+        if self._notifier is None and (self._acquirers or self._watchers):
+            self._notifier = get_hub().loop.run_callback(self._notify)
+
+    def _notify(self):
+        self._notifier = None
+        while self.counter > 0 and self._acquirers:
+            self.counter -= 1
+            self._acquirers.popleft().switch(True)
+        if self.counter > 0 and self._watchers:
+            watchers, self._watchers = self._watchers, []
+            for waiter in watchers:
+                waiter.switch(True)
+
+
+class _Flag:
+    """A settable flag that greenlets can wait on (the "group is empty" signal)."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self, value=False):
+        self._value = value
+        self._waiters = []
+
+    def is_set(self):
+        return self._value
+
+    def set(self):
+        self._value = True
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            loop = get_hub().loop
+            for waiter in waiters:
+                loop.run_callback(waiter.switch, True)
+
+    def clear(self):
+        self._value = False
+
+    def wait(self, timeout=None):
+        """True once the flag has been set (at least momentarily); False on timeout."""
+        if self._value:
+            return True
+        waiter = Waiter()
+        self._waiters.append(waiter)
+        try:
+            return _wait_on(waiter, timeout)
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+class _ResultQueue:
+    """Unbounded FIFO with a single blocking reader (the imap consumer)."""
+
+    __slots__ = ("_items", "_reader")
+
+    def __init__(self):
+        self._items = deque()
+        self._reader = None
+
+    def put(self, item):
+        self._items.append(item)
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            get_hub().loop.run_callback(reader.switch, None)
+
+    def get(self):
+        while not self._items:
+            waiter = self._reader = Waiter()
+            try:
+                waiter.get()
+            finally:
+                if self._reader is waiter:
+                    self._reader = None
+        return self._items.popleft()
+
+
+# --- imap ---------------------------------------------------------------------
+
+
+class _Failure:
+    """A queued outcome that makes the imap iterator raise instead of yield."""
+
+    __slots__ = ("exc", "raise_exception")
+
+    def __init__(self, exc, raise_exception=None):
+        self.exc = exc
+        self.raise_exception = raise_exception
+
+    def throw(self):
+        if self.raise_exception is not None:
+            self.raise_exception()
+        raise self.exc
+
+
+class IMapUnordered(Greenlet):
+    """Iterator over ``func(item)`` results in completion order.
+
+    Itself a greenlet: it walks the input, spawning one task per item with
+    the group's ``spawn`` (so a Pool bounds the concurrency), while the
+    consumer reads results.  *maxsize* bounds how many results may pile up
+    unread before spawning pauses.
+    """
+
+    def __init__(self, func, iterable, spawn, maxsize=None, _zipped=False):
+        Greenlet.__init__(self)
+        self.spawn = spawn
+        self.func = func
+        self.iterable = iterable
+        self._zipped = _zipped
+        self.queue = _ResultQueue()
+        self._result_slots = _Semaphore(maxsize) if maxsize else None
+        self._outstanding = 0
+        self._max_index = -1
+        self.finished = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._result_slots is not None:
+            # Taking a result makes room for one more task.
+            self._result_slots.release()
+        value = self._next_value()
+        if isinstance(value, _Failure):
+            value.throw()
+        return value
+
+    def _next_value(self):
+        return self.queue.get()
+
+    def _run(self):
+        try:
+            for item in self.iterable:
+                self._max_index += 1
+                self._spawn_task(item, self._max_index)
+            self._finish(None)
+        except BaseException as ex:
+            self._finish(ex)
+            raise
+        finally:
+            self.spawn = self.func = self.iterable = None
+
+    def _spawn_task(self, item, index):
+        if self._result_slots is not None:
+            self._result_slots.acquire()
+        self._outstanding += 1
+        glet = self.spawn(self.func, *item) if self._zipped else self.spawn(self.func, item)
+        glet._imap_task_index = index
+        glet.rawlink(self._on_result)
+
+    def _on_result(self, glet):
+        self._outstanding -= 1
+        if glet.successful():
+            self.queue.put(self._success_item(glet))
+        else:
+            self.queue.put(self._failure_item(glet))
+        # The input is exhausted (we are dead) and this was the last task.
+        if self._outstanding <= 0 and self.ready() and not self.finished:
+            self.finished = True
+            self.queue.put(self._end_item())
+
+    def _finish(self, exception):
+        if self.finished:
+            return
+        if exception is not None:
+            self.finished = True
+            self.queue.put(self._self_failure_item(exception))
+        elif self._outstanding <= 0:
+            self.finished = True
+            self.queue.put(self._end_item())
+
+    def _success_item(self, glet):
+        return glet.value
+
+    def _failure_item(self, glet):
+        return _Failure(glet.exception, glet._raise_exception)
+
+    def _end_item(self):
+        return _Failure(StopIteration())
+
+    def _self_failure_item(self, exception):
+        return _Failure(exception)
+
+
+class IMap(IMapUnordered):
+    """Like :class:`IMapUnordered`, but yields results in input order."""
+
+    def __init__(self, *args, **kwargs):
+        self._buffered = {}
+        self._index = 0
+        IMapUnordered.__init__(self, *args, **kwargs)
+
+    def _next_value(self):
+        try:
+            value = self._buffered.pop(self._index)
+        except KeyError:
+            while True:
+                index, value = self.queue.get()
+                if index == self._index:
+                    break
+                self._buffered[index] = value
+        self._index += 1
+        return value
+
+    def _success_item(self, glet):
+        return (glet._imap_task_index, glet.value)
+
+    def _failure_item(self, glet):
+        return (glet._imap_task_index, IMapUnordered._failure_item(self, glet))
+
+    def _end_item(self):
+        return (self._max_index + 1, IMapUnordered._end_item(self))
+
+    def _self_failure_item(self, exception):
+        return (self._max_index + 1, IMapUnordered._self_failure_item(self, exception))
+
+
+class _pass_value:
+    """Link that calls ``callback(result)`` only for a successful greenlet."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def __call__(self, source):
+        if source.successful():
+            self.callback(source.value)
+
+    def __hash__(self):
+        return hash(self.callback)
+
+    def __eq__(self, other):
+        return self.callback == getattr(other, "callback", other)
+
+
+# --- Group / Pool ---------------------------------------------------------------
+
+
+class Group:
+    """A set of running greenlets; each one leaves the group when it ends.
+
+    Supports ``len``, ``in``, iteration, and joining/killing them all.
+    ``greenlet_class`` (default :class:`Greenlet`) is what :meth:`spawn` makes.
+    """
+
+    greenlet_class = Greenlet
+
+    def __init__(self, *args):
+        if len(args) > 1:
+            raise TypeError("Group() takes at most one iterable of greenlets")
+        self.greenlets = set()
+        self.dying = set()
+        self._empty_event = _Flag(True)
+        if args:
+            for glet in args[0]:
+                self.add(glet)
+
+    def __repr__(self):
+        return "<%s at 0x%x %s>" % (type(self).__name__, id(self), self.greenlets)
+
+    def __len__(self):
+        return len(self.greenlets)
+
+    def __contains__(self, item):
+        return item in self.greenlets
+
+    def __iter__(self):
+        return iter(self.greenlets)
+
+    # -- membership ----------------------------------------------------------
+
+    def add(self, greenlet):
+        """Track *greenlet* (best added before it is started)."""
+        rawlink = getattr(greenlet, "rawlink", None)
+        if rawlink is not None:  # a raw greenlet (e.g. the main one) has none
+            rawlink(self._discard)
+        self.greenlets.add(greenlet)
+        self._empty_event.clear()
+
+    def _discard(self, greenlet):
+        self.greenlets.discard(greenlet)
+        self.dying.discard(greenlet)
+        if not self.greenlets:
+            self._empty_event.set()
+
+    def discard(self, greenlet):
+        """Stop tracking *greenlet* (it keeps running)."""
+        self._discard(greenlet)
+        unlink = getattr(greenlet, "unlink", None)
+        if unlink is not None:
+            unlink(self._discard)
+
+    def start(self, greenlet):
+        """Add the unstarted *greenlet* and start it."""
+        self.add(greenlet)
+        greenlet.start()
+
+    def spawn(self, *args, **kwargs):
+        """Create a greenlet like ``spawn()`` does, add it and start it."""
+        greenlet = self.greenlet_class(*args, **kwargs)
+        self.start(greenlet)
+        return greenlet
+
+    def spawn_later(self, seconds, *args, **kwargs):
+        """Create a greenlet, add it, and start it *seconds* from now."""
+        greenlet = self.greenlet_class(*args, **kwargs)
+        self.add(greenlet)
+        greenlet.start_later(seconds)
+        return greenlet
+
+    def spawn_link(self, *args, **kwargs):
+        """:meth:`spawn` and link the new greenlet to the caller (gevent 0.13)."""
+        greenlet = self.spawn(*args, **kwargs)
+        greenlet.link()
+        return greenlet
+
+    def spawn_link_value(self, *args, **kwargs):
+        greenlet = self.spawn(*args, **kwargs)
+        greenlet.link_value()
+        return greenlet
+
+    def spawn_link_exception(self, *args, **kwargs):
+        greenlet = self.spawn(*args, **kwargs)
+        greenlet.link_exception()
+        return greenlet
+
+    # -- waiting and killing ---------------------------------------------------
+
+    def join(self, timeout=None, raise_error=False):
+        """Wait until the group has been empty at least once.
+
+        Returns False if *timeout* passed first.  With *raise_error*, re-raise
+        the exception of a greenlet (one that was in the group at the call)
+        that failed.
+        """
+        greenlets = list(self.greenlets) if raise_error else ()
+        result = self._empty_event.wait(timeout=timeout)
+        for greenlet in greenlets:
+            if greenlet.exception is not None:
+                raising = getattr(greenlet, "_raise_exception", None)
+                if raising is not None:
+                    raising()
+                raise greenlet.exception
+        return result
+
+    def kill(self, exception=GreenletExit, block=True, timeout=None):
+        """Kill every greenlet in the group (waiting for them, unless *block* is false)."""
+        timer = Timeout._start_new_or_dummy(timeout)
+        try:
+            while self.greenlets:
+                for greenlet in list(self.greenlets):
+                    if greenlet in self.dying:
+                        continue
+                    kill = getattr(greenlet, "kill", None)
+                    if kill is None:
+                        _kill_raw(greenlet, exception)
+                    else:
+                        kill(exception, block=False)
+                    self.dying.add(greenlet)
+                if not block:
+                    break
+                joinall(list(self.greenlets))
+        except Timeout as ex:
+            if ex is not timer:
+                raise
+        finally:
+            timer.cancel()
+
+    def killone(self, greenlet, exception=GreenletExit, block=True, timeout=None):
+        """Kill *greenlet* if it is in the group."""
+        if greenlet not in self.dying and greenlet in self.greenlets:
+            greenlet.kill(exception, block=False)
+            self.dying.add(greenlet)
+            if block:
+                greenlet.join(timeout)
+
+    def full(self):
+        """A Group has no limit: never full."""
+        return False
+
+    def wait_available(self, timeout=None):
+        """A Group has no limit: returns at once."""
+        return None
+
+    # -- mapping helpers ---------------------------------------------------------
+
+    def _apply_immediately(self):
+        # A member calling apply() on its own group runs the function inline:
+        # waiting for a slot held by itself could deadlock a Pool.
+        return getcurrent() in self
+
+    def apply(self, func, args=None, kwds=None):
+        """Run ``func(*args, **kwds)`` in the group and return its result."""
+        args = () if args is None else args
+        kwds = {} if kwds is None else kwds
+        if self._apply_immediately():
+            return func(*args, **kwds)
+        return self.spawn(func, *args, **kwds).get()
+
+    def apply_cb(self, func, args=None, kwds=None, callback=None):
+        """:meth:`apply`, then ``callback(result)`` in a new greenlet if given."""
+        result = self.apply(func, args, kwds)
+        if callback is not None:
+            Greenlet.spawn(callback, result)
+        return result
+
+    def apply_async(self, func, args=None, kwds=None, callback=None):
+        """Start ``func(*args, **kwds)`` and return its greenlet without blocking.
+
+        *callback*, if given, gets the result when it succeeds.
+        """
+        args = () if args is None else args
+        kwds = {} if kwds is None else kwds
+        if self.full():
+            # spawn() would block: run apply() from a greenlet of its own.
+            return Greenlet.spawn(self.apply_cb, func, args, kwds, callback)
+        greenlet = self.spawn(func, *args, **kwds)
+        if callback is not None:
+            greenlet.link(_pass_value(callback))
+        return greenlet
+
+    def map(self, func, iterable):
+        """``[func(x) for x in iterable]`` computed concurrently, in input order."""
+        greenlets = [self.spawn(func, item) for item in iterable]
+        return [greenlet.get() for greenlet in greenlets]
+
+    def map_cb(self, func, iterable, callback=None):
+        result = self.map(func, iterable)
+        if callback is not None:
+            callback(result)
+        return result
+
+    def map_async(self, func, iterable, callback=None):
+        """:meth:`map` in a new greenlet (returned); *callback* gets the list."""
+        return Greenlet.spawn(self.map_cb, func, iterable, callback)
+
+    def _imap(self, cls, func, iterables, maxsize):
+        return cls.spawn(func, zip(*iterables), spawn=self.spawn, maxsize=maxsize, _zipped=True)
+
+    def imap(self, func, *iterables, maxsize=None):
+        """Iterator over ``func(*items)`` in input order, computed concurrently."""
+        return self._imap(IMap, func, iterables, maxsize)
+
+    def imap_unordered(self, func, *iterables, maxsize=None):
+        """Like :meth:`imap`, but yields results as they complete."""
+        return self._imap(IMapUnordered, func, iterables, maxsize)
+
+
+class PoolFull(_QueueFull):
+    """A full Pool was asked to add a greenlet without blocking (or timed out)."""
+
+
+class _NoLimit:
+    """The semaphore of an unbounded Pool (``size=None``)."""
+
+    __slots__ = ()
+    counter = 1
+
+    def acquire(self, blocking=True, timeout=None):
+        return True
+
+    def release(self):
+        pass
+
+    def wait(self, timeout=None):
+        return 1
+
+
+class Pool(Group):
+    """A Group holding at most *size* greenlets.
+
+    :meth:`spawn` / :meth:`add` block while the pool is full.  ``size=None``
+    means no limit; ``size=0`` a pool nothing can ever enter.
+    """
+
+    def __init__(self, size=None, greenlet_class=None):
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool):
+                raise TypeError("size must be an integer or None, not %r" % (size,))
+            if size < 0:
+                raise ValueError("size must not be negative: %r" % (size,))
+        Group.__init__(self)
+        self.size = size
+        if greenlet_class is not None:
+            self.greenlet_class = greenlet_class
+        self._semaphore = _NoLimit() if size is None else _Semaphore(size)
+
+    def wait_available(self, timeout=None):
+        """Wait until a greenlet could be added; return how many could."""
+        return self._semaphore.wait(timeout=timeout)
+
+    def full(self):
+        """True if :meth:`add` would block."""
+        return self.free_count() <= 0
+
+    def free_count(self):
+        """How many more greenlets fit (1 for an unbounded pool)."""
+        if self.size is None:
+            return 1
+        return max(0, self.size - len(self))
+
+    def start(self, greenlet, blocking=True, timeout=None):
+        """Add the unstarted *greenlet* (see :meth:`add`) and start it."""
+        self.add(greenlet, blocking, timeout)
+        greenlet.start()
+
+    def add(self, greenlet, blocking=True, timeout=None):
+        """Track *greenlet*, waiting for room (up to *timeout*) unless not *blocking*.
+
+        Raises :class:`PoolFull` if there is no room in time.
+        """
+        if not self._semaphore.acquire(blocking=blocking, timeout=timeout):
+            raise PoolFull()
+        try:
+            Group.add(self, greenlet)
+        except BaseException:
+            self._semaphore.release()
+            raise
+
+    def _discard(self, greenlet):
+        # Only a member's departure frees a slot (discard() of a stranger,
+        # or a second discard, must not).
+        if greenlet in self.greenlets:
+            Group._discard(self, greenlet)
+            self._semaphore.release()
+        else:
+            self.dying.discard(greenlet)

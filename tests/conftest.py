@@ -1,0 +1,61 @@
+"""Shared test setup.
+
+Every test gets a fresh hub and loop: whatever a test leaves behind (a
+greenlet sleeping forever, an armed timer) is torn down with the hub, so it
+cannot wake up inside a later test.
+"""
+
+import gc
+import os
+import sys
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Run against the source tree without installing it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+
+from greenwheel import _hub  # noqa: E402
+
+settings.register_profile(
+    "greenwheel",
+    # Programs sleep for real (milliseconds), so per-example timing is noise.
+    deadline=None,
+    max_examples=60,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "greenwheel"))
+
+
+def destroy_hub():
+    hub = _hub._get_hub_if_exists()
+    if hub is not None:
+        hub.destroy(destroy_loop=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_hub():
+    destroy_hub()
+    yield
+    destroy_hub()
+    # Collect the greenlets the test created while no hub exists, so none of
+    # them is resurrected (GreenletExit on dealloc) during the next test.
+    gc.collect()
+
+
+@pytest.fixture
+def hub():
+    from greenwheel import get_hub
+
+    return get_hub()
+
+
+@pytest.fixture
+def quiet_hub(hub):
+    """The hub with error printing captured into a list of strings."""
+    import io
+
+    stream = io.StringIO()
+    hub.exception_stream = stream
+    hub.captured = stream
+    return hub

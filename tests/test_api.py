@@ -1,0 +1,158 @@
+"""The public API surface, pinned: adding or dropping a name must be deliberate."""
+
+import types
+
+import greenwheel
+import greenwheel.exceptions
+import greenwheel.greenlet
+import greenwheel.hub
+import greenwheel.pool
+import greenwheel.timeout
+
+
+def public_names(module):
+    # Submodules show up as package attributes once imported; they are not
+    # part of the API pinned here (other modules will be added later).
+    return sorted(
+        name
+        for name in dir(module)
+        if not name.startswith("_") and not isinstance(getattr(module, name), types.ModuleType)
+    )
+
+
+TOP_LEVEL = [
+    "Greenlet",
+    "GreenletExit",
+    "Hub",
+    "LinkedCompleted",
+    "LinkedExited",
+    "LinkedFailed",
+    "LinkedKilled",
+    "LoopExit",
+    "Timeout",
+    "get_hub",
+    "getcurrent",
+    "idle",
+    "iwait",
+    "joinall",
+    "kill",
+    "killall",
+    "reinit",
+    "sleep",
+    "spawn",
+    "spawn_later",
+    "spawn_link",
+    "spawn_link_exception",
+    "spawn_link_value",
+    "spawn_raw",
+    "wait",
+    "with_timeout",
+]
+
+
+def test_top_level_names():
+    assert public_names(greenwheel) == TOP_LEVEL
+    assert sorted(greenwheel.__all__) == TOP_LEVEL
+    assert isinstance(greenwheel.__version__, str) and greenwheel.__version__
+
+
+def test_hub_module_names():
+    assert public_names(greenwheel.hub) == [
+        "GreenletExit",
+        "Hub",
+        "LoopExit",
+        "Waiter",
+        "get_hub",
+        "getcurrent",
+        "idle",
+        "iwait",
+        "kill",
+        "reinit",
+        "sleep",
+        "spawn_raw",
+        "wait",
+    ]
+    assert sorted(greenwheel.hub.__all__) == public_names(greenwheel.hub)
+
+
+def test_greenlet_module_names():
+    assert public_names(greenwheel.greenlet) == [
+        "Greenlet",
+        "GreenletExit",
+        "LinkedCompleted",
+        "LinkedExited",
+        "LinkedFailed",
+        "LinkedKilled",
+        "getcurrent",
+        "joinall",
+        "killall",
+        "spawn",
+        "spawn_later",
+        "spawn_link",
+        "spawn_link_exception",
+        "spawn_link_value",
+    ]
+    assert sorted(greenwheel.greenlet.__all__) == public_names(greenwheel.greenlet)
+
+
+def test_timeout_module_names():
+    assert public_names(greenwheel.timeout) == ["Timeout", "with_timeout"]
+    assert sorted(greenwheel.timeout.__all__) == ["Timeout", "with_timeout"]
+
+
+def test_pool_module_names():
+    assert public_names(greenwheel.pool) == ["Group", "IMap", "IMapUnordered", "Pool", "PoolFull"]
+    assert sorted(greenwheel.pool.__all__) == public_names(greenwheel.pool)
+
+
+def test_exceptions_module_names():
+    assert public_names(greenwheel.exceptions) == [
+        "BlockingSwitchOutError",
+        "ConcurrentObjectUseError",
+        "HubDestroyed",
+        "InvalidSwitchError",
+        "InvalidThreadUseError",
+        "LinkedCompleted",
+        "LinkedExited",
+        "LinkedFailed",
+        "LinkedKilled",
+        "LoopExit",
+    ]
+    assert sorted(greenwheel.exceptions.__all__) == public_names(greenwheel.exceptions)
+
+
+def test_stable_homes_for_building_blocks():
+    # event/queue/lock/socket build on these; they must stay where they are.
+    from greenwheel._hub import Waiter, get_hub, getcurrent, sleep  # noqa: F401
+    from greenwheel._timeout import Timeout
+
+    assert Timeout is greenwheel.Timeout
+    assert getcurrent is greenwheel.getcurrent
+    assert get_hub is greenwheel.get_hub
+
+
+def test_same_objects_everywhere():
+    assert greenwheel.greenlet.Greenlet is greenwheel.Greenlet
+    assert greenwheel.hub.sleep is greenwheel.sleep
+    assert greenwheel.timeout.Timeout is greenwheel.Timeout
+    assert greenwheel.exceptions.LoopExit is greenwheel.LoopExit
+    import greenlet
+
+    assert greenwheel.GreenletExit is greenlet.GreenletExit
+    assert greenwheel.getcurrent is greenlet.getcurrent
+    assert issubclass(greenwheel.Greenlet, greenlet.greenlet)
+    assert issubclass(greenwheel.Hub, greenlet.greenlet)
+    assert issubclass(greenwheel.Timeout, BaseException)
+    assert not issubclass(greenwheel.Timeout, Exception)
+
+
+def test_link_exception_hierarchy():
+    g = greenwheel
+    for cls in (g.LinkedCompleted, g.LinkedFailed, g.LinkedKilled):
+        assert issubclass(cls, g.LinkedExited)
+    assert issubclass(g.LinkedExited, Exception)
+    # gevent.greenlet 0.13: a kill is a successful completion ...
+    assert issubclass(g.LinkedKilled, g.LinkedCompleted)
+    # ... gevent.proc 0.13: it is a failure; both `except` clauses work.
+    assert issubclass(g.LinkedKilled, g.LinkedFailed)
+    assert issubclass(g.LoopExit, Exception)

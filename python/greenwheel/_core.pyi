@@ -207,7 +207,7 @@ class Loop:
         """A non-zero identifier while the loop is alive (0 after destroy)."""
     @property
     def iteration(self) -> int:
-        """How many times the loop has polled."""
+        """How many passes the loop has made (each runs the callbacks queued before it)."""
     @property
     def pendingcnt(self) -> int:
         """Number of callbacks waiting to run."""

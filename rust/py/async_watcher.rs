@@ -12,7 +12,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, ThreadId};
 
 use mio::Waker;
 use pyo3::exceptions::PyRuntimeError;
@@ -24,11 +23,23 @@ use pyo3::PyTraverseError;
 use super::errors::check_callable;
 use super::loop_::Loop;
 
+thread_local! {
+    /// Its address identifies the current thread cheaply (no `Arc` clone, as
+    /// `thread::current()` would do); unique among live threads.
+    static THREAD_TOKEN: u8 = const { 0 };
+}
+
+/// An identifier of the calling thread, unique among live threads.
+pub(crate) fn thread_token() -> usize {
+    THREAD_TOKEN.with(|t| t as *const u8 as usize)
+}
+
 /// Loop state other threads may touch.
 pub(crate) struct Shared {
-    pub(crate) owner: ThreadId,
-    /// Replaced by `Loop.reinit()` after fork.
-    waker: Mutex<Arc<Waker>>,
+    /// [`thread_token`] of the thread that owns the loop.
+    owner: usize,
+    /// Replaced by `Loop.reinit()` after fork; None once the loop is destroyed.
+    waker: Mutex<Option<Arc<Waker>>>,
     /// Some async watcher was sent since the loop last looked.
     pub(crate) async_pending: AtomicBool,
     /// `run_callback_threadsafe` queue.
@@ -44,8 +55,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(crate) fn new(waker: Arc<Waker>) -> Self {
         Shared {
-            owner: thread::current().id(),
-            waker: Mutex::new(waker),
+            owner: thread_token(),
+            waker: Mutex::new(Some(waker)),
             async_pending: AtomicBool::new(false),
             threadsafe: Mutex::new(Vec::new()),
         }
@@ -55,15 +66,21 @@ impl Shared {
     pub(crate) fn wake(&self) {
         // A failed eventfd write means the counter is saturated, i.e. a wake-up
         // is already pending, so ignoring it loses nothing.
-        let _ = lock(&self.waker).wake();
+        if let Some(w) = lock(&self.waker).as_ref() {
+            let _ = w.wake();
+        }
     }
 
-    pub(crate) fn replace_waker(&self, waker: Arc<Waker>) {
-        *lock(&self.waker) = waker;
+    /// Installs the waker of a new poller (`reinit`), or None (`destroy`),
+    /// which closes the old one once no thread is using it.
+    pub(crate) fn replace_waker(&self, waker: Option<Arc<Waker>>) {
+        let old = std::mem::replace(&mut *lock(&self.waker), waker);
+        drop(old);
     }
 
+    /// RuntimeError unless called on the loop's own thread.
     pub(crate) fn check_owner(&self) -> PyResult<()> {
-        if thread::current().id() == self.owner {
+        if thread_token() == self.owner {
             Ok(())
         } else {
             Err(PyRuntimeError::new_err(
@@ -110,6 +127,11 @@ impl AsyncWatcher {
         }
     }
 
+    /// Marks the watcher stopped (the loop is being torn down).
+    pub(crate) fn deactivate(&self, lp: &Loop) {
+        self.set_active(lp, false);
+    }
+
     /// Consumes a pending send if the watcher is active; returns the call.
     pub(crate) fn take_fired(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
         let st = lock(&self.state);
@@ -148,29 +170,28 @@ impl AsyncWatcher {
             .call
             .replace((callback.clone().unbind(), args.clone().unbind()));
         drop(old);
-        let lp = this.loop_.bind(slf.py()).borrow();
+        let lp = this.loop_.get();
         if !lock(&this.state).active {
+            lp.async_start(slf.clone().unbind())?;
             this.sent.store(false, Ordering::Release);
-            this.set_active(&lp, true);
-            lp.async_start(slf.clone().unbind());
+            this.set_active(lp, true);
         }
         Ok(())
     }
 
     /// Stop watching (loop thread only).
-    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+    fn stop(&self) -> PyResult<()> {
         self.shared.check_owner()?;
-        let lp = self.loop_.bind(py).borrow();
-        self.set_active(&lp, false);
+        let lp = self.loop_.get();
+        self.set_active(lp, false);
         let removed = lp.async_stop(self);
-        drop(lp);
         drop(removed);
         Ok(())
     }
 
     /// Stop and release the callback.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.stop(py)?;
+    fn close(&self) -> PyResult<()> {
+        self.stop()?;
         let old = lock(&self.state).call.take();
         drop(old);
         Ok(())
@@ -230,9 +251,9 @@ impl AsyncWatcher {
 
     #[setter]
     #[pyo3(name = "ref")]
-    fn set_ref(&self, py: Python<'_>, value: bool) -> PyResult<()> {
+    fn set_ref(&self, value: bool) -> PyResult<()> {
         self.shared.check_owner()?;
-        let lp = self.loop_.bind(py).borrow();
+        let lp = self.loop_.get();
         let mut st = lock(&self.state);
         if st.ref_ != value {
             st.ref_ = value;
@@ -258,8 +279,8 @@ impl AsyncWatcher {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<()> {
-        self.close(py)
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.close()
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {

@@ -3,24 +3,24 @@
 //! The queue holds the object; `stop()` empties it in place so the loop skips
 //! it, which keeps cancellation O(1) without searching the queue.
 
-use std::cell::RefCell;
-
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::PyTraverseError;
 
+use super::sync::Guarded;
+
 /// A callback queued with `Loop.run_callback`.
-#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+#[pyclass(frozen, module = "greenwheel._core")]
 pub(crate) struct Callback {
     /// `(callable, args)` until it runs or is stopped.
-    slot: RefCell<Option<(Py<PyAny>, Py<PyTuple>)>>,
+    slot: Guarded<Option<(Py<PyAny>, Py<PyTuple>)>>,
 }
 
 impl Callback {
     pub(crate) fn new(func: Py<PyAny>, args: Py<PyTuple>) -> Self {
         Callback {
-            slot: RefCell::new(Some((func, args))),
+            slot: Guarded::new(Some((func, args))),
         }
     }
 
@@ -35,19 +35,25 @@ impl Callback {
     /// The function to call, or None once run or stopped.
     #[getter]
     fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.slot.borrow().as_ref().map(|(f, _)| f.clone_ref(py))
+        self.slot
+            .borrow_mut()
+            .as_ref()
+            .map(|(f, _)| f.clone_ref(py))
     }
 
     /// The arguments, or None once run or stopped.
     #[getter]
     fn args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.slot.borrow().as_ref().map(|(_, a)| a.clone_ref(py))
+        self.slot
+            .borrow_mut()
+            .as_ref()
+            .map(|(_, a)| a.clone_ref(py))
     }
 
     /// True until the callback has run or been stopped.
     #[getter]
     fn pending(&self) -> bool {
-        self.slot.borrow().is_some()
+        self.slot.borrow_mut().is_some()
     }
 
     /// Cancel the callback if it has not run yet.

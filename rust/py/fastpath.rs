@@ -98,7 +98,7 @@ pub(crate) fn sleep(
     let lp = hub.getattr(intern!(py, "loop"))?;
     let lp = lp.cast_into::<Loop>()?;
     if secs <= 0.0 {
-        return lp.borrow().yield_current(py, &hub);
+        return lp.get().yield_current(py, &hub);
     }
     sleep_on_timer(py, &hub, lp, secs, r#ref)
 }

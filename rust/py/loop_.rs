@@ -25,8 +25,7 @@
 //!   type, value, tb)`; with no handler it is printed (and SystemExit /
 //!   KeyboardInterrupt propagate out of `run()`).
 
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::unix::io::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,11 +41,22 @@ use super::async_watcher::{lock, AsyncWatcher, Shared};
 use super::callback::Callback;
 use super::errors::os_error;
 use super::greenlet_api;
+use super::sync::{BoolCell, Guarded, I32Cell, IsizeCell, U64Cell};
 use super::timeout::Timeout;
 use super::watchers::{invoke, IoWatcher, Phase, PhaseWatcher, SignalWatcher, TimerWatcher};
 use crate::clock::{monotonic_ns, ns_to_secs};
 use crate::poller::{Poller, Ready, READ};
 use crate::wheel::{TimerHandle, TimerWheel};
+
+/// How long a burst of callback-only passes may go without polling the
+/// kernel. Each pass still runs only the callbacks queued before it started
+/// (gevent's ordering), but a `sleep(0)` ping-pong need not cost an
+/// `epoll_wait` per switch; fd readiness is at most this late.
+const POLL_INTERVAL_NS: u64 = 1_000_000;
+
+/// Timers due sooner than this are waited for by polling with a zero timeout,
+/// because the kernel's poll timeout has millisecond granularity.
+const SPIN_BELOW_NS: u64 = 1_000_000;
 
 /// One entry of the FIFO callback queue.
 enum Queued {
@@ -83,35 +93,43 @@ struct State {
     poller: Poller,
     fds: HashMap<RawFd, FdEntry>,
     asyncs: Vec<Py<AsyncWatcher>>,
-    signals: HashMap<i32, SignalSlot>,
+    /// Ordered so signal watchers dispatch in a stable order.
+    signals: BTreeMap<i32, SignalSlot>,
     prepare: Vec<Py<PhaseWatcher>>,
     check: Vec<Py<PhaseWatcher>>,
     idle: Vec<Py<PhaseWatcher>>,
     /// Reused scratch buffer for poll results.
     ready: Vec<Ready>,
+    /// Readiness taken out of the kernel but not dispatched (an exception
+    /// unwound `run()`, or a re-arm failed): dispatched first on the next pass.
+    carry: Vec<Ready>,
+    /// When the kernel was last polled (monotonic ns).
+    last_poll_ns: u64,
     /// Read end of the signal wake-up pipe.
     sig_read: RawFd,
 }
 
 /// The event loop.
-#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+#[pyclass(frozen, module = "greenwheel._core")]
 pub(crate) struct Loop {
-    state: RefCell<Option<State>>,
-    callbacks: RefCell<VecDeque<Queued>>,
+    state: Guarded<Option<State>>,
+    callbacks: Guarded<VecDeque<Queued>>,
     /// Identifies `Queued::Resume` entries so a failed yield can withdraw its own.
-    resume_seq: Cell<u64>,
-    error_handler: RefCell<Option<Py<PyAny>>>,
+    resume_seq: U64Cell,
+    error_handler: Guarded<Option<Py<PyAny>>>,
     shared: Arc<Shared>,
     /// Referenced active watchers.
-    activecnt: Cell<isize>,
-    now_ns: Cell<u64>,
-    iteration: Cell<u64>,
-    break_requested: Cell<bool>,
+    activecnt: IsizeCell,
+    now_ns: U64Cell,
+    iteration: U64Cell,
+    break_requested: BoolCell,
+    /// `destroy()` ran (or GC cleared the loop): every entry point raises.
+    destroyed: BoolCell,
     /// A Python signal handler of ours ran; signal watchers are pending.
-    signal_pending: Cell<bool>,
+    signal_pending: BoolCell,
     default: bool,
-    /// Write end of the signal wake-up pipe.
-    sig_write: RawFd,
+    /// Write end of the signal wake-up pipe (replaced by `reinit()`).
+    sig_write: I32Cell,
 }
 
 /// Creates a non-blocking, close-on-exec pipe.
@@ -150,8 +168,13 @@ fn close_fds(fds: &[RawFd]) {
 }
 
 /// Whether `p` is the object behind `target`.
-fn same<T: pyo3::PyClass>(py: Python<'_>, p: &Py<T>, target: *const T) -> bool {
-    std::ptr::eq(&*p.bind(py).borrow(), target)
+fn same<T: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync>(
+    py: Python<'_>,
+    p: &Py<T>,
+    target: *const T,
+) -> bool {
+    let _ = py;
+    std::ptr::eq(p.get(), target)
 }
 
 /// Empties the signal pipe (its bytes only say "a signal came").
@@ -171,10 +194,89 @@ impl Loop {
         PyRuntimeError::new_err("the loop has been destroyed")
     }
 
+    /// Entry-point check: the loop's own thread, and not destroyed.
+    pub(crate) fn check_usable(&self) -> PyResult<()> {
+        self.shared.check_owner()?;
+        if self.destroyed.get() {
+            return Err(Self::closed());
+        }
+        Ok(())
+    }
+
+    /// Stops every watcher and releases the poller and pipe. Used by
+    /// `destroy()` and by GC (`__clear__`, possibly on another thread, so it
+    /// takes nothing it cannot get and restores no signal handlers there).
+    fn teardown(&self, py: Python<'_>, restore_signals: bool) -> PyResult<()> {
+        self.destroyed.set(true);
+        let taken = match self.state.try_borrow_mut() {
+            Ok(mut st) => st.take(),
+            Err(_) => return Ok(()),
+        };
+        let Some(mut st) = taken else { return Ok(()) };
+        let mut timers = Vec::new();
+        st.wheel.expire(u64::MAX, &mut timers);
+        for (handle, entry) in &timers {
+            match entry {
+                TimerEntry::Watcher(t) => {
+                    let t = t.get();
+                    t.handle.set(None);
+                    t.core.mark_active(self, false);
+                }
+                TimerEntry::Timeout(t) => {
+                    let _ = Timeout::fire(t.bind(py), *handle);
+                }
+            }
+        }
+        for entry in st.fds.values() {
+            for w in &entry.watchers {
+                w.get().core.mark_active(self, false);
+            }
+        }
+        for w in st
+            .prepare
+            .iter()
+            .chain(st.check.iter())
+            .chain(st.idle.iter())
+        {
+            w.get().core.mark_active(self, false);
+        }
+        for w in &st.asyncs {
+            w.get().deactivate(self);
+        }
+        let signals = std::mem::take(&mut st.signals);
+        for slot in signals.values() {
+            for w in &slot.watchers {
+                w.get().core.mark_active(self, false);
+            }
+        }
+        close_fds(&[st.sig_read, self.sig_write.replace(-1)]);
+        self.shared.replace_waker(None);
+        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+        let threadsafe = std::mem::take(&mut *lock(&self.shared.threadsafe));
+        self.activecnt.set(0);
+        // Everything is unhooked: now drop (decrefs may run Python code).
+        drop(callbacks);
+        drop(threadsafe);
+        drop(timers);
+        drop(st);
+        if restore_signals {
+            for (signum, slot) in signals {
+                py.import("signal")?
+                    .call_method1("signal", (signum, slot.previous))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs `f` on the state; errors if the loop was destroyed.
     fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> PyResult<R> {
         let mut st = self.state.borrow_mut();
         st.as_mut().map(f).ok_or_else(Self::closed)
+    }
+
+    /// RuntimeError unless called on the loop's own thread.
+    pub(crate) fn check_owner(&self) -> PyResult<()> {
+        self.shared.check_owner()
     }
 
     pub(crate) fn adjust_activecnt(&self, delta: isize) {
@@ -201,11 +303,12 @@ impl Loop {
         match handler {
             Some(h) => {
                 let tb = err.traceback(py);
-                h.call_method1(
-                    py,
-                    "handle_error",
-                    (context, err.get_type(py), err.value(py), tb),
-                )?;
+                let value = err.value(py);
+                // So a handler that re-raises `value` keeps the callback's frames.
+                if let Some(tb) = tb.as_ref() {
+                    value.setattr(pyo3::intern!(py, "__traceback__"), tb)?;
+                }
+                h.call_method1(py, "handle_error", (context, err.get_type(py), value, tb))?;
                 Ok(())
             }
             None => {
@@ -238,8 +341,8 @@ impl Loop {
     // ----- timers
 
     pub(crate) fn timer_start(&self, slf: &Bound<'_, TimerWatcher>, update: bool) -> PyResult<()> {
-        let py = slf.py();
-        let w = slf.borrow();
+        self.check_usable()?;
+        let w = slf.get();
         let now = if update {
             self.refresh_now()
         } else {
@@ -258,9 +361,7 @@ impl Loop {
         })?;
         w.deadline_ns.set(deadline);
         w.core.mark_active(self, true);
-        drop(w);
         drop(displaced);
-        let _ = py;
         Ok(())
     }
 
@@ -285,6 +386,12 @@ impl Loop {
         if batch.is_empty() {
             return Ok(false);
         }
+        // Everything in the batch is due: `pending` until its turn comes.
+        for (_, entry) in &batch {
+            if let TimerEntry::Watcher(w) = entry {
+                w.get().core.set_pending(true);
+            }
+        }
         let mut rest = batch.into_iter();
         while let Some((handle, entry)) = rest.next() {
             let outcome = match entry {
@@ -306,10 +413,11 @@ impl Loop {
         watcher: &Py<TimerWatcher>,
     ) -> PyResult<()> {
         let bound = watcher.bind(py);
-        let w = bound.borrow();
+        let w = bound.get();
         if w.handle.get() != Some(handle) {
             return Ok(()); // stopped or re-armed by an earlier callback
         }
+        w.core.set_pending(false);
         if w.repeat_ns > 0 {
             let deadline = self.now_ns.get().saturating_add(w.repeat_ns);
             let entry = TimerEntry::Watcher(watcher.clone_ref(py));
@@ -321,7 +429,6 @@ impl Loop {
             w.core.mark_active(self, false);
         }
         let call = w.core.call_parts(py);
-        drop(w);
         self.call_reporting(py, bound.as_any(), call, None)
     }
 
@@ -349,7 +456,8 @@ impl Loop {
         for (handle, entry) in rest {
             match entry {
                 TimerEntry::Watcher(watcher) => {
-                    let w = watcher.bind(py).borrow();
+                    let w = watcher.get();
+                    w.core.set_pending(false);
                     if w.handle.get() == Some(handle) {
                         let again = TimerEntry::Watcher(watcher.clone_ref(py));
                         let h = self.with_state(|st| st.wheel.arm(0, again))?;
@@ -401,9 +509,10 @@ impl Loop {
     // ----- fds
 
     pub(crate) fn io_start(&self, slf: &Bound<'_, IoWatcher>) -> PyResult<()> {
-        let w = slf.borrow();
+        self.check_usable()?;
+        let w = slf.get();
         if w.core.is_active() {
-            self.io_stop(slf.py(), &w);
+            self.io_stop(slf.py(), w);
         }
         let fd = w.fd;
         let result = self.with_state(|st| {
@@ -412,7 +521,7 @@ impl Loop {
                 needs_rearm: false,
             });
             entry.watchers.push(slf.clone().unbind());
-            let mask = Self::union_mask(slf.py(), &entry.watchers) | w.events.get();
+            let mask = Self::union_mask(&entry.watchers) | w.events.get();
             let res = st.poller.arm(fd, mask);
             match res {
                 Ok(()) => {
@@ -439,17 +548,14 @@ impl Loop {
                 Ok(())
             }
             Err((err, popped)) => {
-                drop(w);
                 drop(popped);
                 Err(os_error(err))
             }
         }
     }
 
-    fn union_mask(py: Python<'_>, watchers: &[Py<IoWatcher>]) -> u8 {
-        watchers
-            .iter()
-            .fold(0, |m, w| m | w.bind(py).borrow().events.get())
+    fn union_mask(watchers: &[Py<IoWatcher>]) -> u8 {
+        watchers.iter().fold(0, |m, w| m | w.get().events.get())
     }
 
     pub(crate) fn io_stop(&self, py: Python<'_>, w: &IoWatcher) {
@@ -478,10 +584,7 @@ impl Loop {
     /// Dispatches fd readiness collected by the last poll.
     fn dispatch_io(&self, py: Python<'_>, ready: &[Ready]) -> PyResult<bool> {
         let mut any = false;
-        let mut idx = 0;
-        while idx < ready.len() {
-            let r = ready[idx];
-            idx += 1;
+        for (idx, r) in ready.iter().enumerate() {
             let snapshot: Vec<Py<IoWatcher>> = {
                 let mut st = self.state.borrow_mut();
                 let Some(st) = st.as_mut() else {
@@ -495,21 +598,25 @@ impl Loop {
                     None => continue, // stray edge for an fd nobody waits on
                 }
             };
+            for w in &snapshot {
+                let w = w.get();
+                if w.core.is_active() && w.events.get() & r.events != 0 {
+                    w.core.set_pending(true);
+                }
+            }
             for watcher in snapshot {
-                let bound = watcher.bind(py);
-                let w = bound.borrow();
+                let w = watcher.get();
                 let hit = w.events.get() & r.events;
-                if !w.core.is_active() || hit == 0 {
+                if !w.core.is_active() || hit == 0 || !w.core.take_pending() {
                     continue;
                 }
                 let call = w.core.call_parts(py);
                 let prefix = w.pass_events.get().then_some(hit);
-                drop(w);
                 any = true;
-                if let Err(e) = self.call_reporting(py, bound.as_any(), call, prefix) {
-                    // Re-arm everything not yet dispatched so level semantics
-                    // deliver it again on the next pass.
-                    self.rearm_fds(py, ready[idx - 1..].iter().map(|r| r.fd))?;
+                if let Err(e) = self.call_reporting(py, watcher.bind(py).as_any(), call, prefix) {
+                    // Nothing taken from the kernel may be lost: re-arming
+                    // makes it report whatever is still ready on the next pass.
+                    self.rearm_after_unwind(py, &ready[idx..]);
                     return Err(e);
                 }
             }
@@ -518,9 +625,28 @@ impl Loop {
         Ok(any)
     }
 
+    /// After an exception cut a dispatch short: clear stale `pending` flags
+    /// and re-arm every fd in `ready`, so their readiness is reported again.
+    fn rearm_after_unwind(&self, py: Python<'_>, ready: &[Ready]) {
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            if let Some(st) = st.as_mut() {
+                for r in ready {
+                    if let Some(entry) = st.fds.get_mut(&r.fd) {
+                        entry.needs_rearm = true;
+                        for w in &entry.watchers {
+                            w.get().core.set_pending(false);
+                        }
+                    }
+                }
+            }
+        }
+        let _ = self.rearm_fds(py, ready.iter().map(|r| r.fd));
+    }
+
     /// Re-arms fds that got an event and still have watchers (edge-triggered
     /// registrations otherwise would not report remaining readiness).
     fn rearm_fds(&self, py: Python<'_>, fds: impl Iterator<Item = RawFd>) -> PyResult<()> {
+        let _ = py;
         let mut st = self.state.borrow_mut();
         let Some(st) = st.as_mut() else {
             return Err(Self::closed());
@@ -529,11 +655,11 @@ impl Loop {
             if let Some(entry) = st.fds.get_mut(&fd) {
                 if entry.needs_rearm && !entry.watchers.is_empty() {
                     entry.needs_rearm = false;
-                    let mask = Self::union_mask(py, &entry.watchers);
+                    let mask = Self::union_mask(&entry.watchers);
                     // A failure means the fd was closed under its watchers;
-                    // they are woken so they can see the error themselves.
+                    // they are woken on the next pass to see the error.
                     if st.poller.arm(fd, mask).is_err() {
-                        st.ready.push(Ready { fd, events: mask });
+                        st.carry.push(Ready { fd, events: mask });
                     }
                 }
             }
@@ -543,8 +669,9 @@ impl Loop {
 
     // ----- async watchers and thread-safe callbacks
 
-    pub(crate) fn async_start(&self, w: Py<AsyncWatcher>) {
-        let _ = self.with_state(|st| st.asyncs.push(w));
+    pub(crate) fn async_start(&self, w: Py<AsyncWatcher>) -> PyResult<()> {
+        self.check_usable()?;
+        self.with_state(|st| st.asyncs.push(w))
     }
 
     pub(crate) fn async_stop(&self, w: &AsyncWatcher) -> Option<Py<AsyncWatcher>> {
@@ -568,7 +695,12 @@ impl Loop {
             for w in snapshot {
                 if let Some(call) = w.get().take_fired(py) {
                     any = true;
-                    self.call_reporting(py, w.bind(py).as_any(), Some(call), None)?;
+                    if let Err(e) = self.call_reporting(py, w.bind(py).as_any(), Some(call), None) {
+                        // Watchers not reached yet keep their `sent` flag;
+                        // make the next pass look at them again.
+                        self.shared.async_pending.store(true, Ordering::Release);
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -584,8 +716,9 @@ impl Loop {
     // ----- signals
 
     pub(crate) fn signal_start(&self, slf: &Bound<'_, SignalWatcher>) -> PyResult<()> {
+        self.check_usable()?;
         let py = slf.py();
-        let w = slf.borrow();
+        let w = slf.get();
         if w.core.is_active() {
             return Ok(());
         }
@@ -663,15 +796,19 @@ impl Loop {
         let mut any = false;
         for watcher in pending {
             let bound = watcher.bind(py);
-            let w = bound.borrow();
+            let w = bound.get();
             if !w.core.is_active() || !w.fired.replace(false) {
                 continue;
             }
             w.core.set_pending(false);
             let call = w.core.call_parts(py);
-            drop(w);
             any = true;
-            self.call_reporting(py, bound.as_any(), call, None)?;
+            if let Err(e) = self.call_reporting(py, bound.as_any(), call, None) {
+                // Fired watchers not reached yet keep `fired`; look again
+                // on the next pass.
+                self.signal_pending.set(true);
+                return Err(e);
+            }
         }
         Ok(any)
     }
@@ -686,7 +823,7 @@ impl Loop {
             Err(_) => Vec::new(),
         };
         for w in &watchers {
-            let w = w.bind(py).borrow();
+            let w = w.get();
             w.fired.set(true);
             w.core.set_pending(true);
         }
@@ -696,18 +833,16 @@ impl Loop {
 
     // ----- phases
 
-    pub(crate) fn phase_start(&self, slf: &Bound<'_, PhaseWatcher>) {
-        let w = slf.borrow();
+    pub(crate) fn phase_start(&self, slf: &Bound<'_, PhaseWatcher>) -> PyResult<()> {
+        self.check_usable()?;
+        let w = slf.get();
         if w.core.is_active() {
-            return;
+            return Ok(());
         }
         let phase = w.phase;
-        if self
-            .with_state(|st| Self::phase_list(st, phase).push(slf.clone().unbind()))
-            .is_ok()
-        {
-            w.core.mark_active(self, true);
-        }
+        self.with_state(|st| Self::phase_list(st, phase).push(slf.clone().unbind()))?;
+        w.core.mark_active(self, true);
+        Ok(())
     }
 
     fn phase_list(st: &mut State, phase: Phase) -> &mut Vec<Py<PhaseWatcher>> {
@@ -746,12 +881,11 @@ impl Loop {
         let any = !snapshot.is_empty();
         for watcher in snapshot {
             let bound = watcher.bind(py);
-            let w = bound.borrow();
+            let w = bound.get();
             if !w.core.is_active() {
                 continue;
             }
             let call = w.core.call_parts(py);
-            drop(w);
             self.call_reporting(py, bound.as_any(), call, None)?;
         }
         Ok(any)
@@ -761,13 +895,13 @@ impl Loop {
 
     /// Runs the callbacks queued before this call (later ones wait a pass).
     fn run_callbacks(&self, py: Python<'_>) -> PyResult<bool> {
-        let count = self.callbacks.borrow().len();
+        let count = self.callbacks.borrow_mut().len();
         for _ in 0..count {
             let next = self.callbacks.borrow_mut().pop_front();
             match next {
                 None => break,
                 Some(Queued::Call(cb)) => {
-                    let call = cb.bind(py).borrow().take();
+                    let call = cb.get().take();
                     if let Some((f, a)) = call {
                         if let Err(err) = f.bind(py).call1(a.bind(py).clone()) {
                             self.report(py, cb.bind(py).as_any(), err)?;
@@ -789,6 +923,7 @@ impl Loop {
 
     /// See `yield_now`.
     pub(crate) fn yield_current(&self, py: Python<'_>, hub: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check_usable()?;
         let current = greenlet_api::getcurrent(py)?;
         if current.is(hub) {
             return Err(super::fastpath::blocking_from_hub(py));
@@ -818,69 +953,96 @@ impl Loop {
     }
 
     fn has_callbacks(&self) -> bool {
-        !self.callbacks.borrow().is_empty()
+        !self.callbacks.borrow_mut().is_empty()
             || self.shared.async_pending.load(Ordering::Acquire)
             || !lock(&self.shared.threadsafe).is_empty()
     }
 
-    /// One blocking-or-not poll plus the dispatch that follows.
-    fn pass(&self, py: Python<'_>, nowait: bool) -> PyResult<()> {
-        let idle_waiting = self.with_state(|st| !st.idle.is_empty())?;
-        let timeout = if nowait || self.has_callbacks() || idle_waiting || self.signal_pending.get()
-        {
-            Some(Duration::ZERO)
-        } else {
-            let next = self.with_state(|st| st.wheel.next_deadline())?;
-            next.map(|d| Duration::from_nanos(d.saturating_sub(monotonic_ns())))
-        };
-        let mut ready = self.with_state(|st| std::mem::take(&mut st.ready))?;
-        ready.clear();
-        let polled = {
-            let mut guard = self.state.borrow_mut();
-            let st = guard.as_mut().ok_or_else(Self::closed)?;
-            let poller = &mut st.poller;
-            let buf = &mut ready;
-            // Safe to keep the borrow here: no Python code runs on this thread
-            // while the GIL is released, and other threads cannot reach this
-            // unsendable loop (only `Shared`).
-            py.detach(move || poller.poll(timeout, buf))
-        };
+    /// One pass: poll the kernel (unless a burst of callbacks polled it less
+    /// than [`POLL_INTERVAL_NS`] ago), then dispatch everything that is due.
+    fn pass(&self, py: Python<'_>, nowait: bool, once: bool) -> PyResult<()> {
+        let busy = self.has_callbacks() || self.signal_pending.get();
+        let (mut ready, last_poll) = self.with_state(|st| {
+            let mut ready = std::mem::take(&mut st.ready);
+            ready.clear();
+            ready.append(&mut st.carry);
+            (ready, st.last_poll_ns)
+        })?;
+        let skip_kernel =
+            busy && !nowait && !once && monotonic_ns().saturating_sub(last_poll) < POLL_INTERVAL_NS;
+        if !skip_kernel {
+            let timeout = self.poll_timeout(nowait || busy)?;
+            let polled = {
+                let mut guard = self.state.borrow_mut();
+                let st = guard.as_mut().ok_or_else(Self::closed)?;
+                let poller = &mut st.poller;
+                let buf = &mut ready;
+                // Holding the state lock while the GIL is released is fine:
+                // no Python code of this thread runs meanwhile, and other
+                // threads only `try_borrow` it (GC) or use `Shared`.
+                let polled = py.detach(move || poller.poll(timeout, buf));
+                st.last_poll_ns = monotonic_ns();
+                polled
+            };
+            if let Err(e) = polled {
+                self.with_state(|st| st.carry.append(&mut ready))?;
+                return Err(os_error(e));
+            }
+        }
         self.iteration.set(self.iteration.get() + 1);
         self.refresh_now();
-        // Put back anything a failed re-arm queued meanwhile, then ours.
-        let extra = self.with_state(|st| std::mem::take(&mut st.ready))?;
-        ready.extend(extra);
-        let polled = polled.map_err(os_error)?;
-        let _ = polled;
 
         // Signals first: SIGINT must reach Python promptly.
         let sig_read = self.with_state(|st| st.sig_read)?;
-        if ready
-            .iter()
-            .any(|r| r.fd == sig_read && r.events & READ != 0)
-        {
+        if ready.iter().any(|r| r.fd == sig_read) {
             drain(sig_read);
+            ready.retain(|r| r.fd != sig_read);
         }
         if let Err(err) = py.check_signals() {
             let ctx = py.None();
-            self.report(py, ctx.bind(py), err)?;
+            if let Err(e) = self.report(py, ctx.bind(py), err) {
+                // Keep what the kernel reported; it was edge-triggered.
+                self.with_state(|st| st.carry.append(&mut ready))?;
+                return Err(e);
+            }
         }
         let mut any = self.dispatch_signals(py)?;
-        ready.retain(|r| r.fd != sig_read);
         any |= self.dispatch_io(py, &ready)?;
         any |= self.dispatch_timers(py)?;
         any |= self.dispatch_asyncs(py)?;
         self.with_state(|st| st.ready = ready)?;
-        self.run_phase(py, Phase::Check)?;
+        if !skip_kernel {
+            self.run_phase(py, Phase::Check)?;
+        }
         if !any && !self.has_callbacks() {
             self.run_phase(py, Phase::Idle)?;
         }
         Ok(())
     }
+
+    /// How long the kernel poll may block.
+    fn poll_timeout(&self, no_wait: bool) -> PyResult<Option<Duration>> {
+        let idle_waiting = self.with_state(|st| !st.idle.is_empty())?;
+        if no_wait || idle_waiting || self.activecnt.get() <= 0 {
+            return Ok(Some(Duration::ZERO));
+        }
+        let Some(deadline) = self.with_state(|st| st.wheel.next_deadline())? else {
+            return Ok(None);
+        };
+        let remaining = deadline.saturating_sub(monotonic_ns());
+        // epoll/kqueue timeouts are whole milliseconds (rounded up): a timer
+        // due sooner than that is waited for with zero-timeout polls instead,
+        // so it is not a millisecond late.
+        Ok(Some(if remaining < SPIN_BELOW_NS {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(remaining)
+        }))
+    }
 }
 
 /// The Python-level handler `signal.signal()` gets for a watched signal.
-#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+#[pyclass(frozen, module = "greenwheel._core")]
 struct SignalHandler {
     loop_: Py<Loop>,
 }
@@ -889,7 +1051,7 @@ struct SignalHandler {
 impl SignalHandler {
     #[pyo3(signature = (signum, _frame = None))]
     fn __call__(&self, py: Python<'_>, signum: i32, _frame: Option<&Bound<'_, PyAny>>) {
-        self.loop_.bind(py).borrow().on_signal(py, signum);
+        self.loop_.get().on_signal(py, signum);
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -919,11 +1081,13 @@ impl Loop {
             poller,
             fds: HashMap::new(),
             asyncs: Vec::new(),
-            signals: HashMap::new(),
+            signals: BTreeMap::new(),
             prepare: Vec::new(),
             check: Vec::new(),
             idle: Vec::new(),
             ready: Vec::new(),
+            carry: Vec::new(),
+            last_poll_ns: 0,
             sig_read,
         };
         if let Err(e) = st.poller.arm(sig_read, READ) {
@@ -931,18 +1095,19 @@ impl Loop {
             return Err(os_error(e));
         }
         Ok(Loop {
-            state: RefCell::new(Some(st)),
-            callbacks: RefCell::new(VecDeque::new()),
-            resume_seq: Cell::new(0),
-            error_handler: RefCell::new(None),
+            state: Guarded::new(Some(st)),
+            callbacks: Guarded::new(VecDeque::new()),
+            resume_seq: U64Cell::new(0),
+            error_handler: Guarded::new(None),
             shared,
-            activecnt: Cell::new(0),
-            now_ns: Cell::new(monotonic_ns()),
-            iteration: Cell::new(0),
-            break_requested: Cell::new(false),
-            signal_pending: Cell::new(false),
+            activecnt: IsizeCell::new(0),
+            now_ns: U64Cell::new(monotonic_ns()),
+            iteration: U64Cell::new(0),
+            break_requested: BoolCell::new(false),
+            destroyed: BoolCell::new(false),
+            signal_pending: BoolCell::new(false),
             default: default.unwrap_or(is_main) && is_main,
-            sig_write,
+            sig_write: I32Cell::new(sig_write),
         })
     }
 
@@ -970,14 +1135,14 @@ impl Loop {
     /// A non-zero identifier while the loop is alive (0 after destroy).
     #[getter]
     fn ptr(slf: &Bound<'_, Self>) -> usize {
-        if slf.borrow().state.borrow().is_some() {
+        if slf.get().state.borrow().is_some() {
             slf.as_ptr() as usize
         } else {
             0
         }
     }
 
-    /// How many times the loop has polled.
+    /// How many passes the loop has made.
     #[getter]
     fn iteration(&self) -> u64 {
         self.iteration.get()
@@ -986,7 +1151,7 @@ impl Loop {
     /// Callbacks waiting to run.
     #[getter]
     fn pendingcnt(&self) -> usize {
-        self.callbacks.borrow().len()
+        self.callbacks.borrow_mut().len()
     }
 
     /// Referenced active watchers.
@@ -1004,7 +1169,7 @@ impl Loop {
     /// Write end of the signal wake-up pipe, for `signal.set_wakeup_fd`.
     #[getter]
     fn sigfd(&self) -> RawFd {
-        self.sig_write
+        self.sig_write.get()
     }
 
     /// Cached loop time in seconds (monotonic), updated once per iteration.
@@ -1026,7 +1191,7 @@ impl Loop {
     /// `once`/`nowait`. Returns True if referenced work remains.
     #[pyo3(signature = (nowait = false, once = false))]
     fn run(&self, py: Python<'_>, nowait: bool, once: bool) -> PyResult<bool> {
-        self.shared.check_owner()?;
+        self.check_usable()?;
         self.break_requested.set(false);
         loop {
             self.run_callbacks(py)?;
@@ -1034,10 +1199,12 @@ impl Loop {
                 break;
             }
             self.run_phase(py, Phase::Prepare)?;
-            if self.activecnt.get() <= 0 && !self.has_callbacks() {
+            // Like libev, `once`/`nowait` always make one pass (that pass does
+            // not block when nothing referenced is left).
+            if self.activecnt.get() <= 0 && !self.has_callbacks() && !(nowait || once) {
                 return Ok(false);
             }
-            self.pass(py, nowait)?;
+            self.pass(py, nowait, once)?;
             if nowait || once || self.break_requested.replace(false) {
                 break;
             }
@@ -1060,6 +1227,7 @@ impl Loop {
         func: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<Callback>> {
+        self.check_usable()?;
         super::errors::check_callable(func)?;
         let cb = Py::new(
             py,
@@ -1085,6 +1253,9 @@ impl Loop {
         func: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
+        if self.destroyed.get() {
+            return Err(Self::closed());
+        }
         super::errors::check_callable(func)?;
         lock(&self.shared.threadsafe).push((func.clone().unbind(), args.clone().unbind()));
         self.shared.wake();
@@ -1128,7 +1299,7 @@ impl Loop {
         r#ref: bool,
         priority: Option<i32>,
     ) -> PyResult<Py<AsyncWatcher>> {
-        let shared = Arc::clone(&slf.borrow().shared);
+        let shared = Arc::clone(&slf.get().shared);
         Py::new(
             slf.py(),
             AsyncWatcher::new(slf.clone().unbind(), shared, r#ref, priority),
@@ -1191,6 +1362,7 @@ impl Loop {
     /// Tell the loop `fd` is about to be closed: drops its kernel
     /// registration. Returns True if watchers were still active on it.
     fn closing_fd(&self, fd: i64) -> PyResult<bool> {
+        self.check_usable()?;
         let Ok(fd) = RawFd::try_from(fd) else {
             return Ok(false);
         };
@@ -1201,14 +1373,24 @@ impl Loop {
     }
 
     /// Re-create the poller after `os.fork()`, re-registering active fds.
+    /// The signal pipe is re-created too (the child must not share it with
+    /// the parent), so `sigfd` changes: re-install it with
+    /// `signal.set_wakeup_fd` after calling this.
     fn reinit(&self) -> PyResult<()> {
+        self.check_usable()?;
         let waker = self
             .with_state(|st| st.poller.reinit())?
             .map_err(os_error)?;
-        self.shared.replace_waker(waker);
-        let sig_read = self.with_state(|st| st.sig_read)?;
+        self.shared.replace_waker(Some(waker));
+        let (sig_read, sig_write) = make_pipe().map_err(os_error)?;
+        let old_read = self.with_state(|st| {
+            st.poller.forget(st.sig_read);
+            std::mem::replace(&mut st.sig_read, sig_read)
+        })?;
+        close_fds(&[old_read, self.sig_write.replace(sig_write)]);
         self.with_state(|st| st.poller.arm(sig_read, READ))?
             .map_err(os_error)?;
+        // Anything sent before the fork may have hit the old waker.
         self.shared.async_pending.store(true, Ordering::Release);
         Ok(())
     }
@@ -1223,49 +1405,8 @@ impl Loop {
 
     /// Stop every watcher and free the poller; the loop is unusable after.
     fn destroy(&self, py: Python<'_>) -> PyResult<()> {
-        let taken = self.state.borrow_mut().take();
-        let Some(mut st) = taken else { return Ok(()) };
-        let mut timers = Vec::new();
-        st.wheel.expire(u64::MAX, &mut timers);
-        for (handle, entry) in &timers {
-            match entry {
-                TimerEntry::Watcher(t) => {
-                    let t = t.bind(py).borrow();
-                    t.handle.set(None);
-                    t.core.mark_active(self, false);
-                }
-                TimerEntry::Timeout(t) => {
-                    let _ = Timeout::fire(t.bind(py), *handle);
-                }
-            }
-        }
-        for entry in st.fds.values() {
-            for w in &entry.watchers {
-                w.bind(py).borrow().core.mark_active(self, false);
-            }
-        }
-        for w in st
-            .prepare
-            .iter()
-            .chain(st.check.iter())
-            .chain(st.idle.iter())
-        {
-            w.bind(py).borrow().core.mark_active(self, false);
-        }
-        for (signum, slot) in st.signals.drain() {
-            for w in &slot.watchers {
-                w.bind(py).borrow().core.mark_active(self, false);
-            }
-            py.import("signal")?
-                .call_method1("signal", (signum, slot.previous))?;
-        }
-        close_fds(&[st.sig_read, self.sig_write]);
-        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
-        drop(callbacks);
-        drop(timers);
-        drop(st);
-        self.activecnt.set(0);
-        Ok(())
+        self.shared.check_owner()?;
+        self.teardown(py, true)
     }
 
     /// Route an exception to `error_handler` (or print it).
@@ -1283,13 +1424,13 @@ impl Loop {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
-        let this = slf.borrow();
+        let this = slf.get();
         format!(
             "<greenwheel._core.Loop at {:#x} {}iteration={} pending={} active={}>",
             slf.as_ptr() as usize,
             if this.default { "default " } else { "" },
             this.iteration.get(),
-            this.callbacks.borrow().len(),
+            this.callbacks.borrow_mut().len(),
             this.activecnt.get(),
         )
     }
@@ -1341,18 +1482,23 @@ impl Loop {
         Ok(())
     }
 
-    fn __clear__(&self) {
-        let handler = self.error_handler.borrow_mut().take();
-        let callbacks = std::mem::take(&mut *self.callbacks.borrow_mut());
+    fn __clear__(&self, py: Python<'_>) {
+        let handler = self
+            .error_handler
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut h| h.take());
         drop(handler);
-        drop(callbacks);
+        if let Err(err) = self.teardown(py, false) {
+            err.write_unraisable(py, None);
+        }
     }
 }
 
 impl Drop for Loop {
     fn drop(&mut self) {
         if let Some(st) = self.state.get_mut().take() {
-            close_fds(&[st.sig_read, self.sig_write]);
+            close_fds(&[st.sig_read, self.sig_write.replace(-1)]);
         }
     }
 }

@@ -21,6 +21,7 @@ mod errors;
 mod fastpath;
 mod greenlet_api;
 mod loop_;
+mod sync;
 mod timeout;
 mod watchers;
 

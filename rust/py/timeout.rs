@@ -57,7 +57,7 @@ struct State {
 }
 
 /// Timeout(seconds=None, exception=None, ref=True, priority=-1)
-#[pyclass(extends = PyBaseException, subclass, module = "greenwheel.timeout", name = "Timeout")]
+#[pyclass(extends = PyBaseException, subclass, frozen, module = "greenwheel.timeout", name = "Timeout")]
 pub(crate) struct Timeout {
     state: Mutex<State>,
 }
@@ -115,7 +115,7 @@ impl Timeout {
     }
 
     /// Disarms if armed. The wheel entry is dropped after the lock is released.
-    fn disarm(&self, py: Python<'_>) -> PyResult<()> {
+    fn disarm(&self) -> PyResult<()> {
         let armed = {
             let mut st = lock(&self.state);
             if let Some(a) = st.armed.as_ref() {
@@ -129,9 +129,8 @@ impl Timeout {
             st.armed.take().map(|a| (a, ref_))
         };
         if let Some((armed, ref_)) = armed {
-            let lp = armed.loop_.bind(py).borrow();
+            let lp = armed.loop_.get();
             let removed = lp.timeout_disarm(armed.handle, ref_);
-            drop(lp);
             drop(removed);
             drop(armed);
         }
@@ -145,7 +144,7 @@ impl Timeout {
         slf: &Bound<'_, Self>,
         handle: TimerHandle,
     ) -> Option<(Py<PyAny>, Py<PyAny>, bool)> {
-        let this = slf.borrow();
+        let this = slf.get();
         let mut st = lock(&this.state);
         if st.armed.as_ref().map(|a| a.handle) != Some(handle) {
             return None;
@@ -171,7 +170,7 @@ impl Timeout {
     fn start_impl(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let (delay, ref_) = {
-            let this = slf.borrow();
+            let this = slf.get();
             let st = lock(&this.state);
             if st.armed.is_some() {
                 drop(st);
@@ -197,7 +196,7 @@ impl Timeout {
         let handle = lp
             .borrow()
             .timeout_arm(slf.clone().unbind(), deadline, ref_)?;
-        let this = slf.borrow();
+        let this = slf.get();
         lock(&this.state).armed = Some(Armed {
             loop_: lp.unbind(),
             owner: thread::current().id(),
@@ -249,7 +248,7 @@ impl Timeout {
         let py = cls.py();
         if let Some(t) = timeout {
             if let Ok(existing) = t.cast::<Timeout>() {
-                if !existing.borrow().is_pending() {
+                if !existing.get().is_pending() {
                     Timeout::start_impl(existing)?;
                 }
                 return Ok(existing.clone().into_any());
@@ -327,17 +326,17 @@ impl Timeout {
     }
 
     /// Disarm; the Timeout may be started again (call `close()` when done).
-    fn cancel(&self, py: Python<'_>) -> PyResult<()> {
-        self.disarm(py)?;
+    fn cancel(&self) -> PyResult<()> {
+        self.disarm()?;
         if lock(&self.state).one_shot {
-            self.close(py)?;
+            self.close()?;
         }
         Ok(())
     }
 
     /// Disarm for good.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.disarm(py)?;
+    fn close(&self) -> PyResult<()> {
+        self.disarm()?;
         let mut st = lock(&self.state);
         if st.seconds.is_some() {
             st.closed = true;
@@ -346,7 +345,7 @@ impl Timeout {
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
-        if !slf.borrow().is_pending() {
+        if !slf.get().is_pending() {
             Timeout::start_impl(slf)?;
         }
         Ok(slf.clone())
@@ -360,8 +359,8 @@ impl Timeout {
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let py = slf.py();
-        let this = slf.borrow();
-        this.close(py)?;
+        let this = slf.get();
+        this.close()?;
         let silent = lock(&this.state)
             .exception
             .as_ref()
@@ -371,7 +370,7 @@ impl Timeout {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let py = slf.py();
-        let this = slf.borrow();
+        let this = slf.get();
         let (seconds, exception, pending) = {
             let st = lock(&this.state);
             (

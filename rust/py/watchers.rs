@@ -11,9 +11,9 @@
 //! - `stop()` is safe at any time, including from the watcher's own callback
 //!   and for a watcher whose event is already in the loop's current batch:
 //!   the loop re-checks each watcher's state right before calling it.
-//! - The state lives in `Cell`/`RefCell`; none is borrowed while Python runs.
+//! - The state lives in the `Sync` cells of `py/sync.rs`; none is held while
+//!   Python runs.
 
-use std::cell::{Cell, RefCell};
 use std::os::unix::io::RawFd;
 
 use pyo3::exceptions::PyValueError;
@@ -24,6 +24,7 @@ use pyo3::PyTraverseError;
 
 use super::errors::{check_callable, delay_ns};
 use super::loop_::Loop;
+use super::sync::{BoolCell, Guarded, I32Cell, U64Cell, U8Cell};
 use crate::clock::ns_to_secs;
 use crate::poller::ALL;
 use crate::wheel::TimerHandle;
@@ -31,22 +32,22 @@ use crate::wheel::TimerHandle;
 /// State every watcher kind shares.
 pub(crate) struct WatcherCore {
     pub(crate) loop_: Py<Loop>,
-    call: RefCell<Option<(Py<PyAny>, Py<PyTuple>)>>,
-    active: Cell<bool>,
-    pending: Cell<bool>,
-    ref_: Cell<bool>,
-    priority: Cell<i32>,
+    call: Guarded<Option<(Py<PyAny>, Py<PyTuple>)>>,
+    active: BoolCell,
+    pending: BoolCell,
+    ref_: BoolCell,
+    priority: I32Cell,
 }
 
 impl WatcherCore {
     pub(crate) fn new(loop_: Py<Loop>, ref_: bool, priority: Option<i32>) -> Self {
         WatcherCore {
             loop_,
-            call: RefCell::new(None),
-            active: Cell::new(false),
-            pending: Cell::new(false),
-            ref_: Cell::new(ref_),
-            priority: Cell::new(priority.unwrap_or(0)),
+            call: Guarded::new(None),
+            active: BoolCell::new(false),
+            pending: BoolCell::new(false),
+            ref_: BoolCell::new(ref_),
+            priority: I32Cell::new(priority.unwrap_or(0)),
         }
     }
 
@@ -56,6 +57,11 @@ impl WatcherCore {
 
     pub(crate) fn set_pending(&self, pending: bool) {
         self.pending.set(pending);
+    }
+
+    /// Clears `pending`, returning whether it was set (the watcher is due).
+    pub(crate) fn take_pending(&self) -> bool {
+        self.pending.replace(false)
     }
 
     /// Stores the callback; raises TypeError if it is not callable.
@@ -100,7 +106,7 @@ impl WatcherCore {
     }
 
     fn clear_call(&self) {
-        let old = self.call.borrow_mut().take();
+        let old = self.call.take();
         drop(old);
     }
 
@@ -226,7 +232,7 @@ macro_rules! watcher_methods {
             }
 
             fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-                let this = slf.borrow();
+                let this = slf.get();
                 let extra = this.repr_extra();
                 this.core()
                     .describe(slf.py(), $kind, slf.as_ptr() as usize, &extra)
@@ -246,7 +252,7 @@ macro_rules! watcher_methods {
 // ---------------------------------------------------------------- timers
 
 /// A one-shot or repeating timer.
-#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+#[pyclass(frozen, module = "greenwheel._core")]
 pub(crate) struct TimerWatcher {
     pub(crate) core: WatcherCore,
     pub(crate) after_ns: u64,
@@ -255,9 +261,9 @@ pub(crate) struct TimerWatcher {
     pub(crate) repeat: f64,
     /// The wheel entry while armed; compared with expired handles so a stale
     /// expiry (stopped or re-armed meanwhile) is ignored.
-    pub(crate) handle: Cell<Option<TimerHandle>>,
+    pub(crate) handle: Guarded<Option<TimerHandle>>,
     /// Deadline in loop nanoseconds while armed.
-    pub(crate) deadline_ns: Cell<u64>,
+    pub(crate) deadline_ns: U64Cell,
 }
 
 impl TimerWatcher {
@@ -276,8 +282,8 @@ impl TimerWatcher {
             after,
             repeat_ns,
             repeat: if repeat > 0.0 { repeat } else { 0.0 },
-            handle: Cell::new(None),
-            deadline_ns: Cell::new(0),
+            handle: Guarded::new(None),
+            deadline_ns: U64Cell::new(0),
         })
     }
 
@@ -285,8 +291,9 @@ impl TimerWatcher {
         &self.core
     }
 
-    fn do_stop(&self, py: Python<'_>) -> PyResult<()> {
-        let lp = self.core.loop_.bind(py).borrow();
+    fn do_stop(&self, _py: Python<'_>) -> PyResult<()> {
+        let lp = self.core.loop_.get();
+        lp.check_owner()?;
         lp.timer_stop(self);
         Ok(())
     }
@@ -301,15 +308,15 @@ impl TimerWatcher {
         callback: &Bound<'_, PyAny>,
         update: bool,
     ) -> PyResult<()> {
-        let this = slf.borrow();
+        let this = slf.get();
         this.core.set_call(callback, &PyTuple::empty(slf.py()))?;
-        let lp = this.core.loop_.bind(slf.py()).borrow();
+        let lp = this.core.loop_.get();
         lp.timer_start(slf, update)
     }
 
     /// `close()` from Rust.
     pub(crate) fn close_now(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let this = slf.borrow();
+        let this = slf.get();
         this.do_stop(slf.py())?;
         this.core.clear_call();
         Ok(())
@@ -328,9 +335,9 @@ impl TimerWatcher {
         args: &Bound<'_, PyTuple>,
         update: Option<bool>,
     ) -> PyResult<()> {
-        let this = slf.borrow();
+        let this = slf.get();
         this.core.set_call(callback, args)?;
-        let lp = this.core.loop_.bind(slf.py()).borrow();
+        let lp = this.core.loop_.get();
         lp.timer_start(slf, update.unwrap_or(true))
     }
 
@@ -342,9 +349,9 @@ impl TimerWatcher {
         args: &Bound<'_, PyTuple>,
         update: bool,
     ) -> PyResult<()> {
-        let this = slf.borrow();
+        let this = slf.get();
         this.core.set_call(callback, args)?;
-        let lp = this.core.loop_.bind(slf.py()).borrow();
+        let lp = this.core.loop_.get();
         lp.timer_start(slf, update)
     }
 
@@ -374,12 +381,12 @@ impl TimerWatcher {
 // ------------------------------------------------------------ fd readiness
 
 /// Readiness of a file descriptor.
-#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+#[pyclass(frozen, module = "greenwheel._core")]
 pub(crate) struct IoWatcher {
     pub(crate) core: WatcherCore,
     pub(crate) fd: RawFd,
-    pub(crate) events: Cell<u8>,
-    pub(crate) pass_events: Cell<bool>,
+    pub(crate) events: U8Cell,
+    pub(crate) pass_events: BoolCell,
 }
 
 impl IoWatcher {
@@ -399,8 +406,8 @@ impl IoWatcher {
         Ok(IoWatcher {
             core: WatcherCore::new(loop_, ref_, priority),
             fd,
-            events: Cell::new(check_events(events)?),
-            pass_events: Cell::new(false),
+            events: U8Cell::new(check_events(events)?),
+            pass_events: BoolCell::new(false),
         })
     }
 
@@ -409,7 +416,8 @@ impl IoWatcher {
     }
 
     fn do_stop(&self, py: Python<'_>) -> PyResult<()> {
-        let lp = self.core.loop_.bind(py).borrow();
+        let lp = self.core.loop_.get();
+        lp.check_owner()?;
         lp.io_stop(py, self);
         Ok(())
     }
@@ -440,10 +448,10 @@ impl IoWatcher {
         args: &Bound<'_, PyTuple>,
         pass_events: bool,
     ) -> PyResult<()> {
-        let this = slf.borrow();
+        let this = slf.get();
         this.core.set_call(callback, args)?;
         this.pass_events.set(pass_events);
-        let lp = this.core.loop_.bind(slf.py()).borrow();
+        let lp = this.core.loop_.get();
         lp.io_start(slf)
     }
 
@@ -474,12 +482,12 @@ impl IoWatcher {
 // ----------------------------------------------------------------- signals
 
 /// Runs a callback from the loop when a signal arrives.
-#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+#[pyclass(frozen, module = "greenwheel._core")]
 pub(crate) struct SignalWatcher {
     pub(crate) core: WatcherCore,
     pub(crate) signum: i32,
     /// The signal arrived since the callback last ran.
-    pub(crate) fired: Cell<bool>,
+    pub(crate) fired: BoolCell,
 }
 
 impl SignalWatcher {
@@ -497,7 +505,7 @@ impl SignalWatcher {
         Ok(SignalWatcher {
             core: WatcherCore::new(loop_, ref_, priority),
             signum,
-            fired: Cell::new(false),
+            fired: BoolCell::new(false),
         })
     }
 
@@ -506,7 +514,8 @@ impl SignalWatcher {
     }
 
     fn do_stop(&self, py: Python<'_>) -> PyResult<()> {
-        let lp = self.core.loop_.bind(py).borrow();
+        let lp = self.core.loop_.get();
+        lp.check_owner()?;
         lp.signal_stop(py, self)
     }
 
@@ -526,9 +535,9 @@ impl SignalWatcher {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        let this = slf.borrow();
+        let this = slf.get();
         this.core.set_call(callback, args)?;
-        let lp = this.core.loop_.bind(slf.py()).borrow();
+        let lp = this.core.loop_.get();
         lp.signal_start(slf)
     }
 
@@ -563,7 +572,7 @@ impl Phase {
 }
 
 /// An idle, prepare or check watcher (see `phase`).
-#[pyclass(unsendable, frozen, module = "greenwheel._core")]
+#[pyclass(frozen, module = "greenwheel._core")]
 pub(crate) struct PhaseWatcher {
     pub(crate) core: WatcherCore,
     pub(crate) phase: Phase,
@@ -582,7 +591,8 @@ impl PhaseWatcher {
     }
 
     fn do_stop(&self, py: Python<'_>) -> PyResult<()> {
-        let lp = self.core.loop_.bind(py).borrow();
+        let lp = self.core.loop_.get();
+        lp.check_owner()?;
         lp.phase_stop(py, self);
         Ok(())
     }
@@ -603,11 +613,10 @@ impl PhaseWatcher {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        let this = slf.borrow();
+        let this = slf.get();
         this.core.set_call(callback, args)?;
-        let lp = this.core.loop_.bind(slf.py()).borrow();
-        lp.phase_start(slf);
-        Ok(())
+        let lp = this.core.loop_.get();
+        lp.phase_start(slf)
     }
 
     /// "idle", "prepare" or "check".

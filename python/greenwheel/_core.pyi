@@ -182,7 +182,7 @@ class Timeout(BaseException):
     def __lt__(self, other: object, /) -> bool: ...
     def __gt__(self, other: object, /) -> bool: ...
 
-def sleep(seconds: float | None = None, ref: bool = True) -> None:
+def sleep(seconds: float = 0, ref: bool = True) -> None:
     """Suspend the current greenlet for at least *seconds*; ``sleep(0)`` yields
     to every other ready greenlet once. Public as :func:`greenwheel.sleep`."""
 

@@ -596,45 +596,10 @@ def _check_seconds(seconds):
 # --- blocking primitives ----------------------------------------------------
 
 
-def sleep(seconds=0, ref=True):
-    """Suspend the current greenlet for at least *seconds*.
-
-    ``sleep(0)`` (or any non-positive value) just yields: every greenlet that
-    is ready to run gets to run once before this one continues.  With
-    ``ref=False`` the sleep does not keep the loop alive (it can end in
-    :class:`LoopExit` if nothing else is going on).
-    """
-    hub = _state.hub
-    if hub is None:
-        hub = get_hub()
-    current = getcurrent()
-    if current is hub:
-        raise BlockingSwitchOutError("Impossible to call blocking function in the event loop callback")
-    if seconds <= 0:
-        # Hot path: one queued callback and one switch.  Callbacks are FIFO,
-        # so everything that became runnable before us runs first.
-        callback = hub.loop.run_callback(current.switch)
-        try:
-            hub.switch()
-        except BaseException:
-            # Woken by an exception (kill, Timeout): the pending resume must
-            # not later switch into whatever this greenlet is doing by then.
-            callback.stop()
-            raise
-    else:
-        _sleep_on_timer(hub, current, _check_seconds(seconds), ref)
-
-
-def _sleep_on_timer(hub, current, seconds, ref):
-    timer = hub.loop.timer(seconds, 0.0, ref)
-    # update=True re-reads the clock before arming, so time the greenlet spent
-    # running since the loop last polled cannot make the sleep short.
-    timer.start(current.switch, update=True)
-    try:
-        hub.switch()
-    finally:
-        # close() (not just stop()) drops the timer's reference to us.
-        timer.close()
+# sleep() is the Rust fast path (greenwheel._core.sleep): sleep(0) queues a
+# resume of the current greenlet and switches to the hub through greenlet's C
+# API, with no Python frame, bound method or callback object per call.
+sleep = _core.sleep
 
 
 def idle(priority=0):

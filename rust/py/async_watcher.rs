@@ -99,7 +99,7 @@ struct AsyncState {
 }
 
 /// Wakes the loop from any OS thread.
-#[pyclass(frozen, module = "greenwheel._core")]
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
 pub(crate) struct AsyncWatcher {
     loop_: Py<Loop>,
     shared: Arc<Shared>,

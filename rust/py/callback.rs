@@ -11,7 +11,7 @@ use pyo3::PyTraverseError;
 use super::sync::Guarded;
 
 /// A callback queued with `Loop.run_callback`.
-#[pyclass(frozen, module = "greenwheel._core")]
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
 pub(crate) struct Callback {
     /// `(callable, args)` until it runs or is stopped.
     slot: Guarded<Option<(Py<PyAny>, Py<PyTuple>)>>,

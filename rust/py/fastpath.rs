@@ -53,28 +53,38 @@ pub(crate) fn blocking_from_hub(py: Python<'_>) -> PyErr {
     }
 }
 
-/// Seconds as f64: numbers only (TypeError otherwise), NaN is a ValueError.
-fn seconds_arg(seconds: &Bound<'_, PyAny>) -> PyResult<f64> {
-    if seconds.is_instance_of::<pyo3::types::PyString>()
-        || seconds.is_instance_of::<pyo3::types::PyBytes>()
-    {
-        return Err(PyTypeError::new_err(format!(
-            "seconds must be a number, not {}",
-            seconds.get_type().name()?
-        )));
+/// A delay argument: a number (TypeError for anything else, None included),
+/// never NaN (ValueError). Negative means "now".
+pub(crate) struct Seconds(pub(crate) f64);
+
+impl Seconds {
+    pub(crate) const ZERO: Seconds = Seconds(0.0);
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let not_a_number = || {
+            PyTypeError::new_err(format!(
+                "seconds must be a number, not {}",
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        };
+        if obj.is_none()
+            || obj.is_instance_of::<pyo3::types::PyString>()
+            || obj.is_instance_of::<pyo3::types::PyBytes>()
+            || obj.is_instance_of::<pyo3::types::PyByteArray>()
+        {
+            return Err(not_a_number());
+        }
+        let secs: f64 = obj.extract().map_err(|_| not_a_number())?;
+        delay_ns("seconds", secs)?;
+        Ok(Seconds(secs))
     }
-    let secs: f64 = seconds.extract().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "seconds must be a number, not {}",
-            seconds
-                .get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ))
-    })?;
-    delay_ns("seconds", secs)?;
-    Ok(secs)
 }
 
 /// sleep(seconds=0, ref=True)
@@ -84,16 +94,9 @@ fn seconds_arg(seconds: &Bound<'_, PyAny>) -> PyResult<f64> {
 /// every greenlet that is ready runs once before this one continues. With
 /// `ref=False` the sleep does not keep the loop alive.
 #[pyfunction]
-#[pyo3(signature = (seconds = None, r#ref = true), text_signature = "(seconds=None, ref=True)")]
-pub(crate) fn sleep(
-    py: Python<'_>,
-    seconds: Option<&Bound<'_, PyAny>>,
-    r#ref: bool,
-) -> PyResult<()> {
-    let secs = match seconds {
-        Some(s) if !s.is_none() => seconds_arg(s)?,
-        _ => 0.0,
-    };
+#[pyo3(signature = (seconds = Seconds::ZERO, r#ref = true), text_signature = "(seconds=0, ref=True)")]
+pub(crate) fn sleep(py: Python<'_>, seconds: Seconds, r#ref: bool) -> PyResult<()> {
+    let secs = seconds.0;
     let hub = current_hub(py)?;
     let lp = hub.getattr(intern!(py, "loop"))?;
     let lp = lp.cast_into::<Loop>()?;

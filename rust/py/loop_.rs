@@ -110,7 +110,7 @@ struct State {
 }
 
 /// The event loop.
-#[pyclass(frozen, module = "greenwheel._core")]
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
 pub(crate) struct Loop {
     state: Guarded<Option<State>>,
     callbacks: Guarded<VecDeque<Queued>>,
@@ -1042,7 +1042,7 @@ impl Loop {
 }
 
 /// The Python-level handler `signal.signal()` gets for a watched signal.
-#[pyclass(frozen, module = "greenwheel._core")]
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
 struct SignalHandler {
     loop_: Py<Loop>,
 }

@@ -57,7 +57,7 @@ struct State {
 }
 
 /// Timeout(seconds=None, exception=None, ref=True, priority=-1)
-#[pyclass(extends = PyBaseException, subclass, frozen, module = "greenwheel.timeout", name = "Timeout")]
+#[pyclass(extends = PyBaseException, subclass, frozen, weakref, module = "greenwheel.timeout", name = "Timeout")]
 pub(crate) struct Timeout {
     state: Mutex<State>,
 }

@@ -252,7 +252,7 @@ macro_rules! watcher_methods {
 // ---------------------------------------------------------------- timers
 
 /// A one-shot or repeating timer.
-#[pyclass(frozen, module = "greenwheel._core")]
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
 pub(crate) struct TimerWatcher {
     pub(crate) core: WatcherCore,
     pub(crate) after_ns: u64,
@@ -381,7 +381,7 @@ impl TimerWatcher {
 // ------------------------------------------------------------ fd readiness
 
 /// Readiness of a file descriptor.
-#[pyclass(frozen, module = "greenwheel._core")]
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
 pub(crate) struct IoWatcher {
     pub(crate) core: WatcherCore,
     pub(crate) fd: RawFd,
@@ -482,7 +482,7 @@ impl IoWatcher {
 // ----------------------------------------------------------------- signals
 
 /// Runs a callback from the loop when a signal arrives.
-#[pyclass(frozen, module = "greenwheel._core")]
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
 pub(crate) struct SignalWatcher {
     pub(crate) core: WatcherCore,
     pub(crate) signum: i32,
@@ -572,7 +572,7 @@ impl Phase {
 }
 
 /// An idle, prepare or check watcher (see `phase`).
-#[pyclass(frozen, module = "greenwheel._core")]
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
 pub(crate) struct PhaseWatcher {
     pub(crate) core: WatcherCore,
     pub(crate) phase: Phase,

@@ -237,6 +237,9 @@ class Loop:
         """Queue ``func(*args)`` to run at the next pass (FIFO)."""
     def run_callback_threadsafe(self, func: Callable[..., Any], *args: Any) -> None:
         """:meth:`run_callback` from any OS thread, waking the loop."""
+    def start_soon(self, glet: object) -> None:
+        """Switch into the unstarted greenlet *glet* at the next pass (FIFO with
+        callbacks); skipped if it was started some other way by then."""
     def yield_now(self, hub: object) -> None:
         """Queue a resume of the current greenlet and switch to *hub* (the
         greenlet running this loop); returns when the loop resumes us."""

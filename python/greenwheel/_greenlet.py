@@ -43,7 +43,8 @@ __all__ = [
 #
 # ``Greenlet._start_event`` records where a greenlet is in its life:
 #   None                  never scheduled
-#   a Callback / timer    scheduled by start() / start_later(), not yet running
+#   _SCHEDULED            queued by start() (loop.start_soon), not yet running
+#   a timer               scheduled by start_later(), not yet running
 #   _STARTED              run() has begun (it may have finished since)
 #   _CANCELLED            killed before it ever ran; it never will
 # Both markers quack like a stopped loop event so code may stop/close them.
@@ -67,6 +68,7 @@ class _Marker:
         return "<%s>" % self._name
 
 
+_SCHEDULED = _Marker("scheduled")
 _STARTED = _Marker("started")
 _CANCELLED = _Marker("cancelled before start")
 
@@ -346,7 +348,10 @@ class Greenlet(_RawGreenlet):
     def start(self):
         """Schedule the greenlet to run the next time the current greenlet yields."""
         if self._start_event is None:
-            self._start_event = self.parent.loop.run_callback(self.switch)
+            # The loop switches into us directly (no bound method, no
+            # callback object); it skips us if we were started otherwise.
+            self.parent.loop.start_soon(self)
+            self._start_event = _SCHEDULED
 
     def start_later(self, seconds):
         """Schedule the greenlet to run *seconds* from now."""
@@ -397,6 +402,10 @@ class Greenlet(_RawGreenlet):
 
     def run(self):
         event = self._start_event
+        if event is _CANCELLED:
+            # Killed before it ran; the loop's queued start still switched
+            # here. The kill already reported the outcome.
+            return
         self._start_event = _STARTED
         if event is not None:
             # Normally the event just fired; if someone switched to us

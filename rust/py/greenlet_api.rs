@@ -27,12 +27,19 @@ const TYPE_SLOT: usize = 0;
 const GET_CURRENT_SLOT: usize = 4;
 /// Slot of `PyGreenlet_Switch`.
 const SWITCH_SLOT: usize = 6;
+/// Slot of `PyGreenlet_STARTED`.
+const STARTED_SLOT: usize = 9;
 /// Number of slots `greenlet.h` promises.
 const API_SLOTS: usize = 12;
 // Every slot read below lies inside the table.
-const _: () =
-    assert!(TYPE_SLOT < API_SLOTS && GET_CURRENT_SLOT < API_SLOTS && SWITCH_SLOT < API_SLOTS);
+const _: () = assert!(
+    TYPE_SLOT < API_SLOTS
+        && GET_CURRENT_SLOT < API_SLOTS
+        && SWITCH_SLOT < API_SLOTS
+        && STARTED_SLOT < API_SLOTS
+);
 
+type StartedFn = unsafe extern "C" fn(*mut ffi::PyObject) -> std::ffi::c_int;
 type GetCurrentFn = unsafe extern "C" fn() -> *mut ffi::PyObject;
 type SwitchFn = unsafe extern "C" fn(
     *mut ffi::PyObject,
@@ -44,6 +51,7 @@ struct Api {
     greenlet_type: usize,
     get_current: GetCurrentFn,
     switch: SwitchFn,
+    started: StartedFn,
 }
 
 static API: OnceLock<Api> = OnceLock::new();
@@ -59,29 +67,32 @@ fn load(py: Python<'_>) -> PyResult<Api> {
             .unwrap_or_else(|| PyRuntimeError::new_err("greenlet._C_API is missing")));
     }
     // SAFETY: `table` points to greenlet's static array of API_SLOTS pointers
-    // (see greenlet.h); we read three of them, all within bounds.
-    let (ty, get_current, switch) = unsafe {
+    // (see greenlet.h); we read four of them, all within bounds.
+    let (ty, get_current, switch, started) = unsafe {
         (
             *table.add(TYPE_SLOT),
             *table.add(GET_CURRENT_SLOT),
             *table.add(SWITCH_SLOT),
+            *table.add(STARTED_SLOT),
         )
     };
-    if ty.is_null() || get_current.is_null() || switch.is_null() {
+    if ty.is_null() || get_current.is_null() || switch.is_null() || started.is_null() {
         return Err(PyRuntimeError::new_err("greenlet._C_API has empty slots"));
     }
     // SAFETY: the slots hold functions with exactly these C signatures
-    // (greenlet.h: PyGreenlet_GetCurrent and PyGreenlet_Switch).
-    let (get_current, switch) = unsafe {
+    // (greenlet.h: PyGreenlet_GetCurrent, PyGreenlet_Switch, PyGreenlet_STARTED).
+    let (get_current, switch, started) = unsafe {
         (
             std::mem::transmute::<*mut c_void, GetCurrentFn>(get_current),
             std::mem::transmute::<*mut c_void, SwitchFn>(switch),
+            std::mem::transmute::<*mut c_void, StartedFn>(started),
         )
     };
     Ok(Api {
         greenlet_type: ty as usize,
         get_current,
         switch,
+        started,
     })
 }
 
@@ -152,4 +163,13 @@ fn switch_checked<'py>(py: Python<'py>, glet: &Bound<'py, PyAny>) -> PyResult<Bo
             (api.switch)(glet.as_ptr(), args.as_ptr(), std::ptr::null_mut()),
         )
     }
+}
+
+/// Whether a greenlet has started running (false before its first switch;
+/// true while running and after it finished).
+pub(crate) fn has_started(py: Python<'_>, glet: Greenlet<'_, '_>) -> PyResult<bool> {
+    let api = api(py)?;
+    // SAFETY: `glet` is a greenlet (see `Greenlet`); PyGreenlet_STARTED only
+    // reads its state and needs the GIL, which `py` proves we hold.
+    Ok(unsafe { (api.started)(glet.0.as_ptr()) } != 0)
 }

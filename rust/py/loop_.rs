@@ -64,6 +64,9 @@ enum Queued {
     Call(Py<Callback>),
     /// `Loop.yield_now`: switch back into a greenlet (no Python call at all).
     Resume { glet: Py<PyAny>, seq: u64 },
+    /// `Loop.start_soon`: first switch into a greenlet, unless something
+    /// started it meanwhile.
+    Start(Py<PyAny>),
 }
 
 /// A payload of the timer wheel.
@@ -908,6 +911,17 @@ impl Loop {
                         }
                     }
                 }
+                Some(Queued::Start(glet)) => {
+                    let glet = glet.into_bound(py);
+                    let known = greenlet_api::Greenlet(&glet);
+                    // Only `start_soon` queues Start, after checking the type.
+                    let started = greenlet_api::has_started(py, greenlet_api::Greenlet(&glet))?;
+                    if !started {
+                        if let Err(err) = greenlet_api::switch_known(py, known) {
+                            self.report(py, &glet, err)?;
+                        }
+                    }
+                }
                 Some(Queued::Resume { glet, .. }) => {
                     let glet = glet.into_bound(py);
                     // Only `yield_current` queues Resume, with getcurrent()'s result.
@@ -1239,6 +1253,24 @@ impl Loop {
         Ok(cb)
     }
 
+    /// Switch into greenlet `glet` (not started yet) at the next pass, in
+    /// FIFO order with the other callbacks. Skipped if `glet` has started by
+    /// then (someone switched into it directly). Cheaper than
+    /// `run_callback(glet.switch)`: no bound method, no `Callback` object.
+    fn start_soon(&self, glet: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check_usable()?;
+        if !greenlet_api::is_greenlet(glet.py(), glet)? {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "expected a greenlet, not {}",
+                glet.get_type().name()?
+            )));
+        }
+        self.callbacks
+            .borrow_mut()
+            .push_back(Queued::Start(glet.clone().unbind()));
+        Ok(())
+    }
+
     /// `sleep(0)` for greenlet `hub`'s children: queue a resume of the current
     /// greenlet, switch to `hub`, and return once the loop resumes us.
     /// Raises `BlockingSwitchOutError` when called from `hub` itself.
@@ -1444,6 +1476,7 @@ impl Loop {
                 match entry {
                     Queued::Call(cb) => visit.call(cb)?,
                     Queued::Resume { glet, .. } => visit.call(glet)?,
+                    Queued::Start(glet) => visit.call(glet)?,
                 }
             }
         }

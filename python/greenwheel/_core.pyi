@@ -25,6 +25,10 @@ __all__ = [
     "PhaseWatcher",
     "AsyncWatcher",
     "Timeout",
+    "parse_request",
+    "parse_chunk_size",
+    "HttpParseError",
+    "TooManyHeaders",
 ]
 
 __version__: Final[str]
@@ -270,3 +274,20 @@ class Loop:
         """Stop every watcher and free the poller; the loop is unusable after."""
     def handle_error(self, context: object, type: type[BaseException], value: BaseException, tb: object) -> None:
         """Route an exception to ``error_handler`` (or print it)."""
+
+class HttpParseError(ValueError):
+    """A malformed HTTP request head or chunk size."""
+
+class TooManyHeaders(HttpParseError):
+    """The request has more header fields than the server allows."""
+
+def parse_request(
+    data: bytes | bytearray | memoryview, max_headers: int = 100
+) -> tuple[str, str, int, list[tuple[str, str]], int] | None:
+    """Parse an HTTP/1.x request head at the start of *data*: None while
+    incomplete, else ``(method, target, minor_version, headers, head_length)``
+    with latin-1 decoded header names and values (httparse, in Rust)."""
+
+def parse_chunk_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
+    """Parse a chunk-size line at the start of *data*: None while incomplete,
+    else ``(line_length, chunk_size)``."""

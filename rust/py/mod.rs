@@ -20,6 +20,7 @@ mod callback;
 mod errors;
 mod fastpath;
 mod greenlet_api;
+mod http;
 mod loop_;
 mod sync;
 mod timeout;
@@ -50,5 +51,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<async_watcher::AsyncWatcher>()?;
     m.add_class::<timeout::Timeout>()?;
     timeout::install_init(m.py())?;
+    http::register(m)?;
     Ok(())
 }

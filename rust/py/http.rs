@@ -1,0 +1,125 @@
+//! HTTP/1.x request-head and chunk-size parsing for `greenwheel.pywsgi`,
+//! through the `httparse` crate.
+//!
+//! Why httparse: it is a zero-copy, SIMD-accelerated parser used by hyper,
+//! strict about what it accepts (no obsolete line folding in requests, no
+//! bare CR, no whitespace before the colon), and it never allocates, so the
+//! only cost here is building the Python objects the WSGI environ needs.
+//!
+//! Ground rules:
+//! - Incomplete input is `None`, never an error: the caller reads more.
+//! - Malformed input raises `HttpParseError` (a `ValueError`); more headers
+//!   than allowed raises its subclass `TooManyHeaders` (431 material).
+//! - Header names and values become `str` decoded as latin-1, as PEP 3333
+//!   requires for the environ; every byte value is representable.
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+
+pyo3::create_exception!(
+    greenwheel._core,
+    HttpParseError,
+    PyValueError,
+    "A malformed HTTP request head or chunk size."
+);
+pyo3::create_exception!(
+    greenwheel._core,
+    TooManyHeaders,
+    HttpParseError,
+    "The request has more header fields than the server allows."
+);
+
+/// Upper bound for `max_headers`, so a caller's typo cannot make us reserve
+/// a huge stack-free buffer.
+const MAX_HEADERS_LIMIT: usize = 10_000;
+
+fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if bytes.is_ascii() {
+        // Fast path: ASCII is valid UTF-8 and decodes the same in latin-1.
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return PyString::new(py, s);
+        }
+    }
+    let s: String = bytes.iter().map(|&b| b as char).collect();
+    PyString::new(py, &s)
+}
+
+fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<R>) -> PyResult<R> {
+    if let Ok(b) = data.cast::<pyo3::types::PyBytes>() {
+        return f(b.as_bytes());
+    }
+    let buf: PyBuffer<u8> = PyBuffer::get(data)?;
+    let bytes = buf.to_vec(data.py())?;
+    f(&bytes)
+}
+
+/// parse_request(data, max_headers=100)
+/// --
+///
+/// Parse an HTTP/1.x request head at the start of `data` (bytes-like).
+/// Returns None if the head is incomplete, else
+/// `(method, target, minor_version, [(name, value), ...], head_length)`.
+#[pyfunction]
+#[pyo3(signature = (data, max_headers = 100))]
+pub(crate) fn parse_request<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    max_headers: usize,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let max_headers = max_headers.clamp(1, MAX_HEADERS_LIMIT);
+    with_bytes(data, |bytes| {
+        let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
+        let mut req = httparse::Request::new(&mut headers);
+        let consumed = match req.parse(bytes) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(TooManyHeaders::new_err(format!(
+                    "more than {max_headers} header fields"
+                )))
+            }
+            Err(e) => return Err(HttpParseError::new_err(format!("invalid request: {e}"))),
+        };
+        let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+            return Ok(None);
+        };
+        let list = PyList::empty(py);
+        for h in req.headers.iter() {
+            list.append((latin1(py, h.name.as_bytes()), latin1(py, h.value)))?;
+        }
+        Ok(Some(PyTuple::new(
+            py,
+            [
+                PyString::new(py, method).into_any(),
+                latin1(py, path.as_bytes()).into_any(),
+                minor.into_pyobject(py)?.into_any(),
+                list.into_any(),
+                consumed.into_pyobject(py)?.into_any(),
+            ],
+        )?))
+    })
+}
+
+/// parse_chunk_size(data)
+/// --
+///
+/// Parse a chunked-encoding size line at the start of `data`. Returns None if
+/// incomplete, else `(line_length, chunk_size)`.
+#[pyfunction]
+pub(crate) fn parse_chunk_size(data: &Bound<'_, PyAny>) -> PyResult<Option<(usize, u64)>> {
+    with_bytes(data, |bytes| match httparse::parse_chunk_size(bytes) {
+        Ok(httparse::Status::Complete((n, size))) => Ok(Some((n, size))),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err(HttpParseError::new_err("invalid chunk size line")),
+    })
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(parse_request, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_chunk_size, m)?)?;
+    m.add("HttpParseError", m.py().get_type::<HttpParseError>())?;
+    m.add("TooManyHeaders", m.py().get_type::<TooManyHeaders>())?;
+    Ok(())
+}

@@ -1,0 +1,82 @@
+"""The Rust HTTP/1.x head parser behind greenwheel.pywsgi (httparse)."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from greenwheel._core import HttpParseError, TooManyHeaders, parse_chunk_size, parse_request
+
+
+def test_complete_request_head():
+    data = b"GET /a%20b?x=1 HTTP/1.1\r\nHost: example\r\nX-Two: a\r\nX-Two: b\r\n\r\nBODY"
+    method, target, minor, headers, consumed = parse_request(data)
+    assert (method, target, minor) == ("GET", "/a%20b?x=1", 1)
+    assert headers == [("Host", "example"), ("X-Two", "a"), ("X-Two", "b")]
+    assert data[consumed:] == b"BODY"
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_accepts_any_bytes_like(kind):
+    assert parse_request(kind(b"POST / HTTP/1.0\r\n\r\n"))[:3] == ("POST", "/", 0)
+
+
+def test_header_values_are_latin1_strings():
+    (_, _, _, headers, _) = parse_request(b"GET / HTTP/1.1\r\nX-Name: caf\xe9\r\n\r\n")
+    assert headers == [("X-Name", "caf\xe9")]
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [b"", b"GE", b"GET / HTTP/1.1", b"GET / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n"],
+)
+def test_incomplete_heads_are_none(partial):
+    assert parse_request(partial) is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",  # space in the name
+        b"GET / HTTP/9.9\r\n\r\n",  # unknown version
+        b"G\x00T / HTTP/1.1\r\n\r\n",  # NUL in the method
+        b"GET / HTTP/1.1\r\n folded: x\r\n\r\n",  # obsolete line folding
+        b"GET / HTTP/1.1\rHost: x\r\n\r\n",  # bare CR
+    ],
+)
+def test_malformed_heads_raise(bad):
+    with pytest.raises(HttpParseError):
+        parse_request(bad)
+
+
+def test_too_many_headers_is_its_own_error():
+    data = b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 11 + b"\r\n"
+    with pytest.raises(TooManyHeaders):
+        parse_request(data, max_headers=10)
+    assert len(parse_request(data, max_headers=11)[3]) == 11
+    assert issubclass(TooManyHeaders, HttpParseError)
+    assert issubclass(HttpParseError, ValueError)
+
+
+def test_non_buffer_input_is_a_type_error():
+    with pytest.raises(TypeError):
+        parse_request("GET / HTTP/1.1\r\n\r\n")
+
+
+def test_chunk_sizes():
+    assert parse_chunk_size(b"1a\r\nrest") == (4, 26)
+    assert parse_chunk_size(b"0\r\n") == (3, 0)
+    assert parse_chunk_size(b"ff;ext=1\r\n") == (10, 255)
+    assert parse_chunk_size(b"1a") is None
+    with pytest.raises(HttpParseError):
+        parse_chunk_size(b"zz\r\n")
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash(data):
+    # Any input is either incomplete, a parsed head, or a clean ValueError.
+    try:
+        result = parse_request(data)
+    except HttpParseError:
+        return
+    if result is not None:
+        assert 0 < result[4] <= len(data)

@@ -1,0 +1,129 @@
+"""A cooperative ``selectors`` implementation: the code behind
+:mod:`greenwheel.selectors`.
+
+:class:`GeventSelector` keeps its registrations in a kernel selector of its
+own (epoll, kqueue or devpoll), whose descriptor becomes readable whenever
+one of the registered descriptors is ready.  ``select()`` asks that selector
+with a zero timeout, and when nothing is ready parks the greenlet on a single
+loop watcher for the selector's descriptor, then asks again.  Waiting thus
+costs one watcher however many files are registered, and the answers are the
+kernel's own.  Where no such selector exists it falls back to a
+``PollSelector`` driven by :class:`greenwheel.select.poll`.
+"""
+
+import selectors as __selectors__
+from time import monotonic as _monotonic
+
+from ._hub import get_hub, sleep
+from ._select import poll as _cooperative_poll
+from ._socket import _block, cancel_wait_ex
+
+__all__ = ["GeventSelector", "DefaultSelector"]
+
+EVENT_READ = __selectors__.EVENT_READ
+EVENT_WRITE = __selectors__.EVENT_WRITE
+
+
+def _kernel_selector_class():
+    for name in ("EpollSelector", "KqueueSelector", "DevpollSelector"):
+        cls = getattr(__selectors__, name, None)
+        if cls is not None:
+            return cls
+    return None
+
+
+class _CooperativePollSelector(__selectors__.PollSelector):
+    """Fallback: the stdlib PollSelector over greenwheel's cooperative poll."""
+
+    _selector_cls = _cooperative_poll
+
+
+class _Never(Exception):
+    """A timer exception that is never raised (the timer only wakes us)."""
+
+
+class GeventSelector(__selectors__.BaseSelector):
+    """A ``selectors.BaseSelector`` whose ``select()`` blocks only the calling greenlet.
+
+    As with every selector, unregister a file before closing it.
+    """
+
+    def __init__(self, hub=None):
+        self._hub = hub if hub is not None else get_hub()
+        kernel_cls = _kernel_selector_class()
+        if kernel_cls is None:
+            self._selector = _CooperativePollSelector()
+            self._watcher = None
+        else:
+            self._selector = kernel_cls()
+            self._watcher = self._hub.loop.io(self._selector.fileno(), 1)
+
+    @property
+    def hub(self):
+        return self._hub
+
+    def fileno(self):
+        return self._selector.fileno() if self._watcher is not None else -1
+
+    def register(self, fileobj, events, data=None):
+        return self._selector.register(fileobj, events, data)
+
+    def unregister(self, fileobj):
+        return self._selector.unregister(fileobj)
+
+    def modify(self, fileobj, events, data=None):
+        return self._selector.modify(fileobj, events, data)
+
+    def get_key(self, fileobj):
+        return self._selector.get_key(fileobj)
+
+    def get_map(self):
+        return self._selector.get_map()
+
+    def select(self, timeout=None):
+        """Wait up to *timeout* seconds (None: forever); return ``[(key, events)]``."""
+        selector = self._selector
+        if selector is None:
+            raise RuntimeError("selector is closed")
+        watcher = self._watcher
+        if watcher is None:
+            return selector.select(timeout)
+        if timeout is not None and timeout <= 0:
+            ready = selector.select(0)
+            if not ready:
+                sleep(0)  # a polling caller must let other greenlets run
+            return ready
+        ready = selector.select(0)
+        if ready:
+            return ready
+        deadline = None if timeout is None else _monotonic() + timeout
+        while True:
+            try:
+                _block(self._hub, watcher, deadline, (_Never,))
+            except _Never:
+                pass
+            ready = selector.select(0)
+            if ready or (deadline is not None and _monotonic() >= deadline):
+                return ready
+
+    def close(self):
+        selector = self._selector
+        if selector is None:
+            return
+        self._selector = None
+        watcher = self._watcher
+        self._watcher = None
+        if watcher is not None:
+            hub = self._hub
+            if watcher.active:
+                # A greenlet is parked in select(): wake it with EBADF.
+                hub.cancel_wait(watcher, cancel_wait_ex, True)
+            else:
+                watcher.close()
+            fd = selector.fileno()
+            if hub.loop is not None and fd >= 0:
+                hub.loop.closing_fd(fd)
+        selector.close()
+
+
+DefaultSelector = GeventSelector

@@ -1,0 +1,818 @@
+"""Cooperative sockets: the implementation behind :mod:`greenwheel.socket`.
+
+:class:`socket` is a subclass of the standard library's ``socket.socket``
+whose file descriptor is always non-blocking underneath.  Every blocking-style
+call tries the system call first; only when the kernel answers EAGAIN does the
+calling greenlet park itself on the loop until the descriptor is ready, then
+try again.  Timeouts (``settimeout``) are kept here, not in the C object, and
+raise the standard ``socket.timeout`` (``TimeoutError``).
+
+Each socket lazily creates one read watcher and one write watcher and reuses
+them for every wait.  A wait parks the greenlet with its own ``switch`` as
+the watcher callback (and, with a timeout, ``throw`` on a one-shot timer), so
+it allocates nothing else; :meth:`Hub.cancel_wait` finds the greenlet through
+the callback's ``__self__``, exactly as for a :class:`Waiter`.
+
+Closing a socket that another greenlet is waiting on detaches the descriptor
+at once (this object then behaves as closed), and from the loop throws
+``OSError(EBADF, 'File descriptor was closed in another greenlet')`` into the
+waiters before the descriptor is really closed, so its number cannot be
+reused while anyone still watches it.
+
+Name resolution (``getaddrinfo`` and friends) runs the C library call in a
+worker thread (:mod:`greenwheel._threadpool`); numeric look-ups that cannot
+block are answered directly.
+"""
+
+import _socket
+import os
+import socket as __socket__
+import sys
+from _thread import get_ident as _get_ident
+from errno import EAGAIN, EALREADY, EBADF, EINPROGRESS, EISCONN, EWOULDBLOCK
+from time import monotonic as _monotonic
+
+from greenlet import getcurrent
+
+from ._exceptions import BlockingSwitchOutError, ConcurrentObjectUseError
+from ._hub import _check_seconds, get_hub
+from ._threadpool import get_threadpool  # noqa: F401 - kept importable from here
+
+__all__ = [
+    "socket",
+    "SocketType",
+    "create_connection",
+    "create_server",
+    "socketpair",
+    "fromfd",
+    "getaddrinfo",
+    "gethostbyname",
+    "gethostbyname_ex",
+    "gethostbyaddr",
+    "getnameinfo",
+    "getfqdn",
+    "wait",
+    "wait_read",
+    "wait_write",
+    "wait_readwrite",
+    "cancel_wait",
+    "cancel_wait_ex",
+]
+
+_timeout_error = __socket__.timeout
+_error = OSError
+_GLOBAL_DEFAULT_TIMEOUT = __socket__._GLOBAL_DEFAULT_TIMEOUT
+_TIMED_OUT = (_timeout_error, "timed out")
+_NONE = object()
+
+AF_INET = __socket__.AF_INET
+AF_INET6 = getattr(__socket__, "AF_INET6", None)
+AF_UNIX = getattr(__socket__, "AF_UNIX", None)
+SOCK_STREAM = __socket__.SOCK_STREAM
+SOL_SOCKET = __socket__.SOL_SOCKET
+SO_ERROR = __socket__.SO_ERROR
+
+_READ = 1
+_WRITE = 2
+
+# Unbound C methods of the real socket type: calling them directly skips the
+# attribute lookup through our class (the fast paths below are one call).
+_ss = _socket.socket
+_ss_recv = _ss.recv
+_ss_recv_into = _ss.recv_into
+_ss_recvfrom = _ss.recvfrom
+_ss_recvfrom_into = _ss.recvfrom_into
+_ss_send = _ss.send
+_ss_sendto = _ss.sendto
+_ss_sendall = _ss.sendall
+_ss_accept = _ss._accept
+_ss_connect = _ss.connect
+_ss_connect_ex = _ss.connect_ex
+_ss_bind = _ss.bind
+_ss_fileno = _ss.fileno
+_ss_close = _ss.close
+_ss_detach = _ss.detach
+_ss_shutdown = _ss.shutdown
+_ss_setblocking = _ss.setblocking
+_ss_getsockopt = _ss.getsockopt
+_ss_family = _ss.family.__get__
+_ss_type = _ss.type.__get__
+_ss_proto = _ss.proto.__get__
+_ss_recvmsg = getattr(_ss, "recvmsg", None)
+_ss_recvmsg_into = getattr(_ss, "recvmsg_into", None)
+_ss_sendmsg = getattr(_ss, "sendmsg", None)
+
+
+class cancel_wait_ex(OSError):
+    """Raised in a greenlet whose socket was closed by another greenlet."""
+
+    def __init__(self):
+        OSError.__init__(self, EBADF, "File descriptor was closed in another greenlet")
+
+
+def _os_error(err):
+    # OSError(errno, msg) picks the specific subclass (ConnectionRefusedError...).
+    return OSError(err, os.strerror(err))
+
+
+# --- waiting ------------------------------------------------------------------
+
+
+def _block(hub, watcher, deadline, throw_args):
+    """Park the current greenlet until *watcher* (an unstarted io watcher) fires.
+
+    *deadline* is a ``time.monotonic()`` value or None; when it passes,
+    ``greenlet.throw(*throw_args)`` is raised instead.  Returning does not
+    promise readiness (the caller retries its system call anyway).
+    """
+    glet = getcurrent()
+    if glet is hub:
+        raise BlockingSwitchOutError(
+            "Impossible to call blocking function in the event loop callback"
+        )
+    if watcher.active:
+        raise ConcurrentObjectUseError(
+            "This socket is already used by another greenlet: %r" % (watcher.callback,)
+        )
+    if deadline is None:
+        watcher.start(glet.switch)
+        try:
+            hub.switch()
+        finally:
+            watcher.stop()
+        return
+    remaining = deadline - _monotonic()
+    if remaining <= 0:
+        glet.throw(*throw_args)
+    timer = hub.loop.timer(remaining)
+    try:
+        watcher.start(glet.switch)
+        timer.start(glet.throw, *throw_args)
+        hub.switch()
+    finally:
+        watcher.stop()
+        timer.close()
+
+
+def _throw_args(timeout_exc):
+    if timeout_exc is _NONE or timeout_exc is None:
+        return _TIMED_OUT
+    return (timeout_exc,)
+
+
+def _deadline(timeout):
+    if timeout is None:
+        return None
+    return _monotonic() + _check_seconds(timeout)
+
+
+def wait(io, timeout=None, timeout_exc=_NONE):
+    """Block the current greenlet until the unstarted watcher *io* is ready.
+
+    After *timeout* seconds raise *timeout_exc* (an exception class or
+    instance; ``socket.timeout('timed out')`` by default).  If another
+    greenlet calls :func:`cancel_wait` on *io*, the error given there is
+    raised instead.  Raises ``ConcurrentObjectUseError`` if *io* is active.
+    """
+    _block(get_hub(), io, _deadline(timeout), _throw_args(timeout_exc))
+
+
+def _wait_fd(fileno, events, timeout, timeout_exc):
+    hub = get_hub()
+    if not isinstance(fileno, int):
+        fileno = fileno.fileno()
+    io = hub.loop.io(fileno, events)
+    try:
+        _block(hub, io, _deadline(timeout), _throw_args(timeout_exc))
+    finally:
+        io.close()
+
+
+def wait_read(fileno, timeout=None, timeout_exc=_NONE):
+    """Block the current greenlet until *fileno* is readable (see :func:`wait`)."""
+    _wait_fd(fileno, _READ, timeout, timeout_exc)
+
+
+def wait_write(fileno, timeout=None, timeout_exc=_NONE, event=_NONE):
+    """Block the current greenlet until *fileno* is writable (see :func:`wait`)."""
+    _wait_fd(fileno, _WRITE, timeout, timeout_exc)
+
+
+def wait_readwrite(fileno, timeout=None, timeout_exc=_NONE, event=_NONE):
+    """Block the current greenlet until *fileno* is readable or writable."""
+    _wait_fd(fileno, _READ | _WRITE, timeout, timeout_exc)
+
+
+def cancel_wait(watcher, error=cancel_wait_ex):
+    """Make the greenlet waiting on *watcher* raise *error* (from the hub)."""
+    get_hub().cancel_wait(watcher, error)
+
+
+def _cancel_waits_then_close(hub, watchers, fd):
+    # Runs in the hub: wake every waiter with EBADF (each stops its watcher
+    # before it goes on), and only then release the descriptor.
+    for watcher in watchers:
+        hub._cancel_wait(watcher, cancel_wait_ex, True)
+    if fd >= 0:
+        loop = hub.loop
+        if loop is not None:
+            loop.closing_fd(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+# --- the socket ----------------------------------------------------------------
+
+
+class socket(__socket__.socket):
+    """A ``socket.socket`` whose blocking calls block only the calling greenlet.
+
+    Same constructor and interface as the standard library class.  The
+    object belongs to the hub of the thread that created it.
+    """
+
+    __slots__ = ("hub", "timeout", "_read_event", "_write_event", "_ref")
+
+    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+        __socket__.socket.__init__(self, family, type, proto, fileno)
+        self.timeout = _socket.getdefaulttimeout()
+        _ss_setblocking(self, False)
+        self.hub = get_hub()
+        self._read_event = None
+        self._write_event = None
+        self._ref = True
+
+    # -- waiting ---------------------------------------------------------------
+
+    def _watcher(self, events):
+        watcher = self.hub.loop.io(_ss_fileno(self), events)
+        if not self._ref:
+            watcher.ref = False
+        if events == _READ:
+            self._read_event = watcher
+        else:
+            self._write_event = watcher
+        return watcher
+
+    def _wait(self, events, deadline, msg="timed out"):
+        if events == _READ:
+            watcher = self._read_event or self._watcher(_READ)
+        else:
+            watcher = self._write_event or self._watcher(_WRITE)
+        _block(self.hub, watcher, deadline, (_timeout_error, msg))
+
+    def _retry(self, method, args, events):
+        # Slow path shared by the I/O methods: the first attempt said EAGAIN.
+        timeout = self.timeout
+        deadline = None if timeout is None else _monotonic() + timeout
+        if events == _READ:
+            watcher = self._read_event or self._watcher(_READ)
+        else:
+            watcher = self._write_event or self._watcher(_WRITE)
+        hub = self.hub
+        while True:
+            _block(hub, watcher, deadline, _TIMED_OUT)
+            try:
+                return method(self, *args)
+            except BlockingIOError:
+                pass
+
+    def _get_ref(self):
+        return self._ref
+
+    def _set_ref(self, value):
+        value = bool(value)
+        self._ref = value
+        for watcher in (self._read_event, self._write_event):
+            if watcher is not None:
+                watcher.ref = value
+
+    ref = property(
+        _get_ref,
+        _set_ref,
+        doc="Whether waiting on this socket keeps the loop alive (default True).",
+    )
+
+    # -- timeouts -------------------------------------------------------------
+
+    def settimeout(self, value):
+        """Set the timeout of blocking operations (None: block; 0.0: non-blocking)."""
+        if value is not None:
+            try:
+                to_float = value.__float__
+            except AttributeError:
+                raise TypeError("Timeout value must be int, float or None") from None
+            value = to_float()
+            if value != value:
+                raise ValueError("Invalid value NaN (not a number)")
+            if value < 0.0:
+                raise ValueError("Timeout value out of range")
+        self.timeout = value
+
+    def gettimeout(self):
+        return self.timeout
+
+    def setblocking(self, flag):
+        self.timeout = None if flag else 0.0
+
+    def getblocking(self):
+        return self.timeout != 0.0
+
+    # -- receiving -----------------------------------------------------------------
+
+    def recv(self, bufsize, flags=0):
+        try:
+            return _ss_recv(self, bufsize, flags)
+        except BlockingIOError:
+            if self.timeout == 0.0:
+                raise
+        return self._retry(_ss_recv, (bufsize, flags), _READ)
+
+    def recv_into(self, buffer, nbytes=0, flags=0):
+        try:
+            return _ss_recv_into(self, buffer, nbytes, flags)
+        except BlockingIOError:
+            if self.timeout == 0.0:
+                raise
+        return self._retry(_ss_recv_into, (buffer, nbytes, flags), _READ)
+
+    def recvfrom(self, bufsize, flags=0):
+        try:
+            return _ss_recvfrom(self, bufsize, flags)
+        except BlockingIOError:
+            if self.timeout == 0.0:
+                raise
+        return self._retry(_ss_recvfrom, (bufsize, flags), _READ)
+
+    def recvfrom_into(self, buffer, nbytes=0, flags=0):
+        try:
+            return _ss_recvfrom_into(self, buffer, nbytes, flags)
+        except BlockingIOError:
+            if self.timeout == 0.0:
+                raise
+        return self._retry(_ss_recvfrom_into, (buffer, nbytes, flags), _READ)
+
+    if _ss_recvmsg is not None:
+
+        def recvmsg(self, *args):
+            try:
+                return _ss_recvmsg(self, *args)
+            except BlockingIOError:
+                if self.timeout == 0.0:
+                    raise
+            return self._retry(_ss_recvmsg, args, _READ)
+
+    if _ss_recvmsg_into is not None:
+
+        def recvmsg_into(self, *args):
+            try:
+                return _ss_recvmsg_into(self, *args)
+            except BlockingIOError:
+                if self.timeout == 0.0:
+                    raise
+            return self._retry(_ss_recvmsg_into, args, _READ)
+
+    # -- sending --------------------------------------------------------------------
+
+    def send(self, data, flags=0):
+        try:
+            return _ss_send(self, data, flags)
+        except BlockingIOError:
+            if self.timeout == 0.0:
+                raise
+        return self._retry(_ss_send, (data, flags), _WRITE)
+
+    def sendto(self, *args):
+        try:
+            return _ss_sendto(self, *args)
+        except BlockingIOError:
+            if self.timeout == 0.0:
+                raise
+        return self._retry(_ss_sendto, args, _WRITE)
+
+    if _ss_sendmsg is not None:
+
+        def sendmsg(self, *args):
+            try:
+                return _ss_sendmsg(self, *args)
+            except BlockingIOError:
+                if self.timeout == 0.0:
+                    raise
+            return self._retry(_ss_sendmsg, args, _WRITE)
+
+    def sendall(self, data, flags=0):
+        """Send all of *data*; the timeout bounds the whole call, as in the stdlib."""
+        if self.timeout == 0.0:
+            return _ss_sendall(self, data, flags)
+        try:
+            sent = _ss_send(self, data, flags)
+        except BlockingIOError:
+            sent = 0
+        if type(data) is bytes and sent == len(data):
+            return None
+        with memoryview(data) as view:
+            if sent < view.nbytes:
+                with view.cast("B") as octets:
+                    self._sendall_rest(octets, sent, flags)
+        return None
+
+    def _sendall_rest(self, view, sent, flags):
+        total = len(view)
+        timeout = self.timeout
+        deadline = None if timeout is None else _monotonic() + timeout
+        while sent < total:
+            # A short (or refused) send means the kernel buffer is full.
+            self._wait(_WRITE, deadline)
+            try:
+                sent += _ss_send(self, view[sent:], flags)
+            except BlockingIOError:
+                pass
+
+    def _sendfile_use_sendfile(self, file, offset=0, count=None):
+        # The stdlib version waits with a blocking selector; this one parks the
+        # greenlet instead.  sendfile() (inherited) falls back to send() when
+        # this gives up.
+        giveup = __socket__._GiveupOnSendfile
+        try:
+            fileno = file.fileno()
+        except (AttributeError, OSError, ValueError) as err:
+            raise giveup(err) from None
+        try:
+            fsize = os.fstat(fileno).st_size
+        except OSError as err:
+            raise giveup(err) from None
+        if not fsize:
+            return 0
+        blocksize = min(count or fsize, 2**30)
+        timeout = self.timeout
+        if timeout == 0.0:
+            raise ValueError("non-blocking sockets are not supported")
+        deadline = None if timeout is None else _monotonic() + timeout
+        sockno = _ss_fileno(self)
+        total_sent = 0
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total_sent, blocksize)
+                    if blocksize <= 0:
+                        break
+                try:
+                    sent = os.sendfile(sockno, fileno, offset, blocksize)
+                except BlockingIOError:
+                    self._wait(_WRITE, deadline)
+                    continue
+                except OSError as err:
+                    if total_sent == 0:
+                        # Not a file sendfile() can handle: let send() do it.
+                        raise giveup(err) from None
+                    raise
+                if sent == 0:
+                    break  # end of file
+                offset += sent
+                total_sent += sent
+            return total_sent
+        finally:
+            if total_sent > 0 and hasattr(file, "seek"):
+                file.seek(offset)
+
+    # -- connections -----------------------------------------------------------------
+
+    def accept(self):
+        """Wait for a connection; return ``(greenwheel socket, address)``."""
+        try:
+            fd, addr = _ss_accept(self)
+        except BlockingIOError:
+            if self.timeout == 0.0:
+                raise
+            fd, addr = self._retry(_ss_accept, (), _READ)
+        sock = socket(_ss_family(self), _ss_type(self), _ss_proto(self), fd)
+        return sock, addr
+
+    def bind(self, address):
+        _ss_bind(self, _resolve_addr(self, address))
+
+    def connect(self, address):
+        self._internal_connect(address)
+
+    def connect_ex(self, address):
+        try:
+            self._internal_connect(address)
+        except _timeout_error:
+            return EAGAIN
+        except __socket__.gaierror:
+            raise
+        except OSError as ex:
+            if ex.errno:
+                return ex.errno
+            raise
+        return 0
+
+    def _internal_connect(self, address):
+        address = _resolve_addr(self, address)
+        if self.timeout == 0.0:
+            _ss_connect(self, address)
+            return
+        err = _ss_connect_ex(self, address)
+        if not err:
+            return
+        if err not in (EINPROGRESS, EWOULDBLOCK, EALREADY):
+            raise _os_error(err)
+        timeout = self.timeout
+        deadline = None if timeout is None else _monotonic() + timeout
+        while True:
+            self._wait(_WRITE, deadline)
+            err = _ss_getsockopt(self, SOL_SOCKET, SO_ERROR)
+            if err:
+                raise _os_error(err)
+            err = _ss_connect_ex(self, address)
+            if not err or err == EISCONN:
+                return
+            if err not in (EINPROGRESS, EWOULDBLOCK, EALREADY):
+                raise _os_error(err)
+
+    def shutdown(self, how):
+        # As in gevent, a greenlet waiting in the direction being shut down
+        # is woken with EBADF rather than left to whatever the kernel reports.
+        hub = self.hub
+        if how != 1 and self._read_event is not None:
+            hub.cancel_wait(self._read_event, cancel_wait_ex)
+        if how != 0 and self._write_event is not None:
+            hub.cancel_wait(self._write_event, cancel_wait_ex)
+        _ss_shutdown(self, how)
+
+    # -- closing ------------------------------------------------------------------------
+
+    def _real_close(self, _ss=_ss):
+        # Called by close() once no makefile() stream uses the socket.
+        self._drop_events(True)
+
+    def detach(self):
+        """Close the object without closing the descriptor; return the descriptor."""
+        self._closed = True
+        return self._drop_events(False)
+
+    def _drop_events(self, closefd):
+        hub = self.hub
+        read_event, write_event = self._read_event, self._write_event
+        if (read_event is None and write_event is None) or hub is None:
+            # Nothing ever waited: the common, cheap case.
+            if closefd:
+                fd = _ss_fileno(self)
+                if (
+                    fd >= 0
+                    and hub is not None
+                    and hub.loop is not None
+                    and hub.thread_ident == _get_ident()
+                ):
+                    hub.loop.closing_fd(fd)
+                _ss_close(self)
+                return None
+            return _ss_detach(self)
+        if hub.thread_ident != _get_ident() or hub.loop is None:
+            # Another thread (or a destroyed hub) cannot touch the watchers.
+            if closefd:
+                _ss_close(self)
+                return None
+            return _ss_detach(self)
+        self._read_event = self._write_event = None
+        waiting = []
+        for watcher in (read_event, write_event):
+            if watcher is not None:
+                if watcher.active:
+                    waiting.append(watcher)
+                else:
+                    watcher.close()
+        if not closefd:
+            fd = _ss_detach(self)
+            if waiting:
+                hub.loop.run_callback(_cancel_waits_then_close, hub, waiting, -1)
+            return fd
+        fd = _ss_fileno(self)
+        if not waiting:
+            if fd >= 0:
+                hub.loop.closing_fd(fd)
+            _ss_close(self)
+            return None
+        # Someone is parked on this descriptor: this object lets go of it now,
+        # the waiters are woken from the loop, then the descriptor is closed.
+        _ss_detach(self)
+        hub.loop.run_callback(_cancel_waits_then_close, hub, waiting, fd)
+        return None
+
+
+socket.__module__ = "greenwheel.socket"
+SocketType = socket
+
+
+# --- module functions ---------------------------------------------------------------
+
+
+def socketpair(family=None, type=SOCK_STREAM, proto=0):
+    """A pair of connected greenwheel sockets (AF_UNIX by default)."""
+    if family is None:
+        family = AF_UNIX if AF_UNIX is not None else AF_INET
+    a, b = _socket.socketpair(family, type, proto)
+    return socket(family, type, proto, a.detach()), socket(family, type, proto, b.detach())
+
+
+def fromfd(fd, family, type, proto=0):
+    """A greenwheel socket on a duplicate of *fd*."""
+    return socket(family, type, proto, os.dup(fd))
+
+
+def create_connection(
+    address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=None, *, all_errors=False
+):
+    """Connect to *address* (``(host, port)``) and return the socket.
+
+    Tries every address ``getaddrinfo`` gives, in order, like the stdlib.
+    """
+    host, port = address
+    errors = []
+    for family, socktype, proto, _canonname, sockaddr in getaddrinfo(host, port, 0, SOCK_STREAM):
+        sock = None
+        try:
+            sock = socket(family, socktype, proto)
+            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            errors.clear()
+            return sock
+        except OSError as exc:
+            if not all_errors:
+                errors.clear()
+            errors.append(exc)
+            if sock is not None:
+                sock.close()
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+    if errors:
+        try:
+            if not all_errors:
+                raise errors[0]
+            raise ExceptionGroup("create_connection failed", errors)  # noqa: F821 - 3.11+
+        finally:
+            errors = []
+    raise OSError("getaddrinfo returns an empty list")
+
+
+def create_server(address, *, family=AF_INET, backlog=None, reuse_port=False, dualstack_ipv6=False):
+    """A listening greenwheel TCP socket bound to *address* (as the stdlib's)."""
+    if reuse_port and not hasattr(_socket, "SO_REUSEPORT"):
+        raise ValueError("SO_REUSEPORT not supported on this platform")
+    if dualstack_ipv6:
+        if not __socket__.has_dualstack_ipv6():
+            raise ValueError("dualstack_ipv6 not supported on this platform")
+        if family != AF_INET6:
+            raise ValueError("dualstack_ipv6 requires AF_INET6 family")
+    sock = socket(family, SOCK_STREAM)
+    try:
+        if os.name not in ("nt", "cygwin") and hasattr(_socket, "SO_REUSEADDR"):
+            try:
+                sock.setsockopt(SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            except OSError:
+                pass
+        if reuse_port:
+            sock.setsockopt(SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+        if __socket__.has_ipv6 and family == AF_INET6 and hasattr(_socket, "IPV6_V6ONLY"):
+            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0 if dualstack_ipv6 else 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            raise OSError(
+                err.errno, "%s (while attempting to bind on address %r)" % (err.strerror, address)
+            ) from None
+        if backlog is None:
+            sock.listen()
+        else:
+            sock.listen(backlog)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+# --- name resolution ---------------------------------------------------------------
+
+_RESOLVABLE = (AF_INET,) if AF_INET6 is None else (AF_INET, AF_INET6)
+
+
+def _is_ip_literal(host, families=_RESOLVABLE):
+    if not isinstance(host, str):
+        return False
+    for family in families:
+        try:
+            __socket__.inet_pton(family, host)
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
+def _resolve_addr(sock, address):
+    # Resolve a host name in an AF_INET/AF_INET6 address tuple without
+    # blocking the loop (the C socket would call getaddrinfo itself).
+    if type(address) is not tuple or len(address) < 2:
+        return address
+    family = _ss_family(sock)
+    if family not in _RESOLVABLE:
+        return address
+    host = address[0]
+    if (
+        not isinstance(host, str)
+        or not host
+        or host == "<broadcast>"
+        or _is_ip_literal(host, (family,))
+    ):
+        return address
+    sockaddr = getaddrinfo(host, None, family)[0][4]
+    if len(sockaddr) == 2:
+        return (sockaddr[0], address[1])
+    if len(address) > 2:
+        return (sockaddr[0], address[1]) + tuple(address[2:])
+    return (sockaddr[0], address[1], sockaddr[2], sockaddr[3])
+
+
+def _stdlib(name):
+    # The standard library's own function, captured now: once
+    # greenwheel.monkey has patched the socket module, ``__socket__.NAME``
+    # is the function below, and calling it from a worker would recurse.
+    saved = getattr(sys.modules.get("greenwheel.monkey"), "saved", {}).get("socket", {})
+    return saved.get(name, getattr(__socket__, name))
+
+
+_real_getaddrinfo = _stdlib("getaddrinfo")
+_real_gethostbyname = _stdlib("gethostbyname")
+_real_gethostbyname_ex = _stdlib("gethostbyname_ex")
+_real_gethostbyaddr = _stdlib("gethostbyaddr")
+_real_getnameinfo = _stdlib("getnameinfo")
+
+
+def _in_thread(func, *args):
+    return get_hub().threadpool.apply(func, args)
+
+
+def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+    """``socket.getaddrinfo`` run in a worker thread (numeric look-ups directly)."""
+    if (
+        (host is None or _is_ip_literal(host))
+        and (port is None or isinstance(port, int) or (isinstance(port, str) and port.isdigit()))
+        and not flags & getattr(_socket, "AI_CANONNAME", 0)
+    ):
+        # Nothing to look up: the C library answers without I/O.
+        return _real_getaddrinfo(host, port, family, type, proto, flags)
+    return _in_thread(_real_getaddrinfo, host, port, family, type, proto, flags)
+
+
+def gethostbyname(hostname):
+    """``socket.gethostbyname`` run in a worker thread (IPv4 literals directly)."""
+    if _is_ip_literal(hostname, (AF_INET,)):
+        return _real_gethostbyname(hostname)
+    return _in_thread(_real_gethostbyname, hostname)
+
+
+def gethostbyname_ex(hostname):
+    """``socket.gethostbyname_ex`` run in a worker thread."""
+    return _in_thread(_real_gethostbyname_ex, hostname)
+
+
+def gethostbyaddr(ip_address):
+    """``socket.gethostbyaddr`` run in a worker thread."""
+    return _in_thread(_real_gethostbyaddr, ip_address)
+
+
+def getnameinfo(sockaddr, flags):
+    """``socket.getnameinfo`` run in a worker thread (purely numeric requests directly)."""
+    numeric = getattr(_socket, "NI_NUMERICHOST", 0) | getattr(_socket, "NI_NUMERICSERV", 0)
+    if numeric and flags & numeric == numeric:
+        return _real_getnameinfo(sockaddr, flags)
+    return _in_thread(_real_getnameinfo, sockaddr, flags)
+
+
+def getfqdn(name=""):
+    """The fully qualified domain name of *name* (the local host if empty)."""
+    name = name.strip()
+    if not name or name in ("0.0.0.0", "::"):
+        name = __socket__.gethostname()
+    try:
+        hostname, aliases, _ = gethostbyaddr(name)
+    except OSError:
+        return name
+    for candidate in [hostname] + list(aliases):
+        if "." in candidate:
+            return candidate
+    return hostname
+
+
+if sys.version_info < (3, 11):  # pragma: no cover - all_errors is 3.11+
+    _create_connection_311 = create_connection
+
+    def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=None):  # noqa: F811
+        """Connect to *address* (``(host, port)``) and return the socket."""
+        return _create_connection_311(address, timeout, source_address)

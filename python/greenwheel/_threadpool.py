@@ -1,0 +1,723 @@
+"""Run blocking functions in OS threads without blocking the event loop.
+
+The implementation behind :mod:`greenwheel.threadpool` (and the helper the
+cooperative socket layer uses for DNS: the C library's look-ups block the
+calling thread, so they run here)::
+
+    from greenwheel._threadpool import get_threadpool
+
+    addrinfo = get_threadpool().apply(socket.getaddrinfo, ("example.com", 80))
+
+:meth:`ThreadPool.spawn` (alias :meth:`ThreadPool.submit`) queues
+``fn(*args, **kwargs)`` on a worker thread and returns a :class:`ThreadResult`
+at once; :meth:`ThreadResult.get` blocks only the calling greenlet until the
+outcome is there.  The worker hands the outcome back by sending an async
+watcher of the *submitting* thread's loop (the only loop operation that is
+thread-safe), so the result is delivered in the hub of that thread and the
+waiting greenlet is resumed from there.  While a result is outstanding its
+watcher keeps the loop alive, so waiting on it is never mistaken for "nothing
+left to do" (``LoopExit``).
+
+Worker threads are real OS threads even when :mod:`threading` is
+monkey-patched (they are started with the original ``_thread`` functions),
+started lazily up to ``maxsize``; idle workers wait on a queue.
+:meth:`ThreadPool.kill` (or a smaller ``maxsize``) retires workers.  One
+pool may serve the hubs of many threads.  After ``os.fork()`` the child
+starts with no workers and spawns fresh ones on demand.
+"""
+
+import concurrent.futures as _cf
+import importlib
+import os
+import sys
+import weakref
+from collections import deque
+from itertools import islice
+
+from greenlet import getcurrent
+
+from ._exceptions import BlockingSwitchOutError
+from ._hub import Waiter, _check_seconds, _get_hub_if_exists, get_hub
+
+__all__ = ["ThreadPool", "ThreadResult", "ThreadPoolExecutor", "get_threadpool"]
+
+
+def _original(module_name, name):
+    # The real (unpatched) object, even if this module is first imported
+    # after greenwheel.monkey patched the standard library.
+    monkey = sys.modules.get("greenwheel.monkey")
+    if monkey is not None:
+        return monkey.get_original(module_name, name)
+    return getattr(importlib.import_module(module_name), name)
+
+
+_start_new_thread = _original("_thread", "start_new_thread")
+_allocate_lock = _original("_thread", "allocate_lock")
+_real_get_ident = _original("_thread", "get_ident")
+# The C SimpleQueue: a real blocking queue between OS threads.
+_NativeQueue = _original("queue", "SimpleQueue")
+if not isinstance(_NativeQueue, type) or _NativeQueue.__module__ != "_queue":
+    import _queue
+
+    _NativeQueue = _queue.SimpleQueue
+
+_PENDING = object()
+
+
+class ThreadResult:
+    """The outcome of a function submitted to a :class:`ThreadPool`.
+
+    An AsyncResult-like object: :meth:`get`, :meth:`wait`, :meth:`ready`,
+    :meth:`successful`, :attr:`value`, :attr:`exception`, and
+    :meth:`rawlink` / :meth:`unlink` so that :func:`greenwheel.wait` and
+    :func:`greenwheel.iwait` accept it.  Must be waited on in the thread
+    that submitted the function (its hub receives the outcome).  Created by
+    :meth:`ThreadPool.spawn`; not meant to be instantiated directly.
+    """
+
+    __slots__ = (
+        "_fn",
+        "_args",
+        "_kwargs",
+        "_watcher",
+        "_value",
+        "_exc_info",
+        "_waiters",
+        "_links",
+        "_pool",
+        "hub",
+        "__weakref__",
+    )
+
+    def __init__(self, fn, args, kwargs, hub, pool=None):
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._value = _PENDING
+        self._exc_info = None
+        self._waiters = []
+        self._links = []
+        self._pool = pool
+        self.hub = hub
+        # ref=True: a greenlet waiting for us must keep the loop running.
+        watcher = self._watcher = hub.loop.async_()
+        watcher.start(self._on_done)
+
+    # -- worker-thread side ------------------------------------------------
+
+    def _run(self):
+        fn, args, kwargs = self._fn, self._args, self._kwargs
+        self._fn = self._args = self._kwargs = None
+        try:
+            if fn is None:  # killed before it ran
+                raise _Killed()
+            value = fn(*args, **kwargs)
+        except BaseException:  # noqa: B036 - every outcome goes back to the greenlet
+            exc_info = sys.exc_info()
+            self._exc_info = exc_info
+            self._value = None
+            del exc_info
+        else:
+            self._value = value
+        finally:
+            fn = args = kwargs = None
+            watcher = self._watcher
+            if watcher is not None:
+                # The one thread-safe loop operation: wakes the submitting hub.
+                try:
+                    watcher.send()
+                except Exception:  # the hub was destroyed meanwhile
+                    pass
+
+    # -- hub side ----------------------------------------------------------
+
+    def _on_done(self):
+        watcher = self._watcher
+        if watcher is not None:
+            self._watcher = None
+            watcher.close()
+        pool = self._pool
+        if pool is not None:
+            self._pool = None
+            pool._task_done(self)
+        # Links first (a Future adopts the outcome there), then the waiters.
+        links, self._links = self._links, []
+        for link in links:
+            try:
+                link(self)
+            except:  # noqa: E722 - a bad link must not hurt the others
+                self.hub.handle_error((link, self), *sys.exc_info())
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.switch(None)
+
+    def ready(self):
+        """True once the function has returned or raised (and the hub noticed)."""
+        return self._watcher is None
+
+    def successful(self):
+        """True once the function has returned without raising."""
+        return self._watcher is None and self._exc_info is None
+
+    @property
+    def value(self):
+        """The return value, or None if not ready or the function raised."""
+        if self._watcher is None and self._exc_info is None:
+            return self._value
+        return None
+
+    @property
+    def exception(self):
+        """The exception the function raised, or None."""
+        exc_info = self._exc_info
+        return exc_info[1] if exc_info is not None else None
+
+    @property
+    def exc_info(self):
+        """``(type, value, traceback)`` of the exception raised, or ``()``."""
+        return self._exc_info or ()
+
+    def get(self, block=True, timeout=None):
+        """Return the function's result (or raise its exception).
+
+        Blocks the calling greenlet, at most *timeout* seconds if given
+        (then :class:`greenwheel.Timeout` is raised).  The function keeps
+        running in its thread even if the wait is given up.
+        """
+        if self._watcher is not None:
+            if not block:
+                from ._timeout import Timeout
+
+                raise Timeout()
+            self._wait(timeout)
+        exc_info = self._exc_info
+        if exc_info is not None:
+            raise exc_info[1].with_traceback(exc_info[2])
+        return self._value
+
+    def get_nowait(self):
+        return self.get(block=False)
+
+    def result(self, timeout=None):
+        """:meth:`get`, under the name ``concurrent.futures`` uses."""
+        return self.get(timeout=timeout)
+
+    def wait(self, timeout=None):
+        """Block until ready (or *timeout*); return whether it is ready."""
+        from ._timeout import Timeout
+
+        if self._watcher is None:
+            return True
+        try:
+            self._wait(timeout)
+        except Timeout:
+            return False
+        return True
+
+    def _wait(self, timeout):
+        from ._timeout import Timeout
+
+        waiter = Waiter(self.hub)
+        if self.hub is not _get_hub_if_exists():
+            raise BlockingSwitchOutError(
+                "a ThreadResult must be waited on in the thread that submitted it"
+            )
+        if waiter.hub is getcurrent():
+            raise BlockingSwitchOutError("Impossible to call blocking function in the event loop callback")
+        self._waiters.append(waiter)
+        timer = Timeout._start_new_or_dummy(None if timeout is None else _check_seconds(timeout))
+        try:
+            waiter.get()
+        finally:
+            timer.cancel()
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                pass
+
+    def rawlink(self, callback):
+        """Call ``callback(self)`` from the hub once ready (at once, from the hub, if it is)."""
+        if not callable(callback):
+            raise TypeError("Expected callable: %r" % (callback,))
+        if self._watcher is None:
+            self.hub.loop.run_callback(callback, self)
+        else:
+            self._links.append(callback)
+
+    link = rawlink
+
+    def unlink(self, callback):
+        try:
+            self._links.remove(callback)
+        except ValueError:
+            pass
+
+    def __repr__(self):
+        if self._watcher is not None:
+            state = "pending"
+        elif self._exc_info is None:
+            state = "value=%r" % (self._value,)
+        else:
+            state = "exception=%r" % (self._exc_info[1],)
+        return "<%s at 0x%x %s>" % (type(self).__name__, id(self), state)
+
+
+class _Killed(Exception):
+    """The pool was killed before the function could run."""
+
+
+class ThreadPool:
+    """A pool of at most *maxsize* OS worker threads (started lazily).
+
+    The interface follows gevent's ``ThreadPool``: :meth:`spawn` returns an
+    AsyncResult-like :class:`ThreadResult`; :meth:`apply`,
+    :meth:`apply_async`, :meth:`map`, :meth:`imap`, :meth:`imap_unordered`
+    block only the calling greenlet.  Functions run in real threads, so they
+    may block as they like (CPU work still holds the GIL).
+    """
+
+    def __init__(self, maxsize=10, hub=None):
+        self._check_size(maxsize)
+        self._maxsize = maxsize
+        self.hub = hub
+        self._lock = _allocate_lock()
+        self._reset()
+        _all_pools.add(self)
+
+    @staticmethod
+    def _check_size(value):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError("maxsize must be a positive int, not %r" % (value,))
+
+    def _reset(self):
+        # Also the after-fork hook: the child inherits none of the threads.
+        self._queue = _NativeQueue()
+        self._threads = 0
+        self._idle = 0
+        self._retire = 0
+        # Results not yet delivered, per submitting hub thread (for join()).
+        self._outstanding = {}
+        self._pid = os.getpid()
+
+    @property
+    def maxsize(self):
+        """The most worker threads this pool starts."""
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, value):
+        self._check_size(value)
+        with self._lock:
+            self._maxsize = value
+            surplus = self._threads - self._retire - value
+        for _ in range(max(0, surplus)):
+            self._stop_one()
+
+    @property
+    def size(self):
+        """Number of worker threads alive (or starting)."""
+        return self._threads - self._retire
+
+    @size.setter
+    def size(self, value):
+        """Start or retire workers so that *value* are running (at most maxsize)."""
+        if value < 0 or value > self._maxsize:
+            raise ValueError("size must be between 0 and maxsize (%d)" % self._maxsize)
+        current = self.size
+        for _ in range(value - current):
+            self._start_worker()
+        for _ in range(current - value):
+            self._stop_one()
+
+    def __len__(self):
+        """Number of functions queued or running."""
+        return sum(len(results) for results in self._outstanding.values())
+
+    def free_count(self):
+        """How many more functions could start running at once."""
+        return max(0, self._maxsize - len(self))
+
+    # -- submitting --------------------------------------------------------------
+
+    def spawn(self, fn, *args, **kwargs):
+        """Queue ``fn(*args, **kwargs)`` on a worker thread; return a :class:`ThreadResult`."""
+        if not callable(fn):
+            raise TypeError("fn must be callable, not %r" % (fn,))
+        if self._pid != os.getpid():
+            self._lock = _allocate_lock()
+            self._reset()
+        hub = get_hub()
+        result = ThreadResult(fn, args, kwargs, hub, self)
+        self._outstanding.setdefault(hub.thread_ident, set()).add(result)
+        self._queue.put(result)
+        with self._lock:
+            start = self._idle == 0 and self._threads - self._retire < self._maxsize
+            if start:
+                self._threads += 1
+        if start:
+            try:
+                _start_new_thread(self._worker, ())
+            except BaseException:
+                with self._lock:
+                    self._threads -= 1
+                raise
+        return result
+
+    submit = spawn
+
+    def _start_worker(self):
+        with self._lock:
+            self._threads += 1
+        try:
+            _start_new_thread(self._worker, ())
+        except BaseException:
+            with self._lock:
+                self._threads -= 1
+            raise
+
+    def _stop_one(self):
+        with self._lock:
+            self._retire += 1
+        self._queue.put(None)
+
+    def _task_done(self, result):
+        results = self._outstanding.get(result.hub.thread_ident)
+        if results is not None:
+            results.discard(result)
+
+    def apply(self, fn, args=(), kwds=None):
+        """Run ``fn(*args, **kwds)`` in a worker and return its result.
+
+        Only the calling greenlet waits; exceptions are re-raised here.
+        """
+        return self.spawn(fn, *(args or ()), **(kwds or {})).get()
+
+    def apply_async(self, fn, args=(), kwds=None, callback=None):
+        """Like :meth:`spawn`; *callback* gets the value (from the hub) on success."""
+        result = self.spawn(fn, *(args or ()), **(kwds or {}))
+        if callback is not None:
+
+            def _on_ready(res, callback=callback):
+                if res.successful():
+                    callback(res.value)
+
+            result.rawlink(_on_ready)
+        return result
+
+    def apply_cb(self, fn, args=(), kwds=None, callback=None):
+        """:meth:`apply`, then ``callback(result)`` in the calling greenlet."""
+        value = self.apply(fn, args, kwds)
+        if callback is not None:
+            callback(value)
+        return value
+
+    def map(self, fn, iterable):
+        """``[fn(x) for x in iterable]`` with the calls spread over the workers."""
+        return [result.get() for result in [self.spawn(fn, item) for item in iterable]]
+
+    def map_async(self, fn, iterable, callback=None):
+        """:meth:`map` in a new greenlet; returns that greenlet."""
+        from ._greenlet import Greenlet
+
+        def run():
+            value = self.map(fn, iterable)
+            if callback is not None:
+                callback(value)
+            return value
+
+        return Greenlet.spawn(run)
+
+    def _window(self, maxsize):
+        return maxsize if maxsize is not None and maxsize > 0 else max(2 * self._maxsize, 1)
+
+    def imap(self, fn, *iterables, maxsize=None):
+        """An iterator of ``fn(*args)`` for args from ``zip(*iterables)``, in order.
+
+        At most *maxsize* (default twice the pool size) calls are queued ahead
+        of the consumer.
+        """
+        args_iter = zip(*iterables)
+        window = self._window(maxsize)
+        pending = deque(self.spawn(fn, *args) for args in islice(args_iter, window))
+        while pending:
+            result = pending.popleft()
+            value = result.get()
+            for args in islice(args_iter, 1):
+                pending.append(self.spawn(fn, *args))
+            yield value
+
+    def imap_unordered(self, fn, *iterables, maxsize=None):
+        """Like :meth:`imap`, yielding each result as soon as it is ready."""
+        from ._hub import iwait
+
+        args_iter = zip(*iterables)
+        window = self._window(maxsize)
+        pending = {self.spawn(fn, *args) for args in islice(args_iter, window)}
+        while pending:
+            for result in iwait(list(pending), count=1):
+                pending.discard(result)
+                for args in islice(args_iter, 1):
+                    pending.add(self.spawn(fn, *args))
+                yield result.get()
+
+    def join(self, timeout=None):
+        """Wait until every function submitted from this thread has finished.
+
+        Returns True, or False if *timeout* seconds passed first.
+        """
+        from ._timeout import Timeout
+
+        hub = get_hub()
+        timer = Timeout._start_new_or_dummy(timeout)
+        try:
+            while True:
+                results = self._outstanding.get(hub.thread_ident)
+                if not results:
+                    return True
+                next(iter(results)).wait()
+        except Timeout as ex:
+            if ex is not timer:
+                raise
+            return False
+        finally:
+            timer.cancel()
+
+    def kill(self):
+        """Retire every worker thread (each after its current function).
+
+        Functions still queued are dropped: their results raise an error.
+        New work may be submitted afterwards; fresh workers then start.
+        """
+        dropped = []
+        while True:
+            try:
+                task = self._queue.get_nowait()
+            except Exception:  # queue.Empty
+                break
+            if task is not None:
+                dropped.append(task)
+            else:
+                with self._lock:
+                    self._retire -= 1
+                    self._threads -= 1
+        for task in dropped:
+            task._fn = None  # raises _Killed when "run"
+            task._run()
+        with self._lock:
+            alive = self._threads - self._retire
+        for _ in range(alive):
+            self._stop_one()
+
+    def _worker(self):
+        queue = self._queue
+        lock = self._lock
+        while True:
+            with lock:
+                self._idle += 1
+            task = queue.get()
+            with lock:
+                self._idle -= 1
+            if task is None:
+                with lock:
+                    self._retire -= 1
+                    self._threads -= 1
+                return
+            task._run()
+            task = None
+
+    def __repr__(self):
+        return "<%s at 0x%x threads=%d/%d queued=%d>" % (
+            type(self).__name__,
+            id(self),
+            self.size,
+            self._maxsize,
+            len(self),
+        )
+
+
+# --- concurrent.futures ------------------------------------------------------------
+
+
+class _GreenFuture(_cf.Future):
+    """A ``concurrent.futures.Future`` whose blocking methods block only the greenlet.
+
+    The outcome is adopted from the :class:`ThreadResult` in the submitting
+    hub; :meth:`result` and :meth:`exception` wait on that result
+    cooperatively.  :func:`greenwheel.wait` / :func:`greenwheel.iwait`
+    accept these futures (``rawlink``).
+    """
+
+    def __init__(self):
+        _cf.Future.__init__(self)
+        self._greenwheel_result = None
+
+    def _adopt(self, thread_result):
+        if self.done():
+            return
+        exc = thread_result.exception
+        if thread_result.successful():
+            self.set_result(thread_result.value)
+        elif isinstance(exc, (_CancelledRun, _Killed)):
+            # Cancelled before it started (CANCELLED already), or dropped
+            # by shutdown(cancel_futures=True) while still queued.
+            self.cancel()
+            if not self.done():
+                self.set_exception(exc)
+        else:
+            self.set_exception(exc)
+
+    def _wait_green(self, timeout):
+        result = self._greenwheel_result
+        if self.done() or result is None:
+            return
+        if result.hub is _get_hub_if_exists() and getcurrent() is not result.hub:
+            if not result.wait(timeout):
+                raise _cf.TimeoutError()
+
+    def result(self, timeout=None):
+        self._wait_green(timeout)
+        return _cf.Future.result(self, timeout)
+
+    def exception(self, timeout=None):
+        self._wait_green(timeout)
+        return _cf.Future.exception(self, timeout)
+
+    def rawlink(self, callback):
+        result = self._greenwheel_result
+        if result is None or self.done():
+            get_hub().loop.run_callback(callback, self)
+        else:
+            result.rawlink(_FutureLink(callback, self))
+
+    def unlink(self, callback):
+        result = self._greenwheel_result
+        if result is not None:
+            result.unlink(_FutureLink(callback, self))
+
+    def ready(self):
+        return self.done()
+
+
+class _FutureLink:
+    __slots__ = ("callback", "future")
+
+    def __init__(self, callback, future):
+        self.callback = callback
+        self.future = future
+
+    def __call__(self, _result):
+        self.callback(self.future)
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, _FutureLink)
+            and self.callback == other.callback
+            and self.future is other.future
+        )
+
+    def __hash__(self):
+        return hash((self.callback, id(self.future)))
+
+
+class _CancelledRun(Exception):
+    pass
+
+
+def _run_for_future(future, fn, args, kwargs):
+    # In the worker thread.
+    if not future.set_running_or_notify_cancel():
+        raise _CancelledRun()
+    return fn(*args, **kwargs)
+
+
+class ThreadPoolExecutor(_cf.ThreadPoolExecutor):
+    """``concurrent.futures.ThreadPoolExecutor`` on a greenwheel :class:`ThreadPool`.
+
+    Always runs functions in native threads, even when :mod:`threading` is
+    monkey-patched.  Its futures' ``result()`` and ``exception()`` block only
+    the calling greenlet, and :func:`greenwheel.wait` accepts them.  (With
+    :mod:`threading` patched, ``concurrent.futures.wait`` and
+    ``as_completed`` are cooperative too.)  Takes the arguments of the
+    standard class; *initializer* runs once in each worker thread.
+    """
+
+    def __init__(self, max_workers=None, thread_name_prefix="", initializer=None, initargs=()):
+        _cf.ThreadPoolExecutor.__init__(self, max_workers, thread_name_prefix, initializer, initargs)
+        self._threadpool = ThreadPool(self._max_workers)
+        self._initialized_threads = set()
+
+    def _call(self, future, fn, args, kwargs):
+        initializer = self._initializer
+        if initializer is not None:
+            ident = _real_get_ident()
+            if ident not in self._initialized_threads:
+                self._initialized_threads.add(ident)
+                initializer(*self._initargs)
+        return _run_for_future(future, fn, args, kwargs)
+
+    def submit(self, fn, /, *args, **kwargs):
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if self._broken:
+            raise _cf.BrokenExecutor(self._broken)
+        future = _GreenFuture()
+        result = self._threadpool.spawn(self._call, future, fn, args, kwargs)
+        future._greenwheel_result = result
+        result.rawlink(future._adopt)
+        return future
+
+    submit.__doc__ = _cf.Executor.submit.__doc__
+
+    def _adjust_thread_count(self):
+        pass  # our pool starts its own threads
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        self._shutdown = True
+        pool = self._threadpool
+        if pool is None:
+            return
+        if cancel_futures:
+            pool.kill()  # queued functions are dropped: their futures are cancelled
+            if wait:
+                pool.join()
+        elif wait:
+            pool.join()
+            pool.kill()
+        else:
+            pool.kill()
+
+    kill = shutdown
+
+
+# --- the default pool -----------------------------------------------------------------------
+
+_all_pools = weakref.WeakSet()
+_default_pool = None
+_default_lock = _allocate_lock()
+
+
+def get_threadpool():
+    """The process-wide default :class:`ThreadPool` (10 threads at most).
+
+    Also reachable as ``greenwheel.get_hub().threadpool``.
+    """
+    global _default_pool
+    pool = _default_pool
+    if pool is None:
+        with _default_lock:
+            pool = _default_pool
+            if pool is None:
+                pool = _default_pool = ThreadPool(10)
+    return pool
+
+
+def _after_fork_in_child():
+    global _default_lock
+    _default_lock = _allocate_lock()
+    for pool in list(_all_pools):
+        pool._lock = _allocate_lock()
+        pool._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

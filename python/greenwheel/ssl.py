@@ -1,0 +1,48 @@
+"""Cooperative TLS (gevent.ssl): the standard :mod:`ssl` interface, where
+handshakes, reads and writes block only the calling greenlet.
+
+:class:`SSLContext`, :class:`SSLSocket`, :func:`wrap_socket`,
+:func:`create_default_context` and :func:`get_server_certificate` are
+greenwheel's own (see :mod:`greenwheel._ssl`); everything else (constants,
+exceptions, ``SSLObject``, ``MemoryBIO``...) is the standard module's.
+Use this module's :class:`SSLContext` (or :func:`create_default_context`):
+a standard-library context's ``wrap_socket`` makes blocking sockets.
+"""
+
+import ssl as __ssl__
+import types as _types
+
+from ._socket import create_connection  # noqa: F401 - re-exported
+from ._ssl import (  # noqa: F401 - re-exported
+    SSLContext,
+    SSLSocket,
+    _create_unverified_context,
+    create_default_context,
+    get_server_certificate,
+    wrap_socket,
+)
+
+__implements__ = [
+    "SSLContext",
+    "SSLSocket",
+    "wrap_socket",
+    "create_default_context",
+    "get_server_certificate",
+    "create_connection",
+]
+
+# Helpers the ssl module merely imports; not part of its interface.
+_NOT_EXPORTED = {"namedtuple", "socket", "socket_error", "create_connection"}
+
+__imports__ = []
+for _name in dir(__ssl__):
+    if _name.startswith("_") or _name in __implements__ or _name in _NOT_EXPORTED:
+        continue
+    _value = getattr(__ssl__, _name)
+    if isinstance(_value, _types.ModuleType):
+        continue
+    globals()[_name] = _value
+    __imports__.append(_name)
+del _name, _value
+
+__all__ = __implements__ + __imports__

@@ -19,7 +19,7 @@ use pyo3::sync::PyOnceLock;
 use super::errors::delay_ns;
 use super::greenlet_api;
 use super::loop_::Loop;
-use super::watchers::TimerWatcher;
+use crate::clock::monotonic_ns;
 
 static HUB_STATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static GET_HUB: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -48,6 +48,23 @@ pub(crate) fn blocking_from_hub(py: Python<'_>) -> PyErr {
         .and_then(|cls| {
             cls.call1(("Impossible to call blocking function in the event loop callback",))
         }) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
+/// gevent's error for a switch into a greenlet that waits for something else.
+#[cold]
+fn invalid_switch(py: Python<'_>, glet: &Bound<'_, PyAny>) -> PyErr {
+    let message = format!(
+        "Invalid switch into {}: woken before its sleep ended",
+        glet.repr().map(|r| r.to_string()).unwrap_or_default()
+    );
+    match py
+        .import("greenwheel._exceptions")
+        .and_then(|m| m.getattr("InvalidSwitchError"))
+        .and_then(|cls| cls.call1((message,)))
+    {
         Ok(exc) => PyErr::from_value(exc),
         Err(err) => err,
     }
@@ -120,15 +137,16 @@ fn sleep_on_timer(
     if current.is(hub) {
         return Err(blocking_from_hub(py));
     }
-    let timer = Bound::new(
-        py,
-        TimerWatcher::new(lp.clone().unbind(), secs, 0.0, r#ref, None)?,
-    )?;
-    let switch = current.getattr(intern!(py, "switch"))?;
-    TimerWatcher::start_with(&timer, &switch, true)?;
+    let lp = lp.get();
+    // Measured from now (not the loop's cached time) so it is never short.
+    let deadline = monotonic_ns().saturating_add(delay_ns("seconds", secs)?);
+    let handle = lp.sleep_arm(current.clone().unbind(), deadline, r#ref)?;
     let result = greenlet_api::switch(py, hub);
-    // Whatever woke us, the timer must not fire into us later.
-    let stopped = TimerWatcher::close_now(&timer);
+    // Whatever woke us, the wake-up must not fire into us later.
+    let woken_early = lp.sleep_cancel(py, handle, &current, r#ref);
     result?;
-    stopped
+    if woken_early {
+        return Err(invalid_switch(py, &current));
+    }
+    Ok(())
 }

@@ -25,7 +25,7 @@
 //!   type, value, tb)`; with no handler it is printed (and SystemExit /
 //!   KeyboardInterrupt propagate out of `run()`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::os::unix::io::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -73,6 +73,12 @@ enum Queued {
 pub(crate) enum TimerEntry {
     Watcher(Py<TimerWatcher>),
     Timeout(Py<Timeout>),
+    /// `greenwheel.sleep(t)`: switch straight back into the greenlet (no
+    /// watcher object, no Python callback).
+    Sleep {
+        glet: Py<PyAny>,
+        ref_: bool,
+    },
 }
 
 /// Watchers on one fd.
@@ -108,6 +114,10 @@ struct State {
     carry: Vec<Ready>,
     /// When the kernel was last polled (monotonic ns).
     last_poll_ns: u64,
+    /// Sleep wake-ups taken out of the wheel for the batch being dispatched.
+    /// A sleeper woken otherwise meanwhile removes its handle here, so the
+    /// batch does not switch into a greenlet that has moved on.
+    inflight_sleeps: HashSet<TimerHandle>,
     /// Read end of the signal wake-up pipe.
     sig_read: RawFd,
 }
@@ -119,6 +129,8 @@ pub(crate) struct Loop {
     callbacks: Guarded<VecDeque<Queued>>,
     /// Identifies `Queued::Resume` entries so a failed yield can withdraw its own.
     resume_seq: U64Cell,
+    /// Sleep wake-ups re-queued as `Resume { seq: 0 }` and not yet run.
+    requeued_sleeps: U64Cell,
     error_handler: Guarded<Option<Py<PyAny>>>,
     shared: Arc<Shared>,
     /// Referenced active watchers.
@@ -228,6 +240,9 @@ impl Loop {
                 TimerEntry::Timeout(t) => {
                     let _ = Timeout::fire(t.bind(py), *handle);
                 }
+                // The sleeper stays blocked; it is woken (GreenletExit) when
+                // its hub is destroyed.
+                TimerEntry::Sleep { .. } => {}
             }
         }
         for entry in st.fds.values() {
@@ -390,16 +405,23 @@ impl Loop {
             return Ok(false);
         }
         // Everything in the batch is due: `pending` until its turn comes.
-        for (_, entry) in &batch {
-            if let TimerEntry::Watcher(w) = entry {
-                w.get().core.set_pending(true);
+        let mut sleeps = Vec::new();
+        for (handle, entry) in &batch {
+            match entry {
+                TimerEntry::Watcher(w) => w.get().core.set_pending(true),
+                TimerEntry::Sleep { .. } => sleeps.push(*handle),
+                TimerEntry::Timeout(_) => {}
             }
+        }
+        if !sleeps.is_empty() {
+            self.with_state(|st| st.inflight_sleeps.extend(sleeps))?;
         }
         let mut rest = batch.into_iter();
         while let Some((handle, entry)) = rest.next() {
             let outcome = match entry {
                 TimerEntry::Watcher(watcher) => self.fire_watcher(py, handle, &watcher),
                 TimerEntry::Timeout(timeout) => self.fire_timeout(py, handle, &timeout),
+                TimerEntry::Sleep { glet, ref_ } => self.fire_sleep(py, handle, glet, ref_),
             };
             if let Err(e) = outcome {
                 self.requeue_timers(py, rest.collect())?;
@@ -435,6 +457,93 @@ impl Loop {
         self.call_reporting(py, bound.as_any(), call, None)
     }
 
+    fn fire_sleep(
+        &self,
+        py: Python<'_>,
+        handle: TimerHandle,
+        glet: Py<PyAny>,
+        ref_: bool,
+    ) -> PyResult<()> {
+        if !self.with_state(|st| st.inflight_sleeps.remove(&handle))? {
+            return Ok(()); // the sleeper was woken otherwise and withdrew it
+        }
+        if ref_ {
+            self.adjust_activecnt(-1);
+        }
+        let glet = glet.into_bound(py);
+        // Only `sleep_arm` makes Sleep entries, with getcurrent()'s result.
+        if let Err(err) = greenlet_api::switch_known(py, greenlet_api::Greenlet(&glet)) {
+            self.report(py, &glet, err)?;
+        }
+        Ok(())
+    }
+
+    /// Arms a wake-up of the current greenlet `glet` at `deadline` (see
+    /// `fastpath::sleep`).
+    pub(crate) fn sleep_arm(
+        &self,
+        glet: Py<PyAny>,
+        deadline: u64,
+        ref_: bool,
+    ) -> PyResult<TimerHandle> {
+        self.check_usable()?;
+        let h = self.with_state(|st| st.wheel.arm(deadline, TimerEntry::Sleep { glet, ref_ }))?;
+        if ref_ {
+            self.adjust_activecnt(1);
+        }
+        Ok(h)
+    }
+
+    /// Withdraws a sleep's wake-up. True if it was still pending (so the
+    /// sleeper was woken by something else).
+    pub(crate) fn sleep_cancel(
+        &self,
+        py: Python<'_>,
+        handle: TimerHandle,
+        glet: &Bound<'_, PyAny>,
+        ref_: bool,
+    ) -> bool {
+        let (removed, inflight) = match self.state.try_borrow_mut() {
+            Ok(mut st) => match st.as_mut() {
+                Some(st) => {
+                    let removed = st.wheel.cancel(handle);
+                    let inflight = removed.is_none() && st.inflight_sleeps.remove(&handle);
+                    (removed, inflight)
+                }
+                None => (None, false),
+            },
+            Err(_) => (None, false),
+        };
+        // Still in the wheel, or due in the batch being dispatched (then
+        // `fire_sleep` skips it): either way it never fires, so its count is
+        // settled here.
+        let was_pending = removed.is_some() || inflight;
+        if was_pending && ref_ {
+            self.adjust_activecnt(-1);
+        }
+        drop(removed);
+        if !was_pending && self.requeued_sleeps.get() > 0 {
+            // It may have been re-queued as a plain resume (see
+            // `requeue_timers`): withdraw that too.
+            let withdrawn: VecDeque<Queued> = {
+                let mut q = self.callbacks.borrow_mut();
+                let (keep, gone): (VecDeque<Queued>, VecDeque<Queued>) =
+                    std::mem::take(&mut *q).into_iter().partition(
+                        |e| !matches!(e, Queued::Resume { glet: g, seq: 0 } if g.bind(py).is(glet)),
+                    );
+                *q = keep;
+                gone
+            };
+            self.requeued_sleeps.set(
+                self.requeued_sleeps
+                    .get()
+                    .saturating_sub(withdrawn.len() as u64),
+            );
+            drop(withdrawn);
+        }
+        was_pending
+    }
+
     fn fire_timeout(
         &self,
         py: Python<'_>,
@@ -465,6 +574,20 @@ impl Loop {
                         let again = TimerEntry::Watcher(watcher.clone_ref(py));
                         let h = self.with_state(|st| st.wheel.arm(0, again))?;
                         w.handle.set(Some(h));
+                    }
+                }
+                TimerEntry::Sleep { glet, ref_ } => {
+                    // Wake it on the next pass (seq 0 marks a sleeper's
+                    // resume, which `sleep_cancel` can withdraw), unless the
+                    // sleeper already withdrew it.
+                    if self.with_state(|st| st.inflight_sleeps.remove(&handle))? {
+                        if ref_ {
+                            self.adjust_activecnt(-1);
+                        }
+                        self.requeued_sleeps.set(self.requeued_sleeps.get() + 1);
+                        self.callbacks
+                            .borrow_mut()
+                            .push_back(Queued::Resume { glet, seq: 0 });
                     }
                 }
                 TimerEntry::Timeout(timeout) => {
@@ -922,7 +1045,11 @@ impl Loop {
                         }
                     }
                 }
-                Some(Queued::Resume { glet, .. }) => {
+                Some(Queued::Resume { glet, seq }) => {
+                    if seq == 0 {
+                        self.requeued_sleeps
+                            .set(self.requeued_sleeps.get().saturating_sub(1));
+                    }
                     let glet = glet.into_bound(py);
                     // Only `yield_current` queues Resume, with getcurrent()'s result.
                     if let Err(err) = greenlet_api::switch_known(py, greenlet_api::Greenlet(&glet))
@@ -942,7 +1069,8 @@ impl Loop {
         if current.is(hub) {
             return Err(super::fastpath::blocking_from_hub(py));
         }
-        let seq = self.resume_seq.get().wrapping_add(1);
+        // Seq 0 is reserved for re-queued sleepers (see `sleep_cancel`).
+        let seq = self.resume_seq.get().wrapping_add(1).max(1);
         self.resume_seq.set(seq);
         self.callbacks.borrow_mut().push_back(Queued::Resume {
             glet: current.unbind(),
@@ -1102,6 +1230,7 @@ impl Loop {
             ready: Vec::new(),
             carry: Vec::new(),
             last_poll_ns: 0,
+            inflight_sleeps: HashSet::new(),
             sig_read,
         };
         if let Err(e) = st.poller.arm(sig_read, READ) {
@@ -1112,6 +1241,7 @@ impl Loop {
             state: Guarded::new(Some(st)),
             callbacks: Guarded::new(VecDeque::new()),
             resume_seq: U64Cell::new(0),
+            requeued_sleeps: U64Cell::new(0),
             error_handler: Guarded::new(None),
             shared,
             activecnt: IsizeCell::new(0),
@@ -1486,6 +1616,7 @@ impl Loop {
                     match entry {
                         TimerEntry::Watcher(t) => visit.call(t)?,
                         TimerEntry::Timeout(t) => visit.call(t)?,
+                        TimerEntry::Sleep { glet, .. } => visit.call(glet)?,
                     }
                 }
                 for e in st.fds.values() {

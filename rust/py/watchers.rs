@@ -301,26 +301,6 @@ impl TimerWatcher {
     fn repr_extra(&self) -> String {
         format!(" after={} repeat={}", self.after, self.repeat)
     }
-
-    /// `start(callback)` without going through Python argument parsing.
-    pub(crate) fn start_with(
-        slf: &Bound<'_, Self>,
-        callback: &Bound<'_, PyAny>,
-        update: bool,
-    ) -> PyResult<()> {
-        let this = slf.get();
-        this.core.set_call(callback, &PyTuple::empty(slf.py()))?;
-        let lp = this.core.loop_.get();
-        lp.timer_start(slf, update)
-    }
-
-    /// `close()` from Rust.
-    pub(crate) fn close_now(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let this = slf.get();
-        this.do_stop(slf.py())?;
-        this.core.clear_call();
-        Ok(())
-    }
 }
 
 watcher_methods!(TimerWatcher, "TimerWatcher");

@@ -17,6 +17,7 @@ __all__ = [
     "WRITE",
     "monotonic_ns",
     "sleep",
+    "_set_current_hub",
     "Loop",
     "Callback",
     "TimerWatcher",
@@ -185,6 +186,10 @@ class Timeout(BaseException):
     def __exit__(self, typ: object = None, value: object = None, tb: object = None) -> bool: ...
     def __lt__(self, other: object, /) -> bool: ...
     def __gt__(self, other: object, /) -> bool: ...
+
+def _set_current_hub(hub: object) -> None:
+    """Register *hub* (or None) as this thread's hub for the Rust fast paths
+    (called by ``greenwheel._hub``)."""
 
 def sleep(seconds: float = 0, ref: bool = True) -> None:
     """Suspend the current greenlet for at least *seconds*; ``sleep(0)`` yields

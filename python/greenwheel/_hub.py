@@ -54,6 +54,9 @@ __all__ = [
 ]
 
 _main_thread_ident = threading.main_thread().ident
+# Bound now: greenwheel.monkey may later replace _thread.get_ident with a
+# per-greenlet version, but hubs belong to real OS threads.
+_get_ident = _thread.get_ident
 
 
 # --- per-thread hub ---------------------------------------------------------
@@ -75,6 +78,8 @@ def get_hub():
     hub = _state.hub
     if hub is None:
         hub = _state.hub = Hub()
+        # The Rust fast paths (sleep) keep their own per-thread pointer.
+        _core._set_current_hub(hub)
     return hub
 
 
@@ -152,7 +157,7 @@ class Hub(_RawGreenlet):
 
     def __init__(self, loop=None, default=None):
         _RawGreenlet.__init__(self, None, _main_greenlet_of_thread())
-        self.thread_ident = _thread.get_ident()
+        self.thread_ident = _get_ident()
         if loop is not None and hasattr(loop, "run"):
             if default is not None:
                 raise TypeError("Unexpected argument: default")
@@ -177,6 +182,21 @@ class Hub(_RawGreenlet):
     def main_hub(self):
         """True for the hub of the main thread."""
         return self.thread_ident == _main_thread_ident
+
+    @property
+    def threadpool(self):
+        """The :class:`greenwheel.threadpool.ThreadPool` for blocking calls
+        (the process-wide default unless one was assigned to this hub)."""
+        pool = self.__dict__.get("_threadpool")
+        if pool is None:
+            from ._threadpool import get_threadpool
+
+            pool = get_threadpool()
+        return pool
+
+    @threadpool.setter
+    def threadpool(self, pool):
+        self.__dict__["_threadpool"] = pool
 
     @property
     def ident_registry(self):
@@ -399,6 +419,7 @@ class Hub(_RawGreenlet):
         self.loop = None
         if _state.hub is self:
             _state.hub = None
+            _core._set_current_hub(None)
 
 
 def _install_wakeup_fd(loop):

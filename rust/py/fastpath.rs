@@ -11,6 +11,8 @@
 //! - Exceptions thrown into a sleeping greenlet (kill, Timeout) withdraw its
 //!   pending wake-up before propagating, so nothing switches into it later.
 
+use std::cell::RefCell;
+
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -22,6 +24,52 @@ use super::loop_::Loop;
 use crate::clock::monotonic_ns;
 
 static HUB_STATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+thread_local! {
+    /// This thread's hub and its loop, as registered by `greenwheel._hub`
+    /// (`get_hub()` sets it, `Hub.destroy()` clears it). Saves two attribute
+    /// lookups on every `sleep()`; when empty, the Python state is asked.
+    static CURRENT: RefCell<Option<(Py<PyAny>, Py<Loop>)>> = const { RefCell::new(None) };
+}
+
+/// _set_current_hub(hub)
+/// --
+///
+/// Register `hub` (or None) as this thread's hub for the Rust fast paths.
+/// Called by `greenwheel._hub`; not part of the public API.
+#[pyfunction]
+pub(crate) fn _set_current_hub(hub: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    let entry = match hub {
+        Some(h) => {
+            let lp = h.getattr(intern!(h.py(), "loop"))?.cast_into::<Loop>()?;
+            Some((h.clone().unbind(), lp.unbind()))
+        }
+        None => None,
+    };
+    let old = CURRENT.with(|c| c.replace(entry));
+    drop(old); // outside the RefCell borrow: a decref may run Python code
+    Ok(())
+}
+
+/// This thread's hub and loop: the registered pair, else via the Python state.
+fn hub_and_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, Loop>)> {
+    let cached = CURRENT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .map(|(h, l)| (h.clone_ref(py), l.clone_ref(py)))
+    });
+    if let Some((h, l)) = cached {
+        if !l.get().is_destroyed() {
+            return Ok((h.into_bound(py), l.into_bound(py)));
+        }
+        // Destroyed behind our back (e.g. from another thread): forget it.
+        let old = CURRENT.with(|c| c.replace(None));
+        drop(old);
+    }
+    let hub = current_hub(py)?;
+    let lp = hub.getattr(intern!(py, "loop"))?.cast_into::<Loop>()?;
+    Ok((hub, lp))
+}
 static GET_HUB: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// This thread's hub, created on first use.
@@ -114,9 +162,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
 #[pyo3(signature = (seconds = Seconds::ZERO, r#ref = true), text_signature = "(seconds=0, ref=True)")]
 pub(crate) fn sleep(py: Python<'_>, seconds: Seconds, r#ref: bool) -> PyResult<()> {
     let secs = seconds.0;
-    let hub = current_hub(py)?;
-    let lp = hub.getattr(intern!(py, "loop"))?;
-    let lp = lp.cast_into::<Loop>()?;
+    let (hub, lp) = hub_and_loop(py)?;
     if secs <= 0.0 {
         return lp.get().yield_current(py, &hub);
     }

@@ -292,6 +292,11 @@ impl Loop {
         st.as_mut().map(f).ok_or_else(Self::closed)
     }
 
+    /// Whether `destroy()` ran (or GC tore the loop down).
+    pub(crate) fn is_destroyed(&self) -> bool {
+        self.destroyed.get()
+    }
+
     /// RuntimeError unless called on the loop's own thread.
     pub(crate) fn check_owner(&self) -> PyResult<()> {
         self.shared.check_owner()

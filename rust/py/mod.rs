@@ -42,6 +42,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WRITE", crate::poller::WRITE)?;
     m.add_function(wrap_pyfunction!(monotonic_ns, m)?)?;
     m.add_function(wrap_pyfunction!(fastpath::sleep, m)?)?;
+    m.add_function(wrap_pyfunction!(fastpath::_set_current_hub, m)?)?;
     m.add_class::<loop_::Loop>()?;
     m.add_class::<callback::Callback>()?;
     m.add_class::<watchers::TimerWatcher>()?;

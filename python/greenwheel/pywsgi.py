@@ -1,0 +1,27 @@
+"""A WSGI server (gevent.pywsgi): :class:`WSGIServer` and :class:`WSGIHandler`.
+
+HTTP/1.0 and 1.1 with keep-alive and pipelining, chunked requests and
+responses, ``Expect: 100-continue``, TLS, access and error logs, and limits
+against abusive clients.  Request heads are parsed in Rust (httparse).  See
+:mod:`greenwheel._pywsgi` for the implementation notes.
+"""
+
+from ._pywsgi import (  # noqa: F401 - re-exported
+    Environ,
+    Input,
+    LoggingLogAdapter,
+    SecureEnviron,
+    WSGIHandler,
+    WSGISecureEnviron,
+    WSGIServer,
+)
+
+__all__ = [
+    "WSGIServer",
+    "WSGIHandler",
+    "Input",
+    "LoggingLogAdapter",
+    "Environ",
+    "SecureEnviron",
+    "WSGISecureEnviron",
+]

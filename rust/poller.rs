@@ -164,6 +164,11 @@ impl Poller {
         }
     }
 
+    /// Whether the kernel registration of `fd` already includes `mask`.
+    pub fn covers(&self, fd: RawFd, mask: u8) -> bool {
+        self.registered.get(&fd).is_some_and(|m| m & mask == mask)
+    }
+
     /// Stops reporting `fd` as "always ready" (no-op for kernel registrations,
     /// which are dropped lazily; see the module docs).
     pub fn disarm(&mut self, fd: RawFd) {

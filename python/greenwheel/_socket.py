@@ -118,13 +118,20 @@ def _os_error(err):
 # --- waiting ------------------------------------------------------------------
 
 
-def _block(hub, watcher, deadline, throw_args):
+def _block(hub, watcher, deadline, throw_args, known_unready=False):
     """Park the current greenlet until *watcher* (an unstarted io watcher) fires.
 
     *deadline* is a ``time.monotonic()`` value or None; when it passes,
     ``greenlet.throw(*throw_args)`` is raised instead.  Returning does not
     promise readiness (the caller retries its system call anyway).
+    *known_unready*: the caller's last system call on this fd said EAGAIN,
+    which lets the loop skip re-arming the kernel registration.
     """
+    if deadline is None:
+        # Rust fast path: the loop switches straight back into us; it raises
+        # BlockingSwitchOutError / ConcurrentObjectUseError like the code below.
+        watcher.wait(hub, known_unready)
+        return
     glet = getcurrent()
     if glet is hub:
         raise BlockingSwitchOutError(
@@ -226,7 +233,14 @@ def _cancel_waits_then_close(hub, watchers, fd):
 # --- the socket ----------------------------------------------------------------
 
 
-class socket(__socket__.socket):
+_std_socket = (
+    getattr(sys.modules.get("greenwheel.monkey"), "saved", {})
+    .get("socket", {})
+    .get("socket", __socket__.socket)
+)
+
+
+class socket(_std_socket):
     """A ``socket.socket`` whose blocking calls block only the calling greenlet.
 
     Same constructor and interface as the standard library class.  The
@@ -236,7 +250,9 @@ class socket(__socket__.socket):
     __slots__ = ("hub", "timeout", "_read_event", "_write_event", "_ref")
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
-        __socket__.socket.__init__(self, family, type, proto, fileno)
+        # The base class, not ``__socket__.socket``: once greenwheel.monkey
+        # has patched the socket module, that name is this class.
+        _std_socket.__init__(self, family, type, proto, fileno)
         self.timeout = _socket.getdefaulttimeout()
         _ss_setblocking(self, False)
         self.hub = get_hub()
@@ -273,7 +289,7 @@ class socket(__socket__.socket):
             watcher = self._write_event or self._watcher(_WRITE)
         hub = self.hub
         while True:
-            _block(hub, watcher, deadline, _TIMED_OUT)
+            _block(hub, watcher, deadline, _TIMED_OUT, True)
             try:
                 return method(self, *args)
             except BlockingIOError:
@@ -739,19 +755,26 @@ def _resolve_addr(sock, address):
     return (sockaddr[0], address[1], sockaddr[2], sockaddr[3])
 
 
-def _stdlib(name):
-    # The standard library's own function, captured now: once
-    # greenwheel.monkey has patched the socket module, ``__socket__.NAME``
-    # is the function below, and calling it from a worker would recurse.
+def _saved_original(name):
     saved = getattr(sys.modules.get("greenwheel.monkey"), "saved", {}).get("socket", {})
     return saved.get(name, getattr(__socket__, name))
 
 
-_real_getaddrinfo = _stdlib("getaddrinfo")
-_real_gethostbyname = _stdlib("gethostbyname")
-_real_gethostbyname_ex = _stdlib("gethostbyname_ex")
-_real_gethostbyaddr = _stdlib("gethostbyaddr")
-_real_getnameinfo = _stdlib("getnameinfo")
+# The standard library's functions as they were when greenwheel was imported.
+_ORIGINALS = {
+    name: _saved_original(name)
+    for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo")
+}
+
+
+def _stdlib(name):
+    # The standard module's function, looked up at call time (so it can be
+    # replaced, e.g. in tests) -- unless greenwheel.monkey has put ours there:
+    # calling that from a worker thread would recurse.
+    func = getattr(__socket__, name)
+    if func is globals().get(name):
+        func = _ORIGINALS[name]
+    return func
 
 
 def _in_thread(func, *args):
@@ -766,33 +789,33 @@ def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
         and not flags & getattr(_socket, "AI_CANONNAME", 0)
     ):
         # Nothing to look up: the C library answers without I/O.
-        return _real_getaddrinfo(host, port, family, type, proto, flags)
-    return _in_thread(_real_getaddrinfo, host, port, family, type, proto, flags)
+        return _stdlib("getaddrinfo")(host, port, family, type, proto, flags)
+    return _in_thread(_stdlib("getaddrinfo"), host, port, family, type, proto, flags)
 
 
 def gethostbyname(hostname):
     """``socket.gethostbyname`` run in a worker thread (IPv4 literals directly)."""
     if _is_ip_literal(hostname, (AF_INET,)):
-        return _real_gethostbyname(hostname)
-    return _in_thread(_real_gethostbyname, hostname)
+        return _stdlib("gethostbyname")(hostname)
+    return _in_thread(_stdlib("gethostbyname"), hostname)
 
 
 def gethostbyname_ex(hostname):
     """``socket.gethostbyname_ex`` run in a worker thread."""
-    return _in_thread(_real_gethostbyname_ex, hostname)
+    return _in_thread(_stdlib("gethostbyname_ex"), hostname)
 
 
 def gethostbyaddr(ip_address):
     """``socket.gethostbyaddr`` run in a worker thread."""
-    return _in_thread(_real_gethostbyaddr, ip_address)
+    return _in_thread(_stdlib("gethostbyaddr"), ip_address)
 
 
 def getnameinfo(sockaddr, flags):
     """``socket.getnameinfo`` run in a worker thread (purely numeric requests directly)."""
     numeric = getattr(_socket, "NI_NUMERICHOST", 0) | getattr(_socket, "NI_NUMERICSERV", 0)
     if numeric and flags & numeric == numeric:
-        return _real_getnameinfo(sockaddr, flags)
-    return _in_thread(_real_getnameinfo, sockaddr, flags)
+        return _stdlib("getnameinfo")(sockaddr, flags)
+    return _in_thread(_stdlib("getnameinfo"), sockaddr, flags)
 
 
 def getfqdn(name=""):

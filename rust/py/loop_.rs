@@ -639,7 +639,11 @@ impl Loop {
 
     // ----- fds
 
-    pub(crate) fn io_start(&self, slf: &Bound<'_, IoWatcher>) -> PyResult<()> {
+    /// Starts an fd watcher. `known_unready`: the caller just saw the fd
+    /// would block (EAGAIN) for these events, so an existing edge-triggered
+    /// registration will report the next change and need not be re-armed
+    /// (saves an `epoll_ctl` per wait; see `IoWatcher.wait`).
+    pub(crate) fn io_start(&self, slf: &Bound<'_, IoWatcher>, known_unready: bool) -> PyResult<()> {
         self.check_usable()?;
         let w = slf.get();
         if w.core.is_active() {
@@ -653,7 +657,11 @@ impl Loop {
             });
             entry.watchers.push(slf.clone().unbind());
             let mask = Self::union_mask(&entry.watchers) | w.events.get();
-            let res = st.poller.arm(fd, mask);
+            let res = if known_unready && st.poller.covers(fd, mask) {
+                Ok(())
+            } else {
+                st.poller.arm(fd, mask)
+            };
             match res {
                 Ok(()) => {
                     if let Some(e) = st.fds.get_mut(&fd) {
@@ -741,10 +749,25 @@ impl Loop {
                 if !w.core.is_active() || hit == 0 || !w.core.take_pending() {
                     continue;
                 }
-                let call = w.core.call_parts(py);
-                let prefix = w.pass_events.get().then_some(hit);
                 any = true;
-                if let Err(e) = self.call_reporting(py, watcher.bind(py).as_any(), call, prefix) {
+                // Bind first: the lock must be released before any switch.
+                let resume = w.resume.borrow_mut().as_ref().map(|g| g.clone_ref(py));
+                let outcome = match resume {
+                    // `IoWatcher.wait`: switch straight into the waiting greenlet.
+                    Some(glet) => {
+                        let glet = glet.into_bound(py);
+                        match greenlet_api::switch_known(py, greenlet_api::Greenlet(&glet)) {
+                            Ok(_) => Ok(()),
+                            Err(err) => self.report(py, &glet, err),
+                        }
+                    }
+                    None => {
+                        let call = w.core.call_parts(py);
+                        let prefix = w.pass_events.get().then_some(hit);
+                        self.call_reporting(py, watcher.bind(py).as_any(), call, prefix)
+                    }
+                };
+                if let Err(e) = outcome {
                     // Nothing taken from the kernel may be lost: re-arming
                     // makes it report whatever is still ready on the next pass.
                     self.rearm_after_unwind(py, &ready[idx..]);

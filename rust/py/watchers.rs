@@ -23,6 +23,8 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::errors::{check_callable, delay_ns};
+use super::fastpath::blocking_from_hub;
+use super::greenlet_api;
 use super::loop_::Loop;
 use super::sync::{BoolCell, Guarded, I32Cell, U64Cell, U8Cell};
 use crate::clock::ns_to_secs;
@@ -239,14 +241,45 @@ macro_rules! watcher_methods {
             }
 
             fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-                self.core().traverse(&visit)
+                self.core().traverse(&visit)?;
+                self.visit_extra(&visit)
             }
 
             fn __clear__(&self) {
                 self.core().clear_call();
+                self.clear_extra();
             }
         }
     };
+}
+
+/// Python references a watcher kind holds beyond [`WatcherCore`], for GC.
+trait ExtraRefs {
+    fn visit_extra(&self, _visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        Ok(())
+    }
+
+    fn clear_extra(&self) {}
+}
+
+impl ExtraRefs for TimerWatcher {}
+impl ExtraRefs for SignalWatcher {}
+impl ExtraRefs for PhaseWatcher {}
+
+impl ExtraRefs for IoWatcher {
+    fn visit_extra(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(resume) = self.resume.try_borrow() {
+            if let Some(glet) = resume.as_ref() {
+                visit.call(glet)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn clear_extra(&self) {
+        let old = self.resume.try_borrow().ok().and_then(|mut r| r.take());
+        drop(old);
+    }
 }
 
 // ---------------------------------------------------------------- timers
@@ -367,6 +400,9 @@ pub(crate) struct IoWatcher {
     pub(crate) fd: RawFd,
     pub(crate) events: U8Cell,
     pub(crate) pass_events: BoolCell,
+    /// Set while a greenlet blocks in `wait()`: the loop switches into it
+    /// directly instead of calling the callback.
+    pub(crate) resume: Guarded<Option<Py<PyAny>>>,
 }
 
 impl IoWatcher {
@@ -388,6 +424,7 @@ impl IoWatcher {
             fd,
             events: U8Cell::new(check_events(events)?),
             pass_events: BoolCell::new(false),
+            resume: Guarded::new(None),
         })
     }
 
@@ -405,6 +442,19 @@ impl IoWatcher {
     fn repr_extra(&self) -> String {
         format!(" fd={} events={}", self.fd, self.events.get())
     }
+}
+
+/// gevent's error for two greenlets waiting on one watcher.
+#[cold]
+fn concurrent_use(py: Python<'_>, watcher: &Bound<'_, IoWatcher>) -> PyResult<PyErr> {
+    let cls = py
+        .import("greenwheel._exceptions")?
+        .getattr("ConcurrentObjectUseError")?;
+    let message = format!(
+        "This socket is already used by another greenlet: {}",
+        watcher.repr()?
+    );
+    Ok(PyErr::from_value(cls.call1((message,))?))
 }
 
 fn check_events(events: i64) -> PyResult<u8> {
@@ -432,7 +482,44 @@ impl IoWatcher {
         this.core.set_call(callback, args)?;
         this.pass_events.set(pass_events);
         let lp = this.core.loop_.get();
-        lp.io_start(slf)
+        lp.io_start(slf, false)
+    }
+
+    /// Block the current greenlet until the fd is ready, then stop.
+    ///
+    /// The fast path of cooperative sockets: the loop switches straight back
+    /// into the greenlet (no callback, no `Waiter`). With `known_unready`
+    /// (the caller just got EAGAIN on this fd, which it owns and closes
+    /// through `Loop.closing_fd`), an existing kernel registration is reused
+    /// instead of re-armed. While waiting, `callback` is the greenlet's
+    /// `switch`, so `Hub.cancel_wait` can throw into it.
+    #[pyo3(signature = (hub, known_unready = false))]
+    fn wait(slf: &Bound<'_, Self>, hub: &Bound<'_, PyAny>, known_unready: bool) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let current = greenlet_api::getcurrent(py)?;
+        if current.is(hub) {
+            return Err(blocking_from_hub(py));
+        }
+        if this.core.is_active() {
+            return Err(concurrent_use(py, slf)?);
+        }
+        let switch = current.getattr(pyo3::intern!(py, "switch"))?;
+        this.core.set_call(&switch, &PyTuple::empty(py))?;
+        let old = this.resume.replace(Some(current.unbind()));
+        drop(old);
+        let lp = this.core.loop_.get();
+        if let Err(err) = lp.io_start(slf, known_unready) {
+            let old = this.resume.replace(None);
+            drop(old);
+            return Err(err);
+        }
+        let result = greenlet_api::switch(py, hub);
+        lp.io_stop(py, this);
+        let old = this.resume.replace(None);
+        drop(old);
+        this.core.clear_call();
+        result.map(|_| ())
     }
 
     /// The file descriptor.

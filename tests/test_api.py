@@ -30,6 +30,7 @@ TOP_LEVEL = [
     "LinkedKilled",
     "LoopExit",
     "Timeout",
+    "fork",
     "get_hub",
     "getcurrent",
     "idle",
@@ -38,6 +39,7 @@ TOP_LEVEL = [
     "kill",
     "killall",
     "reinit",
+    "signal_handler",
     "sleep",
     "spawn",
     "spawn_later",
@@ -121,6 +123,21 @@ def test_exceptions_module_names():
     assert sorted(greenwheel.exceptions.__all__) == public_names(greenwheel.exceptions)
 
 
+def test_pywsgi_module_names():
+    import greenwheel.pywsgi
+
+    assert public_names(greenwheel.pywsgi) == [
+        "Environ",
+        "Input",
+        "LoggingLogAdapter",
+        "SecureEnviron",
+        "WSGIHandler",
+        "WSGISecureEnviron",
+        "WSGIServer",
+    ]
+    assert sorted(greenwheel.pywsgi.__all__) == public_names(greenwheel.pywsgi)
+
+
 def test_stable_homes_for_building_blocks():
     # event/queue/lock/socket build on these; they must stay where they are.
     from greenwheel._hub import Waiter, get_hub, getcurrent, sleep  # noqa: F401
@@ -156,3 +173,39 @@ def test_link_exception_hierarchy():
     # ... gevent.proc 0.13: it is a failure; both `except` clauses work.
     assert issubclass(g.LinkedKilled, g.LinkedFailed)
     assert issubclass(g.LoopExit, Exception)
+
+
+def test_monkey_and_threadpool_module_names():
+    import greenwheel.monkey
+    import greenwheel.threadpool
+
+    assert sorted(greenwheel.monkey.__all__) == [
+        "MonkeyPatchWarning",
+        "get_original",
+        "is_module_patched",
+        "is_object_patched",
+        "main",
+        "patch_all",
+        "patch_builtins",
+        "patch_contextvars",
+        "patch_dns",
+        "patch_module",
+        "patch_os",
+        "patch_queue",
+        "patch_select",
+        "patch_selectors",
+        "patch_signal",
+        "patch_socket",
+        "patch_ssl",
+        "patch_subprocess",
+        "patch_sys",
+        "patch_thread",
+        "patch_time",
+        "saved",
+    ]
+    assert sorted(greenwheel.threadpool.__all__) == [
+        "ThreadPool",
+        "ThreadPoolExecutor",
+        "ThreadResult",
+    ]
+    assert greenwheel.get_hub().threadpool.__class__ is greenwheel.threadpool.ThreadPool

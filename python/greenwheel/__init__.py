@@ -19,6 +19,9 @@ The implementation lives in underscore modules (``_hub``, ``_greenlet``,
 
 from greenlet import GreenletExit, getcurrent
 
+# The synchronisation modules, so that ``gevent.event.Event`` and friends work
+# after ``import greenwheel as gevent`` (their names stay in the submodules).
+from . import event, local, lock, queue  # noqa: F401
 from ._exceptions import LinkedCompleted, LinkedExited, LinkedFailed, LinkedKilled, LoopExit
 from ._greenlet import (
     Greenlet,
@@ -31,7 +34,9 @@ from ._greenlet import (
     spawn_link_value,
 )
 from ._hub import Hub, get_hub, idle, iwait, kill, reinit, sleep, spawn_raw, wait
+from ._sighandler import signal_handler
 from ._timeout import Timeout, with_timeout
+from .os import fork
 
 try:
     from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
@@ -51,6 +56,7 @@ __all__ = [
     "LinkedKilled",
     "LoopExit",
     "Timeout",
+    "fork",
     "getcurrent",
     "get_hub",
     "idle",
@@ -66,6 +72,7 @@ __all__ = [
     "spawn_link_exception",
     "spawn_link_value",
     "spawn_raw",
+    "signal_handler",
     "wait",
     "with_timeout",
 ]

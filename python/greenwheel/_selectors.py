@@ -32,6 +32,11 @@ def _kernel_selector_class():
     return None
 
 
+# Chosen at import: greenwheel.monkey's aggressive patching later removes
+# EpollSelector & co. from the selectors module.
+_KERNEL_SELECTOR_CLASS = _kernel_selector_class()
+
+
 class _CooperativePollSelector(__selectors__.PollSelector):
     """Fallback: the stdlib PollSelector over greenwheel's cooperative poll."""
 
@@ -50,7 +55,7 @@ class GeventSelector(__selectors__.BaseSelector):
 
     def __init__(self, hub=None):
         self._hub = hub if hub is not None else get_hub()
-        kernel_cls = _kernel_selector_class()
+        kernel_cls = _KERNEL_SELECTOR_CLASS
         if kernel_cls is None:
             self._selector = _CooperativePollSelector()
             self._watcher = None

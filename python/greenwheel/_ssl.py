@@ -44,11 +44,62 @@ _WRITE_TIMEOUT = "The write operation timed out"
 _HANDSHAKE_TIMEOUT = "The handshake operation timed out"
 
 
-class SSLContext(__ssl__.SSLContext):
+_StdSSLContext = __ssl__.SSLContext
+_CSSLContext = _StdSSLContext.__mro__[1]  # _ssl._SSLContext, the C base
+
+
+def _c_property(name):
+    # The standard SSLContext's setters for these properties call
+    # ``super(SSLContext, SSLContext)`` with ``SSLContext`` looked up in the
+    # ssl module at call time.  Once greenwheel.monkey has patched
+    # ``ssl.SSLContext`` with this subclass, that recursed forever (gevent
+    # issue 1016); these setters go straight to the C base instead.
+    std = getattr(_StdSSLContext, name)
+    base = getattr(_CSSLContext, name)
+
+    def fset(self, value):
+        if name == "minimum_version" and value == __ssl__.TLSVersion.SSLv3:
+            self.options &= ~__ssl__.Options.OP_NO_SSLv3
+        base.__set__(self, value)
+
+    return property(std.fget, fset, None, std.__doc__)
+
+
+class SSLContext(_StdSSLContext):
     """``ssl.SSLContext`` whose :meth:`wrap_socket` returns a cooperative :class:`SSLSocket`."""
 
     # ``SSLContext.wrap_socket`` (inherited) builds its sockets through this.
     sslsocket_class = None  # set below, once SSLSocket exists
+
+    if hasattr(_CSSLContext, "minimum_version"):
+        minimum_version = _c_property("minimum_version")
+        maximum_version = _c_property("maximum_version")
+    options = _c_property("options")
+    verify_flags = _c_property("verify_flags")
+    verify_mode = _c_property("verify_mode")
+
+    @property
+    def _msg_callback(self):
+        return _StdSSLContext._msg_callback.fget(self)
+
+    @_msg_callback.setter
+    def _msg_callback(self, callback):
+        base = _CSSLContext._msg_callback
+        if callback is None:
+            base.__set__(self, None)
+            return
+        if not callable(callback):
+            raise TypeError("%s is not callable." % (callback,))
+        # Let the standard setter build its wrapper on a scratch context,
+        # then install that wrapper here through the C base.
+        scratch = _StdSSLContext(__ssl__.PROTOCOL_TLS_CLIENT)
+        saved = __ssl__.SSLContext
+        __ssl__.SSLContext = _StdSSLContext
+        try:
+            _StdSSLContext._msg_callback.fset(scratch, callback)
+        finally:
+            __ssl__.SSLContext = saved
+        base.__set__(self, base.__get__(scratch))
 
 
 class SSLSocket(socket):

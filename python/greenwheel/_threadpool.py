@@ -185,11 +185,10 @@ class ThreadResult:
         running in its thread even if the wait is given up.
         """
         if self._watcher is not None:
-            if not block:
+            if not block or not self._wait(timeout):
                 from ._timeout import Timeout
 
                 raise Timeout()
-            self._wait(timeout)
         exc_info = self._exc_info
         if exc_info is not None:
             raise exc_info[1].with_traceback(exc_info[2])
@@ -204,17 +203,12 @@ class ThreadResult:
 
     def wait(self, timeout=None):
         """Block until ready (or *timeout*); return whether it is ready."""
-        from ._timeout import Timeout
-
         if self._watcher is None:
             return True
-        try:
-            self._wait(timeout)
-        except Timeout:
-            return False
-        return True
+        return self._wait(timeout)
 
     def _wait(self, timeout):
+        # True once ready, False if *timeout* passed first.
         from ._timeout import Timeout
 
         waiter = Waiter(self.hub)
@@ -223,11 +217,18 @@ class ThreadResult:
                 "a ThreadResult must be waited on in the thread that submitted it"
             )
         if waiter.hub is getcurrent():
-            raise BlockingSwitchOutError("Impossible to call blocking function in the event loop callback")
+            raise BlockingSwitchOutError(
+                "Impossible to call blocking function in the event loop callback"
+            )
         self._waiters.append(waiter)
         timer = Timeout._start_new_or_dummy(None if timeout is None else _check_seconds(timeout))
         try:
             waiter.get()
+            return True
+        except Timeout as ex:
+            if ex is not timer:
+                raise
+            return False
         finally:
             timer.cancel()
             try:
@@ -262,8 +263,11 @@ class ThreadResult:
         return "<%s at 0x%x %s>" % (type(self).__name__, id(self), state)
 
 
-class _Killed(Exception):
+class _Killed(RuntimeError):
     """The pool was killed before the function could run."""
+
+    def __init__(self):
+        RuntimeError.__init__(self, "the thread pool was killed before the function ran")
 
 
 class ThreadPool:
@@ -294,6 +298,7 @@ class ThreadPool:
         self._queue = _NativeQueue()
         self._threads = 0
         self._idle = 0
+        self._unclaimed = 0
         self._retire = 0
         # Results not yet delivered, per submitting hub thread (for join()).
         self._outstanding = {}
@@ -349,11 +354,14 @@ class ThreadPool:
         hub = get_hub()
         result = ThreadResult(fn, args, kwargs, hub, self)
         self._outstanding.setdefault(hub.thread_ident, set()).add(result)
-        self._queue.put(result)
         with self._lock:
-            start = self._idle == 0 and self._threads - self._retire < self._maxsize
+            self._unclaimed += 1
+            # Idle workers will each take one queued task; start another
+            # thread only for work nobody idle can take.
+            start = self._unclaimed > self._idle and self._threads - self._retire < self._maxsize
             if start:
                 self._threads += 1
+        self._queue.put(result)
         if start:
             try:
                 _start_new_thread(self._worker, ())
@@ -489,6 +497,7 @@ class ThreadPool:
         New work may be submitted afterwards; fresh workers then start.
         """
         dropped = []
+        sentinels = 0
         while True:
             try:
                 task = self._queue.get_nowait()
@@ -496,10 +505,12 @@ class ThreadPool:
                 break
             if task is not None:
                 dropped.append(task)
-            else:
                 with self._lock:
-                    self._retire -= 1
-                    self._threads -= 1
+                    self._unclaimed -= 1
+            else:
+                sentinels += 1  # a retirement already asked for: keep it
+        for _ in range(sentinels):
+            self._queue.put(None)
         for task in dropped:
             task._fn = None  # raises _Killed when "run"
             task._run()
@@ -517,6 +528,8 @@ class ThreadPool:
             task = queue.get()
             with lock:
                 self._idle -= 1
+                if task is not None:
+                    self._unclaimed -= 1
             if task is None:
                 with lock:
                     self._retire -= 1
@@ -642,7 +655,9 @@ class ThreadPoolExecutor(_cf.ThreadPoolExecutor):
     """
 
     def __init__(self, max_workers=None, thread_name_prefix="", initializer=None, initargs=()):
-        _cf.ThreadPoolExecutor.__init__(self, max_workers, thread_name_prefix, initializer, initargs)
+        _cf.ThreadPoolExecutor.__init__(
+            self, max_workers, thread_name_prefix, initializer, initargs
+        )
         self._threadpool = ThreadPool(self._max_workers)
         self._initialized_threads = set()
 

@@ -1,0 +1,620 @@
+"""The machinery shared by events, semaphores and queues.
+
+Three pieces live here:
+
+* :class:`_Scheduler`, one per hub: the run queue through which every
+  primitive gets its waiters woken from the hub, plus the door (an async
+  watcher) other OS threads use to reach that hub.
+* :class:`AbstractLinkable`, the base of ``Event``, ``AsyncResult`` and
+  ``Semaphore``: an ordered list of links (callables, usually the ``switch``
+  method of a parked greenlet) notified from the hub once the object is ready.
+* :class:`_ThreadWaiter`, which lets a real OS thread wait on a primitive
+  owned by another thread's hub.
+
+How a wake-up travels
+---------------------
+A greenlet that must wait appends its own ``switch`` to the object's links
+and switches to the hub; no :class:`~greenwheel._hub.Waiter` is allocated.
+Whoever makes the object ready (``Event.set``, ``Semaphore.release``,
+``Queue.put``) never switches: it appends the object to the scheduler's ready
+queue, and the first one to do so queues a single loop callback
+(:meth:`_Scheduler._drain`).  That callback notifies the ready objects in
+order; each object calls its links in the order they were added.
+
+The callback keeps going while it can without reordering anything: after
+each object it checks whether the loop has other callbacks queued
+(``loop.pendingcnt``).  If not, an object made ready meanwhile (typically by
+the greenlet just woken) is notified by the same callback, exactly when a
+callback of its own would have run, minus a pass through the poller.  After
+``_BATCH`` objects it yields to the loop anyway, so timers and I/O are never
+starved.
+
+Hand-over: when the callback has just resumed the single waiter of an object,
+all the hub would do once that greenlet parks again is pop the next ready
+object and resume *its* single waiter.  The parking greenlet does that itself
+(:func:`_park`), which halves the greenlet switches of a ping-pong between
+two greenlets.
+
+Threads
+-------
+Each object belongs to the hub of the first thread that had to wait on it
+(its *owner*).  Setting, releasing or putting from any other OS thread does
+the cheap, atomic part (flag, counter, deque item) in place and appends the
+object to the owner's ready queue (a deque: thread-safe).  If no drain is
+pending, the owner is woken through its async watcher, the only loop object
+another thread may touch.  A waiter re-checks the condition *after* linking
+itself, and a setter checks for links *after* changing the state, so under
+the GIL one of the two always sees the other: no wake-up is lost.
+"""
+
+import _thread
+import sys
+import threading
+import weakref
+from collections import deque
+
+from greenlet import getcurrent
+
+from ._exceptions import BlockingSwitchOutError, InvalidSwitchError, InvalidThreadUseError
+from ._hub import _check_seconds, _state, get_hub
+
+__all__ = ["AbstractLinkable"]
+
+_get_ident = _thread.get_ident
+# Python threads alive besides the main thread; a cheap C call.  While there
+# are none, a parked greenlet can only be woken by its own hub's thread.
+_thread_count = _thread._count
+_threading_active = threading._active
+_threading_limbo = threading._limbo
+_DummyThread = threading._DummyThread
+_allocate_lock = _thread.allocate_lock
+_main_ident = threading.main_thread().ident
+# (All captured at import, which monkey-patching makes sure happens while
+# _thread is still the real one.)
+_thread_local = _thread._local()
+
+
+class _ThreadToken:
+    """Lives exactly as long as its OS thread: thread-local storage holds it."""
+
+    __slots__ = ("__weakref__",)
+
+
+def _thread_token():
+    token = getattr(_thread_local, "token", None)
+    if token is None:
+        token = _thread_local.token = _ThreadToken()
+    return token
+
+
+#: Passed to a waiting greenlet's ``switch`` by its timeout timer.
+_TIMEDOUT = object()
+
+#: Returned by a ``_ThreadWaiter``'s *take* when the resource is gone.
+_NOT_TAKEN = object()
+
+#: How many objects one scheduler callback notifies (hand-overs included)
+#: before the loop gets a chance to poll (timers, I/O, signals).
+_BATCH = 64
+
+
+def _discard(seq, item):
+    try:
+        seq.remove(item)
+    except ValueError:
+        pass
+
+
+def _blocking_from_hub():
+    return BlockingSwitchOutError("Impossible to call blocking function in the event loop callback")
+
+
+def _may_be_woken_by_threads():
+    """True if another thread might wake a greenlet parked now.
+
+    That is any other thread started with :mod:`threading` (daemon or not):
+    while one lives, a parked greenlet keeps its hub's loop alive
+    (:meth:`_Scheduler.hold`) instead of ending in LoopExit.  Threads started
+    with ``_thread`` directly (thread pool workers) do not count.
+    """
+    if not _thread_count():
+        return False
+    me = _get_ident()
+    for ident, thread in list(_threading_active.items()):
+        if ident != me and not isinstance(thread, _DummyThread):
+            return True
+    return bool(_threading_limbo)
+
+
+def _park(hub, sched, links, entry, switch, timeout):
+    """Switch the current greenlet out until something resumes it; return the value.
+
+    *entry* (usually *switch*, the greenlet's own ``switch``) must already be
+    in *links*; it is removed again if the wait ends with an exception.  With
+    a *timeout* (seconds, already checked) the value is ``_TIMEDOUT`` when it
+    passes first.  Callers inline the untimed case on their hot paths.
+    """
+    held = _may_be_woken_by_threads()
+    if held:
+        # Another thread may be what we wait for: keep the loop from exiting.
+        sched.hold()
+    timer = None
+    try:
+        if timeout is not None:
+            timer = hub.loop.timer(timeout)
+            timer.start(switch, _TIMEDOUT, update=True)
+        if sched.budget > 0:
+            ready = sched.ready
+            if ready and not sched.loop.pendingcnt:
+                obj = ready[0]
+                link = obj._single_link()
+                if link is not None:
+                    ready.popleft()
+                    sched.budget -= 1
+                    return link(obj)
+        return hub.switch()
+    except:  # noqa: E722 - killed or timed out from outside: unlink, re-raise
+        _discard(links, entry)
+        raise
+    finally:
+        if timer is not None:
+            timer.close()
+        if held:
+            sched.unhold()
+
+
+class _Scheduler:
+    """The per-hub ready queue for notifications, and the door for other threads.
+
+    Created in, and run by, the hub's own thread.  Other threads only append
+    to :attr:`ready` and call :meth:`kick` / :meth:`post`.
+    """
+
+    __slots__ = (
+        "hub",
+        "loop",
+        "ident",
+        "_thread_alive",
+        "ready",
+        "running",
+        "budget",
+        "run_callback",
+        "drain_cb",
+        "_inbox",
+        "_async",
+        "_holds",
+        "__weakref__",
+    )
+
+    def __init__(self, hub):
+        self.hub = hub
+        self.loop = loop = hub.loop
+        self.ident = hub.thread_ident
+        # Dead once the thread exits (threading.current_thread() would not
+        # do: monkey-patched, it describes the current greenlet).
+        self._thread_alive = weakref.ref(_thread_token())
+        #: Objects whose ``_notify_links`` is due, in order.
+        self.ready = deque()
+        #: True while a drain callback is queued or running.
+        self.running = False
+        #: > 0 only while _drain waits for the greenlet it just resumed: how
+        #: many hand-overs may still happen before the loop gets a turn.
+        self.budget = 0
+        self.run_callback = loop.run_callback
+        self.drain_cb = self._drain
+        self._inbox = deque()
+        # Not referenced: an idle door must not keep the loop alive.  It is
+        # referenced while greenlets wait and other threads exist (hold()).
+        self._async = watcher = loop.async_(False)
+        watcher.start(self._drain_inbox)
+        self._holds = 0
+
+    # -- any thread -------------------------------------------------------
+
+    def kick(self):
+        """Make sure a drain will run (the caller just appended to :attr:`ready`)."""
+        if _get_ident() == self.ident:
+            if not self.running and self.hub.loop is self.loop:
+                self.running = True
+                self.run_callback(self.drain_cb)
+        elif self.alive():
+            self.post(self._kick_in_hub)
+
+    def _kick_in_hub(self):
+        if self.ready and not self.running:
+            self.running = True
+            self.run_callback(self.drain_cb)
+
+    def post(self, func, *args):
+        """Run ``func(*args)`` in the hub's thread, from the loop.  Thread-safe."""
+        self._inbox.append((func, args))
+        self._async.send()
+
+    def alive(self):
+        """False once the hub is destroyed or its thread has exited."""
+        return self.hub.loop is self.loop and self._thread_alive() is not None
+
+    # -- hub side ---------------------------------------------------------
+
+    def _drain(self):
+        ready = self.ready
+        loop = self.loop
+        hub = self.hub
+        left = _BATCH
+        try:
+            while ready:
+                obj = ready.popleft()
+                link = obj._single_link()
+                if link is None:
+                    obj._notify_links()
+                    left -= 1
+                else:
+                    # One greenlet to resume and nothing to do after it: while
+                    # it runs, greenlets that park may hand over to the next
+                    # object's waiter themselves (_park); each hand-over
+                    # spends the budget.
+                    self.budget = left - 1
+                    try:
+                        link(obj)
+                    except:  # noqa: E722 - the hub must survive a bad switch
+                        hub.handle_error((link, obj), *sys.exc_info())
+                    left = self.budget
+                    self.budget = 0
+                # Another callback queued meanwhile runs first, as it would
+                # have if every object had queued its own callback.
+                if left <= 0 or loop.pendingcnt:
+                    break
+        finally:
+            self.budget = 0
+            # Cleared before the re-check: a thread appending meanwhile either
+            # sees running False (and kicks) or its object is seen here.
+            self.running = False
+            if ready and self.hub.loop is loop:
+                self.running = True
+                self.run_callback(self.drain_cb)
+
+    def _drain_inbox(self):
+        inbox = self._inbox
+        hub = self.hub
+        while inbox:
+            func, args = inbox.popleft()
+            try:
+                func(*args)
+            except:  # noqa: E722 - runs in the hub; report, never propagate
+                hub.handle_error(func, *sys.exc_info())
+
+    def hold(self):
+        """Keep the loop alive while a greenlet waits for what a thread may do."""
+        self._holds += 1
+        if self._holds == 1:
+            self._async.ref = True
+
+    def unhold(self):
+        self._holds -= 1
+        if not self._holds:
+            self._async.ref = False
+
+
+def _scheduler_for(hub):
+    sched = hub.__dict__.get("_greenwheel_scheduler")
+    if sched is None or sched.loop is not hub.loop:
+        sched = hub._greenwheel_scheduler = _Scheduler(hub)
+    return sched
+
+
+class _ThreadWaiter:
+    """A link that wakes a real OS thread blocked on a native lock.
+
+    Used when a thread that does not own a primitive has to wait for it.
+    Whichever side first takes ``claim`` decides the outcome: the hub (the
+    wake-up counts, and ``take`` runs in the hub) or the timed-out thread
+    (the wake-up is void and the hub skips it).
+    """
+
+    __slots__ = ("done", "claim", "take", "value")
+
+    def __init__(self, take=None):
+        self.done = _allocate_lock()
+        self.done.acquire()
+        self.claim = _allocate_lock()
+        self.take = take
+        self.value = None
+
+    def __call__(self, source):
+        # From the owner's hub, or from whichever thread made the object ready
+        # (_serve_threads).  Take first: another thread may have taken the
+        # resource since the notification checked it was there.
+        take = self.take
+        if take is None:
+            value = None
+        else:
+            value = take(source)
+            if value is _NOT_TAKEN:
+                source._links.appendleft(self)  # keep our place in line
+                return
+        if self.claim.acquire(False):
+            self.value = value
+            self.done.release()
+        elif take is not None:
+            # The thread gave up meanwhile: hand the resource back.
+            source._give_back(value)
+
+    def wait(self, timeout):
+        """Block this thread; True if woken, False if *timeout* passed first."""
+        if timeout is None:
+            self.done.acquire()
+            return True
+        if self.done.acquire(True, max(0.0, _check_seconds(timeout))):
+            return True
+        if self.claim.acquire(False):
+            return False
+        # The hub claimed us just as we gave up: it is finishing the wake-up.
+        self.done.acquire()
+        return True
+
+
+class AbstractLinkable:
+    """Base for objects greenlets wait on: links notified from the hub when ready.
+
+    Subclasses define :meth:`ready`.  With ``_notify_all`` true (events) every
+    link present when the notification runs is called; otherwise
+    (semaphores) links are called only while the object stays ready.
+    """
+
+    __slots__ = ("hub", "_sched", "_links", "_late", "_notifying", "_raw", "__weakref__")
+
+    _notify_all = True
+
+    def __init__(self, hub=None):
+        # The owner hub is captured lazily, by the first wait: objects may be
+        # created at import time, or in one thread and used in another.
+        self.hub = hub
+        self._sched = _scheduler_for(hub) if hub is not None else None
+        self._links = deque()
+        # Waiters that arrived while a notification was already due and the
+        # object was ready (gevent issue 1520): they are woken after the
+        # others, in the same notification.
+        self._late = None
+        self._notifying = False
+        # Non-zero once a link other than a parked greenlet's switch was added:
+        # 1 for rawlinks and late waiters (reset when the links run out), 2
+        # once a thread waited (for good: threads link without the owner).
+        # Either way no hand-over (_single_link).
+        self._raw = 0
+
+    def ready(self):
+        raise NotImplementedError
+
+    def linkcount(self):
+        return len(self._links)
+
+    # -- ownership ----------------------------------------------------------
+
+    def _capture(self):
+        """Make sure the calling thread may park here; False if another thread owns us.
+
+        Called on the slow path of every wait: when no hub is recorded yet, or
+        the current greenlet is not a child of the recorded one.
+        """
+        owner = self.hub
+        mine = _state.hub
+        if owner is not None and owner is not mine:
+            if self._sched.alive():
+                return False
+            # The owner hub was destroyed or its thread is gone: none of its
+            # greenlets can be waiting any more.
+            self._orphan()
+        if mine is None:
+            if _get_ident() != _main_ident:
+                # A plain thread (no hub, no greenlets): it waits on a native
+                # lock, and needs no hub for that.
+                return False
+            mine = get_hub()
+        if self.hub is not mine:
+            self.hub = mine
+            self._sched = _scheduler_for(mine)
+        return True
+
+    def _orphan(self):
+        # Forget a dead owner and its greenlets' links; plain threads waiting
+        # on native locks stay in line.
+        self.hub = None
+        self._sched = None
+        links = self._links
+        threads = [link for link in links if isinstance(link, _ThreadWaiter)]
+        links.clear()
+        links.extend(threads)
+        self._late = None
+        self._notifying = False
+        self._raw = 2 if threads else 0
+
+    # -- notifying ----------------------------------------------------------
+
+    def _notify_anywhere(self):
+        """We may have become ready: get the waiters woken.  Any thread."""
+        links = self._links
+        if links and not self._notifying:
+            if self._raw == 2 and isinstance(links[0], _ThreadWaiter):
+                # Threads at the head of the line are woken right here: that
+                # needs no hub, so it works even if the owner is not running.
+                self._serve_threads()
+                if not links:
+                    return
+            sched = self._sched
+            if sched is None:
+                return
+            self._notifying = True
+            sched.ready.append(self)
+            if not sched.running:
+                sched.kick()
+
+    def _serve_threads(self):
+        # Wake the thread waiters at the head of the links, while ready.
+        links = self._links
+        only_while_ready = not self._notify_all
+        while links:
+            if only_while_ready and not self.ready():
+                return
+            try:
+                link = links.popleft()
+            except IndexError:  # emptied by another thread
+                return
+            if not isinstance(link, _ThreadWaiter):
+                links.appendleft(link)
+                return
+            link(self)
+
+    def _check_and_notify(self):
+        if self.ready():
+            self._notify_anywhere()
+
+    def _single_link(self):
+        """If notifying means resuming exactly one parked greenlet, unlink it,
+        finish the notification and return its ``switch``; else None."""
+        links = self._links
+        if len(links) == 1 and not self._raw and (self._notify_all or self.ready()):
+            self._notifying = False
+            return links.popleft()
+        return None
+
+    def _notify_links(self):
+        # Called by the scheduler, in the hub.  Links are popped before they
+        # are called; links added meanwhile wait for the next notification,
+        # except the late ones (see __init__).
+        links = self._links
+        hub = self.hub
+        only_while_ready = not self._notify_all
+        try:
+            count = len(links)
+            done = set()
+            while count and links:
+                if only_while_ready and not self.ready():
+                    break
+                count -= 1
+                link = links.popleft()
+                key = id(link)
+                if key in done:
+                    continue
+                done.add(key)
+                try:
+                    link(self)
+                except:  # noqa: E722 - one bad link must not kill the hub
+                    hub.handle_error((link, self), *sys.exc_info())
+            late = self._late
+            if late:
+                self._late = None
+                for link in late:
+                    try:
+                        link(self)
+                    except:  # noqa: E722
+                        hub.handle_error((link, self), *sys.exc_info())
+        finally:
+            self._notifying = False
+            if not links and self._raw == 1:
+                # Only rawlinks were there (a thread waiter marks 2 for good).
+                self._raw = 0
+        # Links that arrived during the notification, if we are still ready.
+        if links and self.ready():
+            self._notify_anywhere()
+
+    # -- links --------------------------------------------------------------
+
+    def rawlink(self, callback):
+        """Call ``callback(self)`` from the hub once this object is ready.
+
+        The callback runs in the hub, so it must not block; it is unlinked
+        before it is called.
+        """
+        if not callable(callback):
+            raise TypeError(f"Expected callable: {callback!r}")
+        hub = self.hub
+        if hub is None or hub is not _state.hub:
+            if not self._capture():
+                if self._sched is None:
+                    raise InvalidThreadUseError(
+                        "rawlink() from a thread without a hub on an object no hub owns"
+                    )
+                self._sched.post(self._add_link, callback)
+                return
+        self._add_link(callback)
+
+    def _add_link(self, callback):
+        if not self._raw:
+            self._raw = 1
+        self._links.append(callback)
+        self._check_and_notify()
+
+    def unlink(self, callback):
+        """Remove a callback added by :meth:`rawlink`."""
+        hub = self.hub
+        if hub is not None and hub is not _state.hub and self._sched.alive():
+            self._sched.post(self._remove_link, callback)
+            return
+        self._remove_link(callback)
+
+    def _remove_link(self, callback):
+        _discard(self._links, callback)
+        if self._late:
+            _discard(self._late, callback)
+
+    # -- waiting ------------------------------------------------------------
+
+    def _block(self, timeout, late=False):
+        """Park the current greenlet until notified; False if *timeout* passed.
+
+        The caller has made sure the current thread owns this object, and
+        re-checks its condition if we return True.
+        """
+        hub = self.hub
+        current = getcurrent()
+        if current is hub:
+            raise _blocking_from_hub()
+        switch = current.switch
+        if late:
+            links = self._late
+            if links is None:
+                links = self._late = []
+            if not self._raw:
+                self._raw = 1
+        else:
+            links = self._links
+        links.append(switch)
+        if not late and self.ready():
+            # Became ready (another thread) between the caller's check and
+            # our linking: no need to wait.
+            _discard(links, switch)
+            return True
+        if timeout is not None:
+            timeout = _check_seconds(timeout)
+        result = _park(hub, self._sched, links, switch, switch, timeout)
+        if result is self:
+            return True
+        return self._not_notified(links, switch, result)
+
+    def _not_notified(self, links, switch, result):
+        # Resumed by something other than our notification.
+        _discard(links, switch)
+        if result is _TIMEDOUT:
+            return False
+        raise InvalidSwitchError(f"Invalid switch into {type(self).__name__}.wait(): {result!r}")
+
+    def _wait_foreign(self, timeout, take=None):
+        """Wait from a thread that does not own this object, on a native lock.
+
+        Returns the ``_ThreadWaiter`` if woken (its ``value`` is what *take*
+        returned in the hub), else None.
+        """
+        waiter = _ThreadWaiter(take)
+        # Linked right here (deques are thread-safe): marking first keeps the
+        # owner's hub from treating it as a parked greenlet (_single_link).
+        self._raw = 2
+        self._links.append(waiter)
+        if self.ready():
+            self._notify_anywhere()
+        if waiter.wait(timeout):
+            return waiter
+        _discard(self._links, waiter)
+        return None
+
+    def _at_fork_reinit(self):
+        self._orphan()

@@ -1,0 +1,5 @@
+"""Greenlet-local storage (gevent.local)."""
+
+from ._local import local
+
+__all__ = ["local"]

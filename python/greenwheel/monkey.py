@@ -1,0 +1,802 @@
+"""Make the standard library cooperative (gevent.monkey).
+
+Patch as early as possible, in the main module, before anything else is
+imported, on the main thread, while the process is single-threaded::
+
+    from greenwheel import monkey
+    monkey.patch_all()
+
+After :func:`patch_all`, ``time.sleep`` yields to other greenlets,
+``threading.Thread`` runs its target in a greenlet (``current_thread``,
+``get_ident``, ``local``, ``Lock``, ``RLock``, ``Condition``, ``Event``,
+``Semaphore``, ``Timer`` and ``join`` cooperate; ``main_thread()`` is still
+the main thread), :mod:`queue` queues block only the greenlet, and
+:mod:`socket`, :mod:`select`, :mod:`selectors`, :mod:`ssl`,
+:mod:`subprocess`, ``os.fork``/``os.waitpid`` and ``signal.signal`` (for
+``SIGCHLD``) are the greenwheel versions.  Unmodified blocking libraries
+(``urllib``, ``requests``, ``redis``...) then run concurrently in greenlets.
+
+Querying: :func:`is_module_patched`, :func:`is_object_patched`,
+:func:`get_original` (the standard library's object even after patching),
+and the :data:`saved` mapping ``{module name: {attribute: original}}``.
+
+Run a script patched, like ``python script.py args``::
+
+    python -m greenwheel.monkey [--no-MODULE | --MODULE]... [--module] script.py args
+
+Patching that comes too late (``ssl`` objects already imported by name,
+other OS threads already running...) cannot be fully fixed; it emits a
+:class:`MonkeyPatchWarning` saying what stays unpatched.
+"""
+
+# Keep imports here minimal and local: this module runs before the program's
+# own imports, and anything imported now sees the unpatched world.
+import sys
+
+__all__ = [
+    "patch_all",
+    "patch_builtins",
+    "patch_dns",
+    "patch_os",
+    "patch_queue",
+    "patch_select",
+    "patch_selectors",
+    "patch_signal",
+    "patch_socket",
+    "patch_ssl",
+    "patch_subprocess",
+    "patch_sys",
+    "patch_thread",
+    "patch_time",
+    "patch_contextvars",
+    "get_original",
+    "is_module_patched",
+    "is_object_patched",
+    "patch_module",
+    "saved",
+    "main",
+    "MonkeyPatchWarning",
+]
+
+
+class MonkeyPatchWarning(RuntimeWarning):
+    """Patching happened in a way that leaves some objects unpatched."""
+
+
+#: ``{module name: {attribute name: original object}}`` for everything
+#: patched (or removed) so far.
+saved = {}
+
+_NONE = object()
+
+# The source module (in greenwheel) for each standard module name.
+_SOURCES = {
+    "_thread": "greenwheel.thread",
+    "threading": "greenwheel.threading",
+    "time": "greenwheel.time",
+    "socket": "greenwheel.socket",
+    "select": "greenwheel.select",
+    "selectors": "greenwheel.selectors",
+    "ssl": "greenwheel.ssl",
+    "os": "greenwheel.os",
+    "signal": "greenwheel.signal",
+    "subprocess": "greenwheel.subprocess",
+    "queue": "greenwheel.queue",
+}
+
+_DNS_NAMES = [
+    "getaddrinfo",
+    "gethostbyname",
+    "gethostbyname_ex",
+    "gethostbyaddr",
+    "getnameinfo",
+    "getfqdn",
+]
+
+
+# --- querying ------------------------------------------------------------------------------
+
+
+def is_module_patched(mod_name):
+    """True if anything in the standard module *mod_name* (e.g. ``"socket"``) was patched."""
+    return mod_name in saved
+
+
+def is_object_patched(mod_name, item_name):
+    """True if ``mod_name.item_name`` was replaced (or removed) by greenwheel."""
+    return mod_name in saved and item_name in saved[mod_name]
+
+
+def _get_original(mod_name, items):
+    originals = saved.get(mod_name, {})
+    module = None
+    values = []
+    for item in items:
+        if item in originals:
+            values.append(originals[item])
+        else:
+            if module is None:
+                module = __import__(mod_name, fromlist=["_"])
+            values.append(getattr(module, item))
+    return values
+
+
+def get_original(mod_name, item_name):
+    """The standard library's object, whether or not it has been patched.
+
+    *mod_name* may be a sequence of module names to try in order (the first
+    importable one answers); *item_name* may be a sequence of names, and
+    then a list of objects is returned.
+    """
+    mod_names = [mod_name] if isinstance(mod_name, str) else list(mod_name)
+    if isinstance(item_name, str):
+        names, single = [item_name], True
+    else:
+        names, single = list(item_name), False
+    for i, name in enumerate(mod_names):
+        try:
+            values = _get_original(name, names)
+        except ImportError:
+            if i == len(mod_names) - 1:
+                raise
+            continue
+        return values[0] if single else values
+    raise ImportError(mod_name)
+
+
+# --- the patching primitives ----------------------------------------------------------------
+
+
+def _save(module, attr, value):
+    saved.setdefault(module.__name__, {}).setdefault(attr, value)
+
+
+def patch_item(module, attr, new_item):
+    """Set ``module.attr`` to *new_item*, remembering the original once."""
+    old = getattr(module, attr, _NONE)
+    if old is not _NONE:
+        _save(module, attr, old)
+    setattr(module, attr, new_item)
+
+
+def remove_item(module, attr):
+    """Delete ``module.attr``, remembering the original once."""
+    old = getattr(module, attr, _NONE)
+    if old is _NONE:
+        return
+    _save(module, attr, old)
+    delattr(module, attr)
+
+
+def _import(name):
+    __import__(name)
+    return sys.modules[name]
+
+
+def patch_module(target_module, source_module, items=None):
+    """Replace attributes of *target_module* with those of *source_module*.
+
+    Both may be modules or module names.  *items* defaults to the source's
+    ``__implements__``.  Returns True.
+    """
+    if isinstance(target_module, str):
+        target_module = _import(target_module)
+    if isinstance(source_module, str):
+        source_module = _import(source_module)
+    if items is None:
+        items = getattr(source_module, "__implements__", None)
+        if items is None:
+            raise AttributeError("%r has no __implements__" % (source_module,))
+    for attr in items:
+        patch_item(target_module, attr, getattr(source_module, attr))
+    return True
+
+
+def _patch_module(name, items=None):
+    source = _import(_SOURCES[name])
+    target = _import(getattr(source, "__target__", name))
+    patch_module(target, source, items)
+    return source, target
+
+
+# --- warnings ---------------------------------------------------------------------------------
+
+
+def _queue_warning(message, warnings_list):
+    if warnings_list is None:
+        _process_warnings([message])
+    else:
+        warnings_list.append(message)
+
+
+def _process_warnings(messages):
+    import warnings
+
+    for message in messages:
+        warnings.warn(message, MonkeyPatchWarning, stacklevel=3)
+
+
+def _module_refs(obj, exclude=(), stdlib_too=True):
+    """Modules holding *obj* as a global (``from x import obj``), and subclasses of it."""
+    import gc
+
+    stdlib = _stdlib_dirs() if not stdlib_too else ()
+    modules = set()
+    subclasses = set()
+    for referrer in gc.get_referrers(obj):
+        if isinstance(referrer, dict) and "__name__" in referrer:
+            name = referrer["__name__"]
+            if not isinstance(name, str) or _excluded(name, exclude):
+                continue
+            if stdlib and _in_dirs(referrer.get("__file__"), stdlib):
+                continue
+            if any(value is obj for value in list(referrer.values())):
+                modules.add(name)
+        elif isinstance(referrer, type) and obj in getattr(referrer, "__bases__", ()):
+            module = getattr(referrer, "__module__", "") or ""
+            if not _excluded(module, exclude):
+                subclasses.add("%s.%s" % (module, referrer.__qualname__))
+    return sorted(modules), sorted(subclasses)
+
+
+def _excluded(name, exclude):
+    return name in exclude or name == "greenwheel" or name.startswith("greenwheel.")
+
+
+def _stdlib_dirs():
+    import sysconfig
+
+    dirs = set()
+    for key in ("stdlib", "platstdlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            dirs.add(path)
+    return tuple(dirs)
+
+
+def _in_dirs(path, dirs):
+    if not path:
+        return True  # built-in or frozen: the interpreter's own
+    return any(path.startswith(d) and "site-packages" not in path[len(d) :] for d in dirs)
+
+
+# --- the patch functions --------------------------------------------------------------------------
+
+
+def patch_time():
+    """Replace :func:`time.sleep` with :func:`greenwheel.sleep`."""
+    _patch_module("time")
+
+
+def patch_socket(dns=True, aggressive=True):
+    """Replace the socket type and its helpers with greenwheel's cooperative ones.
+
+    With *dns* (the default) the name-resolution functions are replaced as
+    well (they then run in the hub's thread pool).
+    """
+    source = _import("greenwheel.socket")
+    items = list(source.__implements__)
+    if not dns:
+        items = [name for name in items if name not in _DNS_NAMES]
+    _patch_module("socket", items)
+
+
+def patch_dns():
+    """Replace only the name-resolution functions of :mod:`socket`."""
+    _patch_module("socket", list(_DNS_NAMES))
+
+
+def patch_select(aggressive=True):
+    """Replace :func:`select.select` and :class:`select.poll`.
+
+    With *aggressive* (the default) ``epoll``, ``kqueue``, ``kevent`` and
+    ``devpoll``, which would block, are removed from :mod:`select`.
+    """
+    _, target = _patch_module("select")
+    if aggressive:
+        for name in ("epoll", "kqueue", "kevent", "devpoll"):
+            remove_item(target, name)
+
+
+def patch_selectors(aggressive=True):
+    """Make :class:`selectors.DefaultSelector` greenwheel's cooperative selector.
+
+    With *aggressive* the blocking kernel selectors (``EpollSelector``...)
+    are removed from :mod:`selectors`.
+    """
+    _, target = _patch_module("selectors")
+    if aggressive:
+        for name in ("EpollSelector", "KqueueSelector", "DevpollSelector"):
+            remove_item(target, name)
+
+
+def patch_ssl(_warnings=None, _first_time=True):
+    """Replace :class:`ssl.SSLContext`, ``SSLSocket`` and the wrapping helpers.
+
+    Call it before anything imports :mod:`ssl`: objects imported by name
+    earlier (``from ssl import SSLContext``) and subclasses of the original
+    classes stay blocking, and a :class:`MonkeyPatchWarning` names them.
+    """
+    already = "ssl" in sys.modules and not is_module_patched("ssl")
+    original_context = sys.modules["ssl"].SSLContext if already else None
+    _patch_module("ssl")
+    if already and _first_time:
+        modules, subclasses = _module_refs(original_context, exclude=("ssl",))
+        if modules or subclasses:
+            message = (
+                "Monkey-patching ssl after ssl has already been imported may lead to "
+                "blocking I/O or errors: patch earlier. "
+            )
+            if modules:
+                message += "Modules that imported ssl.SSLContext directly (NOT patched): %s. " % (
+                    ", ".join(modules)
+                )
+            if subclasses:
+                message += "Subclasses of ssl.SSLContext (NOT patched): %s." % (
+                    ", ".join(subclasses)
+                )
+            _queue_warning(message.strip(), _warnings)
+
+
+def patch_os():
+    """Replace ``os.fork`` (and ``forkpty``) with versions that re-initialise the
+    hub in the child, and ``os.waitpid`` with a cooperative one."""
+    _patch_module("os")
+
+
+def patch_signal():
+    """Replace :func:`signal.signal` / :func:`signal.getsignal` so that a
+    ``SIGCHLD`` handler coexists with greenwheel's child watching."""
+    _patch_module("signal")
+
+
+def patch_subprocess():
+    """Replace :class:`subprocess.Popen` and its helpers with the cooperative ones."""
+    _patch_module("subprocess")
+
+
+def patch_queue():
+    """Replace ``queue.SimpleQueue``, ``Queue``, ``LifoQueue`` and ``PriorityQueue``."""
+    _patch_module("queue", ["SimpleQueue", "Queue", "LifoQueue", "PriorityQueue"])
+
+
+def patch_sys(stdin=True, stdout=True, stderr=True):
+    """Does nothing (as in gevent on Python 3): the standard streams stay as they are."""
+
+
+def patch_builtins():
+    """Does nothing on Python 3 (imports are already greenlet-safe)."""
+
+
+def patch_contextvars():
+    """Does nothing: greenlet switches context variables with each greenlet natively."""
+
+
+# --- threads -----------------------------------------------------------------------------------
+
+
+def patch_thread(
+    threading=True,
+    _threading_local=True,
+    Event=True,
+    logging=True,
+    existing_locks=True,
+    _warnings=None,
+):
+    """Make :mod:`_thread` and :mod:`threading` greenlet based.
+
+    ``threading.Thread(...).start()`` then spawns a greenlet; locks,
+    conditions, events, semaphores, ``threading.local`` and ``join()``
+    cooperate, and ``threading.main_thread()`` stays the main thread (the
+    main greenlet).  *Event* also installs :class:`greenwheel.event.Event`
+    as ``threading.Event``; *logging* replaces the locks of an already
+    imported :mod:`logging`; *existing_locks* fixes locks already held
+    (import locks) and the lock ``concurrent.futures`` takes around thread
+    starts.  Threads already running keep running as OS threads (their
+    ``join()`` polls cooperatively); a :class:`MonkeyPatchWarning` says so.
+    """
+    if sys.version_info >= (3, 13):
+        _queue_warning(
+            "greenwheel.monkey.patch_thread does not support Python 3.13+ yet: "
+            "threading is NOT patched",
+            _warnings,
+        )
+        return
+    import threading as threading_mod
+
+    if is_module_patched("_thread"):
+        return
+    orig_current = threading_mod.current_thread()
+    main_thread = threading_mod.main_thread()
+    on_main = orig_current is main_thread
+    others = [
+        t
+        for t in list(threading_mod._active.values())
+        if t is not main_thread and t is not orig_current and t.is_alive()
+    ]
+    orig_shutdown = threading_mod._shutdown
+    real_get_ident = threading_mod.get_ident
+
+    # Import everything greenwheel needs while the world is still real.
+    _import("greenwheel._threadpool")
+    green_thread = _import("greenwheel.thread")
+    patch_module(sys.modules["_thread"], green_thread)
+
+    if threading:
+        green_threading = _import("greenwheel.threading")
+        patch_module(threading_mod, green_threading)
+        if Event:
+            from ._event import Event as GreenEvent
+
+            patch_item(threading_mod, "Event", GreenEvent)
+        # Guards _active/_limbo; taken around starts and stops.
+        threading_mod._active_limbo_lock = green_thread.LockType()
+        if existing_locks:
+            _fix_existing_locks(real_get_ident, green_thread.get_ident)
+        if logging and "logging" in sys.modules:
+            _patch_logging(threading_mod)
+
+    if _threading_local:
+        import _threading_local
+
+        from ._local import local
+
+        patch_item(_threading_local, "local", local)
+
+    if threading:
+        if on_main:
+            _adopt_main_thread(threading_mod, main_thread, orig_shutdown, real_get_ident)
+        else:
+            _queue_warning(
+                "Monkey-patching outside the main thread: threading.main_thread() and "
+                "threading.current_thread() may be wrong, and main_thread().join() blocks",
+                _warnings,
+            )
+        for thread in others:
+            thread.join = _polling_join(thread)
+            thread._delete = _forgiving_delete(thread, threading_mod)
+        if others:
+            _queue_warning(
+                "Monkey-patching after threads were started: %s keep running as OS threads "
+                "(their join() polls cooperatively); patch before starting threads"
+                % (", ".join(t.name for t in others),),
+                _warnings,
+            )
+    _warn_direct_thread_refs(_warnings)
+
+
+def _adopt_main_thread(threading_mod, main_thread, orig_shutdown, real_get_ident):
+    from greenlet import getcurrent
+
+    from ._lock import Lock
+
+    # The main greenlet is "the main thread": re-key it under its new ident.
+    root = getcurrent()
+    while root.parent is not None:
+        root = root.parent
+    new_ident = id(root)
+    active = threading_mod._active
+    old_ident = main_thread.ident
+    if active.get(old_ident) is main_thread:
+        del active[old_ident]
+    main_thread._ident = new_ident
+    active[new_ident] = main_thread
+
+    # Joining the main thread from a greenlet must not block the OS thread:
+    # its "thread state" lock becomes ours until interpreter shutdown.
+    real_lock = main_thread._tstate_lock
+    if real_lock is None:
+        return
+    green_lock = Lock()
+    green_lock.acquire()
+    main_thread._tstate_lock = green_lock
+    main_thread._greenwheel_real_tstate_lock = real_lock
+
+    def _shutdown():
+        from ._exceptions import LoopExit
+        from ._hub import sleep
+
+        if main_thread._tstate_lock is green_lock:
+            if green_lock.locked():
+                green_lock.release()
+            try:
+                sleep()  # let greenlets joining the main thread see it end
+            except LoopExit:
+                pass
+            except BaseException:  # noqa: B036 - nowhere to propagate at shutdown
+                import traceback
+
+                traceback.print_exc()
+            # They may have marked it stopped; the interpreter's shutdown
+            # expects it running, with its real lock held.
+            main_thread._is_stopped = False
+            main_thread._tstate_lock = real_lock
+        try:
+            orig_shutdown()  # joins non-daemon threads (greenlets): cooperative
+        except LoopExit:
+            pass
+        threading_mod._shutdown = orig_shutdown
+
+    patch_item(threading_mod, "_shutdown", _shutdown)
+
+
+def _polling_join(thread):
+    def join(timeout=None):
+        import threading
+        from time import monotonic
+
+        from ._hub import sleep
+
+        if threading.current_thread() is thread:
+            raise RuntimeError("cannot join current thread")
+        deadline = None if timeout is None else monotonic() + timeout
+        while thread.is_alive():
+            if deadline is not None and monotonic() >= deadline:
+                return
+            sleep(0.01)
+
+    return join
+
+
+def _forgiving_delete(thread, threading_mod):
+    # A real thread started before patching ends with
+    # ``del _active[get_ident()]``, and get_ident() now names a greenlet.
+    def _delete():
+        active = threading_mod._active
+        for key, value in list(active.items()):
+            if value is thread:
+                active.pop(key, None)
+
+    return _delete
+
+
+def _fix_existing_locks(real_get_ident, green_get_ident):
+    import gc
+    import threading
+
+    # concurrent.futures holds this lock across Thread.start() (which now
+    # switches greenlets): a native lock would deadlock a second submitter.
+    try:
+        import concurrent.futures.thread as cf_thread
+    except ImportError:  # pragma: no cover
+        cf_thread = None
+    if cf_thread is not None and hasattr(cf_thread, "_global_shutdown_lock"):
+        cf_thread._global_shutdown_lock = threading._allocate_lock()
+
+    # Import locks (and pure-Python RLocks) held right now record the OS
+    # thread's ident; from now on the owner is known by the greenlet's.
+    me_real = real_get_ident()
+    me_green = green_get_ident()
+    try:
+        from importlib._bootstrap import _ModuleLock
+    except ImportError:  # pragma: no cover
+        _ModuleLock = None
+    py_rlock = getattr(threading, "_PyRLock", None)
+    for obj in gc.get_objects():
+        if _ModuleLock is not None and isinstance(obj, _ModuleLock):
+            if obj.owner == me_real:
+                obj.owner = me_green
+        elif py_rlock is not None and isinstance(obj, py_rlock):
+            if getattr(obj, "_owner", None) == me_real:
+                obj._owner = me_green
+
+
+def _patch_logging(threading_mod):
+    import logging
+
+    patch_item(logging, "_lock", threading_mod.RLock())
+    for ref in list(logging._handlerList):
+        handler = ref() if callable(ref) else ref
+        if handler is not None and hasattr(handler, "lock") and handler.lock is not None:
+            handler.lock = threading_mod.RLock()
+
+
+def _warn_direct_thread_refs(warnings_list):
+    # Third-party modules that did ``from threading import local`` (or
+    # get_ident, Lock...) before patching keep the OS-thread versions.
+    originals = saved.get("_thread", {})
+    found = set()
+    for name in ("get_ident", "allocate_lock", "start_new_thread", "_local"):
+        obj = originals.get(name)
+        if obj is None:
+            continue
+        modules, _ = _module_refs(
+            obj, exclude=("_thread", "threading", "__main__"), stdlib_too=False
+        )
+        found.update(m for m in modules if not m.startswith(("greenlet", "_pytest", "pytest")))
+    if found:
+        _queue_warning(
+            "Monkey-patching threading after these modules imported thread functions or "
+            "locals by name (they stay per OS thread, NOT per greenlet): %s; patch earlier"
+            % (", ".join(sorted(found)),),
+            warnings_list,
+        )
+
+
+# --- patch_all -------------------------------------------------------------------------------------
+
+
+def _check_repatching(settings, warnings_list):
+    key = "_greenwheel_saved_patch_all_settings"
+    current = saved.setdefault(key, {})
+    first_time = not current
+    if not first_time and current != settings:
+        _queue_warning(
+            "Patching more than once will result in the union of all True parameters being patched",
+            warnings_list,
+        )
+    to_patch = {}
+    for name, value in settings.items():
+        if name not in current:
+            to_patch[name] = current[name] = value
+        elif value and not current[name]:
+            to_patch[name] = current[name] = True
+    return first_time, to_patch
+
+
+def patch_all(
+    socket=True,
+    dns=True,
+    time=True,
+    select=True,
+    thread=True,
+    os=True,
+    ssl=True,
+    subprocess=True,
+    sys=False,
+    aggressive=True,
+    Event=True,
+    builtins=True,
+    signal=True,
+    queue=True,
+    contextvars=True,
+    **kwargs,
+):
+    """Apply every default patch (each argument enables one ``patch_*`` function).
+
+    Calling it again only adds patches (the union of the true arguments),
+    with a warning if the arguments differ.  Returns True if anything was
+    patched, None if there was nothing left to do.
+    """
+    settings = dict(
+        socket=socket,
+        dns=dns,
+        time=time,
+        select=select,
+        thread=thread,
+        os=os,
+        ssl=ssl,
+        subprocess=subprocess,
+        sys=sys,
+        aggressive=aggressive,
+        Event=Event,
+        builtins=builtins,
+        signal=signal,
+        queue=queue,
+        contextvars=contextvars,
+    )
+    warnings_list = []
+    first_time, todo = _check_repatching(settings, warnings_list)
+    if not todo:
+        _process_warnings(warnings_list)
+        return None
+    enabled = {name: todo.get(name, False) for name in settings}
+    aggressive = settings["aggressive"]
+    # The order matters: thread before time (threading must see the real
+    # sleep while patching), and os with signal.
+    if enabled["os"]:
+        patch_os()
+    if enabled["thread"]:
+        patch_thread(Event=settings["Event"], _warnings=warnings_list)
+    if enabled["time"]:
+        patch_time()
+    if enabled["sys"]:
+        patch_sys()
+    if enabled["socket"]:
+        patch_socket(dns=settings["dns"], aggressive=aggressive)
+    elif enabled["dns"] and settings["dns"] and is_module_patched("socket"):
+        patch_dns()
+    if enabled["select"]:
+        patch_select(aggressive=aggressive)
+        patch_selectors(aggressive=aggressive)
+    if enabled["ssl"]:
+        patch_ssl(_warnings=warnings_list, _first_time=first_time)
+    if enabled["subprocess"]:
+        patch_subprocess()
+    if enabled["builtins"]:
+        patch_builtins()
+    if enabled["signal"]:
+        if not settings["os"]:
+            _queue_warning(
+                "Patching signal but not os: SIGCHLD handlers and os.waitpid may not "
+                "cooperate with greenwheel.subprocess",
+                warnings_list,
+            )
+        patch_signal()
+    if enabled["queue"]:
+        patch_queue()
+    if enabled["contextvars"]:
+        patch_contextvars()
+    _process_warnings(warnings_list)
+    return True
+
+
+# --- python -m greenwheel.monkey -----------------------------------------------------------------
+
+_USAGE = """\
+greenwheel.monkey - run a script or module with the standard library patched.
+
+USAGE: python -m greenwheel.monkey [MONKEY OPTIONS] [--module] (script|module) [ARGS...]
+
+Without MONKEY OPTIONS everything is patched as by patch_all().  --no-NAME
+leaves NAME unpatched (e.g. --no-thread); --NAME patches only the NAMEs given.
+--module runs a module (like python -m) instead of a script.  --verbose prints
+what is patched.
+
+MONKEY OPTIONS: --verbose, %s"""
+
+
+def _patch_all_arg_names():
+    import inspect
+
+    return [
+        name
+        for name, param in inspect.signature(patch_all).parameters.items()
+        if param.kind is param.POSITIONAL_OR_KEYWORD
+    ]
+
+
+def main(argv=None):
+    """Entry point of ``python -m greenwheel.monkey``."""
+    import runpy
+
+    names = _patch_all_arg_names()
+    modules = [name for name in names if "patch_" + name in globals()]
+    usage = _USAGE % ", ".join("--[no-]%s" % name for name in modules)
+    args = {}
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = False
+    run_module = False
+    while argv and argv[0].startswith("--"):
+        option = argv.pop(0)[2:]
+        if option == "":
+            break
+        if option == "verbose":
+            verbose = True
+        elif option == "module":
+            run_module = True
+        elif option.startswith("no-") and option[3:] in names:
+            args[option[3:]] = False
+        elif option in names:
+            args[option] = True
+            if option in modules:
+                for module in modules:
+                    args.setdefault(module, False)
+        else:
+            sys.exit(usage + "\n\nCannot patch %r" % (option,))
+    if verbose:
+        print("greenwheel.monkey.patch_all(%s)" % ", ".join("%s=%s" % kv for kv in args.items()))
+    if not argv:
+        print(usage)
+        return None
+    # This module must be the one registered as greenwheel.monkey, whatever
+    # name it runs under, or get_original() would see another `saved`.
+    sys.modules["greenwheel.monkey"] = sys.modules[__name__]
+    patch_all(**args)
+    sys.argv[:] = argv
+    if run_module:
+        return runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
+    # As ``python script.py`` would: the script's directory comes first.
+    import os
+
+    if os.path.isfile(argv[0]):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
+    return runpy.run_path(argv[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    # Run as ``python -m greenwheel.monkey``: hand over to the properly
+    # imported module so there is a single ``saved`` mapping.
+    from greenwheel import monkey as _monkey
+
+    _monkey.main()

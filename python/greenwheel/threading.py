@@ -1,0 +1,133 @@
+"""Pieces of :mod:`threading` built on greenlets (gevent.threading).
+
+A helper for :mod:`greenwheel.monkey` (``patch_thread``), not for direct
+use.  Rather than replacing ``threading.Thread``, the patch swaps the
+low-level hooks the standard module is built on: ``_start_new_thread``
+(starts a greenlet), ``_allocate_lock``/``Lock`` and ``get_ident``
+(greenlet based), ``_set_sentinel`` (a lock released when the greenlet
+ends, which is what ``join()`` waits for), ``_CRLock`` (None, so ``RLock``
+is the pure-Python one on our locks) and ``_DummyThread`` (removed from
+``threading._active`` when its greenlet ends).  ``threading.Thread``,
+``Timer``, ``Condition``, ``Semaphore``, ``Barrier``, including subclasses
+defined before patching, then all run on greenlets.
+"""
+
+import sys
+import threading as __threading__
+import weakref
+
+from greenlet import getcurrent
+
+from ._local import local  # noqa: F401 - in __implements__
+from .thread import LockType as _LockType
+from .thread import get_ident  # noqa: F401 - in __implements__
+from .thread import start_new_thread as _start_new_thread  # noqa: F401 - in __implements__
+
+__target__ = "threading"
+
+__implements__ = [
+    "local",
+    "_start_new_thread",
+    "_allocate_lock",
+    "Lock",
+    "get_ident",
+    "_DummyThread",
+]
+
+_allocate_lock = _LockType
+Lock = _LockType
+
+if hasattr(__threading__, "_set_sentinel"):
+    __implements__.append("_set_sentinel")
+
+if hasattr(__threading__, "_CRLock"):
+    # threading.RLock() falls back to its pure-Python RLock, built on
+    # _allocate_lock and get_ident, when the C one is None.
+    _CRLock = None
+    __implements__.append("_CRLock")
+
+
+class _SentinelRelease:
+    """Releases a thread's sentinel lock once its greenlet has finished."""
+
+    __slots__ = ("lock", "ref", "__weakref__")
+
+    def __init__(self, lock):
+        self.lock = lock
+        self.ref = None
+
+    def __call__(self, _source):
+        lock = self.lock
+        self.lock = None
+        _pending_sentinels.discard(self)
+        if lock is not None and lock.locked():
+            lock.release()
+
+
+_pending_sentinels = set()
+
+
+def _set_sentinel():
+    """The "thread state" lock of the current greenlet.
+
+    ``Thread._bootstrap_inner`` acquires it; it is released when the
+    greenlet ends (as the interpreter does for a real thread), and
+    ``Thread.join()`` / ``is_alive()`` wait for / check exactly that.
+    """
+    lock = _LockType()
+    glet = getcurrent()
+    release = _SentinelRelease(lock)
+    rawlink = getattr(glet, "rawlink", None)
+    if rawlink is not None:
+        rawlink(release)
+    else:
+        # A raw greenlet: released when it is garbage collected.
+        _pending_sentinels.add(release)
+        release.ref = weakref.ref(glet, release)
+    return lock
+
+
+def _make_cleanup(key, thread_ref):
+    def cleanup(_unused):
+        active = __threading__._active
+        thread = thread_ref()
+        if thread is not None and active.get(key) is thread:
+            del active[key]
+
+    return cleanup
+
+
+# Captured now: once patched, ``threading._DummyThread`` is the class below.
+_StdDummyThread = __threading__._DummyThread
+
+
+class _DummyThread(_StdDummyThread):
+    """``threading.current_thread()`` of a greenlet not started by threading.
+
+    Unlike the standard one, it leaves ``threading._active`` when its
+    greenlet ends, so short-lived greenlets (one per request in a server
+    that logs) do not accumulate.
+    """
+
+    def __init__(self):
+        _StdDummyThread.__init__(self)
+        glet = getcurrent()
+        cleanup = _make_cleanup(self._ident, weakref.ref(self))
+        rawlink = getattr(glet, "rawlink", None)
+        if rawlink is not None:
+            rawlink(cleanup)
+        else:
+            self._greenwheel_ref = weakref.ref(glet, cleanup)
+
+
+def main_native_thread():
+    """The ``threading`` object of the process's main OS thread."""
+    return __threading__.main_thread()
+
+
+__extensions__ = ["main_native_thread"]
+__imports__ = []
+__all__ = []
+
+if sys.version_info >= (3, 13):  # pragma: no cover - patch_thread refuses these versions
+    __implements__ = []

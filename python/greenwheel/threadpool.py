@@ -1,0 +1,12 @@
+"""Native thread pools whose results are waited for cooperatively (gevent.threadpool).
+
+:class:`ThreadPool` runs blocking functions in real OS threads (even when
+:mod:`threading` is monkey-patched); :meth:`ThreadPool.spawn` returns an
+AsyncResult-like object that blocks only the calling greenlet.
+:class:`ThreadPoolExecutor` is the ``concurrent.futures`` interface on top.
+The hub's default pool is ``greenwheel.get_hub().threadpool``.
+"""
+
+from ._threadpool import ThreadPool, ThreadPoolExecutor, ThreadResult
+
+__all__ = ["ThreadPool", "ThreadPoolExecutor", "ThreadResult"]

@@ -1,0 +1,552 @@
+"""greenwheel.monkey with real blocking software.
+
+Every scenario runs in a fresh interpreter (patching is process-global) and
+reports on stdout; the assertions are made here.
+"""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from _childproc import child_env, run_python, slow_http_server
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def last_json(proc):
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_patch_all_replaces_the_standard_modules():
+    proc = run_python(
+        """
+        from greenwheel import monkey
+        assert monkey.patch_all() is True
+        import json, queue, select, selectors, socket, ssl, subprocess, threading, time, os, signal
+        import greenwheel, greenwheel.socket, greenwheel.ssl, greenwheel.subprocess, greenwheel.queue
+        print(json.dumps({
+            "socket": socket.socket is greenwheel.socket.socket,
+            "create_connection": socket.create_connection is greenwheel.socket.create_connection,
+            "getaddrinfo": socket.getaddrinfo is greenwheel.socket.getaddrinfo,
+            "select": select.select.__module__,
+            "epoll_removed": not hasattr(select, "epoll"),
+            "selector": selectors.DefaultSelector.__name__,
+            "ssl": ssl.SSLContext is greenwheel.ssl.SSLContext,
+            "time": time.sleep is greenwheel.sleep,
+            "queue": queue.Queue is greenwheel.queue.Queue,
+            "popen": subprocess.Popen is greenwheel.subprocess.Popen,
+            "fork": os.fork.__module__,
+            "signal": signal.signal.__module__,
+            "event": threading.Event.__module__,
+            "patched": [monkey.is_module_patched(m) for m in ("socket", "threading", "_thread", "time")],
+            "object": monkey.is_object_patched("time", "sleep"),
+            "not_object": monkey.is_object_patched("time", "monotonic"),
+            "original": monkey.get_original("time", "sleep").__module__,
+            "originals": [f.__name__ for f in monkey.get_original("socket", ["socket", "getaddrinfo"])],
+            "saved": sorted(monkey.saved["time"]),
+            "again": monkey.patch_all(),
+        }))
+        """
+    )
+    out = last_json(proc)
+    assert out["socket"] and out["create_connection"] and out["getaddrinfo"]
+    assert out["select"] == "greenwheel._select" and out["epoll_removed"]
+    assert out["selector"] == "GeventSelector"
+    assert out["ssl"] and out["time"] and out["queue"] and out["popen"]
+    assert out["fork"] == "greenwheel.os" and out["signal"] == "greenwheel.signal"
+    assert out["event"] == "greenwheel._event"
+    assert out["patched"] == [True, True, True, True]
+    assert out["object"] and not out["not_object"]
+    assert out["original"] == "time"
+    assert out["originals"] == ["socket", "getaddrinfo"]
+    assert out["saved"] == ["sleep"]
+    assert out["again"] is None  # nothing left to patch
+    assert "Warning" not in proc.stderr
+
+
+def test_threading_runs_on_greenlets():
+    proc = run_python(
+        """
+        from greenwheel import monkey; monkey.patch_all()
+        import json, threading, time, queue
+
+        out = {}
+        main = threading.main_thread()
+        out["main"] = threading.current_thread() is main and main.name == "MainThread"
+        local = threading.local()
+        local.value = "main"
+        seen, idents, names, main_seen = [], set(), set(), []
+        lock, rlock, sem = threading.Lock(), threading.RLock(), threading.BoundedSemaphore(5)
+
+        def work(i):
+            local.value = i
+            with sem:
+                time.sleep(0.2)
+            with lock, rlock, rlock:
+                seen.append(local.value)
+                idents.add(threading.get_ident())
+                names.add(threading.current_thread().name)
+                main_seen.append(threading.current_thread() is threading.main_thread())
+
+        start = time.monotonic()
+        threads = [threading.Thread(target=work, args=(i,), name="w%d" % i) for i in range(10)]
+        for t in threads:
+            t.start()
+        alive_during = all(t.is_alive() for t in threads)
+        for t in threads:
+            t.join()
+        out["elapsed"] = time.monotonic() - start
+        out["seen"] = sorted(seen)
+        out["idents"] = len(idents)
+        out["names"] = sorted(names) == sorted("w%d" % i for i in range(10))
+        out["not_main"] = not any(main_seen)
+        out["alive"] = [alive_during, any(t.is_alive() for t in threads)]
+        out["local_main"] = local.value
+
+        cond = threading.Condition()
+        ready = []
+        def waiter():
+            with cond:
+                cond.wait_for(lambda: ready, timeout=5)
+                ready.append("woken")
+        t = threading.Thread(target=waiter); t.start(); time.sleep(0.05)
+        with cond:
+            ready.append("go"); cond.notify_all()
+        t.join(2)
+        out["condition"] = ready
+
+        ev = threading.Event()
+        timer = threading.Timer(0.1, ev.set); timer.start()
+        out["event"] = [ev.wait(0.01), ev.wait(2)]
+        timer.join()
+
+        q = queue.Queue()
+        def producer():
+            for i in range(3):
+                time.sleep(0.02); q.put(i)
+        threading.Thread(target=producer, daemon=True).start()
+        out["queue"] = [q.get(timeout=2) for _ in range(3)]
+
+        barrier = threading.Barrier(3)
+        hits = []
+        def party():
+            barrier.wait(2); hits.append(1)
+        ps = [threading.Thread(target=party) for _ in range(3)]
+        [p.start() for p in ps]; [p.join() for p in ps]
+        out["barrier"] = len(hits)
+
+        # A ticker greenlet keeps running while a "thread" blocks in join().
+        import greenwheel
+        ticks = []
+        tick = greenwheel.spawn(lambda: [ticks.append(1) or time.sleep(0.01) for _ in range(1000)])
+        sleeper = threading.Thread(target=time.sleep, args=(0.2,)); sleeper.start(); sleeper.join()
+        tick.kill()
+        out["ticks"] = len(ticks)
+        out["count"] = threading.active_count()
+        print(json.dumps(out))
+        """
+    )
+    out = last_json(proc)
+    assert out["main"]
+    assert out["elapsed"] < 1.0  # 10 x 0.2 s, 5 at a time: about 0.4 s
+    assert out["seen"] == list(range(10))
+    assert out["idents"] == 10 and out["names"] and out["not_main"]
+    assert out["alive"] == [True, False]
+    assert out["local_main"] == "main"
+    assert out["condition"] == ["go", "woken"]
+    assert out["event"] == [False, True]
+    assert out["queue"] == [0, 1, 2]
+    assert out["barrier"] == 3
+    assert out["ticks"] >= 5
+    assert out["count"] <= 2
+
+
+def test_main_thread_join_and_non_daemon_threads_at_exit():
+    # A non-daemon "thread" still running when the main module ends is
+    # waited for (as with real threads), and a greenlet may join the main thread.
+    proc = run_python(
+        """
+        from greenwheel import monkey; monkey.patch_all()
+        import threading, time
+
+        def late():
+            time.sleep(0.2)
+            print("late thread done", flush=True)
+
+        def join_main():
+            threading.main_thread().join()
+            print("main joined", flush=True)
+
+        threading.Thread(target=late).start()
+        threading.Thread(target=join_main, daemon=True).start()
+        time.sleep(0.01)
+        print("main ends", flush=True)
+        """
+    )
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "main ends"
+    assert "late thread done" in lines
+    assert "main joined" in lines
+
+
+def test_concurrent_futures_thread_pool_after_patching():
+    proc = run_python(
+        """
+        from greenwheel import monkey; monkey.patch_all()
+        import concurrent.futures, json, time
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda x: time.sleep(0.2) or x * x, range(8)))
+        print(json.dumps([results, time.monotonic() - start]))
+        """
+    )
+    results, elapsed = last_json(proc)
+    assert results == [x * x for x in range(8)]
+    assert elapsed < 1.0
+
+
+def test_urllib_and_requests_fetch_concurrently(tmp_path):
+    pytest.importorskip("requests")
+    with slow_http_server(tmp_path, delay=0.2) as url:
+        proc = run_python(
+            """
+            from greenwheel import monkey; monkey.patch_all()
+            import json, sys, time, urllib.request
+            import requests
+            import greenwheel
+
+            url = sys.argv[1]
+
+            def with_urllib(i):
+                with urllib.request.urlopen("%s/u%d" % (url, i), timeout=10) as resp:
+                    return resp.read().decode()
+
+            session = requests.Session()
+            def with_requests(i):
+                resp = requests.get("%s/r%d" % (url, i), timeout=10)
+                resp.raise_for_status()
+                return resp.text
+
+            out = {}
+            for name, fetch in (("urllib", with_urllib), ("requests", with_requests)):
+                start = time.monotonic()
+                jobs = [greenwheel.spawn(fetch, i) for i in range(20)]
+                greenwheel.joinall(jobs, raise_error=True)
+                out[name] = [time.monotonic() - start, [job.value for job in jobs]]
+            print(json.dumps(out))
+            """,
+            url,
+        )
+    out = last_json(proc)
+    for name, prefix in (("urllib", "u"), ("requests", "r")):
+        elapsed, bodies = out[name]
+        assert bodies == ["hello /%s%d" % (prefix, i) for i in range(20)]
+        # Sequentially this would take 20 x 0.2 = 4 s.
+        assert elapsed < 1.5, (name, elapsed)
+
+
+def test_https_with_requests_and_urllib(tmp_path):
+    pytest.importorskip("requests")
+    from _tls import make_cert
+
+    certfile, keyfile = make_cert(tmp_path)
+    with slow_http_server(tmp_path, delay=0.2, tls=(certfile, keyfile)) as url:
+        proc = run_python(
+            """
+            from greenwheel import monkey; monkey.patch_all()
+            import json, ssl, sys, time, urllib.request
+            import requests
+            import greenwheel
+
+            url, cafile = sys.argv[1], sys.argv[2]
+            context = ssl.create_default_context(cafile=cafile)
+
+            def with_urllib(i):
+                with urllib.request.urlopen("%s/u%d" % (url, i), timeout=10, context=context) as resp:
+                    return resp.read().decode()
+
+            def with_requests(i):
+                return requests.get("%s/r%d" % (url, i), timeout=10, verify=cafile).text
+
+            out = {"context": type(context).__module__}
+            for name, fetch in (("urllib", with_urllib), ("requests", with_requests)):
+                start = time.monotonic()
+                jobs = [greenwheel.spawn(fetch, i) for i in range(20)]
+                greenwheel.joinall(jobs, raise_error=True)
+                out[name] = [time.monotonic() - start, [job.value for job in jobs]]
+            print(json.dumps(out))
+            """,
+            url.replace("127.0.0.1", "localhost"),
+            certfile,
+        )
+    out = last_json(proc)
+    assert out["context"] == "greenwheel.ssl"
+    for name, prefix in (("urllib", "u"), ("requests", "r")):
+        elapsed, bodies = out[name]
+        assert bodies == ["hello /%s%d" % (prefix, i) for i in range(20)]
+        assert elapsed < 1.5, (name, elapsed)
+
+
+def test_fork_after_patching():
+    proc = run_python(
+        """
+        from greenwheel import monkey; monkey.patch_all()
+        import json, os, sys, threading, time
+        import greenwheel
+
+        ticks = []
+        ticker = greenwheel.spawn(lambda: [ticks.append(1) or time.sleep(0.01) for _ in range(10000)])
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            # The child's hub was re-initialised: greenlets and "threads" work.
+            done = []
+            threads = [threading.Thread(target=lambda i=i: (time.sleep(0.05), done.append(i))) for i in range(3)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            os.write(w, json.dumps([sorted(done), threading.current_thread() is threading.main_thread()]).encode())
+            sys.exit(3)  # a normal interpreter exit (threading._shutdown included)
+        os.close(w)
+        n = len(ticks)
+        rpid, status = os.waitpid(pid, 0)  # patched: only this greenlet waits
+        child = json.loads(os.read(r, 1000))
+        ticker.kill()
+        print(json.dumps([rpid == pid, os.WEXITSTATUS(status), child, len(ticks) - n]))
+        """
+    )
+    same, code, child, ticks = last_json(proc)
+    assert same and code == 3
+    assert child == [[0, 1, 2], True]
+    assert ticks >= 3
+
+
+# --- redis -----------------------------------------------------------------------------------
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    workdir = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("redis-server did not start")
+        time.sleep(0.05)
+    yield port
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_redis_round_trips_from_100_greenlets(redis_server):
+    pytest.importorskip("redis")
+    proc = run_python(
+        """
+        from greenwheel import monkey; monkey.patch_all()
+        import json, sys, time
+        import greenwheel, redis
+
+        client = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), max_connections=200)
+        client.delete("gw:counter")
+        active, peak = [0], [0]
+
+        def worker(i):
+            key = "gw:key:%d" % i
+            for round_ in range(5):
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+                client.set(key, "%d-%d" % (i, round_))
+                value = client.get(key).decode()
+                client.incr("gw:counter")
+                active[0] -= 1
+                assert value == "%d-%d" % (i, round_), value
+                # BLPOP on an empty list blocks server-side: only cooperative
+                # sockets let the other 99 greenlets go on meanwhile.
+                if round_ == 0:
+                    client.blpop("gw:empty:%d" % i, timeout=0.1)
+            return i
+
+        start = time.monotonic()
+        jobs = [greenwheel.spawn(worker, i) for i in range(100)]
+        greenwheel.joinall(jobs, raise_error=True)
+        print(json.dumps({
+            "values": sorted(job.value for job in jobs),
+            "counter": int(client.get("gw:counter")),
+            "elapsed": time.monotonic() - start,
+            "peak": peak[0],
+        }))
+        """,
+        str(redis_server),
+    )
+    out = last_json(proc)
+    assert out["values"] == list(range(100))
+    assert out["counter"] == 500
+    # 100 blocking BLPOPs of 0.1 s overlap: well under the 10 s they add up to.
+    assert out["elapsed"] < 5.0
+    assert out["peak"] > 1
+
+
+# --- warnings, running scripts ----------------------------------------------------------------
+
+
+def test_warns_when_ssl_was_imported_first():
+    proc = run_python(
+        """
+        import ssl
+        from ssl import SSLContext
+        import warnings
+        warnings.simplefilter("always")
+        from greenwheel import monkey
+        monkey.patch_all()
+        """
+    )
+    assert "MonkeyPatchWarning" in proc.stderr
+    assert "ssl" in proc.stderr and "__main__" in proc.stderr
+
+
+def test_warns_when_threads_were_already_running():
+    proc = run_python(
+        """
+        import threading, time
+        t = threading.Thread(target=time.sleep, args=(0.3,), name="early-bird")
+        t.start()
+        import warnings
+        warnings.simplefilter("always")
+        from greenwheel import monkey
+        monkey.patch_all()
+        t.join()  # now a cooperative polling join
+        print("joined", t.is_alive())
+        """
+    )
+    assert "MonkeyPatchWarning" in proc.stderr and "early-bird" in proc.stderr
+    assert "joined False" in proc.stdout
+    assert "KeyError" not in proc.stderr
+
+
+def test_warns_about_thread_objects_imported_by_name(tmp_path):
+    (tmp_path / "early_lib.py").write_text(
+        "from threading import local, get_ident\nSTATE = local()\n"
+    )
+    proc = run_python(
+        """
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import early_lib
+        import warnings
+        warnings.simplefilter("always")
+        from greenwheel import monkey
+        monkey.patch_all()
+        """,
+        str(tmp_path),
+    )
+    assert "MonkeyPatchWarning" in proc.stderr and "early_lib" in proc.stderr
+
+
+def test_no_warning_when_patching_first():
+    proc = run_python(
+        """
+        import warnings
+        warnings.simplefilter("error")
+        from greenwheel import monkey
+        monkey.patch_all()
+        import ssl, threading, requests
+        print("clean")
+        """
+    )
+    assert "clean" in proc.stdout
+
+
+def test_python_m_greenwheel_monkey_runs_a_script(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import sys, threading, time\n"
+        "import greenwheel.monkey as monkey\n"
+        "t0 = time.monotonic()\n"
+        "ts = [threading.Thread(target=time.sleep, args=(0.2,)) for _ in range(5)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print(__name__, sys.argv[1:], monkey.is_module_patched('socket'), time.monotonic() - t0 < 0.8)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "greenwheel.monkey", str(script), "one", "--two"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "__main__ ['one', '--two'] True True"
+
+    # Options: patch only what is named.
+    proc = subprocess.run(
+        [sys.executable, "-m", "greenwheel.monkey", "--time", "--thread", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "__main__ [] False True"
+
+
+def test_patched_subprocess_and_dns_in_a_child():
+    proc = run_python(
+        """
+        from greenwheel import monkey; monkey.patch_all()
+        import json, socket, subprocess, time
+        import greenwheel
+        ticks = []
+        def ticker():
+            while True:
+                ticks.append(1); time.sleep(0.01)
+        t = greenwheel.spawn(ticker)
+        out = subprocess.run(["sh", "-c", "sleep 0.2; echo done"], capture_output=True, text=True).stdout
+        addr = socket.getaddrinfo("localhost", 80, socket.AF_INET)[0][4]
+        t.kill()
+        print(json.dumps([out, addr[0], len(ticks)]))
+        """
+    )
+    out, addr, ticks = last_json(proc)
+    assert out == "done\n" and addr == "127.0.0.1"
+    assert ticks >= 5

@@ -1,0 +1,179 @@
+"""greenwheel.os: fork with a re-initialised hub, cooperative waitpid, non-blocking I/O."""
+
+import errno
+import os
+import time
+
+import pytest
+
+import greenwheel as gw
+import greenwheel.os as gos
+from _childproc import retire_default_threadpool
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(autouse=True)
+def _no_lingering_workers():
+    yield
+    retire_default_threadpool()
+
+
+@pytest.fixture
+def ticker():
+    ticks = []
+
+    def run():
+        while True:
+            ticks.append(time.monotonic())
+            gw.sleep(0.01)
+
+    glet = gw.spawn(run)
+    yield ticks
+    glet.kill()
+
+
+def _child_exit(code):
+    # Never return into pytest from a forked child.
+    os._exit(code)
+
+
+def test_fork_child_runs_greenlets_parent_unaffected(ticker):
+    r, w = os.pipe()
+    pid = gw.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            done = []
+            jobs = [
+                gw.spawn(lambda i=i: (gw.sleep(0.05 * (3 - i)), done.append(i))) for i in range(3)
+            ]
+            gw.joinall(jobs)
+            timer_fired = []
+            gw.get_hub().loop.timer(0.01).start(timer_fired.append, 1)
+            gw.sleep(0.05)
+            os.write(w, ("%s %s" % (done, timer_fired)).encode())
+            _child_exit(0)
+        finally:
+            _child_exit(1)
+    os.close(w)
+    n = len(ticker)
+    start = time.monotonic()
+    rpid, status = gos.waitpid(pid, 0)  # cooperative: the ticker keeps going
+    assert rpid == pid and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert os.read(r, 100).decode() == "[2, 1, 0] [1]"
+    os.close(r)
+    assert time.monotonic() - start < 5
+    assert len(ticker) - n >= 3
+    gw.sleep(0.02)  # the parent's hub is fine
+    with pytest.raises(ChildProcessError):
+        gos.waitpid(pid, 0)
+
+
+def test_fork_and_watch_calls_back_with_status():
+    seen = []
+    pid = gos.fork_and_watch(
+        lambda watcher: seen.append((watcher.pid, watcher.rpid, watcher.rstatus))
+    )
+    if pid == 0:
+        try:
+            gw.sleep(0.05)
+        finally:
+            _child_exit(7)
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        gw.sleep(0.01)
+    assert seen and seen[0][0] == pid and seen[0][1] == pid
+    assert os.WEXITSTATUS(seen[0][2]) == 7
+
+
+def test_waitpid_any_child_and_nohang():
+    # waitpid(-1) must only see children of its own: run it in a forked
+    # process whose only child is the one it forks (pytest has others).
+    r, w = os.pipe()
+    pid = gw.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            ticks = []
+            ticker = gw.spawn(lambda: [ticks.append(1) or gw.sleep(0.01) for _ in range(10000)])
+            grandchild = os.fork()
+            if grandchild == 0:
+                try:
+                    time.sleep(0.15)
+                finally:
+                    _child_exit(5)
+            results = [gos.waitpid(grandchild, os.WNOHANG) == (0, 0)]
+            rpid, status = gos.waitpid(-1, 0)
+            results += [rpid == grandchild, os.WEXITSTATUS(status) == 5, len(ticks) >= 5]
+            try:
+                gos.waitpid(-1, 0)
+                results.append(False)
+            except ChildProcessError:
+                results.append(True)
+            ticker.kill()
+            os.write(w, repr(results).encode())
+            _child_exit(0)
+        finally:
+            _child_exit(1)
+    os.close(w)
+    assert gos.waitpid(pid, 0)[1] == 0
+    assert os.read(r, 200).decode() == repr([True] * 5)
+    os.close(r)
+
+
+def test_nonblocking_pipe_io(ticker):
+    r, w = os.pipe()
+    try:
+        assert gos.make_nonblocking(r) is True
+        assert gos.make_nonblocking(r) is False
+        gos.make_nonblocking(w)
+        got = []
+        reader = gw.spawn(lambda: got.append(gos.nb_read(r, 100)))
+        gw.sleep(0.05)
+        assert not got  # parked on the loop, not blocking it
+        assert gos.nb_write(w, b"ping") == 4
+        reader.join(timeout=5)
+        assert got == [b"ping"]
+
+        # A full pipe parks the writer until a reader drains it.
+        chunk = b"x" * 65536
+        written = []
+
+        def writer():
+            total = 0
+            while total < 4 * len(chunk):
+                total += gos.nb_write(w, chunk[: 4 * len(chunk) - total])
+            written.append(total)
+
+        wg = gw.spawn(writer)
+        gw.sleep(0.05)
+        assert not written
+        total = 0
+        while total < 4 * len(chunk):
+            total += len(gos.nb_read(r, 65536))
+        wg.join(timeout=5)
+        assert written == [4 * len(chunk)] and total == 4 * len(chunk)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_threadpool_read_write(tmp_path, ticker):
+    path = tmp_path / "data"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        assert gos.tp_write(fd, b"hello") == 5
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert gos.tp_read(fd, 10) == b"hello"
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as info:
+        gos.tp_read(fd, 1)
+    assert info.value.errno == errno.EBADF
+
+
+def test_module_mirrors_os():
+    assert gos.path is os.path and gos.getpid is os.getpid
+    assert gos.fork is gw.fork
+    assert "fork" in gos.__implements__ and "waitpid" in gos.__implements__

@@ -1,0 +1,192 @@
+"""greenwheel.subprocess: pipes served by the loop, exits noticed without blocking it."""
+
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+import greenwheel as gw
+from greenwheel import subprocess
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def ticker():
+    """A greenlet counting every 10 ms: proof the loop keeps running."""
+    ticks = []
+
+    def run():
+        while True:
+            ticks.append(time.monotonic())
+            gw.sleep(0.01)
+
+    glet = gw.spawn(run)
+    yield ticks
+    glet.kill()
+
+
+def test_pipeline_cat_into_wc(ticker):
+    cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    wc = subprocess.Popen(["wc", "-l"], stdin=cat.stdout, stdout=subprocess.PIPE)
+    cat.stdout.close()  # wc owns the read end now
+
+    def feed():
+        for i in range(1000):
+            cat.stdin.write(b"line %d\n" % i)
+            if i % 100 == 0:
+                gw.sleep(0.01)
+        cat.stdin.close()
+
+    feeder = gw.spawn(feed)
+    out, err = wc.communicate(timeout=10)
+    feeder.join()
+    assert out.strip() == b"1000" and err is None
+    assert cat.wait(timeout=5) == 0 and wc.returncode == 0
+    assert len(ticker) >= 5
+
+
+def test_communicate_with_input_and_text_mode():
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; data = sys.stdin.read(); print(data.upper()); print('err', file=sys.stderr)",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = proc.communicate("hello\r\nworld")
+    assert out == "HELLO\nWORLD\n" and err == "err\n"
+    assert proc.returncode == 0
+    # A large input does not deadlock against a large output.
+    big = b"x" * (1 << 20)
+    out, _ = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE).communicate(
+        big
+    )
+    assert out == big
+
+
+def test_communicate_timeout_then_resume(ticker):
+    proc = subprocess.Popen(
+        ["sh", "-c", "echo start; sleep 0.4; echo end"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    start = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as info:
+        proc.communicate(timeout=0.1)
+    assert info.value.timeout == 0.1
+    assert time.monotonic() - start < 0.35
+    n = len(ticker)
+    out, err = proc.communicate(timeout=5)
+    assert out == b"start\nend\n" and err == b""
+    assert proc.returncode == 0
+    assert len(ticker) - n >= 5
+    with pytest.raises(ValueError):
+        proc.communicate(b"late input")
+
+
+def test_wait_timeout_kill_poll(ticker):
+    proc = subprocess.Popen(["sleep", "10"])
+    assert proc.poll() is None
+    start = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=0.2)
+    assert 0.15 < time.monotonic() - start < 1.0
+    proc.kill()
+    assert proc.wait(timeout=5) == -signal.SIGKILL
+    assert proc.poll() == -signal.SIGKILL
+    assert len(ticker) >= 10
+
+    quick = subprocess.Popen(["sh", "-c", "exit 7"])
+    deadline = time.monotonic() + 5
+    while quick.poll() is None and time.monotonic() < deadline:
+        gw.sleep(0.01)
+    assert quick.returncode == 7
+
+
+def test_many_children_wait_concurrently(ticker):
+    start = time.monotonic()
+    procs = [subprocess.Popen(["sleep", "0.3"]) for _ in range(10)]
+    waiters = [gw.spawn(p.wait) for p in procs]
+    gw.joinall(waiters, raise_error=True)
+    elapsed = time.monotonic() - start
+    assert [w.value for w in waiters] == [0] * 10
+    assert elapsed < 2.0  # all in parallel, noticed promptly
+    assert len(ticker) >= 15
+
+
+def test_helpers():
+    assert subprocess.call(["true"]) == 0
+    assert subprocess.call("exit 3", shell=True) == 3
+    assert subprocess.check_call(["true"]) == 0
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        subprocess.check_call(["false"])
+    assert info.value.returncode == 1
+    assert subprocess.check_output(["echo", "hi"]) == b"hi\n"
+    assert subprocess.check_output("cat", shell=True, input=b"in") == b"in"
+    assert subprocess.check_output(["echo", "txt"], text=True) == "txt\n"
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        subprocess.check_output("echo partial; exit 2", shell=True)
+    assert info.value.output == b"partial\n" and info.value.returncode == 2
+    done = subprocess.run(["sh", "-c", "echo out; echo err >&2; exit 4"], capture_output=True)
+    assert isinstance(done, subprocess.CompletedProcess)
+    assert (done.returncode, done.stdout, done.stderr) == (4, b"out\n", b"err\n")
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run(["false"], check=True)
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.run(["sleep", "5"], timeout=0.1)
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.call(["sleep", "5"], timeout=0.1)
+    assert subprocess.getoutput("echo hello") == "hello"
+    assert subprocess.getstatusoutput("echo bye; exit 5") == (5, "bye")
+    with subprocess.Popen(["echo", "ctx"], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout.read() == b"ctx\n"
+    assert proc.returncode == 0
+    assert subprocess.PIPE == -1 and subprocess.DEVNULL == -3 and subprocess.STDOUT == -2
+    assert subprocess.run(["echo"], stdout=subprocess.DEVNULL).returncode == 0
+
+
+def test_readline_streaming_from_a_child():
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-c",
+            "import time\nfor i in range(3):\n    print(i)\n    time.sleep(0.05)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    lines = [line.strip() for line in proc.stdout]
+    assert lines == ["0", "1", "2"]
+    assert proc.wait() == 0
+    proc.stdout.close()
+
+
+def test_exit_noticed_without_sigchld_handler(ticker):
+    # Another library replaced the SIGCHLD handler behind greenwheel's back:
+    # the polling safety net still notices the exit.
+    proc = subprocess.Popen(["sleep", "0.1"])
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        start = time.monotonic()
+        assert proc.wait(timeout=5) == 0
+        assert time.monotonic() - start < 1.0
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+
+
+def test_popen_is_a_standard_popen():
+    import subprocess as std
+
+    assert issubclass(subprocess.Popen, std.Popen)
+    proc = subprocess.Popen(["true"])
+    assert proc.wait() == 0
+    assert proc.pid > 0 and os.getpid() != proc.pid

@@ -1,0 +1,244 @@
+"""greenwheel.threadpool: blocking functions in OS threads, results waited for cooperatively."""
+
+import concurrent.futures as cf
+import threading
+import time
+
+import pytest
+
+import greenwheel as gw
+from _childproc import retire_default_threadpool
+from greenwheel import socket as gsocket
+from greenwheel.threadpool import ThreadPool, ThreadPoolExecutor, ThreadResult
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(autouse=True)
+def _no_lingering_workers():
+    yield
+    retire_default_threadpool()
+
+
+@pytest.fixture
+def ticker():
+    """A greenlet counting every 10 ms: proof the loop keeps running."""
+    ticks = []
+
+    def run():
+        while True:
+            ticks.append(time.monotonic())
+            gw.sleep(0.01)
+
+    glet = gw.spawn(run)
+    yield ticks
+    glet.kill()
+
+
+@pytest.fixture
+def pool():
+    p = ThreadPool(4)
+    yield p
+    p.kill()
+
+
+def test_spawn_runs_in_parallel_threads_without_blocking_the_loop(pool, ticker):
+    main = threading.get_ident()
+    start = time.monotonic()
+    results = [pool.spawn(lambda: (time.sleep(0.2), threading.get_ident())[1]) for _ in range(4)]
+    assert all(isinstance(r, ThreadResult) for r in results)
+    assert not results[0].ready()
+    idents = [r.get() for r in results]
+    elapsed = time.monotonic() - start
+    assert elapsed < 0.6  # 4 x 0.2 s in 4 threads
+    assert main not in idents and len(set(idents)) == 4
+    assert len(ticker) >= 8  # the ticker kept going meanwhile
+    assert pool.size == 4 and pool.maxsize == 4
+    assert all(r.ready() and r.successful() for r in results)
+
+
+def test_apply_family_and_errors(pool):
+    assert pool.apply(divmod, (7, 2)) == (3, 1)
+    assert pool.apply(dict, (), {"a": 1}) == {"a": 1}
+    got = []
+    result = pool.apply_async(pow, (2, 8), callback=got.append)
+    assert result.get() == 256
+    gw.sleep(0.01)
+    assert got == [256]
+    assert pool.apply_cb(pow, (3, 2), callback=got.append) == 9 and got[-1] == 9
+
+    failing = pool.spawn(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.get()
+    assert failing.ready() and not failing.successful()
+    assert isinstance(failing.exception, ZeroDivisionError)
+    assert failing.value is None
+
+
+def test_map_imap_imap_unordered(pool):
+    assert pool.map(lambda x: x * 2, range(10)) == list(range(0, 20, 2))
+    assert list(pool.imap(lambda x, y: x + y, range(5), range(5))) == [0, 2, 4, 6, 8]
+
+    def delayed(x):
+        time.sleep(0.05 * (4 - x))
+        return x
+
+    assert list(pool.imap(delayed, range(4))) == [0, 1, 2, 3]
+    unordered = list(pool.imap_unordered(delayed, range(4), maxsize=4))
+    assert sorted(unordered) == [0, 1, 2, 3]
+    assert unordered[0] == 3  # the quickest came back first (4 threads, 4 calls)
+    assert pool.map_async(lambda x: -x, [1, 2]).get() == [-1, -2]
+
+
+def test_get_timeout_wait_and_wait_many(pool):
+    slow = pool.spawn(time.sleep, 0.3)
+    with pytest.raises(gw.Timeout):
+        slow.get(timeout=0.05)
+    with pytest.raises(gw.Timeout):
+        slow.get(block=False)
+    assert slow.wait(0.01) is False
+    assert slow.wait() is True and slow.get() is None
+
+    results = [pool.spawn(time.sleep, d) for d in (0.15, 0.01, 0.05)]
+    first = next(gw.iwait(results))
+    assert first is results[1]
+    done = gw.wait(results, timeout=5)
+    assert len(done) == 3
+
+
+def test_join_kill_and_size(ticker):
+    pool = ThreadPool(2)
+    assert pool.size == 0  # lazily started
+    for _ in range(4):
+        pool.spawn(time.sleep, 0.05)
+    assert len(pool) == 4
+    assert pool.join(timeout=5) is True
+    assert len(pool) == 0
+    assert pool.size == 2
+
+    # kill(): queued work is dropped (its results raise), workers retire.
+    blockers = [pool.spawn(time.sleep, 0.2) for _ in range(2)]
+    queued = pool.spawn(lambda: "never")
+    gw.sleep(0.02)
+    pool.kill()
+    with pytest.raises(RuntimeError, match="killed"):
+        queued.get(timeout=2)
+    for b in blockers:
+        b.get(timeout=2)
+    deadline = time.monotonic() + 2
+    while pool.size and time.monotonic() < deadline:
+        gw.sleep(0.01)
+    assert pool.size == 0
+    # Still usable afterwards.
+    assert pool.apply(len, ("abc",)) == 3
+
+    pool.maxsize = 1
+    assert pool.maxsize == 1
+    with pytest.raises(ValueError):
+        ThreadPool(0)
+    pool.kill()
+
+
+def test_join_timeout(pool):
+    pool.spawn(time.sleep, 0.3)
+    assert pool.join(timeout=0.05) is False
+    assert pool.join() is True
+
+
+def test_results_reach_hubs_of_other_threads(pool):
+    # A real OS thread with its own hub submits work; the pool wakes *that*
+    # hub when the result is ready.
+    out = {}
+
+    def in_thread():
+        start = time.monotonic()
+        results = [pool.spawn(time.sleep, 0.1) for _ in range(2)]
+        gw.wait(results)
+        out["elapsed"] = time.monotonic() - start
+        out["hub"] = gw.get_hub().main_hub
+        gw.get_hub().destroy(destroy_loop=True)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    while thread.is_alive():
+        gw.sleep(0.01)
+    assert out["elapsed"] < 0.5 and out["hub"] is False
+
+
+def test_hub_threadpool_and_resolver(ticker):
+    hub = gw.get_hub()
+    assert isinstance(hub.threadpool, ThreadPool)
+    assert hub.threadpool is gw.get_hub().threadpool
+    # Name look-ups go through the pool; the loop keeps ticking.
+    infos = gsocket.getaddrinfo("localhost", 80, gsocket.AF_INET, gsocket.SOCK_STREAM)
+    assert infos[0][4] == ("127.0.0.1", 80)
+    assert gsocket.gethostbyname("localhost") == "127.0.0.1"
+    # A pool assigned to the hub is the one used.
+    mine = ThreadPool(1)
+    calls = []
+    real_spawn = mine.spawn
+
+    def spawn(fn, *args, **kwargs):
+        calls.append(fn)
+        return real_spawn(fn, *args, **kwargs)
+
+    mine.spawn = spawn
+    hub.threadpool = mine
+    try:
+        gsocket.gethostbyname_ex("localhost")
+    finally:
+        del hub.__dict__["_threadpool"]
+        mine.kill()
+    assert calls
+
+
+def test_executor_futures_cooperate(ticker):
+    with ThreadPoolExecutor(max_workers=3) as executor:
+        assert isinstance(executor, cf.ThreadPoolExecutor)
+        start = time.monotonic()
+        futures = [executor.submit(time.sleep, 0.2) for _ in range(3)]
+        assert all(isinstance(f, cf.Future) for f in futures)
+        assert [f.result() for f in futures] == [None] * 3
+        assert time.monotonic() - start < 0.6
+        assert len(ticker) >= 8
+
+        failing = executor.submit(int, "x")
+        assert isinstance(failing.exception(), ValueError)
+        with pytest.raises(ValueError):
+            failing.result()
+
+        slow = executor.submit(time.sleep, 0.3)
+        with pytest.raises(cf.TimeoutError):
+            slow.result(timeout=0.05)
+        assert gw.wait([slow], timeout=5) == [slow]
+        assert slow.done()
+
+        assert list(executor.map(abs, [-1, -2, 3])) == [1, 2, 3]
+        done_cb = []
+        f = executor.submit(pow, 2, 5)
+        f.add_done_callback(lambda fut: done_cb.append(fut.result()))
+        assert f.result() == 32
+        gw.sleep(0.01)
+        assert done_cb == [32]
+    with pytest.raises(RuntimeError):
+        executor.submit(pow, 1, 1)
+
+
+def test_executor_initializer_and_cancel():
+    seen = []
+    executor = ThreadPoolExecutor(1, initializer=seen.append, initargs=("init",))
+    first = executor.submit(time.sleep, 0.2)
+    queued = executor.submit(pow, 2, 2)
+    assert queued.cancel() is True
+    assert first.result() is None
+    assert queued.cancelled()
+    executor.shutdown(wait=True)
+    assert seen == ["init"]
+
+    executor = ThreadPoolExecutor(1)
+    running = executor.submit(time.sleep, 0.2)
+    pending = executor.submit(pow, 3, 3)
+    gw.sleep(0.02)
+    executor.shutdown(wait=True, cancel_futures=True)
+    assert running.done() and not running.cancelled()
+    assert pending.cancelled()

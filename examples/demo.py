@@ -7,13 +7,16 @@ and exits non-zero if anything went wrong.
 import sys
 import threading
 import time
+import urllib.request
 
 import greenwheel
 from greenwheel import Timeout, socket
 from greenwheel.event import Event
 from greenwheel.pool import Pool
 from greenwheel.queue import Queue
+from greenwheel.pywsgi import WSGIServer
 from greenwheel.server import StreamServer
+from greenwheel.threadpool import ThreadPool
 
 CLIENTS = 500
 MESSAGES = 20
@@ -70,8 +73,12 @@ def demo_sleepers():
     greenwheel.joinall([greenwheel.spawn(sleeper, i) for i in range(SLEEPERS)])
     dt = time.perf_counter() - t0
     early = sum(1 for late in woke if late < 0)
+    woke.sort()
+    median, p99 = woke[len(woke) // 2], woke[int(len(woke) * 0.99)]
+    # Lateness includes waiting for the thousands of greenlets due at the
+    # same moment to run first: one thread does all the work.
     print(f"timer wheel : {SLEEPERS} greenlets slept 0-49 ms each, all woke in {dt:.2f}s, "
-          f"{early} woke early, worst lateness {max(woke) * 1000:.1f} ms")
+          f"{early} woke early, lateness median {median * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
     return early == 0 and len(woke) == SLEEPERS
 
 
@@ -105,10 +112,39 @@ def demo_threads():
     return ok
 
 
+def hello_app(environ, start_response):
+    body = b"hello from greenwheel, path=" + environ["PATH_INFO"].encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def demo_wsgi():
+    # The WSGI server runs on the loop; blocking urllib clients run in real OS
+    # threads of a greenwheel ThreadPool, which hands results back to us.
+    server = WSGIServer(("127.0.0.1", 0), hello_app, log=None)
+    server.start()
+    url = "http://127.0.0.1:%d/item/" % server.server_port
+
+    def fetch(n):
+        with urllib.request.urlopen(url + str(n), timeout=10) as resp:
+            return resp.read()
+
+    t0 = time.perf_counter()
+    pool = ThreadPool(8)
+    bodies = list(pool.imap(fetch, range(200)))
+    dt = time.perf_counter() - t0
+    pool.kill()
+    server.stop()
+    ok = bodies == [b"hello from greenwheel, path=/item/%d" % n for n in range(200)]
+    print(f"wsgi        : 8 OS threads made 200 urllib requests to a greenwheel WSGIServer in "
+          f"{dt:.2f}s, all answered correctly: {ok}")
+    return ok
+
+
 def main():
     print(f"greenwheel {greenwheel.__version__}: gevent-style greenlets on a Rust timer wheel "
           f"and epoll loop")
-    results = [demo_echo(), demo_sleepers(), demo_timeout_and_pool(), demo_threads()]
+    results = [demo_echo(), demo_sleepers(), demo_timeout_and_pool(), demo_threads(), demo_wsgi()]
     if not all(results):
         print("demo FAILED", file=sys.stderr)
         return 1

@@ -54,6 +54,12 @@ use crate::wheel::{TimerHandle, TimerWheel};
 /// `epoll_wait` per switch; fd readiness is at most this late.
 const POLL_INTERVAL_NS: u64 = 1_000_000;
 
+/// How long one pass may spend running queued callbacks before the loop
+/// looks at timers and I/O again (CPython's default switch interval, which is
+/// also what gevent uses), and how often that is checked.
+const CALLBACK_BURST_NS: u64 = 5_000_000;
+const CALLBACK_CHECK_EVERY: usize = 64;
+
 /// Timers due sooner than this are waited for by polling with a zero timeout,
 /// because the kernel's poll timeout has millisecond granularity.
 const SPIN_BELOW_NS: u64 = 1_000_000;
@@ -1050,7 +1056,17 @@ impl Loop {
     /// Runs the callbacks queued before this call (later ones wait a pass).
     fn run_callbacks(&self, py: Python<'_>) -> PyResult<bool> {
         let count = self.callbacks.borrow_mut().len();
-        for _ in 0..count {
+        let started = monotonic_ns();
+        for n in 0..count {
+            // Like gevent: a long burst of callbacks yields to the rest of
+            // the loop (timers, I/O) after a switch interval; the remainder
+            // keeps its place at the head of the queue.
+            if n > 0
+                && n % CALLBACK_CHECK_EVERY == 0
+                && monotonic_ns().saturating_sub(started) >= CALLBACK_BURST_NS
+            {
+                break;
+            }
             let next = self.callbacks.borrow_mut().pop_front();
             match next {
                 None => break,

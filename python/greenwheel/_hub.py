@@ -781,4 +781,52 @@ def wait(objects=None, timeout=None, count=None):
     """
     if objects is None:
         return get_hub().join(timeout=timeout)
-    return list(iwait(objects, timeout, count))
+    # Not list(iwait(...)): iwait wakes the caller once per ready object,
+    # while waiting for all of them needs one wake-up in total. The order is
+    # the same (the order the objects became ready).
+    objects = list(objects)
+    total = len(objects)
+    needed = total if count is None else max(0, min(count, total))
+    if needed == 0:
+        return []
+    hub = get_hub()
+    collector = _Collector(hub, needed)
+    timer = None
+    try:
+        for obj in objects:
+            obj.rawlink(collector)
+        if timeout is not None:
+            timer = hub.loop.timer(_check_seconds(timeout), 0.0, True, -1)
+            timer.start(collector.waiter.switch, None, update=True)
+        collector.waiter.get()
+    finally:
+        if timer is not None:
+            timer.close()
+        done = collector.done
+        if len(done) < total:
+            collector.needed = -1  # late arrivals are ignored from now on
+            finished = {id(obj) for obj in done}
+            for obj in objects:
+                if id(obj) not in finished:
+                    unlink = getattr(obj, "unlink", None)
+                    if unlink is not None:
+                        unlink(collector)
+    return done[:needed]
+
+
+class _Collector:
+    """A link receiver that gathers ready objects and wakes the waiter once
+    *needed* of them are in (see :func:`wait`)."""
+
+    __slots__ = ("done", "needed", "waiter")
+
+    def __init__(self, hub, needed):
+        self.done = []
+        self.needed = needed
+        self.waiter = Waiter(hub)
+
+    def __call__(self, obj):
+        done = self.done
+        done.append(obj)
+        if len(done) == self.needed:
+            self.waiter.switch(None)

@@ -2,10 +2,8 @@
 
 import math
 import re
-import sys
 import time
 
-import greenlet as raw_greenlet
 import pytest
 
 import greenwheel as gw

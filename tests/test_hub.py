@@ -1,10 +1,8 @@
 """The hub: one per thread, loop driving, sleep/idle, Waiter, errors, LoopExit."""
 
-import io
 import math
 import os
 import signal
-import sys
 import threading
 import time
 
@@ -12,12 +10,10 @@ import greenlet
 import pytest
 
 import greenwheel as gw
+from conftest import destroy_hub
 from greenwheel import _core
 from greenwheel.exceptions import BlockingSwitchOutError, ConcurrentObjectUseError
 from greenwheel.hub import Waiter
-
-from conftest import destroy_hub
-
 
 # --- the hub object ----------------------------------------------------------
 

@@ -14,9 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import greenwheel as gw
-from greenwheel import _core
-
 from conftest import destroy_hub
+from greenwheel import _core
 
 MS = 0.001
 

@@ -23,9 +23,8 @@ import weakref
 from functools import partial
 from heapq import heappop, heappush
 
-from greenlet import GreenletExit
+from greenlet import GreenletExit, getcurrent
 from greenlet import error as _GreenletError
-from greenlet import getcurrent
 from greenlet import greenlet as _RawGreenlet
 
 from . import _core

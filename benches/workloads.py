@@ -1,0 +1,1268 @@
+"""The workloads of ``benches/compare.py``, and the child process that runs one.
+
+``compare.py`` runs every (workload, library) pair in a fresh process::
+
+    python benches/workloads.py run WORKLOAD LIB [--quick]
+
+which prints exactly one JSON line: ``{"value": ..., "details": {...}}`` or
+``{"skip": "why"}``.  A fresh process per pair means no library ever sees
+another one's imports, monkey state, GC heap, allocator arenas or loop caches.
+It is also the handy way to profile a single workload by hand.
+
+Every workload has up to three implementations, one per API family:
+
+* ``gevent``: runs on greenwheel *and* gevent.  It receives the imported
+  top-level package as ``g`` and only uses the API the two share, so the
+  very same lines of code are measured on both;
+* ``eventlet``: eventlet's own API;
+* ``asyncio``: a coroutine, run on asyncio's default loop or on uvloop.
+
+A missing implementation means "does not apply" (asyncio has no WSGI
+server); a library that lacks a module the workload needs (greenwheel.event
+while it is being written) makes the implementation raise :class:`Skip`.
+
+The HTTP workloads are different: the server runs in yet another process
+(``workloads.py serve KIND LIB``) and wrk hammers it, so the measuring child
+only drives those two processes and never imports the library itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib
+import json
+import os
+import random
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+#: Which implementation each library runs.
+FAMILY = {
+    "greenwheel": "gevent",
+    "gevent": "gevent",
+    "eventlet": "eventlet",
+    "asyncio": "asyncio",
+    "uvloop": "asyncio",
+}
+
+
+class Skip(Exception):
+    """The library cannot run this workload (missing module, no such API)."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """Run-size knobs shared by every workload."""
+
+    quick: bool = False
+
+    @property
+    def duration(self) -> float:
+        """Seconds a time-bounded workload keeps measuring."""
+        return 0.2 if self.quick else 1.0
+
+    def size(self, normal: int) -> int:
+        """A fixed work size, cut tenfold for ``--quick`` smoke runs."""
+        return max(1, normal // 10) if self.quick else normal
+
+
+@dataclass
+class Workload:
+    """One row of the comparison table."""
+
+    name: str
+    title: str
+    unit: str
+    lower_is_better: bool = False
+    gevent: Callable[..., Any] | None = None
+    eventlet: Callable[..., Any] | None = None
+    asyncio: Callable[..., Any] | None = None
+    #: Runs instead of the per-family implementations (out-of-process workloads).
+    driver: Callable[..., Any] | None = None
+    #: Extra keyword arguments for the implementations (sizes of a variant).
+    args: dict[str, Any] = field(default_factory=dict)
+    #: One line printed under the table: what exactly is measured, if not obvious.
+    note: str = ""
+
+    def implementation(self, lib: str) -> Callable[..., Any] | None:
+        return getattr(self, FAMILY[lib])
+
+
+WORKLOADS: dict[str, Workload] = {}
+
+
+def register(workload: Workload) -> Workload:
+    WORKLOADS[workload.name] = workload
+    return workload
+
+
+# --- helpers -------------------------------------------------------------------
+
+#: Operations done between two looks at the clock (and two yields to the loop).
+BATCH = 1000
+
+
+def _noop(*_args):
+    pass
+
+
+async def _anoop():
+    pass
+
+
+class Stopwatch:
+    """Elapsed time of the fixed-size workloads."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def result(value: float, **details: Any) -> dict[str, Any]:
+    return {"value": value, "details": details}
+
+
+#: Windows a time-bounded run is cut into (see :class:`Meter`).
+WINDOWS = 5
+
+
+class Meter:
+    """The rate of a time-bounded loop, robust to a busy machine.
+
+    The run is cut into :data:`WINDOWS` consecutive windows and the best
+    window's rate is the result: another process taking the CPU for a moment
+    spoils one window, not the number.  Every window's rate is kept in the
+    details, so a noisy run shows.
+    """
+
+    def __init__(self, duration: float):
+        self.window = duration / WINDOWS
+        self.rates: list[float] = []
+        self.total = 0
+        self._ops = 0
+        self._since = time.perf_counter()
+
+    def running(self) -> bool:
+        return len(self.rates) < WINDOWS
+
+    def add(self, ops: int) -> None:
+        """Count *ops* done since the last call; closes the window if it is over."""
+        self._ops += ops
+        self.total += ops
+        now = time.perf_counter()
+        if now - self._since >= self.window:
+            self.rates.append(self._ops / (now - self._since))
+            self._ops, self._since = 0, now
+
+    def result(self, **details: Any) -> dict[str, Any]:
+        windows = [round(rate) for rate in self.rates]
+        return result(max(self.rates), ops=self.total, window_rates=windows, **details)
+
+
+def submodule(g, name: str):
+    """``g.<name>`` (e.g. greenwheel.event), or :class:`Skip` if it does not exist (yet)."""
+    try:
+        return importlib.import_module(f"{g.__name__}.{name}")
+    except ImportError as exc:
+        raise Skip(f"{g.__name__}.{name} not available ({exc})") from None
+
+
+def rss_bytes() -> int:
+    # Second field of statm: resident pages.  Cheaper and more direct than
+    # tracemalloc, and it also sees what C extensions allocate.
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+#: Listen backlog where the API lets us choose it.  eventlet's default (50)
+#: is below the 100 connections that arrive at once, and an overflowing
+#: accept queue costs a 1 s SYN retransmit: we would measure the backlog.
+BACKLOG = 1024
+
+
+def nodelay(sock) -> None:
+    # Nagle + delayed ACK would make the request/response ping-pong measure
+    # TCP timers instead of the event loop.  asyncio sets this by default;
+    # the others get it explicitly so every library plays by the same rules.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def listening_socket(socket_module, tcp_nodelay: bool = True):
+    """A loopback listener, made the same way for every gevent-style server.
+
+    Linux copies TCP_NODELAY from a listener to the sockets it accepts, which
+    is the one way to set it on sockets that a library's own server accepts
+    (pywsgi's).  The backlog is ours too, so no library is measured on its
+    default accept queue.
+    """
+    sock = socket_module.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if tcp_nodelay:
+        nodelay(sock)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(BACKLOG)
+    return sock
+
+
+def recv_exactly(sock, n: int) -> None:
+    got = 0
+    while got < n:
+        chunk = sock.recv(n - got)
+        if not chunk:
+            raise EOFError("peer closed the connection")
+        got += len(chunk)
+
+
+# --- 1. sleep(0) yield rate ------------------------------------------------------
+
+YIELDERS = 100
+
+
+# Every yielder bumps one shared counter; the main greenlet reads it once per
+# window while it sleeps on a timer, so the yielders have the loop to themselves.
+
+
+def sleep0_gevent(g, p):
+    stop, counter = [], [0]
+    g.sleep(0)  # create the hub outside the measured interval
+
+    def yielder():
+        while not stop:
+            g.sleep(0)
+            counter[0] += 1
+
+    workers = [g.spawn(yielder) for _ in range(YIELDERS)]
+    meter = Meter(p.duration)
+    while meter.running():
+        before = counter[0]
+        g.sleep(meter.window)
+        meter.add(counter[0] - before)
+    stop.append(True)
+    g.joinall(workers)
+    return meter.result()
+
+
+def sleep0_eventlet(eventlet, p):
+    stop, counter = [], [0]
+
+    def yielder():
+        while not stop:
+            eventlet.sleep(0)
+            counter[0] += 1
+
+    workers = [eventlet.spawn(yielder) for _ in range(YIELDERS)]
+    meter = Meter(p.duration)
+    while meter.running():
+        before = counter[0]
+        eventlet.sleep(meter.window)
+        meter.add(counter[0] - before)
+    stop.append(True)
+    for worker in workers:
+        worker.wait()
+    return meter.result()
+
+
+async def sleep0_asyncio(aio, p):
+    stop, counter = [], [0]
+
+    async def yielder():
+        while not stop:
+            await aio.sleep(0)
+            counter[0] += 1
+
+    workers = [aio.create_task(yielder()) for _ in range(YIELDERS)]
+    meter = Meter(p.duration)
+    while meter.running():
+        before = counter[0]
+        await aio.sleep(meter.window)
+        meter.add(counter[0] - before)
+    stop.append(True)
+    await aio.gather(*workers)
+    return meter.result()
+
+
+register(
+    Workload(
+        "sleep0",
+        f"sleep(0) yields, {YIELDERS} greenlets",
+        "yields/s",
+        gevent=sleep0_gevent,
+        eventlet=sleep0_eventlet,
+        asyncio=sleep0_asyncio,
+    )
+)
+
+
+# --- 2. spawn + joinall -------------------------------------------------------------
+
+SPAWNS = 200_000
+
+
+def spawn_gevent(g, p):
+    n = p.size(SPAWNS)
+    g.sleep(0)
+    watch = Stopwatch()
+    g.joinall([g.spawn(_noop) for _ in range(n)])
+    elapsed = watch.elapsed()
+    return result(n / elapsed, greenlets=n, seconds=elapsed)
+
+
+def spawn_eventlet(eventlet, p):
+    n = p.size(SPAWNS)
+    eventlet.sleep(0)
+    watch = Stopwatch()
+    # eventlet has no joinall: waiting on each in turn is its idiom.
+    for thread in [eventlet.spawn(_noop) for _ in range(n)]:
+        thread.wait()
+    elapsed = watch.elapsed()
+    return result(n / elapsed, greenlets=n, seconds=elapsed)
+
+
+async def spawn_asyncio(aio, p):
+    n = p.size(SPAWNS)
+    watch = Stopwatch()
+    await aio.gather(*[aio.create_task(_anoop()) for _ in range(n)])
+    elapsed = watch.elapsed()
+    return result(n / elapsed, greenlets=n, seconds=elapsed)
+
+
+register(
+    Workload(
+        "spawn_join",
+        f"spawn + joinall, {SPAWNS // 1000}k greenlets",
+        "greenlets/s",
+        gevent=spawn_gevent,
+        eventlet=spawn_eventlet,
+        asyncio=spawn_asyncio,
+    )
+)
+
+
+# --- 3. Timeout start + cancel ---------------------------------------------------
+#
+# The time-bounded loops yield to the event loop after every batch: libraries
+# that cancel lazily (asyncio, eventlet) only reclaim cancelled entries when
+# their loop runs, and a real program's loop does run.
+
+
+def timeout_gevent(g, p):
+    Timeout = g.Timeout
+    g.sleep(0)
+    meter = Meter(p.duration)
+    while meter.running():
+        for _ in range(BATCH):
+            t = Timeout(10)
+            t.start()
+            t.cancel()
+        g.sleep(0)
+        meter.add(BATCH)
+    return meter.result()
+
+
+def timeout_eventlet(eventlet, p):
+    Timeout = eventlet.Timeout
+    eventlet.sleep(0)
+    meter = Meter(p.duration)
+    while meter.running():
+        for _ in range(BATCH):
+            t = Timeout(10)  # eventlet's Timeout starts on construction
+            t.cancel()
+        eventlet.sleep(0)
+        meter.add(BATCH)
+    return meter.result()
+
+
+async def timeout_asyncio(aio, p):
+    meter = Meter(p.duration)
+    if hasattr(aio, "timeout"):  # Python 3.11+
+        timeout = aio.timeout
+        while meter.running():
+            for _ in range(BATCH):
+                async with timeout(10):
+                    pass
+            await aio.sleep(0)
+            meter.add(BATCH)
+    else:  # the same timer handle that asyncio.timeout() would arm and cancel
+        loop = aio.get_running_loop()
+        while meter.running():
+            for _ in range(BATCH):
+                loop.call_later(10, _noop).cancel()
+            await aio.sleep(0)
+            meter.add(BATCH)
+    return meter.result()
+
+
+register(
+    Workload(
+        "timeout",
+        "Timeout start + cancel",
+        "ops/s",
+        gevent=timeout_gevent,
+        eventlet=timeout_eventlet,
+        asyncio=timeout_asyncio,
+    )
+)
+
+
+# --- 4. timer arm + cancel with many timers pending ---------------------------------
+#
+# `pending` background timers are armed first, due 1-60 minutes out so none
+# fires while we measure.  Each measured op then arms and cancels one timer
+# whose deadline is drawn from the same range, so it lands among the pending
+# ones rather than always in front of them.  Comparing the per-op cost at 10k
+# and 1M pending shows how the timer structure scales.
+
+TIMER_POOL = 1024  # distinct deadlines cycled through by the measured ops
+
+
+def _deadlines(count: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.uniform(60.0, 3600.0) for _ in range(count)]
+
+
+def timers_gevent(g, p, pending):
+    pending = p.size(pending)
+    loop = g.get_hub().loop
+    background = [loop.timer(after) for after in _deadlines(pending, 1)]
+    for t in background:
+        t.start(_noop)
+    # Watchers are reusable: arming an existing one is the pure timer-structure
+    # cost, which is what this workload is after.
+    pool = [loop.timer(after) for after in _deadlines(TIMER_POOL, 2)]
+    g.sleep(0)
+    meter = Meter(p.duration)
+    while meter.running():
+        for t in pool:
+            t.start(_noop)
+            t.stop()
+        g.sleep(0)
+        meter.add(TIMER_POOL)
+    return meter.result(pending=pending)
+
+
+def timers_eventlet(eventlet, p, pending):
+    pending = p.size(pending)
+    hub = submodule(eventlet, "hubs").get_hub()
+    background = [hub.schedule_call_global(after, _noop) for after in _deadlines(pending, 1)]
+    eventlet.sleep(0)  # eventlet moves new timers into its heap on the next loop pass
+    pool = _deadlines(TIMER_POOL, 2)
+    meter = Meter(p.duration)
+    while meter.running():
+        for after in pool:
+            hub.schedule_call_global(after, _noop).cancel()
+        eventlet.sleep(0)
+        meter.add(TIMER_POOL)
+    del background
+    return meter.result(pending=pending)
+
+
+async def timers_asyncio(aio, p, pending):
+    pending = p.size(pending)
+    loop = aio.get_running_loop()
+    background = [loop.call_later(after, _noop) for after in _deadlines(pending, 1)]
+    pool = _deadlines(TIMER_POOL, 2)
+    await aio.sleep(0)
+    meter = Meter(p.duration)
+    while meter.running():
+        for after in pool:
+            loop.call_later(after, _noop).cancel()
+        await aio.sleep(0)
+        meter.add(TIMER_POOL)
+    del background
+    return meter.result(pending=pending)
+
+
+for _suffix, _pending in (("10k", 10_000), ("1m", 1_000_000)):
+    register(
+        Workload(
+            f"timer_{_suffix}",
+            f"timer arm + cancel, {_suffix.upper()} pending",
+            "ops/s",
+            gevent=timers_gevent,
+            eventlet=timers_eventlet,
+            asyncio=timers_asyncio,
+            args={"pending": _pending},
+            note="one start+stop of a reused watcher (asyncio: call_later().cancel()) among"
+            " N timers pending 1-60 min out",
+        )
+    )
+
+
+# --- 5. staggered sleepers -----------------------------------------------------------
+
+SLEEPERS = 200_000
+
+
+def _stagger(i: int) -> float:
+    return (i % 51) / 1000.0  # 0..50 ms
+
+
+def staggered_gevent(g, p):
+    n = p.size(SLEEPERS)
+    g.sleep(0)
+    watch = Stopwatch()
+    g.joinall([g.spawn(g.sleep, _stagger(i)) for i in range(n)])
+    elapsed = watch.elapsed()
+    return result(n / elapsed, greenlets=n, seconds=elapsed)
+
+
+def staggered_eventlet(eventlet, p):
+    n = p.size(SLEEPERS)
+    eventlet.sleep(0)
+    watch = Stopwatch()
+    for thread in [eventlet.spawn(eventlet.sleep, _stagger(i)) for i in range(n)]:
+        thread.wait()
+    elapsed = watch.elapsed()
+    return result(n / elapsed, greenlets=n, seconds=elapsed)
+
+
+async def staggered_asyncio(aio, p):
+    n = p.size(SLEEPERS)
+    watch = Stopwatch()
+    await aio.gather(*[aio.create_task(aio.sleep(_stagger(i))) for i in range(n)])
+    elapsed = watch.elapsed()
+    return result(n / elapsed, greenlets=n, seconds=elapsed)
+
+
+register(
+    Workload(
+        "staggered",
+        f"{SLEEPERS // 1000}k sleepers, staggered 0-50 ms",
+        "greenlets/s",
+        gevent=staggered_gevent,
+        eventlet=staggered_eventlet,
+        asyncio=staggered_asyncio,
+    )
+)
+
+
+# --- 6. Event and Queue ping-pong --------------------------------------------------
+#
+# The main greenlet/task pings, a second one pongs; a round trip is two
+# hand-offs through the primitive.
+
+
+def event_pingpong_gevent(g, p):
+    Event = submodule(g, "event").Event
+    ping, pong, stop = Event(), Event(), []
+
+    def ponger():
+        while True:
+            ping.wait()
+            ping.clear()
+            if stop:
+                return
+            pong.set()
+
+    worker = g.spawn(ponger)
+    meter = Meter(p.duration)
+    while meter.running():
+        for _ in range(BATCH):
+            ping.set()
+            pong.wait()
+            pong.clear()
+        meter.add(BATCH)
+    stop.append(True)
+    ping.set()
+    worker.join()
+    return meter.result()
+
+
+def event_pingpong_eventlet(eventlet, p):
+    # eventlet's Event is one-shot: reset() re-arms it (and must follow a send).
+    Event = submodule(eventlet, "event").Event
+    ping, pong, stop = Event(), Event(), []
+
+    def ponger():
+        while True:
+            ping.wait()
+            ping.reset()
+            if stop:
+                return
+            pong.send()
+
+    worker = eventlet.spawn(ponger)
+    meter = Meter(p.duration)
+    while meter.running():
+        for _ in range(BATCH):
+            ping.send()
+            pong.wait()
+            pong.reset()
+        meter.add(BATCH)
+    stop.append(True)
+    ping.send()
+    worker.wait()
+    return meter.result()
+
+
+async def event_pingpong_asyncio(aio, p):
+    ping, pong, stop = aio.Event(), aio.Event(), []
+
+    async def ponger():
+        while True:
+            await ping.wait()
+            ping.clear()
+            if stop:
+                return
+            pong.set()
+
+    worker = aio.create_task(ponger())
+    meter = Meter(p.duration)
+    while meter.running():
+        for _ in range(BATCH):
+            ping.set()
+            await pong.wait()
+            pong.clear()
+        meter.add(BATCH)
+    stop.append(True)
+    ping.set()
+    await worker
+    return meter.result()
+
+
+def queue_pingpong_gevent(g, p):
+    Queue = submodule(g, "queue").Queue
+    return _queue_pingpong_sync(Queue(), Queue(), g.spawn, lambda w: w.join(), p)
+
+
+def queue_pingpong_eventlet(eventlet, p):
+    Queue = submodule(eventlet, "queue").Queue
+    return _queue_pingpong_sync(Queue(), Queue(), eventlet.spawn, lambda w: w.wait(), p)
+
+
+def _queue_pingpong_sync(requests, replies, spawn, join, p):
+    def ponger():
+        while True:
+            item = requests.get()
+            if item is None:
+                return
+            replies.put(item)
+
+    worker = spawn(ponger)
+    meter = Meter(p.duration)
+    while meter.running():
+        for i in range(1, BATCH + 1):
+            requests.put(i)
+            replies.get()
+        meter.add(BATCH)
+    requests.put(None)
+    join(worker)
+    return meter.result()
+
+
+async def queue_pingpong_asyncio(aio, p):
+    requests, replies = aio.Queue(), aio.Queue()
+
+    async def ponger():
+        while True:
+            item = await requests.get()
+            if item is None:
+                return
+            await replies.put(item)
+
+    worker = aio.create_task(ponger())
+    meter = Meter(p.duration)
+    while meter.running():
+        for i in range(1, BATCH + 1):
+            await requests.put(i)
+            await replies.get()
+        meter.add(BATCH)
+    await requests.put(None)
+    await worker
+    return meter.result()
+
+
+register(
+    Workload(
+        "event_pingpong",
+        "Event set/wait ping-pong",
+        "round trips/s",
+        gevent=event_pingpong_gevent,
+        eventlet=event_pingpong_eventlet,
+        asyncio=event_pingpong_asyncio,
+    )
+)
+register(
+    Workload(
+        "queue_pingpong",
+        "Queue put/get ping-pong",
+        "round trips/s",
+        gevent=queue_pingpong_gevent,
+        eventlet=queue_pingpong_eventlet,
+        asyncio=queue_pingpong_asyncio,
+    )
+)
+
+
+# --- 7. TCP echo ---------------------------------------------------------------------
+
+ECHO_CLIENTS = 100
+ECHO_TRIPS = 300  # per client
+ECHO_MESSAGE = b"x" * 64
+
+
+def _echo_handler(sock, _address):
+    nodelay(sock)
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            sock.sendall(data)
+    finally:
+        sock.close()
+
+
+def _echo_client(connect, address, trips):
+    conn = connect(address)
+    nodelay(conn)
+    try:
+        for _ in range(trips):
+            conn.sendall(ECHO_MESSAGE)
+            recv_exactly(conn, len(ECHO_MESSAGE))
+    finally:
+        conn.close()
+
+
+def tcp_echo_gevent(g, p):
+    gsocket = submodule(g, "socket")
+    StreamServer = submodule(g, "server").StreamServer
+    trips = p.size(ECHO_TRIPS)
+    listener = listening_socket(gsocket)
+    address = listener.getsockname()
+    server = StreamServer(listener, _echo_handler)
+    server.start()
+    watch = Stopwatch()
+    clients = [
+        g.spawn(_echo_client, gsocket.create_connection, address, trips)
+        for _ in range(ECHO_CLIENTS)
+    ]
+    g.joinall(clients, raise_error=True)
+    elapsed = watch.elapsed()
+    server.stop()
+    total = ECHO_CLIENTS * trips
+    return result(total / elapsed, round_trips=total, seconds=elapsed)
+
+
+def tcp_echo_eventlet(eventlet, p):
+    trips = p.size(ECHO_TRIPS)
+    listener = eventlet.listen(("127.0.0.1", 0), backlog=BACKLOG)
+    server = eventlet.spawn(eventlet.serve, listener, _echo_handler)
+    address = listener.getsockname()
+    watch = Stopwatch()
+    clients = [
+        eventlet.spawn(_echo_client, eventlet.connect, address, trips) for _ in range(ECHO_CLIENTS)
+    ]
+    for client in clients:
+        client.wait()
+    elapsed = watch.elapsed()
+    server.kill()
+    total = ECHO_CLIENTS * trips
+    return result(total / elapsed, round_trips=total, seconds=elapsed)
+
+
+async def tcp_echo_asyncio(aio, p):
+    trips = p.size(ECHO_TRIPS)
+
+    async def handle(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def client(port):
+        reader, writer = await aio.open_connection("127.0.0.1", port)
+        for _ in range(trips):
+            writer.write(ECHO_MESSAGE)
+            await reader.readexactly(len(ECHO_MESSAGE))
+        writer.close()
+
+    server = await aio.start_server(handle, "127.0.0.1", 0, backlog=BACKLOG)
+    port = server.sockets[0].getsockname()[1]
+    watch = Stopwatch()
+    await aio.gather(*[client(port) for _ in range(ECHO_CLIENTS)])
+    elapsed = watch.elapsed()
+    server.close()
+    total = ECHO_CLIENTS * trips
+    return result(total / elapsed, round_trips=total, seconds=elapsed)
+
+
+register(
+    Workload(
+        "tcp_echo",
+        f"TCP echo, {ECHO_CLIENTS} clients x 64 B",
+        "round trips/s",
+        gevent=tcp_echo_gevent,
+        eventlet=tcp_echo_eventlet,
+        asyncio=tcp_echo_asyncio,
+    )
+)
+
+
+# --- 8. HTTP keep-alive under wrk ---------------------------------------------------------
+#
+# Servers: a StreamServer whose blocking-style handler counts complete requests
+# (GET, no body: each ends with a blank line) and answers each with a fixed
+# keep-alive response; and a WSGI hello world on the library's WSGI server.
+
+HTTP_BODY = b"Hello, World!"
+HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(HTTP_BODY),
+    HTTP_BODY,
+)
+REQUEST_END = b"\r\n\r\n"
+
+
+def complete_requests(buffer: bytes) -> tuple[int, bytes]:
+    """Count the whole requests in *buffer*; return that and the unfinished tail."""
+    count = buffer.count(REQUEST_END)
+    if count:
+        buffer = buffer[buffer.rindex(REQUEST_END) + len(REQUEST_END) :]
+    return count, buffer
+
+
+def _http_handler(sock, _address):
+    nodelay(sock)
+    pending = b""
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            count, pending = complete_requests(pending + data)
+            if count:  # answers pipelined requests too
+                sock.sendall(HTTP_RESPONSE * count)
+    finally:
+        sock.close()
+
+
+def hello_app(environ, start_response):
+    start_response(
+        "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(HTTP_BODY)))]
+    )
+    return [HTTP_BODY]
+
+
+# Every server gets TCP_NODELAY unless the variant asks for the server's own
+# default: gevent's pywsgi writes headers and body with two send() calls, and
+# without TCP_NODELAY every keep-alive response then waits ~40 ms for the
+# client's delayed ACK (Nagle), which would measure a TCP timer, not a server.
+
+
+def serve_stream_gevent(g, announce, tcp_nodelay):
+    StreamServer = submodule(g, "server").StreamServer
+    listener = listening_socket(submodule(g, "socket"), tcp_nodelay)
+    server = StreamServer(listener, _http_handler)
+    server.start()
+    announce(listener.getsockname()[1])
+    server.serve_forever()
+
+
+def serve_wsgi_gevent(g, announce, tcp_nodelay):
+    WSGIServer = submodule(g, "pywsgi").WSGIServer
+    listener = listening_socket(submodule(g, "socket"), tcp_nodelay)
+    try:
+        server = WSGIServer(listener, hello_app, log=None)  # no access log
+    except TypeError:  # a server without the ``log`` knob
+        server = WSGIServer(listener, hello_app)
+    server.start()
+    announce(listener.getsockname()[1])
+    server.serve_forever()
+
+
+def _eventlet_listener(eventlet, tcp_nodelay):
+    listener = eventlet.listen(("127.0.0.1", 0), backlog=BACKLOG)
+    if tcp_nodelay:
+        nodelay(listener)
+    return listener
+
+
+def serve_stream_eventlet(eventlet, announce, tcp_nodelay):
+    listener = _eventlet_listener(eventlet, tcp_nodelay)
+    announce(listener.getsockname()[1])
+    eventlet.serve(listener, _http_handler)
+
+
+def serve_wsgi_eventlet(eventlet, announce, tcp_nodelay):
+    wsgi = submodule(eventlet, "wsgi")
+    listener = _eventlet_listener(eventlet, tcp_nodelay)
+    announce(listener.getsockname()[1])
+    wsgi.server(listener, hello_app, log_output=False)
+
+
+async def serve_stream_asyncio(aio, announce, tcp_nodelay):
+    # asyncio turns TCP_NODELAY on for every TCP transport, whatever we ask.
+    async def handle(reader, writer):
+        pending = b""
+        while data := await reader.read(65536):
+            count, pending = complete_requests(pending + data)
+            if count:
+                writer.write(HTTP_RESPONSE * count)
+                await writer.drain()
+        writer.close()
+
+    server = await aio.start_server(handle, "127.0.0.1", 0, backlog=BACKLOG)
+    announce(server.sockets[0].getsockname()[1])
+    await server.serve_forever()
+
+
+SERVERS = {
+    "stream": {
+        "gevent": serve_stream_gevent,
+        "eventlet": serve_stream_eventlet,
+        "asyncio": serve_stream_asyncio,
+    },
+    # asyncio ships no WSGI server, so it has no row here.
+    "wsgi": {"gevent": serve_wsgi_gevent, "eventlet": serve_wsgi_eventlet},
+}
+
+WRK_CONNECTIONS = 100
+WRK_THREADS = 2
+
+
+def _wait_for_port(server: subprocess.Popen, timeout: float) -> int:
+    ready, _, _ = select.select([server.stdout], [], [], timeout)
+    line = server.stdout.readline() if ready else ""
+    if not line:
+        raise RuntimeError("server did not announce a port")
+    message = json.loads(line)
+    if "skip" in message:
+        raise Skip(message["skip"])
+    return message["port"]
+
+
+def _check_http(port: int) -> None:
+    """Two requests on one connection: the server must be correct before it is fast."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/")
+            reply = conn.getresponse()
+            body = reply.read()
+            if reply.status != 200 or body != HTTP_BODY:
+                raise RuntimeError(f"bad response: {reply.status} {body[:80]!r}")
+    finally:
+        conn.close()
+
+
+def _parse_wrk(output: str) -> dict[str, Any]:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if not rate:
+        raise RuntimeError(f"cannot parse wrk output:\n{output}")
+    parsed: dict[str, Any] = {"requests_per_s": float(rate.group(1))}
+    total = re.search(r"(\d+) requests in", output)
+    if total:
+        parsed["requests"] = int(total.group(1))
+    errors = re.search(r"Socket errors: (.*)", output)
+    if errors:
+        parsed["socket_errors"] = errors.group(1).strip()
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non2xx:
+        parsed["non_2xx"] = int(non2xx.group(1))
+    latency = re.search(r"Latency\s+(\S+)", output)
+    if latency:
+        parsed["latency_avg"] = latency.group(1)
+    return parsed
+
+
+def http_driver(lib, p, kind, tcp_nodelay=True):
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise Skip("wrk not installed (apt-get install -y wrk)")
+    if FAMILY[lib] not in SERVERS[kind]:
+        raise Skip(f"{lib} has no {kind} server")
+    seconds = 1 if p.quick else 3
+    # stderr goes to a file: a server that logs every request must never
+    # block on a full pipe nobody reads.
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "serve", kind, lib]
+            + ([] if tcp_nodelay else ["--no-nodelay"]),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        try:
+            try:
+                port = _wait_for_port(server, timeout=30)
+                _check_http(port)
+            except (RuntimeError, OSError) as exc:
+                log.seek(0)
+                raise RuntimeError(f"{exc}; server stderr: {log.read()[-2000:]}") from None
+            run = subprocess.run(
+                [
+                    wrk,
+                    f"-t{WRK_THREADS}",
+                    f"-c{WRK_CONNECTIONS}",
+                    f"-d{seconds}s",
+                    f"http://127.0.0.1:{port}/",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=seconds + 60,
+            )
+            if run.returncode != 0:
+                raise RuntimeError(f"wrk failed: {run.stderr or run.stdout}")
+            parsed = _parse_wrk(run.stdout)
+        finally:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    return result(parsed.pop("requests_per_s"), **parsed)
+
+
+register(
+    Workload(
+        "http_stream",
+        f"HTTP keep-alive StreamServer, wrk -c{WRK_CONNECTIONS}",
+        "req/s",
+        driver=http_driver,
+        args={"kind": "stream"},
+    )
+)
+register(
+    Workload(
+        "http_wsgi",
+        f"WSGI hello world, wrk -c{WRK_CONNECTIONS}",
+        "req/s",
+        driver=http_driver,
+        args={"kind": "wsgi"},
+    )
+)
+# The same without TCP_NODELAY: what a WSGI server does out of the box.
+register(
+    Workload(
+        "http_wsgi_nagle",
+        f"WSGI hello world, wrk -c{WRK_CONNECTIONS}, no TCP_NODELAY",
+        "req/s",
+        driver=http_driver,
+        args={"kind": "wsgi", "tcp_nodelay": False},
+        note="the no-TCP_NODELAY row keeps each server's default; gevent's pywsgi then waits"
+        " ~40 ms per response for a delayed ACK (it sends headers and body separately)",
+    )
+)
+
+
+# --- 9. memory per parked greenlet ---------------------------------------------------
+#
+# RSS grown by spawning `count` greenlets that each run a small function and
+# park in sleep(1000), the common shape of an idle connection handler with a
+# timeout.  A warm-up round parks a few first so one-time costs (hub, code
+# objects, first arenas) are not charged to the measured ones.  The cyclic GC
+# is off while spawning: with a million live objects its full collections make
+# the spawn take a minute, and nothing here creates cyclic garbage for it to
+# free (a gc.collect() still runs before each RSS reading).
+
+PARK_SECONDS = 1000
+WARMUP = 1000
+
+
+def _memory_result(before: int, after: int, count: int, seconds: float):
+    return result(
+        (after - before) / count, greenlets=count, rss_delta=after - before, spawn_seconds=seconds
+    )
+
+
+def memory_gevent(g, p, count):
+    n = p.size(count)
+    started = [0]
+
+    def park():
+        started[0] += 1
+        g.sleep(PARK_SECONDS)
+
+    def spawn_parked(k):
+        target = started[0] + k
+        glets = [g.spawn(park) for _ in range(k)]
+        while started[0] < target:
+            g.sleep(0)
+        return glets
+
+    warm = spawn_parked(WARMUP)
+    gc.collect()
+    gc.disable()  # see the section comment
+    before = rss_bytes()
+    watch = Stopwatch()
+    parked = spawn_parked(n)
+    seconds = watch.elapsed()
+    gc.collect()
+    after = rss_bytes()
+    del warm, parked
+    return _memory_result(before, after, n, seconds)
+
+
+def memory_eventlet(eventlet, p, count):
+    n = p.size(count)
+    started = [0]
+
+    def park():
+        started[0] += 1
+        eventlet.sleep(PARK_SECONDS)
+
+    def spawn_parked(k):
+        target = started[0] + k
+        threads = [eventlet.spawn(park) for _ in range(k)]
+        while started[0] < target:
+            eventlet.sleep(0)
+        return threads
+
+    warm = spawn_parked(WARMUP)
+    gc.collect()
+    gc.disable()  # see the section comment
+    before = rss_bytes()
+    watch = Stopwatch()
+    parked = spawn_parked(n)
+    seconds = watch.elapsed()
+    gc.collect()
+    after = rss_bytes()
+    del warm, parked
+    return _memory_result(before, after, n, seconds)
+
+
+async def memory_asyncio(aio, p, count):
+    n = p.size(count)
+    started = [0]
+
+    async def park():
+        started[0] += 1
+        await aio.sleep(PARK_SECONDS)
+
+    async def spawn_parked(k):
+        target = started[0] + k
+        tasks = [aio.create_task(park()) for _ in range(k)]
+        while started[0] < target:
+            await aio.sleep(0)
+        return tasks
+
+    warm = await spawn_parked(WARMUP)
+    gc.collect()
+    gc.disable()  # see the section comment
+    before = rss_bytes()
+    watch = Stopwatch()
+    parked = await spawn_parked(n)
+    seconds = watch.elapsed()
+    gc.collect()
+    after = rss_bytes()
+    del warm, parked
+    return _memory_result(before, after, n, seconds)
+
+
+for _suffix, _count in (("100k", 100_000), ("1m", 1_000_000)):
+    register(
+        Workload(
+            f"memory_{_suffix}",
+            f"memory per parked greenlet, {_suffix.upper()}",
+            "bytes/greenlet",
+            lower_is_better=True,
+            gevent=memory_gevent,
+            eventlet=memory_eventlet,
+            asyncio=memory_asyncio,
+            args={"count": _count},
+            note="RSS growth per greenlet (task) parked in sleep(1000); lower is better",
+        )
+    )
+
+
+# --- child process entry points -------------------------------------------------------
+
+
+def _import_library(lib: str):
+    try:
+        return importlib.import_module(lib)
+    except Exception as exc:  # not installed, or broken on this Python
+        raise Skip(f"cannot import {lib}: {exc}") from None
+
+
+def _run_coroutine(lib: str, coroutine):
+    # Not asyncio.run(): on the way out it cancels and unwinds every task
+    # still alive, which for a million parked tasks takes longer than the
+    # measurement.  The child exits with os._exit() right after anyway.
+    if lib == "uvloop":
+        loop = _import_library("uvloop").new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop.run_until_complete(coroutine)
+
+
+def run_workload(name: str, lib: str, quick: bool) -> dict[str, Any]:
+    workload = WORKLOADS[name]
+    params = Params(quick=quick)
+    if workload.driver is not None:
+        return workload.driver(lib, params, **workload.args)
+    implementation = workload.implementation(lib)
+    if implementation is None:
+        raise Skip(f"no {name} for {lib}")
+    module = _import_library("asyncio" if FAMILY[lib] == "asyncio" else lib)
+    if FAMILY[lib] == "asyncio":
+        return _run_coroutine(lib, implementation(module, params, **workload.args))
+    return implementation(module, params, **workload.args)
+
+
+def serve(kind: str, lib: str, tcp_nodelay: bool) -> None:
+    def announce(port):
+        print(json.dumps({"port": port}), flush=True)
+
+    try:
+        server = SERVERS[kind].get(FAMILY[lib])
+        if server is None:
+            raise Skip(f"{lib} has no {kind} server")
+        module = _import_library("asyncio" if FAMILY[lib] == "asyncio" else lib)
+        if FAMILY[lib] == "asyncio":
+            _run_coroutine(lib, server(module, announce, tcp_nodelay))
+        else:
+            server(module, announce, tcp_nodelay)
+    except Skip as exc:
+        print(json.dumps({"skip": str(exc)}), flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Run one benchmark workload (child of compare.py)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run WORKLOAD on LIB and print one JSON line")
+    run.add_argument("workload", choices=sorted(WORKLOADS))
+    run.add_argument("lib", choices=list(FAMILY))
+    run.add_argument("--quick", action="store_true")
+    srv = sub.add_parser("serve", help="serve HTTP for the wrk workloads")
+    srv.add_argument("kind", choices=sorted(SERVERS))
+    srv.add_argument("lib", choices=list(FAMILY))
+    srv.add_argument("--no-nodelay", dest="tcp_nodelay", action="store_false")
+    args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        serve(args.kind, args.lib, args.tcp_nodelay)
+        return
+    try:
+        outcome = run_workload(args.workload, args.lib, args.quick)
+    except Skip as exc:
+        outcome = {"skip": str(exc)}
+    print(json.dumps(outcome), flush=True)
+    sys.stderr.flush()
+    # Skip interpreter teardown: unwinding a million parked greenlets (or
+    # pending timers) takes longer than the measurement and proves nothing.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

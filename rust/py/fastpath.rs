@@ -41,7 +41,11 @@ thread_local! {
 pub(crate) fn _set_current_hub(hub: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
     let entry = match hub {
         Some(h) => {
+            if !greenlet_api::is_greenlet(h.py(), h)? {
+                return Err(PyTypeError::new_err("the hub must be a greenlet"));
+            }
             let lp = h.getattr(intern!(h.py(), "loop"))?.cast_into::<Loop>()?;
+            lp.get().check_owner()?;
             Some((h.clone().unbind(), lp.unbind()))
         }
         None => None,
@@ -51,8 +55,9 @@ pub(crate) fn _set_current_hub(hub: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
     Ok(())
 }
 
-/// This thread's hub and loop: the registered pair, else via the Python state.
-fn hub_and_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, Loop>)> {
+/// This thread's hub and loop: the registered pair (trusted: a greenlet whose
+/// loop this thread owns, checked at registration), else via the Python state.
+fn hub_and_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, Loop>, bool)> {
     let cached = CURRENT.with(|c| {
         c.borrow()
             .as_ref()
@@ -60,7 +65,7 @@ fn hub_and_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, Loop>)>
     });
     if let Some((h, l)) = cached {
         if !l.get().is_destroyed() {
-            return Ok((h.into_bound(py), l.into_bound(py)));
+            return Ok((h.into_bound(py), l.into_bound(py), true));
         }
         // Destroyed behind our back (e.g. from another thread): forget it.
         let old = CURRENT.with(|c| c.replace(None));
@@ -68,7 +73,7 @@ fn hub_and_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, Loop>)>
     }
     let hub = current_hub(py)?;
     let lp = hub.getattr(intern!(py, "loop"))?.cast_into::<Loop>()?;
-    Ok((hub, lp))
+    Ok((hub, lp, false))
 }
 static GET_HUB: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -162,9 +167,9 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
 #[pyo3(signature = (seconds = Seconds::ZERO, r#ref = true), text_signature = "(seconds=0, ref=True)")]
 pub(crate) fn sleep(py: Python<'_>, seconds: Seconds, r#ref: bool) -> PyResult<()> {
     let secs = seconds.0;
-    let (hub, lp) = hub_and_loop(py)?;
+    let (hub, lp, trusted) = hub_and_loop(py)?;
     if secs <= 0.0 {
-        return lp.get().yield_current(py, &hub);
+        return lp.get().yield_current(py, &hub, trusted);
     }
     sleep_on_timer(py, &hub, lp, secs, r#ref)
 }

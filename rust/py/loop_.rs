@@ -1107,8 +1107,21 @@ impl Loop {
     }
 
     /// See `yield_now`.
-    pub(crate) fn yield_current(&self, py: Python<'_>, hub: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.check_usable()?;
+    /// `trusted_hub`: `hub` is this thread's registered hub (a greenlet, and
+    /// this loop's owner thread is the caller's), so those checks are skipped.
+    pub(crate) fn yield_current(
+        &self,
+        py: Python<'_>,
+        hub: &Bound<'_, PyAny>,
+        trusted_hub: bool,
+    ) -> PyResult<()> {
+        if trusted_hub {
+            if self.destroyed.get() {
+                return Err(Self::closed());
+            }
+        } else {
+            self.check_usable()?;
+        }
         let current = greenlet_api::getcurrent(py)?;
         if current.is(hub) {
             return Err(super::fastpath::blocking_from_hub(py));
@@ -1120,7 +1133,12 @@ impl Loop {
             glet: current.unbind(),
             seq,
         });
-        match greenlet_api::switch(py, hub) {
+        let switched = if trusted_hub {
+            greenlet_api::switch_known(py, greenlet_api::Greenlet(hub))
+        } else {
+            greenlet_api::switch(py, hub)
+        };
+        match switched {
             Ok(_) => Ok(()),
             Err(err) => {
                 // Woken by an exception (kill, Timeout): the queued resume
@@ -1449,7 +1467,7 @@ impl Loop {
     /// greenlet, switch to `hub`, and return once the loop resumes us.
     /// Raises `BlockingSwitchOutError` when called from `hub` itself.
     fn yield_now(&self, py: Python<'_>, hub: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.yield_current(py, hub)
+        self.yield_current(py, hub, false)
     }
 
     /// `run_callback` from any OS thread; wakes the loop.

@@ -617,6 +617,16 @@ impl Loop {
         Ok(())
     }
 
+    fn phase_watcher(
+        slf: &Bound<'_, Self>,
+        phase: Phase,
+        ref_: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<PhaseWatcher>> {
+        let watcher = PhaseWatcher::new(slf.clone().unbind(), phase, ref_, priority);
+        Py::new(slf.py(), watcher)
+    }
+
     /// Arms a `Timeout` in the wheel (see `py/timeout.rs`).
     pub(crate) fn timeout_arm(
         &self,
@@ -1551,10 +1561,7 @@ impl Loop {
         r#ref: bool,
         priority: Option<i32>,
     ) -> PyResult<Py<PhaseWatcher>> {
-        Py::new(
-            slf.py(),
-            PhaseWatcher::new(slf.clone().unbind(), Phase::Idle, r#ref, priority),
-        )
+        Self::phase_watcher(slf, Phase::Idle, r#ref, priority)
     }
 
     /// Runs its callback before each poll.
@@ -1564,10 +1571,7 @@ impl Loop {
         r#ref: bool,
         priority: Option<i32>,
     ) -> PyResult<Py<PhaseWatcher>> {
-        Py::new(
-            slf.py(),
-            PhaseWatcher::new(slf.clone().unbind(), Phase::Prepare, r#ref, priority),
-        )
+        Self::phase_watcher(slf, Phase::Prepare, r#ref, priority)
     }
 
     /// Runs its callback after each poll.
@@ -1577,10 +1581,7 @@ impl Loop {
         r#ref: bool,
         priority: Option<i32>,
     ) -> PyResult<Py<PhaseWatcher>> {
-        Py::new(
-            slf.py(),
-            PhaseWatcher::new(slf.clone().unbind(), Phase::Check, r#ref, priority),
-        )
+        Self::phase_watcher(slf, Phase::Check, r#ref, priority)
     }
 
     /// Tell the loop `fd` is about to be closed: drops its kernel

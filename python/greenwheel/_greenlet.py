@@ -103,18 +103,22 @@ class _SpawnedLink:
 
     Its own greenlet lets the callback block (sleep, join...) without
     blocking the hub.  Compares equal to the wrapped callable so that
-    ``unlink(callback)`` finds it.
+    ``unlink(callback)`` finds it.  *when*: None fires always, True only if
+    the source succeeded (link_value), False only if it failed
+    (link_exception).
     """
 
-    __slots__ = ("callback",)
+    __slots__ = ("callback", "when")
 
-    def __init__(self, callback):
+    def __init__(self, callback, when=None):
         if not callable(callback):
             raise TypeError("Expected callable: %r" % (callback,))
         self.callback = callback
+        self.when = when
 
     def __call__(self, source):
-        _RawGreenlet(self.callback, source.parent).switch(source)
+        if self.when is None or source.successful() is self.when:
+            _RawGreenlet(self.callback, source.parent).switch(source)
 
     def __hash__(self):
         return hash(self.callback)
@@ -124,22 +128,6 @@ class _SpawnedLink:
 
     def __repr__(self):
         return repr(self.callback)
-
-
-class _SuccessSpawnedLink(_SpawnedLink):
-    __slots__ = ()
-
-    def __call__(self, source):
-        if source.successful():
-            _SpawnedLink.__call__(self, source)
-
-
-class _FailureSpawnedLink(_SpawnedLink):
-    __slots__ = ()
-
-    def __call__(self, source):
-        if not source.successful():
-            _SpawnedLink.__call__(self, source)
 
 
 def _linked_exception(source):
@@ -154,15 +142,19 @@ class _GreenletLink:
     """Raises a LinkedExited exception in a receiving greenlet (gevent 0.13 links).
 
     Compares equal to the receiving greenlet so that ``unlink(receiver)``
-    (and ``unlink()`` from the receiver itself) finds it.
+    (and ``unlink()`` from the receiver itself) finds it.  *when* filters as
+    for :class:`_SpawnedLink`.
     """
 
-    __slots__ = ("greenlet",)
+    __slots__ = ("greenlet", "when")
 
-    def __init__(self, greenlet):
+    def __init__(self, greenlet, when=None):
         self.greenlet = greenlet
+        self.when = when
 
     def __call__(self, source):
+        if self.when is not None and source.successful() is not self.when:
+            return
         receiver = self.greenlet
         # Throwing into a dead greenlet would raise in its parent instead.
         if not receiver.dead:
@@ -176,22 +168,6 @@ class _GreenletLink:
 
     def __repr__(self):
         return repr(self.greenlet)
-
-
-class _SuccessGreenletLink(_GreenletLink):
-    __slots__ = ()
-
-    def __call__(self, source):
-        if source.successful():
-            _GreenletLink.__call__(self, source)
-
-
-class _FailureGreenletLink(_GreenletLink):
-    __slots__ = ()
-
-    def __call__(self, source):
-        if not source.successful():
-            _GreenletLink.__call__(self, source)
 
 
 def _as_exc_info(exception):
@@ -604,7 +580,7 @@ class Greenlet(_RawGreenlet):
         if self._notifier is None and self.ready():
             self._notifier = self.parent.loop.run_callback(self._notify_links)
 
-    def link(self, receiver=None, _GreenletLink=_GreenletLink, _SpawnedLink=_SpawnedLink):
+    def link(self, receiver=None, _when=None):
         """Notify *receiver* when this greenlet ends.
 
         * A callable is called with this greenlet, in a new greenlet.
@@ -615,25 +591,25 @@ class Greenlet(_RawGreenlet):
         """
         current = getcurrent()
         if receiver is None or receiver is current:
-            link = _GreenletLink(current)
+            link = _GreenletLink(current, _when)
             if self.ready():
                 link(self)
                 return
         elif isinstance(receiver, _RawGreenlet):
-            link = _GreenletLink(receiver)
+            link = _GreenletLink(receiver, _when)
         elif callable(receiver):
-            link = _SpawnedLink(receiver)
+            link = _SpawnedLink(receiver, _when)
         else:
             raise TypeError("Expected callable or greenlet: %r" % (receiver,))
         self.rawlink(link)
 
     def link_value(self, receiver=None):
         """Like :meth:`link`, but only if the greenlet ends successfully."""
-        self.link(receiver, _SuccessGreenletLink, _SuccessSpawnedLink)
+        self.link(receiver, True)
 
     def link_exception(self, receiver=None):
         """Like :meth:`link`, but only if the greenlet dies with an exception."""
-        self.link(receiver, _FailureGreenletLink, _FailureSpawnedLink)
+        self.link(receiver, False)
 
     def unlink(self, receiver=None):
         """Remove a link added by :meth:`link` / :meth:`rawlink` (default: the caller's)."""

@@ -30,6 +30,8 @@ __all__ = [
     "parse_chunk_size",
     "HttpParseError",
     "TooManyHeaders",
+    "recv_nowait",
+    "send_nowait",
 ]
 
 __version__: Final[str]
@@ -301,3 +303,10 @@ def parse_request(
 def parse_chunk_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
     """Parse a chunk-size line at the start of *data*: None while incomplete,
     else ``(line_length, chunk_size)``."""
+
+def recv_nowait(fd: int, bufsize: int, flags: int = 0) -> bytes | None:
+    """``recv()`` on a non-blocking fd: the bytes read (``b""`` at EOF), or None
+    if it would block. Other errors raise OSError with the errno."""
+
+def send_nowait(fd: int, data: bytes | bytearray | memoryview, flags: int = 0) -> int | None:
+    """``send()`` on a non-blocking fd: bytes sent, or None if it would block."""

@@ -34,6 +34,8 @@ from time import monotonic as _monotonic
 
 from greenlet import getcurrent
 
+from ._core import recv_nowait as _recv_nowait
+from ._core import send_nowait as _send_nowait
 from ._exceptions import BlockingSwitchOutError, ConcurrentObjectUseError
 from ._hub import _check_seconds, get_hub
 from ._threadpool import get_threadpool  # noqa: F401 - kept importable from here
@@ -339,11 +341,13 @@ class socket(_std_socket):
     # -- receiving -----------------------------------------------------------------
 
     def recv(self, bufsize, flags=0):
-        try:
-            return _ss_recv(self, bufsize, flags)
-        except BlockingIOError:
-            if self.timeout == 0.0:
-                raise
+        # The Rust helper reports "would block" as None: no exception raised
+        # and caught on every wait, which costs more than the system call.
+        data = _recv_nowait(self.fileno(), bufsize, flags)
+        if data is not None:
+            return data
+        if self.timeout == 0.0:
+            raise BlockingIOError(EAGAIN, "Resource temporarily unavailable")
         return self._retry(_ss_recv, (bufsize, flags), _READ)
 
     def recv_into(self, buffer, nbytes=0, flags=0):
@@ -393,11 +397,11 @@ class socket(_std_socket):
     # -- sending --------------------------------------------------------------------
 
     def send(self, data, flags=0):
-        try:
-            return _ss_send(self, data, flags)
-        except BlockingIOError:
-            if self.timeout == 0.0:
-                raise
+        sent = _send_nowait(self.fileno(), data, flags)
+        if sent is not None:
+            return sent
+        if self.timeout == 0.0:
+            raise BlockingIOError(EAGAIN, "Resource temporarily unavailable")
         return self._retry(_ss_send, (data, flags), _WRITE)
 
     def sendto(self, *args):
@@ -422,10 +426,7 @@ class socket(_std_socket):
         """Send all of *data*; the timeout bounds the whole call, as in the stdlib."""
         if self.timeout == 0.0:
             return _ss_sendall(self, data, flags)
-        try:
-            sent = _ss_send(self, data, flags)
-        except BlockingIOError:
-            sent = 0
+        sent = _send_nowait(self.fileno(), data, flags) or 0
         if type(data) is bytes and sent == len(data):
             return None
         with memoryview(data) as view:

@@ -22,6 +22,7 @@ mod fastpath;
 mod greenlet_api;
 mod http;
 mod loop_;
+mod sockio;
 mod sync;
 mod timeout;
 mod watchers;
@@ -53,5 +54,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<timeout::Timeout>()?;
     timeout::install_init(m.py())?;
     http::register(m)?;
+    sockio::register(m)?;
     Ok(())
 }

@@ -6,8 +6,8 @@ they can be joined or killed together, and offers map/imap/apply helpers.
 until a member ends.
 
 The small synchronisation helpers at the top (:class:`_Semaphore`,
-:class:`_Flag`, :class:`_ResultQueue`) are private on purpose: the public
-lock/event/queue modules are written separately on top of the hub.
+:class:`_ResultQueue`) are private: they need only the hub; the "group is
+empty" flag is a :class:`greenwheel.event.Event`.
 """
 
 from collections import deque
@@ -15,6 +15,7 @@ from queue import Full as _QueueFull
 
 from greenlet import GreenletExit, getcurrent
 
+from ._event import Event
 from ._greenlet import Greenlet, joinall
 from ._hub import Waiter, get_hub
 from ._hub import kill as _kill_raw
@@ -101,42 +102,6 @@ class _Semaphore:
             watchers, self._watchers = self._watchers, []
             for waiter in watchers:
                 waiter.switch(True)
-
-
-class _Flag:
-    """A settable flag that greenlets can wait on (the "group is empty" signal)."""
-
-    __slots__ = ("_value", "_waiters")
-
-    def __init__(self, value=False):
-        self._value = value
-        self._waiters = []
-
-    def is_set(self):
-        return self._value
-
-    def set(self):
-        self._value = True
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            loop = get_hub().loop
-            for waiter in waiters:
-                loop.run_callback(waiter.switch, True)
-
-    def clear(self):
-        self._value = False
-
-    def wait(self, timeout=None):
-        """True once the flag has been set (at least momentarily); False on timeout."""
-        if self._value:
-            return True
-        waiter = Waiter()
-        self._waiters.append(waiter)
-        try:
-            return _wait_on(waiter, timeout)
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
 
 
 class _ResultQueue:
@@ -343,7 +308,8 @@ class Group:
             raise TypeError("Group() takes at most one iterable of greenlets")
         self.greenlets = set()
         self.dying = set()
-        self._empty_event = _Flag(True)
+        self._empty_event = Event()
+        self._empty_event.set()
         if args:
             for glet in args[0]:
                 self.add(glet)

@@ -15,6 +15,7 @@ import os
 import sys
 from collections import deque
 
+from ._event import Event
 from ._greenlet import Greenlet
 from ._hub import Waiter, get_hub, getcurrent, kill, spawn_raw
 from ._socket import _ss_accept, _ss_recvfrom, socket
@@ -30,42 +31,6 @@ _TCP_NODELAY = getattr(_socket, "TCP_NODELAY", None)
 
 
 # --- small private synchronisation helpers -----------------------------------------
-
-
-class _Flag:
-    """A flag greenlets can wait on (the server's "stopped" state)."""
-
-    __slots__ = ("_value", "_waiters")
-
-    def __init__(self, value=False):
-        self._value = value
-        self._waiters = []
-
-    def is_set(self):
-        return self._value
-
-    def set(self):
-        self._value = True
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            loop = get_hub().loop
-            for waiter in waiters:
-                # Waiter.switch must run in the hub: go through the loop.
-                loop.run_callback(waiter.switch, True)
-
-    def clear(self):
-        self._value = False
-
-    def wait(self):
-        if self._value:
-            return True
-        waiter = Waiter()
-        self._waiters.append(waiter)
-        try:
-            return waiter.get()
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
 
 
 class _Lock:
@@ -178,7 +143,8 @@ class BaseServer:
     _spawn = Greenlet.spawn
 
     def __init__(self, listener, handle=None, spawn="default"):
-        self._stop_event = _Flag(True)
+        self._stop_event = Event()
+        self._stop_event.set()
         self._watcher = None
         self._timer = None
         self._handle = None

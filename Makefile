@@ -26,7 +26,8 @@ test-rust: ## cargo test on the pure-Rust core (wheel, poller, clock)
 	cargo test --quiet
 
 test-py: ## pytest on the Python package (needs `make build`)
-	$(PYTHON) -m pytest -q
+	@# Exit code 5 means pytest collected no tests: a broken suite, so it fails.
+	$(PYTHON) -m pytest -q || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
 
 bench: build bench-rust bench-py ## Every benchmark: criterion, then greenwheel vs gevent/asyncio side by side
 

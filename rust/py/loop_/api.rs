@@ -1,0 +1,471 @@
+//! The Python-facing methods of `Loop` (see `greenwheel/_core.pyi`).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::os::unix::io::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::PyTraverseError;
+
+use super::{close_fds, make_pipe, Loop, Queued, State, TimerEntry};
+use crate::clock::{monotonic_ns, ns_to_secs};
+use crate::poller::{Poller, READ};
+use crate::py::async_watcher::{lock, AsyncWatcher, Shared};
+use crate::py::callback::Callback;
+use crate::py::errors::os_error;
+use crate::py::greenlet_api;
+use crate::py::sync::{BoolCell, Guarded, I32Cell, IsizeCell, U64Cell};
+use crate::py::watchers::{IoWatcher, Phase, PhaseWatcher, SignalWatcher, TimerWatcher};
+use crate::wheel::TimerWheel;
+
+#[pymethods]
+impl Loop {
+    #[new]
+    #[pyo3(signature = (flags = None, default = None))]
+    fn new(
+        py: Python<'_>,
+        flags: Option<&Bound<'_, PyAny>>,
+        default: Option<bool>,
+    ) -> PyResult<Self> {
+        let _ = flags; // libev backend flags: the backend here is always epoll/kqueue
+        let is_main = py
+            .import("threading")?
+            .call_method0("current_thread")?
+            .is(&py.import("threading")?.call_method0("main_thread")?);
+        let poller = Poller::new().map_err(os_error)?;
+        let (sig_read, sig_write) = make_pipe().map_err(os_error)?;
+        let shared = Arc::new(Shared::new(poller.waker()));
+        let mut st = State {
+            wheel: TimerWheel::new(monotonic_ns()),
+            poller,
+            fds: HashMap::new(),
+            asyncs: Vec::new(),
+            signals: BTreeMap::new(),
+            prepare: Vec::new(),
+            check: Vec::new(),
+            idle: Vec::new(),
+            ready: Vec::new(),
+            carry: Vec::new(),
+            last_poll_ns: 0,
+            inflight_sleeps: HashSet::new(),
+            sig_read,
+        };
+        if let Err(e) = st.poller.arm(sig_read, READ) {
+            close_fds(&[sig_read, sig_write]);
+            return Err(os_error(e));
+        }
+        Ok(Loop {
+            state: Guarded::new(Some(st)),
+            callbacks: Guarded::new(VecDeque::new()),
+            resume_seq: U64Cell::new(0),
+            requeued_sleeps: U64Cell::new(0),
+            error_handler: Guarded::new(None),
+            shared,
+            activecnt: IsizeCell::new(0),
+            now_ns: U64Cell::new(monotonic_ns()),
+            iteration: U64Cell::new(0),
+            break_requested: BoolCell::new(false),
+            destroyed: BoolCell::new(false),
+            signal_pending: BoolCell::new(false),
+            default: default.unwrap_or(is_main) && is_main,
+            sig_write: I32Cell::new(sig_write),
+        })
+    }
+
+    /// An object with `handle_error(context, type, value, tb)`, or None.
+    #[getter]
+    fn error_handler(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.error_handler
+            .borrow()
+            .as_ref()
+            .map(|h| h.clone_ref(py))
+    }
+
+    #[setter]
+    fn set_error_handler(&self, value: Option<Py<PyAny>>) {
+        let old = self.error_handler.replace(value);
+        drop(old);
+    }
+
+    /// True for the main thread's loop.
+    #[getter]
+    fn default(&self) -> bool {
+        self.default
+    }
+
+    /// A non-zero identifier while the loop is alive (0 after destroy).
+    #[getter]
+    fn ptr(slf: &Bound<'_, Self>) -> usize {
+        if slf.get().state.borrow().is_some() {
+            slf.as_ptr() as usize
+        } else {
+            0
+        }
+    }
+
+    /// How many passes the loop has made.
+    #[getter]
+    fn iteration(&self) -> u64 {
+        self.iteration.get()
+    }
+
+    /// Callbacks waiting to run.
+    #[getter]
+    fn pendingcnt(&self) -> usize {
+        self.callbacks.borrow_mut().len()
+    }
+
+    /// Referenced active watchers.
+    #[getter]
+    fn activecnt(&self) -> isize {
+        self.activecnt.get()
+    }
+
+    /// Timers armed in the wheel (referenced or not).
+    #[getter]
+    fn timer_count(&self) -> PyResult<usize> {
+        self.with_state(|st| st.wheel.len())
+    }
+
+    /// Write end of the signal wake-up pipe, for `signal.set_wakeup_fd`.
+    #[getter]
+    fn sigfd(&self) -> RawFd {
+        self.sig_write.get()
+    }
+
+    /// Cached loop time in seconds (monotonic), updated once per iteration.
+    fn now(&self) -> f64 {
+        ns_to_secs(self.now_ns.get())
+    }
+
+    /// Refresh the cached time.
+    fn update_now(&self) {
+        self.refresh_now();
+    }
+
+    /// Same as `update_now()` (libuv naming).
+    fn update(&self) {
+        self.refresh_now();
+    }
+
+    /// Run until nothing referenced is left, `break_()`, or one pass with
+    /// `once`/`nowait`. Returns True if referenced work remains.
+    #[pyo3(signature = (nowait = false, once = false))]
+    fn run(&self, py: Python<'_>, nowait: bool, once: bool) -> PyResult<bool> {
+        self.check_usable()?;
+        self.break_requested.set(false);
+        loop {
+            self.run_callbacks(py)?;
+            if self.break_requested.replace(false) {
+                break;
+            }
+            self.run_phase(py, Phase::Prepare)?;
+            // Like libev, `once`/`nowait` always make one pass (that pass does
+            // not block when nothing referenced is left).
+            if self.activecnt.get() <= 0 && !self.has_callbacks() && !(nowait || once) {
+                return Ok(false);
+            }
+            self.pass(py, nowait, once)?;
+            if nowait || once || self.break_requested.replace(false) {
+                break;
+            }
+        }
+        Ok(self.activecnt.get() > 0 || self.has_callbacks())
+    }
+
+    /// Make `run()` return after the current pass.
+    #[pyo3(signature = (how = 2))]
+    fn break_(&self, how: i32) {
+        let _ = how;
+        self.break_requested.set(true);
+    }
+
+    /// Queue `func(*args)` to run at the next pass (FIFO).
+    #[pyo3(signature = (func, *args))]
+    fn run_callback(
+        &self,
+        py: Python<'_>,
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Callback>> {
+        self.check_usable()?;
+        crate::py::errors::check_callable(func)?;
+        let cb = Py::new(
+            py,
+            Callback::new(func.clone().unbind(), args.clone().unbind()),
+        )?;
+        self.callbacks
+            .borrow_mut()
+            .push_back(Queued::Call(cb.clone_ref(py)));
+        Ok(cb)
+    }
+
+    /// Switch into greenlet `glet` (not started yet) at the next pass, in
+    /// FIFO order with the other callbacks. Skipped if `glet` has started by
+    /// then (someone switched into it directly). Cheaper than
+    /// `run_callback(glet.switch)`: no bound method, no `Callback` object.
+    fn start_soon(&self, glet: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check_usable()?;
+        if !greenlet_api::is_greenlet(glet.py(), glet)? {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "expected a greenlet, not {}",
+                glet.get_type().name()?
+            )));
+        }
+        self.callbacks
+            .borrow_mut()
+            .push_back(Queued::Start(glet.clone().unbind()));
+        Ok(())
+    }
+
+    /// `sleep(0)` for greenlet `hub`'s children: queue a resume of the current
+    /// greenlet, switch to `hub`, and return once the loop resumes us.
+    /// Raises `BlockingSwitchOutError` when called from `hub` itself.
+    fn yield_now(&self, py: Python<'_>, hub: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.yield_current(py, hub, false)
+    }
+
+    /// `run_callback` from any OS thread; wakes the loop.
+    #[pyo3(signature = (func, *args))]
+    fn run_callback_threadsafe(
+        &self,
+        func: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        if self.destroyed.get() {
+            return Err(Self::closed());
+        }
+        crate::py::errors::check_callable(func)?;
+        lock(&self.shared.threadsafe).push((func.clone().unbind(), args.clone().unbind()));
+        self.shared.wake();
+        Ok(())
+    }
+
+    /// A timer `after` seconds from its start; `repeat` > 0 re-arms it.
+    #[pyo3(signature = (after, repeat = 0.0, r#ref = true, priority = None), text_signature = "($self, after, repeat=0.0, ref=True, priority=None)")]
+    fn timer(
+        slf: &Bound<'_, Self>,
+        after: f64,
+        repeat: f64,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<TimerWatcher>> {
+        Py::new(
+            slf.py(),
+            TimerWatcher::new(slf.clone().unbind(), after, repeat, r#ref, priority)?,
+        )
+    }
+
+    /// Watch `fd` for `events` (READ, WRITE or both).
+    #[pyo3(signature = (fd, events, r#ref = true, priority = None), text_signature = "($self, fd, events, ref=True, priority=None)")]
+    fn io(
+        slf: &Bound<'_, Self>,
+        fd: i64,
+        events: i64,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<IoWatcher>> {
+        Py::new(
+            slf.py(),
+            IoWatcher::new(slf.clone().unbind(), fd, events, r#ref, priority)?,
+        )
+    }
+
+    /// A watcher whose `send()` may be called from any thread.
+    #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
+    fn async_(
+        slf: &Bound<'_, Self>,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<AsyncWatcher>> {
+        let shared = Arc::clone(&slf.get().shared);
+        Py::new(
+            slf.py(),
+            AsyncWatcher::new(slf.clone().unbind(), shared, r#ref, priority),
+        )
+    }
+
+    /// Run a callback from the loop when `signum` arrives (main thread only).
+    #[pyo3(signature = (signum, r#ref = true, priority = None), text_signature = "($self, signum, ref=True, priority=None)")]
+    fn signal(
+        slf: &Bound<'_, Self>,
+        signum: i32,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<SignalWatcher>> {
+        Py::new(
+            slf.py(),
+            SignalWatcher::new(slf.clone().unbind(), signum, r#ref, priority)?,
+        )
+    }
+
+    /// Runs its callback on passes that would otherwise block.
+    #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
+    fn idle(
+        slf: &Bound<'_, Self>,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<PhaseWatcher>> {
+        Self::phase_watcher(slf, Phase::Idle, r#ref, priority)
+    }
+
+    /// Runs its callback before each poll.
+    #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
+    fn prepare(
+        slf: &Bound<'_, Self>,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<PhaseWatcher>> {
+        Self::phase_watcher(slf, Phase::Prepare, r#ref, priority)
+    }
+
+    /// Runs its callback after each poll.
+    #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
+    fn check(
+        slf: &Bound<'_, Self>,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<PhaseWatcher>> {
+        Self::phase_watcher(slf, Phase::Check, r#ref, priority)
+    }
+
+    /// Tell the loop `fd` is about to be closed: drops its kernel
+    /// registration. Returns True if watchers were still active on it.
+    fn closing_fd(&self, fd: i64) -> PyResult<bool> {
+        self.check_usable()?;
+        let Ok(fd) = RawFd::try_from(fd) else {
+            return Ok(false);
+        };
+        self.with_state(|st| {
+            st.poller.forget(fd);
+            st.fds.get(&fd).is_some_and(|e| !e.watchers.is_empty())
+        })
+    }
+
+    /// Re-create the poller after `os.fork()`, re-registering active fds.
+    /// The signal pipe is re-created too (the child must not share it with
+    /// the parent), so `sigfd` changes: re-install it with
+    /// `signal.set_wakeup_fd` after calling this.
+    fn reinit(&self) -> PyResult<()> {
+        self.check_usable()?;
+        let waker = self
+            .with_state(|st| st.poller.reinit())?
+            .map_err(os_error)?;
+        self.shared.replace_waker(Some(waker));
+        let (sig_read, sig_write) = make_pipe().map_err(os_error)?;
+        let old_read = self.with_state(|st| {
+            st.poller.forget(st.sig_read);
+            std::mem::replace(&mut st.sig_read, sig_read)
+        })?;
+        close_fds(&[old_read, self.sig_write.replace(sig_write)]);
+        self.with_state(|st| st.poller.arm(sig_read, READ))?
+            .map_err(os_error)?;
+        // Anything sent before the fork may have hit the old waker.
+        self.shared.async_pending.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The epoll/kqueue descriptor, or -1 after destroy.
+    fn fileno(&self) -> RawFd {
+        self.state
+            .borrow()
+            .as_ref()
+            .map_or(-1, |st| st.poller.fileno())
+    }
+
+    /// Stop every watcher and free the poller; the loop is unusable after.
+    fn destroy(&self, py: Python<'_>) -> PyResult<()> {
+        self.shared.check_owner()?;
+        self.teardown(py, true)
+    }
+
+    /// Route an exception to `error_handler` (or print it).
+    fn handle_error(
+        &self,
+        py: Python<'_>,
+        context: &Bound<'_, PyAny>,
+        r#type: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        tb: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let _ = (r#type, tb);
+        let err = PyErr::from_value(value.clone());
+        self.report(py, context, err)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        let this = slf.get();
+        format!(
+            "<greenwheel._core.Loop at {:#x} {}iteration={} pending={} active={}>",
+            slf.as_ptr() as usize,
+            if this.default { "default " } else { "" },
+            this.iteration.get(),
+            this.callbacks.borrow_mut().len(),
+            this.activecnt.get(),
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(h) = self.error_handler.try_borrow() {
+            visit.call(&*h)?;
+        }
+        if let Ok(cbs) = self.callbacks.try_borrow() {
+            for entry in cbs.iter() {
+                match entry {
+                    Queued::Call(cb) => visit.call(cb)?,
+                    Queued::Resume { glet, .. } => visit.call(glet)?,
+                    Queued::Start(glet) => visit.call(glet)?,
+                }
+            }
+        }
+        if let Ok(st) = self.state.try_borrow() {
+            if let Some(st) = st.as_ref() {
+                for entry in st.wheel.values() {
+                    match entry {
+                        TimerEntry::Watcher(t) => visit.call(t)?,
+                        TimerEntry::Timeout(t) => visit.call(t)?,
+                        TimerEntry::Sleep { glet, .. } => visit.call(glet)?,
+                    }
+                }
+                for e in st.fds.values() {
+                    for w in &e.watchers {
+                        visit.call(w)?;
+                    }
+                }
+                for w in &st.asyncs {
+                    visit.call(w)?;
+                }
+                for slot in st.signals.values() {
+                    visit.call(&slot.previous)?;
+                    for w in &slot.watchers {
+                        visit.call(w)?;
+                    }
+                }
+                for w in st
+                    .prepare
+                    .iter()
+                    .chain(st.check.iter())
+                    .chain(st.idle.iter())
+                {
+                    visit.call(w)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self, py: Python<'_>) {
+        let handler = self
+            .error_handler
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut h| h.take());
+        drop(handler);
+        if let Err(err) = self.teardown(py, false) {
+            err.write_unraisable(py, None);
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Fd watchers of the loop: registration with the poller, dispatch, and the
+//! re-arming that gives edge-triggered registrations level semantics.
+
+use std::os::unix::io::RawFd;
+
+use pyo3::prelude::*;
+
+use super::{same, FdEntry, Loop};
+use crate::poller::Ready;
+use crate::py::errors::os_error;
+use crate::py::greenlet_api;
+use crate::py::watchers::IoWatcher;
+
+impl Loop {
+    /// Starts an fd watcher. `known_unready`: the caller just saw the fd
+    /// would block (EAGAIN) for these events, so an existing edge-triggered
+    /// registration will report the next change and need not be re-armed
+    /// (saves an `epoll_ctl` per wait; see `IoWatcher.wait`).
+    pub(crate) fn io_start(&self, slf: &Bound<'_, IoWatcher>, known_unready: bool) -> PyResult<()> {
+        self.check_usable()?;
+        let w = slf.get();
+        if w.core.is_active() {
+            self.io_stop(slf.py(), w);
+        }
+        let fd = w.fd;
+        let result = self.with_state(|st| {
+            let entry = st.fds.entry(fd).or_insert_with(|| FdEntry {
+                watchers: Vec::new(),
+                needs_rearm: false,
+            });
+            entry.watchers.push(slf.clone().unbind());
+            let mask = Self::union_mask(&entry.watchers) | w.events.get();
+            let res = if known_unready && st.poller.covers(fd, mask) {
+                Ok(())
+            } else {
+                st.poller.arm(fd, mask)
+            };
+            match res {
+                Ok(()) => {
+                    if let Some(e) = st.fds.get_mut(&fd) {
+                        e.needs_rearm = false;
+                    }
+                    Ok(())
+                }
+                Err(err) => {
+                    let mut popped = None;
+                    if let Some(e) = st.fds.get_mut(&fd) {
+                        popped = e.watchers.pop();
+                        if e.watchers.is_empty() {
+                            st.fds.remove(&fd);
+                        }
+                    }
+                    Err((err, popped))
+                }
+            }
+        })?;
+        match result {
+            Ok(_) => {
+                w.core.mark_active(self, true);
+                Ok(())
+            }
+            Err((err, popped)) => {
+                drop(popped);
+                Err(os_error(err))
+            }
+        }
+    }
+
+    pub(super) fn union_mask(watchers: &[Py<IoWatcher>]) -> u8 {
+        watchers.iter().fold(0, |m, w| m | w.get().events.get())
+    }
+
+    pub(crate) fn io_stop(&self, py: Python<'_>, w: &IoWatcher) {
+        if !w.core.is_active() {
+            return;
+        }
+        w.core.mark_active(self, false);
+        let target: *const IoWatcher = w;
+        let mut removed = None;
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            if let Some(st) = st.as_mut() {
+                if let Some(entry) = st.fds.get_mut(&w.fd) {
+                    if let Some(pos) = entry.watchers.iter().position(|p| same(py, p, target)) {
+                        removed = Some(entry.watchers.remove(pos));
+                    }
+                    if entry.watchers.is_empty() {
+                        st.fds.remove(&w.fd);
+                        st.poller.disarm(w.fd);
+                    }
+                }
+            }
+        }
+        drop(removed);
+    }
+
+    /// Dispatches fd readiness collected by the last poll.
+    pub(super) fn dispatch_io(&self, py: Python<'_>, ready: &[Ready]) -> PyResult<bool> {
+        let mut any = false;
+        for (idx, r) in ready.iter().enumerate() {
+            let snapshot: Vec<Py<IoWatcher>> = {
+                let mut st = self.state.borrow_mut();
+                let Some(st) = st.as_mut() else {
+                    return Err(Self::closed());
+                };
+                match st.fds.get_mut(&r.fd) {
+                    Some(entry) => {
+                        entry.needs_rearm = true;
+                        entry.watchers.iter().map(|w| w.clone_ref(py)).collect()
+                    }
+                    None => continue, // stray edge for an fd nobody waits on
+                }
+            };
+            for w in &snapshot {
+                let w = w.get();
+                if w.core.is_active() && w.events.get() & r.events != 0 {
+                    w.core.set_pending(true);
+                }
+            }
+            for watcher in snapshot {
+                let w = watcher.get();
+                let hit = w.events.get() & r.events;
+                if !w.core.is_active() || hit == 0 || !w.core.take_pending() {
+                    continue;
+                }
+                any = true;
+                // Bind first: the lock must be released before any switch.
+                let resume = w.resume.borrow_mut().as_ref().map(|g| g.clone_ref(py));
+                let outcome = match resume {
+                    // `IoWatcher.wait`: switch straight into the waiting greenlet.
+                    Some(glet) => {
+                        let glet = glet.into_bound(py);
+                        match greenlet_api::switch_known(py, greenlet_api::Greenlet(&glet)) {
+                            Ok(_) => Ok(()),
+                            Err(err) => self.report(py, &glet, err),
+                        }
+                    }
+                    None => {
+                        let call = w.core.call_parts(py);
+                        let prefix = w.pass_events.get().then_some(hit);
+                        self.call_reporting(py, watcher.bind(py).as_any(), call, prefix)
+                    }
+                };
+                if let Err(e) = outcome {
+                    // Nothing taken from the kernel may be lost: re-arming
+                    // makes it report whatever is still ready on the next pass.
+                    self.rearm_after_unwind(py, &ready[idx..]);
+                    return Err(e);
+                }
+            }
+            self.rearm_fds(py, std::iter::once(r.fd))?;
+        }
+        Ok(any)
+    }
+
+    /// After an exception cut a dispatch short: clear stale `pending` flags
+    /// and re-arm every fd in `ready`, so their readiness is reported again.
+    pub(super) fn rearm_after_unwind(&self, py: Python<'_>, ready: &[Ready]) {
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            if let Some(st) = st.as_mut() {
+                for r in ready {
+                    if let Some(entry) = st.fds.get_mut(&r.fd) {
+                        entry.needs_rearm = true;
+                        for w in &entry.watchers {
+                            w.get().core.set_pending(false);
+                        }
+                    }
+                }
+            }
+        }
+        let _ = self.rearm_fds(py, ready.iter().map(|r| r.fd));
+    }
+
+    /// Re-arms fds that got an event and still have watchers (edge-triggered
+    /// registrations otherwise would not report remaining readiness).
+    pub(super) fn rearm_fds(
+        &self,
+        py: Python<'_>,
+        fds: impl Iterator<Item = RawFd>,
+    ) -> PyResult<()> {
+        let _ = py;
+        let mut st = self.state.borrow_mut();
+        let Some(st) = st.as_mut() else {
+            return Err(Self::closed());
+        };
+        for fd in fds {
+            if let Some(entry) = st.fds.get_mut(&fd) {
+                if entry.needs_rearm && !entry.watchers.is_empty() {
+                    entry.needs_rearm = false;
+                    let mask = Self::union_mask(&entry.watchers);
+                    // A failure means the fd was closed under its watchers;
+                    // they are woken on the next pass to see the error.
+                    if st.poller.arm(fd, mask).is_err() {
+                        st.carry.push(Ready { fd, events: mask });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

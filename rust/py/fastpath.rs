@@ -67,10 +67,20 @@ fn hub_and_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, Loop>, 
         if !l.get().is_destroyed() {
             return Ok((h.into_bound(py), l.into_bound(py), true));
         }
-        // Destroyed behind our back (e.g. from another thread): forget it.
-        let old = CURRENT.with(|c| c.replace(None));
-        drop(old);
     }
+    hub_and_loop_slow(py)
+}
+
+/// `hub_and_loop` without a usable registration: ask the Python state. Out of
+/// line so the hot caller's stack frame (copied on every greenlet switch)
+/// stays small.
+#[cold]
+#[inline(never)]
+fn hub_and_loop_slow(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, Loop>, bool)> {
+    // A registration whose loop was destroyed behind our back (e.g. from
+    // another thread) is forgotten.
+    let old = CURRENT.with(|c| c.replace(None));
+    drop(old);
     let hub = current_hub(py)?;
     let lp = hub.getattr(intern!(py, "loop"))?.cast_into::<Loop>()?;
     Ok((hub, lp, false))

@@ -153,6 +153,24 @@ pub struct TimerHandle {
     generation: u32,
 }
 
+impl TimerHandle {
+    /// The handle as one integer (for atomic storage). Never `u64::MAX`:
+    /// index `u32::MAX` is the list terminator, never a slab slot.
+    pub const fn to_bits(self) -> u64 {
+        ((self.index as u64) << 32) | self.generation as u64
+    }
+
+    /// The inverse of [`TimerHandle::to_bits`]. Any value is accepted: a
+    /// handle that does not match a live timer is simply stale (every
+    /// wheel operation checks the generation).
+    pub fn from_bits(bits: u64) -> Self {
+        TimerHandle {
+            index: (bits >> 32) as u32,
+            generation: bits as u32,
+        }
+    }
+}
+
 struct Entry<T> {
     /// `Some` iff the entry is live.
     value: Option<T>,
@@ -743,6 +761,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::{BTreeSet, HashMap};
+
+    #[test]
+    fn handle_bits_round_trip_and_stale_bits_are_harmless() {
+        let mut w: TimerWheel<u32> = TimerWheel::new(0);
+        let h = w.arm(5_000_000, 7);
+        assert_ne!(h.to_bits(), u64::MAX);
+        assert_eq!(TimerHandle::from_bits(h.to_bits()), h);
+        assert_eq!(w.cancel(TimerHandle::from_bits(u64::MAX)), None);
+        assert_eq!(w.cancel(TimerHandle::from_bits(h.to_bits() ^ 1)), None);
+        assert_eq!(w.cancel(TimerHandle::from_bits(h.to_bits())), Some(7));
+    }
 
     const MS: u64 = 1_000_000;
 

@@ -20,6 +20,8 @@
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicIsize, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
+use crate::wheel::TimerHandle;
+
 macro_rules! atomic_cell {
     ($(#[$doc:meta])* $name:ident, $atomic:ty, $t:ty) => {
         $(#[$doc])*
@@ -121,18 +123,42 @@ impl<T> Guarded<T> {
     }
 }
 
-impl<T: Copy> Guarded<T> {
-    pub(crate) fn get(&self) -> T {
-        *self.borrow_mut()
-    }
-
-    pub(crate) fn set(&self, v: T) {
-        *self.borrow_mut() = v;
-    }
-}
-
 impl<T: Default> Guarded<T> {
     pub(crate) fn take(&self) -> T {
         std::mem::take(&mut *self.borrow_mut())
+    }
+}
+
+/// An `Option<TimerHandle>` in one atomic word (`u64::MAX` is None): the
+/// timer start/stop path reads and writes it several times per call.
+pub(crate) struct HandleCell(AtomicU64);
+
+impl HandleCell {
+    const NONE: u64 = u64::MAX;
+
+    pub(crate) const fn new(v: Option<TimerHandle>) -> Self {
+        match v {
+            Some(h) => HandleCell(AtomicU64::new(h.to_bits())),
+            None => HandleCell(AtomicU64::new(Self::NONE)),
+        }
+    }
+
+    fn decode(bits: u64) -> Option<TimerHandle> {
+        (bits != Self::NONE).then(|| TimerHandle::from_bits(bits))
+    }
+
+    pub(crate) fn get(&self) -> Option<TimerHandle> {
+        Self::decode(self.0.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set(&self, v: Option<TimerHandle>) {
+        self.0.store(
+            v.map_or(Self::NONE, TimerHandle::to_bits),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn take(&self) -> Option<TimerHandle> {
+        Self::decode(self.0.swap(Self::NONE, Ordering::Relaxed))
     }
 }

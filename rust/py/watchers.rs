@@ -26,10 +26,9 @@ use super::errors::{check_callable, delay_ns};
 use super::fastpath::blocking_from_hub;
 use super::greenlet_api;
 use super::loop_::Loop;
-use super::sync::{BoolCell, Guarded, I32Cell, U64Cell, U8Cell};
+use super::sync::{BoolCell, Guarded, HandleCell, I32Cell, U64Cell, U8Cell};
 use crate::clock::ns_to_secs;
 use crate::poller::ALL;
-use crate::wheel::TimerHandle;
 
 /// State every watcher kind shares.
 pub(crate) struct WatcherCore {
@@ -73,10 +72,18 @@ impl WatcherCore {
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         check_callable(callback)?;
-        let old = self
-            .call
-            .replace(Some((callback.clone().unbind(), args.clone().unbind())));
-        drop(old); // after the borrow ended: a decref may run Python code
+        let old = {
+            let mut call = self.call.borrow_mut();
+            // A reused watcher restarted with the same call (the common case)
+            // keeps its references: no reference-count churn.
+            if let Some((f, a)) = call.as_ref() {
+                if f.is(callback) && a.is(args) {
+                    return Ok(());
+                }
+            }
+            call.replace((callback.clone().unbind(), args.clone().unbind()))
+        };
+        drop(old); // after the lock is released: a decref may run Python code
         Ok(())
     }
 
@@ -294,7 +301,7 @@ pub(crate) struct TimerWatcher {
     pub(crate) repeat: f64,
     /// The wheel entry while armed; compared with expired handles so a stale
     /// expiry (stopped or re-armed meanwhile) is ignored.
-    pub(crate) handle: Guarded<Option<TimerHandle>>,
+    pub(crate) handle: HandleCell,
     /// Deadline in loop nanoseconds while armed.
     pub(crate) deadline_ns: U64Cell,
 }
@@ -315,7 +322,7 @@ impl TimerWatcher {
             after,
             repeat_ns,
             repeat: if repeat > 0.0 { repeat } else { 0.0 },
-            handle: Guarded::new(None),
+            handle: HandleCell::new(None),
             deadline_ns: U64Cell::new(0),
         })
     }

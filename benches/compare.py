@@ -373,7 +373,7 @@ def machine_info() -> dict:
         },
         "greenwheel_git": _git_revision(),
         "wrk": _wrk_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
     }
 

@@ -494,7 +494,7 @@ def test_run_callback_fifo_and_stop(stops):
         ran = []
         cbs = [loop.run_callback(ran.append, i) for i in range(len(stops))]
         assert loop.pendingcnt == len(stops)
-        for cb, stop in zip(cbs, stops):
+        for cb, stop in zip(cbs, stops, strict=True):
             assert cb.pending and bool(cb)
             if stop:
                 cb.stop()

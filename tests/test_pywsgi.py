@@ -1068,7 +1068,7 @@ def test_malformed_requests_get_400_and_close():
             return out
 
         results = run_in_thread(client)
-        for request, data in zip(MALFORMED + BAD_CHUNKED_BODIES, results):
+        for request, data in zip(MALFORMED + BAD_CHUNKED_BODIES, results, strict=True):
             assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n"), (request[:80], data[:200])
             assert data.count(b"HTTP/1.1 ") == 1
         assert hits == ["/"] * len(BAD_CHUNKED_BODIES)  # bad heads never reach the app
@@ -1151,7 +1151,7 @@ def test_trickled_head_is_cut_at_the_header_timeout():
                         sock.sendall(head[i : i + 1])  # one byte every ~50 ms at most
                         try:
                             data = sock.recv(65536)
-                        except socket.timeout:
+                        except TimeoutError:
                             continue
                         return data + recv_until_eof(sock), time.monotonic() - start
                 except OSError:

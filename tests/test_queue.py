@@ -174,7 +174,7 @@ def test_blocked_getters_receive_items_in_the_order_they_blocked():
     for item in "abcde":
         q.put(item)
     gw.joinall(greenlets)
-    assert got == list(zip(range(5), "abcde"))
+    assert got == list(zip(range(5), "abcde", strict=True))
 
 
 def test_blocked_putters_go_in_in_the_order_they_blocked():

@@ -834,9 +834,3 @@ def getfqdn(name=""):
     return hostname
 
 
-if sys.version_info < (3, 11):  # pragma: no cover - all_errors is 3.11+
-    _create_connection_311 = create_connection
-
-    def create_connection(address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=None):  # noqa: F811
-        """Connect to *address* (``(host, port)``) and return the socket."""
-        return _create_connection_311(address, timeout, source_address)

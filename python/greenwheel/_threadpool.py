@@ -444,7 +444,7 @@ class ThreadPool:
         At most *maxsize* (default twice the pool size) calls are queued ahead
         of the consumer.
         """
-        args_iter = zip(*iterables)
+        args_iter = zip(*iterables, strict=False)
         window = self._window(maxsize)
         pending = deque(self.spawn(fn, *args) for args in islice(args_iter, window))
         while pending:
@@ -458,7 +458,7 @@ class ThreadPool:
         """Like :meth:`imap`, yielding each result as soon as it is ready."""
         from ._hub import iwait
 
-        args_iter = zip(*iterables)
+        args_iter = zip(*iterables, strict=False)
         window = self._window(maxsize)
         pending = {self.spawn(fn, *args) for args in islice(args_iter, window)}
         while pending:

@@ -8,6 +8,7 @@ cannot wake up inside a later test.
 import gc
 import os
 import sys
+import time
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, settings
 # Run against the source tree without installing it.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
 
+import greenwheel as gw  # noqa: E402
 from greenwheel import _hub  # noqa: E402
 
 settings.register_profile(
@@ -59,3 +61,19 @@ def quiet_hub(hub):
     hub.exception_stream = stream
     hub.captured = stream
     return hub
+
+
+@pytest.fixture
+def ticker():
+    """A greenlet counting every 10 ms: proof the loop keeps running while
+    something else blocks."""
+    ticks = []
+
+    def run():
+        while True:
+            ticks.append(time.monotonic())
+            gw.sleep(0.01)
+
+    glet = gw.spawn(run)
+    yield ticks
+    glet.kill()

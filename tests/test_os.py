@@ -19,20 +19,6 @@ def _no_lingering_workers():
     retire_default_threadpool()
 
 
-@pytest.fixture
-def ticker():
-    ticks = []
-
-    def run():
-        while True:
-            ticks.append(time.monotonic())
-            gw.sleep(0.01)
-
-    glet = gw.spawn(run)
-    yield ticks
-    glet.kill()
-
-
 def _child_exit(code):
     # Never return into pytest from a forked child.
     os._exit(code)

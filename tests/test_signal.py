@@ -14,20 +14,6 @@ pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-def ticker():
-    ticks = []
-
-    def run():
-        while True:
-            ticks.append(time.monotonic())
-            gw.sleep(0.01)
-
-    glet = gw.spawn(run)
-    yield ticks
-    glet.kill()
-
-
-@pytest.fixture
 def usr1_safety():
     # Should a SIGUSR1 arrive with no handler of ours, it must not kill pytest.
     previous = signal.signal(signal.SIGUSR1, lambda *args: None)

@@ -13,21 +13,6 @@ from greenwheel import subprocess
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture
-def ticker():
-    """A greenlet counting every 10 ms: proof the loop keeps running."""
-    ticks = []
-
-    def run():
-        while True:
-            ticks.append(time.monotonic())
-            gw.sleep(0.01)
-
-    glet = gw.spawn(run)
-    yield ticks
-    glet.kill()
-
-
 def test_pipeline_cat_into_wc(ticker):
     cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     wc = subprocess.Popen(["wc", "-l"], stdin=cat.stdout, stdout=subprocess.PIPE)

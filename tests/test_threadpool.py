@@ -21,21 +21,6 @@ def _no_lingering_workers():
 
 
 @pytest.fixture
-def ticker():
-    """A greenlet counting every 10 ms: proof the loop keeps running."""
-    ticks = []
-
-    def run():
-        while True:
-            ticks.append(time.monotonic())
-            gw.sleep(0.01)
-
-    glet = gw.spawn(run)
-    yield ticks
-    glet.kill()
-
-
-@pytest.fixture
 def pool():
     p = ThreadPool(4)
     yield p

@@ -139,7 +139,25 @@ class _ThreadGetter(_ThreadWaiter):
             queue._unget(value)
 
 
-class SimpleQueue:
+class _IterateByGet:
+    """Iteration shared by queues and channels: ``get()`` until it returns
+    the ``StopIteration`` class."""
+
+    __slots__ = ()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        result = self.get()
+        if result is StopIteration:
+            raise result
+        return result
+
+    next = __next__
+
+
+class SimpleQueue(_IterateByGet):
     """SimpleQueue(maxsize=None, items=()): a FIFO queue for greenlets.
 
     *maxsize* None (or <= 0) means unbounded.  ``len()`` is :meth:`qsize`, but
@@ -725,19 +743,6 @@ class SimpleQueue:
             if self.putters:
                 self._schedule_unlock()
 
-    # -- iteration ----------------------------------------------------------------------
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        result = self.get()
-        if result is StopIteration:
-            raise result
-        return result
-
-    next = __next__
-
 
 class Queue(SimpleQueue):
     """Queue(maxsize=None, items=(), unfinished_tasks=None): a FIFO queue with
@@ -904,7 +909,7 @@ class LifoQueue(Queue):
         return self.queue[-1]
 
 
-class Channel:
+class Channel(_IterateByGet):
     """Channel(maxsize=1): a rendezvous; :meth:`put` blocks until a getter takes the item.
 
     It never holds an item (``qsize()`` is always 0).  ``balance`` is the
@@ -1085,14 +1090,3 @@ class Channel:
 
     def get_nowait(self):
         return self.get(False)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        result = self.get()
-        if result is StopIteration:
-            raise result
-        return result
-
-    next = __next__

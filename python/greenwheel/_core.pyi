@@ -18,6 +18,7 @@ __all__ = [
     "monotonic_ns",
     "sleep",
     "_set_current_hub",
+    "_frame_cache_info",
     "Loop",
     "Callback",
     "TimerWatcher",
@@ -197,6 +198,11 @@ class Timeout(BaseException):
 def _set_current_hub(hub: object) -> None:
     """Register *hub* (or None) as this thread's hub for the Rust fast paths
     (called by ``greenwheel._hub``)."""
+
+def _frame_cache_info() -> tuple[bool, int, int]:
+    """``(installed, cached, capacity)`` of the free list that recycles
+    CPython's 16 KiB frame-stack chunks between greenlets (installed at
+    import unless ``GREENWHEEL_FRAME_CACHE=0``). For tests and diagnostics."""
 
 def sleep(seconds: float = 0, ref: bool = True) -> None:
     """Suspend the current greenlet for at least *seconds*; ``sleep(0)`` yields

@@ -19,6 +19,7 @@ mod async_watcher;
 mod callback;
 mod errors;
 mod fastpath;
+mod frame_chunks;
 mod greenlet_api;
 mod http;
 mod loop_;
@@ -38,12 +39,14 @@ fn monotonic_ns() -> u64 {
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    frame_chunks::install(m.py());
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("READ", crate::poller::READ)?;
     m.add("WRITE", crate::poller::WRITE)?;
     m.add_function(wrap_pyfunction!(monotonic_ns, m)?)?;
     m.add_function(wrap_pyfunction!(fastpath::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(fastpath::_set_current_hub, m)?)?;
+    m.add_function(wrap_pyfunction!(frame_chunks::_frame_cache_info, m)?)?;
     m.add_class::<loop_::Loop>()?;
     m.add_class::<callback::Callback>()?;
     m.add_class::<watchers::TimerWatcher>()?;

@@ -652,3 +652,49 @@ def test_system_exit_in_greenlet_reaches_main():
         gw.sleep(0.01)
     g.join()
     assert isinstance(g.exception, SystemExit)
+
+
+def test_run_attribute_is_the_function_until_the_greenlet_ends():
+    import weakref
+
+    class Job:
+        def __call__(self, x):
+            return x + 1
+
+    job = Job()
+    g = Greenlet(job, 1)
+    assert g._run is job
+    ref = weakref.ref(job)
+    del job
+    g.start()
+    assert g.get() == 2
+    # The finished greenlet no longer keeps its function alive.
+    assert ref() is None
+    assert g._run() is None  # back to the (no-op) default method
+    plain = Greenlet()
+    assert plain._run() is None
+    plain.start()
+    assert plain.get() is None
+
+
+def test_run_assigned_after_construction_and_subclass_run_argument():
+    g = Greenlet()
+    g._run = lambda: "assigned"
+    g.start()
+    assert g.get() == "assigned"
+
+    class Sub(Greenlet):
+        def _run(self):
+            return "method"
+
+    assert Sub.spawn().get() == "method"
+    assert Sub.spawn(lambda: "argument").get() == "argument"
+
+
+def test_greenlets_accept_new_attributes():
+    # Slots hold the hot fields, but greenlets still take arbitrary attributes.
+    g = gw.spawn(simple_greenlet)
+    g.request_id = 7
+    g.join()
+    assert g.request_id == 7
+    assert g.__dict__ == {"request_id": 7}

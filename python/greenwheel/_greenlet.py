@@ -450,7 +450,7 @@ class Greenlet(_RawGreenlet):
     def _report_result(self, result):
         self._exc_info = _SUCCESS
         self.value = result
-        if self._links and self._notifier is None:
+        if self._links is not None and self._notifier is None:
             self._notifier = self.parent.loop.run_callback(self._notify_links)
 
     def _report_error(self, exc_info):
@@ -464,7 +464,7 @@ class Greenlet(_RawGreenlet):
             return
         self._exc_info = exc_info
         hub = self.parent
-        if self._links and self._notifier is None:
+        if self._links is not None and self._notifier is None:
             self._notifier = hub.loop.run_callback(self._notify_links)
         hub.handle_error(self, *exc_info)
 
@@ -606,8 +606,15 @@ class Greenlet(_RawGreenlet):
 
     # -- links ---------------------------------------------------------------
 
+    # ``_links`` is None, the one link itself, or a list of two or more:
+    # joinall() and wait() put exactly one link on every greenlet, and a list
+    # per greenlet would be one more object for the collector to walk.
+
     def has_links(self):
-        return len(self._links) if self._links else 0
+        links = self._links
+        if links is None:
+            return 0
+        return len(links) if type(links) is list else 1
 
     def rawlink(self, callback):
         """Call ``callback(self)`` from the hub once the greenlet has finished.
@@ -619,8 +626,11 @@ class Greenlet(_RawGreenlet):
             raise TypeError("Expected callable: %r" % (callback,))
         links = self._links
         if links is None:
-            links = self._links = []
-        links.append(callback)
+            self._links = callback
+        elif type(links) is list:
+            links.append(callback)
+        else:
+            self._links = [links, callback]
         if self._notifier is None and self.ready():
             self._notifier = self.parent.loop.run_callback(self._notify_links)
 
@@ -660,23 +670,33 @@ class Greenlet(_RawGreenlet):
         if receiver is None:
             receiver = getcurrent()
         links = self._links
-        if links:
+        if type(links) is list:
             try:
                 links.remove(receiver)
             except ValueError:
                 pass
+        elif links is not None and (links is receiver or links == receiver):
+            self._links = None
 
     def unlink_all(self):
         """Remove every link."""
-        if self._links:
-            del self._links[:]
+        self._links = None
 
     def _notify_links(self):
-        links = self._links
         try:
-            # Links may add or remove links while we go, hence no iteration.
-            while links:
-                link = links.pop(0)
+            # Links may add or remove links while we go: take one at a time.
+            while True:
+                links = self._links
+                if links is None:
+                    break
+                if type(links) is list:
+                    if not links:
+                        self._links = None
+                        break
+                    link = links.pop(0)
+                else:
+                    link = links
+                    self._links = None
                 try:
                     link(self)
                 except:  # noqa: E722 - one bad link must not starve the others

@@ -57,7 +57,7 @@ pub(crate) fn _set_current_hub(hub: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
 
 /// This thread's hub and loop: the registered pair (trusted: a greenlet whose
 /// loop this thread owns, checked at registration), else via the Python state.
-fn hub_and_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, Loop>, bool)> {
+pub(crate) fn hub_and_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<'_, Loop>, bool)> {
     let cached = CURRENT.with(|c| {
         c.borrow()
             .as_ref()

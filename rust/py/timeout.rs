@@ -19,7 +19,6 @@
 //! - The mutex is never held across a call into Python.
 
 use std::sync::Mutex;
-use std::thread::{self, ThreadId};
 
 use pyo3::exceptions::{PyAssertionError, PyBaseException, PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
@@ -28,9 +27,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::{intern, PyTraverseError};
 
-use super::async_watcher::lock;
+use super::async_watcher::{lock, thread_token};
 use super::errors::delay_ns;
-use super::fastpath::current_hub;
+use super::fastpath::hub_and_loop;
 use super::greenlet_api;
 use super::loop_::Loop;
 use crate::clock::monotonic_ns;
@@ -38,7 +37,8 @@ use crate::wheel::TimerHandle;
 
 struct Armed {
     loop_: Py<Loop>,
-    owner: ThreadId,
+    /// [`thread_token`] of the thread that started it.
+    owner: usize,
     handle: TimerHandle,
     /// The greenlet that called `start()`.
     target: Py<PyAny>,
@@ -119,7 +119,7 @@ impl Timeout {
         let armed = {
             let mut st = lock(&self.state);
             if let Some(a) = st.armed.as_ref() {
-                if a.owner != thread::current().id() {
+                if a.owner != thread_token() {
                     return Err(PyRuntimeError::new_err(
                         "a Timeout can only be cancelled in the thread that started it",
                     ));
@@ -189,8 +189,7 @@ impl Timeout {
             }
             (st.delay_ns, st.ref_)
         };
-        let hub = current_hub(py)?;
-        let lp = hub.getattr(intern!(py, "loop"))?.cast_into::<Loop>()?;
+        let (_hub, lp, _trusted) = hub_and_loop(py)?;
         let target = greenlet_api::getcurrent(py)?;
         let deadline = monotonic_ns().saturating_add(delay);
         let handle = lp
@@ -199,7 +198,7 @@ impl Timeout {
         let this = slf.get();
         lock(&this.state).armed = Some(Armed {
             loop_: lp.unbind(),
-            owner: thread::current().id(),
+            owner: thread_token(),
             handle,
             target: target.unbind(),
         });
@@ -494,6 +493,12 @@ pub(crate) fn deliver_later(
 /// and stores the constructor arguments in `.args` (gevent's Timeout has
 /// empty args). `__new__` already did all the work, so `__init__` accepts
 /// anything and does nothing; Python subclasses may still override it.
+///
+/// The attribute serves explicit calls (`super().__init__(...)` in a
+/// subclass). Construction itself goes through the type's `tp_init` slot,
+/// which is then pointed straight at [`init_nothing`]: through the attribute
+/// it would cost a type-dict lookup, an argument tuple and a closure call on
+/// every `Timeout(...)`, the hottest constructor of the library.
 pub(crate) fn install_init(py: Python<'_>) -> PyResult<()> {
     let init = pyo3::types::PyCFunction::new_closure(
         py,
@@ -501,5 +506,25 @@ pub(crate) fn install_init(py: Python<'_>) -> PyResult<()> {
         Some(c"Timeout(seconds=None, exception=None, ref=True, priority=-1)"),
         |args, _kwargs| -> PyResult<Py<PyAny>> { Ok(args.py().None()) },
     )?;
-    py.get_type::<Timeout>().setattr("__init__", init)
+    let ty = py.get_type::<Timeout>();
+    ty.setattr("__init__", init)?;
+    // SAFETY: `ty` is our own heap type, fully initialised, and no instance
+    // exists yet; we hold the GIL. Setting `__init__` above made CPython
+    // install its generic `slot_tp_init`; replacing it with a function of the
+    // same contract that does the same thing (nothing) is invisible to
+    // Python code. Subclasses inherit the slot, or get `slot_tp_init` again
+    // when they define `__init__`, as usual.
+    unsafe {
+        (*ty.as_type_ptr()).tp_init = Some(init_nothing);
+    }
+    Ok(())
+}
+
+/// `Timeout.__init__` as a `tp_init` slot: accepts any arguments.
+unsafe extern "C" fn init_nothing(
+    _slf: *mut pyo3::ffi::PyObject,
+    _args: *mut pyo3::ffi::PyObject,
+    _kwargs: *mut pyo3::ffi::PyObject,
+) -> std::ffi::c_int {
+    0
 }

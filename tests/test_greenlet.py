@@ -698,3 +698,55 @@ def test_greenlets_accept_new_attributes():
     g.join()
     assert g.request_id == 7
     assert g.__dict__ == {"request_id": 7}
+
+
+def test_args_and_kwargs_replaced_before_start_are_used():
+    # run() accepts what f(*args, **kwargs) accepts: any iterable, any mapping.
+    from types import MappingProxyType
+
+    g = Greenlet(simple_greenlet)
+    g.args = [1, 2]
+    g.kwargs = MappingProxyType({"k": 3})
+    g.start()
+    assert g.get() == ((1, 2), {"k": 3})
+
+
+def test_function_and_arguments_released_even_if_reporting_raises(quiet_hub):
+    class Reporter(Greenlet):
+        def _report_result(self, result):
+            raise RuntimeError("reporting failed")
+
+    g = Reporter(simple_greenlet, 1)
+    g.start()
+    gw.sleep(0)
+    assert g.dead
+    assert g.args == ()
+    assert g._run_fn is None
+    # The error escaped the greenlet, so the hub reported it.
+    assert "RuntimeError: reporting failed" in quiet_hub.captured.getvalue()
+
+
+def test_failure_traceback_starts_at_the_function():
+    def inner():
+        raise KeyError("deep")
+
+    def outer():
+        inner()
+
+    g = gw.spawn(outer)
+    g.join()
+    tb = g.exc_info[2]
+    names = []
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert names == ["outer", "inner"]
+
+
+def test_native_function_greenlets_run_and_sleep():
+    # A greenlet whose function is native has no Python frame at all.
+    glets = [gw.spawn(gw.sleep, 0.001 * (i % 3)) for i in range(50)]
+    glets.append(gw.spawn(sorted, [3, 1, 2]))
+    gw.joinall(glets)
+    assert all(g.successful() for g in glets)
+    assert glets[-1].value == [1, 2, 3]

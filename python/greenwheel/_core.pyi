@@ -19,6 +19,8 @@ __all__ = [
     "sleep",
     "_set_current_hub",
     "_frame_cache_info",
+    "_greenlet_run",
+    "_as_method",
     "Loop",
     "Callback",
     "TimerWatcher",
@@ -203,6 +205,14 @@ def _frame_cache_info() -> tuple[bool, int, int]:
     """``(installed, cached, capacity)`` of the free list that recycles
     CPython's 16 KiB frame-stack chunks between greenlets (installed at
     import unless ``GREENWHEEL_FRAME_CACHE=0``). For tests and diagnostics."""
+
+def _greenlet_run(greenlet: object, /) -> None:
+    """The body of ``Greenlet.run``: call the greenlet's function with its
+    arguments, report the outcome, release the function (not public API)."""
+
+def _as_method(func: Callable[..., Any]) -> Any:
+    """Wrap *func* so that, stored on a class, it binds to instances like a
+    Python function (``PyInstanceMethod_New``)."""
 
 def sleep(seconds: float = 0, ref: bool = True) -> None:
     """Suspend the current greenlet for at least *seconds*; ``sleep(0)`` yields

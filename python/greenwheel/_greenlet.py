@@ -17,6 +17,7 @@ import sys
 from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as _RawGreenlet
 
+from ._core import _as_method, _greenlet_run
 from ._exceptions import (
     BlockingSwitchOutError,
     InvalidSwitchError,
@@ -417,29 +418,12 @@ class Greenlet(_RawGreenlet):
 
     # -- running -------------------------------------------------------------
 
-    def run(self):
-        event = self._start_event
-        if event is _CANCELLED:
-            # Killed before it ran; the loop's queued start still switched
-            # here. The kill already reported the outcome.
-            return
-        self._start_event = _STARTED
-        if event is not None:
-            # Normally the event just fired; if someone switched to us
-            # directly, it must not switch into us again later.  close()
-            # also lets a start_later timer drop its reference to us.
-            event.close()
-        func = self._run_fn
-        if func is None:
-            func = self._run
-        try:
-            result = func(*self.args, **self.kwargs)
-        except:  # noqa: E722 - every outcome, GreenletExit included, is recorded
-            self._report_error(sys.exc_info())
-        else:
-            self._report_result(result)
-        finally:
-            self._free()
+    # The body of every greenlet, in Rust (greenwheel._core._greenlet_run):
+    # honour a kill before start, mark started, close the start event, call
+    # the function with args/kwargs, then _report_result / _report_error and
+    # always _free.  Native code means no interpreter frame under the user's
+    # function (nor any frame stack at all for a native function).
+    run = _as_method(_greenlet_run)
 
     def _free(self):
         # A finished greenlet must not keep its function and arguments alive.

@@ -21,6 +21,7 @@ mod errors;
 mod fastpath;
 mod frame_chunks;
 mod greenlet_api;
+mod greenlet_run;
 mod http;
 mod loop_;
 mod sockio;
@@ -47,6 +48,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fastpath::sleep, m)?)?;
     m.add_function(wrap_pyfunction!(fastpath::_set_current_hub, m)?)?;
     m.add_function(wrap_pyfunction!(frame_chunks::_frame_cache_info, m)?)?;
+    greenlet_run::register(m)?;
+    m.add_function(wrap_pyfunction!(greenlet_run::_as_method, m)?)?;
     m.add_class::<loop_::Loop>()?;
     m.add_class::<callback::Callback>()?;
     m.add_class::<watchers::TimerWatcher>()?;

@@ -1,0 +1,217 @@
+//! `Greenlet.run` in Rust: the body every spawned greenlet starts in.
+//!
+//! In Python this wrapper is one more interpreter frame under every
+//! greenlet's function, and greenlet materialises a frame object for it
+//! whenever the greenlet parks. In Rust there is no frame at all, so a
+//! greenlet whose function is itself native (`spawn(sleep, 1)`,
+//! `spawn(sock.recv, n)`) never touches CPython's frame stack: no 16 KiB
+//! frame chunk, no frame object, and less C stack for greenlet to copy on
+//! every switch. (gevent's `run` is compiled Cython for the same reason.)
+//!
+//! Ground rules:
+//! - Same steps and order as the Python method it replaces: honour a kill
+//!   before start (`_CANCELLED`), mark `_STARTED`, close the start event,
+//!   call the function with the greenlet's `args`/`kwargs`, report the result
+//!   or the exception through the Python methods `_report_result` /
+//!   `_report_error` (subclasses and the hub stay in Python), and always
+//!   release the function and arguments (`_free`), even if reporting raised.
+//! - The markers are read from `greenwheel._greenlet` once and cached: they
+//!   are module constants that never change.
+//! - No Rust state is held across any of the Python calls.
+
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::Borrowed;
+
+/// `(_CANCELLED, _STARTED)` from `greenwheel._greenlet`.
+static MARKERS: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+fn markers(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+    MARKERS.get_or_try_init(py, || -> PyResult<_> {
+        let module = py.import("greenwheel._greenlet")?;
+        Ok((
+            module.getattr("_CANCELLED")?.unbind(),
+            module.getattr("_STARTED")?.unbind(),
+        ))
+    })
+}
+
+/// `_greenlet_run` as a plain `METH_O` C function rather than through
+/// `#[pyfunction]`: its frame sits under every parked greenlet's function,
+/// and greenlet copies that stack out and back on each switch, so the
+/// generic argument-parsing trampoline (one more frame, a few hundred bytes
+/// per parked greenlet) is left out.
+struct MethodDef(ffi::PyMethodDef);
+
+// SAFETY: the definition is immutable static data (pointers to static
+// strings and to a function); CPython only reads it.
+unsafe impl Sync for MethodDef {}
+
+static RUN_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"_greenlet_run".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer { PyCFunction: run_raw },
+    ml_flags: ffi::METH_O,
+    ml_doc: c"_greenlet_run(greenlet, /)\n--\n\nThe body of `Greenlet.run` (installed as that method by\n`greenwheel._greenlet`; not part of the public API).".as_ptr(),
+});
+
+unsafe extern "C" fn run_raw(
+    _module: *mut ffi::PyObject,
+    glet: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_O functions with the GIL held and a
+    // borrowed, non-NULL argument that outlives the call.
+    let py = unsafe { Python::assume_attached() };
+    let glet = unsafe { Borrowed::from_ptr(py, glet) };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&glet)));
+    let err = match outcome {
+        Ok(Ok(())) => return py.None().into_ptr(),
+        Ok(Err(err)) => err,
+        // A panic must not unwind into C: it becomes a Python exception.
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic in greenwheel._core._greenlet_run".to_owned());
+            PanicException::new_err(message)
+        }
+    };
+    err.restore(py);
+    std::ptr::null_mut()
+}
+
+/// Adds `_greenlet_run` to the module.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let name = m.name()?;
+    // SAFETY: RUN_DEF is static, so it outlives the function object, and
+    // CPython never writes through the pointer; `name` is a live str.
+    let func = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyCFunction_NewEx(
+                std::ptr::addr_of!(RUN_DEF.0).cast_mut(),
+                std::ptr::null_mut(),
+                name.as_ptr(),
+            ),
+        )?
+    };
+    m.add("_greenlet_run", func)
+}
+
+fn run(glet: &Bound<'_, PyAny>) -> PyResult<()> {
+    // greenlet copies this frame (and its callers') out and back on every
+    // switch of a parked greenlet, so the call happens here in a small frame
+    // and the rest is out of line.
+    let Some((func, args, kwargs)) = prepare(glet)? else {
+        return Ok(());
+    };
+    let outcome = call(&func, &args, &kwargs);
+    drop((func, args, kwargs));
+    finish(glet, outcome)
+}
+
+/// What `prepare` hands to the call: the function and its arguments.
+type Call<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>, Bound<'py, PyDict>);
+
+/// The steps before the call; None if the greenlet was killed before start.
+#[inline(never)]
+fn prepare<'py>(glet: &Bound<'py, PyAny>) -> PyResult<Option<Call<'py>>> {
+    let py = glet.py();
+    let (cancelled, started) = markers(py)?;
+    let event = glet.getattr(intern!(py, "_start_event"))?;
+    if event.is(cancelled) {
+        // Killed before it ran; the loop's queued start still switched here.
+        // The kill already reported the outcome.
+        return Ok(None);
+    }
+    glet.setattr(intern!(py, "_start_event"), started)?;
+    if !event.is_none() {
+        // Normally the event just fired; if someone switched to us directly,
+        // it must not switch into us again later.
+        event.call_method0(intern!(py, "close"))?;
+    }
+    let mut func = glet.getattr(intern!(py, "_run_fn"))?;
+    if func.is_none() {
+        // No function passed: the `_run` method (a subclass's, or the no-op).
+        func = glet.getattr(intern!(py, "_run"))?;
+    }
+    // Any iterable and any mapping, as `f(*args, **kwargs)` accepts.
+    let args = match glet.getattr(intern!(py, "args"))?.cast_into::<PyTuple>() {
+        Ok(t) => t,
+        Err(e) => py
+            .get_type::<PyTuple>()
+            .call1((e.into_inner(),))?
+            .cast_into::<PyTuple>()?,
+    };
+    let kwargs = match glet.getattr(intern!(py, "kwargs"))?.cast_into::<PyDict>() {
+        Ok(d) => d,
+        Err(e) => py
+            .get_type::<PyDict>()
+            .call1((e.into_inner(),))?
+            .cast_into::<PyDict>()?,
+    };
+    Ok(Some((func, args, kwargs)))
+}
+
+/// `func(*args, **kwargs)`.
+#[inline(always)]
+fn call<'py>(
+    func: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+    kwargs: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let kwargs_ptr = if kwargs.is_empty() {
+        std::ptr::null_mut()
+    } else {
+        kwargs.as_ptr()
+    };
+    // SAFETY: all three are live objects of the right types (kwargs may be
+    // NULL); we hold the GIL. Returns a new reference or NULL with an
+    // exception set.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            func.py(),
+            pyo3::ffi::PyObject_Call(func.as_ptr(), args.as_ptr(), kwargs_ptr),
+        )
+    }
+}
+
+/// Report the outcome, then release the function and arguments.
+#[inline(never)]
+fn finish(glet: &Bound<'_, PyAny>, outcome: PyResult<Bound<'_, PyAny>>) -> PyResult<()> {
+    let py = glet.py();
+    let reported = match outcome {
+        Ok(result) => glet
+            .call_method1(intern!(py, "_report_result"), (result,))
+            .map(drop),
+        Err(err) => {
+            let exc_info = (err.get_type(py), err.value(py).clone(), err.traceback(py));
+            glet.call_method1(intern!(py, "_report_error"), (exc_info,))
+                .map(drop)
+        }
+    };
+    // Like a `finally:` clause: freed even when reporting raised, and that
+    // error (if any) wins over one from `_free`.
+    let freed = glet.call_method0(intern!(py, "_free")).map(drop);
+    reported.and(freed)
+}
+
+/// Makes `func` bind like a Python function when stored on a class, so that
+/// `Greenlet.run = _as_method(_greenlet_run)` receives the greenlet.
+#[pyfunction]
+pub(crate) fn _as_method(func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    extern "C" {
+        // Public CPython API since 3.0 (Include/cpython/classobject.h);
+        // pyo3-ffi does not declare it.
+        fn PyInstanceMethod_New(func: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject;
+    }
+    let py = func.py();
+    // SAFETY: `func` is a live object and we hold the GIL; the call returns a
+    // new reference or NULL with an exception set.
+    unsafe { Py::from_owned_ptr_or_err(py, PyInstanceMethod_New(func.as_ptr())) }
+}

@@ -501,3 +501,17 @@ def test_python_signal_handler_exception_reaches_main_and_hub_survives(quiet_hub
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert gw.spawn(lambda: "alive").get() == "alive"
+
+
+def test_sleep_argument_errors_are_type_errors():
+    with pytest.raises(TypeError, match="at most 2 arguments"):
+        gw.sleep(0, True, 1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'secs'"):
+        gw.sleep(secs=1)
+    with pytest.raises(TypeError, match="multiple values for argument 'seconds'"):
+        gw.sleep(0, seconds=0)
+    with pytest.raises(TypeError, match="'ref' must be a bool"):
+        gw.sleep(0, ref=1)
+    # Keywords in any order, as the signature says.
+    gw.sleep(ref=True, seconds=0.001)
+    assert gw.sleep.__text_signature__ == "(seconds=0, ref=True)"

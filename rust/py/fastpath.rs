@@ -14,13 +14,17 @@
 use std::cell::RefCell;
 
 use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
+use pyo3::Borrowed;
 
 use super::errors::delay_ns;
 use super::greenlet_api;
 use super::loop_::Loop;
+use super::raw_fn::{guard, MethodDef};
 use crate::clock::monotonic_ns;
 
 static HUB_STATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -167,15 +171,94 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
     }
 }
 
-/// sleep(seconds=0, ref=True)
-/// --
+/// `sleep(seconds=0, ref=True)`, a plain `METH_FASTCALL | METH_KEYWORDS`
+/// function (see `raw_fn`: its frame sits under every sleeping greenlet).
+pub(crate) static SLEEP_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"sleep".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: sleep_raw,
+    },
+    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    ml_doc: c"sleep(seconds=0, ref=True)\n--\n\nSuspend the current greenlet for at least `seconds`. `sleep(0)` yields:\nevery greenlet that is ready runs once before this one continues. With\n`ref=False` the sleep does not keep the loop alive.".as_ptr(),
+});
+
+unsafe extern "C" fn sleep_raw(
+    _module: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_FASTCALL functions with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard(py, || {
+        // SAFETY: the vectorcall convention: `args` holds `nargs` positional
+        // values followed by one value per name in `kwnames` (a tuple of
+        // str, or NULL), all borrowed for the duration of the call.
+        let (seconds, r#ref) = unsafe { sleep_args(py, args, nargs, kwnames) }?;
+        sleep(py, seconds, r#ref)
+    })
+}
+
+/// Parses `(seconds=0, ref=True)` from a vectorcall.
 ///
-/// Suspend the current greenlet for at least `seconds`. `sleep(0)` yields:
-/// every greenlet that is ready runs once before this one continues. With
-/// `ref=False` the sleep does not keep the loop alive.
-#[pyfunction]
-#[pyo3(signature = (seconds = Seconds::ZERO, r#ref = true), text_signature = "(seconds=0, ref=True)")]
-pub(crate) fn sleep(py: Python<'_>, seconds: Seconds, r#ref: bool) -> PyResult<()> {
+/// # Safety
+/// `args`, `nargs` and `kwnames` must be a vectorcall's arguments (see
+/// `sleep_raw`).
+unsafe fn sleep_args(
+    py: Python<'_>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<(Seconds, bool)> {
+    let npos = usize::try_from(nargs).unwrap_or(0);
+    if npos > 2 {
+        return Err(PyTypeError::new_err(format!(
+            "sleep() takes at most 2 arguments ({npos} given)"
+        )));
+    }
+    // SAFETY (both reads): index < npos, inside the positional part.
+    let mut seconds = (npos >= 1).then(|| unsafe { Borrowed::from_ptr(py, *args) });
+    let mut r#ref = (npos == 2).then(|| unsafe { Borrowed::from_ptr(py, *args.add(1)) });
+    if !kwnames.is_null() {
+        // SAFETY: non-NULL kwnames is a live tuple (vectorcall convention).
+        let names = unsafe { Borrowed::from_ptr(py, kwnames) };
+        let names = names.cast::<PyTuple>()?;
+        for (k, name) in names.iter().enumerate() {
+            // SAFETY: the keyword values follow the positional ones, one
+            // per name.
+            let value = unsafe { Borrowed::from_ptr(py, *args.add(npos + k)) };
+            let slot = match name.extract::<&str>()? {
+                "seconds" => &mut seconds,
+                "ref" => &mut r#ref,
+                other => {
+                    return Err(PyTypeError::new_err(format!(
+                        "sleep() got an unexpected keyword argument '{other}'"
+                    )))
+                }
+            };
+            if slot.replace(value).is_some() {
+                return Err(PyTypeError::new_err(format!(
+                    "sleep() got multiple values for argument '{name}'"
+                )));
+            }
+        }
+    }
+    let seconds = match seconds {
+        Some(obj) => obj.extract::<Seconds>()?,
+        None => Seconds::ZERO,
+    };
+    let r#ref = match r#ref {
+        Some(obj) => obj
+            .extract::<bool>()
+            .map_err(|_| PyTypeError::new_err("sleep() argument 'ref' must be a bool"))?,
+        None => true,
+    };
+    Ok((seconds, r#ref))
+}
+
+/// Suspend the current greenlet for at least `seconds` (see [`SLEEP_DEF`]).
+#[inline(always)]
+fn sleep(py: Python<'_>, seconds: Seconds, r#ref: bool) -> PyResult<()> {
     let secs = seconds.0;
     let (hub, lp, trusted) = hub_and_loop(py)?;
     if secs <= 0.0 {

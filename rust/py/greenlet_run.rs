@@ -21,11 +21,12 @@
 
 use pyo3::ffi;
 use pyo3::intern;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::Borrowed;
+
+use super::raw_fn::{guard, MethodDef};
 
 /// `(_CANCELLED, _STARTED)` from `greenwheel._greenlet`.
 static MARKERS: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
@@ -40,20 +41,13 @@ fn markers(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
     })
 }
 
-/// `_greenlet_run` as a plain `METH_O` C function rather than through
-/// `#[pyfunction]`: its frame sits under every parked greenlet's function,
-/// and greenlet copies that stack out and back on each switch, so the
-/// generic argument-parsing trampoline (one more frame, a few hundred bytes
-/// per parked greenlet) is left out.
-struct MethodDef(ffi::PyMethodDef);
-
-// SAFETY: the definition is immutable static data (pointers to static
-// strings and to a function); CPython only reads it.
-unsafe impl Sync for MethodDef {}
-
-static RUN_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+/// `_greenlet_run(greenlet, /)`, a plain `METH_O` function (see `raw_fn`:
+/// its frame sits under every parked greenlet's function).
+pub(crate) static RUN_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
     ml_name: c"_greenlet_run".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer { PyCFunction: run_raw },
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: run_raw,
+    },
     ml_flags: ffi::METH_O,
     ml_doc: c"_greenlet_run(greenlet, /)\n--\n\nThe body of `Greenlet.run` (installed as that method by\n`greenwheel._greenlet`; not part of the public API).".as_ptr(),
 });
@@ -66,41 +60,7 @@ unsafe extern "C" fn run_raw(
     // borrowed, non-NULL argument that outlives the call.
     let py = unsafe { Python::assume_attached() };
     let glet = unsafe { Borrowed::from_ptr(py, glet) };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&glet)));
-    let err = match outcome {
-        Ok(Ok(())) => return py.None().into_ptr(),
-        Ok(Err(err)) => err,
-        // A panic must not unwind into C: it becomes a Python exception.
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic in greenwheel._core._greenlet_run".to_owned());
-            PanicException::new_err(message)
-        }
-    };
-    err.restore(py);
-    std::ptr::null_mut()
-}
-
-/// Adds `_greenlet_run` to the module.
-pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    let name = m.name()?;
-    // SAFETY: RUN_DEF is static, so it outlives the function object, and
-    // CPython never writes through the pointer; `name` is a live str.
-    let func = unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyCFunction_NewEx(
-                std::ptr::addr_of!(RUN_DEF.0).cast_mut(),
-                std::ptr::null_mut(),
-                name.as_ptr(),
-            ),
-        )?
-    };
-    m.add("_greenlet_run", func)
+    guard(py, || run(&glet))
 }
 
 fn run(glet: &Bound<'_, PyAny>) -> PyResult<()> {

@@ -1,0 +1,66 @@
+//! Module functions defined straight on CPython's C calling convention.
+//!
+//! `#[pyfunction]` wraps every function in a generic trampoline (argument
+//! descriptions, a GIL-count guard, panic catching) that costs instructions
+//! and, more to the point here, a stack frame. For the two functions that
+//! sit under every parked greenlet (`sleep` and the greenlet body) that frame
+//! is copied out and back by greenlet on every switch and kept for as long as
+//! the greenlet is parked, so they are defined with a plain `PyMethodDef`.
+//!
+//! Ground rules:
+//! - A definition is immutable static data; CPython only reads it.
+//! - A function body runs inside [`guard`]: a Rust error becomes the Python
+//!   exception, and a panic becomes `PanicException` instead of unwinding
+//!   into C (which would abort the process).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::ffi;
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+
+/// A `PyMethodDef` that may live in a `static`.
+pub(crate) struct MethodDef(pub(crate) ffi::PyMethodDef);
+
+// SAFETY: the definition is immutable static data (pointers to static
+// strings and to a function); CPython only reads it, from any thread.
+unsafe impl Sync for MethodDef {}
+
+/// Runs `body` and translates its outcome to the C convention: a new
+/// reference, or NULL with the Python error set.
+pub(crate) fn guard(py: Python<'_>, body: impl FnOnce() -> PyResult<()>) -> *mut ffi::PyObject {
+    let err = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => return py.None().into_ptr(),
+        Ok(Err(err)) => err,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "panic in greenwheel._core".to_owned());
+            PanicException::new_err(message)
+        }
+    };
+    err.restore(py);
+    std::ptr::null_mut()
+}
+
+/// Adds the function `def` describes to the module `m`.
+pub(crate) fn register(m: &Bound<'_, PyModule>, def: &'static MethodDef) -> PyResult<()> {
+    let py = m.py();
+    let module_name = m.name()?;
+    // SAFETY: `def` is static, so it outlives the function object, and
+    // CPython never writes through the pointer; `module_name` is a live str.
+    let func = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyCFunction_NewEx(
+                std::ptr::addr_of!(def.0).cast_mut(),
+                std::ptr::null_mut(),
+                module_name.as_ptr(),
+            ),
+        )?
+    };
+    let name = func.getattr(pyo3::intern!(py, "__name__"))?;
+    m.add(name.cast_into::<pyo3::types::PyString>()?, func)
+}

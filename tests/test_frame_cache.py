@@ -82,3 +82,21 @@ def test_opt_out_leaves_cpython_allocator_alone():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["False", "6"]
+
+
+def test_parked_greenlets_of_native_functions_hold_no_frame_chunk():
+    def park():
+        gw.sleep(0.001)
+
+    # Greenlets parked in a Python function each hold a chunk; when they end
+    # the chunks come back to the list.
+    gw.joinall([gw.spawn(park) for _ in range(50)])
+    _, before, _ = _core._frame_cache_info()
+    assert before >= 40
+    sleepers = [gw.spawn(gw.sleep, 0.05) for _ in range(40)]
+    gw.sleep(0)  # every sleeper has started and is parked in the Rust sleep
+    assert not any(g.dead for g in sleepers)
+    _, during, _ = _core._frame_cache_info()
+    assert during == before
+    gw.joinall(sleepers)
+    assert all(g.successful() for g in sleepers)

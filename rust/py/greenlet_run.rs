@@ -4,9 +4,11 @@
 //! greenlet's function, and greenlet materialises a frame object for it
 //! whenever the greenlet parks. In Rust there is no frame at all, so a
 //! greenlet whose function is itself native (`spawn(sleep, 1)`,
-//! `spawn(sock.recv, n)`) never touches CPython's frame stack: no 16 KiB
-//! frame chunk, no frame object, and less C stack for greenlet to copy on
-//! every switch. (gevent's `run` is compiled Cython for the same reason.)
+//! `spawn(sock.recv, n)`) holds no CPython frame stack while it waits: no
+//! 16 KiB frame chunk, no frame object, and less C stack for greenlet to copy
+//! on every switch. It takes a chunk (from the `frame_chunks` free list) only
+//! for the Python reporting at the end. gevent's `run` is compiled Cython
+//! for the same reason.
 //!
 //! Ground rules:
 //! - Same steps and order as the Python method it replaces: honour a kill
@@ -28,16 +30,23 @@ use pyo3::Borrowed;
 
 use super::raw_fn::{guard, MethodDef};
 
-/// `(_CANCELLED, _STARTED)` from `greenwheel._greenlet`.
-static MARKERS: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+/// The start-event markers of `greenwheel._greenlet`.
+struct Markers {
+    cancelled: Py<PyAny>,
+    started: Py<PyAny>,
+    scheduled: Py<PyAny>,
+}
 
-fn markers(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+static MARKERS: PyOnceLock<Markers> = PyOnceLock::new();
+
+fn markers(py: Python<'_>) -> PyResult<&Markers> {
     MARKERS.get_or_try_init(py, || -> PyResult<_> {
         let module = py.import("greenwheel._greenlet")?;
-        Ok((
-            module.getattr("_CANCELLED")?.unbind(),
-            module.getattr("_STARTED")?.unbind(),
-        ))
+        Ok(Markers {
+            cancelled: module.getattr("_CANCELLED")?.unbind(),
+            started: module.getattr("_STARTED")?.unbind(),
+            scheduled: module.getattr("_SCHEDULED")?.unbind(),
+        })
     })
 }
 
@@ -82,17 +91,19 @@ type Call<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>, Bound<'py, PyDict>);
 #[inline(never)]
 fn prepare<'py>(glet: &Bound<'py, PyAny>) -> PyResult<Option<Call<'py>>> {
     let py = glet.py();
-    let (cancelled, started) = markers(py)?;
+    let markers = markers(py)?;
     let event = glet.getattr(intern!(py, "_start_event"))?;
-    if event.is(cancelled) {
+    if event.is(&markers.cancelled) {
         // Killed before it ran; the loop's queued start still switched here.
         // The kill already reported the outcome.
         return Ok(None);
     }
-    glet.setattr(intern!(py, "_start_event"), started)?;
-    if !event.is_none() {
-        // Normally the event just fired; if someone switched to us directly,
-        // it must not switch into us again later.
+    glet.setattr(intern!(py, "_start_event"), &markers.started)?;
+    // A start_later() timer normally just fired; if someone switched to us
+    // directly, it must not switch into us again later. The markers' close()
+    // does nothing, and skipping that Python call keeps a greenlet whose
+    // function is native off the frame stack entirely.
+    if !event.is_none() && !event.is(&markers.scheduled) && !event.is(&markers.started) {
         event.call_method0(intern!(py, "close"))?;
     }
     let mut func = glet.getattr(intern!(py, "_run_fn"))?;

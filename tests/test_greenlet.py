@@ -709,6 +709,8 @@ def test_args_and_kwargs_replaced_before_start_are_used():
     g.kwargs = MappingProxyType({"k": 3})
     g.start()
     assert g.get() == ((1, 2), {"k": 3})
+    # Finishing released them without touching the read-only mapping.
+    assert g.args == () and g.kwargs == {}
 
 
 def test_function_and_arguments_released_even_if_reporting_raises(quiet_hub):

@@ -248,10 +248,7 @@ class Greenlet(_RawGreenlet):
             hub = get_hub()
         _RawGreenlet.__init__(self, None, hub)
         self._run_fn = run
-        if run is None:
-            if not callable(self._run):
-                raise TypeError("The run argument or self._run must be callable")
-        elif not callable(run):
+        if not callable(self._run if run is None else run):
             raise TypeError("The run argument or self._run must be callable")
         self.args = args
         self.kwargs = kwargs
@@ -429,7 +426,11 @@ class Greenlet(_RawGreenlet):
         # A finished greenlet must not keep its function and arguments alive.
         self._run_fn = None
         self.args = ()
-        self.kwargs.clear()
+        kwargs = self.kwargs
+        if type(kwargs) is dict:
+            kwargs.clear()
+        else:  # a mapping assigned by the user: not ours to empty
+            self.kwargs = {}
 
     def _report_result(self, result):
         self._exc_info = _SUCCESS

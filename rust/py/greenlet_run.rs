@@ -26,7 +26,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
-use pyo3::Borrowed;
+use pyo3::{Borrowed, PyTypeInfo};
 
 use super::raw_fn::{guard, MethodDef};
 
@@ -112,21 +112,21 @@ fn prepare<'py>(glet: &Bound<'py, PyAny>) -> PyResult<Option<Call<'py>>> {
         func = glet.getattr(intern!(py, "_run"))?;
     }
     // Any iterable and any mapping, as `f(*args, **kwargs)` accepts.
-    let args = match glet.getattr(intern!(py, "args"))?.cast_into::<PyTuple>() {
-        Ok(t) => t,
-        Err(e) => py
-            .get_type::<PyTuple>()
-            .call1((e.into_inner(),))?
-            .cast_into::<PyTuple>()?,
-    };
-    let kwargs = match glet.getattr(intern!(py, "kwargs"))?.cast_into::<PyDict>() {
-        Ok(d) => d,
-        Err(e) => py
-            .get_type::<PyDict>()
-            .call1((e.into_inner(),))?
-            .cast_into::<PyDict>()?,
-    };
+    let args = coerce::<PyTuple>(glet.getattr(intern!(py, "args"))?)?;
+    let kwargs = coerce::<PyDict>(glet.getattr(intern!(py, "kwargs"))?)?;
     Ok(Some((func, args, kwargs)))
+}
+
+/// `obj` itself if it is a `T`, else `T(obj)` (tuple of an iterable, dict of
+/// a mapping).
+fn coerce<'py, T: PyTypeInfo>(obj: Bound<'py, PyAny>) -> PyResult<Bound<'py, T>> {
+    match obj.cast_into::<T>() {
+        Ok(value) => Ok(value),
+        Err(err) => {
+            let obj = err.into_inner();
+            Ok(obj.py().get_type::<T>().call1((obj,))?.cast_into::<T>()?)
+        }
+    }
 }
 
 /// `func(*args, **kwargs)`.

@@ -147,7 +147,7 @@ fn call<'py>(
     unsafe {
         Bound::from_owned_ptr_or_err(
             func.py(),
-            pyo3::ffi::PyObject_Call(func.as_ptr(), args.as_ptr(), kwargs_ptr),
+            ffi::PyObject_Call(func.as_ptr(), args.as_ptr(), kwargs_ptr),
         )
     }
 }
@@ -179,7 +179,7 @@ pub(crate) fn _as_method(func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     extern "C" {
         // Public CPython API since 3.0 (Include/cpython/classobject.h);
         // pyo3-ffi does not declare it.
-        fn PyInstanceMethod_New(func: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject;
+        fn PyInstanceMethod_New(func: *mut ffi::PyObject) -> *mut ffi::PyObject;
     }
     let py = func.py();
     // SAFETY: `func` is a live object and we hold the GIL; the call returns a

@@ -1,7 +1,7 @@
 """The frame-chunk free list: greenlets reuse CPython's 16 KiB frame stacks.
 
 What a user can observe is that greenlets keep working exactly as before
-(deep recursion, many alive at once, threads, fork-free opt-out) while the
+(deep recursion, many alive at once, threads, the opt-out) while the
 list stays bounded; speed is shown by benches/compare.py, not asserted here.
 """
 

@@ -21,6 +21,7 @@
 use std::sync::Mutex;
 
 use pyo3::exceptions::{PyAssertionError, PyBaseException, PyRuntimeError, PyTypeError};
+use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -512,8 +513,9 @@ pub(crate) fn install_init(py: Python<'_>) -> PyResult<()> {
     // exists yet; we hold the GIL. Setting `__init__` above made CPython
     // install its generic `slot_tp_init`; replacing it with a function of the
     // same contract that does the same thing (nothing) is invisible to
-    // Python code. Subclasses inherit the slot, or get `slot_tp_init` again
-    // when they define `__init__`, as usual.
+    // Python code. Python subclasses still get `slot_tp_init` (CPython
+    // derives it from the `__init__` attribute they inherit or define), so
+    // they reach the same do-nothing attribute as before, only slower.
     unsafe {
         (*ty.as_type_ptr()).tp_init = Some(init_nothing);
     }
@@ -522,9 +524,9 @@ pub(crate) fn install_init(py: Python<'_>) -> PyResult<()> {
 
 /// `Timeout.__init__` as a `tp_init` slot: accepts any arguments.
 unsafe extern "C" fn init_nothing(
-    _slf: *mut pyo3::ffi::PyObject,
-    _args: *mut pyo3::ffi::PyObject,
-    _kwargs: *mut pyo3::ffi::PyObject,
+    _slf: *mut ffi::PyObject,
+    _args: *mut ffi::PyObject,
+    _kwargs: *mut ffi::PyObject,
 ) -> std::ffi::c_int {
     0
 }

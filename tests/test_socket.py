@@ -600,6 +600,75 @@ def test_create_server_and_socketpair_types():
     b.close()
 
 
+def test_timed_waits_that_end_in_readiness_leave_nothing_armed():
+    # A socket timeout is a wheel entry that fires straight into the waiting
+    # greenlet: when the data comes first it must be withdrawn, or it would
+    # later fire into a greenlet that is doing something else.
+    a, b = gsocket.socketpair()
+    a.settimeout(30)
+    loop = gw.get_hub().loop
+    before = loop.timer_count, loop.activecnt
+
+    def pinger():
+        for i in range(200):
+            b.sendall(b"%03d" % i)
+            gw.sleep(0)
+
+    g = gw.spawn(pinger)
+    got = b""
+    while len(got) < 600:
+        got += a.recv(600 - len(got))  # waits (with its deadline) each time
+    g.join()
+    assert got == b"".join(b"%03d" % i for i in range(200))
+    assert (loop.timer_count, loop.activecnt) == before
+    # After all those withdrawn deadlines the greenlet sleeps undisturbed.
+    start = time.monotonic()
+    gw.sleep(0.05)
+    assert time.monotonic() - start >= 0.05
+    a.close()
+    b.close()
+
+
+def test_timeout_while_another_greenlet_waits_on_the_same_socket():
+    a, b = gsocket.socketpair()
+    a.settimeout(0.02)
+
+    def second_reader():
+        return a.recv(1)
+
+    g = gw.spawn(second_reader)
+    gw.sleep(0)  # g now waits on a's read watcher
+    with pytest.raises(ConcurrentObjectUseError):
+        a.recv(1)
+    with pytest.raises(gsocket.timeout):
+        g.get()
+    a.close()
+    b.close()
+
+
+def test_io_watcher_wait_deadline_errors_and_past_deadlines():
+    a, b = gsocket.socketpair()
+    hub = gw.get_hub()
+    watcher = hub.loop.io(a.fileno(), 1)
+    with pytest.raises(ValueError, match="NaN"):
+        watcher.wait(hub, False, float("nan"))
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="timed out"):
+        watcher.wait(hub, False, start - 1.0)  # already past: at once
+    with pytest.raises(KeyError):
+        watcher.wait(hub, False, start - 1.0, (KeyError, "custom"))
+    with pytest.raises(KeyError):
+        watcher.wait(hub, False, time.monotonic() + 0.01, (KeyError("custom"),))
+    assert not watcher.active
+    assert time.monotonic() - start < 5
+    b.sendall(b"x")
+    watcher.wait(hub, False, time.monotonic() + 30)  # readiness first: returns
+    assert a.recv(1) == b"x"
+    watcher.close()
+    a.close()
+    b.close()
+
+
 def test_create_connection_tries_every_address_and_reports_errors():
     with gsocket.socket() as probe:
         probe.bind((LOCALHOST, 0))

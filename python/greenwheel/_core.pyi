@@ -117,11 +117,20 @@ class IoWatcher(_WatcherBase):
     """The event mask (:data:`READ` | :data:`WRITE`)."""
     def start(self, callback: Callable[..., Any], *args: Any, pass_events: bool = False) -> None:
         """Start; with ``pass_events`` the callback gets the ready mask first."""
-    def wait(self, hub: object, known_unready: bool = False) -> None:
+    def wait(
+        self,
+        hub: object,
+        known_unready: bool = False,
+        deadline: float | None = None,
+        timeout_args: tuple[Any, ...] | None = None,
+    ) -> None:
         """Block the current greenlet (not *hub*) until the fd is ready, then
         stop; the loop switches straight back into it. *known_unready*: the
         caller just got EAGAIN on this fd (which it owns), so the kernel
-        registration need not be re-armed."""
+        registration need not be re-armed. *deadline* (a ``time.monotonic()``
+        value) bounds the wait: once it has passed, the greenlet raises
+        ``getcurrent().throw(*timeout_args)`` (default ``TimeoutError("timed
+        out")``), at once if it already has."""
 
 @final
 class AsyncWatcher(_WatcherBase):

@@ -32,11 +32,8 @@ from _thread import get_ident as _get_ident
 from errno import EAGAIN, EALREADY, EBADF, EINPROGRESS, EISCONN, EWOULDBLOCK
 from time import monotonic as _monotonic
 
-from greenlet import getcurrent
-
 from ._core import recv_nowait as _recv_nowait
 from ._core import send_nowait as _send_nowait
-from ._exceptions import BlockingSwitchOutError, ConcurrentObjectUseError
 from ._hub import _check_seconds, get_hub
 from ._threadpool import get_threadpool  # noqa: F401 - kept importable from here
 
@@ -129,38 +126,10 @@ def _block(hub, watcher, deadline, throw_args, known_unready=False):
     *known_unready*: the caller's last system call on this fd said EAGAIN,
     which lets the loop skip re-arming the kernel registration.
     """
-    if deadline is None:
-        # Rust fast path: the loop switches straight back into us; it raises
-        # BlockingSwitchOutError / ConcurrentObjectUseError like the code below.
-        watcher.wait(hub, known_unready)
-        return
-    glet = getcurrent()
-    if glet is hub:
-        raise BlockingSwitchOutError(
-            "Impossible to call blocking function in the event loop callback"
-        )
-    if watcher.active:
-        raise ConcurrentObjectUseError(
-            "This socket is already used by another greenlet: %r" % (watcher.callback,)
-        )
-    if deadline is None:
-        watcher.start(glet.switch)
-        try:
-            hub.switch()
-        finally:
-            watcher.stop()
-        return
-    remaining = deadline - _monotonic()
-    if remaining <= 0:
-        glet.throw(*throw_args)
-    timer = hub.loop.timer(remaining)
-    try:
-        watcher.start(glet.switch)
-        timer.start(glet.throw, *throw_args)
-        hub.switch()
-    finally:
-        watcher.stop()
-        timer.close()
+    # All in Rust: the loop switches straight back into us, on readiness or
+    # from a wheel entry at the deadline (no timer object, no callbacks); it
+    # raises BlockingSwitchOutError / ConcurrentObjectUseError as gevent does.
+    watcher.wait(hub, known_unready, deadline, throw_args)
 
 
 def _throw_args(timeout_exc):

@@ -16,7 +16,7 @@
 
 use std::os::unix::io::RawFd;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -27,7 +27,7 @@ use super::fastpath::blocking_from_hub;
 use super::greenlet_api;
 use super::loop_::Loop;
 use super::sync::{BoolCell, Guarded, HandleCell, I32Cell, U64Cell, U8Cell};
-use crate::clock::ns_to_secs;
+use crate::clock::{monotonic_ns, ns_to_secs};
 use crate::poller::ALL;
 
 /// State every watcher kind shares.
@@ -451,6 +451,24 @@ impl IoWatcher {
     }
 }
 
+/// The error of a wait whose deadline passed: what `glet.throw(*args)` raises
+/// in `glet`, the current greenlet (so an exception class gets its arguments
+/// exactly as `throw` would give them).
+#[cold]
+fn timed_out(glet: &Bound<'_, PyAny>, args: Option<&Bound<'_, PyTuple>>) -> PyErr {
+    let py = glet.py();
+    let thrown = match args {
+        Some(args) => glet.call_method1(pyo3::intern!(py, "throw"), args.clone()),
+        None => return PyTimeoutError::new_err("timed out"),
+    };
+    match thrown {
+        Err(err) => err,
+        // `throw` into the current greenlet raises; returning means something
+        // switched back into us with a value instead.
+        Ok(_) => PyTimeoutError::new_err("timed out"),
+    }
+}
+
 /// gevent's error for two greenlets waiting on one watcher.
 #[cold]
 fn concurrent_use(py: Python<'_>, watcher: &Bound<'_, IoWatcher>) -> PyResult<PyErr> {
@@ -500,8 +518,21 @@ impl IoWatcher {
     /// through `Loop.closing_fd`), an existing kernel registration is reused
     /// instead of re-armed. While waiting, `callback` is the greenlet's
     /// `switch`, so `Hub.cancel_wait` can throw into it.
-    #[pyo3(signature = (hub, known_unready = false))]
-    fn wait(slf: &Bound<'_, Self>, hub: &Bound<'_, PyAny>, known_unready: bool) -> PyResult<()> {
+    ///
+    /// `deadline` (seconds on `time.monotonic()`'s clock) bounds the wait: a
+    /// wheel entry that switches straight into the greenlet, as `sleep(t)`
+    /// arms, and once it has passed the greenlet raises
+    /// `getcurrent().throw(*timeout_args)` (default `TimeoutError("timed
+    /// out")`, which is `socket.timeout`). A deadline already past raises
+    /// without waiting.
+    #[pyo3(signature = (hub, known_unready = false, deadline = None, timeout_args = None))]
+    fn wait(
+        slf: &Bound<'_, Self>,
+        hub: &Bound<'_, PyAny>,
+        known_unready: bool,
+        deadline: Option<f64>,
+        timeout_args: Option<&Bound<'_, PyTuple>>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let current = greenlet_api::getcurrent(py)?;
@@ -511,22 +542,50 @@ impl IoWatcher {
         if this.core.is_active() {
             return Err(concurrent_use(py, slf)?);
         }
+        let deadline_ns = match deadline {
+            Some(secs) => {
+                let ns = delay_ns("deadline", secs)?;
+                if ns <= monotonic_ns() {
+                    return Err(timed_out(&current, timeout_args));
+                }
+                Some(ns)
+            }
+            None => None,
+        };
         let switch = current.getattr(pyo3::intern!(py, "switch"))?;
         this.core.set_call(&switch, &PyTuple::empty(py))?;
-        let old = this.resume.replace(Some(current.unbind()));
+        let old = this.resume.replace(Some(current.clone().unbind()));
         drop(old);
         let lp = this.core.loop_.get();
-        if let Err(err) = lp.io_start(slf, known_unready) {
-            let old = this.resume.replace(None);
-            drop(old);
-            return Err(err);
-        }
+        let armed = lp
+            .io_start(slf, known_unready)
+            .and_then(|()| match deadline_ns {
+                Some(ns) => lp.sleep_arm(current.clone().unbind(), ns, true).map(Some),
+                None => Ok(None),
+            });
+        let timer = match armed {
+            Ok(timer) => timer,
+            Err(err) => {
+                lp.io_stop(py, this);
+                let old = this.resume.replace(None);
+                drop(old);
+                this.core.clear_call();
+                return Err(err);
+            }
+        };
         let result = greenlet_api::switch(py, hub);
         lp.io_stop(py, this);
         let old = this.resume.replace(None);
         drop(old);
         this.core.clear_call();
-        result.map(|_| ())
+        // Whatever woke us, the wheel entry must not fire into us later; if
+        // it is gone, it fired: the deadline passed.
+        let expired = timer.is_some_and(|h| !lp.sleep_cancel(py, h, &current, true));
+        result?;
+        if expired {
+            return Err(timed_out(&current, timeout_args));
+        }
+        Ok(())
     }
 
     /// The file descriptor.

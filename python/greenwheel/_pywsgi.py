@@ -593,42 +593,96 @@ class WSGIHandler:
     #: Socket errors that just mean the client went away: no traceback.
     ignored_socket_errors = (errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ESHUTDOWN)
 
-    # Per-request state (class defaults keep construction cheap).
-    status = None  # bytes b'200 OK'
-    _orig_status = None  # str '200 OK'
-    code = None  # int from the status
-    response_headers = None  # the application's header list
-    provided_date = None
-    provided_content_length = None
-    _provided_connection = None
-    _provided_te = None
-    _cl_left = None
-    _header_block = b""
-    close_connection = False
-    time_start = 0
-    time_finish = 0
-    headers_sent = False
-    response_use_chunked = False
-    connection_upgraded = False
-    environ = None
-    application = None
-    _requestline = None
-    response_length = 0
-    result = None
-    wsgi_input = None
-    content_length = 0
-    chunked_input = False
-    expect_continue = False
-    headers = ()  # [(name, value), ...] as received
-    request_version = None  # 'HTTP/1.1'
-    command = None  # 'GET'
-    path = None  # the request target, as sent
-    _env = None
-    _socket_error = False
-    _linger = False
-    _served = 0
+    # Instance state lives in slots: attribute access is the hottest thing a
+    # request does (one dict would also outgrow CPython's shared-key limit).
+    # ``__dict__`` stays so that subclasses and users may add attributes.
+    __slots__ = (
+        "_cl_left",
+        "_conn_env",
+        "_env",
+        "_fast_timeout",
+        "_first",
+        "_header_block",
+        "_input_limits",
+        "_linger",
+        "_max_body_size",
+        "_max_header_size",
+        "_max_headers",
+        "_max_request_line",
+        "_orig_status",
+        "_provided_connection",
+        "_provided_te",
+        "_rbuf",
+        "_recv_size",
+        "_requestline",
+        "_rpos",
+        "_served",
+        "_socket_error",
+        "application",
+        "chunked_input",
+        "client_address",
+        "close_connection",
+        "code",
+        "command",
+        "connection_upgraded",
+        "content_length",
+        "environ",
+        "expect_continue",
+        "headers",
+        "headers_sent",
+        "path",
+        "provided_content_length",
+        "provided_date",
+        "request_version",
+        "response_headers",
+        "response_length",
+        "response_use_chunked",
+        "result",
+        "server",
+        "socket",
+        "status",
+        "time_finish",
+        "time_start",
+        "wsgi_input",
+        "__dict__",
+        "__weakref__",
+    )
 
     def __init__(self, sock, address, server, rfile=None):
+        # Per-request state, reset as each request goes.
+        self.status = None  # bytes b'200 OK'
+        self._orig_status = None  # str '200 OK'
+        self.code = None  # int from the status
+        self.response_headers = None  # the application's header list
+        self.provided_date = None
+        self.provided_content_length = None
+        self._provided_connection = None
+        self._provided_te = None
+        self._cl_left = None
+        self._header_block = b""
+        self.close_connection = False
+        self.time_start = 0
+        self.time_finish = 0
+        self.headers_sent = False
+        self.response_use_chunked = False
+        self.connection_upgraded = False
+        self.environ = None
+        self.application = None
+        self._requestline = None
+        self.response_length = 0
+        self.result = None
+        self.wsgi_input = None
+        self.content_length = 0
+        self.chunked_input = False
+        self.expect_continue = False
+        self.headers = ()  # [(name, value), ...] as received
+        self.request_version = None  # 'HTTP/1.1'
+        self.command = None  # 'GET'
+        self.path = None  # the request target, as sent
+        self._env = None
+        self._socket_error = False
+        self._linger = False
+        self._served = 0
         self.socket = sock
         self.client_address = address
         self.server = server
@@ -708,9 +762,7 @@ class WSGIHandler:
                 sock.close()
             except OSError:
                 pass
-        self.__dict__.pop("wsgi_input", None)
-        self.__dict__.pop("environ", None)
-        self.__dict__.pop("_env", None)
+        self.wsgi_input = self.environ = self._env = None
 
     def _linger_close(self, sock):
         # The client may still be sending (a body we refused, pipelined

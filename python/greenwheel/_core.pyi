@@ -6,7 +6,7 @@ bound to the OS thread that created the loop, except :meth:`AsyncWatcher.send`,
 which any thread may call.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, final
 
 from typing_extensions import disjoint_base
@@ -33,6 +33,9 @@ __all__ = [
     "parse_chunk_size",
     "HttpParseError",
     "TooManyHeaders",
+    "RequestError",
+    "request_environ",
+    "response_head",
     "recv_nowait",
     "send_nowait",
 ]
@@ -328,6 +331,41 @@ def parse_request(
 def parse_chunk_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
     """Parse a chunk-size line at the start of *data*: None while incomplete,
     else ``(line_length, chunk_size)``."""
+
+class RequestError(ValueError):
+    """A request the server refuses; ``args`` are ``(status, message)``."""
+
+def request_environ(
+    data: bytes | bytearray | memoryview,
+    max_headers: int,
+    base_env: dict[str, Any],
+    limits: tuple[int | None, int | None, int | None],
+) -> (
+    tuple[str, str, str, list[tuple[str, str]], int, dict[str, Any], int | None, bool, bool, bool]
+    | None
+):
+    """Parse the request head at the start of *data* into a WSGI environ.
+
+    *limits* is ``(max_body_size, max_request_line, max_header_size)``.
+    None while incomplete, else ``(method, target, request_version, headers,
+    head_length, environ, content_length, chunked, close_connection,
+    expect_continue)``: *environ* is a copy of *base_env* with the header
+    keys, REQUEST_METHOD, QUERY_STRING, PATH_INFO and SERVER_PROTOCOL;
+    *content_length* is None for a chunked body. Raises RequestError (414,
+    431, 400 or 413), TooManyHeaders or HttpParseError."""
+
+def response_head(
+    status: str, headers: Iterable[tuple[str, str]]
+) -> tuple[
+    str, bytes, int, bytes, str | None, int | None, str | None, str | None, str | None, bool
+]:
+    """Check and encode a WSGI ``start_response(status, headers)``.
+
+    Returns ``(status, status_bytes, code, header_block, content_length,
+    content_length_value, date, connection, transfer_encoding,
+    connection_close)``; raises UnicodeError for non-str or non-latin-1
+    values and ValueError for CR/LF, a bad status or a bad Content-Length,
+    with gevent's messages."""
 
 def recv_nowait(fd: int, bufsize: int, flags: int = 0) -> bytes | None:
     """``recv()`` on a non-blocking fd: the bytes read (``b""`` at EOF), or None

@@ -7,21 +7,22 @@ accepted connection gets one :class:`WSGIHandler` (reused for every request
 on that connection) whose :meth:`~WSGIHandler.handle` loops over
 :meth:`~WSGIHandler.handle_one_request` until the connection is done.
 
-Request heads are parsed by ``greenwheel._core.parse_request``, a binding to
-the Rust ``httparse`` crate: a strict (no obsolete line folding, no bare CR,
-no whitespace before the colon, only HTTP/1.0 and 1.1), zero-copy,
-SIMD-accelerated parser, so the Python side only builds the environ.  Chunk
-size lines go through ``greenwheel._core.parse_chunk_size`` (same crate).
+Request heads are parsed by ``greenwheel._core.request_environ``, which
+runs the Rust ``httparse`` crate: a strict (no obsolete line folding, no bare
+CR, no whitespace before the colon, only HTTP/1.0 and 1.1), zero-copy,
+SIMD-accelerated parser.  Chunk size lines go through
+``greenwheel._core.parse_chunk_size`` (same crate).
 
 The per-request path is kept short on purpose:
 
 - one ``recv`` into a per-connection buffer (``_rbuf`` plus a read offset
   ``_rpos``; pipelined requests are parsed from it without another system
   call or copy);
-- one parse in Rust; the environ is a copy of a per-connection template
-  (server base environ plus ``REMOTE_ADDR``/``REMOTE_PORT``) filled directly
-  from the header list, with a small cache mapping header names to environ
-  keys;
+- one call into Rust parses the head, applies the size limits, decides the
+  body framing and builds the environ (a copy of a per-connection template:
+  server base environ plus ``REMOTE_ADDR``/``REMOTE_PORT``);
+- ``start_response`` checks and encodes the status and headers in one more
+  Rust call (``_core.response_head``);
 - one ``sendall`` carrying status line, headers and the body when the
   application returns a list (the usual case) or on the first write of a
   streamed body.  Together with ``TCP_NODELAY`` (set by StreamServer on
@@ -47,12 +48,18 @@ import time
 import traceback
 from datetime import datetime
 from time import monotonic as _monotonic
-from urllib.parse import unquote
 
 from greenlet import GreenletExit
 
 from . import _socket as _gsocket
-from ._core import HttpParseError, TooManyHeaders, parse_chunk_size, parse_request
+from ._core import (
+    HttpParseError,
+    RequestError,
+    TooManyHeaders,
+    parse_chunk_size,
+    request_environ,
+    response_head,
+)
 from ._hub import sleep as _sleep
 from ._server import StreamServer
 
@@ -168,42 +175,7 @@ class _BodyTooLarge(_InvalidClientInput):
     code = 413
 
 
-# --- header names -> environ keys ----------------------------------------------------
-
-_HEADER_KEYS = {}
-_MAX_CACHED_KEYS = 2048
-
-
-def _header_key(name):
-    """The environ key for request header *name*, or '' to drop it."""
-    if "_" in name:
-        # "X_Forwarded_For" would collide with "X-Forwarded-For": drop it (as gevent does).
-        key = ""
-    else:
-        key = name.upper().replace("-", "_")
-        if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
-            key = "HTTP_" + key
-    if len(_HEADER_KEYS) < _MAX_CACHED_KEYS:
-        _HEADER_KEYS[name] = key
-    return key
-
-
-# Request headers that must not appear twice.
-_SINGLETON_KEYS = frozenset(("CONTENT_LENGTH", "HTTP_HOST", "HTTP_TRANSFER_ENCODING"))
-
-
-def _tokens(value):
-    return {token.strip() for token in value.lower().split(",")}
-
-
-def _origin_path(target):
-    # Absolute-form targets ("http://host/path", proxies) become the path;
-    # "*" (OPTIONS) and authority-form (CONNECT) pass through.
-    low = target[:8].lower()
-    if low.startswith("http://") or low.startswith("https://"):
-        slash = target.find("/", target.find("//") + 2)
-        return target[slash:] if slash >= 0 else "/"
-    return target
+# --- response bodies --------------------------------------------------------------------
 
 
 def _as_bytes(data):
@@ -560,14 +532,6 @@ class Input:
 
 # --- the handler ------------------------------------------------------------------------
 
-_SPECIAL_RESPONSE_HEADERS = frozenset(("content-length", "date", "connection", "transfer-encoding"))
-
-
-def _header_type_error(name, value):
-    if not isinstance(name, str):
-        return UnicodeError("The header must be a native string", name, value)
-    return UnicodeError("The value must be a native string", name, value)
-
 
 class WSGIHandler:
     """Serves the HTTP requests of one connection to the WSGI application.
@@ -700,6 +664,7 @@ class WSGIHandler:
         if isinstance(address, tuple) and len(address) >= 2:
             env["REMOTE_ADDR"] = str(address[0])
             env["REMOTE_PORT"] = str(address[1])
+        env["wsgi.input_terminated"] = True
         self._conn_env = env
 
     # -- plumbing ------------------------------------------------------------------------
@@ -863,12 +828,16 @@ class WSGIHandler:
             if not data:
                 return False
         try:
-            parsed = parse_request(data, self._max_headers)
+            parsed = request_environ(data, self._max_headers, self._conn_env, self._input_limits)
             if parsed is None:
                 parsed = self._read_head(data)
                 if parsed is None:
                     return False
                 parsed, data = parsed
+        except RequestError as ex:
+            self._rbuf = data
+            self._rpos = 0
+            raise _InvalidClientRequest(*ex.args) from None
         except TooManyHeaders:
             raise _InvalidClientRequest(
                 431, "more than %d header fields" % (self._max_headers,)
@@ -877,71 +846,21 @@ class WSGIHandler:
             self._rbuf = data
             self._rpos = 0
             raise _InvalidClientRequest(400, "%s: %s" % (ex, self._first_line(data))) from None
-        method, target, minor, headers, head_length = parsed
+        # The environ, the limits and the body framing all come from Rust
+        # (``_core.request_environ``), checked in the order gevent checks them.
+        (
+            self.command,
+            self.path,
+            self.request_version,
+            self.headers,
+            self._rpos,
+            self._env,
+            self.content_length,
+            self.chunked_input,
+            self.close_connection,
+            self.expect_continue,
+        ) = parsed
         self._rbuf = data
-        self._rpos = head_length
-        if len(target) + len(method) + 10 > self._max_request_line:
-            raise _InvalidClientRequest(
-                414, "request line longer than %d bytes" % (self._max_request_line,)
-            )
-        if head_length > self._max_header_size:
-            raise _InvalidClientRequest(
-                431, "request head larger than %d bytes" % (self._max_header_size,)
-            )
-        self.command = method
-        self.path = target
-        self.request_version = "HTTP/1.1" if minor else "HTTP/1.0"
-        self.headers = headers
-
-        env = self._conn_env.copy()
-        keys = _HEADER_KEYS
-        for name, value in headers:
-            key = keys.get(name)
-            if key is None:
-                key = _header_key(name)
-            if key:
-                old = env.get(key)
-                if old is None:
-                    env[key] = value
-                else:
-                    if key in _SINGLETON_KEYS:
-                        raise _InvalidClientRequest(400, "duplicate %s header" % (name,))
-                    env[key] = old + ("; " if key == "HTTP_COOKIE" else ",") + value
-        self._env = env
-
-        te = env.get("HTTP_TRANSFER_ENCODING")
-        cl = env.get("CONTENT_LENGTH")
-        if te is not None:
-            if cl is not None:
-                raise _InvalidClientRequest(400, "both Content-Length and Transfer-Encoding")
-            if not minor:
-                raise _InvalidClientRequest(400, "Transfer-Encoding in an HTTP/1.0 request")
-            if te.lower() != "chunked":
-                raise _InvalidClientRequest(400, "unsupported Transfer-Encoding %r" % (te,))
-            self.chunked_input = True
-            self.content_length = None
-        else:
-            self.chunked_input = False
-            if cl is None:
-                self.content_length = 0
-            else:
-                if not (cl.isdigit() and cl.isascii() and len(cl) <= 18):
-                    raise _InvalidClientRequest(400, "invalid Content-Length %r" % (cl,))
-                length = int(cl)
-                max_body = self._max_body_size
-                if max_body is not None and length > max_body:
-                    raise _InvalidClientRequest(
-                        413, "Content-Length %d over the limit %d" % (length, max_body)
-                    )
-                self.content_length = length
-        conn = env.get("HTTP_CONNECTION")
-        if minor:
-            self.close_connection = conn is not None and "close" in _tokens(conn)
-            expect = env.get("HTTP_EXPECT")
-            self.expect_continue = expect is not None and expect.lower() == "100-continue"
-        else:
-            self.close_connection = conn is None or "keep-alive" not in _tokens(conn)
-            self.expect_continue = False
         if self._fast_timeout:
             self.socket.timeout = self.server.io_timeout
         else:
@@ -1001,34 +920,19 @@ class WSGIHandler:
             acc += chunk
             if b"\n" in chunk:
                 data = bytes(acc)
-                parsed = parse_request(data, max_headers)
+                parsed = request_environ(data, max_headers, self._conn_env, self._input_limits)
                 if parsed is not None:
                     return parsed, data
 
     def get_environ(self):
         """The WSGI environ of the request just read (a new dict each time)."""
         env = self._env
-        env["REQUEST_METHOD"] = self.command
-        path = self.path
-        query = path.find("?")
-        if query >= 0:
-            env["QUERY_STRING"] = path[query + 1 :]
-            path = path[:query]
-        else:
-            env["QUERY_STRING"] = ""
-        if path[:1] != "/":
-            path = _origin_path(path)
-        if "%" in path:
-            path = unquote(path, encoding="latin-1")
-        env["PATH_INFO"] = path
-        env["SERVER_PROTOCOL"] = self.request_version
         self.wsgi_input = env["wsgi.input"] = Input(
             self,
             self.content_length,
             self.socket if self.expect_continue else None,
             self.chunked_input,
         )
-        env["wsgi.input_terminated"] = True
         return env
 
     # -- running the application ---------------------------------------------------------
@@ -1256,73 +1160,27 @@ class WSGIHandler:
                 exc_info = None
         elif self.headers_sent:
             raise self.ApplicationError("start_response() called again after the headers were sent")
-        if type(status) is not str:
-            if not isinstance(status, str):
-                raise UnicodeError("The status string must be a native string")
-            status = str(status)
-        if "\r" in status or "\n" in status:
-            raise ValueError("carriage return or newline in status", status)
-        code = status[:3]
-        if (
-            len(code) != 3
-            or not code.isdigit()
-            or not code.isascii()
-            or (len(status) > 3 and status[3] != " ")
-        ):
-            raise ValueError(
-                "Invalid status %r: must be a three-digit code and a reason" % (status,)
-            )
-        code = int(code)
-
-        provided_cl = provided_date = provided_connection = provided_te = None
-        lines = []
-        append = lines.append
-        for name, value in headers:
-            if type(name) is not str or type(value) is not str:
-                if not isinstance(name, str) or not isinstance(value, str):
-                    raise _header_type_error(name, value)
-                name = str(name)
-                value = str(value)
-            append(f"{name}: {value}\r\n")
-            lname = name.lower()
-            if lname in _SPECIAL_RESPONSE_HEADERS:
-                if lname == "content-length":
-                    provided_cl = value
-                elif lname == "date":
-                    provided_date = value
-                elif lname == "connection":
-                    provided_connection = value
-                else:
-                    provided_te = value
-        block = "".join(lines)
-        count = len(lines)
-        if block.count("\n") != count or block.count("\r") != count:
-            for name, value in headers:
-                if "\r" in name or "\n" in name:
-                    raise ValueError("carriage return or newline in header name", name)
-                if "\r" in value or "\n" in value:
-                    raise ValueError("carriage return or newline in header value", value)
-        try:
-            header_block = block.encode("latin-1")
-            status_bytes = status.encode("latin-1")
-        except UnicodeEncodeError:
-            for name, value in headers:
-                try:
-                    name.encode("latin-1")
-                    value.encode("latin-1")
-                except UnicodeEncodeError:
-                    raise UnicodeError("Non-latin1 header", repr(name), repr(value)) from None
-            raise UnicodeError("Non-latin1 status", repr(status)) from None
+        # Rust checks and encodes the status and headers (``_core.response_head``),
+        # with the errors and the order of gevent's checks.
+        (
+            status,
+            status_bytes,
+            code,
+            header_block,
+            provided_cl,
+            cl_value,
+            provided_date,
+            provided_connection,
+            provided_te,
+            close,
+        ) = response_head(status, headers)
         if provided_cl is not None:
-            provided_cl = provided_cl.strip()
-            if not (provided_cl.isdigit() and provided_cl.isascii()):
-                raise ValueError("Invalid Content-Length header %r" % (provided_cl,))
-            if (code == 204 or code == 304) and int(provided_cl) != 0:
+            if (code == 204 or code == 304) and cl_value != 0:
                 raise self.ApplicationError(
                     "Invalid Content-Length for %s response: %r (must be absent or zero)"
                     % (code, provided_cl)
                 )
-            self._cl_left = None if self.command == "HEAD" else int(provided_cl)
+            self._cl_left = None if self.command == "HEAD" else cl_value
         else:
             self._cl_left = None
 
@@ -1335,7 +1193,7 @@ class WSGIHandler:
         self.provided_date = provided_date
         self._provided_connection = provided_connection
         self._provided_te = provided_te
-        if provided_connection is not None and "close" in _tokens(provided_connection):
+        if close:
             self.close_connection = True
         return self.write
 

@@ -33,9 +33,9 @@ pyo3::create_exception!(
 
 /// Upper bound for `max_headers`, so a caller's typo cannot make us reserve
 /// a huge stack-free buffer.
-const MAX_HEADERS_LIMIT: usize = 10_000;
+pub(super) const MAX_HEADERS_LIMIT: usize = 10_000;
 
-fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+pub(super) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     if bytes.is_ascii() {
         // Fast path: ASCII is valid UTF-8 and decodes the same in latin-1.
         if let Ok(s) = std::str::from_utf8(bytes) {
@@ -46,7 +46,10 @@ fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     PyString::new(py, &s)
 }
 
-fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> PyResult<R>) -> PyResult<R> {
+pub(super) fn with_bytes<R>(
+    data: &Bound<'_, PyAny>,
+    f: impl FnOnce(&[u8]) -> PyResult<R>,
+) -> PyResult<R> {
     if let Ok(b) = data.cast::<pyo3::types::PyBytes>() {
         return f(b.as_bytes());
     }

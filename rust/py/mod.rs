@@ -29,6 +29,7 @@ mod sockio;
 mod sync;
 mod timeout;
 mod watchers;
+mod wsgi;
 
 use pyo3::prelude::*;
 
@@ -61,6 +62,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<timeout::Timeout>()?;
     timeout::install_init(m.py())?;
     http::register(m)?;
+    wsgi::register(m)?;
     sockio::register(m)?;
     Ok(())
 }

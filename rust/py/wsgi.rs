@@ -1,0 +1,549 @@
+//! The pure computation of each `greenwheel.pywsgi` request, done in one
+//! call each way: a request head becomes the WSGI environ (with the server's
+//! limits and the body framing decided), and `start_response`'s status and
+//! headers become checked response-head bytes.
+//!
+//! Why here: in Python these steps were about 500 of the roughly 1,000
+//! bytecodes a keep-alive hello world executed per request (counted with
+//! `sys.settrace`), mostly string slicing, dict traffic and per-header loops.
+//!
+//! Ground rules:
+//! - Behaviour is the Python handler's, to the message: the same checks in the
+//!   same order, so the first problem found is the one reported. A refused
+//!   request raises `RequestError(status, message)`; a bad response head
+//!   raises `UnicodeError` / `ValueError` with gevent's wording.
+//! - Request header names are ASCII (httparse accepts only token bytes);
+//!   values and the target are latin-1 `str`, as PEP 3333 wants.
+//! - Python semantics are kept where a user can see them: a value already in
+//!   the base environ under a header's key is joined with Python's `+`, and
+//!   `str` subclasses in a response head are converted with `str()`.
+//! - Limits arrive as Python ints of any size; they saturate to `u64::MAX`
+//!   rather than fail.
+
+use pyo3::exceptions::{PyTypeError, PyUnicodeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
+
+use super::http::{latin1, with_bytes, HttpParseError, TooManyHeaders, MAX_HEADERS_LIMIT};
+
+pyo3::create_exception!(
+    greenwheel._core,
+    RequestError,
+    PyValueError,
+    "A request the server refuses; args are (status, message)."
+);
+
+/// Environ keys of request headers that must not appear twice.
+const SINGLETON_KEYS: [&str; 3] = ["CONTENT_LENGTH", "HTTP_HOST", "HTTP_TRANSFER_ENCODING"];
+
+/// Longest Content-Length (in digits) a request may send: more cannot be a
+/// real body size, and 18 digits always fit in an `i64`.
+const MAX_CONTENT_LENGTH_DIGITS: usize = 18;
+
+fn refuse(status: u16, message: String) -> PyErr {
+    RequestError::new_err((status, message))
+}
+
+/// A limit given as a Python int (or None), saturating.
+fn limit(obj: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    match obj.extract::<u64>() {
+        Ok(v) => Ok(Some(v)),
+        Err(_) if obj.cast::<PyInt>().is_ok() => {
+            // Negative limits are refused by the server's own checks; huge
+            // ones mean "no limit".
+            Ok(Some(if obj.lt(0)? { 0 } else { u64::MAX }))
+        }
+        Err(_) => Err(PyTypeError::new_err("limits must be ints or None")),
+    }
+}
+
+/// The environ key of a request header, or None for a name with `_` (it would
+/// collide with the `-` spelling, so it is dropped, as gevent does).
+fn environ_key(name: &str) -> Option<String> {
+    if name.contains('_') {
+        return None;
+    }
+    let mut key = String::with_capacity(name.len() + 5);
+    let upper = name.to_ascii_uppercase().replace('-', "_");
+    if upper != "CONTENT_TYPE" && upper != "CONTENT_LENGTH" {
+        key.push_str("HTTP_");
+    }
+    key.push_str(&upper);
+    Some(key)
+}
+
+/// Python's `str.isspace()` for the characters of a latin-1 `str`.
+fn py_space(c: char) -> bool {
+    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
+}
+
+/// Python's `str.strip()`.
+fn py_strip(s: &str) -> &str {
+    s.trim_matches(py_space)
+}
+
+/// Whether the comma-separated header value lists `token` (ASCII, lower case).
+fn lists_token(value: &str, token: &str) -> bool {
+    value
+        .split(',')
+        .any(|part| py_strip(part).eq_ignore_ascii_case(token))
+}
+
+/// `urllib.parse.unquote(path, encoding="latin-1")` for a latin-1 target's bytes.
+fn unquote_latin1(path: &[u8]) -> Vec<u8> {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        if path[i] == b'%' && i + 2 < path.len() {
+            if let (Some(hi), Some(lo)) = (hex(path[i + 1]), hex(path[i + 2])) {
+                out.push(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(path[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The path of a request target: an absolute-form target (a proxy request,
+/// `http://host/path`) gives its path; `*` and authority-form pass through.
+fn origin_path(path: &[u8]) -> &[u8] {
+    if path.first() == Some(&b'/') {
+        return path;
+    }
+    let head = &path[..path.len().min(8)];
+    let lower = head.to_ascii_lowercase();
+    if lower.starts_with(b"http://") || lower.starts_with(b"https://") {
+        let after_scheme = path
+            .windows(2)
+            .position(|w| w == b"//")
+            .map_or(0, |p| p + 2);
+        return match path[after_scheme..].iter().position(|&b| b == b'/') {
+            Some(slash) => &path[after_scheme + slash..],
+            None => b"/",
+        };
+    }
+    path
+}
+
+/// Sets REQUEST_METHOD, QUERY_STRING, PATH_INFO and SERVER_PROTOCOL.
+fn set_request_keys(
+    env: &Bound<'_, PyDict>,
+    method: &Bound<'_, PyString>,
+    target: &[u8],
+    protocol: &Bound<'_, PyString>,
+) -> PyResult<()> {
+    let py = env.py();
+    env.set_item(pyo3::intern!(py, "REQUEST_METHOD"), method)?;
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(q) => (&target[..q], &target[q + 1..]),
+        None => (target, &b""[..]),
+    };
+    env.set_item(pyo3::intern!(py, "QUERY_STRING"), latin1(py, query))?;
+    let path = origin_path(path);
+    let path_info = if path.contains(&b'%') {
+        latin1(py, &unquote_latin1(path))
+    } else {
+        latin1(py, path)
+    };
+    env.set_item(pyo3::intern!(py, "PATH_INFO"), path_info)?;
+    env.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), protocol)?;
+    Ok(())
+}
+
+fn get_str(env: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<Option<String>> {
+    match env.get_item(key)? {
+        None => Ok(None),
+        Some(v) => Ok(Some(v.str()?.to_string())),
+    }
+}
+
+/// request_environ(data, max_headers, base_env, limits)
+/// --
+///
+/// Parse the request head at the start of `data` into the WSGI environ.
+/// `limits` is `(max_body_size, max_request_line, max_header_size)`.
+/// Returns None if the head is incomplete, else `(method, target,
+/// request_version, headers, head_length, environ, content_length,
+/// chunked, close_connection, expect_continue)`; `environ` is a copy of
+/// `base_env` with the header keys, REQUEST_METHOD, QUERY_STRING, PATH_INFO
+/// and SERVER_PROTOCOL; `content_length` is None for a chunked body.
+#[pyfunction]
+pub(crate) fn request_environ<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    max_headers: usize,
+    base_env: &Bound<'py, PyDict>,
+    limits: (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>),
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let max_body = limit(&limits.0)?;
+    let max_line = limit(&limits.1)?.unwrap_or(u64::MAX);
+    let max_head = limit(&limits.2)?.unwrap_or(u64::MAX);
+    let max_headers = max_headers.clamp(1, MAX_HEADERS_LIMIT);
+    with_bytes(data, |bytes| {
+        let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
+        let mut req = httparse::Request::new(&mut headers);
+        let consumed = match req.parse(bytes) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(TooManyHeaders::new_err(format!(
+                    "more than {max_headers} header fields"
+                )))
+            }
+            Err(e) => return Err(HttpParseError::new_err(format!("invalid request: {e}"))),
+        };
+        let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+            return Ok(None);
+        };
+        if (target.len() + method.len() + 10) as u64 > max_line {
+            return Err(refuse(
+                414,
+                format!("request line longer than {max_line} bytes"),
+            ));
+        }
+        if consumed as u64 > max_head {
+            return Err(refuse(
+                431,
+                format!("request head larger than {max_head} bytes"),
+            ));
+        }
+
+        let env = base_env.copy()?;
+        let list = PyList::empty(py);
+        for h in req.headers.iter() {
+            let name = PyString::new(py, h.name);
+            let value = latin1(py, h.value);
+            list.append((&name, &value))?;
+            let Some(key) = environ_key(h.name) else {
+                continue;
+            };
+            let key_obj = PyString::new(py, &key);
+            match env.get_item(&key_obj)? {
+                None => env.set_item(&key_obj, &value)?,
+                Some(old) => {
+                    if SINGLETON_KEYS.contains(&key.as_str()) {
+                        return Err(refuse(400, format!("duplicate {} header", h.name)));
+                    }
+                    let sep = if key == "HTTP_COOKIE" { "; " } else { "," };
+                    env.set_item(&key_obj, old.add(sep)?.add(&value)?)?;
+                }
+            }
+        }
+
+        let te = get_str(&env, pyo3::intern!(py, "HTTP_TRANSFER_ENCODING"))?;
+        let cl = env.get_item(pyo3::intern!(py, "CONTENT_LENGTH"))?;
+        let (content_length, chunked): (Option<Bound<'py, PyAny>>, bool) = match te {
+            Some(te) => {
+                if cl.is_some() {
+                    return Err(refuse(
+                        400,
+                        "both Content-Length and Transfer-Encoding".to_owned(),
+                    ));
+                }
+                if minor == 0 {
+                    return Err(refuse(
+                        400,
+                        "Transfer-Encoding in an HTTP/1.0 request".to_owned(),
+                    ));
+                }
+                if !te.eq_ignore_ascii_case("chunked") {
+                    let shown = PyString::new(py, &te).repr()?;
+                    return Err(refuse(
+                        400,
+                        format!("unsupported Transfer-Encoding {shown}"),
+                    ));
+                }
+                (None, true)
+            }
+            None => match cl {
+                None => (Some(0u64.into_pyobject(py)?.into_any()), false),
+                Some(cl) => {
+                    let text = cl.str()?.to_string();
+                    let digits = !text.is_empty()
+                        && text.len() <= MAX_CONTENT_LENGTH_DIGITS
+                        && text.bytes().all(|b| b.is_ascii_digit());
+                    let length = if digits {
+                        text.parse::<u64>().ok()
+                    } else {
+                        None
+                    };
+                    let Some(length) = length else {
+                        return Err(refuse(
+                            400,
+                            format!("invalid Content-Length {}", cl.repr()?),
+                        ));
+                    };
+                    if let Some(max_body) = max_body {
+                        if length > max_body {
+                            return Err(refuse(
+                                413,
+                                format!("Content-Length {length} over the limit {max_body}"),
+                            ));
+                        }
+                    }
+                    (Some(length.into_pyobject(py)?.into_any()), false)
+                }
+            },
+        };
+
+        let conn = get_str(&env, pyo3::intern!(py, "HTTP_CONNECTION"))?;
+        let (close, expect_continue) = if minor == 1 {
+            let close = conn.as_deref().is_some_and(|c| lists_token(c, "close"));
+            let expect = get_str(&env, pyo3::intern!(py, "HTTP_EXPECT"))?;
+            let expect = expect.is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+            (close, expect)
+        } else {
+            let keep = conn
+                .as_deref()
+                .is_some_and(|c| lists_token(c, "keep-alive"));
+            (!keep, false)
+        };
+
+        let method = PyString::new(py, method);
+        let protocol = if minor == 1 {
+            pyo3::intern!(py, "HTTP/1.1")
+        } else {
+            pyo3::intern!(py, "HTTP/1.0")
+        };
+        set_request_keys(&env, &method, target.as_bytes(), protocol)?;
+        Ok(Some(PyTuple::new(
+            py,
+            [
+                method.into_any(),
+                latin1(py, target.as_bytes()).into_any(),
+                protocol.clone().into_any(),
+                list.into_any(),
+                consumed.into_pyobject(py)?.into_any(),
+                env.into_any(),
+                content_length.unwrap_or_else(|| py.None().into_bound(py)),
+                pyo3::types::PyBool::new(py, chunked).to_owned().into_any(),
+                pyo3::types::PyBool::new(py, close).to_owned().into_any(),
+                pyo3::types::PyBool::new(py, expect_continue)
+                    .to_owned()
+                    .into_any(),
+            ],
+        )?))
+    })
+}
+
+/// `str(obj)` for a `str` subclass, `obj` itself for a `str`; else None.
+fn native_str<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyString>>> {
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        return Ok(Some(s.clone()));
+    }
+    if obj.cast::<PyString>().is_ok() {
+        return Ok(Some(obj.str()?));
+    }
+    Ok(None)
+}
+
+/// The first two items of a header entry, unpacked as `name, value = entry`.
+fn unpack_pair<'py>(entry: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    if let Ok(t) = entry.cast_exact::<PyTuple>() {
+        if t.len() == 2 {
+            return Ok((t.get_item(0)?, t.get_item(1)?));
+        }
+    }
+    // Anything else unpacks as Python would, with Python's own errors.
+    let builtins = entry.py().import(pyo3::intern!(entry.py(), "builtins"))?;
+    let items = builtins.getattr("tuple")?.call1((entry,)).map_err(|err| {
+        if err.is_instance_of::<PyTypeError>(entry.py()) {
+            let kind = entry
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            PyTypeError::new_err(format!("cannot unpack non-iterable {kind} object"))
+        } else {
+            err
+        }
+    })?;
+    let items = items.cast_into::<PyTuple>()?;
+    match items.len() {
+        2 => Ok((items.get_item(0)?, items.get_item(1)?)),
+        n if n > 2 => Err(PyValueError::new_err(
+            "too many values to unpack (expected 2)",
+        )),
+        n => Err(PyValueError::new_err(format!(
+            "not enough values to unpack (expected 2, got {n})"
+        ))),
+    }
+}
+
+fn has_cr_lf(s: &str) -> bool {
+    s.bytes().any(|b| b == b'\r' || b == b'\n')
+}
+
+/// Appends `s` encoded as latin-1; false if it has a character above U+00FF.
+fn push_latin1(out: &mut Vec<u8>, s: &str) -> bool {
+    if s.is_ascii() {
+        out.extend_from_slice(s.as_bytes());
+        return true;
+    }
+    for c in s.chars() {
+        match u8::try_from(u32::from(c)) {
+            Ok(b) => out.push(b),
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+fn unicode_error(args: impl pyo3::PyErrArguments + 'static) -> PyErr {
+    PyUnicodeError::new_err(args)
+}
+
+/// response_head(status, headers)
+/// --
+///
+/// Check a WSGI `start_response(status, headers)` and encode it. Returns
+/// `(status, status_bytes, code, header_block, content_length,
+/// content_length_value, date, connection, transfer_encoding,
+/// connection_close)`: `status` as a native str, the status line's bytes,
+/// the int code, every header line (CRLF-terminated) as latin-1 bytes, the
+/// stripped Content-Length text and its int (None when absent), the Date,
+/// Connection and Transfer-Encoding values given (None when absent), and
+/// whether the Connection header lists `close`.
+#[pyfunction]
+pub(crate) fn response_head<'py>(
+    py: Python<'py>,
+    status: &Bound<'py, PyAny>,
+    headers: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let Some(status) = native_str(status)? else {
+        return Err(unicode_error("The status string must be a native string"));
+    };
+    let status_text = status.to_str()?;
+    if has_cr_lf(status_text) {
+        return Err(PyValueError::new_err((
+            "carriage return or newline in status",
+            status.clone().unbind(),
+        )));
+    }
+    let code_part: String = status_text.chars().take(3).collect();
+    let valid = code_part.len() == 3
+        && code_part.bytes().all(|b| b.is_ascii_digit())
+        && status_text.as_bytes().get(3).map_or(true, |&b| b == b' ');
+    if !valid {
+        return Err(PyValueError::new_err(format!(
+            "Invalid status {}: must be a three-digit code and a reason",
+            status.repr()?
+        )));
+    }
+    let code: u16 = code_part.parse().unwrap_or(0);
+
+    // One pass: types (the first bad entry raises), then the checks that
+    // gevent makes over the whole list, in its order.
+    let mut pairs: Vec<(Bound<'py, PyString>, Bound<'py, PyString>)> = Vec::new();
+    for entry in headers.try_iter()? {
+        let (name, value) = unpack_pair(&entry?)?;
+        let (Some(n), Some(v)) = (native_str(&name)?, native_str(&value)?) else {
+            let message = if native_str(&name)?.is_none() {
+                "The header must be a native string"
+            } else {
+                "The value must be a native string"
+            };
+            return Err(unicode_error((message, name.unbind(), value.unbind())));
+        };
+        pairs.push((n, v));
+    }
+    let mut texts: Vec<(&str, &str)> = Vec::with_capacity(pairs.len());
+    for (n, v) in &pairs {
+        texts.push((n.to_str()?, v.to_str()?));
+    }
+    for ((name, value), (n, v)) in texts.iter().zip(&pairs) {
+        if has_cr_lf(name) {
+            return Err(PyValueError::new_err((
+                "carriage return or newline in header name",
+                n.clone().unbind(),
+            )));
+        }
+        if has_cr_lf(value) {
+            return Err(PyValueError::new_err((
+                "carriage return or newline in header value",
+                v.clone().unbind(),
+            )));
+        }
+    }
+    let mut block = Vec::with_capacity(texts.iter().map(|(n, v)| n.len() + v.len() + 4).sum());
+    let mut special: [Option<usize>; 4] = [None; 4];
+    for (i, (name, value)) in texts.iter().enumerate() {
+        if !(push_latin1(&mut block, name) && {
+            block.extend_from_slice(b": ");
+            push_latin1(&mut block, value)
+        }) {
+            let (n, v) = &pairs[i];
+            return Err(unicode_error((
+                "Non-latin1 header",
+                n.repr()?.unbind(),
+                v.repr()?.unbind(),
+            )));
+        }
+        block.extend_from_slice(b"\r\n");
+        for (slot, wanted) in ["content-length", "date", "connection", "transfer-encoding"]
+            .iter()
+            .enumerate()
+        {
+            if name.eq_ignore_ascii_case(wanted) {
+                special[slot] = Some(i); // the last one given wins
+            }
+        }
+    }
+    let mut status_bytes = Vec::with_capacity(status_text.len());
+    if !push_latin1(&mut status_bytes, status_text) {
+        return Err(unicode_error((
+            "Non-latin1 status",
+            status.repr()?.unbind(),
+        )));
+    }
+
+    let value_of = |slot: usize| special[slot].map(|i| pairs[i].1.clone());
+    let (cl_text, cl_value) = match special[0] {
+        None => (None, None),
+        Some(i) => {
+            let stripped = py_strip(texts[i].1);
+            if stripped.is_empty() || !stripped.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(PyValueError::new_err(format!(
+                    "Invalid Content-Length header {}",
+                    PyString::new(py, stripped).repr()?
+                )));
+            }
+            let value = py.get_type::<PyInt>().call1((stripped,))?;
+            (Some(PyString::new(py, stripped)), Some(value))
+        }
+    };
+    let connection = value_of(2);
+    let close = special[2].is_some_and(|i| lists_token(texts[i].1, "close"));
+    let none = || py.None().into_bound(py);
+    PyTuple::new(
+        py,
+        [
+            status.clone().into_any(),
+            PyBytes::new(py, &status_bytes).into_any(),
+            code.into_pyobject(py)?.into_any(),
+            PyBytes::new(py, &block).into_any(),
+            cl_text.map_or_else(none, |s| s.into_any()),
+            cl_value.unwrap_or_else(none),
+            value_of(1).map_or_else(none, |s| s.into_any()),
+            connection.map_or_else(none, |s| s.into_any()),
+            value_of(3).map_or_else(none, |s| s.into_any()),
+            pyo3::types::PyBool::new(py, close).to_owned().into_any(),
+        ],
+    )
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(request_environ, m)?)?;
+    m.add_function(wrap_pyfunction!(response_head, m)?)?;
+    m.add("RequestError", m.py().get_type::<RequestError>())?;
+    Ok(())
+}

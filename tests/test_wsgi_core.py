@@ -1,4 +1,4 @@
-"""The Rust halves of pywsgi's request path: request_environ and response_head.
+"""The Rust parts of pywsgi's request path: request_environ, response_head, response_bytes.
 
 Each is checked against a plain-Python model of the same rules (what
 pywsgi did in Python before the work moved to Rust), on examples and on
@@ -7,6 +7,7 @@ same arguments, because the first problem found is what the client or the
 application is told.
 """
 
+import time
 from urllib.parse import unquote
 
 import pytest
@@ -17,10 +18,13 @@ from greenwheel._core import (
     HttpParseError,
     RequestError,
     TooManyHeaders,
+    http_date,
     parse_request,
     request_environ,
+    response_bytes,
     response_head,
 )
+from greenwheel._pywsgi import format_date_time
 
 BASE = {"SERVER_NAME": "x", "wsgi.input_terminated": True}
 LIMITS = (1 << 30, 8192, 65536)
@@ -407,3 +411,39 @@ header_text = st.text(
 )
 def test_response_head_matches_the_model(status, headers):
     assert outcome(response_head, status, headers) == outcome(model_response, status, headers)
+
+
+# --- response_bytes and the Date ----------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 253402300799))
+def test_http_date_is_the_imf_fixdate_of_python(timestamp):
+    assert http_date(timestamp) == format_date_time(timestamp)
+
+
+def test_http_date_now_and_out_of_range():
+    before = int(time.time())
+    now = http_date()
+    after = int(time.time())
+    assert now in {format_date_time(t) for t in range(before, after + 1)}
+    with pytest.raises(ValueError, match="9999"):
+        http_date(253402300800)
+    with pytest.raises(OverflowError):
+        http_date(-1)
+
+
+def test_response_bytes_assembles_head_and_body():
+    data = response_bytes(b"200 OK", b"X: y\r\n", False, 5, False, 0, b"hello")
+    assert data == b"HTTP/1.1 200 OK\r\nX: y\r\nContent-Length: 5\r\n\r\nhello"
+    data = response_bytes(b"200 OK", b"", False, None, True, 1, b"")
+    assert data == b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    data = response_bytes(b"204 No Content", b"", False, None, False, 2, b"")
+    assert data == b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
+    head, _, rest = response_bytes(b"200 OK", b"", True, 0, False, 0, b"").partition(b"Date: ")
+    assert head == b"HTTP/1.1 200 OK\r\n"
+    assert len(rest) == len(b"Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n")
+    with pytest.raises(ValueError, match="connection"):
+        response_bytes(b"200 OK", b"", False, None, False, 3, b"")
+    with pytest.raises(TypeError):
+        response_bytes("200 OK", b"", False, None, False, 0, b"")

@@ -36,6 +36,8 @@ __all__ = [
     "RequestError",
     "request_environ",
     "response_head",
+    "response_bytes",
+    "http_date",
     "recv_nowait",
     "send_nowait",
 ]
@@ -366,6 +368,25 @@ def response_head(
     connection_close)``; raises UnicodeError for non-str or non-latin-1
     values and ValueError for CR/LF, a bad status or a bad Content-Length,
     with gevent's messages."""
+
+def response_bytes(
+    status: bytes,
+    header_block: bytes,
+    date: bool,
+    content_length: int | None,
+    chunked: bool,
+    connection: int,
+    body: bytes,
+) -> bytes:
+    """The response head, then *body*, as one bytes object: the status line,
+    *header_block*, a Date of the current second if *date*, a Content-Length
+    line unless *content_length* is None, ``Transfer-Encoding: chunked`` if
+    *chunked*, ``Connection: close`` (*connection* 1) or ``keep-alive`` (2)
+    or none (0), and the blank line."""
+
+def http_date(timestamp: int | None = None) -> bytes:
+    """The IMF-fixdate (RFC 9110) of *timestamp* (seconds since the epoch,
+    up to the end of 9999), or of the current second (cached)."""
 
 def recv_nowait(fd: int, bufsize: int, flags: int = 0) -> bytes | None:
     """``recv()`` on a non-blocking fd: the bytes read (``b""`` at EOF), or None

@@ -58,6 +58,7 @@ from ._core import (
     TooManyHeaders,
     parse_chunk_size,
     request_environ,
+    response_bytes,
     response_head,
 )
 from ._hub import sleep as _sleep
@@ -111,17 +112,9 @@ def format_date_time(timestamp):
     ).encode("latin-1")
 
 
-# The Date header and the access-log timestamp change once a second: cache them.
-_date_cache = [-1, b""]
+# The access-log timestamp changes once a second: cache it.  (The Date header
+# has its own cache, in Rust: see ``_core.response_bytes``.)
 _log_time_cache = [-1, ""]
-
-
-def _date_header():
-    now = int(time.time())
-    if now != _date_cache[0]:
-        _date_cache[1] = b"Date: " + format_date_time(now) + b"\r\n"
-        _date_cache[0] = now
-    return _date_cache[1]
 
 
 def _log_time():
@@ -1033,13 +1026,13 @@ class WSGIHandler:
         code = self.code
         return self.command == "HEAD" or code < 200 or code == 204 or code == 304
 
-    def _make_head(self, body_length):
+    def _make_head(self, body_length, body=b""):
         # Status line and headers, deciding the framing: *body_length* is the
-        # full body size when known, else None (streamed).
+        # full body size when known, else None (streamed).  The bytes, with
+        # *body* after them, come from Rust in one piece.
         code = self.code
-        parts = [b"HTTP/1.1 ", self.status, b"\r\n", self._header_block]
-        if self.provided_date is None:
-            parts.append(_date_header())
+        length = None
+        chunked = False
         if code < 200 or code == 204 or code == 304:
             if code == 101:
                 # The connection now belongs to another protocol; when the
@@ -1050,12 +1043,11 @@ class WSGIHandler:
             pass
         elif body_length is not None:
             if body_length or self.command != "HEAD":
-                parts.append(b"Content-Length: %d\r\n" % (body_length,))
+                length = body_length
         elif self.command == "HEAD":
             pass
         elif self.request_version == "HTTP/1.1":
-            self.response_use_chunked = True
-            parts.append(b"Transfer-Encoding: chunked\r\n")
+            self.response_use_chunked = chunked = True
         else:
             self.close_connection = True  # HTTP/1.0: the end of the body is the close
         wsgi_input = self.wsgi_input
@@ -1067,23 +1059,44 @@ class WSGIHandler:
             # The client waits for 100 Continue that will not come now: it
             # may or may not send the body, so this connection cannot go on.
             self.close_connection = True
-        if self._provided_connection is None:
-            if self.close_connection:
-                parts.append(b"Connection: close\r\n")
-            elif self.request_version == "HTTP/1.0":
-                parts.append(b"Connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
+        if self._provided_connection is not None:
+            connection = 0
+        elif self.close_connection:
+            connection = 1  # Connection: close
+        elif self.request_version == "HTTP/1.0":
+            connection = 2  # Connection: keep-alive
+        else:
+            connection = 0
+        return response_bytes(
+            self.status,
+            self._header_block,
+            self.provided_date is None,
+            length,
+            chunked,
+            connection,
+            body,
+        )
 
     def _write_whole(self, body):
-        head = self._make_head(len(body))
-        self.headers_sent = True
-        if self._omit_body():
-            if body and self.command != "HEAD":
-                raise self.ApplicationError("The %s response must have no body" % (self.code,))
+        code = self.code
+        command = self.command
+        if command == "HEAD" or code < 200 or code == 204 or code == 304:
+            head = self._make_head(len(body))
+            self.headers_sent = True
+            if body and command != "HEAD":
+                raise self.ApplicationError("The %s response must have no body" % (code,))
             self._sendall(head)
             return
         cl_left = self._cl_left
+        if (cl_left is None or cl_left == len(body)) and len(body) <= 65536:
+            # The usual case: head and body in one write (and one copy).
+            self._cl_left = None if cl_left is None else 0
+            data = self._make_head(len(body), body)
+            self.headers_sent = True
+            self._sendall(data)
+            return
+        head = self._make_head(len(body))
+        self.headers_sent = True
         if cl_left is not None:
             if len(body) > cl_left:
                 self._log_length_error()

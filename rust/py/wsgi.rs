@@ -541,9 +541,164 @@ pub(crate) fn response_head<'py>(
     )
 }
 
+/// Length of an IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`.
+const HTTP_DATE_LEN: usize = 29;
+
+/// 9999-12-31T23:59:59Z: the last second an IMF-fixdate's four-digit year can show.
+const LAST_FOUR_DIGIT_YEAR_SECOND: u64 = 253_402_300_799;
+
+/// The IMF-fixdate (RFC 9110) of `secs` seconds after the Unix epoch.
+fn http_date(secs: u64) -> [u8; HTTP_DATE_LEN] {
+    // 1970-01-01 was a Thursday.
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (hh, mm, ss) = (rem / 3600, rem / 60 % 60, rem % 60);
+    // Civil date from a day count: shift the epoch to 0000-03-01 so that
+    // leap days end each 400-year era's years, then split eras, years of
+    // the era, and days of the year (March-based months of 153-day pairs).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let mut out = [0u8; HTTP_DATE_LEN];
+    let text = format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year.min(9999), // only past LAST_FOUR_DIGIT_YEAR_SECOND; never reached
+        hh,
+        mm,
+        ss
+    );
+    let n = text.len().min(HTTP_DATE_LEN);
+    out[..n].copy_from_slice(&text.as_bytes()[..n]);
+    debug_assert_eq!(text.len(), HTTP_DATE_LEN);
+    out
+}
+
+thread_local! {
+    /// The Date of the current second; it changes once a second, requests
+    /// come thousands of times a second.
+    static DATE_CACHE: std::cell::Cell<(u64, [u8; HTTP_DATE_LEN])> =
+        const { std::cell::Cell::new((u64::MAX, [0; HTTP_DATE_LEN])) };
+}
+
+fn current_http_date() -> [u8; HTTP_DATE_LEN] {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE_CACHE.with(|cache| {
+        let (at, date) = cache.get();
+        if at == now {
+            return date;
+        }
+        let date = http_date(now);
+        cache.set((now, date));
+        date
+    })
+}
+
+/// http_date(timestamp=None)
+/// --
+///
+/// The IMF-fixdate for `timestamp` (seconds since the epoch; now if None).
+#[pyfunction]
+#[pyo3(name = "http_date", signature = (timestamp = None))]
+fn http_date_bytes<'py>(py: Python<'py>, timestamp: Option<u64>) -> PyResult<Bound<'py, PyBytes>> {
+    let date = match timestamp {
+        Some(t) if t > LAST_FOUR_DIGIT_YEAR_SECOND => {
+            return Err(PyValueError::new_err(format!(
+                "timestamp {t} is after the year 9999"
+            )))
+        }
+        Some(t) => http_date(t),
+        None => current_http_date(),
+    };
+    Ok(PyBytes::new(py, &date))
+}
+
+/// response_bytes(status, header_block, date, content_length, chunked, connection, body)
+/// --
+///
+/// The response head (and `body` after it) as one bytes object: the status
+/// line, `header_block`, a `Date` of the current second if `date`, then
+/// `Content-Length` (an int, or None for no such line), `Transfer-Encoding:
+/// chunked` if `chunked`, `Connection: close` (`connection` 1) or
+/// `keep-alive` (2) or nothing (0), and the blank line.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn response_bytes<'py>(
+    py: Python<'py>,
+    status: &[u8],
+    header_block: &[u8],
+    date: bool,
+    content_length: Option<u64>,
+    chunked: bool,
+    connection: u8,
+    body: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut length = String::new();
+    if let Some(n) = content_length {
+        length = format!("Content-Length: {n}\r\n");
+    }
+    let connection: &[u8] = match connection {
+        0 => b"",
+        1 => b"Connection: close\r\n",
+        2 => b"Connection: keep-alive\r\n",
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "connection must be 0, 1 or 2, not {other}"
+            )))
+        }
+    };
+    let date_line = if date {
+        Some(current_http_date())
+    } else {
+        None
+    };
+    let parts: [&[u8]; 11] = [
+        b"HTTP/1.1 ",
+        status,
+        b"\r\n",
+        header_block,
+        if date_line.is_some() { b"Date: " } else { b"" },
+        date_line.as_ref().map_or(&b""[..], |d| &d[..]),
+        if date_line.is_some() { b"\r\n" } else { b"" },
+        length.as_bytes(),
+        if chunked {
+            b"Transfer-Encoding: chunked\r\n"
+        } else {
+            b""
+        },
+        connection,
+        b"\r\n",
+    ];
+    let head: usize = parts.iter().map(|p| p.len()).sum();
+    PyBytes::new_with(py, head + body.len(), |out| {
+        let mut at = 0;
+        for part in parts.iter().chain(std::iter::once(&body)) {
+            out[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        Ok(())
+    })
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(request_environ, m)?)?;
     m.add_function(wrap_pyfunction!(response_head, m)?)?;
+    m.add_function(wrap_pyfunction!(response_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(http_date_bytes, m)?)?;
     m.add("RequestError", m.py().get_type::<RequestError>())?;
     Ok(())
 }

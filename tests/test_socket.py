@@ -327,6 +327,22 @@ def test_recv_timeout_raises_socket_timeout():
     b.close()
 
 
+def test_recv_within_bounds_one_call_and_keeps_the_socket_timeout():
+    # pywsgi waits for a keep-alive request with its own timeout this way.
+    a, b = gsocket.socketpair()
+    a.settimeout(30)
+    start = time.monotonic()
+    with pytest.raises(gsocket.timeout):
+        a._recv_within(10, 0.02)
+    assert 0.02 <= time.monotonic() - start < 5
+    assert a.gettimeout() == 30
+    gw.spawn(b.sendall, b"late")
+    assert a._recv_within(10, None) == b"late"
+    b.close()
+    assert a._recv_within(10, 1) == b""
+    a.close()
+
+
 def test_accept_timeout():
     server = listener()
     server.settimeout(0.02)

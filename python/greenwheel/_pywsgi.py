@@ -685,6 +685,10 @@ class WSGIHandler:
     def handle(self):
         """Serve requests on the connection until it is to be closed, then close it."""
         try:
+            if self.socket is not None:
+                # Reading request bodies and sending take io_timeout; waiting
+                # for a request head has its own timeouts (read_request).
+                self._settimeout(self.server.io_timeout)
             while self.socket is not None:
                 result = self.handle_one_request()
                 if result is None:
@@ -810,12 +814,14 @@ class WSGIHandler:
                 timeout = self.server.header_timeout
             else:
                 timeout = self.server.keepalive_timeout
-            if self._fast_timeout:
-                sock.timeout = timeout
-            else:
-                sock.settimeout(timeout)
             try:
-                data = sock.recv(self._recv_size)
+                if self._fast_timeout:
+                    # The socket keeps io_timeout (set once in handle()).
+                    data = sock._recv_within(self._recv_size, timeout)
+                else:
+                    sock.settimeout(timeout)
+                    data = sock.recv(self._recv_size)
+                    sock.settimeout(self.server.io_timeout)
             except OSError:
                 return False  # idle timeout, reset...: just close
             if not data:
@@ -823,7 +829,10 @@ class WSGIHandler:
         try:
             parsed = request_environ(data, self._max_headers, self._conn_env, self._input_limits)
             if parsed is None:
-                parsed = self._read_head(data)
+                try:
+                    parsed = self._read_head(data)
+                finally:
+                    self._settimeout(self.server.io_timeout)  # _read_head changes it
                 if parsed is None:
                     return False
                 parsed, data = parsed
@@ -854,10 +863,6 @@ class WSGIHandler:
             self.expect_continue,
         ) = parsed
         self._rbuf = data
-        if self._fast_timeout:
-            self.socket.timeout = self.server.io_timeout
-        else:
-            self.socket.settimeout(self.server.io_timeout)
         return True
 
     @staticmethod
@@ -876,7 +881,11 @@ class WSGIHandler:
         recv_size = self._recv_size
         fast = self._fast_timeout
         header_timeout = self.server.header_timeout
-        deadline = None if header_timeout is None else _monotonic() + header_timeout
+        if header_timeout is None:
+            deadline = None
+            self._settimeout(None)  # no header timeout: the head takes what it takes
+        else:
+            deadline = _monotonic() + header_timeout
         acc = bytearray(data)
         line_seen = False
         while True:
@@ -985,10 +994,12 @@ class WSGIHandler:
         try:
             self.process_result()
         finally:
-            close = getattr(self.result, "close", None)
+            result = self.result
             self.result = None
-            if close is not None:
-                close()
+            if type(result) is not list:  # a list has no close(): skip the lookup
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
 
     def process_result(self):
         """Send the application's result (headers and body)."""

@@ -319,6 +319,26 @@ class socket(_std_socket):
             raise BlockingIOError(EAGAIN, "Resource temporarily unavailable")
         return self._retry(_ss_recv, (bufsize, flags), _READ)
 
+    def _recv_within(self, bufsize, timeout):
+        """``recv(bufsize)`` bounded by *timeout* instead of the socket's own.
+
+        For servers that wait for a client's next request with one timeout
+        and do the rest of the connection's I/O with another (pywsgi): the
+        socket's timeout is left alone, so it is not set twice per request.
+        """
+        data = _recv_nowait(self.fileno(), bufsize, 0)
+        if data is not None:
+            return data
+        deadline = None if timeout is None else _monotonic() + timeout
+        watcher = self._read_event or self._watcher(_READ)
+        hub = self.hub
+        while True:
+            _block(hub, watcher, deadline, _TIMED_OUT, True)
+            try:
+                return _ss_recv(self, bufsize)
+            except BlockingIOError:
+                pass
+
     def recv_into(self, buffer, nbytes=0, flags=0):
         try:
             return _ss_recv_into(self, buffer, nbytes, flags)
@@ -801,5 +821,3 @@ def getfqdn(name=""):
         if "." in candidate:
             return candidate
     return hostname
-
-

@@ -351,6 +351,17 @@ class SSLSocket(socket):
             return self.read(buflen)
         return socket.recv(self, buflen, flags)
 
+    def _recv_within(self, bufsize, timeout):
+        # The base class reads the fd directly; TLS records go through recv().
+        if self._sslobj is None:
+            return socket._recv_within(self, bufsize, timeout)
+        saved = self.timeout
+        self.timeout = timeout
+        try:
+            return self.recv(bufsize)
+        finally:
+            self.timeout = saved
+
     def recv_into(self, buffer, nbytes=None, flags=0):
         if nbytes is None:
             nbytes = 0

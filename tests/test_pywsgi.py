@@ -36,9 +36,30 @@ CLIENT_TIMEOUT = 15
 # --- helpers ---------------------------------------------------------------------------
 
 
+class GeneralPathHandler(WSGIHandler):
+    """The base behaviour through an overridden hook: no fused request path."""
+
+    def read_request(self):
+        return WSGIHandler.read_request(self)
+
+
+# Every test in this module runs twice: with the default handler, whose usual
+# requests take the fused path (WSGIHandler._plain_request), and with a
+# subclass that overrides a hook, so every request takes the general one.
+_default_handler = [WSGIHandler]
+
+
+@pytest.fixture(autouse=True, params=["fused", "general"])
+def request_path(request):
+    _default_handler[0] = GeneralPathHandler if request.param == "general" else WSGIHandler
+    yield request.param
+    _default_handler[0] = WSGIHandler
+
+
 @contextmanager
 def serving(app, **kwargs):
     """A started WSGIServer on an ephemeral loopback port (stopped afterwards)."""
+    kwargs.setdefault("handler_class", _default_handler[0])
     kwargs.setdefault("log", None)
     kwargs.setdefault("error_log", io.StringIO())
     server = WSGIServer((LOCALHOST, 0), app, **kwargs)
@@ -184,6 +205,45 @@ def get(port, path="/", method="GET", body=None, headers=None):
 
 
 # --- basics ----------------------------------------------------------------------------
+
+
+def test_fused_path_only_while_the_fused_hooks_are_the_base_ones():
+    class Logging(WSGIHandler):
+        def log_request(self):
+            WSGIHandler.log_request(self)
+
+    class Environ(WSGIHandler):
+        def get_environ(self):
+            return WSGIHandler.get_environ(self)
+
+    class Deeper(Logging, Environ):
+        pass
+
+    assert WSGIHandler._plain and Logging._plain
+    assert not Environ._plain and not Deeper._plain and not GeneralPathHandler._plain
+
+
+def test_usual_requests_take_the_fused_path_and_unusual_ones_the_general(monkeypatch):
+    calls = []
+    real = WSGIHandler.read_request
+
+    def counting_read_request(self):
+        result = real(self)
+        calls.append(self.command)
+        return result
+
+    monkeypatch.setattr(WSGIHandler, "read_request", counting_read_request)
+    with serving(echo_body, handler_class=WSGIHandler) as server:
+        data = raw(
+            server.server_port,
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+            b"GET /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    assert data.count(b"HTTP/1.1 200 OK") == 4 and b"\r\n\r\nhi" in data
+    # Only the request with a body went through read_request.
+    assert calls == ["POST"]
 
 
 def test_public_module():

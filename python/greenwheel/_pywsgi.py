@@ -689,8 +689,9 @@ class WSGIHandler:
                 # Reading request bodies and sending take io_timeout; waiting
                 # for a request head has its own timeouts (read_request).
                 self._settimeout(self.server.io_timeout)
+            one_request = self._plain_request if self._plain else self.handle_one_request
             while self.socket is not None:
-                result = self.handle_one_request()
+                result = one_request()
                 if result is None:
                     break
                 if result is True:
@@ -755,6 +756,79 @@ class WSGIHandler:
                 drained += len(data)
         except OSError:
             pass
+
+    # True while a class keeps the base versions of the hooks that
+    # _plain_request fuses (see __init_subclass__).
+    _plain = True
+    _PLAIN_HOOKS = ("handle_one_request", "read_request", "get_environ")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._plain = all(
+            getattr(cls, name) is getattr(WSGIHandler, name) for name in cls._PLAIN_HOOKS
+        )
+
+    def _plain_request(self):
+        # handle_one_request + read_request + get_environ in one frame, for the
+        # usual request: a complete head, no body, on a socket of ours.  Used
+        # only while those hooks are the base ones; anything unusual (an
+        # incomplete or refused head, a body, Expect, a TLS socket) rewinds
+        # the buffer and takes the general path, so the behaviour is theirs.
+        data = self._rbuf
+        pos = self._rpos
+        self._served += 1
+        if not self._served & 31:
+            _sleep(0)  # as in read_request: let the others run now and then
+        if pos < len(data):
+            if pos:
+                data = data[pos:]
+        elif not self._fast_timeout or self.socket is None:
+            return self.handle_one_request()
+        else:
+            server = self.server
+            if self._first:
+                self._first = False
+                timeout = server.header_timeout
+            else:
+                timeout = server.keepalive_timeout
+            try:
+                data = self.socket._recv_within(self._recv_size, timeout)
+            except OSError:
+                return None  # idle timeout, reset...: just close
+            if not data:
+                return None
+        try:
+            parsed = request_environ(data, self._max_headers, self._conn_env, self._input_limits)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed[6] != 0 or parsed[9]:
+            # Incomplete or refused, a body (chunked: None), or Expect.
+            self._rbuf = data
+            self._rpos = 0
+            self._served -= 1
+            return self.handle_one_request()
+        (
+            self.command,
+            self.path,
+            self.request_version,
+            self.headers,
+            self._rpos,
+            env,
+            self.content_length,
+            self.chunked_input,
+            self.close_connection,
+            self.expect_continue,
+        ) = parsed
+        self._rbuf = data
+        self._requestline = None
+        self.time_finish = 0
+        self._env = self.environ = env
+        self.wsgi_input = env["wsgi.input"] = Input(self, 0)
+        self.application = self.server.application
+        self.handle_one_response()
+        if self.close_connection:
+            return None
+        return True
 
     def handle_one_request(self):
         """Read one request and answer it.
@@ -1017,6 +1091,45 @@ class WSGIHandler:
                 body = b"".join(result)
             else:
                 body = b""
+            code = self.code
+            cl_left = self._cl_left
+            wsgi_input = self.wsgi_input
+            if (
+                200 <= code
+                and code != 204
+                and code != 304
+                and self.command != "HEAD"
+                and (cl_left is None or cl_left == len(body))
+                and len(body) <= 65536
+                and (wsgi_input is None or wsgi_input._continue is None)
+            ):
+                # The usual response, in one write: _write_whole and
+                # _make_head reduced to what applies to it.
+                if self._provided_connection is not None:
+                    connection = 0
+                elif self.close_connection:
+                    connection = 1  # Connection: close
+                elif self.request_version == "HTTP/1.0":
+                    connection = 2  # Connection: keep-alive
+                else:
+                    connection = 0
+                if cl_left is None and self._provided_te is None:
+                    length = len(body)
+                else:
+                    length = None  # the application framed it
+                    self._cl_left = None if cl_left is None else 0
+                data = response_bytes(
+                    self.status,
+                    self._header_block,
+                    self.provided_date is None,
+                    length,
+                    False,
+                    connection,
+                    body,
+                )
+                self.headers_sent = True
+                self._sendall(data)
+                return
             self._write_whole(body)
             return
         for data in result:

@@ -317,7 +317,7 @@ class socket(_std_socket):
             return data
         if self.timeout == 0.0:
             raise BlockingIOError(EAGAIN, "Resource temporarily unavailable")
-        return self._retry(_ss_recv, (bufsize, flags), _READ)
+        return self._recv_wait(bufsize, flags, self.timeout)
 
     def _recv_within(self, bufsize, timeout):
         """``recv(bufsize)`` bounded by *timeout* instead of the socket's own.
@@ -329,15 +329,20 @@ class socket(_std_socket):
         data = _recv_nowait(self.fileno(), bufsize, 0)
         if data is not None:
             return data
+        return self._recv_wait(bufsize, 0, timeout)
+
+    def _recv_wait(self, bufsize, flags, timeout):
+        # recv's slow path: the first attempt said EAGAIN.  Retries go through
+        # the Rust helper too (the stdlib method allocates a bufsize buffer
+        # and shrinks it on every call).
         deadline = None if timeout is None else _monotonic() + timeout
         watcher = self._read_event or self._watcher(_READ)
         hub = self.hub
         while True:
             _block(hub, watcher, deadline, _TIMED_OUT, True)
-            try:
-                return _ss_recv(self, bufsize)
-            except BlockingIOError:
-                pass
+            data = _recv_nowait(self.fileno(), bufsize, flags)
+            if data is not None:
+                return data
 
     def recv_into(self, buffer, nbytes=0, flags=0):
         try:

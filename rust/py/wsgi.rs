@@ -429,17 +429,21 @@ pub(crate) fn response_head<'py>(
             status.clone().unbind(),
         )));
     }
-    let code_part: String = status_text.chars().take(3).collect();
-    let valid = code_part.len() == 3
-        && code_part.bytes().all(|b| b.is_ascii_digit())
-        && status_text.as_bytes().get(3).map_or(true, |&b| b == b' ');
+    // The first three characters are ASCII digits exactly when the first
+    // three bytes are.
+    let raw = status_text.as_bytes();
+    let valid = raw.len() >= 3
+        && raw[..3].iter().all(u8::is_ascii_digit)
+        && raw.get(3).map_or(true, |&b| b == b' ');
     if !valid {
         return Err(PyValueError::new_err(format!(
             "Invalid status {}: must be a three-digit code and a reason",
             status.repr()?
         )));
     }
-    let code: u16 = code_part.parse().unwrap_or(0);
+    let code = raw[..3]
+        .iter()
+        .fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
 
     // One pass: types (the first bad entry raises), then the checks that
     // gevent makes over the whole list, in its order.
@@ -517,7 +521,10 @@ pub(crate) fn response_head<'py>(
                     PyString::new(py, stripped).repr()?
                 )));
             }
-            let value = py.get_type::<PyInt>().call1((stripped,))?;
+            let value = match stripped.parse::<u64>() {
+                Ok(n) => n.into_pyobject(py)?.into_any(),
+                Err(_) => py.get_type::<PyInt>().call1((stripped,))?, // beyond u64
+            };
             (Some(PyString::new(py, stripped)), Some(value))
         }
     };

@@ -807,22 +807,10 @@ class WSGIHandler:
             self._rpos = 0
             self._served -= 1
             return self.handle_one_request()
-        (
-            self.command,
-            self.path,
-            self.request_version,
-            self.headers,
-            self._rpos,
-            env,
-            self.content_length,
-            self.chunked_input,
-            self.close_connection,
-            self.expect_continue,
-        ) = parsed
-        self._rbuf = data
+        self._take_request(parsed, data)
         self._requestline = None
         self.time_finish = 0
-        self._env = self.environ = env
+        env = self.environ = self._env
         self.wsgi_input = env["wsgi.input"] = Input(self, 0)
         self.application = self.server.application
         self.handle_one_response()
@@ -922,6 +910,10 @@ class WSGIHandler:
             self._rbuf = data
             self._rpos = 0
             raise _InvalidClientRequest(400, "%s: %s" % (ex, self._first_line(data))) from None
+        self._take_request(parsed, data)
+        return True
+
+    def _take_request(self, parsed, data):
         # The environ, the limits and the body framing all come from Rust
         # (``_core.request_environ``), checked in the order gevent checks them.
         (
@@ -937,7 +929,6 @@ class WSGIHandler:
             self.expect_continue,
         ) = parsed
         self._rbuf = data
-        return True
 
     @staticmethod
     def _first_line(data):

@@ -58,6 +58,24 @@ pub(super) fn with_bytes<R>(
     f(&bytes)
 }
 
+/// Parses a request head into `headers` (whose length is the header limit):
+/// None while incomplete, else the request and the head's length.
+pub(super) fn parse_head<'h, 'b>(
+    bytes: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> PyResult<Option<(httparse::Request<'h, 'b>, usize)>> {
+    let max_headers = headers.len();
+    let mut req = httparse::Request::new(headers);
+    match req.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => Ok(Some((req, n))),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(TooManyHeaders::new_err(format!(
+            "more than {max_headers} header fields"
+        ))),
+        Err(e) => Err(HttpParseError::new_err(format!("invalid request: {e}"))),
+    }
+}
+
 /// parse_request(data, max_headers=100)
 /// --
 ///
@@ -74,16 +92,8 @@ pub(crate) fn parse_request<'py>(
     let max_headers = max_headers.clamp(1, MAX_HEADERS_LIMIT);
     with_bytes(data, |bytes| {
         let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-        let mut req = httparse::Request::new(&mut headers);
-        let consumed = match req.parse(bytes) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(TooManyHeaders::new_err(format!(
-                    "more than {max_headers} header fields"
-                )))
-            }
-            Err(e) => return Err(HttpParseError::new_err(format!("invalid request: {e}"))),
+        let Some((req, consumed)) = parse_head(bytes, &mut headers)? else {
+            return Ok(None);
         };
         let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
             return Ok(None);

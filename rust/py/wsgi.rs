@@ -24,7 +24,7 @@ use pyo3::exceptions::{PyTypeError, PyUnicodeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 
-use super::http::{latin1, with_bytes, HttpParseError, TooManyHeaders, MAX_HEADERS_LIMIT};
+use super::http::{latin1, parse_head, with_bytes, MAX_HEADERS_LIMIT};
 
 pyo3::create_exception!(
     greenwheel._core,
@@ -190,16 +190,8 @@ pub(crate) fn request_environ<'py>(
     let max_headers = max_headers.clamp(1, MAX_HEADERS_LIMIT);
     with_bytes(data, |bytes| {
         let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-        let mut req = httparse::Request::new(&mut headers);
-        let consumed = match req.parse(bytes) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(TooManyHeaders::new_err(format!(
-                    "more than {max_headers} header fields"
-                )))
-            }
-            Err(e) => return Err(HttpParseError::new_err(format!("invalid request: {e}"))),
+        let Some((req, consumed)) = parse_head(bytes, &mut headers)? else {
+            return Ok(None);
         };
         let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
             return Ok(None);

@@ -1141,10 +1141,9 @@ class WSGIHandler:
         code = self.code
         return self.command == "HEAD" or code < 200 or code == 204 or code == 304
 
-    def _make_head(self, body_length, body=b""):
+    def _make_head(self, body_length):
         # Status line and headers, deciding the framing: *body_length* is the
-        # full body size when known, else None (streamed).  The bytes, with
-        # *body* after them, come from Rust in one piece.
+        # full body size when known, else None (streamed).
         code = self.code
         length = None
         chunked = False
@@ -1189,7 +1188,7 @@ class WSGIHandler:
             length,
             chunked,
             connection,
-            body,
+            b"",
         )
 
     def _write_whole(self, body):
@@ -1202,14 +1201,9 @@ class WSGIHandler:
                 raise self.ApplicationError("The %s response must have no body" % (code,))
             self._sendall(head)
             return
+        # (The usual whole-body response never gets here: process_result
+        # sends it in one write itself.)
         cl_left = self._cl_left
-        if (cl_left is None or cl_left == len(body)) and len(body) <= 65536:
-            # The usual case: head and body in one write (and one copy).
-            self._cl_left = None if cl_left is None else 0
-            data = self._make_head(len(body), body)
-            self.headers_sent = True
-            self._sendall(data)
-            return
         head = self._make_head(len(body))
         self.headers_sent = True
         if cl_left is not None:

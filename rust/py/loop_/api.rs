@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::PyTraverseError;
 
-use super::{close_fds, make_pipe, Loop, Queued, State, TimerEntry};
+use super::{close_fds, make_pipe, CallbackPass, Loop, Queued, State, TimerEntry};
 use crate::clock::{monotonic_ns, ns_to_secs};
 use crate::poller::{Poller, READ};
 use crate::py::async_watcher::{lock, AsyncWatcher, Shared};
@@ -62,6 +62,7 @@ impl Loop {
             callbacks: Guarded::new(VecDeque::new()),
             resume_seq: U64Cell::new(0),
             requeued_sleeps: U64Cell::new(0),
+            pass: CallbackPass::new(),
             error_handler: Guarded::new(None),
             shared,
             activecnt: IsizeCell::new(0),

@@ -70,6 +70,91 @@ const CALLBACK_CHECK_EVERY: usize = 64;
 /// because the kernel's poll timeout has millisecond granularity.
 const SPIN_BELOW_NS: u64 = 1_000_000;
 
+/// The callback pass `run_callbacks` is in, shared with `yield_current` so
+/// that a yielding greenlet can take the hub's next step itself.
+///
+/// While the hub is parked in the switch of a `Resume` or `Start` entry
+/// (`hub_parked`), all the hub would do when switched back to is pop the
+/// next entry of the pass and, if it is a `Resume`, switch into it. A
+/// greenlet calling `sleep(0)` then pops that entry and switches straight
+/// into it: one greenlet switch per yield instead of two (through the hub
+/// and out again), with the same order, the same pass boundary and the same
+/// burst limit. Anything else (a `Call`, the end of the pass) goes through
+/// the hub as before.
+///
+/// Invariant: `left` and `hub_parked` are zero/false outside
+/// `run_callbacks` (restored by `PassScope` on every exit).
+struct CallbackPass {
+    /// Entries of this pass not yet popped (by the hub or a hand-off).
+    left: U64Cell,
+    /// Entries popped so far in this pass.
+    popped: U64Cell,
+    /// When the pass started (monotonic ns), for the burst limit.
+    started_ns: U64Cell,
+    /// The hub is suspended in the switch of a `Resume`/`Start` entry.
+    hub_parked: BoolCell,
+}
+
+impl CallbackPass {
+    const fn new() -> Self {
+        CallbackPass {
+            left: U64Cell::new(0),
+            popped: U64Cell::new(0),
+            started_ns: U64Cell::new(0),
+            hub_parked: BoolCell::new(false),
+        }
+    }
+
+    /// Whether the pass may pop one more entry: some are left, and a long
+    /// burst has not used up its time (checked every
+    /// [`CALLBACK_CHECK_EVERY`] pops, as gevent checks its switch interval).
+    fn may_pop(&self) -> bool {
+        if self.left.get() == 0 {
+            return false;
+        }
+        let n = self.popped.get();
+        !(n > 0
+            && n % CALLBACK_CHECK_EVERY as u64 == 0
+            && monotonic_ns().saturating_sub(self.started_ns.get()) >= CALLBACK_BURST_NS)
+    }
+
+    /// Counts one popped entry.
+    fn note_pop(&self) {
+        debug_assert!(self.left.get() > 0, "popped past the end of the pass");
+        self.left.set(self.left.get().saturating_sub(1));
+        self.popped.set(self.popped.get() + 1);
+    }
+}
+
+/// Restores the outer `CallbackPass` when `run_callbacks` returns or unwinds
+/// (a nested `run()` from a callback has a pass of its own).
+struct PassScope<'a> {
+    pass: &'a CallbackPass,
+    saved: (u64, u64, u64, bool),
+}
+
+impl<'a> PassScope<'a> {
+    fn enter(pass: &'a CallbackPass, count: u64) -> Self {
+        let saved = (
+            pass.left.replace(count),
+            pass.popped.replace(0),
+            pass.started_ns.replace(monotonic_ns()),
+            pass.hub_parked.replace(false),
+        );
+        PassScope { pass, saved }
+    }
+}
+
+impl Drop for PassScope<'_> {
+    fn drop(&mut self) {
+        let (left, popped, started, parked) = self.saved;
+        self.pass.left.set(left);
+        self.pass.popped.set(popped);
+        self.pass.started_ns.set(started);
+        self.pass.hub_parked.set(parked);
+    }
+}
+
 /// One entry of the FIFO callback queue.
 enum Queued {
     /// `Loop.run_callback`: call the function.
@@ -143,6 +228,8 @@ pub(crate) struct Loop {
     resume_seq: U64Cell,
     /// Sleep wake-ups re-queued as `Resume { seq: 0 }` and not yet run.
     requeued_sleeps: U64Cell,
+    /// The callback pass in progress (see [`CallbackPass`]).
+    pass: CallbackPass,
     error_handler: Guarded<Option<Py<PyAny>>>,
     shared: Arc<Shared>,
     /// Referenced active watchers.
@@ -378,18 +465,16 @@ impl Loop {
     /// Runs the callbacks queued before this call (later ones wait a pass).
     fn run_callbacks(&self, py: Python<'_>) -> PyResult<bool> {
         let count = self.callbacks.borrow_mut().len();
-        let started = monotonic_ns();
-        for n in 0..count {
-            // Like gevent: a long burst of callbacks yields to the rest of
-            // the loop (timers, I/O) after a switch interval; the remainder
-            // keeps its place at the head of the queue.
-            if n > 0
-                && n % CALLBACK_CHECK_EVERY == 0
-                && monotonic_ns().saturating_sub(started) >= CALLBACK_BURST_NS
-            {
-                break;
-            }
+        let pass = &self.pass;
+        let _scope = PassScope::enter(pass, count as u64);
+        // Like gevent: a long burst of callbacks yields to the rest of the
+        // loop (timers, I/O) after a switch interval; the remainder keeps
+        // its place at the head of the queue. Greenlets resumed in this pass
+        // may pop entries too (`yield_current`), so the pass is counted in
+        // `self.pass`, not here.
+        while pass.may_pop() {
             let next = self.callbacks.borrow_mut().pop_front();
+            pass.note_pop();
             match next {
                 None => break,
                 Some(Queued::Call(cb)) => {
@@ -406,26 +491,59 @@ impl Loop {
                     // Only `start_soon` queues Start, after checking the type.
                     let started = greenlet_api::has_started(py, greenlet_api::Greenlet(&glet))?;
                     if !started {
-                        if let Err(err) = greenlet_api::switch_known(py, known) {
+                        pass.hub_parked.set(true);
+                        let switched = greenlet_api::switch_known(py, known);
+                        pass.hub_parked.set(false);
+                        if let Err(err) = switched {
                             self.report(py, &glet, err)?;
                         }
                     }
                 }
                 Some(Queued::Resume { glet, seq }) => {
-                    if seq == 0 {
-                        self.requeued_sleeps
-                            .set(self.requeued_sleeps.get().saturating_sub(1));
-                    }
+                    self.note_resume_popped(seq);
                     let glet = glet.into_bound(py);
                     // Only `yield_current` queues Resume, with getcurrent()'s result.
-                    if let Err(err) = greenlet_api::switch_known(py, greenlet_api::Greenlet(&glet))
-                    {
+                    pass.hub_parked.set(true);
+                    let switched = greenlet_api::switch_known(py, greenlet_api::Greenlet(&glet));
+                    pass.hub_parked.set(false);
+                    if let Err(err) = switched {
                         self.report(py, &glet, err)?;
                     }
                 }
             }
         }
         Ok(count > 0)
+    }
+
+    fn note_resume_popped(&self, seq: u64) {
+        if seq == 0 {
+            self.requeued_sleeps
+                .set(self.requeued_sleeps.get().saturating_sub(1));
+        }
+    }
+
+    /// The hub's next step, taken by the yielding greenlet `current` (see
+    /// [`CallbackPass`]): the greenlet to switch into instead of the hub, if
+    /// the hub is parked in this pass and its next entry is a `Resume` of
+    /// another greenlet. Out of line: keeps `yield_current`'s frame small.
+    #[inline(never)]
+    fn hand_off(&self, current: *mut pyo3::ffi::PyObject) -> Option<Py<PyAny>> {
+        let pass = &self.pass;
+        if !pass.hub_parked.get() || !pass.may_pop() {
+            return None;
+        }
+        let mut q = self.callbacks.borrow_mut();
+        match q.front() {
+            Some(Queued::Resume { glet, .. }) if glet.as_ptr() != current => {}
+            _ => return None,
+        }
+        let Some(Queued::Resume { glet, seq }) = q.pop_front() else {
+            return None;
+        };
+        drop(q);
+        pass.note_pop();
+        self.note_resume_popped(seq);
+        Some(glet)
     }
 
     /// See `yield_now`.
@@ -448,6 +566,7 @@ impl Loop {
         if current.is(hub) {
             return Err(crate::py::fastpath::blocking_from_hub(py));
         }
+        let current_ptr = current.as_ptr();
         // Seq 0 is reserved for re-queued sleepers (see `sleep_cancel`).
         let seq = self.resume_seq.get().wrapping_add(1).max(1);
         self.resume_seq.set(seq);
@@ -456,7 +575,11 @@ impl Loop {
             seq,
         });
         let switched = if trusted_hub {
-            greenlet_api::switch_known(py, greenlet_api::Greenlet(hub))
+            match self.hand_off(current_ptr) {
+                // Only `yield_current` queues Resume, with getcurrent()'s result.
+                Some(next) => greenlet_api::switch_known(py, greenlet_api::Greenlet(next.bind(py))),
+                None => greenlet_api::switch_known(py, greenlet_api::Greenlet(hub)),
+            }
         } else {
             greenlet_api::switch(py, hub)
         };

@@ -134,6 +134,7 @@ def test_pywsgi_module_names():
         "WSGIHandler",
         "WSGISecureEnviron",
         "WSGIServer",
+        "format_date_time",
     ]
     assert sorted(greenwheel.pywsgi.__all__) == public_names(greenwheel.pywsgi)
 

@@ -255,6 +255,7 @@ def test_public_module():
         "WSGIHandler",
         "WSGISecureEnviron",
         "WSGIServer",
+        "format_date_time",
     ]
     from greenwheel import _pywsgi
 
@@ -1522,9 +1523,7 @@ def test_secure_environ_and_log_adapter():
     plain = pywsgi.SecureEnviron(key="value")
     assert "value" not in repr(plain)
     assert type(plain.copy()) is pywsgi.SecureEnviron
-    from greenwheel._pywsgi import format_date_time
-
-    assert format_date_time(0) == b"Thu, 01 Jan 1970 00:00:00 GMT"
+    assert pywsgi.format_date_time(0) == b"Thu, 01 Jan 1970 00:00:00 GMT"
 
     class FakeLogger:
         def __init__(self):

@@ -14,6 +14,7 @@ from ._pywsgi import (  # noqa: F401 - re-exported
     WSGIHandler,
     WSGISecureEnviron,
     WSGIServer,
+    format_date_time,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "Environ",
     "SecureEnviron",
     "WSGISecureEnviron",
+    "format_date_time",
 ]

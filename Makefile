@@ -43,6 +43,7 @@ lint: ## rustfmt, clippy, ruff and mypy.stubtest
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --features python -- -D warnings
 	$(PYTHON) -m ruff check python tests benches
+	$(PYTHON) -m ruff format --check python tests benches
 	$(PYTHON) -m mypy.stubtest greenwheel._core
 
 fmt: ## Format Rust and Python sources

@@ -14,7 +14,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 # Run against the source tree without installing it.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+)
 
 import greenwheel as gw  # noqa: E402
 from greenwheel import _hub  # noqa: E402

@@ -79,7 +79,12 @@ def test_opt_out_leaves_cpython_allocator_alone():
     package_dir = os.path.dirname(os.path.dirname(gw.__file__))
     env = dict(os.environ, GREENWHEEL_FRAME_CACHE="0", PYTHONPATH=package_dir)
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert out.stdout.split() == ["False", "6"]
 

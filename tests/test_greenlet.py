@@ -106,7 +106,9 @@ def test_uncaught_exception_printed_with_greenlet_repr(capsys):
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err
     assert "in simple_greenlet_fail" in err
-    assert re.search(r"<Greenlet at 0x[0-9a-f]+: simple_greenlet_fail\(1, 2\)> failed with ValueError", err)
+    assert re.search(
+        r"<Greenlet at 0x[0-9a-f]+: simple_greenlet_fail\(1, 2\)> failed with ValueError", err
+    )
 
 
 def simple_greenlet_fail(*args):

@@ -468,7 +468,9 @@ def test_hub_usable_in_forked_child():
         code = 1
         try:
             start = time.monotonic()
-            results = [g.get() for g in [gw.spawn(lambda n: (gw.sleep(0.01), n)[1], i) for i in range(3)]]
+            results = [
+                g.get() for g in [gw.spawn(lambda n: (gw.sleep(0.01), n)[1], i) for i in range(3)]
+            ]
             if results == [0, 1, 2] and time.monotonic() - start >= 0.01:
                 code = 0
         finally:

@@ -1602,7 +1602,9 @@ def test_mutated_requests_never_break_the_server(quiet_hub):
     rnd = random.Random(20240611)
     cases = [mutate(rnd, rnd.choice(FUZZ_SEEDS)) for _ in range(300)]
     error_log = io.StringIO()
-    with serving(app, error_log=error_log, header_timeout=5, io_timeout=5, linger_timeout=0.2) as server:
+    with serving(
+        app, error_log=error_log, header_timeout=5, io_timeout=5, linger_timeout=0.2
+    ) as server:
         port = server.server_port
 
         def client():

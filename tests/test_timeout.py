@@ -172,7 +172,8 @@ def test_str_and_repr_like_gevent():
     assert re.fullmatch(r"<Timeout at 0x[0-9a-f]+ seconds=5 pending>", repr(t))
     t.close()
     assert re.fullmatch(
-        r"<Timeout at 0x[0-9a-f]+ seconds=1 exception=<class 'KeyError'>>", repr(Timeout(1, KeyError))
+        r"<Timeout at 0x[0-9a-f]+ seconds=1 exception=<class 'KeyError'>>",
+        repr(Timeout(1, KeyError)),
     )
     assert Timeout(1).args == ()
 

@@ -171,7 +171,11 @@ def test_group_map_imap_unordered(capsys):
 
     group = Group()
     assert group.map(intensive, range(3)) == [("task", 0), ("task", 1), ("task", 2)]
-    assert list(Group().imap_unordered(intensive, range(3))) == [("task", 2), ("task", 1), ("task", 0)]
+    assert list(Group().imap_unordered(intensive, range(3))) == [
+        ("task", 2),
+        ("task", 1),
+        ("task", 0),
+    ]
 
 
 def test_pool_size_example(capsys):

@@ -164,7 +164,7 @@ class PhaseWatcher(_WatcherBase):
 
     @property
     def phase(self) -> str:
-        """"idle" (runs when a pass would otherwise block), "prepare" (before
+        """ "idle" (runs when a pass would otherwise block), "prepare" (before
         each poll) or "check" (after each poll)."""
 
 @disjoint_base
@@ -197,11 +197,17 @@ class Timeout(BaseException):
         """Arm; fires *seconds* from now in the calling greenlet."""
     @classmethod
     def start_new(
-        cls, timeout: float | Timeout | None = None, exception: object = None, ref: bool = True, _one_shot: bool = False
+        cls,
+        timeout: float | Timeout | None = None,
+        exception: object = None,
+        ref: bool = True,
+        _one_shot: bool = False,
     ) -> Timeout:
         """A started Timeout (or *timeout* itself, started, if it is one)."""
     @staticmethod
-    def _start_new_or_dummy(timeout: float | None, exception: object = None, ref: bool = True) -> Timeout: ...
+    def _start_new_or_dummy(
+        timeout: float | None, exception: object = None, ref: bool = True
+    ) -> Timeout: ...
     def cancel(self) -> None:
         """Disarm; it may be started again."""
     def close(self) -> None:
@@ -289,7 +295,9 @@ class Loop:
     def yield_now(self, hub: object) -> None:
         """Queue a resume of the current greenlet and switch to *hub* (the
         greenlet running this loop); returns when the loop resumes us."""
-    def timer(self, after: float, repeat: float = 0.0, ref: bool = True, priority: int | None = None) -> TimerWatcher:
+    def timer(
+        self, after: float, repeat: float = 0.0, ref: bool = True, priority: int | None = None
+    ) -> TimerWatcher:
         """A timer ``after`` seconds from its start.  Negative means due now;
         NaN raises ValueError; ``inf`` never fires."""
     def io(self, fd: int, events: int, ref: bool = True, priority: int | None = None) -> IoWatcher:
@@ -314,7 +322,9 @@ class Loop:
         """The epoll/kqueue descriptor (or -1)."""
     def destroy(self) -> None:
         """Stop every watcher and free the poller; the loop is unusable after."""
-    def handle_error(self, context: object, type: type[BaseException], value: BaseException, tb: object) -> None:
+    def handle_error(
+        self, context: object, type: type[BaseException], value: BaseException, tb: object
+    ) -> None:
         """Route an exception to ``error_handler`` (or print it)."""
 
 class HttpParseError(ValueError):

@@ -522,7 +522,9 @@ class Greenlet(_RawGreenlet):
         current = getcurrent()
         hub = self.parent
         if current is hub:
-            raise BlockingSwitchOutError("Impossible to call blocking function in the event loop callback")
+            raise BlockingSwitchOutError(
+                "Impossible to call blocking function in the event loop callback"
+            )
         switch = current.switch
         self.rawlink(switch)
         try:
@@ -563,7 +565,9 @@ class Greenlet(_RawGreenlet):
                 try:
                     result = hub.switch()
                     if result is not self:
-                        raise InvalidSwitchError("Invalid switch into Greenlet.get(): %r" % (result,))
+                        raise InvalidSwitchError(
+                            "Invalid switch into Greenlet.get(): %r" % (result,)
+                        )
                 finally:
                     timer.cancel()
             except:  # noqa: E722 - unlink on every way out, then re-raise

@@ -494,7 +494,9 @@ class Group:
         return Greenlet.spawn(self.map_cb, func, iterable, callback)
 
     def _imap(self, cls, func, iterables, maxsize):
-        return cls.spawn(func, zip(*iterables, strict=False), spawn=self.spawn, maxsize=maxsize, _zipped=True)
+        return cls.spawn(
+            func, zip(*iterables, strict=False), spawn=self.spawn, maxsize=maxsize, _zipped=True
+        )
 
     def imap(self, func, *iterables, maxsize=None):
         """Iterator over ``func(*items)`` in input order, computed concurrently."""

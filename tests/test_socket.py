@@ -8,6 +8,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import greenwheel as gw
 from _netutil import ensure_nofile, has_ipv6_loopback, run_in_thread, run_process
@@ -341,6 +343,104 @@ def test_recv_within_bounds_one_call_and_keeps_the_socket_timeout():
     b.close()
     assert a._recv_within(10, 1) == b""
     a.close()
+
+
+def tcp_pair():
+    server = listener()
+    client = gsocket.create_connection(server.getsockname())
+    conn, _ = server.accept()
+    server.close()
+    return conn, client
+
+
+def read_after_a_wait(conn, peer, data, bufsize=100):
+    # The first _recv_within of a socket finds nothing and waits: from then
+    # on the socket has its read watcher, and reads go through it.
+    gw.spawn(peer.sendall, data)
+    return conn._recv_within(bufsize, 5)
+
+
+def test_recv_within_waits_at_once_after_draining_and_still_sees_new_data():
+    # A short read emptied the kernel's queue; bytes sent after it, with no
+    # loop poll in between, are behind an edge still in the kernel: waiting
+    # for it straight away (no recv) must return them, not hang.
+    conn, peer = tcp_pair()
+    assert read_after_a_wait(conn, peer, b"one") == b"one"
+    assert conn._read_event.drained
+    peer.sendall(b"two")  # no yield: the loop does not poll
+    assert conn._read_event.drained
+    assert conn._recv_within(100, 5) == b"two"
+    conn.close()
+    peer.close()
+
+
+def test_recv_within_after_a_poll_reads_first():
+    # Here the loop polls after the short read, while no one waits: the edge
+    # for the new bytes is taken out of the kernel and dropped, so waiting
+    # for another one would hang.  The recv must happen first.
+    conn, peer = tcp_pair()
+    assert read_after_a_wait(conn, peer, b"one") == b"one"
+    peer.sendall(b"two")
+    gw.sleep(0.01)  # a pass that polls the kernel
+    assert not conn._read_event.drained
+    assert conn._recv_within(100, 5) == b"two"
+    conn.close()
+    peer.close()
+
+
+def test_recv_within_full_reads_and_eof_never_count_as_drained():
+    conn, peer = tcp_pair()
+    # A read that fills the buffer may have left bytes behind.
+    assert read_after_a_wait(conn, peer, b"abcd", bufsize=4) == b"abcd"
+    assert not conn._read_event.drained
+    peer.sendall(b"efgh")
+    assert conn._recv_within(2, 5) == b"ef"
+    assert not conn._read_event.drained
+    assert conn._recv_within(2, 5) == b"gh"
+    # EOF stays readable without another edge: every call returns b"" at once.
+    peer.close()
+    assert conn._recv_within(100, 5) == b""
+    assert not conn._read_event.drained
+    assert conn._recv_within(100, 5) == b""
+    conn.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("send"), st.integers(1, 300)),
+            st.tuples(st.just("poll"), st.none()),
+            st.tuples(st.just("recv"), st.integers(1, 400)),
+        ),
+        max_size=25,
+    )
+)
+def test_recv_within_returns_every_byte_sent(ops):
+    # Whatever mix of sends, loop polls and reads: each read returns the next
+    # bytes of the stream (never waits while some are unread), and nothing
+    # is lost or repeated.
+    conn, peer = tcp_pair()
+    read_after_a_wait(conn, peer, b"x")
+    sent = received = b""
+    for op, arg in ops:
+        if op == "send":
+            chunk = bytes([65 + len(sent) % 26]) * arg
+            peer.sendall(chunk)
+            sent += chunk
+        elif op == "poll":
+            gw.sleep(0.001)
+        elif len(received) < len(sent):
+            data = conn._recv_within(arg, 5)
+            assert data and sent[len(received) :].startswith(data)
+            received += data
+    while len(received) < len(sent):
+        data = conn._recv_within(4096, 5)
+        assert data
+        received += data
+    assert received == sent
+    conn.close()
+    peer.close()
 
 
 def test_accept_timeout():

@@ -118,6 +118,14 @@ class IoWatcher(_WatcherBase):
     @property
     def fd(self) -> int:
         """The file descriptor."""
+    @property
+    def drained(self) -> bool:
+        """True while the last :meth:`read_nowait` emptied the kernel's
+        receive queue (a short read) and the loop has not polled since: new
+        bytes have an edge still queued, so a wait needs no recv first."""
+    def read_nowait(self, bufsize: int) -> bytes | None:
+        """``recv(bufsize)`` on the non-blocking fd: the bytes (``b""`` at
+        EOF), or None if it would block; a short read sets :attr:`drained`."""
     events: int
     """The event mask (:data:`READ` | :data:`WRITE`)."""
     def start(self, callback: Callable[..., Any], *args: Any, pass_events: bool = False) -> None:

@@ -55,6 +55,18 @@ pub(crate) fn recv_nowait(
     bufsize: isize,
     flags: i32,
 ) -> PyResult<Option<Py<PyBytes>>> {
+    Ok(recv_once(py, fd, bufsize, flags)?.map(|(bytes, _)| bytes))
+}
+
+/// `recv_nowait`, also telling whether the read was short: some bytes, but
+/// fewer than asked for, which means the kernel's receive queue was emptied.
+/// (EOF is not short: the fd stays readable without a new edge.)
+pub(crate) fn recv_once(
+    py: Python<'_>,
+    fd: i32,
+    bufsize: isize,
+    flags: i32,
+) -> PyResult<Option<(Py<PyBytes>, bool)>> {
     if bufsize < 0 {
         return Err(PyValueError::new_err("negative buffersize in recv"));
     }
@@ -71,11 +83,12 @@ pub(crate) fn recv_nowait(
             if n < 0 {
                 Err(io::Error::last_os_error())
             } else {
-                Ok(PyBytes::new(py, &buf[..n as usize]).unbind())
+                let n = n as usize;
+                Ok((PyBytes::new(py, &buf[..n]).unbind(), n > 0 && n < want))
             }
         });
         match got {
-            Ok(bytes) => return Ok(Some(bytes)),
+            Ok(read) => return Ok(Some(read)),
             Err(e) if would_block(&e) => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => py.check_signals()?,
             Err(e) => return Err(os_error(e)),

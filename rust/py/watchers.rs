@@ -19,13 +19,14 @@ use std::os::unix::io::RawFd;
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::errors::{check_callable, delay_ns};
 use super::fastpath::blocking_from_hub;
 use super::greenlet_api;
 use super::loop_::Loop;
+use super::sockio::recv_once;
 use super::sync::{BoolCell, Guarded, HandleCell, I32Cell, U64Cell, U8Cell};
 use crate::clock::{monotonic_ns, ns_to_secs};
 use crate::poller::ALL;
@@ -410,6 +411,11 @@ pub(crate) struct IoWatcher {
     /// Set while a greenlet blocks in `wait()`: the loop switches into it
     /// directly instead of calling the callback.
     pub(crate) resume: Guarded<Option<Py<PyAny>>>,
+    /// `read_nowait` emptied the kernel's receive queue when the loop's
+    /// `kernel_polls` was `drained_at - 1` (0: no such knowledge). While the
+    /// count is unchanged, every byte that arrived since is behind an edge
+    /// still queued in the kernel, so a wait needs no recv first.
+    drained_at: U64Cell,
 }
 
 impl IoWatcher {
@@ -432,6 +438,7 @@ impl IoWatcher {
             events: U8Cell::new(check_events(events)?),
             pass_events: BoolCell::new(false),
             resume: Guarded::new(None),
+            drained_at: U64Cell::new(0),
         })
     }
 
@@ -586,6 +593,31 @@ impl IoWatcher {
             return Err(timed_out(&current, timeout_args));
         }
         Ok(())
+    }
+
+    /// `recv(bufsize)` on the (non-blocking) fd: the bytes read (`b""` at
+    /// EOF), or None if it would block. A short read (some bytes, fewer than
+    /// asked for) is remembered for `drained`.
+    fn read_nowait(&self, py: Python<'_>, bufsize: isize) -> PyResult<Option<Py<PyBytes>>> {
+        let read = recv_once(py, self.fd, bufsize, 0)?;
+        let polls = self.core.loop_.get().kernel_polls();
+        self.drained_at.set(match read {
+            Some((_, true)) => polls + 1,
+            _ => 0,
+        });
+        Ok(read.map(|(bytes, _)| bytes))
+    }
+
+    /// True while the last `read_nowait` emptied the receive queue and the
+    /// loop has not polled the kernel since: a recv now would say EAGAIN
+    /// unless new data arrived, and new data has an edge coming. For stream
+    /// sockets only, whose short reads mean an empty queue. (TCP urgent data
+    /// and Unix-socket credentials can end a read early: a peer sending those
+    /// has the rest read when more bytes arrive or the wait times out.)
+    #[getter]
+    fn drained(&self) -> bool {
+        let at = self.drained_at.get();
+        at != 0 && at == self.core.loop_.get().kernel_polls() + 1
     }
 
     /// The file descriptor.

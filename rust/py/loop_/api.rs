@@ -68,6 +68,7 @@ impl Loop {
             activecnt: IsizeCell::new(0),
             now_ns: U64Cell::new(monotonic_ns()),
             iteration: U64Cell::new(0),
+            kernel_polls: U64Cell::new(0),
             break_requested: BoolCell::new(false),
             destroyed: BoolCell::new(false),
             signal_pending: BoolCell::new(false),

@@ -236,6 +236,10 @@ pub(crate) struct Loop {
     activecnt: IsizeCell,
     now_ns: U64Cell,
     iteration: U64Cell,
+    /// Kernel polls so far. Each may take edge-triggered readiness out of the
+    /// kernel, so a watcher's "drained and not polled since" knowledge
+    /// (`IoWatcher::drained_at`) is only as old as this count.
+    kernel_polls: U64Cell,
     break_requested: BoolCell,
     /// `destroy()` ran (or GC cleared the loop): every entry point raises.
     destroyed: BoolCell,
@@ -397,6 +401,11 @@ impl Loop {
     }
 
     /// RuntimeError unless called on the loop's own thread.
+    /// How many times this loop has polled the kernel.
+    pub(crate) fn kernel_polls(&self) -> u64 {
+        self.kernel_polls.get()
+    }
+
     pub(crate) fn check_owner(&self) -> PyResult<()> {
         self.shared.check_owner()
     }
@@ -638,6 +647,7 @@ impl Loop {
                 // no Python code of this thread runs meanwhile, and other
                 // threads only `try_borrow` it (GC) or use `Shared`.
                 let polled = py.detach(move || poller.poll(timeout, buf));
+                self.kernel_polls.set(self.kernel_polls.get() + 1);
                 st.last_poll_ns = monotonic_ns();
                 polled
             };

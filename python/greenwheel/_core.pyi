@@ -123,9 +123,10 @@ class IoWatcher(_WatcherBase):
         """True while the last :meth:`read_nowait` emptied the kernel's
         receive queue (a short read) and the loop has not polled since: new
         bytes have an edge still queued, so a wait needs no recv first."""
-    def read_nowait(self, bufsize: int) -> bytes | None:
-        """``recv(bufsize)`` on the non-blocking fd: the bytes (``b""`` at
-        EOF), or None if it would block; a short read sets :attr:`drained`."""
+    def read_nowait(self, bufsize: int, flags: int = 0) -> bytes | None:
+        """``recv(bufsize, flags)`` on the non-blocking fd: the bytes (``b""``
+        at EOF), or None if it would block; a short read without flags sets
+        :attr:`drained`."""
     events: int
     """The event mask (:data:`READ` | :data:`WRITE`)."""
     def start(self, callback: Callable[..., Any], *args: Any, pass_events: bool = False) -> None:

@@ -329,25 +329,18 @@ class socket(_std_socket):
         watcher = self._read_event
         if watcher is None:
             data = _recv_nowait(self.fileno(), bufsize, 0)
-            if data is not None:
-                return data
-            watcher = self._watcher(_READ)
-        elif not watcher.drained:
+        elif watcher.drained:
+            # The last read emptied the kernel's queue and the loop has not
+            # polled since, so anything sent after it is behind an edge still
+            # in the kernel: wait for the edge, skipping a recv that could
+            # only say EAGAIN.  The server's usual case: answer a request,
+            # then wait for the next one.  (Stream sockets only: see drained.)
+            data = None
+        else:
             data = watcher.read_nowait(bufsize)
-            if data is not None:
-                return data
-        # That said EAGAIN, or the last read here emptied the kernel's queue
-        # and the loop has not polled since (so anything sent after it is
-        # behind an edge still in the kernel): wait for the edge, without a
-        # recv that could only say EAGAIN.  The server's usual case: answer
-        # a request, then wait for the next one.
-        deadline = None if timeout is None else _monotonic() + timeout
-        hub = self.hub
-        while True:
-            _block(hub, watcher, deadline, _TIMED_OUT, True)
-            data = watcher.read_nowait(bufsize)
-            if data is not None:
-                return data
+        if data is not None:
+            return data
+        return self._recv_wait(bufsize, 0, timeout)
 
     def _recv_wait(self, bufsize, flags, timeout):
         # recv's slow path: the first attempt said EAGAIN.  Retries go through
@@ -358,7 +351,7 @@ class socket(_std_socket):
         hub = self.hub
         while True:
             _block(hub, watcher, deadline, _TIMED_OUT, True)
-            data = _recv_nowait(self.fileno(), bufsize, flags)
+            data = watcher.read_nowait(bufsize, flags)
             if data is not None:
                 return data
 

@@ -595,14 +595,20 @@ impl IoWatcher {
         Ok(())
     }
 
-    /// `recv(bufsize)` on the (non-blocking) fd: the bytes read (`b""` at
-    /// EOF), or None if it would block. A short read (some bytes, fewer than
-    /// asked for) is remembered for `drained`.
-    fn read_nowait(&self, py: Python<'_>, bufsize: isize) -> PyResult<Option<Py<PyBytes>>> {
-        let read = recv_once(py, self.fd, bufsize, 0)?;
+    /// `recv(bufsize, flags)` on the (non-blocking) fd: the bytes read
+    /// (`b""` at EOF), or None if it would block. A short read without flags
+    /// (some bytes, fewer than asked for) is remembered for `drained`.
+    #[pyo3(signature = (bufsize, flags = 0))]
+    fn read_nowait(
+        &self,
+        py: Python<'_>,
+        bufsize: isize,
+        flags: i32,
+    ) -> PyResult<Option<Py<PyBytes>>> {
+        let read = recv_once(py, self.fd, bufsize, flags)?;
         let polls = self.core.loop_.get().kernel_polls();
         self.drained_at.set(match read {
-            Some((_, true)) => polls + 1,
+            Some((_, true)) if flags == 0 => polls + 1,
             _ => 0,
         });
         Ok(read.map(|(bytes, _)| bytes))

@@ -400,12 +400,12 @@ impl Loop {
         self.destroyed.get()
     }
 
-    /// RuntimeError unless called on the loop's own thread.
     /// How many times this loop has polled the kernel.
     pub(crate) fn kernel_polls(&self) -> u64 {
         self.kernel_polls.get()
     }
 
+    /// RuntimeError unless called on the loop's own thread.
     pub(crate) fn check_owner(&self) -> PyResult<()> {
         self.shared.check_owner()
     }

@@ -22,9 +22,13 @@
 //! - Files epoll cannot watch (regular files, `EPERM`) are "always ready", as
 //!   libev treats them: they are reported on every pass and force a zero timeout.
 //! - Errors and hang-ups report both READ and WRITE so every waiter wakes and
-//!   finds the condition itself.
+//!   finds the condition itself. They are also remembered per fd
+//!   ([`Poller::hung_up`]) until the fd is forgotten or its number is
+//!   registered afresh: a peer's FIN or RST comes with one edge only, so a
+//!   caller that reads the data queued before it must not conclude the
+//!   kernel's queue is empty and wait for another edge.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::io::RawFd;
 use std::sync::Arc;
@@ -70,6 +74,9 @@ pub struct Poller {
     registered: HashMap<RawFd, u8>,
     /// fds the kernel refused with `EPERM`, with the interest asked for.
     always_ready: HashMap<RawFd, u8>,
+    /// fds for which a hang-up or error was reported (sticky; see the module
+    /// docs). A stale entry only makes [`Poller::hung_up`] over-cautious.
+    hung_up: HashSet<RawFd>,
 }
 
 fn to_interest(mask: u8) -> Option<Interest> {
@@ -96,6 +103,7 @@ impl Poller {
             waker,
             registered: HashMap::new(),
             always_ready: HashMap::new(),
+            hung_up: HashSet::new(),
         })
     }
 
@@ -134,11 +142,13 @@ impl Poller {
             match registry.reregister(&mut SourceFd(&fd), token, interest) {
                 // The fd was closed and its number reused: the kernel forgot it.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    self.hung_up.remove(&fd);
                     registry.register(&mut SourceFd(&fd), token, interest)
                 }
                 other => other,
             }
         } else {
+            self.hung_up.remove(&fd);
             match registry.register(&mut SourceFd(&fd), token, interest) {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                     registry.reregister(&mut SourceFd(&fd), token, interest)
@@ -169,6 +179,13 @@ impl Poller {
         self.registered.get(&fd).is_some_and(|m| m & mask == mask)
     }
 
+    /// Whether a hang-up or error was reported for `fd` since it was
+    /// registered: then a short read does not mean the receive queue is
+    /// empty (an EOF or error may be left, and no edge will announce it).
+    pub fn hung_up(&self, fd: RawFd) -> bool {
+        self.hung_up.contains(&fd)
+    }
+
     /// Stops reporting `fd` as "always ready" (no-op for kernel registrations,
     /// which are dropped lazily; see the module docs).
     pub fn disarm(&mut self, fd: RawFd) {
@@ -178,6 +195,7 @@ impl Poller {
     /// Removes every trace of `fd`; call before the fd is closed.
     /// Returns whether the poller knew it.
     pub fn forget(&mut self, fd: RawFd) -> bool {
+        self.hung_up.remove(&fd);
         let known_always = self.always_ready.remove(&fd).is_some();
         match self.registered.remove(&fd) {
             Some(_) => {
@@ -217,6 +235,9 @@ impl Poller {
                 continue;
             }
             let failed = event.is_error();
+            if failed || event.is_read_closed() || event.is_write_closed() {
+                self.hung_up.insert(event.token().0 as RawFd);
+            }
             let mut mask = 0;
             if event.is_readable() || event.is_read_closed() || failed {
                 mask |= READ;
@@ -322,6 +343,31 @@ mod tests {
         let (out, _) = poll_once(&mut p, 1000);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].events & READ, READ);
+    }
+
+    #[test]
+    fn hangup_is_remembered_until_forgotten_or_registered_afresh() {
+        let mut p = Poller::new().expect("poller");
+        let (mut a, b) = UnixStream::pair().expect("pair");
+        let fd = b.as_raw_fd();
+        p.arm(fd, READ).expect("arm");
+        a.write_all(b"x").expect("write");
+        let (out, _) = poll_once(&mut p, 1000);
+        assert_eq!(out.len(), 1);
+        assert!(!p.hung_up(fd), "data alone is no hang-up");
+        drop(a);
+        let (out, _) = poll_once(&mut p, 1000);
+        assert_eq!(out.len(), 1);
+        assert!(p.hung_up(fd));
+        p.arm(fd, READ).expect("re-arm the same file");
+        assert!(p.hung_up(fd), "re-arming keeps what the kernel said");
+        assert!(p.forget(fd));
+        assert!(!p.hung_up(fd));
+        p.arm(fd, READ).expect("register afresh");
+        assert!(!p.hung_up(fd), "until a poll reports it again");
+        let (out, _) = poll_once(&mut p, 1000);
+        assert_eq!(out.len(), 1);
+        assert!(p.hung_up(fd));
     }
 
     #[test]

@@ -27,6 +27,7 @@ import greenwheel as gw
 from _netutil import ensure_nofile, has_ipv6_loopback, run_in_thread, run_process
 from _tls import make_cert
 from greenwheel import pywsgi
+from greenwheel import socket as gsocket
 from greenwheel.pywsgi import Input, WSGIHandler, WSGIServer
 
 LOCALHOST = "127.0.0.1"
@@ -408,6 +409,33 @@ def test_ipv6_listener():
 
 
 # --- keep-alive and pipelining ------------------------------------------------------------
+
+
+def test_last_request_sent_with_the_clients_fin_is_answered_then_closed():
+    # A keep-alive client sends its last request and shuts down in one go,
+    # so request and FIN arrive with a single edge while the server waits
+    # for the next request.  The server must answer it and see the EOF at
+    # once, not wait for the idle timeout (30 s here; the client gives up
+    # after CLIENT_TIMEOUT).  The client is the hub's main greenlet: when it
+    # resumes with the first response, the server already waits for the
+    # next request, and the client's sendall and shutdown both land before
+    # the loop polls again.
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    with serving(hello, keepalive_timeout=30) as server:
+        sock = gsocket.create_connection((LOCALHOST, server.server_port))
+        sock.settimeout(CLIENT_TIMEOUT)
+        rfile = sock.makefile("rb")
+        sock.sendall(request)
+        assert read_response(rfile).code == 200
+        sock.sendall(request)
+        sock.shutdown(gsocket.SHUT_WR)
+        start = time.monotonic()
+        last = read_response(rfile)
+        assert last.code == 200 and last.body == b"Hello world\n"
+        assert rfile.read() == b""
+        assert time.monotonic() - start < CLIENT_TIMEOUT
+        rfile.close()
+        sock.close()
 
 
 def test_keepalive_http11_and_http10():

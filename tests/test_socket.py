@@ -4,6 +4,7 @@ import errno
 import io
 import os
 import socket as stdsocket
+import struct
 import threading
 import time
 
@@ -405,40 +406,81 @@ def test_recv_within_full_reads_and_eof_never_count_as_drained():
     conn.close()
 
 
-@settings(max_examples=40, deadline=None)
+def test_recv_within_sees_eof_that_came_with_the_last_bytes():
+    # Data and FIN arrive together: one edge, already taken by the wait that
+    # returns the data.  That short read did not empty the queue (the EOF is
+    # still in it), so the next call must read it, not wait for an edge that
+    # will never come.
+    conn, peer = tcp_pair()
+    assert read_after_a_wait(conn, peer, b"one") == b"one"
+    peer.sendall(b"last")
+    peer.shutdown(gsocket.SHUT_WR)  # no yield: both land before the next poll
+    assert conn._recv_within(100, 5) == b"last"
+    assert not conn._read_event.drained
+    assert conn._recv_within(100, 5) == b""
+    conn.close()
+    peer.close()
+
+
+def test_recv_within_sees_a_reset_that_came_with_the_last_bytes():
+    conn, peer = tcp_pair()
+    assert read_after_a_wait(conn, peer, b"one") == b"one"
+    peer.sendall(b"last")
+    # SO_LINGER 0: close sends RST instead of FIN.
+    peer.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()
+    # Linux drops unread data on RST, so the data may or may not be seen;
+    # either way the reset (or EOF) is reported at once.
+    with pytest.raises(ConnectionResetError):
+        for _ in range(3):
+            conn._recv_within(100, 5)
+    conn.close()
+
+
+@settings(max_examples=60, deadline=None)
 @given(
     st.lists(
         st.one_of(
             st.tuples(st.just("send"), st.integers(1, 300)),
             st.tuples(st.just("poll"), st.none()),
             st.tuples(st.just("recv"), st.integers(1, 400)),
+            st.tuples(st.just("eof"), st.none()),
         ),
         max_size=25,
     )
 )
 def test_recv_within_returns_every_byte_sent(ops):
-    # Whatever mix of sends, loop polls and reads: each read returns the next
-    # bytes of the stream (never waits while some are unread), and nothing
-    # is lost or repeated.
+    # Whatever mix of sends, loop polls, reads and the peer's shutdown: each
+    # read returns the next bytes of the stream (never waits while some are
+    # unread), nothing is lost or repeated, and once the peer has shut down
+    # and everything is read, reads return b"" at once.
     conn, peer = tcp_pair()
     read_after_a_wait(conn, peer, b"x")
     sent = received = b""
+    eof = False
     for op, arg in ops:
-        if op == "send":
+        if op == "send" and not eof:
             chunk = bytes([65 + len(sent) % 26]) * arg
             peer.sendall(chunk)
             sent += chunk
+        elif op == "eof" and not eof:
+            peer.shutdown(gsocket.SHUT_WR)
+            eof = True
         elif op == "poll":
             gw.sleep(0.001)
-        elif len(received) < len(sent):
+        elif op == "recv" and len(received) < len(sent):
             data = conn._recv_within(arg, 5)
             assert data and sent[len(received) :].startswith(data)
             received += data
+        elif op == "recv" and eof:
+            assert conn._recv_within(arg, 5) == b""
     while len(received) < len(sent):
         data = conn._recv_within(4096, 5)
         assert data
         received += data
     assert received == sent
+    if eof:
+        assert conn._recv_within(4096, 5) == b""
     conn.close()
     peer.close()
 

@@ -597,7 +597,8 @@ impl IoWatcher {
 
     /// `recv(bufsize, flags)` on the (non-blocking) fd: the bytes read
     /// (`b""` at EOF), or None if it would block. A short read without flags
-    /// (some bytes, fewer than asked for) is remembered for `drained`.
+    /// (some bytes, fewer than asked for) is remembered for `drained`, unless
+    /// the kernel reported a hang-up or error on the fd.
     #[pyo3(signature = (bufsize, flags = 0))]
     fn read_nowait(
         &self,
@@ -606,16 +607,20 @@ impl IoWatcher {
         flags: i32,
     ) -> PyResult<Option<Py<PyBytes>>> {
         let read = recv_once(py, self.fd, bufsize, flags)?;
-        let polls = self.core.loop_.get().kernel_polls();
+        let lp = self.core.loop_.get();
+        // After a hang-up the short read may have stopped at the FIN (or an
+        // error): the EOF is still to be read, and its edge is already spent.
         self.drained_at.set(match read {
-            Some((_, true)) if flags == 0 => polls + 1,
+            Some((_, true)) if flags == 0 && !lp.fd_hung_up(self.fd) => lp.kernel_polls() + 1,
             _ => 0,
         });
         Ok(read.map(|(bytes, _)| bytes))
     }
 
-    /// True while the last `read_nowait` emptied the receive queue and the
-    /// loop has not polled the kernel since: a recv now would say EAGAIN
+    /// True while the last `read_nowait` emptied the receive queue (a short
+    /// read, with no hang-up or error ever reported for the fd: a FIN or
+    /// RST has only the one edge, spent before that read) and the loop has
+    /// not polled the kernel since: a recv now would say EAGAIN
     /// unless new data arrived, and new data has an edge coming. For stream
     /// sockets only, whose short reads mean an empty queue. (TCP urgent data
     /// and Unix-socket credentials can end a read early: a peer sending those

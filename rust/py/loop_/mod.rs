@@ -405,6 +405,16 @@ impl Loop {
         self.kernel_polls.get()
     }
 
+    /// Whether the kernel reported a hang-up or error on `fd` (see
+    /// `Poller::hung_up`). True when it cannot tell (state busy or closed):
+    /// callers use it to give up an optimisation, never to wait.
+    pub(crate) fn fd_hung_up(&self, fd: RawFd) -> bool {
+        match self.state.try_borrow() {
+            Ok(st) => st.as_ref().map_or(true, |st| st.poller.hung_up(fd)),
+            Err(_) => true,
+        }
+    }
+
     /// RuntimeError unless called on the loop's own thread.
     pub(crate) fn check_owner(&self) -> PyResult<()> {
         self.shared.check_owner()

@@ -33,12 +33,14 @@ TOP_LEVEL = [
     "fork",
     "get_hub",
     "getcurrent",
+    "getswitchinterval",
     "idle",
     "iwait",
     "joinall",
     "kill",
     "killall",
     "reinit",
+    "setswitchinterval",
     "signal_handler",
     "sleep",
     "spawn",
@@ -210,3 +212,25 @@ def test_monkey_and_threadpool_module_names():
         "ThreadResult",
     ]
     assert greenwheel.get_hub().threadpool.__class__ is greenwheel.threadpool.ThreadPool
+
+
+def test_util_and_contextvars_module_names():
+    import contextvars
+
+    import greenwheel.contextvars
+    import greenwheel.util
+
+    assert sorted(greenwheel.util.__all__) == [
+        "GreenletTree",
+        "assert_switches",
+        "format_run_info",
+        "print_run_info",
+        "wrap_errors",
+    ]
+    assert sorted(greenwheel.contextvars.__all__) == [
+        "Context",
+        "ContextVar",
+        "Token",
+        "copy_context",
+    ]
+    assert greenwheel.contextvars.ContextVar is contextvars.ContextVar

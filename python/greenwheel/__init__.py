@@ -17,6 +17,8 @@ The implementation lives in underscore modules (``_hub``, ``_greenlet``,
 ``timeout``, ``pool``, ``exceptions``) and this package re-export it.
 """
 
+from sys import getswitchinterval, setswitchinterval
+
 from greenlet import GreenletExit, getcurrent
 
 # The synchronisation modules, so that ``gevent.event.Event`` and friends work
@@ -59,12 +61,14 @@ __all__ = [
     "fork",
     "getcurrent",
     "get_hub",
+    "getswitchinterval",
     "idle",
     "iwait",
     "joinall",
     "kill",
     "killall",
     "reinit",
+    "setswitchinterval",
     "sleep",
     "spawn",
     "spawn_later",

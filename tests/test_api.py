@@ -234,3 +234,17 @@ def test_util_and_contextvars_module_names():
         "copy_context",
     ]
     assert greenwheel.contextvars.ContextVar is contextvars.ContextVar
+
+
+def test_events_module_names_and_hub_monitoring():
+    import greenwheel.events
+
+    assert sorted(greenwheel.events.__all__) == [
+        "EventLoopBlocked",
+        "PeriodicMonitorThreadStartedEvent",
+        "notify",
+        "subscribers",
+    ]
+    hub = greenwheel.get_hub()
+    assert callable(hub.start_periodic_monitoring_thread)
+    assert hub.periodic_monitoring_thread is None  # off unless asked for

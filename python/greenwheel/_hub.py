@@ -86,6 +86,14 @@ def _get_hub_if_exists():
     return _state.hub
 
 
+def _monitoring_requested():
+    # GEVENT_MONITOR_THREAD_ENABLE (gevent's name) or GREENWHEEL_MONITOR_THREAD_ENABLE.
+    value = os.environ.get("GREENWHEEL_MONITOR_THREAD_ENABLE")
+    if value is None:
+        value = os.environ.get("GEVENT_MONITOR_THREAD_ENABLE", "")
+    return value.strip().lower() in ("1", "true", "on", "yes")
+
+
 def _main_greenlet_of_thread():
     # The hub must hand LoopExit and system errors to the greenlet that
     # started the thread, even if the hub is first needed deep inside a
@@ -310,11 +318,33 @@ class Hub(_RawGreenlet):
         except Exception:  # a broken stream must not take the hub down
             pass
 
+    # -- monitoring ---------------------------------------------------------
+
+    #: The :class:`~greenwheel._monitor.PeriodicMonitoringThread`, once started.
+    periodic_monitoring_thread = None
+
+    def start_periodic_monitoring_thread(self, max_blocking_time=None):
+        """Start (once) the thread that reports greenlets blocking this hub.
+
+        Call from the hub's own thread.  *max_blocking_time* defaults to the
+        environment's ``GEVENT_MAX_BLOCKING_TIME`` or 0.1 s.  Returns the
+        monitor; see :mod:`greenwheel.events` for the notifications.
+        """
+        monitor = self.periodic_monitoring_thread
+        if monitor is None or not monitor.is_alive():
+            from ._monitor import PeriodicMonitoringThread
+
+            monitor = PeriodicMonitoringThread(self, max_blocking_time)
+            self.periodic_monitoring_thread = monitor
+        return monitor
+
     # -- running ------------------------------------------------------------
 
     def run(self):
         """Drive the loop; entered by the first switch to the hub.  Never call directly."""
         assert self is getcurrent(), "Do not call Hub.run() directly"
+        if self.periodic_monitoring_thread is None and _monitoring_requested():
+            self.start_periodic_monitoring_thread()
         while True:
             loop = self.loop
             try:
@@ -409,6 +439,10 @@ class Hub(_RawGreenlet):
             except (LoopExit, _GreenletError):
                 pass
         loop.error_handler = None
+        monitor = self.periodic_monitoring_thread
+        if monitor is not None:
+            self.periodic_monitoring_thread = None
+            monitor.kill()
         if destroy_loop:
             if self.thread_ident == _main_thread_ident:
                 _uninstall_wakeup_fd(loop)

@@ -1,0 +1,248 @@
+"""The monitoring thread of a hub: reports greenlets that block the loop.
+
+A greenlet that computes, or calls something blocking that was not made
+cooperative, keeps every other greenlet of its thread waiting.  Started by
+``hub.start_periodic_monitoring_thread()`` (or for every hub when the
+environment sets ``GEVENT_MONITOR_THREAD_ENABLE`` / ``GREENWHEEL_MONITOR_THREAD_ENABLE``),
+a real OS thread wakes every ``max_blocking_time`` seconds
+(``GEVENT_MAX_BLOCKING_TIME``, default 0.1) and checks whether the hub's
+thread switched greenlets since its last look.  If it did not, and the
+greenlet running is not the hub (the hub waiting in the kernel is idle, not
+blocked), that greenlet has run for at least a whole period: the thread
+prints a report with the stacks to ``hub.exception_stream`` and notifies
+:class:`greenwheel.events.EventLoopBlocked`.
+
+Ground rules:
+- Nothing is paid while monitoring is off.  While it is on, every switch of
+  the hub's thread runs a small greenlet trace function (as with gevent's
+  monitor); it chains to a trace function installed before it.
+- One report per blocking episode: the next one needs a switch in between.
+- The thread runs on the standard library's real thread and sleep
+  functions, patched or not, and ends when killed, when its hub is
+  destroyed or collected, or in a child after ``fork()`` (it is not there).
+"""
+
+import os
+import sys
+import threading
+import traceback
+import weakref
+
+import greenlet
+
+from ._events import EventLoopBlocked, PeriodicMonitorThreadStartedEvent, notify
+from ._threadpool import _original
+
+__all__ = ["PeriodicMonitoringThread", "max_blocking_time_from_env"]
+
+_start_new_thread = _original("_thread", "start_new_thread")
+_allocate_lock = _original("_thread", "allocate_lock")
+_sleep = _original("time", "sleep")
+_monotonic = _original("time", "monotonic")
+
+
+def max_blocking_time_from_env(default=0.1):
+    """``GREENWHEEL_MAX_BLOCKING_TIME`` / ``GEVENT_MAX_BLOCKING_TIME`` in seconds."""
+    name = "GREENWHEEL_MAX_BLOCKING_TIME"
+    value = os.environ.get(name)
+    if value is None:
+        name = "GEVENT_MAX_BLOCKING_TIME"
+        value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError("%s must be a number, not %r" % (name, value)) from None
+    if not seconds > 0:
+        raise ValueError("%s must be > 0, not %r" % (name, value))
+    return seconds
+
+
+class _SwitchTracer:
+    # Installed with greenlet.settrace in the hub's thread: which greenlet
+    # runs there, and how many switches happened.
+    __slots__ = ("active", "switches", "previous", "off")
+
+    def __init__(self, previous):
+        self.active = greenlet.getcurrent()
+        self.switches = 0
+        self.previous = previous
+        self.off = False
+
+    def __call__(self, event, args):
+        if not self.off and (event == "switch" or event == "throw"):
+            self.active = args[1]
+            self.switches += 1
+        previous = self.previous
+        if previous is not None:
+            previous(event, args)
+
+
+class PeriodicMonitoringThread:
+    """The monitoring thread of one hub (see the module documentation).
+
+    :attr:`max_blocking_time` is the period and the threshold;
+    :attr:`print_blocking_reports` false keeps reports to the event only.
+    """
+
+    #: Shortest sleep between checks, whatever the periods asked for.
+    min_sleep_time = 0.005
+
+    def __init__(self, hub, max_blocking_time=None):
+        if hub.thread_ident != threading.get_ident():
+            raise RuntimeError("start the monitoring thread from the hub's own thread")
+        if max_blocking_time is None:
+            max_blocking_time = max_blocking_time_from_env()
+        elif not max_blocking_time > 0:
+            raise ValueError("max_blocking_time must be > 0, not %r" % (max_blocking_time,))
+        self.max_blocking_time = max_blocking_time
+        self.print_blocking_reports = True
+        self._hub = weakref.ref(hub)
+        self._pid = os.getpid()
+        self._killed = False
+        self._lock = _allocate_lock()
+        self._functions = {}  # function -> [period, next due]
+        self._tracer = tracer = _SwitchTracer(None)
+        tracer.previous = greenlet.settrace(tracer)
+        self._last_switches = -1
+        self._reported = -1
+        self.thread_ident = None
+        started = _allocate_lock()
+        started.acquire()
+        _start_new_thread(self._run, (started,))
+        started.acquire()  # thread_ident is set
+        notify(PeriodicMonitorThreadStartedEvent(self))
+
+    @property
+    def hub(self):
+        """The monitored hub (None once it is gone)."""
+        return self._hub()
+
+    def is_alive(self):
+        """True while the thread runs (not killed, hub alive, same process)."""
+        return not self._killed and self._hub() is not None and self._pid == os.getpid()
+
+    def add_monitoring_function(self, function, period):
+        """Call ``function(hub)`` every *period* seconds from the monitoring
+        thread; *period* None removes it."""
+        if not callable(function):
+            raise TypeError("function must be callable, not %r" % (function,))
+        with self._lock:
+            if period is None:
+                self._functions.pop(function, None)
+                return
+            if not period > 0:
+                raise ValueError("period must be > 0, not %r" % (period,))
+            self._functions[function] = [period, _monotonic() + period]
+
+    def monitoring_functions(self):
+        """The ``(function, period)`` pairs added with :meth:`add_monitoring_function`."""
+        with self._lock:
+            return [(f, entry[0]) for f, entry in self._functions.items()]
+
+    def kill(self):
+        """Stop monitoring (the thread ends within one period)."""
+        self._killed = True
+        tracer = self._tracer
+        tracer.off = True
+        hub = self._hub()
+        if hub is not None and hub.thread_ident == threading.get_ident():
+            if greenlet.gettrace() is tracer:
+                greenlet.settrace(tracer.previous)
+
+    # -- the thread ---------------------------------------------------------------------------
+
+    def _run(self, started):
+        self.thread_ident = threading.get_ident()
+        started.release()
+        while self.is_alive():
+            _sleep(self._sleep_time())
+            hub = self._hub()
+            if hub is None or not self.is_alive():
+                break
+            try:
+                self._check_blocking(hub)
+                self._run_functions(hub)
+            except Exception:  # the monitor must survive a bad report or function
+                self._print_exc(hub)
+            del hub
+
+    def _sleep_time(self):
+        sleep = self.max_blocking_time
+        with self._lock:
+            for period, _ in self._functions.values():
+                sleep = min(sleep, period)
+        return max(sleep, self.min_sleep_time)
+
+    def _check_blocking(self, hub):
+        tracer = self._tracer
+        switches = tracer.switches
+        active = tracer.active
+        if (
+            switches == self._last_switches
+            and switches != self._reported
+            and active is not None
+            and active is not hub
+        ):
+            # No switch for a whole period and not idle in the hub: *active*
+            # has held the thread for at least max_blocking_time.
+            self._reported = switches
+            self._report(hub, active)
+        self._last_switches = switches
+
+    def _report(self, hub, active):
+        from ._util import GreenletTree, _root_of
+
+        lines = [
+            "=== greenwheel: %r has run for more than %s s without switching, blocking %r ==="
+            % (active, self.max_blocking_time, hub),
+            "Its stack (thread 0x%x):" % (hub.thread_ident,),
+        ]
+        frame = sys._current_frames().get(hub.thread_ident)
+        if frame is not None:
+            for entry in traceback.format_stack(frame):
+                lines.extend("  " + line for line in entry.rstrip("\n").split("\n"))
+        del frame
+        root = _root_of(hub)
+        for tree in GreenletTree.forest():
+            if tree.greenlet is root:
+                lines.append("The greenlets of that thread:")
+                lines.extend(tree.format_lines({"running_stacks": True}))
+        del root
+        if self.print_blocking_reports:
+            stream = hub.exception_stream
+            if stream:
+                stream.write("\n".join(lines) + "\n")
+        notify(EventLoopBlocked(active, self.max_blocking_time, lines))
+
+    def _run_functions(self, hub):
+        now = _monotonic()
+        due = []
+        with self._lock:
+            for function, entry in self._functions.items():
+                if entry[1] <= now:
+                    entry[1] = now + entry[0]
+                    due.append(function)
+        for function in due:
+            try:
+                function(hub)
+            except Exception:
+                self._print_exc(hub)
+
+    @staticmethod
+    def _print_exc(hub):
+        stream = hub.exception_stream or sys.stderr
+        try:
+            traceback.print_exc(file=stream)
+        except Exception:  # a broken stream: nothing more to do
+            pass
+
+    def __repr__(self):
+        return "<%s at %#x hub=%r max_blocking_time=%r%s>" % (
+            type(self).__name__,
+            id(self),
+            self._hub(),
+            self.max_blocking_time,
+            "" if self.is_alive() else " dead",
+        )

@@ -1,0 +1,220 @@
+"""The hub's monitoring thread and greenwheel.events: greenlets that block the loop are reported."""
+
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import greenlet
+import pytest
+
+import greenwheel as gw
+from greenwheel import events
+
+
+@pytest.fixture
+def monitored():
+    """Start a monitor (max_blocking_time given by the test); collect events and reports."""
+    hub = gw.get_hub()
+    seen = []
+    stream = io.StringIO()
+    saved_stream = hub._exception_stream
+    previous_trace = greenlet.gettrace()
+    events.subscribers.append(seen.append)
+    hub.exception_stream = stream
+    monitors = []
+
+    def start(max_blocking_time):
+        monitor = hub.start_periodic_monitoring_thread(max_blocking_time)
+        monitors.append(monitor)
+        return monitor
+
+    start.seen = seen
+    start.stream = stream
+    try:
+        yield start
+    finally:
+        for monitor in monitors:
+            monitor.kill()
+        hub.periodic_monitoring_thread = None
+        events.subscribers.remove(seen.append)
+        hub._exception_stream = saved_stream
+        assert greenlet.gettrace() is previous_trace
+
+
+def blocked(seen):
+    return [e for e in seen if isinstance(e, events.EventLoopBlocked)]
+
+
+def blocking_greenlet_body():
+    time.sleep(1.0)  # the real sleep: the whole thread stops
+
+
+def test_start_is_announced_and_idempotent(monitored):
+    monitor = monitored(0.05)
+    assert monitor.is_alive()
+    assert gw.get_hub().periodic_monitoring_thread is monitor
+    assert gw.get_hub().start_periodic_monitoring_thread() is monitor
+    started = [e for e in monitored.seen if isinstance(e, events.PeriodicMonitorThreadStartedEvent)]
+    assert [e.monitor for e in started] == [monitor]
+    assert monitor.thread_ident not in (None, threading.get_ident())
+
+
+def test_a_greenlet_that_blocks_the_loop_is_reported_once(monitored):
+    monitor = monitored(0.05)
+    job = gw.spawn(blocking_greenlet_body)
+    job.join()
+    reports = blocked(monitored.seen)
+    assert len(reports) == 1, reports
+    event = reports[0]
+    assert event.greenlet is job
+    assert event.blocking_time == 0.05 == monitor.max_blocking_time
+    text = "\n".join(event.info)
+    assert repr(job) in event.info[0]
+    assert "in blocking_greenlet_body" in text  # the blocked stack
+    assert monitored.stream.getvalue() == text + "\n"  # and the same report printed
+
+
+def test_quiet_reports_go_to_the_event_only(monitored):
+    monitor = monitored(0.05)
+    monitor.print_blocking_reports = False
+    gw.spawn(blocking_greenlet_body).join()
+    assert len(blocked(monitored.seen)) == 1
+    assert monitored.stream.getvalue() == ""
+
+
+def test_an_idle_hub_or_a_greenlet_that_yields_is_not_blocking(monitored):
+    monitored(0.5)
+
+    def busy_but_polite():
+        for _ in range(300):
+            end = time.perf_counter() + 0.002
+            while time.perf_counter() < end:
+                pass
+            gw.sleep(0)
+
+    gw.spawn(busy_but_polite).join()
+    gw.sleep(1.2)  # the hub waits in the kernel: idle, not blocked
+    assert blocked(monitored.seen) == []
+
+
+def test_monitoring_functions_are_called_with_the_hub(monitored):
+    monitor = monitored(0.05)
+    calls = []
+
+    def check(hub):
+        calls.append(hub)
+
+    with pytest.raises(TypeError):
+        monitor.add_monitoring_function(42, 1)
+    with pytest.raises(ValueError):
+        monitor.add_monitoring_function(check, 0)
+    monitor.add_monitoring_function(check, 0.01)
+    assert monitor.monitoring_functions() == [(check, 0.01)]
+    deadline = time.monotonic() + 20
+    while len(calls) < 3 and time.monotonic() < deadline:
+        gw.sleep(0.01)
+    assert calls[:3] == [gw.get_hub()] * 3
+    monitor.add_monitoring_function(check, None)
+    assert monitor.monitoring_functions() == []
+
+
+def test_a_failing_monitoring_function_is_printed_and_the_monitor_goes_on(monitored):
+    monitor = monitored(0.05)
+    calls = []
+
+    def broken(hub):
+        calls.append(1)
+        raise RuntimeError("monitoring function failed")
+
+    monitor.add_monitoring_function(broken, 0.01)
+    deadline = time.monotonic() + 20
+    while len(calls) < 2 and time.monotonic() < deadline:
+        gw.sleep(0.01)
+    assert len(calls) >= 2 and monitor.is_alive()
+    assert "RuntimeError: monitoring function failed" in monitored.stream.getvalue()
+
+
+def test_kill_stops_reporting_and_restores_the_trace_function(monitored):
+    monitor = monitored(0.05)
+    monitor.kill()
+    assert not monitor.is_alive()
+    gw.spawn(blocking_greenlet_body).join()
+    assert blocked(monitored.seen) == []
+    assert "dead" in repr(monitor)
+    # A new one can be started after that.
+    again = monitored(0.05)
+    assert again is not monitor and again.is_alive()
+
+
+def test_destroying_the_hub_stops_its_monitor():
+    out = {}
+
+    def in_thread():
+        hub = gw.get_hub()
+        monitor = hub.start_periodic_monitoring_thread(0.05)
+        gw.sleep(0)
+        hub.destroy(destroy_loop=True)
+        out["alive"] = monitor.is_alive()
+        out["trace"] = greenlet.gettrace()
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(30)
+    assert out == {"alive": False, "trace": None}
+
+
+def test_bad_arguments():
+    hub = gw.get_hub()
+    with pytest.raises(ValueError):
+        hub.start_periodic_monitoring_thread(0)
+    errors = []
+
+    def from_another_thread():
+        try:
+            hub.start_periodic_monitoring_thread(0.05)
+        except RuntimeError as ex:
+            errors.append(ex)
+
+    thread = threading.Thread(target=from_another_thread)
+    thread.start()
+    thread.join(30)
+    assert len(errors) == 1 and "hub's own thread" in str(errors[0])
+    assert hub.periodic_monitoring_thread is None
+
+
+SCRIPT = """
+import time
+import greenwheel as gevent
+from greenwheel import events
+seen = []
+events.subscribers.append(seen.append)
+def stuck():
+    time.sleep(1.0)
+gevent.spawn(stuck).join()
+hub = gevent.get_hub()
+print(hub.periodic_monitoring_thread.max_blocking_time, len(seen))
+"""
+
+
+def run_script(**env):
+    full = dict(os.environ, **env)
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=full, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_environment_turns_monitoring_on_for_every_hub():
+    done = run_script(GEVENT_MONITOR_THREAD_ENABLE="true", GEVENT_MAX_BLOCKING_TIME="0.05")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0.05", "2"]  # started + blocked
+    assert "has run for more than 0.05 s without switching" in done.stderr
+    assert "in stuck" in done.stderr
+
+
+def test_a_bad_max_blocking_time_in_the_environment_is_a_clear_error():
+    done = run_script(GREENWHEEL_MONITOR_THREAD_ENABLE="1", GREENWHEEL_MAX_BLOCKING_TIME="soon")
+    assert done.returncode != 0
+    assert "GREENWHEEL_MAX_BLOCKING_TIME must be a number, not 'soon'" in done.stderr

@@ -13,6 +13,7 @@ raised inside it.
 """
 
 import sys
+from weakref import ref as _wref
 
 from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as _RawGreenlet
@@ -238,15 +239,36 @@ class Greenlet(_RawGreenlet):
         "_notifier",
         "_ident",
         "_formatted_info",
+        "spawning_greenlet",
+        "_tree_locals",
     )
 
     _run = _RunAttribute()
+
+    #: Kept for gevent's sake: greenwheel records no spawning stack, so
+    #: :attr:`spawning_stack` is always None (gevent with
+    #: ``track_greenlet_tree`` off gives the same).
+    spawning_stack_limit = 10
+    spawning_stack = None
 
     def __init__(self, run=None, *args, **kwargs):
         hub = _state.hub
         if hub is None:
             hub = get_hub()
         _RawGreenlet.__init__(self, None, hub)
+        # The spawn tree, as gevent keeps it: a weak reference to the
+        # greenlet that created this one (one shared weakref object per
+        # spawner, so this costs no allocation per spawn), and the
+        # spawn-tree locals of the spawner's tree.
+        spawner = getcurrent()
+        self.spawning_greenlet = _wref(spawner)
+        if isinstance(spawner, Greenlet):
+            tree = spawner._tree_locals
+            if tree is None:
+                tree = spawner._tree_locals = {}
+            self._tree_locals = tree
+        else:
+            self._tree_locals = None  # a root: its own dict, made when first used
         self._run_fn = run
         if not callable(self._run if run is None else run):
             raise TypeError("The run argument or self._run must be callable")
@@ -358,11 +380,50 @@ class Greenlet(_RawGreenlet):
         self._formatted_info = funcname
         return funcname
 
+    @property
+    def spawn_tree_locals(self):
+        """A dict shared by every greenlet of this spawn tree: a greenlet
+        spawned by a :class:`Greenlet` shares its spawner's, one spawned by
+        anything else (the main greenlet) starts a new tree."""
+        tree = self._tree_locals
+        if tree is None:
+            tree = self._tree_locals = {}
+        return tree
+
+    @spawn_tree_locals.setter
+    def spawn_tree_locals(self, value):
+        self._tree_locals = value
+
     # -- starting ------------------------------------------------------------
+
+    @classmethod
+    def add_spawn_callback(cls, callback):
+        """Call ``callback(greenlet)`` whenever a :class:`Greenlet` (of any
+        subclass) is started, before it is scheduled.  Adding a callback
+        twice calls it once; the order among callbacks is unspecified.  An
+        exception from a callback propagates out of ``start()``/``spawn()``
+        and the greenlet is not scheduled."""
+        global _spawn_callbacks
+        if not callable(callback):
+            raise TypeError("callback must be callable, not %r" % (callback,))
+        if _spawn_callbacks is None:
+            _spawn_callbacks = set()
+        _spawn_callbacks.add(callback)
+
+    @classmethod
+    def remove_spawn_callback(cls, callback):
+        """Remove a callback added with :meth:`add_spawn_callback` (no error if absent)."""
+        global _spawn_callbacks
+        if _spawn_callbacks is not None:
+            _spawn_callbacks.discard(callback)
+            if not _spawn_callbacks:
+                _spawn_callbacks = None
 
     def start(self):
         """Schedule the greenlet to run the next time the current greenlet yields."""
         if self._start_event is None:
+            if _spawn_callbacks is not None:
+                _call_spawn_callbacks(self)
             # The loop switches into us directly (no bound method, no
             # callback object); it skips us if we were started otherwise.
             self.parent.loop.start_soon(self)
@@ -371,6 +432,8 @@ class Greenlet(_RawGreenlet):
     def start_later(self, seconds):
         """Schedule the greenlet to run *seconds* from now."""
         if self._start_event is None:
+            if _spawn_callbacks is not None:
+                _call_spawn_callbacks(self)
             timer = self.parent.loop.timer(_check_seconds(seconds))
             timer.start(self.switch, update=True)
             self._start_event = timer
@@ -705,6 +768,16 @@ def _kill(glet, exception, waiter):
         glet.parent.handle_error(glet, *sys.exc_info())
     if waiter is not None:
         waiter.switch(None)
+
+
+#: The callbacks of Greenlet.add_spawn_callback (None while there are none,
+#: so that start() pays one global lookup).
+_spawn_callbacks = None
+
+
+def _call_spawn_callbacks(glet):
+    for callback in list(_spawn_callbacks or ()):
+        callback(glet)
 
 
 spawn = Greenlet.spawn

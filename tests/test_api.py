@@ -72,11 +72,13 @@ def test_hub_module_names():
         "iwait",
         "kill",
         "reinit",
+        "signal",
         "sleep",
         "spawn_raw",
         "wait",
     ]
     assert sorted(greenwheel.hub.__all__) == public_names(greenwheel.hub)
+    assert greenwheel.hub.signal is greenwheel.signal_handler
 
 
 def test_greenlet_module_names():

@@ -438,6 +438,51 @@ def test_last_request_sent_with_the_clients_fin_is_answered_then_closed():
         sock.close()
 
 
+def test_handler_headers_are_a_message_as_in_gevent():
+    import io as _io
+
+    seen = []
+
+    class Handler(WSGIHandler):
+        def get_environ(self):
+            env = super().get_environ()
+            h = self.headers
+            seen.append(
+                (
+                    h.get("x-thing"),
+                    h.getheader("X-THING"),
+                    h.get_all("X-Multi"),
+                    "host" in h,
+                    h.typeheader,
+                    self.header_list[:2],
+                    h is self.headers,  # built once per request
+                )
+            )
+            return env
+
+    with serving(hello, handler_class=Handler) as server:
+        resps = raw_responses(
+            server.server_port,
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Thing: a b\r\nX-Multi: 1\r\nX-Multi: 2\r\n"
+            b"Content-Type: text/plain\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: y\r\nConnection: close\r\n\r\n",
+        )
+    assert [r.code for r in resps] == [200, 200]
+    assert seen[0] == (
+        "a b",
+        "a b",
+        ["1", "2"],
+        True,
+        "text/plain",
+        [("Host", "x"), ("X-Thing", "a b")],
+        True,
+    )
+    assert seen[1][0] is None and seen[1][5] == [("Host", "y"), ("Connection", "close")]
+
+    msg = WSGIHandler.MessageClass(_io.BytesIO(b"A: 1\r\nB: 2\r\n\r\n"))
+    assert msg.getheader("a") == "1" and msg.headers == ["A: 1\r\n", "B: 2\r\n"]
+
+
 def test_keepalive_http11_and_http10():
     ports = []
 

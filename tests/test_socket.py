@@ -485,6 +485,18 @@ def test_recv_within_returns_every_byte_sent(ops):
     peer.close()
 
 
+def test_closed_attribute():
+    a, b = gsocket.socketpair()
+    assert not a.closed
+    f = a.makefile("rb")
+    a.close()
+    assert a.closed  # closed for its user, even while makefile() keeps the fd
+    f.close()
+    assert a.closed and a.fileno() == -1
+    b.detach()
+    assert b.closed
+
+
 def test_accept_timeout():
     server = listener()
     server.settimeout(0.02)

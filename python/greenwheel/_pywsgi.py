@@ -47,6 +47,9 @@ import sys
 import time
 import traceback
 from datetime import datetime
+from http.client import HTTPMessage as _HTTPMessage
+from http.client import LineTooLong as _LineTooLong
+from http.client import parse_headers as _parse_headers
 from time import monotonic as _monotonic
 
 from greenlet import GreenletExit
@@ -178,6 +181,31 @@ def _as_bytes(data):
 
 
 # --- wsgi.input --------------------------------------------------------------------------
+
+
+class _OldMessage(_HTTPMessage):
+    """``http.client.HTTPMessage`` with the extras of gevent's request headers."""
+
+    def getheader(self, name, default=None):
+        return self.get(name, default)
+
+    @property
+    def headers(self):
+        return ["%s: %s\r\n" % (name, value) for name, value in self.items()]
+
+    @property
+    def typeheader(self):
+        return self.get("content-type")
+
+
+def _headers_from_file(fp, *args):
+    # gevent's MessageClass(fp, seekable): parse a header block from *fp*.
+    try:
+        return _parse_headers(fp, _class=_OldMessage)
+    except _LineTooLong:
+        msg = _OldMessage()
+        msg.status = "Line too long"
+        return msg
 
 
 class _StreamSource:
@@ -560,6 +588,8 @@ class WSGIHandler:
         "_fast_timeout",
         "_first",
         "_header_block",
+        "_header_list",
+        "_headers_msg",
         "_input_limits",
         "_linger",
         "_max_body_size",
@@ -585,7 +615,6 @@ class WSGIHandler:
         "content_length",
         "environ",
         "expect_continue",
-        "headers",
         "headers_sent",
         "path",
         "provided_content_length",
@@ -632,7 +661,8 @@ class WSGIHandler:
         self.content_length = 0
         self.chunked_input = False
         self.expect_continue = False
-        self.headers = ()  # [(name, value), ...] as received
+        self._header_list = ()  # [(name, value), ...] as received
+        self._headers_msg = None  # the `headers` message, made on first use
         self.request_version = None  # 'HTTP/1.1'
         self.command = None  # 'GET'
         self.path = None  # the request target, as sent
@@ -920,7 +950,7 @@ class WSGIHandler:
             self.command,
             self.path,
             self.request_version,
-            self.headers,
+            self._header_list,
             self._rpos,
             self._env,
             self.content_length,
@@ -928,7 +958,43 @@ class WSGIHandler:
             self.close_connection,
             self.expect_continue,
         ) = parsed
+        self._headers_msg = None
         self._rbuf = data
+
+    #: Parses a header block from a binary file into a :attr:`headers`
+    #: message (gevent's ``MessageClass``); a subclass's ``read_request``
+    #: may use it and assign the result to ``self.headers``.
+    MessageClass = staticmethod(_headers_from_file)
+
+    @property
+    def headers(self):
+        """The request's header fields as an ``http.client.HTTPMessage`` (as
+        in gevent): ``get(name)``, ``get_all(name)``, ``items()``, ``in``, all
+        case-insensitive, plus gevent's ``getheader(name)``.  Built on first
+        use in a request; :attr:`header_list` has the raw ``(name, value)``
+        pairs in the order received."""
+        msg = self._headers_msg
+        if msg is None:
+            msg = _OldMessage()
+            for name, value in self._header_list:
+                msg[name] = value
+            self._headers_msg = msg
+        return msg
+
+    @headers.setter
+    def headers(self, value):
+        # A subclass's read_request may assign a message or (name, value) pairs.
+        if isinstance(value, _HTTPMessage):
+            self._headers_msg = value
+            self._header_list = list(value.items())
+        else:
+            self._header_list = value
+            self._headers_msg = None
+
+    @property
+    def header_list(self):
+        """The request's ``(name, value)`` header pairs, in the order received."""
+        return self._header_list
 
     @staticmethod
     def _first_line(data):

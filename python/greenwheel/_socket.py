@@ -566,6 +566,11 @@ class socket(_std_socket):
 
     # -- closing ------------------------------------------------------------------------
 
+    @property
+    def closed(self):
+        """True once :meth:`close` or :meth:`detach` was called (gevent's attribute)."""
+        return self._closed or _ss_fileno(self) < 0
+
     def _real_close(self, _ss=_ss):
         # Called by close() once no makefile() stream uses the socket.
         self._drop_events(True)

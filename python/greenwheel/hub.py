@@ -15,6 +15,7 @@ from ._hub import (
     spawn_raw,
     wait,
 )
+from ._sighandler import signal_handler as signal  # gevent's older name for it
 
 __all__ = [
     "GreenletExit",
@@ -27,6 +28,7 @@ __all__ = [
     "iwait",
     "kill",
     "reinit",
+    "signal",
     "sleep",
     "spawn_raw",
     "wait",

@@ -30,6 +30,7 @@ TOP_LEVEL = [
     "LinkedKilled",
     "LoopExit",
     "Timeout",
+    "config",
     "fork",
     "get_hub",
     "getcurrent",

@@ -217,4 +217,4 @@ def test_the_environment_turns_monitoring_on_for_every_hub():
 def test_a_bad_max_blocking_time_in_the_environment_is_a_clear_error():
     done = run_script(GREENWHEEL_MONITOR_THREAD_ENABLE="1", GREENWHEEL_MAX_BLOCKING_TIME="soon")
     assert done.returncode != 0
-    assert "GREENWHEEL_MAX_BLOCKING_TIME must be a number, not 'soon'" in done.stderr
+    assert "GREENWHEEL_MAX_BLOCKING_TIME: not a number of seconds: 'soon'" in done.stderr

@@ -24,6 +24,7 @@ from greenlet import GreenletExit, getcurrent
 # The synchronisation modules, so that ``gevent.event.Event`` and friends work
 # after ``import greenwheel as gevent`` (their names stay in the submodules).
 from . import event, local, lock, queue  # noqa: F401
+from ._config import config
 from ._exceptions import LinkedCompleted, LinkedExited, LinkedFailed, LinkedKilled, LoopExit
 from ._greenlet import (
     Greenlet,
@@ -58,6 +59,7 @@ __all__ = [
     "LinkedKilled",
     "LoopExit",
     "Timeout",
+    "config",
     "fork",
     "getcurrent",
     "get_hub",

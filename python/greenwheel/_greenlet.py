@@ -18,6 +18,7 @@ from weakref import ref as _wref
 from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as _RawGreenlet
 
+from ._config import config as _config
 from ._core import _as_method, _greenlet_run
 from ._exceptions import (
     BlockingSwitchOutError,
@@ -260,15 +261,20 @@ class Greenlet(_RawGreenlet):
         # greenlet that created this one (one shared weakref object per
         # spawner, so this costs no allocation per spawn), and the
         # spawn-tree locals of the spawner's tree.
-        spawner = getcurrent()
-        self.spawning_greenlet = _wref(spawner)
-        if isinstance(spawner, Greenlet):
-            tree = spawner._tree_locals
-            if tree is None:
-                tree = spawner._tree_locals = {}
-            self._tree_locals = tree
+        # (Off with config.track_greenlet_tree = False: both stay None.)
+        if _track_tree:
+            spawner = getcurrent()
+            self.spawning_greenlet = _wref(spawner)
+            if isinstance(spawner, Greenlet):
+                tree = spawner._tree_locals
+                if tree is None and spawner.spawning_greenlet is not None:
+                    tree = spawner._tree_locals = {}
+                self._tree_locals = tree
+            else:
+                self._tree_locals = None  # a root: its own dict, made when first used
         else:
-            self._tree_locals = None  # a root: its own dict, made when first used
+            self.spawning_greenlet = None
+            self._tree_locals = None
         self._run_fn = run
         if not callable(self._run if run is None else run):
             raise TypeError("The run argument or self._run must be callable")
@@ -386,9 +392,9 @@ class Greenlet(_RawGreenlet):
         spawned by a :class:`Greenlet` shares its spawner's, one spawned by
         anything else (the main greenlet) starts a new tree."""
         tree = self._tree_locals
-        if tree is None:
+        if tree is None and self.spawning_greenlet is not None:
             tree = self._tree_locals = {}
-        return tree
+        return tree  # None if created while config.track_greenlet_tree was off
 
     @spawn_tree_locals.setter
     def spawn_tree_locals(self, value):
@@ -769,6 +775,9 @@ def _kill(glet, exception, waiter):
     if waiter is not None:
         waiter.switch(None)
 
+
+#: config.track_greenlet_tree, where Greenlet.__init__ looks (set by the config).
+_track_tree = _config.track_greenlet_tree
 
 #: The callbacks of Greenlet.add_spawn_callback (None while there are none,
 #: so that start() pays one global lookup).

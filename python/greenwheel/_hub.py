@@ -28,6 +28,7 @@ from greenlet import error as _GreenletError
 from greenlet import greenlet as _RawGreenlet
 
 from . import _core
+from ._config import config as _config
 from ._exceptions import (
     BlockingSwitchOutError,
     ConcurrentObjectUseError,
@@ -84,14 +85,6 @@ def get_hub():
 
 def _get_hub_if_exists():
     return _state.hub
-
-
-def _monitoring_requested():
-    # GEVENT_MONITOR_THREAD_ENABLE (gevent's name) or GREENWHEEL_MONITOR_THREAD_ENABLE.
-    value = os.environ.get("GREENWHEEL_MONITOR_THREAD_ENABLE")
-    if value is None:
-        value = os.environ.get("GEVENT_MONITOR_THREAD_ENABLE", "")
-    return value.strip().lower() in ("1", "true", "on", "yes")
 
 
 def _main_greenlet_of_thread():
@@ -326,8 +319,8 @@ class Hub(_RawGreenlet):
     def start_periodic_monitoring_thread(self, max_blocking_time=None):
         """Start (once) the thread that reports greenlets blocking this hub.
 
-        Call from the hub's own thread.  *max_blocking_time* defaults to the
-        environment's ``GEVENT_MAX_BLOCKING_TIME`` or 0.1 s.  Returns the
+        Call from the hub's own thread.  *max_blocking_time* defaults to
+        ``greenwheel.config.max_blocking_time`` (0.1 s).  Returns the
         monitor; see :mod:`greenwheel.events` for the notifications.
         """
         monitor = self.periodic_monitoring_thread
@@ -343,7 +336,7 @@ class Hub(_RawGreenlet):
     def run(self):
         """Drive the loop; entered by the first switch to the hub.  Never call directly."""
         assert self is getcurrent(), "Do not call Hub.run() directly"
-        if self.periodic_monitoring_thread is None and _monitoring_requested():
+        if self.periodic_monitoring_thread is None and _config.monitor_thread:
             self.start_periodic_monitoring_thread()
         while True:
             loop = self.loop

@@ -2,10 +2,10 @@
 
 A greenlet that computes, or calls something blocking that was not made
 cooperative, keeps every other greenlet of its thread waiting.  Started by
-``hub.start_periodic_monitoring_thread()`` (or for every hub when the
-environment sets ``GEVENT_MONITOR_THREAD_ENABLE`` / ``GREENWHEEL_MONITOR_THREAD_ENABLE``),
-a real OS thread wakes every ``max_blocking_time`` seconds
-(``GEVENT_MAX_BLOCKING_TIME``, default 0.1) and checks whether the hub's
+``hub.start_periodic_monitoring_thread()`` (or for every hub with
+``greenwheel.config.monitor_thread``, ``GEVENT_MONITOR_THREAD_ENABLE`` in the
+environment), a real OS thread wakes every ``max_blocking_time`` seconds
+(``config.max_blocking_time``, default 0.1) and checks whether the hub's
 thread switched greenlets since its last look.  If it did not, and the
 greenlet running is not the hub (the hub waiting in the kernel is idle, not
 blocked), that greenlet has run for at least a whole period: the thread
@@ -30,33 +30,16 @@ import weakref
 
 import greenlet
 
+from ._config import config
 from ._events import EventLoopBlocked, PeriodicMonitorThreadStartedEvent, notify
 from ._threadpool import _original
 
-__all__ = ["PeriodicMonitoringThread", "max_blocking_time_from_env"]
+__all__ = ["PeriodicMonitoringThread"]
 
 _start_new_thread = _original("_thread", "start_new_thread")
 _allocate_lock = _original("_thread", "allocate_lock")
 _sleep = _original("time", "sleep")
 _monotonic = _original("time", "monotonic")
-
-
-def max_blocking_time_from_env(default=0.1):
-    """``GREENWHEEL_MAX_BLOCKING_TIME`` / ``GEVENT_MAX_BLOCKING_TIME`` in seconds."""
-    name = "GREENWHEEL_MAX_BLOCKING_TIME"
-    value = os.environ.get(name)
-    if value is None:
-        name = "GEVENT_MAX_BLOCKING_TIME"
-        value = os.environ.get(name)
-    if value is None or not value.strip():
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError("%s must be a number, not %r" % (name, value)) from None
-    if not seconds > 0:
-        raise ValueError("%s must be > 0, not %r" % (name, value))
-    return seconds
 
 
 class _SwitchTracer:
@@ -93,11 +76,11 @@ class PeriodicMonitoringThread:
         if hub.thread_ident != threading.get_ident():
             raise RuntimeError("start the monitoring thread from the hub's own thread")
         if max_blocking_time is None:
-            max_blocking_time = max_blocking_time_from_env()
+            max_blocking_time = config.max_blocking_time
         elif not max_blocking_time > 0:
             raise ValueError("max_blocking_time must be > 0, not %r" % (max_blocking_time,))
         self.max_blocking_time = max_blocking_time
-        self.print_blocking_reports = True
+        self.print_blocking_reports = config.print_blocking_reports
         self._hub = weakref.ref(hub)
         self._pid = os.getpid()
         self._killed = False

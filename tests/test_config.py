@@ -1,0 +1,109 @@
+"""greenwheel.config: gevent's settings object, for what applies; typos are errors."""
+
+import threading
+import warnings
+
+import pytest
+
+import greenwheel as gw
+from greenwheel import _greenlet, config
+
+
+@pytest.fixture(autouse=True)
+def restore_config(monkeypatch):
+    for name in (
+        "MONITOR_THREAD_ENABLE",
+        "MAX_BLOCKING_TIME",
+        "MONITOR_PRINT_BLOCKING_REPORTS",
+        "TRACK_GREENLET_TREE",
+    ):
+        monkeypatch.delenv("GEVENT_" + name, raising=False)
+        monkeypatch.delenv("GREENWHEEL_" + name, raising=False)
+    saved = dict(config._values)
+    yield
+    config._values.clear()
+    config._values.update(saved)
+    _greenlet._track_tree = config.track_greenlet_tree
+
+
+def test_defaults_are_gevents():
+    assert config.monitor_thread is False
+    assert config.max_blocking_time == 0.1
+    assert config.print_blocking_reports is True
+    assert config.track_greenlet_tree is True
+    assert sorted(config.settings) == [
+        "max_blocking_time",
+        "monitor_thread",
+        "print_blocking_reports",
+        "track_greenlet_tree",
+    ]
+    assert "max_blocking_time=0.1" in repr(config)
+    assert "loop" in dir(config) and "monitor_thread" in dir(config)
+
+
+def test_the_environment_gives_values_until_code_assigns(monkeypatch):
+    monkeypatch.setenv("GEVENT_MAX_BLOCKING_TIME", "0.25")
+    monkeypatch.setenv("GEVENT_MONITOR_THREAD_ENABLE", "on")
+    assert config.max_blocking_time == 0.25 and config.monitor_thread is True
+    monkeypatch.setenv("GREENWHEEL_MAX_BLOCKING_TIME", "0.5")  # our prefix wins
+    assert config.max_blocking_time == 0.5
+    config.max_blocking_time = "2"  # parsed like the environment
+    assert config.max_blocking_time == 2.0
+    monkeypatch.setenv("GEVENT_MONITOR_PRINT_BLOCKING_REPORTS", "maybe")
+    with pytest.raises(ValueError, match="GEVENT_MONITOR_PRINT_BLOCKING_REPORTS: not a boolean"):
+        _ = config.print_blocking_reports
+
+
+def test_bad_values_and_unknown_names_raise():
+    for bad in (0, -1, float("nan"), "soon", None):
+        with pytest.raises(ValueError, match="config.max_blocking_time"):
+            config.max_blocking_time = bad
+    with pytest.raises(ValueError):
+        config.monitor_thread = "perhaps"
+    with pytest.raises(AttributeError, match="no setting 'monitor_threads'"):
+        config.monitor_threads = True
+    with pytest.raises(AttributeError, match="no setting 'nope'"):
+        _ = config.nope
+    config.set("monitor_thread", "yes")
+    assert config.monitor_thread is True
+
+
+def test_gevents_machinery_settings_are_accepted_with_a_warning():
+    assert config.loop == "greenwheel" and config.resolver == "thread"
+    with pytest.warns(RuntimeWarning, match="config.loop has no effect"):
+        config.loop = "libuv"
+    assert config.loop == "libuv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config.monitor_thread = False  # a real setting: no warning
+
+
+def test_track_greenlet_tree_off_records_nothing():
+    config.track_greenlet_tree = False
+    glet = gw.spawn(lambda: None)
+    glet.join()
+    assert glet.spawning_greenlet is None and glet.spawn_tree_locals is None
+    config.track_greenlet_tree = True
+    glet = gw.spawn(lambda: None)
+    glet.join()
+    assert glet.spawning_greenlet() is gw.getcurrent()
+    assert glet.spawn_tree_locals == {}
+
+
+def test_monitor_thread_setting_starts_a_monitor_for_new_hubs():
+    config.monitor_thread = True
+    config.max_blocking_time = 0.3
+    out = {}
+
+    def in_thread():
+        gw.sleep(0)  # the hub starts here
+        hub = gw.get_hub()
+        monitor = hub.periodic_monitoring_thread
+        out["monitor"] = monitor is not None and monitor.is_alive()
+        out["max"] = monitor.max_blocking_time if monitor else None
+        hub.destroy(destroy_loop=True)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(30)
+    assert out == {"monitor": True, "max": 0.3}

@@ -16,6 +16,7 @@ def restore_config(monkeypatch):
         "MAX_BLOCKING_TIME",
         "MONITOR_PRINT_BLOCKING_REPORTS",
         "TRACK_GREENLET_TREE",
+        "RESOLVER",
     ):
         monkeypatch.delenv("GEVENT_" + name, raising=False)
         monkeypatch.delenv("GREENWHEEL_" + name, raising=False)
@@ -35,6 +36,7 @@ def test_defaults_are_gevents():
         "max_blocking_time",
         "monitor_thread",
         "print_blocking_reports",
+        "resolver",
         "track_greenlet_tree",
     ]
     assert "max_blocking_time=0.1" in repr(config)

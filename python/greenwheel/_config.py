@@ -66,6 +66,12 @@ _SETTINGS = {
         True,
         "print blocking reports to the hub's exception_stream (the event is always sent)",
     ),
+    "resolver": (
+        "GEVENT_RESOLVER",
+        lambda value: value if isinstance(value, type) else str(value),
+        "thread",
+        "the resolver class of new hubs: 'thread' (worker threads) or 'block', or a class",
+    ),
     "track_greenlet_tree": (
         "GEVENT_TRACK_GREENLET_TREE",
         _boolean,
@@ -91,7 +97,6 @@ _NO_EFFECT = {
     "loop": "greenwheel",
     "max_memory_usage": None,
     "memory_monitor_period": 5,
-    "resolver": "thread",
     "resolver_nameservers": None,
     "resolver_timeout": None,
     "threadpool": "greenwheel.threadpool.ThreadPool",

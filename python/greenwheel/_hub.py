@@ -199,6 +199,37 @@ class Hub(_RawGreenlet):
         self.__dict__["_threadpool"] = pool
 
     @property
+    def resolver_class(self):
+        """The class of :attr:`resolver` (from ``greenwheel.config.resolver``
+        unless assigned): see :mod:`greenwheel.resolver`."""
+        cls = self.__dict__.get("_resolver_class")
+        if cls is None:
+            from ._resolver import resolver_class
+
+            cls = resolver_class(_config.resolver)
+        return cls
+
+    @resolver_class.setter
+    def resolver_class(self, cls):
+        self.__dict__["_resolver_class"] = cls
+
+    @property
+    def resolver(self):
+        """What ``greenwheel.socket.getaddrinfo`` and friends ask; made on first use."""
+        resolver = self.__dict__.get("_resolver")
+        if resolver is None:
+            resolver = self.__dict__["_resolver"] = self.resolver_class(hub=self)
+        return resolver
+
+    @resolver.setter
+    def resolver(self, resolver):
+        self.__dict__["_resolver"] = resolver
+
+    @resolver.deleter
+    def resolver(self):
+        self.__dict__.pop("_resolver", None)
+
+    @property
     def ident_registry(self):
         registry = self._ident_registry
         if registry is None:

@@ -788,45 +788,30 @@ def _stdlib(name):
     return func
 
 
-def _in_thread(func, *args):
-    return get_hub().threadpool.apply(func, args)
-
-
 def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
-    """``socket.getaddrinfo`` run in a worker thread (numeric look-ups directly)."""
-    if (
-        (host is None or _is_ip_literal(host))
-        and (port is None or isinstance(port, int) or (isinstance(port, str) and port.isdigit()))
-        and not flags & getattr(_socket, "AI_CANONNAME", 0)
-    ):
-        # Nothing to look up: the C library answers without I/O.
-        return _stdlib("getaddrinfo")(host, port, family, type, proto, flags)
-    return _in_thread(_stdlib("getaddrinfo"), host, port, family, type, proto, flags)
+    """``socket.getaddrinfo`` through the hub's resolver (by default in a worker
+    thread; numeric look-ups directly)."""
+    return get_hub().resolver.getaddrinfo(host, port, family, type, proto, flags)
 
 
 def gethostbyname(hostname):
-    """``socket.gethostbyname`` run in a worker thread (IPv4 literals directly)."""
-    if _is_ip_literal(hostname, (AF_INET,)):
-        return _stdlib("gethostbyname")(hostname)
-    return _in_thread(_stdlib("gethostbyname"), hostname)
+    """``socket.gethostbyname`` through the hub's resolver (IPv4 literals directly)."""
+    return get_hub().resolver.gethostbyname(hostname)
 
 
 def gethostbyname_ex(hostname):
-    """``socket.gethostbyname_ex`` run in a worker thread."""
-    return _in_thread(_stdlib("gethostbyname_ex"), hostname)
+    """``socket.gethostbyname_ex`` through the hub's resolver."""
+    return get_hub().resolver.gethostbyname_ex(hostname)
 
 
 def gethostbyaddr(ip_address):
-    """``socket.gethostbyaddr`` run in a worker thread."""
-    return _in_thread(_stdlib("gethostbyaddr"), ip_address)
+    """``socket.gethostbyaddr`` through the hub's resolver."""
+    return get_hub().resolver.gethostbyaddr(ip_address)
 
 
 def getnameinfo(sockaddr, flags):
-    """``socket.getnameinfo`` run in a worker thread (purely numeric requests directly)."""
-    numeric = getattr(_socket, "NI_NUMERICHOST", 0) | getattr(_socket, "NI_NUMERICSERV", 0)
-    if numeric and flags & numeric == numeric:
-        return _stdlib("getnameinfo")(sockaddr, flags)
-    return _in_thread(_stdlib("getnameinfo"), sockaddr, flags)
+    """``socket.getnameinfo`` through the hub's resolver (purely numeric requests directly)."""
+    return get_hub().resolver.getnameinfo(sockaddr, flags)
 
 
 def getfqdn(name=""):

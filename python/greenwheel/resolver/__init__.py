@@ -1,0 +1,1 @@
+"""Name resolvers (gevent.resolver): :mod:`.thread` (the default) and :mod:`.blocking`."""

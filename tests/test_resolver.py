@@ -1,0 +1,105 @@
+"""greenwheel.resolver: the hub's resolver behind greenwheel.socket's look-ups."""
+
+import socket as stdsocket
+import threading
+
+import pytest
+
+import greenwheel as gw
+from greenwheel import config
+from greenwheel import socket as gsocket
+from greenwheel.resolver import blocking, thread
+
+
+@pytest.fixture
+def hub():
+    hub = gw.get_hub()
+    saved = dict(hub.__dict__)
+    saved_config = dict(config._values)
+    yield hub
+    for key in ("_resolver", "_resolver_class"):
+        hub.__dict__.pop(key, None)
+        if key in saved:
+            hub.__dict__[key] = saved[key]
+    config._values.clear()
+    config._values.update(saved_config)
+
+
+def recording_getaddrinfo(monkeypatch):
+    threads = []
+    real = stdsocket.getaddrinfo
+
+    def fake(*args):
+        threads.append(threading.get_ident())
+        return real("127.0.0.1", *args[1:])
+
+    monkeypatch.setattr(stdsocket, "getaddrinfo", fake)
+    return threads
+
+
+def test_default_is_the_thread_resolver(hub, monkeypatch):
+    assert hub.resolver_class is thread.Resolver
+    assert isinstance(hub.resolver, thread.Resolver) and hub.resolver.hub is hub
+    assert hub.resolver is hub.resolver  # made once
+    assert hub.resolver.pool is hub.threadpool
+    threads = recording_getaddrinfo(monkeypatch)
+    infos = gsocket.getaddrinfo("example.invalid", 80, gsocket.AF_INET, gsocket.SOCK_STREAM)
+    assert infos[0][4] == ("127.0.0.1", 80)
+    assert threads and threads[0] != threading.get_ident()  # ran in a worker
+
+
+def test_blocking_resolver_runs_in_the_calling_thread(hub, monkeypatch):
+    hub.resolver = blocking.Resolver()
+    threads = recording_getaddrinfo(monkeypatch)
+    infos = gsocket.getaddrinfo("example.invalid", 80, gsocket.AF_INET, gsocket.SOCK_STREAM)
+    assert infos[0][4] == ("127.0.0.1", 80)
+    assert threads == [threading.get_ident()]
+    assert gsocket.gethostbyname("127.0.0.1") == "127.0.0.1"
+    del hub.resolver  # back to a new one of resolver_class
+    assert isinstance(hub.resolver, thread.Resolver)
+
+
+def test_config_resolver_picks_the_class_of_new_resolvers(hub):
+    del hub.resolver
+    config.resolver = "block"
+    assert hub.resolver_class is blocking.Resolver
+    assert isinstance(hub.resolver, blocking.Resolver)
+    del hub.resolver
+    config.resolver = "ares"  # gevent's, not ours: the thread resolver, with a warning
+    with pytest.warns(RuntimeWarning, match="no resolver 'ares'"):
+        assert hub.resolver_class is thread.Resolver
+    config.resolver = blocking.Resolver  # a class works too
+    assert hub.resolver_class is blocking.Resolver
+    hub.resolver_class = thread.Resolver  # the hub's own choice wins
+    assert isinstance(hub.resolver, thread.Resolver)
+
+
+def test_a_custom_resolver_serves_the_socket_functions(hub):
+    calls = []
+
+    class Fixed:
+        def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
+            calls.append(host)
+            return [(gsocket.AF_INET, gsocket.SOCK_STREAM, 6, "", ("10.1.2.3", port))]
+
+        def gethostbyname(self, hostname):
+            return "10.1.2.3"
+
+    hub.resolver = Fixed()
+    assert gsocket.getaddrinfo("svc", 8080)[0][4] == ("10.1.2.3", 8080)
+    assert gsocket.gethostbyname("svc") == "10.1.2.3"
+    assert calls == ["svc"]
+
+
+def test_both_resolvers_answer_like_the_standard_library(hub):
+    for resolver in (thread.Resolver(hub), blocking.Resolver(hub)):
+        assert resolver.getaddrinfo("127.0.0.1", 80, 0, stdsocket.SOCK_STREAM) == (
+            stdsocket.getaddrinfo("127.0.0.1", 80, 0, stdsocket.SOCK_STREAM)
+        )
+        assert resolver.gethostbyname("localhost") == stdsocket.gethostbyname("localhost")
+        flags = stdsocket.NI_NUMERICHOST | stdsocket.NI_NUMERICSERV
+        assert resolver.getnameinfo(("127.0.0.1", 80), flags) == ("127.0.0.1", "80")
+        with pytest.raises(stdsocket.gaierror):
+            resolver.getaddrinfo("no-such-host.invalid", 80)
+        resolver.close()
+        assert type(resolver).__name__ in repr(resolver)

@@ -251,3 +251,11 @@ def test_events_module_names_and_hub_monitoring():
     hub = greenwheel.get_hub()
     assert callable(hub.start_periodic_monitoring_thread)
     assert hub.periodic_monitoring_thread is None  # off unless asked for
+
+
+def test_backdoor_module_names():
+    import greenwheel.backdoor
+    import greenwheel.server
+
+    assert greenwheel.backdoor.__all__ == ["BackdoorServer"]
+    assert issubclass(greenwheel.backdoor.BackdoorServer, greenwheel.server.StreamServer)

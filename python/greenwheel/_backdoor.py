@@ -23,6 +23,7 @@ import sys
 import greenlet
 
 from ._server import StreamServer
+from ._threadpool import _original
 
 __all__ = ["BackdoorServer"]
 
@@ -68,7 +69,16 @@ class _Streams:
             self.previous = None
 
 
-_streams = _Streams()
+# A _Streams per OS thread (trace functions are per thread); the standard
+# library's thread-local even after monkey-patching made it greenlet-local.
+_per_thread = _original("threading", "local")()
+
+
+def _streams_of_thread():
+    streams = getattr(_per_thread, "streams", None)
+    if streams is None:
+        streams = _per_thread.streams = _Streams()
+    return streams
 
 
 class _Console(code.InteractiveConsole):
@@ -128,7 +138,8 @@ class BackdoorServer(StreamServer):
         wfile = conn.makefile("w", encoding="utf-8", errors="replace", newline="\r\n")
         console = _Console(rfile, wfile, self._create_interactive_locals())
         glet = greenlet.getcurrent()
-        _streams.enter(glet, (rfile, wfile, wfile))
+        streams = _streams_of_thread()
+        streams.enter(glet, (rfile, wfile, wfile))
         try:
             banner = self.banner
             if banner is None:
@@ -143,7 +154,7 @@ class BackdoorServer(StreamServer):
         except (SystemExit, EOFError, OSError):
             pass  # quit(), end of input, or the client went away
         finally:
-            _streams.leave(glet)
+            streams.leave(glet)
             for f in (wfile, rfile):
                 try:
                     f.close()

@@ -185,6 +185,34 @@ def test_bad_arguments():
     assert hub.periodic_monitoring_thread is None
 
 
+def test_a_forked_child_gets_its_own_monitor(monitored):
+    monitor = monitored(0.05)
+    r, w = os.pipe()
+    pid = gw.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            child_monitor = gw.get_hub().periodic_monitoring_thread
+            restarted = child_monitor is not monitor and child_monitor.is_alive()
+            gw.spawn(blocking_greenlet_body).join()
+            reports = len(blocked(monitored.seen))
+            os.write(
+                w, ("%s %s %s" % (restarted, child_monitor.max_blocking_time, reports)).encode()
+            )
+            os._exit(0)
+        finally:
+            os._exit(1)
+    os.close(w)
+    from greenwheel import os as gos
+
+    rpid, status = gos.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert os.read(r, 100).decode() == "True 0.05 1"
+    os.close(r)
+    assert monitor.is_alive()  # the parent's is untouched
+    assert blocked(monitored.seen) == []
+
+
 SCRIPT = """
 import time
 import greenwheel as gevent

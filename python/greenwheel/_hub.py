@@ -735,6 +735,13 @@ def reinit(hub=None):
     if hub is None or hub.loop is None:
         return
     hub.loop.reinit()
+    monitor = hub.periodic_monitoring_thread
+    if monitor is not None and not monitor.is_alive() and monitor.hub is hub:
+        # After fork() the monitoring thread is gone: start the child's own.
+        hub.periodic_monitoring_thread = None
+        monitor.kill()
+        if hub.thread_ident == threading.get_ident():
+            hub.start_periodic_monitoring_thread(monitor.max_blocking_time)
 
 
 def _reinit_after_fork():

@@ -126,8 +126,8 @@ class Config:
         spec = _SETTINGS.get(name)
         if spec is not None:
             env, parse, default, _ = spec
-            raw = os.environ.get("GREENWHEEL_" + env[len("GEVENT_") :])
             source = "GREENWHEEL_" + env[len("GEVENT_") :]
+            raw = os.environ.get(source)
             if raw is None:
                 raw, source = os.environ.get(env), env
             if raw is None:

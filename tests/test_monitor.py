@@ -137,6 +137,19 @@ def test_a_failing_monitoring_function_is_printed_and_the_monitor_goes_on(monito
     assert "RuntimeError: monitoring function failed" in monitored.stream.getvalue()
 
 
+def test_trace_functions_removed_out_of_order_keep_the_others(monitored):
+    from greenwheel import util
+
+    # The monitor starts inside an assert_switches block, which ends first:
+    # the monitor's trace function must survive it.
+    with util.assert_switches():
+        monitored(0.05)
+        gw.sleep(0)
+    job = gw.spawn(blocking_greenlet_body)
+    job.join()
+    assert [event.greenlet for event in blocked(monitored.seen)] == [job]
+
+
 def test_kill_stops_reporting_and_restores_the_trace_function(monitored):
     monitor = monitored(0.05)
     monitor.kill()

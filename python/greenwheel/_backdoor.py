@@ -10,9 +10,8 @@ Ground rules:
 - A console's ``print``, results and tracebacks go to its connection, not
   to the process's stdout: ``sys.stdin``/``stdout``/``stderr`` are the
   connection's only while the console's greenlet runs.  A greenlet trace
-  function swaps them at each switch into and out of a console; it is
-  installed while at least one console is connected, and chains to a trace
-  function installed before it.
+  function (registered with :mod:`greenwheel._trace`) swaps them at each
+  switch into and out of a console, while at least one is connected.
 - ``quit()``, ``exit()`` or end of input (Ctrl-D) closes the connection; the
   server goes on.
 """
@@ -22,6 +21,7 @@ import sys
 
 import greenlet
 
+from . import _trace
 from ._server import StreamServer
 from ._threadpool import _original
 
@@ -34,7 +34,7 @@ class _Streams:
     def __init__(self):
         self.consoles = {}  # greenlet -> (stdin, stdout, stderr)
         self.real = None
-        self.previous = None
+        self.dispatcher = None
 
     def _swap(self, origin, target):
         consoles = self.consoles
@@ -50,13 +50,10 @@ class _Streams:
     def __call__(self, event, args):
         if event == "switch" or event == "throw":
             self._swap(args[0], args[1])
-        previous = self.previous
-        if previous is not None:
-            previous(event, args)
 
     def enter(self, glet, streams):
         if not self.consoles:
-            self.previous = greenlet.settrace(self)
+            self.dispatcher = _trace.add(self)
         self.consoles[glet] = streams
         self.real = (sys.stdin, sys.stdout, sys.stderr)
         sys.stdin, sys.stdout, sys.stderr = streams
@@ -64,9 +61,9 @@ class _Streams:
     def leave(self, glet):
         del self.consoles[glet]
         sys.stdin, sys.stdout, sys.stderr = self.real
-        if not self.consoles and greenlet.gettrace() is self:
-            greenlet.settrace(self.previous)
-            self.previous = None
+        if not self.consoles:
+            _trace.remove(self.dispatcher, self)
+            self.dispatcher = None
 
 
 # A _Streams per OS thread (trace functions are per thread); the standard

@@ -15,7 +15,7 @@ prints a report with the stacks to ``hub.exception_stream`` and notifies
 Ground rules:
 - Nothing is paid while monitoring is off.  While it is on, every switch of
   the hub's thread runs a small greenlet trace function (as with gevent's
-  monitor); it chains to a trace function installed before it.
+  monitor), registered with :mod:`greenwheel._trace`.
 - One report per blocking episode: the next one needs a switch in between.
 - The thread runs on the standard library's real thread and sleep
   functions, patched or not, and ends when killed, when its hub is
@@ -30,6 +30,7 @@ import weakref
 
 import greenlet
 
+from . import _trace
 from ._config import config
 from ._events import EventLoopBlocked, PeriodicMonitorThreadStartedEvent, notify
 from ._threadpool import _original
@@ -43,23 +44,18 @@ _monotonic = _original("time", "monotonic")
 
 
 class _SwitchTracer:
-    # Installed with greenlet.settrace in the hub's thread: which greenlet
-    # runs there, and how many switches happened.
-    __slots__ = ("active", "switches", "previous", "off")
+    # Registered (greenwheel._trace) in the hub's thread: which greenlet runs
+    # there, and how many switches happened.
+    __slots__ = ("active", "switches")
 
-    def __init__(self, previous):
+    def __init__(self):
         self.active = greenlet.getcurrent()
         self.switches = 0
-        self.previous = previous
-        self.off = False
 
     def __call__(self, event, args):
-        if not self.off and (event == "switch" or event == "throw"):
+        if event == "switch" or event == "throw":
             self.active = args[1]
             self.switches += 1
-        previous = self.previous
-        if previous is not None:
-            previous(event, args)
 
 
 class PeriodicMonitoringThread:
@@ -86,8 +82,8 @@ class PeriodicMonitoringThread:
         self._killed = False
         self._lock = _allocate_lock()
         self._functions = {}  # function -> [period, next due]
-        self._tracer = tracer = _SwitchTracer(None)
-        tracer.previous = greenlet.settrace(tracer)
+        self._tracer = tracer = _SwitchTracer()
+        self._dispatcher = _trace.add(tracer)
         self._last_switches = -1
         self._reported = -1
         self.thread_ident = None
@@ -127,12 +123,7 @@ class PeriodicMonitoringThread:
     def kill(self):
         """Stop monitoring (the thread ends within one period)."""
         self._killed = True
-        tracer = self._tracer
-        tracer.off = True
-        hub = self._hub()
-        if hub is not None and hub.thread_ident == threading.get_ident():
-            if greenlet.gettrace() is tracer:
-                greenlet.settrace(tracer.previous)
+        _trace.remove(self._dispatcher, self._tracer)
 
     # -- the thread ---------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ import traceback
 
 from greenlet import getcurrent
 from greenlet import greenlet as _RawGreenlet
-from greenlet import settrace as _settrace
+
+from . import _trace
 
 __all__ = ["GreenletTree", "assert_switches", "format_run_info", "print_run_info", "wrap_errors"]
 
@@ -250,7 +251,7 @@ class assert_switches:
     def __init__(self, max_blocking_time=None, hub_only=False):
         self.max_blocking_time = max_blocking_time
         self.hub_only = hub_only
-        self._previous = None
+        self._dispatcher = self._tracer = None
         self._switched = False
         self._last = 0.0
         self.max_blocked = 0.0
@@ -265,9 +266,6 @@ class assert_switches:
                 self.max_blocked = max(self.max_blocked, now - self._last)
                 self._last = now
                 self._switched = True
-        previous = self._previous
-        if previous is not None:
-            previous(event, args)
 
     def __enter__(self):
         from ._hub import get_hub
@@ -276,12 +274,13 @@ class assert_switches:
         self._switched = False
         self.max_blocked = 0.0
         self._last = time.perf_counter()
-        self._previous = _settrace(self._trace)
+        self._tracer = self._trace  # one bound method: remove() matches by identity
+        self._dispatcher = _trace.add(self._tracer)
         return self
 
     def __exit__(self, t, v, tb):
-        _settrace(self._previous)
-        self._previous = None
+        _trace.remove(self._dispatcher, self._tracer)
+        self._dispatcher = self._tracer = None
         self._hub = None
         if t is not None:
             return None

@@ -468,6 +468,50 @@ def test_timer_args_and_callback_attributes(loop):
     assert t.callback is None
 
 
+def test_timer_start_arguments_follow_the_python_signature(loop):
+    # start(callback, *args, update=None): callback also by keyword, update
+    # None means the default (refresh the clock first).
+    fired = []
+    t = loop.timer(0)
+    t.start(callback=fired.append, update=None)
+    assert t.args == ()
+    t.start(fired.append, "x", update=False)
+    assert t.args == ("x",)
+    loop.run()
+    assert fired == ["x"]
+    for call, message in [
+        (lambda: t.start(), "missing 1 required positional argument: 'callback'"),
+        (lambda: t.start(noop, callback=noop), "multiple values for argument 'callback'"),
+        (lambda: t.start(noop, bogus=1), "unexpected keyword argument 'bogus'"),
+        (lambda: t.start(noop, update=1), "'update' must be a bool or None"),
+        (lambda: t.start(42), "callback must be callable, not int"),
+        (lambda: t.stop(1), "takes no arguments"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            call()
+    assert not t.active  # a refused start arms nothing
+    with pytest.raises(TypeError):
+        type(t).start(object(), noop)  # the descriptor checks self
+
+
+def test_restarting_a_timer_swaps_its_arguments_without_leaking(loop):
+    # The reused watcher keeps the stored call while it is unchanged and
+    # releases the old callback and arguments the moment they change.
+    t = loop.timer(10)
+    first, second = Canary([]), Canary([])
+    t.start(noop, first)
+    before = sys.getrefcount(first)
+    for _ in range(100):
+        t.start(noop, first)
+        t.stop()
+    assert sys.getrefcount(first) == before
+    t.start(noop, second)
+    assert t.args == (second,)
+    assert sys.getrefcount(first) == before - 1
+    t.stop()
+    assert sys.getrefcount(t) == 2  # the loop let go of the stopped watcher
+
+
 def test_unreferenced_active_timer_still_fires(loop):
     fired = []
     loop.timer(0).start(fired.append, 1)  # no Python reference kept

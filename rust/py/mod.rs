@@ -28,6 +28,7 @@ mod raw_fn;
 mod sockio;
 mod sync;
 mod timeout;
+mod timer_raw;
 mod watchers;
 mod wsgi;
 
@@ -55,6 +56,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<loop_::Loop>()?;
     m.add_class::<callback::Callback>()?;
     m.add_class::<watchers::TimerWatcher>()?;
+    timer_raw::install(m.py())?;
     m.add_class::<watchers::IoWatcher>()?;
     m.add_class::<watchers::SignalWatcher>()?;
     m.add_class::<watchers::PhaseWatcher>()?;

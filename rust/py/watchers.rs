@@ -88,6 +88,40 @@ impl WatcherCore {
         Ok(())
     }
 
+    /// [`set_call`](Self::set_call) for a callback and arguments that arrive
+    /// as a vectorcall's borrowed values: the argument tuple is only built
+    /// when the call differs from the stored one.
+    pub(crate) fn set_call_from<'a, 'py>(
+        &self,
+        callback: Borrowed<'a, 'py, PyAny>,
+        args: impl ExactSizeIterator<Item = Borrowed<'a, 'py, PyAny>> + Clone,
+    ) -> PyResult<()> {
+        check_callable(&callback)?;
+        let py = callback.py();
+        let old = {
+            let mut call = self.call.borrow_mut();
+            if let Some((f, a)) = call.as_ref() {
+                let a = a.bind(py);
+                if f.is(&*callback)
+                    && a.len() == args.len()
+                    && a.iter_borrowed().zip(args.clone()).all(|(x, y)| x.is(&*y))
+                {
+                    return Ok(());
+                }
+            }
+            // Building the tuple only increfs: no Python code runs here.
+            let new_args = PyTuple::new(py, args)?;
+            call.replace((callback.to_owned().unbind(), new_args.unbind()))
+        };
+        // After the lock is released (a decref may run Python code), and
+        // through `drop_ref`: see `raw_fn` on references dropped there.
+        if let Some((f, a)) = old {
+            f.drop_ref(py);
+            a.drop_ref(py);
+        }
+        Ok(())
+    }
+
     /// A new reference to the callback and its args, for one invocation.
     pub(crate) fn call_parts(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
         self.call
@@ -157,8 +191,22 @@ impl WatcherCore {
 /// The Python methods every watcher class shares (a second `#[pymethods]`
 /// block per class, hence PyO3's `multiple-pymethods`). Each type provides
 /// `fn core(&self)`, `fn do_stop(&self, py)` and `fn repr_extra(&self)`.
+///
+/// `watcher_methods!(T, "T", raw_stop)` leaves `stop` out, for a class that
+/// installs its own (`TimerWatcher`, see `timer_raw`).
 macro_rules! watcher_methods {
     ($ty:ident, $kind:literal) => {
+        watcher_methods!($ty, $kind, raw_stop);
+
+        #[pymethods]
+        impl $ty {
+            /// Stop watching. Safe at any time, also from the callback.
+            fn stop(&self, py: Python<'_>) -> PyResult<()> {
+                self.do_stop(py)
+            }
+        }
+    };
+    ($ty:ident, $kind:literal, raw_stop) => {
         #[pymethods]
         impl $ty {
             /// The loop this watcher belongs to.
@@ -218,11 +266,6 @@ macro_rules! watcher_methods {
             #[setter]
             fn set_priority(&self, value: i32) {
                 self.core().priority.set(value);
-            }
-
-            /// Stop watching. Safe at any time, also from the callback.
-            fn stop(&self, py: Python<'_>) -> PyResult<()> {
-                self.do_stop(py)
             }
 
             /// Stop and release the callback and its arguments.
@@ -332,10 +375,10 @@ impl TimerWatcher {
         &self.core
     }
 
-    fn do_stop(&self, _py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn do_stop(&self, py: Python<'_>) -> PyResult<()> {
         let lp = self.core.loop_.get();
         lp.check_owner()?;
-        lp.timer_stop(self);
+        lp.timer_stop(py, self);
         Ok(())
     }
 
@@ -344,23 +387,11 @@ impl TimerWatcher {
     }
 }
 
-watcher_methods!(TimerWatcher, "TimerWatcher");
+watcher_methods!(TimerWatcher, "TimerWatcher", raw_stop);
 
 #[pymethods]
 impl TimerWatcher {
-    /// Arm the timer `after` seconds from now and call `callback(*args)` when due.
-    #[pyo3(signature = (callback, *args, update = None))]
-    fn start(
-        slf: &Bound<'_, Self>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        update: Option<bool>,
-    ) -> PyResult<()> {
-        let this = slf.get();
-        this.core.set_call(callback, args)?;
-        let lp = this.core.loop_.get();
-        lp.timer_start(slf, update.unwrap_or(true))
-    }
+    // `start` and `stop` are plain CPython methods: see `timer_raw`.
 
     /// Restart from now with the same delay (and a new callback).
     #[pyo3(signature = (callback, *args, update = true))]

@@ -178,6 +178,18 @@ pub(crate) enum TimerEntry {
     },
 }
 
+impl TimerEntry {
+    /// Drops the entry's reference at once, even where PyO3 does not know the
+    /// thread is attached (the raw methods of `raw_fn`).
+    pub(crate) fn release(self, py: Python<'_>) {
+        match self {
+            TimerEntry::Watcher(w) => w.drop_ref(py),
+            TimerEntry::Timeout(t) => t.drop_ref(py),
+            TimerEntry::Sleep { glet, .. } => glet.drop_ref(py),
+        }
+    }
+}
+
 /// Watchers on one fd.
 struct FdEntry {
     watchers: Vec<Py<IoWatcher>>,

@@ -35,11 +35,13 @@ impl Loop {
         })?;
         w.deadline_ns.set(deadline);
         w.core.mark_active(self, true);
-        drop(displaced);
+        if let Some(entry) = displaced {
+            entry.release(slf.py());
+        }
         Ok(())
     }
 
-    pub(crate) fn timer_stop(&self, w: &TimerWatcher) {
+    pub(crate) fn timer_stop(&self, py: Python<'_>, w: &TimerWatcher) {
         let mut removed = None;
         if let Some(h) = w.handle.take() {
             if let Ok(mut st) = self.state.try_borrow_mut() {
@@ -49,7 +51,9 @@ impl Loop {
             }
         }
         w.core.mark_active(self, false);
-        drop(removed);
+        if let Some(entry) = removed {
+            entry.release(py);
+        }
     }
 
     /// Expires due timers and runs them. On unwind, re-queues the rest.

@@ -1,0 +1,172 @@
+//! `TimerWatcher.start` and `TimerWatcher.stop` on CPython's own calling
+//! convention (installed by [`install`], see `raw_fn`).
+//!
+//! Why: arming and cancelling a reused timer is a few dozen instructions in
+//! the wheel, but through `#[pymethods]` each call also paid for PyO3's
+//! argument description walk, a fresh `*args` tuple (which then never matched
+//! the stored one, so the callback was swapped on every start) and the
+//! generic trampoline: about 350 instructions per arm + cancel pair.
+//!
+//! Ground rules:
+//! - Same behaviour as the `#[pymethods]` versions they replace, to the error
+//!   message: `start(callback, *args, update=None)` and `stop()`.
+//! - Bodies run inside `raw_fn::guard`, so errors are Python exceptions and a
+//!   panic never unwinds into C.
+//! - `self` is checked to be a `TimerWatcher` (CPython's method descriptor
+//!   already guarantees it; the check keeps this code sound on its own).
+
+use pyo3::exceptions::PyTypeError;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::Borrowed;
+
+use super::raw_fn::{guard, install_method, MethodDef};
+use super::watchers::TimerWatcher;
+
+static START_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"start".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: start_raw,
+    },
+    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    ml_doc: c"start($self, callback, *args, update=None)\n--\n\nArm the timer `after` seconds from now and call `callback(*args)` when due.".as_ptr(),
+});
+
+static STOP_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"stop".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: stop_raw,
+    },
+    ml_flags: ffi::METH_NOARGS,
+    ml_doc: c"stop($self, /)\n--\n\nStop watching. Safe at any time, also from the callback."
+        .as_ptr(),
+});
+
+/// `TimerWatcher`'s type object, recorded by [`install`]: comparing against
+/// it is cheaper than PyO3's lazily initialised type check, and the class is
+/// final (no `subclass`), so an exact match is the only match.
+static TIMER_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Puts the raw `start` and `stop` on `TimerWatcher`.
+pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
+    let ty = py.get_type::<TimerWatcher>();
+    // The module keeps the class alive for as long as its methods can run.
+    TIMER_TYPE.store(ty.as_type_ptr(), Ordering::Relaxed);
+    install_method(&ty, &START_DEF)?;
+    install_method(&ty, &STOP_DEF)
+}
+
+/// `self` as a `TimerWatcher`.
+///
+/// # Safety
+/// `slf` must be a live object pointer borrowed for the call.
+unsafe fn timer<'a, 'py>(
+    py: Python<'py>,
+    slf: *mut ffi::PyObject,
+) -> PyResult<Borrowed<'a, 'py, TimerWatcher>> {
+    // SAFETY: the caller's contract.
+    let obj = unsafe { Borrowed::from_ptr(py, slf) };
+    // SAFETY: `slf` is live, so reading its type is sound.
+    if unsafe { ffi::Py_TYPE(slf) } == TIMER_TYPE.load(Ordering::Relaxed) {
+        // SAFETY: the exact type was just checked.
+        return Ok(unsafe { obj.cast_unchecked::<TimerWatcher>() });
+    }
+    Ok(obj.cast::<TimerWatcher>()?)
+}
+
+unsafe extern "C" fn start_raw(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_FASTCALL methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard(py, || {
+        // SAFETY: `slf` and the vectorcall arguments (`nargs` positional
+        // values, then one per name in `kwnames`) are borrowed for the call.
+        let this = unsafe { timer(py, slf) }?;
+        let npos = usize::try_from(nargs).unwrap_or(0);
+        // SAFETY: index < npos, inside the positional part.
+        let arg = |i: usize| unsafe { Borrowed::from_ptr(py, *args.add(i)) };
+        // SAFETY: as above, for the keyword part that follows.
+        let (by_name, update) = unsafe { keywords(py, args, npos, kwnames) }?;
+        let (callback, first_arg) = match (npos, by_name) {
+            (0, Some(callback)) => (callback, 0),
+            (0, None) => {
+                return Err(PyTypeError::new_err(
+                    "TimerWatcher.start() missing 1 required positional argument: 'callback'",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(PyTypeError::new_err(
+                    "TimerWatcher.start() got multiple values for argument 'callback'",
+                ))
+            }
+            (_, None) => (arg(0), 1),
+        };
+        this.get()
+            .core
+            .set_call_from(callback, (first_arg..npos).map(arg))?;
+        let bound = this.to_owned();
+        bound.get().core.loop_.get().timer_start(&bound, update)
+    })
+}
+
+/// The keywords `start` takes: `callback` (when not positional) and
+/// `update` (None or absent means true).
+///
+/// # Safety
+/// `args`, `npos` and `kwnames` must be a vectorcall's arguments.
+unsafe fn keywords<'a, 'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    npos: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<(Option<Borrowed<'a, 'py, PyAny>>, bool)> {
+    let mut callback = None;
+    let mut update = true;
+    if kwnames.is_null() {
+        return Ok((callback, update));
+    }
+    // SAFETY: non-NULL kwnames is a live tuple (vectorcall convention).
+    let names = unsafe { Borrowed::from_ptr(py, kwnames) };
+    let names = names.cast::<PyTuple>()?;
+    for (k, name) in names.iter().enumerate() {
+        // SAFETY: the keyword values follow the positional ones, one per name.
+        let value = unsafe { Borrowed::from_ptr(py, *args.add(npos + k)) };
+        match name.extract::<&str>()? {
+            "callback" => callback = Some(value),
+            "update" if value.is_none() => update = true,
+            "update" => {
+                update = value.extract::<bool>().map_err(|_| {
+                    PyTypeError::new_err(
+                        "TimerWatcher.start() argument 'update' must be a bool or None",
+                    )
+                })?
+            }
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "TimerWatcher.start() got an unexpected keyword argument '{name}'"
+                )))
+            }
+        }
+    }
+    Ok((callback, update))
+}
+
+unsafe extern "C" fn stop_raw(
+    slf: *mut ffi::PyObject,
+    _unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_NOARGS methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard(py, || {
+        // SAFETY: `slf` is borrowed for the call.
+        let this = unsafe { timer(py, slf) }?;
+        this.get().do_stop(py)
+    })
+}

@@ -73,6 +73,34 @@ def test_fork_and_watch_calls_back_with_status():
     assert os.WEXITSTATUS(seen[0][2]) == 7
 
 
+def test_forkpty_and_watch_gives_the_pty_and_calls_back_with_status():
+    seen = []
+    pid, master = gos.forkpty_and_watch(lambda watcher: seen.append(watcher.rstatus))
+    if pid == 0:
+        try:
+            os.write(1, b"child on a pty\n")  # stdout is the pty's slave side
+        finally:
+            _child_exit(3)
+    try:
+        output = b""
+        gos.make_nonblocking(master)
+        while b"\n" not in output:
+            try:
+                chunk = gos.nb_read(master, 100)
+            except OSError:  # EIO: the child closed the slave side
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert output.startswith(b"child on a pty")
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            gw.sleep(0.01)
+        assert seen and os.WEXITSTATUS(seen[0]) == 3
+    finally:
+        os.close(master)
+
+
 def test_waitpid_any_child_and_nohang():
     # waitpid(-1) must only see children of its own: run it in a forked
     # process whose only child is the one it forks (pytest has others).

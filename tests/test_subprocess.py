@@ -175,3 +175,23 @@ def test_popen_is_a_standard_popen():
     proc = subprocess.Popen(["true"])
     assert proc.wait() == 0
     assert proc.pid > 0 and os.getpid() != proc.pid
+
+
+def test_rawlink_and_wait_on_popen_objects(ticker):
+    # gevent's link protocol: wait()/iwait() take Popen objects, and rawlink
+    # callbacks get the Popen once its exit status is in, with nobody calling
+    # wait() on it themselves.
+    seen = []
+    quick = subprocess.Popen([sys.executable, "-c", "raise SystemExit(4)"])
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    quick.rawlink(seen.append)
+    assert gw.wait([quick, slow], count=1, timeout=30) == [quick]
+    assert quick.result.get() == 4 and quick.returncode == 4
+    assert seen == [quick]  # links run in the order made: ours before wait()'s
+    assert gw.wait([slow], timeout=30) == [slow] and slow.returncode == 0
+    linked = gw.event.Event()
+    quick.rawlink(lambda popen: (seen.append(popen), linked.set()))  # after the exit
+    assert linked.wait(30)
+    assert seen == [quick, quick]
+    with pytest.raises(TypeError):
+        quick.rawlink(42)

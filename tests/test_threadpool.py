@@ -177,6 +177,39 @@ def test_hub_threadpool_and_resolver(ticker):
     assert calls
 
 
+def test_hub_threadpool_size_and_class_make_the_hubs_own_pool():
+    # As in gevent: a hub with its own threadpool_size / threadpool_class
+    # builds threadpool_class(threadpool_size, hub=hub) on first use, and
+    # destroying the hub retires that pool.
+    out = {}
+
+    class Recording(ThreadPool):
+        def __init__(self, maxsize, hub=None):
+            out["made"] = (maxsize, hub)
+            ThreadPool.__init__(self, maxsize, hub=hub)
+
+    def in_thread():
+        hub = gw.get_hub()
+        assert hub.threadpool_size == 10 and hub.threadpool_class is ThreadPool
+        hub.threadpool_size = 3
+        hub.threadpool_class = Recording
+        pool = hub.threadpool
+        out["same"] = pool is hub.threadpool
+        out["result"] = pool.apply(sum, ((1, 2, 3),))
+        out["maxsize"] = pool.maxsize
+        out["pool"] = pool
+        hub.destroy(destroy_loop=True)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert out["made"][0] == 3 and out["made"][1] is not None
+    assert out["same"] and out["result"] == 6 and out["maxsize"] == 3
+    assert out["pool"] is not gw.get_hub().threadpool  # not the shared default
+    assert out["pool"].size == 0  # the hub's destroy retired its workers
+
+
 def test_executor_futures_cooperate(ticker):
     with ThreadPoolExecutor(max_workers=3) as executor:
         assert isinstance(executor, cf.ThreadPoolExecutor)

@@ -183,20 +183,48 @@ class Hub(_RawGreenlet):
         """True for the hub of the main thread."""
         return self.thread_ident == _main_thread_ident
 
+    #: Size of the pool :attr:`threadpool` makes (as in gevent; set it on
+    #: the class or the hub before the pool is first used).
+    threadpool_size = 10
+
+    @property
+    def threadpool_class(self):
+        """The class :attr:`threadpool` instantiates as
+        ``threadpool_class(threadpool_size, hub=hub)``."""
+        cls = self.__dict__.get("_threadpool_class")
+        if cls is None:
+            from ._threadpool import ThreadPool
+
+            cls = ThreadPool
+        return cls
+
+    @threadpool_class.setter
+    def threadpool_class(self, cls):
+        self.__dict__["_threadpool_class"] = cls
+
     @property
     def threadpool(self):
-        """The :class:`greenwheel.threadpool.ThreadPool` for blocking calls
-        (the process-wide default unless one was assigned to this hub)."""
+        """The :class:`greenwheel.threadpool.ThreadPool` for blocking calls.
+
+        Hubs share one process-wide pool of 10 threads, unless this hub was
+        given a pool, or a :attr:`threadpool_size` or :attr:`threadpool_class`
+        of its own: then it makes its own pool on first use, as gevent does.
+        """
         pool = self.__dict__.get("_threadpool")
         if pool is None:
-            from ._threadpool import get_threadpool
+            from ._threadpool import ThreadPool, get_threadpool
 
-            pool = get_threadpool()
+            cls = self.threadpool_class
+            if self.threadpool_size == 10 and cls is ThreadPool:
+                return get_threadpool()
+            pool = self.__dict__["_threadpool"] = cls(self.threadpool_size, hub=self)
+            self.__dict__["_owns_threadpool"] = True
         return pool
 
     @threadpool.setter
     def threadpool(self, pool):
         self.__dict__["_threadpool"] = pool
+        self.__dict__.pop("_owns_threadpool", None)
 
     @property
     def resolver_class(self):
@@ -467,6 +495,9 @@ class Hub(_RawGreenlet):
         if monitor is not None:
             self.periodic_monitoring_thread = None
             monitor.kill()
+        pool = self.__dict__.pop("_threadpool", None)
+        if pool is not None and self.__dict__.get("_owns_threadpool"):
+            pool.kill()  # made for this hub (threadpool_size/_class); an assigned one is the caller's
         if destroy_loop:
             if self.thread_ident == _main_thread_ident:
                 _uninstall_wakeup_fd(loop)

@@ -3,7 +3,7 @@
 * :func:`fork` (also :func:`fork_gevent`): ``os.fork()`` after which the
   child's hub is re-initialised (:func:`greenwheel.reinit`) so greenlets and
   the loop work there; :func:`forkpty` likewise.
-* :func:`fork_and_watch`: fork, and in the parent call a callback from the
+* :func:`fork_and_watch` (and :func:`forkpty_and_watch`): fork, and in the parent call a callback from the
   hub when the child exits.
 * :func:`waitpid`: ``os.waitpid`` that blocks only the calling greenlet (see
   :mod:`greenwheel._child` for how exits are noticed: ``SIGCHLD`` plus a
@@ -30,6 +30,7 @@ __implements__ = ["fork", "waitpid"]
 __extensions__ = [
     "fork_gevent",
     "fork_and_watch",
+    "forkpty_and_watch",
     "forkpty_gevent",
     "tp_read",
     "tp_write",
@@ -151,6 +152,16 @@ def fork_and_watch(callback=None, loop=None, ref=False, fork=fork_gevent):
 
             Greenlet.spawn(_child.wait_child, pid)
     return result
+
+
+if _real_forkpty is not None:
+
+    def forkpty_and_watch(callback=None, loop=None, ref=False, forkpty=forkpty_gevent):
+        """:func:`fork_and_watch` with :func:`forkpty_gevent`: returns ``(pid, master_fd)``."""
+        return fork_and_watch(callback, loop, ref, forkpty)
+
+else:  # pragma: no cover
+    __extensions__.remove("forkpty_and_watch")
 
 
 # --- waitpid -------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ import subprocess as __subprocess__
 import sys
 
 from . import _child
+from ._event import AsyncResult
+from ._greenlet import Greenlet
 from ._fileobject import open_green, share_with_child
 
 __target__ = "subprocess"
@@ -97,6 +99,10 @@ class Popen(_StdPopen):
 
     def __init__(self, args, bufsize=-1, *popenargs, **kwargs):
         self._communicating_greenlets = None
+        #: Set to the return code once the exit status is collected (as in
+        #: gevent); :meth:`rawlink` callbacks hang off it.
+        self.result = AsyncResult()
+        self._reporting = False
         _prepare_stdio(args, bufsize, popenargs, kwargs)
         # Before the child exists, so that its exit cannot be missed.
         _child.install_sigchld()
@@ -111,6 +117,21 @@ class Popen(_StdPopen):
     def _consume(self, status):
         self._handle_exitstatus(status)
         _child.forget(self.pid)
+        self.result.set(self.returncode)
+
+    def rawlink(self, callback):
+        """Call ``callback(self)`` from the hub once the process has exited.
+
+        The link protocol of :func:`greenwheel.wait` / ``iwait``: they can
+        wait for Popen objects too.  A greenlet collects the exit status if
+        nobody else does.
+        """
+        if not callable(callback):
+            raise TypeError(f"Expected callable: {callback!r}")
+        if not self.result.ready() and not self._reporting:
+            self._reporting = True
+            Greenlet.spawn(self.wait)
+        self.result.rawlink(lambda _result: callback(self))
 
     def _internal_poll(self, _deadstate=None, **_ignored):
         if self.returncode is None and self.pid is not None:

@@ -29,8 +29,8 @@ import sys
 
 from . import _child
 from ._event import AsyncResult
-from ._greenlet import Greenlet
 from ._fileobject import open_green, share_with_child
+from ._greenlet import Greenlet
 
 __target__ = "subprocess"
 __implements__ = [

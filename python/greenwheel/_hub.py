@@ -184,7 +184,8 @@ class Hub(_RawGreenlet):
         return self.thread_ident == _main_thread_ident
 
     #: Size of the pool :attr:`threadpool` makes (as in gevent; set it on
-    #: the class or the hub before the pool is first used).
+    #: the class or the hub before the pool is first used). The default is
+    #: the shared pool's size (``_threadpool.DEFAULT_POOL_SIZE``).
     threadpool_size = 10
 
     @property
@@ -212,10 +213,10 @@ class Hub(_RawGreenlet):
         """
         pool = self.__dict__.get("_threadpool")
         if pool is None:
-            from ._threadpool import ThreadPool, get_threadpool
+            from ._threadpool import DEFAULT_POOL_SIZE, ThreadPool, get_threadpool
 
             cls = self.threadpool_class
-            if self.threadpool_size == 10 and cls is ThreadPool:
+            if self.threadpool_size == DEFAULT_POOL_SIZE and cls is ThreadPool:
                 return get_threadpool()
             pool = self.__dict__["_threadpool"] = cls(self.threadpool_size, hub=self)
             self.__dict__["_owns_threadpool"] = True

@@ -711,6 +711,10 @@ _default_pool = None
 _default_lock = _allocate_lock()
 
 
+#: Threads of the process-wide default pool (and gevent's ``Hub.threadpool_size``).
+DEFAULT_POOL_SIZE = 10
+
+
 def get_threadpool():
     """The process-wide default :class:`ThreadPool` (10 threads at most).
 
@@ -722,7 +726,7 @@ def get_threadpool():
         with _default_lock:
             pool = _default_pool
             if pool is None:
-                pool = _default_pool = ThreadPool(10)
+                pool = _default_pool = ThreadPool(DEFAULT_POOL_SIZE)
     return pool
 
 

@@ -130,8 +130,13 @@ class Popen(_StdPopen):
             raise TypeError(f"Expected callable: {callback!r}")
         if not self.result.ready() and not self._reporting:
             self._reporting = True
-            Greenlet.spawn(self.wait)
+            Greenlet.spawn(self._report_exit)
         self.result.rawlink(lambda _result: callback(self))
+
+    def _report_exit(self):
+        self.wait()
+        if not self.result.ready():  # the status came some other way (ECHILD: 0)
+            self.result.set(self.returncode)
 
     def _internal_poll(self, _deadstate=None, **_ignored):
         if self.returncode is None and self.pid is not None:

@@ -590,3 +590,38 @@ def test_idle_raw_threads_do_not_prevent_loop_exit():
     finally:
         release.release()
         done.acquire()
+
+
+@pytest.mark.parametrize(
+    "steps, expected",
+    [
+        (["set"], ["w2", "main"]),
+        (["set", "spawn"], ["w2", "f", "main"]),
+        (["spawn", "set"], ["f", "w2", "main"]),
+        (["spawn"], ["f", "main"]),
+    ],
+)
+def test_greenlet_woken_by_an_event_keeps_gevents_order(steps, expected):
+    # The main greenlet is resumed by the scheduler's drain (e1's waiter);
+    # what it then makes ready and spawns must run before it continues from
+    # sleep(0), in the order it did them: in gevent each set() and spawn()
+    # queues a loop callback of its own. (The expected lists are gevent
+    # 26's output for the same code.)
+    e1, e2 = Event(), Event()
+    log = []
+
+    def waiter2():
+        e2.wait()
+        log.append("w2")
+
+    gw.spawn(waiter2)
+    gw.spawn(e1.set)
+    e1.wait()
+    for step in steps:
+        if step == "set":
+            e2.set()
+        else:
+            gw.spawn(log.append, "f")
+    gw.sleep(0)
+    log.append("main")
+    assert log == expected

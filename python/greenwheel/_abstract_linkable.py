@@ -27,7 +27,11 @@ each object it checks whether the loop has other callbacks queued
 the greenlet just woken) is notified by the same callback, exactly when a
 callback of its own would have run, minus a pass through the poller.  After
 ``_BATCH`` objects it yields to the loop anyway, so timers and I/O are never
-starved.
+starved.  While the drain is suspended in a greenlet it woke, that greenlet
+may make more objects ready and then queue a callback (``sleep(0)``,
+``spawn``); the loop then queues a drain ahead of that callback (see
+``rust/py/loop_/order.rs``), so the objects are notified before it, in
+gevent's order.
 
 Hand-over: when the callback has just resumed the single waiter of an object,
 all the hub would do once that greenlet parks again is pop the next ready
@@ -202,6 +206,11 @@ class _Scheduler:
         self.budget = 0
         self.run_callback = loop.run_callback
         self.drain_cb = self._drain
+        # The loop queues a drain ahead of any callback pushed while objects
+        # wait in ``ready`` with no drain queued (the one running may be
+        # suspended in a greenlet it woke): they are then notified before
+        # that callback, as if each had queued a callback of its own.
+        loop._set_notify_order(self.ready, self.drain_cb)
         self._inbox = deque()
         # Not referenced: an idle door must not keep the loop alive.  It is
         # referenced while greenlets wait and other threads exist (hold()).

@@ -6,6 +6,7 @@ bound to the OS thread that created the loop, except :meth:`AsyncWatcher.send`,
 which any thread may call.
 """
 
+import collections
 from collections.abc import Callable, Iterable
 from typing import Any, Final, final
 
@@ -294,6 +295,11 @@ class Loop:
         still pending."""
     def break_(self, how: int = ...) -> None:
         """Make :meth:`run` return after the current pass."""
+    def _set_notify_order(
+        self, ready: collections.deque[Any] | None, drain: Callable[[], Any] | None
+    ) -> None:
+        """Register the scheduler whose notifications keep FIFO order with the
+        loop's callbacks (internal)."""
     def run_callback(self, func: Callable[..., Any], *args: Any) -> Callback:
         """Queue ``func(*args)`` to run at the next pass (FIFO)."""
     def run_callback_threadsafe(self, func: Callable[..., Any], *args: Any) -> None:

@@ -60,6 +60,8 @@ impl Loop {
         Ok(Loop {
             state: Guarded::new(Some(st)),
             callbacks: Guarded::new(VecDeque::new()),
+            notify_order: Guarded::new(None),
+            drains_queued: IsizeCell::new(0),
             resume_seq: U64Cell::new(0),
             requeued_sleeps: U64Cell::new(0),
             pass: CallbackPass::new(),
@@ -185,6 +187,26 @@ impl Loop {
         self.break_requested.set(true);
     }
 
+    /// Register the scheduler whose notifications keep FIFO order with the
+    /// loop's callbacks: its `ready` deque and its drain callable (None to
+    /// forget). Used by `greenwheel._abstract_linkable`; not public API.
+    #[pyo3(signature = (ready, drain))]
+    fn _set_notify_order(
+        &self,
+        py: Python<'_>,
+        ready: Option<&Bound<'_, PyAny>>,
+        drain: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.check_usable()?;
+        match (ready, drain) {
+            (Some(r), Some(d)) => self.set_notify_order(py, Some((r, d))),
+            (None, None) => self.set_notify_order(py, None),
+            _ => Err(pyo3::exceptions::PyTypeError::new_err(
+                "ready and drain are both given or both None",
+            )),
+        }
+    }
+
     /// Queue `func(*args)` to run at the next pass (FIFO).
     #[pyo3(signature = (func, *args))]
     fn run_callback(
@@ -199,9 +221,7 @@ impl Loop {
             py,
             Callback::new(func.clone().unbind(), args.clone().unbind()),
         )?;
-        self.callbacks
-            .borrow_mut()
-            .push_back(Queued::Call(cb.clone_ref(py)));
+        self.push_callback(py, Queued::Call(cb.clone_ref(py)))?;
         Ok(cb)
     }
 
@@ -217,10 +237,7 @@ impl Loop {
                 glet.get_type().name()?
             )));
         }
-        self.callbacks
-            .borrow_mut()
-            .push_back(Queued::Start(glet.clone().unbind()));
-        Ok(())
+        self.push_callback(glet.py(), Queued::Start(glet.clone().unbind()))
     }
 
     /// `sleep(0)` for greenlet `hub`'s children: queue a resume of the current
@@ -414,6 +431,7 @@ impl Loop {
         if let Ok(h) = self.error_handler.try_borrow() {
             visit.call(&*h)?;
         }
+        self.traverse_notify_order(&visit)?;
         if let Ok(cbs) = self.callbacks.try_borrow() {
             for entry in cbs.iter() {
                 match entry {

@@ -50,6 +50,7 @@ use crate::wheel::{TimerHandle, TimerWheel};
 
 mod api;
 mod io;
+mod order;
 mod phases;
 mod timers;
 mod wakeups;
@@ -236,6 +237,10 @@ struct State {
 pub(crate) struct Loop {
     state: Guarded<Option<State>>,
     callbacks: Guarded<VecDeque<Queued>>,
+    /// The Python scheduler whose notifications keep FIFO order with
+    /// `callbacks` (see `order.rs`), and how many of its drains are queued.
+    notify_order: Guarded<Option<order::NotifyOrder>>,
+    drains_queued: IsizeCell,
     /// Identifies `Queued::Resume` entries so a failed yield can withdraw its own.
     resume_seq: U64Cell,
     /// Sleep wake-ups re-queued as `Resume { seq: 0 }` and not yet run.
@@ -338,6 +343,7 @@ impl Loop {
     /// takes nothing it cannot get and restores no signal handlers there).
     fn teardown(&self, py: Python<'_>, restore_signals: bool) -> PyResult<()> {
         self.destroyed.set(true);
+        self.clear_notify_order();
         let taken = match self.state.try_borrow_mut() {
             Ok(mut st) => st.take(),
             Err(_) => return Ok(()),
@@ -511,6 +517,7 @@ impl Loop {
                 Some(Queued::Call(cb)) => {
                     let call = cb.get().take();
                     if let Some((f, a)) = call {
+                        self.note_call_popped(&f);
                         if let Err(err) = f.bind(py).call1(a.bind(py).clone()) {
                             self.report(py, cb.bind(py).as_any(), err)?;
                         }
@@ -601,10 +608,13 @@ impl Loop {
         // Seq 0 is reserved for re-queued sleepers (see `sleep_cancel`).
         let seq = self.resume_seq.get().wrapping_add(1).max(1);
         self.resume_seq.set(seq);
-        self.callbacks.borrow_mut().push_back(Queued::Resume {
-            glet: current.unbind(),
-            seq,
-        });
+        self.push_callback(
+            py,
+            Queued::Resume {
+                glet: current.unbind(),
+                seq,
+            },
+        )?;
         let switched = if trusted_hub {
             match self.hand_off(current_ptr) {
                 // Only `yield_current` queues Resume, with getcurrent()'s result.

@@ -249,9 +249,7 @@ impl Loop {
                             self.adjust_activecnt(-1);
                         }
                         self.requeued_sleeps.set(self.requeued_sleeps.get() + 1);
-                        self.callbacks
-                            .borrow_mut()
-                            .push_back(Queued::Resume { glet, seq: 0 });
+                        self.push_callback(py, Queued::Resume { glet, seq: 0 })?;
                     }
                 }
                 TimerEntry::Timeout(timeout) => {
@@ -262,7 +260,7 @@ impl Loop {
                             self.adjust_activecnt(-1);
                         }
                         let deliver = crate::py::timeout::deliver_later(py, target, raise)?;
-                        self.callbacks.borrow_mut().push_back(Queued::Call(deliver));
+                        self.push_callback(py, Queued::Call(deliver))?;
                     }
                 }
             }

@@ -51,7 +51,7 @@ impl Loop {
         for (f, a) in queued {
             any = true;
             let cb = Py::new(py, Callback::new(f, a))?;
-            self.callbacks.borrow_mut().push_back(Queued::Call(cb));
+            self.push_callback(py, Queued::Call(cb))?;
         }
         Ok(any)
     }

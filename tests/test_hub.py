@@ -3,6 +3,7 @@
 import math
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -167,6 +168,19 @@ def test_sleep_accepts_number_like_values():
 def test_sleep_unref_does_not_keep_loop_alive():
     with pytest.raises(gw.LoopExit):
         gw.sleep(10, ref=False)
+
+
+def test_sleep_ended_by_loop_exit_releases_its_wakeup_at_once():
+    # The loop has returned when LoopExit reaches the sleeper, so no PyO3
+    # call is in progress on this thread: the withdrawn wake-up's reference
+    # to the greenlet must still be released right away, not queued in
+    # PyO3's deferred-decref pool until some later call.
+    me = greenlet.getcurrent()
+    gw.sleep(0)
+    before = sys.getrefcount(me)
+    with pytest.raises(gw.LoopExit):
+        gw.sleep(10, ref=False)
+    assert sys.getrefcount(me) == before
 
 
 def test_sleep_interrupted_by_kill_does_not_leave_stray_wakeups():

@@ -167,6 +167,17 @@ enum Queued {
     Start(Py<PyAny>),
 }
 
+impl Queued {
+    /// Drops the entry's reference at once, even where PyO3 does not know the
+    /// thread is attached (`sleep` and the other raw functions of `raw_fn`).
+    fn release(self, py: Python<'_>) {
+        match self {
+            Queued::Call(cb) => cb.drop_ref(py),
+            Queued::Resume { glet, .. } | Queued::Start(glet) => glet.drop_ref(py),
+        }
+    }
+}
+
 /// A payload of the timer wheel.
 pub(crate) enum TimerEntry {
     Watcher(Py<TimerWatcher>),
@@ -629,7 +640,7 @@ impl Loop {
             Err(err) => {
                 // Woken by an exception (kill, Timeout): the queued resume
                 // must not later switch into whatever we do next.
-                self.withdraw_resume(seq);
+                self.withdraw_resume(py, seq);
                 Err(err)
             }
         }
@@ -639,7 +650,7 @@ impl Loop {
     /// `yield_current` frame, copied on every greenlet switch, small).
     #[cold]
     #[inline(never)]
-    fn withdraw_resume(&self, seq: u64) {
+    fn withdraw_resume(&self, py: Python<'_>, seq: u64) {
         let withdrawn = {
             let mut q = self.callbacks.borrow_mut();
             let pos = q
@@ -647,7 +658,10 @@ impl Loop {
                 .rposition(|e| matches!(e, Queued::Resume { seq: s, .. } if *s == seq));
             pos.and_then(|p| q.remove(p))
         };
-        drop(withdrawn);
+        // After the borrow ends (a decref may run Python code).
+        if let Some(entry) = withdrawn {
+            entry.release(py);
+        }
     }
 
     fn has_callbacks(&self) -> bool {

@@ -181,7 +181,11 @@ impl Loop {
         if was_pending && ref_ {
             self.adjust_activecnt(-1);
         }
-        drop(removed);
+        // Released through `py` (see `raw_fn`: `sleep` calls this with
+        // PyO3's attach count possibly at zero), after the borrow ended.
+        if let Some(entry) = removed {
+            entry.release(py);
+        }
         if !was_pending && self.requeued_sleeps.get() > 0 {
             // It may have been re-queued as a plain resume (see
             // `requeue_timers`): withdraw that too.
@@ -199,7 +203,9 @@ impl Loop {
                     .get()
                     .saturating_sub(withdrawn.len() as u64),
             );
-            drop(withdrawn);
+            for entry in withdrawn {
+                entry.release(py);
+            }
         }
         was_pending
     }

@@ -68,11 +68,14 @@ def test_hub_module_names():
         "LoopExit",
         "Waiter",
         "get_hub",
+        "get_hub_class",
         "getcurrent",
         "idle",
         "iwait",
         "kill",
         "reinit",
+        "set_default_hub_class",
+        "set_hub",
         "signal",
         "sleep",
         "spawn_raw",
@@ -80,6 +83,38 @@ def test_hub_module_names():
     ]
     assert sorted(greenwheel.hub.__all__) == public_names(greenwheel.hub)
     assert greenwheel.hub.signal is greenwheel.signal_handler
+
+
+def test_import_binds_the_submodules_import_gevent_binds():
+    # 'import gevent' binds these; ported code uses gevent.hub.X without importing it.
+    import subprocess
+    import sys
+
+    code = (
+        "import greenwheel, types\n"
+        "names = ['event', 'exceptions', 'greenlet', 'hub', 'os', 'timeout']\n"
+        "print(all(isinstance(getattr(greenwheel, n, None), types.ModuleType) for n in names))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+def test_core_module_names():
+    import greenwheel.core
+
+    assert public_names(greenwheel.core) == [
+        "EVENTS",
+        "READ",
+        "WRITE",
+        "callback",
+        "embeddable_backends",
+        "loop",
+        "recommended_backends",
+        "supported_backends",
+    ]
+    assert greenwheel.core.loop is type(greenwheel.get_hub().loop)
+    assert isinstance(greenwheel.get_hub().loop.run_callback(int), greenwheel.core.callback)
+    assert greenwheel.core.supported_backends() == ["epoll"]
 
 
 def test_greenlet_module_names():

@@ -21,9 +21,10 @@ from sys import getswitchinterval, setswitchinterval
 
 from greenlet import GreenletExit, getcurrent
 
-# The synchronisation modules, so that ``gevent.event.Event`` and friends work
+# The submodules ``import gevent`` binds (hub, greenlet, timeout, ...) plus the
+# synchronisation modules, so that ``gevent.event.Event`` and friends work
 # after ``import greenwheel as gevent`` (their names stay in the submodules).
-from . import event, local, lock, queue  # noqa: F401
+from . import event, exceptions, greenlet, hub, local, lock, os, queue, timeout  # noqa: F401
 from ._config import config
 from ._exceptions import LinkedCompleted, LinkedExited, LinkedFailed, LinkedKilled, LoopExit
 from ._greenlet import (

@@ -36,6 +36,10 @@ def _boolean(value):
     return bool(value)
 
 
+# gevent's name for the same parser (``gevent._config.validate_bool``).
+validate_bool = _boolean
+
+
 def _positive_seconds(value):
     try:
         seconds = float(value)

@@ -77,14 +77,45 @@ def get_hub():
     """Return the hub of the calling OS thread, creating it on first use."""
     hub = _state.hub
     if hub is None:
-        hub = _state.hub = Hub()
-        # The Rust fast paths (sleep) keep their own per-thread pointer.
-        _core._set_current_hub(hub)
+        hub = _hub_class()
+        set_hub(hub)
     return hub
 
 
 def _get_hub_if_exists():
     return _state.hub
+
+
+# gevent's name for it (``gevent.hub._get_hub``): the hub if there is one, no creation.
+_get_hub = _get_hub_if_exists
+
+
+def set_hub(hub):
+    """Make *hub* the calling thread's hub (gevent's ``_hub_local.set_hub``)."""
+    _state.hub = hub
+    # The Rust fast paths (sleep) keep their own per-thread pointer.
+    _core._set_current_hub(hub)
+
+
+def set_loop(loop):
+    """Give the calling thread's next hub *loop* (gevent's ``_hub_local.set_loop``)."""
+    _state.loop = loop
+
+
+def get_hub_class():
+    """The class :func:`get_hub` instantiates for a thread's first hub."""
+    return _hub_class
+
+
+def set_default_hub_class(hubtype):
+    """Make :func:`get_hub` create *hubtype* (a :class:`Hub` subclass) from now on.
+
+    As in gevent, hubs that already exist are not replaced.
+    """
+    global _hub_class
+    if not (isinstance(hubtype, type) and issubclass(hubtype, Hub)):
+        raise TypeError("hub class must be a subclass of greenwheel.hub.Hub, not %r" % (hubtype,))
+    _hub_class = hubtype
 
 
 def _main_greenlet_of_thread():
@@ -303,6 +334,16 @@ class Hub(_RawGreenlet):
 
     # -- error handling -----------------------------------------------------
 
+    @staticmethod
+    def _normalize_exception(t, v, tb):
+        # gevent's helper: (type, value, tb) with value an instance, as
+        # handle_error may be given a bare type or a string.
+        if t is None and v is None:
+            t, v, tb = sys.exc_info()
+        if isinstance(v, str):
+            v = t(v)
+        return t, v, tb
+
     def handle_error(self, context, type, value, tb):
         """Report an exception that escaped a greenlet or a loop callback.
 
@@ -311,10 +352,7 @@ class Hub(_RawGreenlet):
         :attr:`NOT_ERROR`; passes system errors (and context-less errors) on to
         the main greenlet.  Must not raise.
         """
-        if type is None and value is None:
-            type, value, tb = sys.exc_info()
-        if isinstance(value, str):
-            value = type(value)
+        type, value, tb = self._normalize_exception(type, value, tb)
         if type is HubDestroyed:
             # destroy() unwinds the hub with this; let it keep propagating.
             # Clearing the locals breaks the exception -> traceback -> this
@@ -509,6 +547,10 @@ class Hub(_RawGreenlet):
         if _state.hub is self:
             _state.hub = None
             _core._set_current_hub(None)
+
+
+#: What get_hub() instantiates: Hub, or the class given to set_default_hub_class().
+_hub_class = Hub
 
 
 def _install_wakeup_fd(loop):

@@ -22,6 +22,49 @@ from . import _trace
 __all__ = ["GreenletTree", "assert_switches", "format_run_info", "print_run_info", "wrap_errors"]
 
 
+class Lazy:
+    """A method decorator: computed on first access, then stored on the instance.
+
+    gevent's ``gevent._util.Lazy``. A non-data descriptor, so the stored
+    value (an instance attribute of the same name) wins from then on.
+    """
+
+    def __init__(self, func):
+        self.func = func
+        self.__name__ = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __get__(self, inst, cls):
+        if inst is None:
+            return self
+        value = self.func(inst)
+        inst.__dict__[self.__name__] = value
+        return value
+
+
+class LazyOnClass:
+    """Like :class:`Lazy`, but the value is computed once and stored on the class.
+
+    gevent's ``gevent._util.LazyOnClass``: for values every instance shares.
+    """
+
+    @classmethod
+    def lazy(cls, cls_dict, func):
+        """Put a LazyOnClass for *func* into the class namespace *cls_dict*."""
+        cls_dict[func.__name__] = cls(func)
+
+    def __init__(self, func, name=None):
+        self.func = func
+        self.name = name or func.__name__
+
+    def __get__(self, inst, cls):
+        if inst is None:
+            return self
+        value = self.func(inst)
+        setattr(cls, self.name, value)
+        return value
+
+
 class wrap_errors:
     """wrap_errors(errors, func): call *func*, returning the exception instead
     of raising it when it is one of *errors* (a class or a tuple of classes).

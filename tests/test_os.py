@@ -136,6 +136,38 @@ def test_waitpid_any_child_and_nohang():
     os.close(r)
 
 
+def test_waitpid_any_returns_a_watched_child_the_reaper_collected():
+    # fork_and_watch's reaper collects the child as soon as it exits; the
+    # kernel then has nothing for waitpid(-1), which must still report it
+    # once (as gevent does), then raise ChildProcessError. In a forked
+    # process, so that the grandchild is its only child.
+    r, w = os.pipe()
+    pid = gw.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            exited = gw.event.Event()
+            grandchild = gos.fork_and_watch(lambda watcher: exited.set())
+            if grandchild == 0:
+                _child_exit(6)
+            results = [exited.wait(5)]
+            rpid, status = gos.waitpid(-1, 0)
+            results += [rpid == grandchild, os.WEXITSTATUS(status) == 6]
+            try:
+                gos.waitpid(-1, 0)
+                results.append(False)
+            except ChildProcessError:
+                results.append(True)
+            os.write(w, repr(results).encode())
+            _child_exit(0)
+        finally:
+            _child_exit(1)
+    os.close(w)
+    assert gos.waitpid(pid, 0)[1] == 0
+    assert os.read(r, 200).decode() == repr([True] * 4)
+    os.close(r)
+
+
 def test_nonblocking_pipe_io(ticker):
     r, w = os.pipe()
     try:

@@ -53,7 +53,7 @@ WNOHANG = getattr(os, "WNOHANG", 1)
 class _Child:
     """A watched child process: ``status`` is None until it has exited."""
 
-    __slots__ = ("pid", "status", "event", "owned", "__weakref__")
+    __slots__ = ("pid", "status", "event", "owned", "reported", "__weakref__")
 
     def __init__(self, pid, owned):
         from ._event import Event
@@ -62,6 +62,8 @@ class _Child:
         self.status = None
         self.event = Event()
         self.owned = owned
+        # Whether waitpid(-1) has returned this child's exit already.
+        self.reported = False
 
     # gevent's child-watcher attribute names, for fork_and_watch callbacks.
     @property
@@ -262,6 +264,24 @@ def wait_child(pid, timeout=None):
         child.event.wait(interval)
 
 
+def claim_finished(pid):
+    """For ``waitpid(-1)``: a watched child that exited and was not yet reported.
+
+    The reaper may collect a watched child before anyone waits for it, and the
+    kernel then has nothing left for ``waitpid(-1)``: as in gevent, such a
+    child is what ``waitpid(-1)`` returns. Returns ``(pid, status)`` or None.
+    """
+    if pid != -1:
+        return None
+    for child in list(_children.values()):
+        if child.status is not None and not child.reported:
+            child.reported = True
+            if not child.owned:
+                forget(child.pid)
+            return child.pid, child.status
+    return None
+
+
 def wait_any(pid, options):
     """``waitpid(pid, options)`` for pid <= 0 without blocking the loop."""
     global _any_change
@@ -271,9 +291,22 @@ def wait_any(pid, options):
         _any_change = Event()
     slow = 0.02
     while True:
-        rpid, status = _real_waitpid(pid, options | WNOHANG)
+        finished = claim_finished(pid)
+        if finished is not None:
+            return finished
+        try:
+            rpid, status = _real_waitpid(pid, options | WNOHANG)
+        except ChildProcessError:
+            # The reaper may have collected the last child since the check above.
+            finished = claim_finished(pid)
+            if finished is None:
+                raise
+            return finished
         if rpid:
             record_foreign(rpid, status)
+            reaped = _children.get(rpid)
+            if reaped is not None:
+                reaped.reported = True
             return rpid, status
         interval = _interval(slow)
         slow = min(slow * 1.5, 0.1)

@@ -197,6 +197,9 @@ def waitpid(pid, options):
             _child.forget(pid)
         return pid, status
     if options & _child.WNOHANG:
+        finished = _child.claim_finished(pid)
+        if finished is not None:
+            return finished
         rpid, status = _real_waitpid(pid, options)
         if rpid:
             _child.record_foreign(rpid, status)

@@ -252,6 +252,7 @@ def test_public_module():
         "Environ",
         "Input",
         "LoggingLogAdapter",
+        "MAX_REQUEST_LINE",
         "SecureEnviron",
         "WSGIHandler",
         "WSGISecureEnviron",
@@ -262,6 +263,13 @@ def test_public_module():
 
     for name in pywsgi.__all__:
         assert getattr(pywsgi, name) is getattr(_pywsgi, name)
+    # gevent's module constant: the default request-line limit.
+    assert pywsgi.MAX_REQUEST_LINE == WSGIServer.max_request_line == 8192
+    # What log=None becomes; gevent's tests pass one explicitly.
+    noop = pywsgi._NoopLog()
+    noop.write("x")
+    noop.writelines(["x"])
+    noop.flush()
     assert WSGIServer.handler_class is WSGIHandler
     from greenwheel.server import StreamServer
 
@@ -1030,6 +1038,34 @@ def test_log_none_and_logging_loggers(capsys):
     assert levels == {logging.INFO, logging.ERROR}
     assert any("ValueError: boom" in msg for level, msg in records if level == logging.ERROR)
     assert all(not msg.endswith("\n") for _, msg in records)
+
+
+def test_failures_while_reporting_errors_go_to_print_unexpected_exc():
+    # A log message whose arguments do not format, or an error log whose write
+    # fails, is reported through the handler's _print_unexpected_exc hook
+    # (gevent's; its tests make it raise to prove it is not called).
+    calls = []
+
+    class Handler(_default_handler[0]):
+        def _print_unexpected_exc(self):
+            calls.append(sys.exc_info()[0])
+
+    assert WSGIHandler._print_unexpected_exc
+
+    class BrokenLog:
+        def write(self, data):
+            raise RuntimeError("log is broken")
+
+    with serving(hello, handler_class=Handler) as server:
+        handler = Handler(None, ("127.0.0.1", 1), server)
+        handler.log_error("%d", "not a number")
+        assert calls == [TypeError]
+        assert "'%d' ('not a number',)" in server.error_log.getvalue()
+        handler.log_error("100% plain")  # no args: never formatted
+        assert calls == [TypeError]
+        server.error_log = BrokenLog()
+        handler.log_error("anything")
+        assert calls == [TypeError, RuntimeError]
 
 
 def test_default_logs_are_stderr(capsys):

@@ -1440,19 +1440,24 @@ class WSGIHandler:
     def _log_client_error(self, code, message):
         self.log_error("Invalid request from %s (%d): %s", self._format_client(), code, message)
 
+    #: Called (in an ``except`` block) when reporting an error itself fails:
+    #: prints that failure's traceback.  A subclass may make it raise or log.
+    _print_unexpected_exc = staticmethod(traceback.print_exc)
+
     def log_error(self, msg, *args):
         """Write a line to the server's error log."""
         if args:
             try:
                 message = msg % args
             except Exception:  # noqa: BLE001
+                self._print_unexpected_exc()
                 message = "%r %r" % (msg, args)
         else:
             message = msg
         try:
             self.server.error_log.write(message + "\n")
         except Exception:  # noqa: BLE001
-            traceback.print_exc()
+            self._print_unexpected_exc()
 
     # -- access log --------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ against abusive clients.  Request heads are parsed in Rust (httparse).  See
 """
 
 from ._pywsgi import (  # noqa: F401 - re-exported
+    MAX_REQUEST_LINE,
     Environ,
     Input,
     LoggingLogAdapter,
@@ -14,6 +15,7 @@ from ._pywsgi import (  # noqa: F401 - re-exported
     WSGIHandler,
     WSGISecureEnviron,
     WSGIServer,
+    _NoopLog,
     format_date_time,
 )
 
@@ -26,4 +28,5 @@ __all__ = [
     "SecureEnviron",
     "WSGISecureEnviron",
     "format_date_time",
+    "MAX_REQUEST_LINE",
 ]

@@ -229,3 +229,35 @@ def test_timeout_interrupts_join_and_waiter():
             g.join()
     assert not g.ready()
     g.kill()
+
+
+def test_subclass_init_sets_its_own_arguments():
+    # A subclass whose constructor takes other arguments and passes its own
+    # to Timeout.__init__ (gevent's test helpers do this): they take effect.
+    class Limited(gw.Timeout):
+        def __init__(self, seconds, label):
+            gw.Timeout.__init__(self, seconds, "limit: %s" % (label,), ref=False)
+
+    timer = Limited(5, "x")
+    assert timer.seconds == 5 and timer.exception == "limit: x"
+    assert timer.args == ()
+    # ref=False took effect: started, it does not keep the loop running.
+    timer.start()
+    try:
+        assert gw.get_hub().join(timeout=2) is True
+    finally:
+        timer.close()
+    with pytest.raises(TypeError, match="must be a number"):
+        Limited("soon", "y")
+
+
+def test_subclass_without_init_keeps_constructor_arguments():
+    class Plain(gw.Timeout):
+        pass
+
+    error = ValueError("e")
+    timer = Plain(0.01, error)
+    assert timer.seconds == 0.01 and timer.exception is error
+    with pytest.raises(ValueError) as raised, timer:
+        gw.sleep(1)
+    assert raised.value is error

@@ -325,6 +325,49 @@ impl Timeout {
         drop(old);
     }
 
+    /// What `Timeout.__init__` does when called through the attribute
+    /// (see [`install_init`]): sets seconds, exception and ref again, for subclasses whose own
+    /// `__init__` calls `Timeout.__init__(self, seconds, exception, ref=False)`
+    /// with arguments other than those their constructor was given. A
+    /// running Timeout keeps its deadline; the new settings apply from its
+    /// next `start()`.
+    #[pyo3(signature = (seconds = None, exception = None, r#ref = true, priority = -1, _one_shot = false))]
+    fn _reinit(
+        slf: &Bound<'_, Self>,
+        seconds: Option<&Bound<'_, PyAny>>,
+        exception: Option<&Bound<'_, PyAny>>,
+        r#ref: bool,
+        priority: i32,
+        _one_shot: bool,
+    ) -> PyResult<()> {
+        let _ = priority; // as in __new__
+        let py = slf.py();
+        let none = py.None();
+        let fresh = Timeout::new_state(
+            seconds.unwrap_or(none.bind(py)),
+            exception,
+            r#ref,
+            _one_shot,
+        )?;
+        let fresh = fresh
+            .state
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The replaced objects are dropped after the lock is released.
+        let (old_seconds, old_exception) = {
+            let mut st = lock(&slf.get().state);
+            st.delay_ns = fresh.delay_ns;
+            st.ref_ = fresh.ref_;
+            st.one_shot = fresh.one_shot;
+            (
+                std::mem::replace(&mut st.seconds, fresh.seconds),
+                std::mem::replace(&mut st.exception, fresh.exception),
+            )
+        };
+        drop((old_seconds, old_exception));
+        Ok(())
+    }
+
     /// Disarm; the Timeout may be started again (call `close()` when done).
     fn cancel(&self) -> PyResult<()> {
         self.disarm()?;
@@ -492,23 +535,22 @@ pub(crate) fn deliver_later(
 /// PyO3 classes cannot define `__init__`, so `Timeout` would inherit
 /// `BaseException.__init__`, which rejects keyword arguments (`ref=False`)
 /// and stores the constructor arguments in `.args` (gevent's Timeout has
-/// empty args). `__new__` already did all the work, so `__init__` accepts
-/// anything and does nothing; Python subclasses may still override it.
+/// empty args). `__new__` already did all the work for `Timeout(...)`.
 ///
-/// The attribute serves explicit calls (`super().__init__(...)` in a
-/// subclass). Construction itself goes through the type's `tp_init` slot,
-/// which is then pointed straight at [`init_nothing`]: through the attribute
-/// it would cost a type-dict lookup, an argument tuple and a closure call on
-/// every `Timeout(...)`, the hottest constructor of the library.
+/// The attribute serves subclasses: their `__init__` may call
+/// `Timeout.__init__(self, seconds, exception, ref=False)` with arguments
+/// other than their constructor's (gevent's own test helpers do), and those
+/// must take effect ([`Timeout::_reinit`]). Construction of `Timeout`
+/// itself goes through the type's `tp_init` slot, which is then pointed
+/// straight at [`init_nothing`]: through the attribute it would cost a
+/// type-dict lookup, an argument tuple and a call on every `Timeout(...)`,
+/// the hottest constructor of the library.
 pub(crate) fn install_init(py: Python<'_>) -> PyResult<()> {
-    let init = pyo3::types::PyCFunction::new_closure(
-        py,
-        Some(c"__init__"),
-        Some(c"Timeout(seconds=None, exception=None, ref=True, priority=-1)"),
-        |args, _kwargs| -> PyResult<Py<PyAny>> { Ok(args.py().None()) },
-    )?;
     let ty = py.get_type::<Timeout>();
-    ty.setattr("__init__", init)?;
+    // The method descriptor, so that it binds like a Python method: CPython's
+    // generic init slot (which subclasses get) looks `__init__` up on the
+    // instance's type and calls it bound.
+    ty.setattr("__init__", ty.getattr(intern!(py, "_reinit"))?)?;
     // SAFETY: `ty` is our own heap type, fully initialised, and no instance
     // exists yet; we hold the GIL. Setting `__init__` above made CPython
     // install its generic `slot_tp_init`; replacing it with a function of the

@@ -625,3 +625,31 @@ def test_greenlet_woken_by_an_event_keeps_gevents_order(steps, expected):
     gw.sleep(0)
     log.append("main")
     assert log == expected
+
+
+def test_a_timeout_object_as_timeout_is_started_and_raised_by_get():
+    # gevent takes a Timeout wherever it takes seconds: get() raises that object.
+    timer = gw.Timeout(0.01)
+    with pytest.raises(gw.Timeout) as raised:
+        AsyncResult().get(timeout=timer)
+    assert raised.value is timer and not timer.pending
+    # A wait reports the time-out as it would for seconds.
+    timer = gw.Timeout(0.01)
+    assert Event().wait(timeout=timer) is False and not timer.pending
+    assert AsyncResult().wait(timeout=gw.Timeout(0.01)) is None
+    # A Timeout made with its own exception raises that exception.
+    with pytest.raises(RuntimeError, match="own"):
+        Event().wait(timeout=gw.Timeout(0.01, RuntimeError("own")))
+
+
+def test_a_timeout_object_is_cancelled_when_the_wait_succeeds():
+    event = Event()
+    gw.spawn(event.set)
+    timer = gw.Timeout(5)
+    assert event.wait(timeout=timer) is True
+    assert not timer.pending
+    # One already started keeps its own deadline and is cancelled after.
+    result = AsyncResult()
+    gw.spawn(result.set, 42)
+    timer = gw.Timeout.start_new(5)
+    assert result.get(timeout=timer) == 42 and not timer.pending

@@ -701,3 +701,22 @@ def test_channel_belongs_to_one_thread():
     assert len(errors) == 1
     c.put(2)
     assert getter.get() == 2
+
+
+def test_a_timeout_object_as_timeout_raises_itself_from_get_and_put():
+    # As in gevent: the Timeout object, not Empty / Full.
+    timer = gw.Timeout(0.01)
+    with pytest.raises(gw.Timeout) as raised:
+        Queue().get(timeout=timer)
+    assert raised.value is timer and not timer.pending
+    full = Queue(1)
+    full.put(1)
+    timer = gw.Timeout(0.01)
+    with pytest.raises(gw.Timeout) as raised:
+        full.put(2, timeout=timer)
+    assert raised.value is timer and full.qsize() == 1
+    # Satisfied in time: the item, and the timer cancelled.
+    q = Queue()
+    gw.spawn(q.put, "item")
+    timer = gw.Timeout(5)
+    assert q.get(timeout=timer) == "item" and not timer.pending

@@ -61,6 +61,7 @@ from greenlet import getcurrent
 
 from ._exceptions import BlockingSwitchOutError, InvalidSwitchError, InvalidThreadUseError
 from ._hub import _check_seconds, _state, get_hub
+from ._timeout import Timeout, _wait_under
 
 __all__ = ["AbstractLinkable"]
 
@@ -574,6 +575,8 @@ class AbstractLinkable:
         The caller has made sure the current thread owns this object, and
         re-checks its condition if we return True.
         """
+        if timeout is not None and isinstance(timeout, Timeout):
+            return _wait_under(timeout, self._block_late, late)
         hub = self.hub
         current = getcurrent()
         if current is hub:
@@ -599,6 +602,9 @@ class AbstractLinkable:
         if result is self:
             return True
         return self._not_notified(links, switch, result)
+
+    def _block_late(self, late, timeout):
+        return self._block(timeout, late)
 
     def _not_notified(self, links, switch, result):
         # Resumed by something other than our notification.

@@ -11,7 +11,7 @@ from greenlet import getcurrent
 
 from ._abstract_linkable import AbstractLinkable, _discard, _thread_count
 from ._hub import _state
-from ._timeout import Timeout
+from ._timeout import Timeout, _expired
 
 __all__ = ["Event", "AsyncResult"]
 
@@ -314,8 +314,3 @@ class AsyncResult(AbstractLinkable):
 
     def cancelled(self):
         return False
-
-
-def _expired(seconds):
-    """The Timeout a timed-out ``get`` raises (never started: it already expired)."""
-    return Timeout(seconds)

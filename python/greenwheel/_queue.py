@@ -41,6 +41,7 @@ from ._abstract_linkable import (
 )
 from ._exceptions import InvalidSwitchError, InvalidThreadUseError
 from ._hub import _check_seconds, _state, get_hub
+from ._timeout import Timeout, _under
 
 try:
     from queue import ShutDown
@@ -464,6 +465,8 @@ class SimpleQueue(_IterateByGet):
         if not block:
             raise Full
         if timeout is not None:
+            if isinstance(timeout, Timeout):
+                return _under(timeout, self._put_blocking, item, block)
             timeout = _check_seconds(timeout)
             if timeout < 0:
                 raise ValueError("'timeout' must be a non-negative number")
@@ -635,6 +638,9 @@ class SimpleQueue(_IterateByGet):
     def _get_or_peek(self, method, block, timeout):
         # The general get/peek, for an (apparently) empty queue.
         if block and timeout is not None:
+            if isinstance(timeout, Timeout):
+                # As in gevent, the Timeout object itself raises (not Empty).
+                return _under(timeout, self._get_or_peek, method, block)
             timeout = _check_seconds(timeout)
             if timeout < 0:
                 raise ValueError("'timeout' must be a non-negative number")

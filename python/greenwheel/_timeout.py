@@ -24,6 +24,42 @@ _NEVER = Timeout._start_new_or_dummy(None)
 _NOT_GIVEN = object()
 
 
+def _under(timer, call, *args):
+    """Run ``call(*args, None)`` under the Timeout object *timer*.
+
+    gevent accepts a :class:`Timeout` wherever a blocking call takes
+    ``timeout=``: the object is started (unless already pending), its own
+    seconds apply, and it is cancelled when the call ends; when it expires
+    it raises in the waiting greenlet like any Timeout (its own exception,
+    if it was made with one). ``call``'s last argument is its timeout.
+    """
+    if not timer.pending:
+        timer.start()
+    try:
+        return call(*args, None)
+    finally:
+        timer.cancel()
+
+
+def _wait_under(timer, wait, *args):
+    """:func:`_under` for a wait that reports a time-out by returning False.
+
+    When *timer* itself expires the wait returns False, as it would for
+    seconds; a ``get`` then raises that very object (see :func:`_expired`).
+    """
+    try:
+        return _under(timer, wait, *args)
+    except Timeout as ex:
+        if ex is not timer:
+            raise
+        return False
+
+
+def _expired(timeout):
+    """What a ``get`` that timed out raises: the Timeout object it was given, else a new one."""
+    return timeout if isinstance(timeout, Timeout) else Timeout(timeout)
+
+
 def with_timeout(seconds, function, *args, **kwargs):
     """Call ``function(*args, **kwargs)`` with a *seconds* time limit.
 

@@ -2,11 +2,11 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 # Runtime + test dependencies (the bench extras are installed by `make bench`).
-DEPS = "maturin>=1.5,<2" "greenlet>=3.0" pytest pytest-timeout hypothesis requests mypy ruff redis gunicorn
+DEPS = "maturin>=1.5,<2" "greenlet>=3.0" zope.event zope.interface pytest pytest-timeout hypothesis requests mypy ruff redis gunicorn
 BENCH_DEPS = gevent pytest-benchmark matplotlib eventlet uvloop
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build demo test test-rust test-py bench bench-rust bench-py lint fmt clean
+.PHONY: help deps build demo test test-rust test-py compat bench bench-rust bench-py lint fmt clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test-rust: ## cargo test on the pure-Rust core (wheel, poller, clock)
 test-py: ## pytest on the Python package (needs `make build`)
 	@# Exit code 5 means pytest collected no tests: a broken suite, so it fails.
 	$(PYTHON) -m pytest -q || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
+
+compat: build ## gevent's own test suite + stdlib tests under patch_all(), vs gevent; fails below the ratchet
+	$(PYTHON) tests/compat/harness.py --check
 
 bench: build bench-rust bench-py ## Every benchmark: criterion, then greenwheel vs gevent/asyncio side by side
 

@@ -278,11 +278,37 @@ def test_events_module_names_and_hub_monitoring():
     import greenwheel.events
 
     assert sorted(greenwheel.events.__all__) == [
+        "DoNotPatch",
         "EventLoopBlocked",
+        "GeventDidPatchAllEvent",
+        "GeventDidPatchBuiltinModulesEvent",
+        "GeventDidPatchEvent",
+        "GeventDidPatchModuleEvent",
+        "GeventPatchEvent",
+        "GeventWillPatchAllEvent",
+        "GeventWillPatchEvent",
+        "GeventWillPatchModuleEvent",
+        "IEventLoopBlocked",
+        "IGeventDidPatchAllEvent",
+        "IGeventDidPatchBuiltinModulesEvent",
+        "IGeventDidPatchEvent",
+        "IGeventDidPatchModuleEvent",
+        "IGeventPatchEvent",
+        "IGeventWillPatchAllEvent",
+        "IGeventWillPatchEvent",
+        "IGeventWillPatchModuleEvent",
+        "IMemoryUsageThresholdExceeded",
+        "IMemoryUsageUnderThreshold",
+        "IPeriodicMonitorThread",
+        "IPeriodicMonitorThreadStartedEvent",
+        "MemoryUsageThresholdExceeded",
+        "MemoryUsageUnderThreshold",
         "PeriodicMonitorThreadStartedEvent",
         "notify",
+        "notify_and_call_entry_points",
         "subscribers",
     ]
+    assert public_names(greenwheel.events) == sorted(greenwheel.events.__all__)
     hub = greenwheel.get_hub()
     assert callable(hub.start_periodic_monitoring_thread)
     assert hub.periodic_monitoring_thread is None  # off unless asked for

@@ -188,7 +188,7 @@ class PeriodicMonitoringThread:
             stream = hub.exception_stream
             if stream:
                 stream.write("\n".join(lines) + "\n")
-        notify(EventLoopBlocked(active, self.max_blocking_time, lines))
+        notify(EventLoopBlocked(active, self.max_blocking_time, lines, hub=hub))
 
     def _run_functions(self, hub):
         now = _monotonic()

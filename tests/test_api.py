@@ -320,3 +320,16 @@ def test_backdoor_module_names():
 
     assert greenwheel.backdoor.__all__ == ["BackdoorServer"]
     assert issubclass(greenwheel.backdoor.BackdoorServer, greenwheel.server.StreamServer)
+
+
+def test_green_module_mapping_matches_monkey_patching():
+    # gevent's _patcher.MAPPING: green module -> the standard module it stands in for,
+    # under greenwheel's names and gevent's (for code reaching it through the alias).
+    from greenwheel._patcher import MAPPING
+    from greenwheel.monkey import _SOURCES
+
+    for stdlib_name, green_name in _SOURCES.items():
+        assert MAPPING[green_name] == stdlib_name
+        assert MAPPING["gevent" + green_name[len("greenwheel") :]] == stdlib_name
+    assert MAPPING["greenwheel.local"] == "_threading_local"
+    assert MAPPING["gevent.socket"] == "socket"

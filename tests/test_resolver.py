@@ -1,5 +1,6 @@
 """greenwheel.resolver: the hub's resolver behind greenwheel.socket's look-ups."""
 
+import os
 import socket as stdsocket
 import threading
 
@@ -103,3 +104,38 @@ def test_both_resolvers_answer_like_the_standard_library(hub):
             resolver.getaddrinfo("no-such-host.invalid", 80)
         resolver.close()
         assert type(resolver).__name__ in repr(resolver)
+
+
+def test_hosts_file_reader(tmp_path):
+    from greenwheel.resolver._hostsfile import HostsFile
+
+    path = tmp_path / "hosts"
+    path.write_text(
+        "# comment line\n"
+        "127.0.0.1   localhost  loopback # trailing comment\n"
+        "::1         localhost ip6-localhost\n"
+        "10.0.0.5    Server.Example server\n"
+        "10.0.0.6    server\n"  # a later line does not override the first
+        "not-an-ip   bogus\n"
+        "192.0.2.1\n"
+        "fe80::1%eth0 linklocal\n"
+    )
+    hosts = HostsFile(str(path))
+    assert sorted(hosts.iter_all_host_addr_pairs()) == [
+        ("ip6-localhost", "::1"),
+        ("linklocal", "fe80::1%eth0"),
+        ("localhost", "127.0.0.1"),
+        ("localhost", "::1"),
+        ("loopback", "127.0.0.1"),
+        ("server", "10.0.0.5"),
+        ("server.example", "10.0.0.5"),
+    ]
+    assert hosts.v4["server"] == "10.0.0.5" and hosts.v4_aliases["server"] == "server.example"
+    assert hosts.reverse["::1"] == "localhost"
+    # Re-read only when the file changes.
+    path.write_text("10.9.9.9 other\n")
+    os.utime(path, (1, 1))
+    hosts.load()
+    assert hosts.v4 == {"other": "10.9.9.9"}
+    # A missing file is empty, not an error.
+    assert list(HostsFile(str(tmp_path / "missing")).iter_all_host_addr_pairs()) == []

@@ -1,1 +1,3 @@
 """Name resolvers (gevent.resolver): :mod:`.thread` (the default) and :mod:`.blocking`."""
+
+__all__ = []

@@ -1,0 +1,409 @@
+"""``make compat``: gevent's own test suite and the stdlib tests under patch_all(),
+run against greenwheel (through ``greenwheel.as_gevent``) and against the real
+gevent as the baseline, in one run, with a per-file table and totals.
+
+What runs:
+- **gevent suite**: every ``test_*.py`` of the ``gevent.tests`` package in
+  gevent's wheel, installed by this script into ``.compat/`` (greenwheel never
+  imports it; the tests are never copied into this repository).
+- **stdlib suite**: the interpreter's own ``test`` files that gevent runs under
+  monkey patching, run through gevent's driver (``gevent.testing.monkey_test``:
+  ``patch_all()``, then gevent's disabled-test list applied to the source). The
+  files are those that gevent's disabled-test list names and that this
+  interpreter ships.
+
+Each file runs in its own process (``runone.py``) with a timeout; a file that
+fails some tests is run once more and a test passes if it passed either time,
+as gevent's own test runner retries failures. Both implementations get the
+same treatment.
+
+Exclusions live in ``exclusions.txt`` beside this file, one test (or a whole
+file, ``*``) per line with its reason; only three kinds of reason count (see
+that file). Excluded tests are left out of both sides of the ratio.
+
+``--check`` compares the greenwheel pass counts with ``ratchet.json`` and
+exits non-zero if either dropped: compatibility never silently regresses.
+``--record`` writes the new counts there (and the results page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+#: The gevent release the baseline and the test files come from.
+GEVENT_VERSION = "26.9.0"
+EXCLUSIONS = HERE / "exclusions.txt"
+RATCHET = HERE / "ratchet.json"
+RESULTS_PAGE = ROOT / "COMPAT.md"
+#: Seconds one file may run before it is killed and reported as hung.
+FILE_TIMEOUT = 120
+#: The reasons an exclusion may give (see exclusions.txt).
+REASONS = ("private", "literal", "limitation")
+IMPLS = ("gevent", "greenwheel")
+
+
+@dataclass
+class FileResult:
+    """One file's outcome under one implementation."""
+
+    tests: dict[str, str] = field(default_factory=dict)  # test id -> pass/fail/skip/error/hang
+    returncode: int | None = None
+    timed_out: bool = False
+    seconds: float = 0.0
+    tail: str = ""  # the end of the output, for files that die before any test
+
+    @property
+    def passes(self) -> set[str]:
+        return {t for t, outcome in self.tests.items() if outcome == "pass"}
+
+    @property
+    def status(self) -> str:
+        if self.timed_out:
+            return "HANG"
+        if not self.tests and self.returncode != 0:
+            return "DIED"
+        return ""
+
+
+def gevent_dir() -> Path:
+    return ROOT / ".compat" / ("gevent-" + GEVENT_VERSION)
+
+
+def ensure_gevent() -> Path:
+    """Install gevent's wheel into its own directory (once); only the tests use it."""
+    target = gevent_dir()
+    if not (target / "gevent" / "tests").is_dir():
+        target.parent.mkdir(exist_ok=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--target",
+                str(target),
+                "gevent==" + GEVENT_VERSION,
+            ],
+            check=True,
+        )
+    return target
+
+
+def gevent_test_files(gdir: Path) -> list[str]:
+    return sorted("gevent.tests." + p.stem for p in (gdir / "gevent" / "tests").glob("test_*.py"))
+
+
+def stdlib_test_files(gdir: Path) -> list[str]:
+    """The stdlib test files gevent's disabled-test list names, as this interpreter has them."""
+    source = (gdir / "gevent" / "testing" / "patched_tests_setup.py").read_text()
+    named = set(re.findall(r"['\"](test_\w+)\.\w", source))
+    test_dir = Path(sysconfig.get_paths()["stdlib"]) / "test"
+    return sorted(str(test_dir / (n + ".py")) for n in named if (test_dir / (n + ".py")).exists())
+
+
+def short_name(suite: str, name: str) -> str:
+    return name.rsplit(".", 1)[-1] if suite == "gevent" else Path(name).stem
+
+
+def load_exclusions() -> dict[tuple[str, str], tuple[str, str]]:
+    """(file, test id or '*') -> (reason kind, explanation)."""
+    out = {}
+    for lineno, line in enumerate(EXCLUSIONS.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 3)
+        if len(parts) < 4 or parts[2] not in REASONS:
+            raise SystemExit(
+                "%s:%d: want 'FILE TEST REASON explanation' with REASON one of %s"
+                % (EXCLUSIONS, lineno, ", ".join(REASONS))
+            )
+        out[(parts[0], parts[1])] = (parts[2], parts[3])
+    return out
+
+
+def excluded(exclusions, file: str, test: str) -> bool:
+    return (file, "*") in exclusions or (file, test) in exclusions
+
+
+def run_file(impl: str, suite: str, name: str, gdir: Path) -> FileResult:
+    """Run one file in a child process; read back what it recorded."""
+    with tempfile.TemporaryDirectory(prefix="gw-compat-") as tmp:
+        record = os.path.join(tmp, "record.jsonl")
+        cmd = [
+            sys.executable,
+            "-u",
+            str(HERE / "runone.py"),
+            "--impl",
+            impl,
+            "--gevent-dir",
+            str(gdir),
+            "--record",
+            record,
+            "--suite",
+            suite,
+            name,
+        ]
+        env = dict(os.environ)
+        env.update(PYTHONFAULTHANDLER="1", PYTHONDEVMODE="1", GEVENTTEST_QUIET="1")
+        env.pop("PYTHONSAFEPATH", None)
+        # The stdlib tests find their data files relative to their directory.
+        cwd = os.path.dirname(name) if suite == "stdlib" else tmp
+        started = time.monotonic()
+        result = FileResult()
+        with subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ) as proc:
+            try:
+                output, _ = proc.communicate(timeout=FILE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                result.timed_out = True
+                # The file's own children (servers, subprocess tests) go too.
+                os.killpg(proc.pid, signal.SIGKILL)
+                output, _ = proc.communicate()
+            result.returncode = proc.returncode
+        result.seconds = time.monotonic() - started
+        result.tail = output.decode("utf-8", "replace")[-3000:]
+        running = None
+        if os.path.exists(record):
+            with open(record, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue  # a line cut short by the kill
+                    test = event["test"]
+                    if event["event"] == "start":
+                        running = test
+                        continue
+                    running = None
+                    result.tests[test] = event["event"]
+        if running is not None:
+            result.tests[running] = "hang" if result.timed_out else "error"
+        if not result.tests and not result.timed_out:
+            # A script with no unittest tests: the file is its one test.
+            result.tests["<file>"] = "pass" if result.returncode == 0 else "fail"
+        return result
+
+
+def run_suite(impl, suite, files, gdir, jobs, log) -> dict[str, FileResult]:
+    def one(name):
+        first = run_file(impl, suite, name, gdir)
+        # A hang is not retried: it would cost another full timeout.
+        if not first.timed_out and any(o in ("fail", "error") for o in first.tests.values()):
+            again = run_file(impl, suite, name, gdir)
+            for test, outcome in again.tests.items():
+                if outcome == "pass" or test not in first.tests:
+                    first.tests[test] = outcome
+            if not again.timed_out:
+                first.timed_out = False
+                first.returncode = again.returncode
+            first.seconds += again.seconds
+        log(
+            "%-10s %-6s %-45s %4d pass %6.1fs %s"
+            % (impl, suite, short_name(suite, name), len(first.passes), first.seconds, first.status)
+        )
+        return name, first
+
+    with ThreadPoolExecutor(jobs) as pool:
+        return dict(pool.map(one, files))
+
+
+def summarize(results, exclusions):
+    """Per-suite rows and totals from {impl: {suite: {file: FileResult}}}."""
+    summary = {}
+    for suite in ("gevent", "stdlib"):
+        base = results["gevent"].get(suite, {})
+        ours = results["greenwheel"].get(suite, {})
+        rows = []
+        totals = dict(gevent=0, greenwheel=0, both=0, excluded=0, hangs=0, died=0, below=0)
+        for name in sorted(set(base) | set(ours)):
+            short = short_name(suite, name)
+            b = base.get(name, FileResult())
+            o = ours.get(name, FileResult())
+            bp = {t for t in b.passes if not excluded(exclusions, short, t)}
+            op = {t for t in o.passes if not excluded(exclusions, short, t)}
+            n_excluded = len(b.passes) - len(bp)
+            row = dict(
+                file=short,
+                gevent=len(bp),
+                greenwheel=len(op),
+                both=len(bp & op),
+                excluded=n_excluded,
+                status=o.status,
+                seconds=round(o.seconds, 1),
+            )
+            rows.append(row)
+            for key in ("gevent", "greenwheel", "both", "excluded"):
+                totals[key] += row[key]
+            totals["hangs"] += o.status == "HANG"
+            totals["died"] += o.status == "DIED"
+            totals["below"] += row["greenwheel"] < row["gevent"]
+        summary[suite] = dict(rows=rows, totals=totals)
+    return summary
+
+
+def format_table(summary) -> str:
+    lines = []
+    for suite, title in (("gevent", "gevent's test suite"), ("stdlib", "stdlib under patch_all()")):
+        data = summary[suite]
+        if not data["rows"]:
+            continue
+        lines.append("")
+        lines.append("### " + title)
+        lines.append("")
+        lines.append("| file | gevent passes | greenwheel passes | both | excluded | status |")
+        lines.append("| --- | ---: | ---: | ---: | ---: | --- |")
+        for r in data["rows"]:
+            flag = r["status"]
+            if not flag and r["both"] < r["gevent"]:
+                flag = "missing %d" % (r["gevent"] - r["both"])
+            lines.append(
+                "| %s | %d | %d | %d | %d | %s |"
+                % (r["file"], r["gevent"], r["greenwheel"], r["both"], r["excluded"], flag)
+            )
+        t = data["totals"]
+        pct = 100.0 * t["both"] / t["gevent"] if t["gevent"] else 0.0
+        lines.append(
+            "| **total** | **%d** | **%d** | **%d (%.1f%%)** | %d | %d hang, %d died, %d files below gevent |"
+            % (
+                t["gevent"],
+                t["greenwheel"],
+                t["both"],
+                pct,
+                t["excluded"],
+                t["hangs"],
+                t["died"],
+                t["below"],
+            )
+        )
+    return "\n".join(lines)
+
+
+def check_ratchet(summary) -> list[str]:
+    recorded = json.loads(RATCHET.read_text())
+    problems = []
+    for suite, data in summary.items():
+        if suite not in recorded or not data["rows"]:
+            continue
+        now = data["totals"]["both"]
+        floor = recorded[suite]["both"]
+        if now < floor:
+            problems.append(
+                "%s suite: %d tests pass on both, below the recorded %d" % (suite, now, floor)
+            )
+    return problems
+
+
+def write_record(summary, table: str) -> None:
+    RATCHET.write_text(
+        json.dumps(
+            {suite: {"both": data["totals"]["both"]} for suite, data in summary.items()},
+            indent=2,
+        )
+        + "\n"
+    )
+    import greenlet
+
+    page = [
+        "# Compatibility with gevent",
+        "",
+        "Measured by `make compat` (`tests/compat/harness.py`) on %s: gevent %s's own test "
+        "suite and the stdlib tests gevent runs under `patch_all()`, each file run against "
+        "greenwheel through `greenwheel.as_gevent` and against the real gevent, on CPython %s, "
+        "greenlet %s, %s."
+        % (
+            datetime.date.today().isoformat(),
+            GEVENT_VERSION,
+            platform.python_version(),
+            greenlet.__version__,
+            platform.machine(),
+        ),
+        "",
+        "*both* counts the tests that pass on gevent and on greenwheel; *excluded* tests are "
+        "left out of both sides, each for a reason listed in `tests/compat/exclusions.txt`. "
+        "CI fails when *both* drops below the counts recorded in `tests/compat/ratchet.json`.",
+        table,
+        "",
+    ]
+    RESULTS_PAGE.write_text("\n".join(page))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", choices=("gevent", "stdlib", "all"), default="all")
+    parser.add_argument("--jobs", type=int, default=3)
+    parser.add_argument("--files", nargs="*", help="only these files (short names)")
+    parser.add_argument("--impl", choices=(*IMPLS, "both"), default="both")
+    parser.add_argument("--check", action="store_true", help="fail below ratchet.json")
+    parser.add_argument("--record", action="store_true", help="write ratchet.json and COMPAT.md")
+    parser.add_argument("--json", help="also write the raw results here")
+    args = parser.parse_args()
+
+    gdir = ensure_gevent()
+    exclusions = load_exclusions()
+    suites = {"gevent": gevent_test_files(gdir), "stdlib": stdlib_test_files(gdir)}
+    if args.suite != "all":
+        suites = {args.suite: suites[args.suite]}
+    if args.files:
+        wanted = set(args.files)
+        suites = {s: [f for f in fs if short_name(s, f) in wanted] for s, fs in suites.items()}
+    impls = IMPLS if args.impl == "both" else (args.impl,)
+
+    def log(msg):
+        print(msg, flush=True)
+
+    started = time.monotonic()
+    results = {impl: {} for impl in IMPLS}
+    for suite, files in suites.items():
+        for impl in impls:
+            results[impl][suite] = run_suite(impl, suite, files, gdir, args.jobs, log)
+    summary = summarize(results, exclusions)
+    table = format_table(summary)
+    print(table)
+    print("\n(%.0f s)" % (time.monotonic() - started))
+    if args.json:
+        raw = {
+            impl: {
+                suite: {name: vars(r) for name, r in files.items()}
+                for suite, files in by_suite.items()
+            }
+            for impl, by_suite in results.items()
+        }
+        Path(args.json).write_text(json.dumps(raw, indent=1))
+    if args.record:
+        write_record(summary, table)
+    if args.check:
+        problems = check_ratchet(summary)
+        for p in problems:
+            print("compat ratchet: " + p, file=sys.stderr)
+        return 1 if problems else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

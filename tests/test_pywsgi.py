@@ -743,9 +743,29 @@ def test_empty_and_special_status_responses():
             b"GET /304 HTTP/1.1\r\nHost: x\r\n\r\nGET /200 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         )
     assert [r.code for r in resps] == [200, 204, 304, 200]
-    assert resps[0].header["content-length"] == "0"
+    # An iterable producing nothing is a streamed, empty body: chunked in
+    # HTTP/1.1 (as in gevent), and the connection goes on.
+    assert resps[0].header["transfer-encoding"] == "chunked" and resps[0].body == b""
+    assert resps[3].header["transfer-encoding"] == "chunked" and resps[3].body == b""
     assert "content-length" not in resps[1].header and "transfer-encoding" not in resps[1].header
     assert "content-length" not in resps[2].header
+
+
+def test_empty_result_without_start_response_sends_nothing_and_closes():
+    # As in gevent, not an error (no 500, nothing reported): no response at
+    # all.  Unlike gevent, the connection is closed, as the client still waits.
+    def app(environ, start_response):
+        return [] if environ["PATH_INFO"] == "/list" else iter([b""])
+
+    error_log = io.StringIO()
+    with serving(app, error_log=error_log) as server:
+        for path in (b"/list", b"/iter"):
+            data = raw(
+                server.server_port,
+                b"GET %s HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n" % path,
+            )
+            assert data == b"", path
+    assert error_log.getvalue() == ""
 
 
 def test_head_requests_have_no_body():
@@ -853,6 +873,9 @@ def test_app_error_gives_500_and_traceback_in_error_log():
             port, b"GET /early HTTP/1.1\r\nHost: x\r\n\r\nGET /never HTTP/1.1\r\nHost: x\r\n\r\n"
         )
         assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+        # The body is the reason, without a newline (as gevent's).
+        assert data.endswith(b"\r\n\r\nInternal Server Error")
+        assert b"Content-Length: 21\r\n" in data
         assert data.count(b"HTTP/1.1") == 1  # closed after the 500
         assert b"Connection: close" in data
         log = error_log.getvalue()
@@ -867,6 +890,34 @@ def test_app_error_gives_500_and_traceback_in_error_log():
 
         # The server is fine.
         assert get(port)[0] == 500
+
+
+def test_app_errors_are_reported_to_the_hub_with_a_masked_environ(quiet_hub, capsys):
+    # As in gevent: hub.handle_error(secure environ, type, value, tb), so a
+    # custom hub (or gevent's test harness) sees application errors.
+    seen = []
+
+    def handle_error(context, type_, value, tb):
+        seen.append((context, type_, value))
+
+    quiet_hub.handle_error = handle_error
+
+    def app(environ, start_response):
+        environ["secret"] = "hunter2"
+        raise KeyError("app failed")
+
+    try:
+        # Default error_log (stderr): the hub reports, nothing else is printed.
+        with serving(app, error_log="default") as server:
+            assert get(server.server_port)[0] == 500
+    finally:
+        del quiet_hub.handle_error
+    assert len(seen) == 1
+    context, type_, value = seen[0]
+    assert type_ is KeyError and value.args == ("app failed",)
+    assert isinstance(context, pywsgi.WSGISecureEnviron)
+    assert context["PATH_INFO"] == "/" and "hunter2" not in repr(context)
+    assert capsys.readouterr().err == ""
 
 
 def test_start_response_semantics():

@@ -142,7 +142,7 @@ _REASONS = {
 
 def _error_response(code):
     reason = _REASONS[code]
-    body = reason.encode("latin-1") + b"\n"
+    body = reason.encode("latin-1")  # just the reason, no newline (as gevent's)
     data = (
         b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
         b"Connection: close\r\n\r\n%s" % (code, reason.encode("latin-1"), len(body), body)
@@ -1139,6 +1139,8 @@ class WSGIHandler:
             # The usual case: the whole body is known; send it with the
             # headers in one write, with a Content-Length.
             if self.status is None:
+                if not any(result):
+                    return self._no_response()
                 raise self.ApplicationError("The application did not call start_response()")
             if len(result) == 1:
                 body = result[0]
@@ -1194,14 +1196,22 @@ class WSGIHandler:
                 self.write(data)
         if not self.headers_sent:
             if self.status is None:
-                raise self.ApplicationError("The application did not call start_response()")
-            self._write_whole(b"")
-        elif self.response_use_chunked:
+                return self._no_response()
+            # An iterable that produced nothing: the headers now, framed as
+            # for any streamed body (chunked in HTTP/1.1, as in gevent).
+            self.write(b"")
+        if self.response_use_chunked:
             self._sendall(b"0\r\n\r\n")
         if self._cl_left:
             # Fewer bytes than the promised Content-Length: the client cannot
             # tell where this response ends, so the connection cannot be reused.
             self.close_connection = True
+
+    def _no_response(self):
+        # The application returned an empty body without calling
+        # start_response: as gevent, send nothing (not an error), but close
+        # the connection, since the client still waits for a response.
+        self.close_connection = True
 
     def _omit_body(self):
         code = self.code
@@ -1421,15 +1431,28 @@ class WSGIHandler:
         self._send_error_response_if_possible(500)
 
     def _log_error(self, t, v, tb):
+        # As in gevent, the error goes to the hub's handle_error (which prints
+        # it to stderr, and where custom hubs and error reporters see it), with
+        # the request's environ, masked, as the context.  An error_log the
+        # user chose (not the default stderr, where the hub already printed)
+        # gets the traceback too.
         if issubclass(t, GreenletExit):
             return
-        try:
-            text = "".join(traceback.format_exception(t, v, tb))
-        except Exception:  # noqa: BLE001 - never fail while reporting
-            text = "%s: %r\n" % (getattr(t, "__name__", t), v)
-        self.log_error(
-            "Error handling request %s\n%s", self._format_requestline(), text.rstrip("\n")
-        )
+        server = self.server
+        error_log = server.error_log
+        if error_log is not sys.stderr and type(error_log) is not _NoopLog:
+            try:
+                text = "".join(traceback.format_exception(t, v, tb))
+            except Exception:  # noqa: BLE001 - never fail while reporting
+                text = "%s: %r\n" % (getattr(t, "__name__", t), v)
+            self.log_error(
+                "Error handling request %s\n%s", self._format_requestline(), text.rstrip("\n")
+            )
+        context = self.environ
+        secure_class = server.secure_environ_class
+        if not isinstance(context, secure_class):
+            context = secure_class(context if context is not None else ())
+        server.loop.handle_error(context, t, v, tb)
 
     def _handle_client_error(self, ex):
         self.close_connection = True

@@ -267,6 +267,46 @@ def test_serve_forever_until_stop():
     assert server.closed
 
 
+@pytest.mark.parametrize("kind", ["stream", "wsgi", "datagram"])
+def test_serve_forever_in_a_greenlet_is_bound_after_one_sleep(kind):
+    # As in gevent: binding (even to a host name) does not yield, so after
+    # spawning serve_forever and one sleep(0) the socket is bound and a
+    # client can connect (and is served once the server runs again).
+    from greenwheel.pywsgi import WSGIServer
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    if kind == "stream":
+        server = StreamServer(("localhost", 0), echo)
+    elif kind == "wsgi":
+        server = WSGIServer(("localhost", 0), app, log=None)
+    else:
+        server = DatagramServer(("localhost", 0), lambda data, address: None)
+    runner = gw.spawn(server.serve_forever)
+    try:
+        gw.sleep(0)
+        assert not server.closed
+        port = server.server_port
+        assert port and server.socket.getsockname()[1] == port
+        if kind == "datagram":
+            return
+        with gsocket.socket() as sock:
+            sock.connect((LOCALHOST, port))  # the kernel's backlog takes it
+            with gw.Timeout(5):
+                if kind == "stream":
+                    sock.sendall(b"hi")
+                    assert recv_exactly(sock, 2) == b"hi"
+                else:
+                    sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    assert sock.makefile("rb").read().endswith(b"\r\n\r\nok")
+    finally:
+        server.stop()
+        with gw.Timeout(5):
+            runner.get()
+
+
 def test_context_manager_stops():
     with StreamServer((LOCALHOST, 0), echo) as server:
         server.start()

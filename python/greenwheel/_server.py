@@ -25,6 +25,7 @@ __all__ = ["BaseServer", "StreamServer", "DatagramServer", "parse_address"]
 DEFAULT_REUSE_ADDR = None if sys.platform == "win32" else 1
 
 _ss_setsockopt = _socket.socket.setsockopt
+_ss_bind = _socket.socket.bind
 _TCP_FAMILIES = (_socket.AF_INET,) + ((_socket.AF_INET6,) if hasattr(_socket, "AF_INET6") else ())
 _IPPROTO_TCP = _socket.IPPROTO_TCP
 _TCP_NODELAY = getattr(_socket, "TCP_NODELAY", None)
@@ -540,8 +541,13 @@ class DatagramServer(BaseServer):
 
 
 def _bind(sock, address):
+    # The C-level bind: a host name is resolved right here, without yielding
+    # (as in gevent), so a server spawned in a greenlet has bound its socket
+    # by the time that greenlet first yields (a client may connect after one
+    # sleep(0)).  Binding happens once per server; a resolver round trip
+    # through the thread pool would buy nothing.
     try:
-        sock.bind(address)
+        _ss_bind(sock, address)
     except OSError as ex:
         strerror = getattr(ex, "strerror", None)
         if strerror is not None:

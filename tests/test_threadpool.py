@@ -260,3 +260,23 @@ def test_executor_initializer_and_cancel():
     executor.shutdown(wait=True, cancel_futures=True)
     assert running.done() and not running.cancelled()
     assert pending.cancelled()
+
+
+def test_cf_wait_on_pending_future_in_its_hub_thread_is_refused_not_a_deadlock():
+    # Unpatched, concurrent.futures.wait() would block this thread (and so
+    # the hub that delivers the outcome) forever: it raises AttributeError.
+    release = threading.Event()
+    with ThreadPoolExecutor(1) as executor:
+        future = executor.submit(lambda: release.wait(10) and 42)
+        try:
+            with pytest.raises(AttributeError):
+                cf.wait((future,))
+            with pytest.raises(AttributeError):
+                list(cf.as_completed((future,)))
+        finally:
+            release.set()
+        assert future.result(timeout=10) == 42
+        # Finished futures work with the module functions.
+        done, not_done = cf.wait((future,))
+        assert done == {future} and not not_done
+        assert list(cf.as_completed((future,))) == [future]

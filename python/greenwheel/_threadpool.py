@@ -561,8 +561,34 @@ class _GreenFuture(_cf.Future):
     """
 
     def __init__(self):
-        _cf.Future.__init__(self)
         self._greenwheel_result = None
+        _cf.Future.__init__(self)
+
+    # concurrent.futures.wait() and as_completed() install a waiter in
+    # ``_waiters`` and then block the whole OS thread on a real lock.  In the
+    # submitting hub's thread, without a patched threading module, that
+    # blocks the hub that would deliver the outcome: a deadlock.  Refuse
+    # with AttributeError instead, as gevent's futures do.
+    @property
+    def _waiters(self):
+        waiters = self._gw_waiters
+        if (
+            sys._getframe(1).f_code is _INSTALL_WAITERS_CODE
+            and self._state not in _FINISHED_STATES
+            and not _threading_patched()
+        ):
+            result = self._greenwheel_result
+            if result is not None and result.hub is _get_hub_if_exists():
+                raise AttributeError(
+                    "_waiters: concurrent.futures.wait()/as_completed() on a pending "
+                    "greenwheel future would block this thread's hub; use "
+                    "greenwheel.wait() or monkey-patch threading"
+                )
+        return waiters
+
+    @_waiters.setter
+    def _waiters(self, value):
+        self._gw_waiters = value
 
     def _adopt(self, thread_result):
         if self.done():
@@ -609,6 +635,15 @@ class _GreenFuture(_cf.Future):
 
     def ready(self):
         return self.done()
+
+
+_INSTALL_WAITERS_CODE = _cf._base._create_and_install_waiters.__code__
+_FINISHED_STATES = (_cf._base.CANCELLED_AND_NOTIFIED, _cf._base.FINISHED)
+
+
+def _threading_patched():
+    monkey = sys.modules.get("greenwheel.monkey")
+    return monkey is not None and monkey.is_module_patched("threading")
 
 
 class _FutureLink:

@@ -194,6 +194,18 @@ def test_imap_unordered_maxsize_bounds_unread_results():
     assert sorted(it) == list(range(10))
 
 
+def test_imap_queue_reports_unread_results():
+    # gevent's imap iterators expose their result queue; len() counts unread results.
+    for name in ("imap", "imap_unordered"):
+        group = Group()
+        it = getattr(group, name)(lambda x: x, range(3))
+        assert len(it.queue) == 0
+        assert next(it) == 0
+        group.join()  # every task has finished
+        assert len(it.queue) >= 2
+        assert sorted(it) == [1, 2]
+
+
 # --- Pool -----------------------------------------------------------------------------
 
 

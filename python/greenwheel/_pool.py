@@ -120,6 +120,12 @@ class _ResultQueue:
             self._reader = None
             get_hub().loop.run_callback(reader.switch, None)
 
+    def __len__(self):
+        """Results (and failures) waiting for the consumer."""
+        return len(self._items)
+
+    qsize = __len__
+
     def get(self):
         while not self._items:
             waiter = self._reader = Waiter()

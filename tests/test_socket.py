@@ -880,6 +880,106 @@ def test_cancel_wait_wakes_the_waiter():
     b.close()
 
 
+def test_stray_switch_into_wait_read_raises_invalid_switch_error():
+    a, b = gsocket.socketpair()
+    g = gw.spawn(gsocket.wait_read, a.fileno(), 5)
+    gw.sleep(0)  # g now waits for a to become readable
+    gw.spawn(g.switch)  # not the loop: a switch nobody asked for
+    with pytest.raises(gw.exceptions.InvalidSwitchError):
+        g.get(timeout=5)
+    a.close()
+    b.close()
+
+
+def test_wait_takes_any_object_with_the_watcher_interface():
+    # A watcher-like object whose start() itself blocks: the timeout, armed
+    # first, interrupts it.
+    class BlockingStart:
+        callback = None
+
+        def start(self, *args):
+            gw.sleep(10)
+
+        def stop(self):
+            pass
+
+    with gw.Timeout(5):
+        with pytest.raises(gsocket.timeout):
+            gsocket.wait(BlockingStart(), timeout=0.01)
+
+
+def test_ebadf_is_exported():
+    assert gsocket.EBADF == errno.EBADF == gsocket.cancel_wait_ex().errno
+
+
+def test_send_and_sendall_take_a_ctypes_structure():
+    import ctypes
+
+    class Pair(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int)]
+
+    receiver = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
+    receiver.bind((LOCALHOST, 0))
+    receiver.settimeout(5)
+    sender = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
+    sender.connect(receiver.getsockname())
+    try:
+        for timeout in (None, 1.0):
+            sender.settimeout(timeout)
+            for method in (sender.sendall, sender.send):
+                method(Pair(7, 9))
+                assert receiver.recv(64) == bytes(Pair(7, 9))
+    finally:
+        sender.close()
+        receiver.close()
+
+
+def test_send_timeout_argument_bounds_that_call():
+    a, b = gsocket.socketpair()
+    a.setblocking(False)
+    try:
+        while True:  # fill the kernel buffer
+            a.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    a.settimeout(None)  # the socket itself would wait forever
+    with gw.Timeout(5):
+        with pytest.raises(gsocket.timeout):
+            a.send(b"y", timeout=0.01)
+    a.close()
+    b.close()
+    with pytest.raises(OSError) as info:
+        a.send(b"z", timeout=1)
+    assert info.value.errno == errno.EBADF
+
+
+def test_create_connection_uses_the_module_socket_and_getaddrinfo(monkeypatch):
+    made = []
+
+    class Refused(BaseException):
+        pass
+
+    class FakeSocket:
+        def __init__(self, *args):
+            self.closed = False
+            made.append(self)
+
+        def connect(self, address):
+            raise Refused(address)
+
+        def close(self):
+            self.closed = True
+
+    def fake_getaddrinfo(host, port, *args):
+        return [(gsocket.AF_INET, gsocket.SOCK_STREAM, 0, "", ("192.0.2.1", 9))]
+
+    monkeypatch.setattr(gsocket, "socket", FakeSocket)
+    monkeypatch.setattr(gsocket, "getaddrinfo", fake_getaddrinfo)
+    with pytest.raises(Refused):
+        gsocket.create_connection(("unresolvable", "port"))
+    assert len(made) == 1 and made[0].closed
+
+
 # --- name resolution -------------------------------------------------------------------------
 
 

@@ -28,14 +28,21 @@ import _socket
 import os
 import socket as __socket__
 import sys
-from _thread import get_ident as _get_ident
 from errno import EAGAIN, EALREADY, EBADF, EINPROGRESS, EISCONN, EWOULDBLOCK
 from time import monotonic as _monotonic
 
 from ._core import recv_nowait as _recv_nowait
 from ._core import send_nowait as _send_nowait
+from ._exceptions import ConcurrentObjectUseError
 from ._hub import _check_seconds, get_hub
+
+# The OS thread's ident even when this module is first imported after
+# greenwheel.monkey replaced _thread.get_ident with a per-greenlet one: hubs
+# belong to threads, and comparing a greenlet's ident with hub.thread_ident
+# would make close() skip loop.closing_fd().
+from ._threadpool import _real_get_ident as _get_ident
 from ._threadpool import get_threadpool  # noqa: F401 - kept importable from here
+from ._timeout import Timeout
 
 __all__ = [
     "socket",
@@ -114,6 +121,12 @@ def _os_error(err):
     return OSError(err, os.strerror(err))
 
 
+def _octets(data):
+    # A flat byte view of a buffer the Rust helpers refuse (a ctypes
+    # Structure exports a zero-dimensional buffer with no shape).
+    return memoryview(data).cast("B")
+
+
 # --- waiting ------------------------------------------------------------------
 
 
@@ -132,18 +145,6 @@ def _block(hub, watcher, deadline, throw_args, known_unready=False):
     watcher.wait(hub, known_unready, deadline, throw_args)
 
 
-def _throw_args(timeout_exc):
-    if timeout_exc is _NONE or timeout_exc is None:
-        return _TIMED_OUT
-    return (timeout_exc,)
-
-
-def _deadline(timeout):
-    if timeout is None:
-        return None
-    return _monotonic() + _check_seconds(timeout)
-
-
 def wait(io, timeout=None, timeout_exc=_NONE):
     """Block the current greenlet until the unstarted watcher *io* is ready.
 
@@ -151,8 +152,25 @@ def wait(io, timeout=None, timeout_exc=_NONE):
     instance; ``socket.timeout('timed out')`` by default).  If another
     greenlet calls :func:`cancel_wait` on *io*, the error given there is
     raised instead.  Raises ``ConcurrentObjectUseError`` if *io* is active.
+
+    *io* may be any object with the watcher interface (``start(callback,
+    *args)``, ``stop()``, ``callback``).  The wait goes through a
+    :class:`Waiter`, so a stray ``switch()`` into the waiting greenlet
+    raises ``InvalidSwitchError`` instead of passing for readiness.
     """
-    _block(get_hub(), io, _deadline(timeout), _throw_args(timeout_exc))
+    if getattr(io, "callback", None) is not None or getattr(io, "active", False):
+        raise ConcurrentObjectUseError(
+            "This socket is already used by another greenlet: %r" % (io,)
+        )
+    if timeout_exc is _NONE or timeout_exc is None:
+        timeout_exc = _timeout_error("timed out")
+    # Started before the watcher: it also interrupts whatever start() may
+    # block on (gevent allows any object with a watcher's interface).
+    timer = Timeout._start_new_or_dummy(timeout, timeout_exc)
+    try:
+        get_hub().wait(io)
+    finally:
+        timer.close()
 
 
 def _wait_fd(fileno, events, timeout, timeout_exc):
@@ -161,7 +179,7 @@ def _wait_fd(fileno, events, timeout, timeout_exc):
         fileno = fileno.fileno()
     io = hub.loop.io(fileno, events)
     try:
-        _block(hub, io, _deadline(timeout), _throw_args(timeout_exc))
+        wait(io, timeout, timeout_exc)
     finally:
         io.close()
 
@@ -401,13 +419,33 @@ class socket(_std_socket):
 
     # -- sending --------------------------------------------------------------------
 
-    def send(self, data, flags=0):
-        sent = _send_nowait(self.fileno(), data, flags)
+    def send(self, data, flags=0, timeout=_NONE):
+        """Send *data*; return the number of bytes sent.
+
+        *timeout* (a gevent extension) bounds this call instead of the
+        socket's own timeout.
+        """
+        try:
+            sent = _send_nowait(self.fileno(), data, flags)
+        except BufferError:
+            data = _octets(data)
+            sent = _send_nowait(self.fileno(), data, flags)
         if sent is not None:
             return sent
-        if self.timeout == 0.0:
+        if timeout is _NONE:
+            timeout = self.timeout
+        elif timeout is not None:
+            timeout = _check_seconds(timeout)
+        if timeout == 0.0:
             raise BlockingIOError(EAGAIN, "Resource temporarily unavailable")
-        return self._retry(_ss_send, (data, flags), _WRITE)
+        deadline = None if timeout is None else _monotonic() + timeout
+        watcher = self._write_event or self._watcher(_WRITE)
+        while True:
+            _block(self.hub, watcher, deadline, _TIMED_OUT, True)
+            try:
+                return _ss_send(self, data, flags)
+            except BlockingIOError:
+                pass
 
     def sendto(self, *args):
         try:
@@ -431,7 +469,11 @@ class socket(_std_socket):
         """Send all of *data*; the timeout bounds the whole call, as in the stdlib."""
         if self.timeout == 0.0:
             return _ss_sendall(self, data, flags)
-        sent = _send_nowait(self.fileno(), data, flags) or 0
+        try:
+            sent = _send_nowait(self.fileno(), data, flags) or 0
+        except BufferError:
+            data = _octets(data)
+            sent = _send_nowait(self.fileno(), data, flags) or 0
         if type(data) is bytes and sent == len(data):
             return None
         with memoryview(data) as view:
@@ -658,10 +700,15 @@ def create_connection(
     """
     host, port = address
     errors = []
-    for family, socktype, proto, _canonname, sockaddr in getaddrinfo(host, port, 0, SOCK_STREAM):
+    # Through the public module, looked up now: code that replaces
+    # greenwheel.socket.socket or .getaddrinfo (mocks, wrappers) is obeyed.
+    public = sys.modules.get("greenwheel.socket")
+    resolve = getattr(public, "getaddrinfo", getaddrinfo)
+    make_socket = getattr(public, "socket", socket)
+    for family, socktype, proto, _canonname, sockaddr in resolve(host, port, 0, SOCK_STREAM):
         sock = None
         try:
-            sock = socket(family, socktype, proto)
+            sock = make_socket(family, socktype, proto)
             if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
                 sock.settimeout(timeout)
             if source_address:

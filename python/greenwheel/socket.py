@@ -9,6 +9,7 @@ greenwheel's own (see :mod:`greenwheel._socket`), and :func:`wait_read`,
 """
 
 import socket as __socket__
+from errno import EBADF  # noqa: F401 - re-exported: the errno cancel_wait_ex carries
 
 from ._socket import (  # noqa: F401 - re-exported
     SocketType,
@@ -48,6 +49,7 @@ __implements__ = [
 ]
 #: Names that exist only in greenwheel.
 __extensions__ = [
+    "EBADF",
     "wait",
     "wait_read",
     "wait_write",

@@ -428,6 +428,88 @@ def test_redis_round_trips_from_100_greenlets(redis_server):
     assert out["peak"] > 1
 
 
+def test_a_reused_descriptor_is_woken_after_patching():
+    # Each round's socket takes the descriptor number the previous one just
+    # closed, from a spawned greenlet. close() must tell the loop
+    # (closing_fd) even though patch_all() made _thread.get_ident name
+    # greenlets, or the next wait trusts a registration the kernel dropped
+    # and is never woken (every second connection to a server was lost).
+    proc = run_python(
+        """
+        from greenwheel import monkey; monkey.patch_all()
+        import json, socket
+        import greenwheel
+
+        def round_trip(i):
+            a, b = socket.socketpair()
+            greenwheel.spawn(b.sendall, b"%d" % i)
+            data = a.recv(10)  # waits: the loop registers a's descriptor
+            a.close()
+            b.close()
+            return data.decode()
+
+        def rounds():
+            return [greenwheel.spawn(round_trip, i).get(timeout=5) for i in range(4)]
+
+        print(json.dumps(greenwheel.spawn(rounds).get(timeout=20)))
+        """
+    )
+    assert last_json(proc) == ["0", "1", "2", "3"]
+
+
+def test_stdlib_selectors_are_cooperative_after_patching():
+    # SelectSelector and PollSelector captured select.select / select.poll
+    # when selectors was first imported (socketserver, multiprocessing and
+    # http.server use them): after patch_all() they block only the greenlet.
+    proc = run_python(
+        """
+        import selectors, socketserver  # imported before patching, as usual
+        from greenwheel import monkey; monkey.patch_all()
+        import json, multiprocessing.connection, socket, threading
+        import greenwheel
+
+        results = {}
+        for cls in (selectors.SelectSelector, selectors.PollSelector):
+            a, b = socket.socketpair()
+            sel = cls()
+            sel.register(a, selectors.EVENT_READ)
+            writer = greenwheel.spawn(b.sendall, b"x")
+            ready = sel.select(10)  # the writer can only run if this yields
+            results[cls.__name__] = [key.fileobj is a for key, _ in ready]
+            sel.close()
+            a.close()
+            b.close()
+
+        a, b = multiprocessing.connection.Pipe()
+        greenwheel.spawn(b.send, "ping")
+        results["wait"] = [c.recv() for c in multiprocessing.connection.wait([a], 10)]
+
+        class Echo(socketserver.BaseRequestHandler):
+            def handle(self):
+                self.request.sendall(self.request.recv(100))
+
+        server = socketserver.TCPServer(("127.0.0.1", 0), Echo)
+        serving = threading.Thread(target=server.serve_forever, args=(0.05,))
+        serving.start()
+        with socket.create_connection(server.server_address, timeout=5) as c:
+            c.sendall(b"echo")
+            results["socketserver"] = c.recv(100).decode()
+        server.shutdown()
+        serving.join()
+        server.server_close()
+        results["marked"] = getattr(selectors.SelectSelector._select, "_gevent_monkey", False)
+        print(json.dumps(results))
+        """
+    )
+    assert last_json(proc) == {
+        "SelectSelector": [True],
+        "PollSelector": [True],
+        "wait": ["ping"],
+        "socketserver": "echo",
+        "marked": True,
+    }
+
+
 # --- warnings, running scripts ----------------------------------------------------------------
 
 

@@ -229,3 +229,81 @@ def test_selector_close_wakes_a_parked_greenlet(pair):
     with gw.Timeout(5):
         with pytest.raises(OSError):
             g.get()
+
+
+# --- a ready answer is still a switch point ----------------------------------------------------
+
+
+def _consumer_starves_nobody(wait_ready):
+    """Call *wait_ready* (which finds a descriptor ready) once: another
+    greenlet, spawned just before, must have run by then."""
+    ran = []
+    g = gw.spawn(ran.append, True)
+    wait_ready()
+    assert ran == [True]
+    g.join()
+
+
+def test_select_poll_and_selector_yield_even_when_ready(pair):
+    a, _ = pair  # always writable
+    _consumer_starves_nobody(lambda: gselect.select([], [a], [], 5))
+    _consumer_starves_nobody(lambda: gselect.select([], [a], []))
+    poller = gselect.poll()
+    poller.register(a, gselect.POLLOUT)
+    _consumer_starves_nobody(lambda: poller.poll(5000))
+    _consumer_starves_nobody(lambda: poller.poll())
+    sel = gselectors.DefaultSelector()
+    sel.register(a, gselectors.EVENT_WRITE)
+    _consumer_starves_nobody(lambda: sel.select(5))
+    _consumer_starves_nobody(lambda: sel.select())
+    sel.close()
+
+
+def test_ready_answer_is_fresh_after_the_switch(pair):
+    # The other greenlets' turn may consume what was ready: the answer is the
+    # kernel's after that turn, and the wait goes on if nothing is left.
+    a, b = pair
+    b.sendall(b"x")
+    gw.spawn(a.recv, 1)  # runs during select's switch and empties a
+    gw.spawn_later(0.05, b.sendall, b"y")
+    assert gselect.select([a], [], [], 5) == ([a], [], [])
+    assert a.recv(1) == b"y"
+
+
+# --- a closed selector ----------------------------------------------------------------------------
+
+
+def test_selector_after_close_behaves_like_the_stdlib(pair):
+    a, _ = pair
+    sel = gselectors.DefaultSelector()
+    sel.register(a, gselectors.EVENT_READ)
+    sel.close()
+    sel.close()  # idempotent
+    assert sel.get_map() is None
+    with pytest.raises(RuntimeError):
+        sel.get_key(a)
+    with pytest.raises(RuntimeError):
+        sel.select(0)
+    with pytest.raises(KeyError):
+        sel.unregister(a)
+    with pytest.raises(KeyError):
+        sel.modify(a, gselectors.EVENT_WRITE)
+    with gselectors.DefaultSelector() as other:
+        other.register(a, gselectors.EVENT_READ)
+    assert other.get_map() is None
+
+
+def test_selector_register_of_a_closed_descriptor_is_a_value_error():
+    sock = gsocket.socket()
+    os.close(sock.fileno())
+    sel = gselectors.DefaultSelector()  # may even take that number
+    try:
+        with pytest.raises(ValueError, match="Invalid file descriptor"):
+            sel.register(sock, gselectors.EVENT_READ)
+        assert sel.get_map() is not None and len(sel.get_map()) == 0
+    finally:
+        sel.close()
+        try:
+            sock.close()
+        except OSError:
+            pass

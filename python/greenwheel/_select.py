@@ -123,12 +123,15 @@ def select(rlist, wlist, xlist, timeout=None):
     if not isinstance(xlist, (list, tuple)):
         xlist = list(xlist)
     result = _os_select(rlist, wlist, xlist, 0)
-    if result[0] or result[1] or result[2]:
-        return result
-    if timeout == 0:
-        # A polling caller must still let the other greenlets run.
+    if result[0] or result[1] or result[2] or timeout == 0:
+        # A switch point even when nothing needs waiting for: a consumer
+        # looping on an always-ready descriptor (or polling with timeout 0)
+        # must let the other greenlets run. Their turn may have changed the
+        # answer, so it is asked again.
         sleep(0)
-        return result
+        result = _os_select(rlist, wlist, xlist, 0)
+        if result[0] or result[1] or result[2] or timeout == 0:
+            return result
     interest = {}
     for obj in rlist:
         fd = get_fileno(obj)
@@ -206,11 +209,12 @@ class poll:
             else:
                 timeout = timeout / 1000.0
         result = self._check()
-        if result:
-            return result
-        if timeout == 0:
+        if result or timeout == 0:
+            # Always a switch point (see select()), then a fresh answer.
             sleep(0)
-            return result
+            result = self._check()
+            if result or timeout == 0:
+                return result
         interest = {}
         for fd, mask in self._fds.items():
             events = (_READ if mask & _POLL_READ else 0) | (_WRITE if mask & _POLL_WRITE else 0)

@@ -12,10 +12,12 @@ kernel's own.  Where no such selector exists it falls back to a
 """
 
 import selectors as __selectors__
+from errno import EBADF, EINVAL
 from time import monotonic as _monotonic
 
 from ._hub import get_hub, sleep
 from ._select import poll as _cooperative_poll
+from ._select import select as _cooperative_select
 from ._socket import _block, cancel_wait_ex
 
 __all__ = ["GeventSelector", "DefaultSelector"]
@@ -35,6 +37,19 @@ def _kernel_selector_class():
 # Chosen at import: greenwheel.monkey's aggressive patching later removes
 # EpollSelector & co. from the selectors module.
 _KERNEL_SELECTOR_CLASS = _kernel_selector_class()
+
+
+def _select_method(self, rlist, wlist, xlist, timeout=None):
+    """``SelectSelector._select`` once patched: the cooperative ``select``.
+
+    A plain function, unlike the built-in it replaces, so it takes the
+    instance argument and drops it.
+    """
+    return _cooperative_select(rlist, wlist, xlist, timeout)
+
+
+# How gevent's tests recognise a patched SelectSelector.
+_select_method._gevent_monkey = True
 
 
 class _CooperativePollSelector(__selectors__.PollSelector):
@@ -70,37 +85,60 @@ class GeventSelector(__selectors__.BaseSelector):
     def fileno(self):
         return self._selector.fileno() if self._watcher is not None else -1
 
+    def _open(self):
+        selector = self._selector
+        if selector is None:
+            raise RuntimeError("Selector is closed")
+        return selector
+
     def register(self, fileobj, events, data=None):
-        return self._selector.register(fileobj, events, data)
+        try:
+            return self._open().register(fileobj, events, data)
+        except OSError as err:
+            if err.errno not in (EBADF, EINVAL):
+                raise
+            # A closed descriptor (EINVAL: its number is now the kernel
+            # selector's own). The kernel selector already forgot the key.
+            raise ValueError("Invalid file descriptor: %r" % (fileobj,)) from err
 
     def unregister(self, fileobj):
-        return self._selector.unregister(fileobj)
+        selector = self._selector
+        if selector is None:
+            # As the standard selectors: nothing is registered any more.
+            raise KeyError("%r is not registered" % (fileobj,))
+        return selector.unregister(fileobj)
 
     def modify(self, fileobj, events, data=None):
-        return self._selector.modify(fileobj, events, data)
+        selector = self._selector
+        if selector is None:
+            raise KeyError("%r is not registered" % (fileobj,))
+        return selector.modify(fileobj, events, data)
 
     def get_key(self, fileobj):
-        return self._selector.get_key(fileobj)
+        return self._open().get_key(fileobj)
 
     def get_map(self):
-        return self._selector.get_map()
+        """The ``{fileobj: SelectorKey}`` mapping; None once closed (as the stdlib)."""
+        selector = self._selector
+        return None if selector is None else selector.get_map()
 
     def select(self, timeout=None):
         """Wait up to *timeout* seconds (None: forever); return ``[(key, events)]``."""
-        selector = self._selector
-        if selector is None:
-            raise RuntimeError("selector is closed")
+        selector = self._open()
         watcher = self._watcher
         if watcher is None:
             return selector.select(timeout)
-        if timeout is not None and timeout <= 0:
-            ready = selector.select(0)
-            if not ready:
-                sleep(0)  # a polling caller must let other greenlets run
-            return ready
         ready = selector.select(0)
-        if ready:
-            return ready
+        polling = timeout is not None and timeout <= 0
+        if ready or polling:
+            # Always a switch point: a caller looping on ready files (or
+            # polling) must let the other greenlets run; then a fresh answer.
+            sleep(0)
+            if self._selector is not selector:
+                raise RuntimeError("Selector is closed")
+            ready = selector.select(0)
+            if ready or polling:
+                return ready
         deadline = None if timeout is None else _monotonic() + timeout
         while True:
             try:

@@ -308,6 +308,31 @@ def patch_selectors(aggressive=True):
     if aggressive:
         for name in ("EpollSelector", "KqueueSelector", "DevpollSelector"):
             remove_item(target, name)
+    _patch_selector_classes(target)
+
+
+def _patch_selector_classes(selectors_mod):
+    # The standard SelectSelector and PollSelector captured select.select and
+    # select.poll as class attributes when selectors was imported (usually
+    # long before patching: platform imports it), so replacing the functions
+    # in select does not reach them. socketserver, multiprocessing.connection
+    # and friends use these classes directly.
+    from ._selectors import _cooperative_poll, _select_method
+
+    select_cls = getattr(selectors_mod, "SelectSelector", None)
+    if select_cls is not None and "_select" in vars(select_cls):
+        if not getattr(select_cls._select, "_gevent_monkey", False):
+            _saved_class_attrs.setdefault((select_cls, "_select"), vars(select_cls)["_select"])
+            select_cls._select = _select_method
+    poll_cls = getattr(selectors_mod, "PollSelector", None)
+    if poll_cls is not None and "_selector_cls" in vars(poll_cls):
+        if poll_cls._selector_cls is not _cooperative_poll:
+            _saved_class_attrs.setdefault((poll_cls, "_selector_cls"), poll_cls._selector_cls)
+            poll_cls._selector_cls = _cooperative_poll
+
+
+#: ``{(class, attribute): original}`` for class attributes patched in place.
+_saved_class_attrs = {}
 
 
 def patch_ssl(_warnings=None, _first_time=True):

@@ -9,6 +9,8 @@ import pytest
 import greenwheel as gw
 from _childproc import retire_default_threadpool
 from greenwheel import socket as gsocket
+from greenwheel._threadpool import get_threadpool
+from greenwheel.exceptions import InvalidThreadUseError
 from greenwheel.threadpool import ThreadPool, ThreadPoolExecutor, ThreadResult
 
 pytestmark = pytest.mark.timeout(30)
@@ -101,15 +103,17 @@ def test_join_kill_and_size(ticker):
     assert len(pool) == 0
     assert pool.size == 2
 
-    # kill(): queued work is dropped (its results raise), workers retire.
-    blockers = [pool.spawn(time.sleep, 0.2) for _ in range(2)]
-    queued = pool.spawn(lambda: "never")
-    gw.sleep(0.02)
+    # kill(): returns at once; queued work still runs (as in gevent), then
+    # the workers retire.
+    release = threading.Event()
+    blockers = [pool.spawn(release.wait, 10) for _ in range(2)]
+    queued = pool.spawn(lambda: "still runs")
     pool.kill()
-    with pytest.raises(RuntimeError, match="killed"):
-        queued.get(timeout=2)
+    assert pool.size == 0
+    release.set()
+    assert queued.get(timeout=10) == "still runs"
     for b in blockers:
-        b.get(timeout=2)
+        assert b.get(timeout=10) is True
     deadline = time.monotonic() + 2
     while pool.size and time.monotonic() < deadline:
         gw.sleep(0.01)
@@ -119,8 +123,6 @@ def test_join_kill_and_size(ticker):
 
     pool.maxsize = 1
     assert pool.maxsize == 1
-    with pytest.raises(ValueError):
-        ThreadPool(0)
     pool.kill()
 
 
@@ -130,9 +132,10 @@ def test_join_timeout(pool):
     assert pool.join() is True
 
 
-def test_results_reach_hubs_of_other_threads(pool):
-    # A real OS thread with its own hub submits work; the pool wakes *that*
-    # hub when the result is ready.
+def test_results_reach_hubs_of_other_threads():
+    # A real OS thread with its own hub submits work to the process-wide
+    # pool; the pool wakes *that* hub when the result is ready.
+    pool = get_threadpool()
     out = {}
 
     def in_thread():
@@ -280,3 +283,39 @@ def test_cf_wait_on_pending_future_in_its_hub_thread_is_refused_not_a_deadlock()
         done, not_done = cf.wait((future,))
         assert done == {future} and not not_done
         assert list(cf.as_completed((future,))) == [future]
+
+
+def test_spawn_from_a_thread_other_than_the_pools_hub_is_refused():
+    # As in gevent: a pool belongs to the hub (thread) that made it.
+    other = ThreadPool(2)
+    worker_pool = ThreadPool(1)
+    try:
+        assert other.hub is gw.get_hub()
+        with pytest.raises(InvalidThreadUseError):
+            worker_pool.spawn(other.spawn, len, "x").get()
+        # apply() from a foreign thread (a worker, even of the same pool)
+        # runs the function right there instead.
+        assert worker_pool.apply(other.apply, (len, ("xy",))) == 2
+        assert worker_pool.apply(lambda: worker_pool.apply(len, ("xyz",))) == 3
+    finally:
+        other.kill()
+        worker_pool.kill()
+
+
+def test_maxsize_zero_queues_work_until_maxsize_grows():
+    pool = ThreadPool(0)
+    try:
+        assert pool.maxsize == 0 and pool.size == 0
+        result = pool.spawn(len, "abc")
+        assert not result.wait(0.05)  # a safety net: nothing can run it
+        assert pool.size == 0
+        pool.maxsize = 1
+        assert result.get(timeout=10) == 3
+        pool.maxsize = 0
+        assert pool.size == 0
+    finally:
+        pool.kill()
+    with pytest.raises(ValueError):
+        ThreadPool(-1)
+    with pytest.raises(TypeError):
+        ThreadPool(1.5)

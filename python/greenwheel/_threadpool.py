@@ -36,7 +36,7 @@ from itertools import islice
 
 from greenlet import getcurrent
 
-from ._exceptions import BlockingSwitchOutError
+from ._exceptions import BlockingSwitchOutError, InvalidThreadUseError
 from ._hub import Waiter, _check_seconds, _get_hub_if_exists, get_hub
 
 __all__ = ["ThreadPool", "ThreadResult", "ThreadPoolExecutor", "get_threadpool"]
@@ -280,18 +280,31 @@ class ThreadPool:
     may block as they like (CPU work still holds the GIL).
     """
 
-    def __init__(self, maxsize=10, hub=None):
+    def __init__(self, maxsize=10, hub=None, idle_task_timeout=-1):
+        if hub is None:
+            hub = get_hub()
+        self._init(maxsize, hub)
+
+    def _init(self, maxsize, hub):
+        # hub None: the process-wide pool, which takes work from every thread.
         self._check_size(maxsize)
         self._maxsize = maxsize
         self.hub = hub
+        self._owner_ident = None if hub is None else hub.thread_ident
         self._lock = _allocate_lock()
         self._reset()
         _all_pools.add(self)
 
     @staticmethod
     def _check_size(value):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError("maxsize must be a positive int, not %r" % (value,))
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError("maxsize must be an int, not %r" % (value,))
+        if value < 0:
+            raise ValueError("maxsize must not be negative: %r" % (value,))
+
+    def _foreign_thread(self):
+        owner = self._owner_ident
+        return owner is not None and owner != _real_get_ident()
 
     def _reset(self):
         # Also the after-fork hook: the child inherits none of the threads.
@@ -314,9 +327,14 @@ class ThreadPool:
         self._check_size(value)
         with self._lock:
             self._maxsize = value
-            surplus = self._threads - self._retire - value
+            alive = self._threads - self._retire
+            surplus = alive - value
+            # Work queued while the pool was smaller (or empty) gets threads now.
+            wanted = min(value - alive, self._unclaimed - self._idle)
         for _ in range(max(0, surplus)):
             self._stop_one()
+        for _ in range(max(0, wanted)):
+            self._start_worker()
 
     @property
     def size(self):
@@ -345,9 +363,20 @@ class ThreadPool:
     # -- submitting --------------------------------------------------------------
 
     def spawn(self, fn, *args, **kwargs):
-        """Queue ``fn(*args, **kwargs)`` on a worker thread; return a :class:`ThreadResult`."""
+        """Queue ``fn(*args, **kwargs)`` on a worker thread; return a :class:`ThreadResult`.
+
+        Only the thread of the pool's hub may submit (as in gevent), except
+        to the process-wide pool (:func:`get_threadpool`), which serves
+        every thread.  Raises :class:`~greenwheel.exceptions.InvalidThreadUseError`
+        otherwise.  With ``maxsize`` 0 the work waits until ``maxsize`` grows.
+        """
         if not callable(fn):
             raise TypeError("fn must be callable, not %r" % (fn,))
+        if self._foreign_thread():
+            raise InvalidThreadUseError(
+                "%r belongs to the hub of thread %s; spawn() was called from thread %s"
+                % (self, self._owner_ident, _real_get_ident())
+            )
         if self._pid != os.getpid():
             self._lock = _allocate_lock()
             self._reset()
@@ -397,7 +426,12 @@ class ThreadPool:
         """Run ``fn(*args, **kwds)`` in a worker and return its result.
 
         Only the calling greenlet waits; exceptions are re-raised here.
+        Called from a thread other than the pool's hub's (a worker of this
+        pool, say), the function runs at once in the calling thread, as in
+        gevent.
         """
+        if self._foreign_thread():
+            return fn(*(args or ()), **(kwds or {}))
         return self.spawn(fn, *(args or ()), **(kwds or {})).get()
 
     def apply_async(self, fn, args=(), kwds=None, callback=None):
@@ -491,11 +525,20 @@ class ThreadPool:
             timer.cancel()
 
     def kill(self):
-        """Retire every worker thread (each after its current function).
+        """Retire every worker thread once the work already queued is done.
 
-        Functions still queued are dropped: their results raise an error.
-        New work may be submitted afterwards; fresh workers then start.
+        Does not wait: functions running or queued finish (their results are
+        delivered as usual), then the threads exit.  :attr:`size` drops to 0
+        at once.  New work may be submitted afterwards; fresh workers then
+        start for it.
         """
+        with self._lock:
+            alive = self._threads - self._retire
+        for _ in range(alive):
+            self._stop_one()
+
+    def _drop_queued(self):
+        # Functions not yet started are dropped: their results raise _Killed.
         dropped = []
         sentinels = 0
         while True:
@@ -514,10 +557,6 @@ class ThreadPool:
         for task in dropped:
             task._fn = None  # raises _Killed when "run"
             task._run()
-        with self._lock:
-            alive = self._threads - self._retire
-        for _ in range(alive):
-            self._stop_one()
 
     def _worker(self):
         queue = self._queue
@@ -727,7 +766,8 @@ class ThreadPoolExecutor(_cf.ThreadPoolExecutor):
         if pool is None:
             return
         if cancel_futures:
-            pool.kill()  # queued functions are dropped: their futures are cancelled
+            pool._drop_queued()  # queued functions are dropped: their futures are cancelled
+            pool.kill()
             if wait:
                 pool.join()
         elif wait:
@@ -761,7 +801,9 @@ def get_threadpool():
         with _default_lock:
             pool = _default_pool
             if pool is None:
-                pool = _default_pool = ThreadPool(DEFAULT_POOL_SIZE)
+                pool = ThreadPool.__new__(ThreadPool)
+                pool._init(DEFAULT_POOL_SIZE, None)
+                _default_pool = pool
     return pool
 
 

@@ -307,3 +307,39 @@ def test_selector_register_of_a_closed_descriptor_is_a_value_error():
             sock.close()
         except OSError:
             pass
+
+
+# --- the kernel's answer, replaceable -----------------------------------------------------------
+
+
+def test_original_select_can_be_replaced_to_drive_the_waiting_path(monkeypatch, pair):
+    a, b = pair
+    asked = []
+
+    def never_ready(rlist, wlist, xlist, timeout):
+        asked.append(timeout)
+        return [], [], []
+
+    monkeypatch.setattr(gselect, "_original_select", never_ready)
+    gw.spawn(b.sendall, b"x")  # wakes the watcher; the fake kernel still says no
+    assert gselect.select([a], [], [], 0.05) == ([], [], [])
+    assert asked and set(asked) == {0}
+
+
+def test_select_on_a_descriptor_closed_before_the_wait(monkeypatch):
+    # The fake kernel does not see that the descriptor was closed, so the
+    # wait itself meets it: no watcher can start, and that is not an error
+    # of its own (the real kernel's next answer reports EBADF).
+    sock = gsocket.socket()
+    os.close(sock.fileno())
+    monkeypatch.setattr(gselect, "_original_select", lambda *args: ([], [], []))
+    try:
+        assert gselect.select([sock], [], [], 0.01) == ([], [], [])
+        monkeypatch.undo()
+        with pytest.raises(OSError):
+            gselect.select([sock], [], [], 0.01)
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass

@@ -10,6 +10,10 @@ import select as __select__
 
 from ._select import get_fileno, poll, select  # noqa: F401 - re-exported
 
+#: The standard select(), which greenwheel's asks before (and after) any
+#: wait; replace it here to fake the kernel's answers in a test.
+_original_select = __select__.select
+
 __implements__ = ["select", "poll"]
 __extensions__ = ["get_fileno"]
 

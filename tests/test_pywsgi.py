@@ -1641,6 +1641,87 @@ def test_handler_subclass_hooks():
     assert log.getvalue().splitlines()[0] == "custom GET / HTTP/1.1"
 
 
+def test_read_requestline_hook_and_rfile():
+    # gevent's hook: a subclass reads what the client sends first from
+    # self.rfile, may answer it itself (a false return closes), or returns
+    # the request line, which is then parsed with the rest of the head.
+    class Handler(WSGIHandler):
+        def read_requestline(self):
+            first = self.rfile.read(1)
+            if first == b"<":
+                rest = b""
+                while not rest.endswith(b"\0"):
+                    more = self.rfile.read(1)
+                    if not more:
+                        return None
+                    rest += more
+                self.socket.sendall(b"HELLO " + rest[:-1])
+                return None
+            return (first + self.rfile.readline()).decode("latin-1")
+
+    assert Handler._custom_requestline and not Handler._plain
+    assert not WSGIHandler._custom_requestline
+    with serving(hello, handler_class=Handler) as server:
+        port = server.server_port
+        assert raw(port, b"<policy-file-request/>\0") == b"HELLO policy-file-request/>"
+        resps = raw_responses(
+            port,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        assert [(r.code, r.body) for r in resps] == [(200, b"Hello world\n")] * 2
+
+
+def test_environ_class_set_on_the_server_is_used():
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(type(environ))
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    with serving(app) as server:
+        server.environ_class = pywsgi.SecureEnviron
+        assert get(server.server_port)[0] == 200
+        assert get(server.server_port, method="POST", body=b"abc")[0] == 200
+    assert seen == [pywsgi.SecureEnviron] * 2
+
+
+def test_upgrade_request_reads_the_connection():
+    # As in gevent: a request asking for an upgrade (Upgrade: websocket, or
+    # Connection: upgrade) gets the connection as wsgi.input, not terminated.
+    def app(environ, start_response):
+        assert environ["wsgi.input_terminated"] is False
+        data = environ["wsgi.input"].read(7)
+        line = environ["wsgi.input"].readline()
+        body = data + b"|" + line
+        start_response("200 OK", [("Content-Length", str(len(body))), ("Connection", "close")])
+        return [body]
+
+    with serving(app) as server:
+        for header in (b"Upgrade: websocket", b"Connection: Upgrade"):
+            resps = raw_responses(
+                server.server_port,
+                b"GET / HTTP/1.1\r\nHost: x\r\n%s\r\n\r\nPAYLOADline\nafter" % header,
+            )
+            assert [(r.code, r.body) for r in resps] == [(200, b"PAYLOAD|line\n")], header
+
+
+def test_wrap_failure_propagates_from_wrap_socket_and_handle():
+    class BadWrap(BaseException):
+        pass
+
+    def bad_wrap(sock, **kwargs):
+        raise BadWrap()
+
+    server = WSGIServer((LOCALHOST, 0), hello, ssl_context=stdssl.create_default_context())
+    try:
+        server.wrap_socket = bad_wrap
+        with pytest.raises(BadWrap):
+            server.wrap_socket_and_handle(None, None)
+    finally:
+        server.close()
+
+
 def test_input_over_a_plain_file():
     inp = Input(io.BytesIO(b"line1\nline2\nrest-and-more"), 16)
     assert inp.readline() == b"line1\n"

@@ -226,6 +226,110 @@ class _StreamSource:
         return read1(n) if read1 is not None else self._file.read(n)
 
 
+class _ConnectionFile:
+    """A binary read-only file over a handler's connection (gevent's ``rfile``).
+
+    Reads first take what the handler has buffered but not parsed yet, then
+    receive from the socket; the end of the connection is the end of file.
+    Used for ``handler.rfile`` (a ``read_requestline`` override reads the
+    request line from it) and as ``wsgi.input`` of a request asking for a
+    connection upgrade (the rest of the connection belongs to the application).
+    """
+
+    __slots__ = ("_handler",)
+
+    def __init__(self, handler):
+        self._handler = handler
+
+    closed = False
+
+    def readable(self):
+        return True
+
+    def _buffered(self):
+        handler = self._handler
+        buf = handler._rbuf
+        pos = handler._rpos
+        return buf[pos:] if pos else buf
+
+    def _set_buffered(self, data):
+        handler = self._handler
+        handler._rbuf = data
+        handler._rpos = 0
+
+    def _recv(self):
+        sock = self._handler.socket
+        if sock is None:
+            return b""
+        return sock.recv(self._handler._recv_size)
+
+    def read(self, size=-1):
+        data = self._buffered()
+        if size is None or size < 0:
+            parts = [data]
+            while True:
+                chunk = self._recv()
+                if not chunk:
+                    break
+                parts.append(chunk)
+            self._set_buffered(b"")
+            return b"".join(parts)
+        while len(data) < size:
+            chunk = self._recv()
+            if not chunk:
+                break
+            data += chunk
+        self._set_buffered(data[size:])
+        return data[:size]
+
+    def read1(self, size=-1):
+        data = self._buffered()
+        if not data:
+            data = self._recv()
+        if size is None or size < 0:
+            size = len(data)
+        self._set_buffered(data[size:])
+        return data[:size]
+
+    def readline(self, size=-1):
+        data = self._buffered()
+        limit = None if size is None or size < 0 else size
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end >= 0:
+                end += 1
+                break
+            if limit is not None and len(data) >= limit:
+                end = limit
+                break
+            start = len(data)
+            chunk = self._recv()
+            if not chunk:
+                end = len(data)
+                break
+            data += chunk
+        if limit is not None and end > limit:
+            end = limit
+        self._set_buffered(data[end:])
+        return data[:end]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def readlines(self, hint=-1):
+        return list(self)
+
+    def close(self):
+        """Does nothing: the connection is the handler's."""
+
+
 class Input:
     """The ``wsgi.input`` stream of one request.
 
@@ -585,6 +689,8 @@ class WSGIHandler:
         "_cl_left",
         "_conn_env",
         "_env",
+        "_env_class",
+        "_rfile",
         "_fast_timeout",
         "_first",
         "_header_block",
@@ -689,6 +795,10 @@ class WSGIHandler:
             env["REMOTE_PORT"] = str(address[1])
         env["wsgi.input_terminated"] = True
         self._conn_env = env
+        # The server's environ_class (a SecureEnviron, say): the parser
+        # copies the template into a dict, _take_request converts it.
+        self._env_class = None if type(env) is dict else type(env)
+        self._rfile = None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -790,13 +900,17 @@ class WSGIHandler:
     # True while a class keeps the base versions of the hooks that
     # _plain_request fuses (see __init_subclass__).
     _plain = True
-    _PLAIN_HOOKS = ("handle_one_request", "read_request", "get_environ")
+    _PLAIN_HOOKS = ("handle_one_request", "read_request", "get_environ", "read_requestline")
+    # True when a subclass overrides read_requestline: handle_one_request
+    # then calls it first.
+    _custom_requestline = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls._plain = all(
             getattr(cls, name) is getattr(WSGIHandler, name) for name in cls._PLAIN_HOOKS
         )
+        cls._custom_requestline = cls.read_requestline is not WSGIHandler.read_requestline
 
     def _plain_request(self):
         # handle_one_request + read_request + get_environ in one frame, for the
@@ -831,8 +945,16 @@ class WSGIHandler:
             parsed = request_environ(data, self._max_headers, self._conn_env, self._input_limits)
         except ValueError:
             parsed = None
-        if parsed is None or parsed[6] != 0 or parsed[9]:
-            # Incomplete or refused, a body (chunked: None), or Expect.
+        if (
+            parsed is None
+            or parsed[6] != 0
+            or parsed[9]
+            or "HTTP_UPGRADE" in parsed[5]
+            or "HTTP_CONNECTION" in parsed[5]
+            and parsed[5]["HTTP_CONNECTION"].lower() == "upgrade"
+        ):
+            # Incomplete or refused, a body (chunked: None), Expect, or a
+            # connection upgrade.
             self._rbuf = data
             self._rpos = 0
             self._served -= 1
@@ -861,6 +983,20 @@ class WSGIHandler:
         self.command = None
         self.time_finish = 0
         try:
+            if self._custom_requestline:
+                # The subclass's hook reads the request line; it is put back in
+                # front of what is buffered and parsed with the rest of the head.
+                try:
+                    line = self.read_requestline()
+                except OSError:
+                    return None
+                if not line or self.socket is None:
+                    return None
+                if isinstance(line, str):
+                    line = line.encode("latin-1")
+                rest = self._rbuf[self._rpos :]
+                self._rbuf = bytes(line) + rest
+                self._rpos = 0
             if not self.read_request():
                 return None
         except _InvalidClientRequest as ex:
@@ -960,6 +1096,8 @@ class WSGIHandler:
         ) = parsed
         self._headers_msg = None
         self._rbuf = data
+        if self._env_class is not None:
+            self._env = self._env_class(self._env)
 
     #: Parses a header block from a binary file into a :attr:`headers`
     #: message (gevent's ``MessageClass``); a subclass's ``read_request``
@@ -1058,7 +1196,12 @@ class WSGIHandler:
                     return parsed, data
 
     def get_environ(self):
-        """The WSGI environ of the request just read (a new dict each time)."""
+        """The WSGI environ of the request just read (a new dict each time).
+
+        A request asking for a connection upgrade (``Connection: upgrade`` or
+        ``Upgrade: websocket``, as in gevent) gets the connection itself as
+        ``wsgi.input`` (:attr:`rfile`), with ``wsgi.input_terminated`` False.
+        """
         env = self._env
         self.wsgi_input = env["wsgi.input"] = Input(
             self,
@@ -1066,7 +1209,34 @@ class WSGIHandler:
             self.socket if self.expect_continue else None,
             self.chunked_input,
         )
+        if self._connection_upgrade_requested():
+            env["wsgi.input"] = self.rfile
+            env["wsgi.input_terminated"] = False
         return env
+
+    def _connection_upgrade_requested(self):
+        env = self._env
+        upgrade = env.get("HTTP_UPGRADE")
+        if upgrade is not None and upgrade.lower() == "websocket":
+            return True
+        connection = env.get("HTTP_CONNECTION")
+        return connection is not None and connection.lower() == "upgrade"
+
+    @property
+    def rfile(self):
+        """The connection as a binary file (gevent's ``rfile``): reads take
+        the bytes received but not parsed yet first, then the socket."""
+        rfile = self._rfile
+        if rfile is None:
+            rfile = self._rfile = _ConnectionFile(self)
+        return rfile
+
+    def read_requestline(self):
+        """Read and return the request line (a latin-1 ``str``), as gevent's
+        hook: a subclass may override it to look at (or answer) what the
+        client sends first; a false return closes the connection.  Only
+        called when overridden (the base server parses the head in one go)."""
+        return self.rfile.readline(self._max_request_line).decode("latin-1")
 
     # -- running the application ---------------------------------------------------------
 
@@ -1860,7 +2030,9 @@ class WSGIServer(StreamServer):
         # it is not a server error worth a traceback.
         timeout = self.header_timeout
         try:
-            client_socket.settimeout(timeout)
+            settimeout = getattr(client_socket, "settimeout", None)
+            if settimeout is not None:
+                settimeout(timeout)
             ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
         except OSError as ex:
             self.error_log.write("TLS handshake with %s failed: %s\n" % (address, ex))

@@ -128,3 +128,25 @@ def test_the_rest_of_the_process_keeps_its_own_streams(capsys):
     assert "from the server\n" in out and "from a greenlet\n" in out
     assert "to the client" not in out and "again" not in out
     assert sys.stdout is not None and greenlet.gettrace() is previous
+
+
+def test_console_builtins_is_the_module():
+    # As in gevent: __builtins__ is the builtins module, so locals() shows a
+    # short repr instead of the whole builtins dict; builtins works too.
+    server = BackdoorServer(("127.0.0.1", 0), banner="")
+    server.start()
+    try:
+
+        def session():
+            client = Client(server.server_port)
+            client.until()
+            shown = client.run('locals()["__builtins__"]')
+            length = client.run("builtins.len([1, 2])")
+            client.close()
+            return shown, length
+
+        shown, length = run_in_thread(session)
+    finally:
+        server.stop()
+    assert shown == "<module 'builtins' (built-in)>\r\n"
+    assert length == "2\r\n"

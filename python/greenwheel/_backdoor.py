@@ -16,6 +16,7 @@ Ground rules:
   server goes on.
 """
 
+import builtins
 import code
 import sys
 
@@ -122,7 +123,10 @@ class BackdoorServer(StreamServer):
         self.banner = banner
 
     def _create_interactive_locals(self):
-        namespace = {"__name__": "__console__", "__doc__": None}
+        # The builtins module itself (not its dict): locals() in the console
+        # stays readable, as in gevent.
+        namespace = {"__name__": "__console__", "__doc__": None, "__builtins__": builtins}
+        namespace["builtins"] = builtins
         namespace["quit"] = _Quitter("quit")
         namespace["exit"] = _Quitter("exit")
         if self.locals:

@@ -218,3 +218,124 @@ def test_block_has_the_same_interface_and_runs_inline(path):
     assert f.closed
     assert FileObjectBlock(Recording()).read() == "data"
     assert seen == [threading.get_ident()]
+
+
+# --- gevent's argument handling: paths, buffering=, OpenDescriptor ------------------------
+
+
+def test_posix_opens_a_path_with_buffering_and_default_text_mode(tmp_path):
+    path = tmp_path / "posix.txt"
+    path.write_bytes(b"B" * 15 + "\N{SNOWMAN}\nrest\n".encode())
+    with FileObjectPosix(str(path), "r+", buffering=5, encoding="utf-8") as f:
+        assert f.name == str(path) and f.mode == "r+"
+        f.seek(15)
+        assert f.readline() == "\N{SNOWMAN}\n"
+    with FileObjectPosix(path, "rb") as f:  # a PathLike; seekable regular file
+        assert f.seekable() and f.seek(15) == 15 and f.tell() == 15
+        assert f.read(3) == "\N{SNOWMAN}".encode()
+    with FileObjectPosix(str(path)) as f:  # mode 'r' by default: text, no read1
+        assert isinstance(f.readline(), str)
+        assert not hasattr(f, "read1")
+    with pytest.raises(TypeError):
+        FileObjectPosix(str(path), "r", bufsize=2, buffering=3)
+    with pytest.raises(ValueError):
+        FileObjectPosix(str(path), "rb", encoding="utf-8")
+
+
+def test_posix_over_a_file_object_closes_the_object_and_keeps_its_name(tmp_path):
+    path = tmp_path / "named.txt"
+    path.write_text("line1\n")
+    raw = open(path)  # noqa: SIM115 - closed through the FileObjectPosix
+    f = FileObjectPosix(raw)
+    assert f.name == str(path)
+    assert f.readline() == "line1\n"
+    f.close()
+    assert raw.closed and f.name == str(path)
+
+
+def test_posix_raw_seek_on_a_pipe_raises_what_lseek_raises():
+    r, w = os.pipe()
+    try:
+        f = FileObjectPosix(r, "r", close=False)
+        with pytest.raises(OSError) as info:
+            f.fileio.seek(0)
+        assert info.value.errno == errno.ESPIPE
+        assert not f.fileio.seekable()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_posix_close_makes_no_hub_that_could_reuse_a_closed_descriptor():
+    # Closing an fd behind the file object's back, then closing the object,
+    # in a thread with no hub: the close must not create a hub (whose loop
+    # would take the freed fd number and then be closed by us).
+    out = {}
+
+    def in_thread():
+        from greenwheel._hub import _get_hub_if_exists
+
+        r, w = os.pipe()
+        f = FileObjectPosix(r, "rb")
+        os.close(r)
+        os.close(w)
+        with pytest.raises(OSError):
+            f.close()
+        out["hub"] = _get_hub_if_exists()
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(30)
+    assert "hub" in out and out["hub"] is None
+
+
+def test_thread_wraps_an_object_with_only_fileno_and_no_name():
+    class Nameless:
+        def fileno(self):
+            return 0
+
+        def close(self):
+            pass
+
+    for cls in (FileObjectThread, FileObjectBlock):
+        f = cls(Nameless(), "rb")
+        with pytest.raises(AttributeError):
+            f.name  # noqa: B018
+        f.close()
+        with pytest.raises(AttributeError):
+            f.name  # noqa: B018
+
+
+def test_open_descriptor_checks_arguments_as_open_does():
+    from greenwheel._fileobjectcommon import OpenDescriptor, WriteallMixin
+
+    for kwargs, kind in [
+        ({"mode": 42}, TypeError),
+        ({"buffering": "nope"}, TypeError),
+        ({"encoding": 42}, TypeError),
+        ({"errors": 42}, TypeError),
+        ({"mode": "aoeug"}, ValueError),
+        ({"mode": "wU"}, ValueError),
+        ({"mode": "rtb"}, ValueError),
+        ({"mode": "rw"}, ValueError),
+        ({"mode": "+"}, ValueError),
+        ({"mode": "rb", "encoding": "ascii"}, ValueError),
+        ({"mode": "rb", "errors": "strict"}, ValueError),
+        ({"mode": "rb", "newline": "\n"}, ValueError),
+    ]:
+        with pytest.raises(kind):
+            OpenDescriptor(1, **kwargs)
+    desc = OpenDescriptor(1, "r+")
+    assert desc.can_read and desc.can_write and desc.native and desc.closefd
+
+    r, w = os.pipe()
+    try:
+        desc = OpenDescriptor(w, "wb", buffering=0, closefd=False, atomic_write=True)
+        assert desc.atomic_write and desc.is_fd()
+        fobj = desc.opened()
+        assert isinstance(fobj, WriteallMixin) and fobj is desc.opened()
+        assert fobj.write(b"abc") == 3 and os.read(r, 3) == b"abc"
+        fobj.close()
+    finally:
+        os.close(r)
+        os.close(w)

@@ -12,28 +12,33 @@ always "ready" for the kernel, so for them use the thread pool instead
 import io
 import os
 
-from ._hub import get_hub
+from ._hub import _get_hub_if_exists, get_hub
 from ._socket import cancel_wait_ex
 
 __all__ = ["GreenFileIO", "open_green", "FileObjectPosix", "share_with_child"]
 
 _READ = 1
 _WRITE = 2
+_FD_AS_NAME = object()  # GreenFileIO's default name is its descriptor
 
 
 class GreenFileIO(io.RawIOBase):
     """Raw, unbuffered I/O on *fd* that blocks only the calling greenlet."""
 
-    def __init__(self, fd, mode="rb", closefd=True):
+    def __init__(self, fd, mode="rb", closefd=True, name=_FD_AS_NAME):
         io.RawIOBase.__init__(self)
         if not isinstance(fd, int):
             fd = fd.fileno()
         self._fd = fd
         self._closefd = closefd
         self._readable = "r" in mode or "+" in mode
-        self._writable = any(c in mode for c in "wa+")
+        self._writable = any(c in mode for c in "wax+")
+        self._seekable = None
         self.mode = mode
-        self.name = fd
+        if name is _FD_AS_NAME:
+            self.name = fd
+        elif name is not None:  # None: a nameless file (no attribute)
+            self.name = name
         self._watchers = {}
         #: True once the descriptor had to be made blocking again (it was
         #: handed to a child process, which shares its file status flags):
@@ -53,7 +58,27 @@ class GreenFileIO(io.RawIOBase):
         return self._writable
 
     def seekable(self):
-        return False
+        if self._seekable is None:
+            try:
+                os.lseek(self.fileno(), 0, os.SEEK_CUR)
+            except OSError:
+                self._seekable = False
+            else:
+                self._seekable = True
+        return self._seekable
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        # A pipe or socket raises what lseek() raises (ESPIPE).
+        return os.lseek(self.fileno(), offset, whence)
+
+    def tell(self):
+        return os.lseek(self.fileno(), 0, os.SEEK_CUR)
+
+    def truncate(self, size=None):
+        if size is None:
+            size = self.tell()
+        os.ftruncate(self.fileno(), size)
+        return size
 
     def isatty(self):
         return os.isatty(self.fileno())
@@ -109,19 +134,23 @@ class GreenFileIO(io.RawIOBase):
             return
         fd, self._fd = self._fd, -1
         watchers, self._watchers = self._watchers, {}
-        hub = get_hub()
+        # Never make a hub here: a new loop's descriptors could take the
+        # number of an fd closed behind our back, and we would close them.
+        hub = _get_hub_if_exists()
+        loop = hub.loop if hub is not None else None
         for watcher in watchers.values():
-            if watcher.active and watcher.loop is hub.loop:
+            if watcher.active and watcher.loop is loop:
                 # Another greenlet waits on this descriptor: it gets EBADF.
                 hub.cancel_wait(watcher, cancel_wait_ex, True)
             else:
                 watcher.close()
         try:
             if fd >= 0 and self._closefd:
-                try:
-                    hub.loop.closing_fd(fd)
-                except Exception:
-                    pass
+                if loop is not None:
+                    try:
+                        loop.closing_fd(fd)
+                    except Exception:
+                        pass
                 os.close(fd)
         finally:
             io.RawIOBase.close(self)
@@ -140,11 +169,19 @@ def open_green(
     newline=None,
     line_buffering=False,
     write_through=False,
+    name=_FD_AS_NAME,
 ):
     """Like ``open(fd, mode, bufsize, ...)`` but cooperative (see :class:`GreenFileIO`)."""
     text = "b" not in mode
-    raw_mode = mode.replace("t", "").replace("b", "")
-    raw = GreenFileIO(fd, raw_mode + "b", closefd)
+    raw_mode = "".join(c for c in mode if c in "rwax+")
+    raw = GreenFileIO(fd, raw_mode + "b", closefd, name)
+    return _layered(raw, text, bufsize, encoding, errors, newline, line_buffering, write_through)
+
+
+def _layered(raw, text, bufsize, encoding, errors, newline, line_buffering, write_through):
+    # The buffered and text layers open() would put over *raw*.
+    if bufsize is None:
+        bufsize = -1
     if bufsize == 1 and text:
         line_buffering = True
     if bufsize in (-1, 1) or (text and bufsize == 0):
@@ -152,7 +189,10 @@ def open_green(
     if bufsize == 0:
         return raw
     if raw.readable() and raw.writable():
-        buffered = io.BufferedRWPair(raw, raw, bufsize)
+        if raw.seekable():
+            buffered = io.BufferedRandom(raw, bufsize)
+        else:
+            buffered = io.BufferedRWPair(raw, raw, bufsize)
     elif raw.writable():
         buffered = io.BufferedWriter(raw, bufsize)
     else:
@@ -169,22 +209,94 @@ def open_green(
     )
 
 
-class FileObjectPosix:
-    """FileObjectPosix(fobj, mode='rb', bufsize=-1, close=True, encoding=None, errors=None, newline=None)
+def _os_flags(desc):
+    if desc.updating:
+        flags = os.O_RDWR
+    elif desc.reading:
+        flags = os.O_RDONLY
+    else:
+        flags = os.O_WRONLY
+    if desc.writing:
+        flags |= os.O_CREAT | os.O_TRUNC
+    elif desc.appending:
+        flags |= os.O_CREAT | os.O_APPEND
+    elif desc.creating:
+        flags |= os.O_CREAT | os.O_EXCL
+    return flags | getattr(os, "O_CLOEXEC", 0)
 
-    A cooperative file object over a descriptor (or an object with
-    ``fileno()``), as in gevent: attribute access goes to the underlying
-    ``io`` object (:attr:`io`).  With *close* false the descriptor stays
-    open when this object is closed.
+
+class FileObjectPosix:
+    """FileObjectPosix(fobj, mode='r', bufsize=-1, close=True, encoding=None, errors=None,
+    newline=None, *, buffering=None, closefd=None, atomic_write=False)
+
+    A cooperative file object, as in gevent: *fobj* is a descriptor (of a
+    pipe, tty or socket above all), a path, or an object with ``fileno()``;
+    the arguments mean what they mean to ``open()`` (``buffering`` and
+    ``closefd`` are accepted for ``bufsize`` and ``close``).  Attribute
+    access goes to the underlying ``io`` object (:attr:`io`); :attr:`fileio`
+    is the raw :class:`GreenFileIO`.  With *close* false the descriptor
+    stays open when this object is closed; a file object given is closed
+    with it (its ``close()``) unless *close* is false.
     """
 
+    default_bufsize = io.DEFAULT_BUFFER_SIZE
+
     def __init__(
-        self, fobj, mode="rb", bufsize=-1, close=True, encoding=None, errors=None, newline=None
+        self,
+        fobj,
+        mode="r",
+        bufsize=None,
+        close=None,
+        encoding=None,
+        errors=None,
+        newline=None,
+        *,
+        buffering=None,
+        closefd=None,
+        atomic_write=False,
     ):
-        fd = fobj if isinstance(fobj, int) else fobj.fileno()
-        self.fileio = None
-        self.io = open_green(fd, mode, bufsize, close, encoding, errors, newline)
-        self._close = close
+        from ._fileobjectcommon import OpenDescriptor
+
+        desc = OpenDescriptor(
+            fobj,
+            mode,
+            bufsize,
+            close,
+            encoding,
+            errors,
+            newline,
+            buffering=buffering,
+            closefd=closefd,
+            atomic_write=atomic_write,
+        )
+        self._fobj = None
+        fobj = desc.fobj
+        if isinstance(fobj, int):
+            fd, name, raw_closefd = fobj, _FD_AS_NAME, desc.closefd
+        elif isinstance(fobj, (str, bytes)):
+            if not desc.closefd:
+                raise ValueError("Cannot use closefd=False with file name")
+            fd, name, raw_closefd = os.open(fobj, _os_flags(desc), 0o666), fobj, True
+        elif hasattr(fobj, "fileno"):
+            # The object keeps its descriptor: closing closes the object.
+            fd, name, raw_closefd = fobj.fileno(), getattr(fobj, "name", None), False
+            self._fobj = fobj
+        else:
+            raise TypeError("FileObjectPosix needs a descriptor, a path or an object with fileno()")
+        raw_mode = desc.fileio_mode + "b"
+        try:
+            raw = GreenFileIO(fd, raw_mode, raw_closefd, name)
+        except BaseException:
+            if isinstance(fobj, (str, bytes)):
+                os.close(fd)
+            raise
+        self.fileio = raw
+        text = not desc.binary
+        self.io = _layered(
+            raw, text, desc.buffering, desc.encoding, desc.errors, desc.newline, False, False
+        )
+        self.mode = desc.mode
+        self._close = desc.closefd
 
     def __getattr__(self, name):
         return getattr(self.__dict__["io"], name)
@@ -199,11 +311,19 @@ class FileObjectPosix:
         self.close()
 
     def close(self):
-        self.io.close()
+        fobj, self._fobj = self._fobj, None
+        try:
+            self.io.close()
+        finally:
+            if fobj is not None and self._close:
+                fobj.close()
 
     @property
     def closed(self):
         return self.io.closed
+
+    def __repr__(self):
+        return "<%s at %#x io=%r>" % (type(self).__name__, id(self), self.io)
 
 
 def _raw_of(obj):

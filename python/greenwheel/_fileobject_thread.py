@@ -25,6 +25,9 @@ from ._semaphore import Semaphore
 __all__ = ["FileObjectBlock", "FileObjectClosed", "FileObjectThread"]
 
 
+_NO_NAME = object()
+
+
 class FileObjectClosed(OSError):
     """An operation on a closed FileObjectThread / FileObjectBlock."""
 
@@ -33,20 +36,29 @@ class FileObjectClosed(OSError):
 
 
 class _ClosedIO:
-    # Stands in for the file once closed: every attribute is the error.
-    __slots__ = ("name",)
+    # Stands in for the file once closed: every attribute is the error,
+    # except the file's name (if it had one), which outlives it.
+    __slots__ = ("_name",)
 
     def __init__(self, name):
-        self.name = name
+        self._name = name
+
+    @property
+    def name(self):
+        if self._name is _NO_NAME:
+            raise AttributeError("name")
+        return self._name
 
     def __getattr__(self, name):
+        if name == "name":  # the property found no name: the file never had one
+            raise AttributeError(name)
         raise FileObjectClosed()
 
     def __bool__(self):
         return False
 
     def __repr__(self):
-        return "<closed %r>" % (self.name,)
+        return "<closed %r>" % (None if self._name is _NO_NAME else self._name,)
 
 
 def _open(fobj, mode, bufsize, close, encoding, errors, newline):
@@ -57,7 +69,7 @@ def _open(fobj, mode, bufsize, close, encoding, errors, newline):
         return open(fobj, mode, bufsize, encoding, errors, newline)
     if isinstance(fobj, int):
         return open(fobj, mode, bufsize, encoding, errors, newline, closefd=close)
-    if not (hasattr(fobj, "read") or hasattr(fobj, "write")):
+    if not (hasattr(fobj, "read") or hasattr(fobj, "write") or hasattr(fobj, "fileno")):
         raise TypeError("fobj must be a path, a descriptor or a file object, not %r" % (fobj,))
     return fobj
 
@@ -148,7 +160,7 @@ class _FileObjectBase:
         fobj = self._io
         if isinstance(fobj, _ClosedIO):
             return
-        self._io = _ClosedIO(getattr(fobj, "name", None))
+        self._io = _ClosedIO(getattr(fobj, "name", _NO_NAME))
         self._call(fobj.close if self._close else fobj.flush, (), {})
 
     def __repr__(self):

@@ -1722,6 +1722,24 @@ def test_wrap_failure_propagates_from_wrap_socket_and_handle():
         server.close()
 
 
+def test_overlong_trailer_line_closes_without_waiting_for_its_end():
+    # A trailer line longer than a request line may be is refused as soon as
+    # that many bytes are there (gevent's limit), not after max_header_size:
+    # the response already sent, the connection is closed.
+    def app(environ, start_response):
+        data = environ["wsgi.input"].read(6)
+        start_response("200 OK", [("Content-Length", str(len(data)))])
+        return [data]
+
+    with serving(app) as server:
+        data = raw(
+            server.server_port,
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\noh\r\n4\r\n hai\r\n0\r\nTrailer: " + b"t" * (pywsgi.MAX_REQUEST_LINE + 10),
+        )
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"\r\n\r\noh hai")
+
+
 def test_input_over_a_plain_file():
     inp = Input(io.BytesIO(b"line1\nline2\nrest-and-more"), 16)
     assert inp.readline() == b"line1\n"

@@ -471,7 +471,7 @@ class Input:
             self._fail(_InvalidClientInput, "invalid chunk size line")
         src._rpos = pos + line_length
         if size == 0:
-            self._read_trailers(max_trailers)
+            self._read_trailers(max_trailers, max_line)
             self._done = True
             return False
         if max_body is not None and self.position + size > max_body:
@@ -480,8 +480,10 @@ class Input:
         self._need_crlf = True
         return True
 
-    def _read_trailers(self, max_size):
+    def _read_trailers(self, max_size, max_line):
         # Trailer fields are checked for syntax and dropped (as gevent does).
+        # Each line is limited as a request line is (gevent's limit), the
+        # whole block as a request head is.
         src = self._src
         total = 0
         while True:
@@ -491,8 +493,12 @@ class Input:
             if end < 0:
                 if len(buf) - pos > max_size - total:
                     self._fail(_InvalidClientInput, "chunked trailers too large")
+                if len(buf) - pos > max_line:
+                    self._fail(_InvalidClientInput, "chunked trailer line too long")
                 self._fill()
                 continue
+            if end - pos > max_line:
+                self._fail(_InvalidClientInput, "chunked trailer line too long")
             src._rpos = end + 2
             if end == pos:
                 return

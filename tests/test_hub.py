@@ -531,3 +531,29 @@ def test_sleep_argument_errors_are_type_errors():
     # Keywords in any order, as the signature says.
     gw.sleep(ref=True, seconds=0.001)
     assert gw.sleep.__text_signature__ == "(seconds=0, ref=True)"
+
+
+def test_a_handle_error_that_raises_does_not_stop_the_hub(capfd):
+    # A buggy custom handle_error: the failing greenlet's waiters still get its
+    # exception, the handler's own error is printed, and the hub keeps running.
+    hub = gw.get_hub()
+
+    def bad_handle_error(*args):
+        raise AttributeError("the handler is broken")
+
+    class Boom(Exception):
+        pass
+
+    def raises():
+        raise Boom
+
+    hub.handle_error = bad_handle_error
+    try:
+        with pytest.raises(Boom):
+            gw.spawn(raises).get()
+    finally:
+        del hub.handle_error
+    assert gw.spawn(lambda: 42).get() == 42
+    err = capfd.readouterr().err
+    assert "Exception while handling another error" in err
+    assert "AttributeError: the handler is broken" in err

@@ -444,9 +444,19 @@ class Hub(_RawGreenlet):
                 raise
             except BaseException:
                 # The loop itself raised (e.g. a signal handler's
-                # KeyboardInterrupt during the poll): hand it to the main
-                # greenlet and keep the hub alive for when it switches back.
-                self.handle_error(None, *sys.exc_info())
+                # KeyboardInterrupt during the poll, or a handle_error that
+                # failed while the loop reported a callback's error): hand it
+                # to the main greenlet and keep the hub alive for when it
+                # switches back.
+                try:
+                    self.handle_error(None, *sys.exc_info())
+                except Exception:
+                    # A custom handle_error that fails again: print it and go
+                    # on, as gevent's loop does; one broken handler must not
+                    # stop every greenlet of the thread.
+                    stream = self.exception_stream or sys.stderr
+                    stream.write("Exception while handling another error\n")
+                    traceback.print_exc(file=stream)
                 continue
             # Nothing referenced is left in the loop, yet someone switched to
             # us to wait: that wait can never end.

@@ -510,6 +510,68 @@ def test_stdlib_selectors_are_cooperative_after_patching():
     }
 
 
+def test_patch_all_announces_events_and_honours_vetoes():
+    proc = run_python(
+        """
+        import json, socket, ssl, time
+        from greenwheel import events, monkey
+
+        seen = []
+
+        def subscriber(event):
+            seen.append(type(event).__name__ + ":" + str(getattr(event, "module_name", "")))
+            if isinstance(event, events.GeventWillPatchModuleEvent) and event.module_name == "ssl":
+                raise events.DoNotPatch
+            if isinstance(event, events.GeventWillPatchAllEvent):
+                seen.append(["kwargs", event.patch_all_kwargs, event.will_patch_module("socket"),
+                             event.will_patch_module("thread")])
+
+        events.subscribers.append(subscriber)
+        result = monkey.patch_all(thread=False, select=False, extra_kwarg=42)
+        print(json.dumps({
+            "result": result,
+            "seen": seen,
+            "ssl_patched": monkey.is_module_patched("ssl"),
+            "socket_patched": monkey.is_module_patched("socket"),
+            "settings": monkey.saved["_gevent_saved_patch_all_module_settings"]["os"],
+            "again": monkey.patch_all(thread=False, select=False),
+            "after_again": len(seen),
+        }))
+        """
+    )
+    out = last_json(proc)
+    seen = out["seen"]
+    assert out["result"] is True
+    assert seen[0] == "GeventWillPatchAllEvent:"
+    assert seen[1] == ["kwargs", {"extra_kwarg": 42}, True, False]
+    assert seen[2].startswith("GeventWillPatchModuleEvent:")
+    assert seen[3] == "GeventDidPatchModuleEvent:" + seen[2].split(":")[1]
+    assert seen[-2:] == ["GeventDidPatchBuiltinModulesEvent:", "GeventDidPatchAllEvent:"]
+    assert "GeventWillPatchModuleEvent:ssl" in seen
+    assert "GeventDidPatchModuleEvent:ssl" not in seen
+    assert "GeventDidPatchModuleEvent:socket" in seen
+    assert not out["ssl_patched"] and out["socket_patched"]
+    assert out["settings"] is True
+    assert out["again"] is None and out["after_again"] == len(seen)  # nothing to do: no events
+
+
+def test_patch_all_vetoed_as_a_whole():
+    proc = run_python(
+        """
+        import json
+        from greenwheel import events, monkey
+
+        def veto(event):
+            if isinstance(event, events.GeventWillPatchAllEvent):
+                raise events.DoNotPatch
+
+        events.subscribers.append(veto)
+        print(json.dumps([monkey.patch_all(), monkey.is_module_patched("socket")]))
+        """
+    )
+    assert last_json(proc) == [False, False]
+
+
 # --- warnings, running scripts ----------------------------------------------------------------
 
 
@@ -526,6 +588,25 @@ def test_warns_when_ssl_was_imported_first():
     )
     assert "MonkeyPatchWarning" in proc.stderr
     assert "ssl" in proc.stderr and "__main__" in proc.stderr
+    assert "Modules that had direct imports (NOT patched)" in proc.stderr
+
+
+def test_ssl_warning_names_subclasses_of_the_original_context():
+    proc = run_python(
+        """
+        import ssl
+        import warnings
+        warnings.simplefilter("always")
+
+        class Mine(ssl.SSLContext):
+            pass
+
+        from greenwheel import monkey
+        monkey.patch_all()
+        """
+    )
+    assert "Subclasses (NOT patched) of ssl.SSLContext: __main__.Mine" in proc.stderr
+    assert "direct imports" not in proc.stderr
 
 
 def test_warns_when_threads_were_already_running():

@@ -193,10 +193,86 @@ def patch_module(target_module, source_module, items=None):
 
 
 def _patch_module(name, items=None):
+    """Patch standard module *name* from its greenwheel source, with events.
+
+    Subscribers (and gevent's plugin entry points) hear a
+    ``GeventWillPatchModuleEvent`` first; one that raises
+    :class:`~greenwheel.events.DoNotPatch` vetoes the patch, which then
+    propagates DoNotPatch to the ``patch_*`` function (see
+    :func:`_vetoable`).  A ``GeventDidPatchModuleEvent`` follows the patch.
+    """
     source = _import(_SOURCES[name])
     target = _import(getattr(source, "__target__", name))
+    if items is None:
+        items = getattr(source, "__implements__", None)
+        if items is None:
+            raise AttributeError("%r has no __implements__" % (source,))
+    from . import _events
+
+    _notify(_events.GeventWillPatchModuleEvent(target.__name__, source, target, list(items)))
     patch_module(target, source, items)
+    _notify(_events.GeventDidPatchModuleEvent(target.__name__, source, target))
     return source, target
+
+
+#: ``{entry point group: [entry points]}``, read once: scanning the installed
+#: distributions costs milliseconds, and patching announces some thirty events.
+_plugin_entry_points = None
+
+
+def _notify(event):
+    # greenwheel.events.notify_and_call_entry_points, with the entry points
+    # looked up once per process.
+    global _plugin_entry_points
+    from . import _events
+
+    _events.notify(event)
+    group = getattr(event, "ENTRY_POINT_NAME", None)
+    if not group:
+        return
+    if _plugin_entry_points is None:
+        from importlib.metadata import distributions
+
+        found = {}
+        seen = set()
+        for dist in distributions():
+            for entry in dist.entry_points:
+                if not entry.group.startswith("gevent.plugins.monkey."):
+                    continue
+                ident = (entry.group, entry.name, entry.value)
+                if ident not in seen:  # a distribution found twice on sys.path
+                    seen.add(ident)
+                    found.setdefault(entry.group, []).append(entry)
+        _plugin_entry_points = found
+    for entry in _plugin_entry_points.get(group, ()):
+        entry.load()(event)
+
+
+def _subscribe_signal_os(will_patch_all):
+    """gevent's own ``will_patch_all`` plugin, by the name its distribution
+    registers (an installed gevent's entry point resolves ``gevent.monkey``
+    to this module under :mod:`greenwheel.as_gevent`).
+
+    It warns when signal is patched without os; :func:`patch_all` already
+    does that itself, so this does nothing.
+    """
+
+
+def _vetoable(func):
+    # A patch_* function whose module patch a subscriber vetoed returns
+    # False instead of raising DoNotPatch at its caller.
+    import functools
+
+    @functools.wraps(func)
+    def patch(*args, **kwargs):
+        from ._events import DoNotPatch
+
+        try:
+            return func(*args, **kwargs)
+        except DoNotPatch:
+            return False
+
+    return patch
 
 
 # --- warnings ---------------------------------------------------------------------------------
@@ -263,11 +339,13 @@ def _in_dirs(path, dirs):
 # --- the patch functions --------------------------------------------------------------------------
 
 
+@_vetoable
 def patch_time():
     """Replace :func:`time.sleep` with :func:`greenwheel.sleep`."""
     _patch_module("time")
 
 
+@_vetoable
 def patch_socket(dns=True, aggressive=True):
     """Replace the socket type and its helpers with greenwheel's cooperative ones.
 
@@ -281,11 +359,13 @@ def patch_socket(dns=True, aggressive=True):
     _patch_module("socket", items)
 
 
+@_vetoable
 def patch_dns():
     """Replace only the name-resolution functions of :mod:`socket`."""
     _patch_module("socket", list(_DNS_NAMES))
 
 
+@_vetoable
 def patch_select(aggressive=True):
     """Replace :func:`select.select` and :class:`select.poll`.
 
@@ -298,6 +378,7 @@ def patch_select(aggressive=True):
             remove_item(target, name)
 
 
+@_vetoable
 def patch_selectors(aggressive=True):
     """Make :class:`selectors.DefaultSelector` greenwheel's cooperative selector.
 
@@ -335,6 +416,7 @@ def _patch_selector_classes(selectors_mod):
 _saved_class_attrs = {}
 
 
+@_vetoable
 def patch_ssl(_warnings=None, _first_time=True):
     """Replace :class:`ssl.SSLContext`, ``SSLSocket`` and the wrapping helpers.
 
@@ -353,33 +435,40 @@ def patch_ssl(_warnings=None, _first_time=True):
                 "blocking I/O or errors: patch earlier. "
             )
             if modules:
-                message += "Modules that imported ssl.SSLContext directly (NOT patched): %s. " % (
-                    ", ".join(modules)
+                # The two headings are worded as gevent's, which tools and
+                # tests look for.
+                message += (
+                    "Modules that had direct imports (NOT patched) of ssl.SSLContext: %s. "
+                    % (", ".join(modules),)
                 )
             if subclasses:
-                message += "Subclasses of ssl.SSLContext (NOT patched): %s." % (
+                message += "Subclasses (NOT patched) of ssl.SSLContext: %s." % (
                     ", ".join(subclasses)
                 )
             _queue_warning(message.strip(), _warnings)
 
 
+@_vetoable
 def patch_os():
     """Replace ``os.fork`` (and ``forkpty``) with versions that re-initialise the
     hub in the child, and ``os.waitpid`` with a cooperative one."""
     _patch_module("os")
 
 
+@_vetoable
 def patch_signal():
     """Replace :func:`signal.signal` / :func:`signal.getsignal` so that a
     ``SIGCHLD`` handler coexists with greenwheel's child watching."""
     _patch_module("signal")
 
 
+@_vetoable
 def patch_subprocess():
     """Replace :class:`subprocess.Popen` and its helpers with the cooperative ones."""
     _patch_module("subprocess")
 
 
+@_vetoable
 def patch_queue():
     """Replace ``queue.SimpleQueue``, ``Queue``, ``LifoQueue`` and ``PriorityQueue``."""
     _patch_module("queue", ["SimpleQueue", "Queue", "LifoQueue", "PriorityQueue"])
@@ -642,7 +731,9 @@ def _warn_direct_thread_refs(warnings_list):
 
 
 def _check_repatching(settings, warnings_list):
-    key = "_greenwheel_saved_patch_all_settings"
+    # Kept in ``saved`` under gevent's key, where code written for gevent
+    # (its test suite among it) looks for the settings patch_all has applied.
+    key = "_gevent_saved_patch_all_module_settings"
     current = saved.setdefault(key, {})
     first_time = not current
     if not first_time and current != settings:
@@ -681,7 +772,15 @@ def patch_all(
 
     Calling it again only adds patches (the union of the true arguments),
     with a warning if the arguments differ.  Returns True if anything was
-    patched, None if there was nothing left to do.
+    patched, None if there was nothing left to do, False if a subscriber
+    vetoed the whole patch.
+
+    Announces gevent's patch events (:mod:`greenwheel.events`) to the
+    subscribers and to gevent's ``gevent.plugins.monkey.*`` entry points:
+    ``GeventWillPatchAllEvent`` (raise ``DoNotPatch`` to veto), then for each
+    module ``GeventWillPatchModuleEvent`` (vetoable) and
+    ``GeventDidPatchModuleEvent``, then ``GeventDidPatchBuiltinModulesEvent``
+    and ``GeventDidPatchAllEvent``; *kwargs* are handed to them.
     """
     settings = dict(
         socket=socket,
@@ -706,6 +805,19 @@ def patch_all(
         _process_warnings(warnings_list)
         return None
     enabled = {name: todo.get(name, False) for name in settings}
+    from . import _events
+
+    # What the events report: which modules this call patches, and the
+    # options (dns, aggressive, Event) as given.
+    arguments = {
+        name: settings[name] if name in ("dns", "aggressive", "Event") else enabled[name]
+        for name in settings
+    }
+    try:
+        _notify(_events.GeventWillPatchAllEvent(arguments, kwargs))
+    except _events.DoNotPatch:
+        _process_warnings(warnings_list)
+        return False
     aggressive = settings["aggressive"]
     # The order matters: thread before time (threading must see the real
     # sleep while patching), and os with signal.
@@ -742,6 +854,8 @@ def patch_all(
         patch_queue()
     if enabled["contextvars"]:
         patch_contextvars()
+    _notify(_events.GeventDidPatchBuiltinModulesEvent(arguments, kwargs))
+    _notify(_events.GeventDidPatchAllEvent(arguments, kwargs))
     _process_warnings(warnings_list)
     return True
 

@@ -854,6 +854,35 @@ def test_expect_100_continue_only_when_the_app_reads():
 # --- the application interface ----------------------------------------------------------------
 
 
+def test_expect_100_body_sent_anyway_is_dropped_and_the_connection_kept():
+    # As in gevent: a client that sent the whole body without waiting for
+    # 100 Continue, to an application that did not read it, keeps its
+    # connection; the body (even one that looks like a request) is dropped.
+    hits = []
+
+    def app(environ, start_response):
+        hits.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/refuse":
+            start_response("417 Expectation Failed", [("Content-Length", "2")])
+            return [b"no"]
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    inner = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    with serving(app) as server:
+        resps = raw_responses(
+            server.server_port,
+            b"PUT /refuse HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n%s"
+            % (len(inner), inner)
+            + b"PUT /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        )
+    assert [(r.code, r.body) for r in resps] == [(417, b"no"), (200, b"hi")]
+    assert "connection" not in resps[0].header
+    assert hits == ["/refuse", "/ok"]
+
+
 def test_app_error_gives_500_and_traceback_in_error_log():
     def app(environ, start_response):
         if environ["PATH_INFO"] == "/late":

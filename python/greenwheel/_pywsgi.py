@@ -420,13 +420,25 @@ class Input:
             return self._done
         return self.position >= self.content_length
 
+    def _body_buffered(self):
+        # True if the rest of a Content-Length body has already been received
+        # (a client sending it without waiting for 100 Continue).
+        if self.chunked_input:
+            return False
+        src = self._src
+        return self.content_length - self.position <= len(src._rbuf) - src._rpos
+
     def _discard(self, limit):
         """Read and drop at most *limit* bytes of body; True if the body is then fully read."""
         if self._complete():
             return True
-        if self._error is not None or self._continue is not None:
-            # Broken stream, or the client was never told to send the body.
-            return False
+        if self._error is not None:
+            return False  # broken stream
+        if self._continue is not None:
+            if not self._body_buffered():
+                # The client was never told to send the body: it may or may not.
+                return False
+            self._continue = None  # it sent it anyway: drop it, no interim response
         try:
             while limit > 0:
                 data = self.read(min(limit, 65536))
@@ -1421,9 +1433,12 @@ class WSGIHandler:
             wsgi_input is not None
             and wsgi_input._continue is not None
             and not wsgi_input._complete()
+            and not wsgi_input._body_buffered()
         ):
             # The client waits for 100 Continue that will not come now: it
             # may or may not send the body, so this connection cannot go on.
+            # (A client that sent the whole body anyway keeps its connection,
+            # as in gevent: the body is dropped from what was received.)
             self.close_connection = True
         if self._provided_connection is not None:
             connection = 0

@@ -195,3 +195,50 @@ def test_rawlink_and_wait_on_popen_objects(ticker):
     assert seen == [quick, quick]
     with pytest.raises(TypeError):
         quick.rawlink(42)
+
+
+def test_fileobject_and_check_output_refuses_check():
+    from greenwheel.fileobject import FileObjectPosix
+
+    assert subprocess.FileObject is FileObjectPosix
+    with pytest.raises(ValueError, match="check"):
+        subprocess.check_output(["true"], check=False)
+
+
+def _never_exits():
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(3600)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_exit_stops_greenlets_parked_in_the_pipes():
+    # communicate() abandoned while its readers wait in the pipes: leaving
+    # the with block stops them instead of raising "reentrant call".
+    with _never_exits() as popen:
+        communicator = gw.spawn(popen.communicate)
+        gw.sleep(0)  # communicate() starts its readers
+        readers = list(popen._communicating_greenlets)
+        assert len(readers) == 2
+        gw.sleep(0)  # the readers park in the pipes
+        communicator.kill()
+        assert not any(r.dead for r in readers)
+        popen.kill()
+    assert all(r.dead for r in readers)
+    assert popen.stdout.closed and popen.stderr.closed
+    assert popen.poll() is not None
+
+
+def test_exit_with_a_foreign_reader_in_a_pipe_closes_it_under_the_reader():
+    popen = _never_exits()
+    reader = gw.spawn(popen.stdout.read)
+    gw.sleep(0)  # the reader parks in the pipe
+    assert not reader.dead
+    popen.kill()
+    try:
+        popen.__exit__(None, None, None)  # no RuntimeError escapes
+    finally:
+        reader.join(10)
+    assert reader.dead and isinstance(reader.exception, OSError)
+    assert popen.stdout.closed and popen.poll() is not None

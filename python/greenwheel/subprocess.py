@@ -29,7 +29,8 @@ import sys
 
 from . import _child
 from ._event import AsyncResult
-from ._fileobject import open_green, share_with_child
+from ._fileobject import FileObjectPosix as FileObject
+from ._fileobject import _raw_of, open_green, share_with_child
 from ._greenlet import Greenlet
 
 __target__ = "subprocess"
@@ -180,7 +181,7 @@ class Popen(_StdPopen):
         """
         from time import monotonic
 
-        from ._greenlet import Greenlet, joinall
+        from ._greenlet import joinall
 
         if self._communication_started and input:
             raise ValueError("Cannot send input after starting communication")
@@ -188,19 +189,12 @@ class Popen(_StdPopen):
         glets = self._communicating_greenlets
         if glets is None:
             self._communication_started = True
-            feeder = reader_out = reader_err = None
-            if self.stdin is not None:
-                feeder = Greenlet.spawn(_feed, self.stdin, input)
-            if self.stdout is not None:
-                reader_out = Greenlet.spawn(_drain, self.stdout)
-            if self.stderr is not None:
-                reader_err = Greenlet.spawn(_drain, self.stderr)
-            glets = self._communicating_greenlets = (feeder, reader_out, reader_err)
-        running = [g for g in glets if g is not None]
+            glets = self._communicating_greenlets = _Communicating(self, input)
+        running = list(glets)
         done = joinall(running, timeout=timeout)
         if len(done) != len(running):
             raise TimeoutExpired(self.args, timeout)
-        feeder, reader_out, reader_err = glets
+        reader_out, reader_err = glets.reader_out, glets.reader_err
         for glet in running:
             if not glet.successful():
                 glet.get()  # re-raise
@@ -209,6 +203,74 @@ class Popen(_StdPopen):
         remaining = None if deadline is None else max(0.0, deadline - monotonic())
         self.wait(timeout=remaining)
         return stdout, stderr
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        # Greenlets that communicate() started may still be parked in the
+        # pipes (communicate() timed out, or its caller was killed): closing
+        # a buffered pipe under a parked reader of this thread raises
+        # "RuntimeError: reentrant call".  Stop them first; each closes its
+        # own pipe as it unwinds.
+        glets = self._communicating_greenlets
+        if glets is not None:
+            from ._greenlet import killall
+
+            still_running = [g for g in glets if not g.dead]
+            if still_running:
+                killall(still_running)
+        # A greenlet of someone else's may be reading a pipe too: its
+        # reentrant-call error must not hide the exception unwinding this
+        # block, nor keep the child from being reaped.  The descriptor is
+        # closed under it instead (the reader gets EBADF, as when any
+        # cooperative file is closed while another greenlet waits on it).
+        for pipe in (self.stdout, self.stderr):
+            if pipe:
+                try:
+                    pipe.close()
+                except RuntimeError:
+                    raw = _raw_of(pipe)
+                    if raw is not None:
+                        raw.close()
+        try:
+            if self.stdin:
+                self.stdin.close()  # may flush, and fail
+        finally:
+            if exc_type is KeyboardInterrupt:
+                # As the standard library: a Ctrl-C does not wait forever.
+                if self._sigint_wait_secs > 0:
+                    try:
+                        self._wait(timeout=self._sigint_wait_secs)
+                    except TimeoutExpired:
+                        pass
+                self._sigint_wait_secs = 0
+            else:
+                self.wait()
+
+
+class _Communicating:
+    """The greenlets of one communicate(): feeding stdin, draining stdout and stderr.
+
+    Iterating gives those that exist (a stream that is not a pipe has none).
+    """
+
+    __slots__ = ("feeder", "reader_out", "reader_err")
+
+    def __init__(self, popen, input):
+        self.feeder = self.reader_out = self.reader_err = None
+        if popen.stdin is not None:
+            self.feeder = Greenlet.spawn(_feed, popen.stdin, input)
+        if popen.stdout is not None:
+            self.reader_out = Greenlet.spawn(_drain, popen.stdout)
+        if popen.stderr is not None:
+            self.reader_err = Greenlet.spawn(_drain, popen.stderr)
+
+    def _existing(self):
+        return [g for g in (self.feeder, self.reader_out, self.reader_err) if g is not None]
+
+    def __iter__(self):
+        return iter(self._existing())
+
+    def __len__(self):
+        return len(self._existing())
 
 
 def _feed(stream, data):
@@ -290,6 +352,8 @@ def check_output(*popenargs, timeout=None, **kwargs):
     """Run a command and return its standard output (as :func:`subprocess.check_output`)."""
     if "stdout" in kwargs:
         raise ValueError("stdout argument not allowed, it will be overridden.")
+    if "check" in kwargs:  # as gevent and Python 3.11+: it is always checked
+        raise ValueError("check argument not allowed, it will be overridden.")
     if "input" in kwargs and kwargs["input"] is None:
         text = (
             kwargs.get("universal_newlines")
@@ -341,6 +405,7 @@ __all__ = (
         "TimeoutExpired",
         "CompletedProcess",
         "list2cmdline",
+        "FileObject",
     ]
     + __imports__
 )

@@ -32,15 +32,25 @@ def test_defaults_are_gevents():
     assert config.max_blocking_time == 0.1
     assert config.print_blocking_reports is True
     assert config.track_greenlet_tree is True
-    assert sorted(config.settings) == [
+    assert config.max_memory_usage is None and config.memory_monitor_period == 5.0
+    from greenwheel.resolver import thread
+
+    assert config.resolver is thread.Resolver  # gevent gives the class, not the name
+    effective = [
         "max_blocking_time",
+        "max_memory_usage",
+        "memory_monitor_period",
         "monitor_thread",
         "print_blocking_reports",
         "resolver",
         "track_greenlet_tree",
     ]
-    assert "max_blocking_time=0.1" in repr(config)
+    assert [name for name, what in config.settings.items() if "no effect" not in what] == sorted(
+        effective, key=list(config.settings).index
+    )
+    assert sorted(config.settings) == dir(config)  # as gevent's: the settings, nothing else
     assert "loop" in dir(config) and "monitor_thread" in dir(config)
+    assert "max_blocking_time=0.1" in repr(config)
 
 
 def test_the_environment_gives_values_until_code_assigns(monkeypatch):
@@ -54,6 +64,18 @@ def test_the_environment_gives_values_until_code_assigns(monkeypatch):
     monkeypatch.setenv("GEVENT_MONITOR_PRINT_BLOCKING_REPORTS", "maybe")
     with pytest.raises(ValueError, match="GEVENT_MONITOR_PRINT_BLOCKING_REPORTS: not a boolean"):
         _ = config.print_blocking_reports
+
+
+def test_memory_settings_parse_like_gevents(monkeypatch):
+    monkeypatch.setenv("GEVENT_MONITOR_MEMORY_MAX", "1048576")
+    assert config.max_memory_usage == 1048576
+    config.max_memory_usage = None
+    assert config.max_memory_usage is None
+    for bad in (0, -5, "lots"):
+        with pytest.raises(ValueError, match="config.max_memory_usage"):
+            config.max_memory_usage = bad
+    config.memory_monitor_period = "2"
+    assert config.memory_monitor_period == 2.0
 
 
 def test_bad_values_and_unknown_names_raise():
@@ -71,7 +93,7 @@ def test_bad_values_and_unknown_names_raise():
 
 
 def test_gevents_machinery_settings_are_accepted_with_a_warning():
-    assert config.loop == "greenwheel" and config.resolver == "thread"
+    assert config.loop == "greenwheel"
     with pytest.warns(RuntimeWarning, match="config.loop has no effect"):
         config.loop = "libuv"
     assert config.loop == "libuv"

@@ -11,7 +11,7 @@ import greenlet
 import pytest
 
 import greenwheel as gw
-from greenwheel import events
+from greenwheel import config, events
 
 
 @pytest.fixture
@@ -112,13 +112,17 @@ def test_monitoring_functions_are_called_with_the_hub(monitored):
     with pytest.raises(ValueError):
         monitor.add_monitoring_function(check, 0)
     monitor.add_monitoring_function(check, 0.01)
-    assert monitor.monitoring_functions() == [(check, 0.01)]
+    # The thread's own checks come first, as in gevent.
+    builtin = [(monitor.monitor_blocking, 0.05), (monitor.monitor_memory_usage, 5.0)]
+    assert monitor.monitoring_functions() == builtin + [(check, 0.01)]
+    assert monitor.monitoring_functions()[-1].function is check
+    assert monitor.monitoring_functions()[-1].period == 0.01
     deadline = time.monotonic() + 20
     while len(calls) < 3 and time.monotonic() < deadline:
         gw.sleep(0.01)
     assert calls[:3] == [gw.get_hub()] * 3
     monitor.add_monitoring_function(check, None)
-    assert monitor.monitoring_functions() == []
+    assert monitor.monitoring_functions() == builtin
 
 
 def test_a_failing_monitoring_function_is_printed_and_the_monitor_goes_on(monitored):
@@ -251,7 +255,8 @@ def test_the_environment_turns_monitoring_on_for_every_hub():
     done = run_script(GEVENT_MONITOR_THREAD_ENABLE="true", GEVENT_MAX_BLOCKING_TIME="0.05")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0.05", "2"]  # started + blocked
-    assert "has run for more than 0.05 s without switching" in done.stderr
+    assert "appears to be blocked: it has run for more than 0.05 s without switching" in done.stderr
+    assert "PeriodicMonitoringThread" in done.stderr
     assert "in stuck" in done.stderr
 
 
@@ -259,3 +264,48 @@ def test_a_bad_max_blocking_time_in_the_environment_is_a_clear_error():
     done = run_script(GREENWHEEL_MONITOR_THREAD_ENABLE="1", GREENWHEEL_MAX_BLOCKING_TIME="soon")
     assert done.returncode != 0
     assert "GREENWHEEL_MAX_BLOCKING_TIME: not a number of seconds: 'soon'" in done.stderr
+
+
+def test_the_monitor_starts_after_patch_all():
+    # patch_all() makes threading.get_ident name greenlets; the monitor must
+    # still see that it is started from the hub's own OS thread.
+    code = (
+        "from greenwheel import monkey; monkey.patch_all()\n"
+        "import greenwheel\n"
+        "monitor = greenwheel.get_hub().start_periodic_monitoring_thread()\n"
+        "print(monitor.should_run, monitor.monitor_thread_ident != monitor.hub.thread_ident)\n"
+        "monitor.kill()\n"
+        "print(monitor.should_run)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "False"]
+
+
+def test_memory_events_on_crossing_the_threshold_both_ways(monitored):
+    import psutil
+
+    monitor = monitored(0.05)
+    usage = psutil.Process().memory_full_info().rss
+    config.max_memory_usage = usage // 2  # over it now
+    try:
+        assert monitor.monitor_memory_usage(gw.get_hub()) >= usage // 2
+        assert monitor.monitor_memory_usage(gw.get_hub()) is not None  # reported once
+        config.max_memory_usage = usage * 4  # back under it
+        monitor.monitor_memory_usage(gw.get_hub())
+        config.max_memory_usage = None
+        assert monitor.monitor_memory_usage(gw.get_hub()) is None  # no threshold: no check
+    finally:
+        config._values.pop("max_memory_usage", None)  # back to the environment's (unset)
+    memory = [
+        e
+        for e in monitored.seen
+        if isinstance(e, (events.MemoryUsageThresholdExceeded, events.MemoryUsageUnderThreshold))
+    ]
+    assert [type(e) for e in memory] == [
+        events.MemoryUsageThresholdExceeded,
+        events.MemoryUsageUnderThreshold,
+    ]
+    exceeded, under = memory
+    assert exceeded.max_allowed == usage // 2 and exceeded.mem_usage > exceeded.max_allowed
+    assert under.max_allowed == usage * 4 and under.max_memory_usage >= exceeded.mem_usage

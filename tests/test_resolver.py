@@ -66,9 +66,10 @@ def test_config_resolver_picks_the_class_of_new_resolvers(hub):
     assert hub.resolver_class is blocking.Resolver
     assert isinstance(hub.resolver, blocking.Resolver)
     del hub.resolver
-    config.resolver = "ares"  # gevent's, not ours: the thread resolver, with a warning
+    # gevent's, not ours: the thread resolver, with a warning when it is set.
     with pytest.warns(RuntimeWarning, match="no resolver 'ares'"):
-        assert hub.resolver_class is thread.Resolver
+        config.resolver = "ares"
+    assert hub.resolver_class is thread.Resolver
     config.resolver = blocking.Resolver  # a class works too
     assert hub.resolver_class is blocking.Resolver
     hub.resolver_class = thread.Resolver  # the hub's own choice wins

@@ -50,6 +50,25 @@ def _positive_seconds(value):
     return seconds
 
 
+def _resolver_class(value):
+    # As in gevent, reading the setting gives the class ('thread' -> the class).
+    from ._resolver import resolver_class
+
+    return resolver_class(value)
+
+
+def _optional_bytes(value):
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("not a number of bytes: %r" % (value,)) from None
+    if number <= 0:
+        raise ValueError("must be > 0, not %r" % (value,))
+    return number
+
+
 #: name -> (gevent's environment variable, parser, default, what it does).
 _SETTINGS = {
     "monitor_thread": (
@@ -72,9 +91,22 @@ _SETTINGS = {
     ),
     "resolver": (
         "GEVENT_RESOLVER",
-        lambda value: value if isinstance(value, type) else str(value),
+        _resolver_class,
         "thread",
         "the resolver class of new hubs: 'thread' (worker threads) or 'block', or a class",
+    ),
+    "max_memory_usage": (
+        "GEVENT_MONITOR_MEMORY_MAX",
+        _optional_bytes,
+        None,
+        "bytes of memory above which the monitoring thread sends MemoryUsageThresholdExceeded"
+        " (needs psutil)",
+    ),
+    "memory_monitor_period": (
+        "GEVENT_MONITOR_MEMORY_PERIOD",
+        _positive_seconds,
+        5.0,
+        "seconds between the monitoring thread's memory checks",
     ),
     "track_greenlet_tree": (
         "GEVENT_TRACK_GREENLET_TREE",
@@ -99,8 +131,6 @@ _NO_EFFECT = {
     "format_context": "pprint.saferepr",
     "libev_backend": None,
     "loop": "greenwheel",
-    "max_memory_usage": None,
-    "memory_monitor_period": 5,
     "resolver_nameservers": None,
     "resolver_timeout": None,
     "threadpool": "greenwheel.threadpool.ThreadPool",
@@ -117,11 +147,15 @@ class Config:
 
     @property
     def settings(self):
-        """The names of the settings that take effect, with what each does."""
-        return {name: spec[3] for name, spec in _SETTINGS.items()}
+        """Every setting's name, with what it does (gevent's ``config.settings``)."""
+        described = {name: spec[3] for name, spec in _SETTINGS.items()}
+        for name in _NO_EFFECT:
+            described[name] = "accepted as in gevent; no effect (greenwheel has its own machinery)"
+        return described
 
     def __dir__(self):
-        return sorted(set(object.__dir__(self)) | set(_SETTINGS) | set(_NO_EFFECT))
+        # As gevent's: the settings, nothing else.
+        return sorted(set(_SETTINGS) | set(_NO_EFFECT))
 
     def __getattr__(self, name):
         values = self.__dict__["_values"]
@@ -135,7 +169,9 @@ class Config:
             if raw is None:
                 raw, source = os.environ.get(env), env
             if raw is None:
-                return default
+                raw = default
+                if raw is None:
+                    return None
             try:
                 return parse(raw)
             except ValueError as ex:

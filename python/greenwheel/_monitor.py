@@ -22,9 +22,9 @@ Ground rules:
   destroyed or collected, or in a child after ``fork()`` (it is not there).
 """
 
+import collections
 import os
 import sys
-import threading
 import traceback
 import weakref
 
@@ -32,11 +32,20 @@ import greenlet
 
 from . import _trace
 from ._config import config
-from ._events import EventLoopBlocked, PeriodicMonitorThreadStartedEvent, notify
+from ._events import (
+    EventLoopBlocked,
+    MemoryUsageThresholdExceeded,
+    MemoryUsageUnderThreshold,
+    PeriodicMonitorThreadStartedEvent,
+    notify,
+)
 from ._threadpool import _original
 
 __all__ = ["PeriodicMonitoringThread"]
 
+# The real thread identity: after patch_all() threading.get_ident names the
+# current greenlet, and the hub's thread_ident is an OS thread's.
+_get_ident = _original("_thread", "get_ident")
 _start_new_thread = _original("_thread", "start_new_thread")
 _allocate_lock = _original("_thread", "allocate_lock")
 _sleep = _original("time", "sleep")
@@ -58,6 +67,10 @@ class _SwitchTracer:
             self.switches += 1
 
 
+#: One entry of :meth:`PeriodicMonitoringThread.monitoring_functions`.
+MonitoringFunction = collections.namedtuple("MonitoringFunction", ["function", "period"])
+
+
 class PeriodicMonitoringThread:
     """The monitoring thread of one hub (see the module documentation).
 
@@ -69,7 +82,7 @@ class PeriodicMonitoringThread:
     min_sleep_time = 0.005
 
     def __init__(self, hub, max_blocking_time=None):
-        if hub.thread_ident != threading.get_ident():
+        if hub.thread_ident != _get_ident():
             raise RuntimeError("start the monitoring thread from the hub's own thread")
         if max_blocking_time is None:
             max_blocking_time = config.max_blocking_time
@@ -86,6 +99,10 @@ class PeriodicMonitoringThread:
         self._dispatcher = _trace.add(tracer)
         self._last_switches = -1
         self._reported = -1
+        self._process = None
+        # Memory above config.max_memory_usage was reported and not yet its fall back.
+        self._memory_exceeded = False
+        self._memory_peak = 0
         self.thread_ident = None
         started = _allocate_lock()
         started.acquire()
@@ -102,6 +119,16 @@ class PeriodicMonitoringThread:
         """True while the thread runs (not killed, hub alive, same process)."""
         return not self._killed and self._hub() is not None and self._pid == os.getpid()
 
+    @property
+    def should_run(self):
+        """gevent's name for :meth:`is_alive`."""
+        return self.is_alive()
+
+    #: gevent's name for :attr:`thread_ident`.
+    @property
+    def monitor_thread_ident(self):
+        return self.thread_ident
+
     def add_monitoring_function(self, function, period):
         """Call ``function(hub)`` every *period* seconds from the monitoring
         thread; *period* None removes it."""
@@ -116,9 +143,17 @@ class PeriodicMonitoringThread:
             self._functions[function] = [period, _monotonic() + period]
 
     def monitoring_functions(self):
-        """The ``(function, period)`` pairs added with :meth:`add_monitoring_function`."""
+        """What the thread runs, as ``(function, period)`` pairs with those attribute
+        names: first its own checks (blocking; memory, when psutil is installed),
+        then those added with :meth:`add_monitoring_function`."""
+        builtin = [MonitoringFunction(self.monitor_blocking, self.max_blocking_time)]
+        if self._get_process() is not None:
+            builtin.append(
+                MonitoringFunction(self.monitor_memory_usage, config.memory_monitor_period)
+            )
         with self._lock:
-            return [(f, entry[0]) for f, entry in self._functions.items()]
+            added = [MonitoringFunction(f, entry[0]) for f, entry in self._functions.items()]
+        return builtin + added
 
     def kill(self):
         """Stop monitoring (the thread ends within one period)."""
@@ -128,7 +163,7 @@ class PeriodicMonitoringThread:
     # -- the thread ---------------------------------------------------------------------------
 
     def _run(self, started):
-        self.thread_ident = threading.get_ident()
+        self.thread_ident = _get_ident()
         started.release()
         while self.is_alive():
             _sleep(self._sleep_time())
@@ -136,18 +171,72 @@ class PeriodicMonitoringThread:
             if hub is None or not self.is_alive():
                 break
             try:
-                self._check_blocking(hub)
+                self.monitor_blocking(hub)
                 self._run_functions(hub)
+                self._check_memory(hub)
             except Exception:  # the monitor must survive a bad report or function
                 self._print_exc(hub)
             del hub
 
     def _sleep_time(self):
         sleep = self.max_blocking_time
+        if config.max_memory_usage and self._get_process() is not None:
+            sleep = min(sleep, config.memory_monitor_period)
         with self._lock:
             for period, _ in self._functions.values():
                 sleep = min(sleep, period)
         return max(sleep, self.min_sleep_time)
+
+    def monitor_blocking(self, hub):
+        """The blocking check the thread runs every ``max_blocking_time``."""
+        self._check_blocking(hub)
+
+    # -- memory -------------------------------------------------------------------------------
+
+    def _get_process(self):
+        """This process as a ``psutil.Process`` (made once), or None without psutil."""
+        if self._process is None:
+            try:
+                import psutil
+            except ImportError:
+                return None
+            self._process = psutil.Process()
+        return self._process
+
+    _next_memory_check = 0.0
+
+    def _check_memory(self, hub):
+        now = _monotonic()
+        if now < self._next_memory_check:
+            return
+        self._next_memory_check = now + config.memory_monitor_period
+        self.monitor_memory_usage(hub)
+
+    def monitor_memory_usage(self, _hub):
+        """Compare the process's memory with ``config.max_memory_usage``.
+
+        Going over sends :class:`~greenwheel.events.MemoryUsageThresholdExceeded`
+        once; coming back under sends
+        :class:`~greenwheel.events.MemoryUsageUnderThreshold` (with the peak
+        seen meanwhile). Returns the usage in bytes, or None when there is no
+        threshold or no psutil.
+        """
+        max_allowed = config.max_memory_usage
+        process = self._get_process() if max_allowed else None
+        if process is None:
+            return None
+        info = process.memory_full_info()
+        usage = info.rss
+        if usage > max_allowed:
+            self._memory_peak = max(self._memory_peak, usage)
+            if not self._memory_exceeded:
+                self._memory_exceeded = True
+                notify(MemoryUsageThresholdExceeded(usage, max_allowed, info))
+        elif self._memory_exceeded:
+            self._memory_exceeded = False
+            notify(MemoryUsageUnderThreshold(usage, max_allowed, info, self._memory_peak))
+            self._memory_peak = 0
+        return usage
 
     def _check_blocking(self, hub):
         tracer = self._tracer
@@ -169,8 +258,9 @@ class PeriodicMonitoringThread:
         from ._util import GreenletTree, _root_of
 
         lines = [
-            "=== greenwheel: %r has run for more than %s s without switching, blocking %r ==="
-            % (active, self.max_blocking_time, hub),
+            "=== greenwheel: %r appears to be blocked: it has run for more than %s s without"
+            " switching, blocking %r (reported by the PeriodicMonitoringThread 0x%x) ==="
+            % (active, self.max_blocking_time, hub, self.thread_ident or 0),
             "Its stack (thread 0x%x):" % (hub.thread_ident,),
         ]
         frame = sys._current_frames().get(hub.thread_ident)

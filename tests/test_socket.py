@@ -908,6 +908,24 @@ def test_wait_takes_any_object_with_the_watcher_interface():
             gsocket.wait(BlockingStart(), timeout=0.01)
 
 
+def test_setting_ref_applies_to_both_watchers_at_once():
+    a, b = gsocket.socketpair()
+    assert a.ref
+    a.ref = False
+    assert not a.ref
+    # gevent code reads them right after setting ref, before any wait.
+    assert a._read_event.ref is False and a._write_event.ref is False
+    # An unreferenced socket's wait does not keep the loop alive.
+    waiter = gw.spawn(a.recv, 1)
+    assert gw.get_hub().join(timeout=5) is True
+    waiter.kill()
+    a.ref = True
+    assert a._read_event.ref is True
+    a.close()
+    b.close()
+    a.ref = False  # closed: nothing to watch, no error
+
+
 def test_ebadf_is_exported():
     assert gsocket.EBADF == errno.EBADF == gsocket.cancel_wait_ex().errno
 

@@ -290,6 +290,13 @@ class socket(_std_socket):
     def _set_ref(self, value):
         value = bool(value)
         self._ref = value
+        if _ss_fileno(self) >= 0:
+            # Made now rather than at the first wait (setting ref is rare),
+            # so both exist with this ref, as in gevent.
+            if self._read_event is None:
+                self._watcher(_READ)
+            if self._write_event is None:
+                self._watcher(_WRITE)
         for watcher in (self._read_event, self._write_event):
             if watcher is not None:
                 watcher.ref = value

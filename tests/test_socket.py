@@ -926,6 +926,19 @@ def test_setting_ref_applies_to_both_watchers_at_once():
     a.ref = False  # closed: nothing to watch, no error
 
 
+def test_address_resolution_leaves_literal_addresses_alone():
+    from greenwheel._socket import _resolve_addr
+
+    class Family6:  # anything with a family attribute
+        family = gsocket.AF_INET6
+
+    scoped = ("2607:f8b0:4000:80e::200e", 80, 0, 9)
+    assert _resolve_addr(Family6, scoped) is scoped
+    with gsocket.socket() as sock:
+        plain = ("127.0.0.1", 80)
+        assert _resolve_addr(sock, plain) is plain
+
+
 def test_ebadf_is_exported():
     assert gsocket.EBADF == errno.EBADF == gsocket.cancel_wait_ex().errno
 

@@ -801,7 +801,8 @@ def _resolve_addr(sock, address):
     # blocking the loop (the C socket would call getaddrinfo itself).
     if type(address) is not tuple or len(address) < 2:
         return address
-    family = _ss_family(sock)
+    # Any object with a family attribute will do (wrappers, test doubles).
+    family = _ss_family(sock) if isinstance(sock, _ss) else sock.family
     if family not in _RESOLVABLE:
         return address
     host = address[0]

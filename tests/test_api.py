@@ -170,6 +170,7 @@ def test_pywsgi_module_names():
         "Environ",
         "Input",
         "LoggingLogAdapter",
+        "MAX_REQUEST_LINE",
         "SecureEnviron",
         "WSGIHandler",
         "WSGISecureEnviron",

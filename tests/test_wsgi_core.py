@@ -72,7 +72,7 @@ def model_request(data, max_headers, base, limits):
             elif key in ("CONTENT_LENGTH", "HTTP_HOST", "HTTP_TRANSFER_ENCODING"):
                 raise RequestError(400, "duplicate %s header" % (name,))
             else:
-                env[key] = old + ("; " if key == "HTTP_COOKIE" else ",") + value
+                env[key] = old + ("; " if "COOKIE" in key else ",") + value
     te = env.get("HTTP_TRANSFER_ENCODING")
     cl = env.get("CONTENT_LENGTH")
     if te is not None:
@@ -300,7 +300,16 @@ def test_base_environ_values_join_like_python():
 token = st.text(alphabet="abcXYZ-_019", min_size=1, max_size=8)
 value = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=12)
 fixed_names = st.sampled_from(
-    ["Host", "Content-Length", "Transfer-Encoding", "Connection", "Expect", "Cookie", "X_Y"]
+    [
+        "Host",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Connection",
+        "Expect",
+        "Cookie",
+        "Cookie2",
+        "X_Y",
+    ]
 )
 fixed_values = st.sampled_from(
     ["chunked", "CHUNKED", "gzip", "12", " 7", "1" * 19, "close", "keep-alive, x", "100-continue"]
@@ -447,3 +456,11 @@ def test_response_bytes_assembles_head_and_body():
         response_bytes(b"200 OK", b"", False, None, False, 3, b"")
     with pytest.raises(TypeError):
         response_bytes("200 OK", b"", False, None, False, 0, b"")
+
+
+def test_repeated_cookie_headers_join_as_one_cookie_list():
+    # Every header whose name has COOKIE (Cookie, Cookie2) joins with "; ", as in gevent.
+    head = b"GET / HTTP/1.1\r\nCookie: a=1\r\nCookie: b=2\r\nCookie2: c=3\r\nCookie2: d=4\r\n\r\n"
+    env = request_environ(head, 100, BASE, LIMITS)[5]
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+    assert env["HTTP_COOKIE2"] == "c=3; d=4"

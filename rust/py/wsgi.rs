@@ -225,7 +225,9 @@ pub(crate) fn request_environ<'py>(
                     if SINGLETON_KEYS.contains(&key.as_str()) {
                         return Err(refuse(400, format!("duplicate {} header", h.name)));
                     }
-                    let sep = if key == "HTTP_COOKIE" { "; " } else { "," };
+                    // Cookie headers (Cookie, Cookie2) are joined as one cookie
+                    // list, as gevent joins every header whose name has COOKIE.
+                    let sep = if key.contains("COOKIE") { "; " } else { "," };
                     env.set_item(&key_obj, old.add(sep)?.add(&value)?)?;
                 }
             }

@@ -319,3 +319,53 @@ def test_maxsize_zero_queues_work_until_maxsize_grows():
         ThreadPool(-1)
     with pytest.raises(TypeError):
         ThreadPool(1.5)
+
+
+def test_thread_result_in_gevents_low_level_form():
+    # ThreadResult(receiver, hub, call_when_ready): set() or handle_error()
+    # from a worker thread wakes the hub, which calls call_when_ready, then
+    # receiver(result); the value is dropped afterwards.
+    hub = gw.get_hub()
+    for outcome in ("value", "error"):
+        seen = []
+        done = gw.event.Event()
+        tr = ThreadResult(
+            lambda r, seen=seen, done=done: (seen.append((r.value, r.exception)), done.set()),
+            hub,
+            lambda seen=seen: seen.append("ready"),
+        )
+        if outcome == "value":
+            thread = threading.Thread(target=tr.set, args=(42,))
+        else:
+            error = ValueError("boom")
+            thread = threading.Thread(
+                target=tr.handle_error, args=(("ctx",), (ValueError, error, None))
+            )
+        errors = []
+        hub.handle_error = lambda *args, errors=errors: errors.append(args)
+        try:
+            thread.start()
+            assert done.wait(10)
+        finally:
+            del hub.handle_error  # the class's method again
+            thread.join(10)
+        if outcome == "value":
+            assert seen == ["ready", (42, None)] and not errors
+        else:
+            assert seen == ["ready", (None, error)]
+            assert errors == [(("ctx",), ValueError, error, None)]
+            assert not tr.successful()
+        assert tr.value is None and tr.receiver is not None
+
+
+def test_work_submitted_right_after_kill_gets_a_thread():
+    # kill() queues a retirement per worker; an idle worker about to take
+    # one must not count as available for work submitted after it.
+    for _ in range(20):
+        pool = ThreadPool(1)
+        try:
+            assert pool.apply(len, ("a",)) == 1
+            pool.kill()
+            assert pool.spawn(len, "ab").get(timeout=10) == 2
+        finally:
+            pool.kill()

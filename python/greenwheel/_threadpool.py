@@ -86,10 +86,26 @@ class ThreadResult:
         "_links",
         "_pool",
         "hub",
+        "receiver",
+        "context",
+        "_call_when_ready",
         "__weakref__",
     )
 
-    def __init__(self, fn, args, kwargs, hub, pool=None):
+    def __init__(self, *arguments):
+        if len(arguments) == 3:
+            # gevent's low-level form: ThreadResult(receiver, hub, call_when_ready).
+            receiver, hub, call_when_ready = arguments
+            self._init(None, None, None, hub, None)
+            self.receiver = receiver
+            self._call_when_ready = call_when_ready
+            return
+        self._init(*arguments)
+
+    def _init(self, fn, args, kwargs, hub, pool=None):
+        self.receiver = None
+        self.context = None
+        self._call_when_ready = None
         self._fn = fn
         self._args = args
         self._kwargs = kwargs
@@ -129,6 +145,20 @@ class ThreadResult:
                 except Exception:  # the hub was destroyed meanwhile
                     pass
 
+    # gevent's form: the worker thread reports through these two.
+
+    def set(self, value):
+        """Record *value* (from any thread) and wake the hub (gevent's form)."""
+        self._value = value
+        self._watcher.send()
+
+    def handle_error(self, context, exc_info):
+        """Record a failure (from any thread) and wake the hub (gevent's form)."""
+        self.context = context
+        self._exc_info = exc_info
+        self._value = None
+        self._watcher.send()
+
     # -- hub side ----------------------------------------------------------
 
     def _on_done(self):
@@ -136,6 +166,10 @@ class ThreadResult:
         if watcher is not None:
             self._watcher = None
             watcher.close()
+        call_when_ready = self._call_when_ready
+        if call_when_ready is not None:
+            self._on_done_gevent_form(call_when_ready)
+            return
         pool = self._pool
         if pool is not None:
             self._pool = None
@@ -150,6 +184,24 @@ class ThreadResult:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.switch(None)
+
+    def _on_done_gevent_form(self, call_when_ready):
+        # Both callbacks run here, in the hub; afterwards the value is
+        # dropped and the receiver replaced by a no-op, as in gevent.
+        self._call_when_ready = _ignore
+        try:
+            call_when_ready()
+            exc_info = self._exc_info
+            if exc_info:
+                self.hub.handle_error(self.context, *exc_info)
+            self.context = None
+            if self.receiver is not None:
+                self.receiver(self)
+        finally:
+            self.receiver = _ignore
+            self._value = None
+            if self._exc_info:
+                self._exc_info = (self._exc_info[0], self._exc_info[1], None)
 
     def ready(self):
         """True once the function has returned or raised (and the hub noticed)."""
@@ -263,6 +315,10 @@ class ThreadResult:
         return "<%s at 0x%x %s>" % (type(self).__name__, id(self), state)
 
 
+def _ignore(*_args):
+    pass
+
+
 class _Killed(RuntimeError):
     """The pool was killed before the function could run."""
 
@@ -302,6 +358,11 @@ class ThreadPool:
         if value < 0:
             raise ValueError("maxsize must not be negative: %r" % (value,))
 
+    def _available(self):
+        # Idle workers that will take work: each retirement request queued
+        # (and not yet taken) will claim one of them instead.  Call with the lock.
+        return self._idle - self._retire
+
     def _foreign_thread(self):
         owner = self._owner_ident
         return owner is not None and owner != _real_get_ident()
@@ -330,7 +391,7 @@ class ThreadPool:
             alive = self._threads - self._retire
             surplus = alive - value
             # Work queued while the pool was smaller (or empty) gets threads now.
-            wanted = min(value - alive, self._unclaimed - self._idle)
+            wanted = min(value - alive, self._unclaimed - self._available())
         for _ in range(max(0, surplus)):
             self._stop_one()
         for _ in range(max(0, wanted)):
@@ -387,7 +448,9 @@ class ThreadPool:
             self._unclaimed += 1
             # Idle workers will each take one queued task; start another
             # thread only for work nobody idle can take.
-            start = self._unclaimed > self._idle and self._threads - self._retire < self._maxsize
+            start = (
+                self._unclaimed > self._available() and self._threads - self._retire < self._maxsize
+            )
             if start:
                 self._threads += 1
         self._queue.put(result)

@@ -109,3 +109,26 @@ def test_spawn_tree_locals_are_shared_down_a_tree_and_new_for_each_root():
     glet = Greenlet(lambda: None)
     glet.spawn_tree_locals = {"x": 1}
     assert glet.spawn_tree_locals == {"x": 1}
+
+
+def test_spawn_raw_greenlets_join_the_spawn_tree():
+    # As gevent's spawn_raw: the raw greenlet records who spawned it and has
+    # tree locals of its own (a new tree when spawned from the main greenlet),
+    # which the greenlets it creates share; the main greenlet gets no dict.
+    seen = {}
+
+    def body():
+        child = gw.Greenlet()
+        seen["shared"] = child.spawn_tree_locals is gw.getcurrent().spawn_tree_locals
+        seen["spawner"] = child.spawning_greenlet() is gw.getcurrent()
+
+    first = gw.Greenlet(body)
+    first.start()
+    first.join()
+    raw = gw.spawn_raw(body)
+    assert raw.spawning_greenlet() is gw.getcurrent()
+    assert raw.spawn_tree_locals == {} and raw.spawn_tree_locals is not first.spawn_tree_locals
+    assert raw.loop is gw.get_hub().loop
+    gw.sleep(0)
+    assert raw.dead and seen == {"shared": True, "spawner": True}
+    assert not hasattr(gw.getcurrent(), "spawn_tree_locals")

@@ -221,9 +221,9 @@ class Config:
 def _apply(name, value):
     # Settings read on hot paths are copied where those paths look.
     if name == "track_greenlet_tree":
-        from . import _greenlet
+        from . import _greenlet, _hub
 
-        _greenlet._track_tree = value
+        _greenlet._track_tree = _hub._track_tree = value
 
 
 config = Config()

@@ -270,8 +270,10 @@ class Greenlet(_RawGreenlet):
                 if tree is None and spawner.spawning_greenlet is not None:
                     tree = spawner._tree_locals = {}
                 self._tree_locals = tree
+            elif spawner.parent is None:
+                self._tree_locals = None  # a main greenlet: a new tree, made when first used
             else:
-                self._tree_locals = None  # a root: its own dict, made when first used
+                self._tree_locals = _raw_tree_locals(spawner)
         else:
             self.spawning_greenlet = None
             self._tree_locals = None
@@ -774,6 +776,16 @@ def _kill(glet, exception, waiter):
         glet.parent.handle_error(glet, *sys.exc_info())
     if waiter is not None:
         waiter.switch(None)
+
+
+def _raw_tree_locals(spawner):
+    # A raw greenlet (spawn_raw's, the hub, one made with greenlet.greenlet)
+    # spawning: its tree is the dict kept on it, made and kept there now if it
+    # has none, so that everything it spawns shares one tree (as in gevent).
+    tree = spawner.__dict__.get("spawn_tree_locals")
+    if tree is None:
+        tree = spawner.spawn_tree_locals = {}
+    return tree
 
 
 #: config.track_greenlet_tree, where Greenlet.__init__ looks (set by the config).

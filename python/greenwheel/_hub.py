@@ -776,6 +776,10 @@ def idle(priority=0):
         watcher.close()
 
 
+#: config.track_greenlet_tree, where spawn_raw looks (kept current by the config).
+_track_tree = _config.track_greenlet_tree
+
+
 def spawn_raw(function, *args, **kwargs):
     """Start ``function(*args, **kwargs)`` in a bare :class:`greenlet.greenlet`.
 
@@ -790,6 +794,19 @@ def spawn_raw(function, *args, **kwargs):
     else:
         glet = _RawGreenlet(function, hub)
         hub.loop.run_callback(glet.switch, *args)
+    if _track_tree:
+        # As gevent's spawn_raw: where it sits in the spawn tree (no stack).
+        spawner = getcurrent()
+        glet.spawning_greenlet = weakref.ref(spawner)
+        tree = getattr(spawner, "spawn_tree_locals", None)
+        if tree is None:
+            tree = {}
+            if spawner.parent is not None:
+                # Not a main greenlet: what it spawns next shares this tree.
+                spawner.spawn_tree_locals = tree
+        glet.spawn_tree_locals = tree
+    # gevent's raw greenlets carry their loop, so more of its API takes them.
+    glet.loop = hub.loop
     return glet
 
 

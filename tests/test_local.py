@@ -1,5 +1,6 @@
 """greenwheel.local: greenlet-local storage with the threading.local interface."""
 
+import copy
 import gc
 import threading
 import weakref
@@ -228,3 +229,38 @@ def test_local_in_the_hub_greenlet():
     gw.get_hub().loop.run_callback(in_hub)
     gw.sleep(0)
     assert seen == [False] and data.value == "main"
+
+
+def test_copy_keeps_the_values_of_subclass_slots():
+    class WithSlots(local):
+        __slots__ = ("obj", "unset")
+        path = ""
+
+        def __init__(self, obj):
+            self.obj = obj
+
+    marker = object()
+    original = WithSlots(marker)
+    original.path = "123"
+    duplicate = copy.copy(original)
+    assert duplicate.obj is marker and duplicate.path == "123"
+    assert not hasattr(duplicate, "unset")
+    duplicate.path = "321"
+    assert original.path == "123"
+
+
+def test_all_local_dicts_for_greenlet():
+    from greenwheel.local import all_local_dicts_for_greenlet
+
+    seen = {}
+
+    def body():
+        mine = local()
+        mine.foo = 42
+        seen["id"] = id(mine)
+        seen["dicts"] = all_local_dicts_for_greenlet(gw.getcurrent())
+
+    glet = gw.spawn(body)
+    glet.join()
+    assert seen["dicts"] == [((local, seen["id"]), {"foo": 42})]
+    assert all_local_dicts_for_greenlet(glet) == []  # its locals are gone with it

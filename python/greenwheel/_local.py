@@ -14,11 +14,14 @@ greenlets.  A greenlet's dict is dropped when the greenlet finishes (a
 every greenlet's dict when the local object itself goes away.
 """
 
-from weakref import ref
+from weakref import WeakSet, ref
 
 from greenlet import getcurrent
 
-__all__ = ["local"]
+__all__ = ["all_local_dicts_for_greenlet", "local"]
+
+#: Every live local, for :func:`all_local_dicts_for_greenlet` (a debugging aid).
+_all_locals = WeakSet()
 
 
 class _GreenletDied:
@@ -130,6 +133,7 @@ class local:
         # calls __init__ right after __new__), so __init__ is not run twice.
         glet = getcurrent()
         _new_dict(self, glet, id(glet))
+        _all_locals.add(self)
         return self
 
     def __getattribute__(self, name):
@@ -204,9 +208,49 @@ class local:
             raise AttributeError(name) from None
 
     def __copy__(self):
-        # A new local whose current-greenlet dict is a copy of ours.
+        # A new local whose current-greenlet dict is a copy of ours, with the
+        # values of a subclass's __slots__ (shared by all greenlets) copied too.
         cls = type(self)
         args, kwargs = _obj_getattribute(self, "_local__args")
         duplicate = cls.__new__(cls, *args, **kwargs)
         _get_dict(duplicate).update(_get_dict(self))
+        for name in _subclass_slots(cls):
+            try:
+                value = _obj_getattribute(self, name)
+            except AttributeError:
+                continue  # a slot never set stays unset
+            _obj_setattr(duplicate, name, value)
         return duplicate
+
+
+def _subclass_slots(cls):
+    """The slot names subclasses of :class:`local` declare (not local's own)."""
+    names = []
+    for base in cls.__mro__:
+        if base is local:
+            break
+        slots = base.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        for name in slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = "_%s%s" % (base.__name__.lstrip("_"), name)  # private name mangling
+            names.append(name)
+    return names
+
+
+def all_local_dicts_for_greenlet(greenlet):
+    """What every :class:`local` holds for *greenlet*: a debugging aid, as in gevent.
+
+    Returns a list of ``((type(local), id(local)), attribute_dict)`` pairs,
+    one for each local the greenlet has used and that is still alive.
+    """
+    key = id(greenlet)
+    found = []
+    for obj in list(_all_locals):
+        entry = _obj_getattribute(obj, "_local__dicts").get(key)
+        if entry is not None and entry[0]() is greenlet:
+            found.append(((type(obj), id(obj)), entry[1]))
+    return found

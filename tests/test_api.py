@@ -262,6 +262,7 @@ def test_util_and_contextvars_module_names():
     assert sorted(greenwheel.util.__all__) == [
         "GreenletTree",
         "assert_switches",
+        "clear_stack_frames",
         "format_run_info",
         "print_run_info",
         "wrap_errors",

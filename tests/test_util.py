@@ -220,3 +220,35 @@ def test_each_greenlet_has_its_own_context():
 def test_switch_interval_is_the_interpreters():
     assert gw.getswitchinterval is sys.getswitchinterval
     assert gw.setswitchinterval is sys.setswitchinterval
+
+
+def test_clear_stack_frames_clears_finished_frames_and_skips_running_ones():
+    import inspect
+    import weakref
+
+    class Held:
+        pass
+
+    refs = []
+
+    def inner():
+        obj = Held()
+        refs.append(weakref.ref(obj))
+        return inspect.currentframe()  # a finished frame still holding obj
+
+    frame = inner()
+    held = refs[0]
+    mine = Held()
+    assert held() is not None
+    util.clear_stack_frames(frame)  # inner's frame is done; ours (f_back) is running
+    assert held() is None
+    assert isinstance(mine, Held)  # our own frame's locals survived
+
+
+def test_print_run_info_called_straight_from_the_loop():
+    # As a loop callback it has no Python caller frame: it must still print.
+    out = io.StringIO()
+    gw.get_hub().loop.run_callback(util.print_run_info, True, True, None, out)
+    gw.sleep(0)
+    gw.sleep(0)
+    assert "Greenlet" in out.getvalue() or "greenlet" in out.getvalue()

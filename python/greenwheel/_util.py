@@ -19,7 +19,14 @@ from greenlet import greenlet as _RawGreenlet
 
 from . import _trace
 
-__all__ = ["GreenletTree", "assert_switches", "format_run_info", "print_run_info", "wrap_errors"]
+__all__ = [
+    "GreenletTree",
+    "assert_switches",
+    "clear_stack_frames",
+    "format_run_info",
+    "print_run_info",
+    "wrap_errors",
+]
 
 
 class Lazy:
@@ -272,12 +279,29 @@ def _run_info(thread_stacks, greenlet_stacks, limit, current_thread_ident, calle
 def print_run_info(thread_stacks=True, greenlet_stacks=True, limit=None, file=None):
     """Write :func:`format_run_info` to *file* (default: ``sys.stderr``)."""
     out = sys.stderr if file is None else file
-    for line in _run_info(thread_stacks, greenlet_stacks, limit, None, sys._getframe(1)):
+    try:
+        caller = sys._getframe(1)
+    except ValueError:  # called straight from C (a loop callback): no Python caller
+        caller = None
+    for line in _run_info(thread_stacks, greenlet_stacks, limit, None, caller):
         print(line, file=out)
 
 
 class _FailedToSwitch(AssertionError):
     pass
+
+
+def clear_stack_frames(frame):
+    """Clear the local variables of *frame* and of every frame that called it,
+    as far as the interpreter allows: a frame still executing (the caller's
+    own, a generator's) keeps its locals. Helps release objects referenced
+    only from a traceback's frames."""
+    while frame is not None:
+        try:
+            frame.clear()
+        except RuntimeError:  # still executing: nothing can be cleared
+            pass
+        frame = frame.f_back
 
 
 class assert_switches:

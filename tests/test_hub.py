@@ -557,3 +557,19 @@ def test_a_handle_error_that_raises_does_not_stop_the_hub(capfd):
     err = capfd.readouterr().err
     assert "Exception while handling another error" in err
     assert "AttributeError: the handler is broken" in err
+
+
+def test_threadpool_and_resolver_attributes_as_gevent_has_them():
+    from greenwheel.threadpool import ThreadPool
+
+    hub = gw.get_hub()
+    assert hub._threadpool is None  # nothing of its own yet: the shared pool serves it
+    shared = hub.threadpool
+    own = ThreadPool(1, hub=hub)
+    try:
+        hub.threadpool = own
+        assert hub._threadpool is own and hub.threadpool is own
+        del hub.threadpool
+        assert hub._threadpool is None and hub.threadpool is shared
+    finally:
+        own.kill()

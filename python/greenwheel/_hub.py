@@ -258,6 +258,18 @@ class Hub(_RawGreenlet):
         self.__dict__["_threadpool"] = pool
         self.__dict__.pop("_owns_threadpool", None)
 
+    @threadpool.deleter
+    def threadpool(self):
+        # The next use makes (or shares) one again; a pool this hub made is the caller's to kill.
+        self.__dict__.pop("_threadpool", None)
+        self.__dict__.pop("_owns_threadpool", None)
+
+    #: gevent's attributes behind :attr:`threadpool` and :attr:`resolver`: None
+    #: until this hub has a pool / resolver of its own (read by ported code
+    #: that checks ``hub._threadpool is not None`` before touching the pool).
+    _threadpool = None
+    _resolver = None
+
     @property
     def resolver_class(self):
         """The class of :attr:`resolver` (from ``greenwheel.config.resolver``

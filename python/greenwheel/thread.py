@@ -29,12 +29,19 @@ __implements__ = [
 ]
 
 error = __thread__.error
+_real_get_ident = __thread__.get_ident
 
 
 def get_ident(gr=None):
     """An integer identifying *gr* (default: the current greenlet)."""
     if gr is None:
-        gr = getcurrent()
+        try:
+            gr = getcurrent()
+        except RuntimeError:
+            # The interpreter is finalizing and greenlet has torn down this
+            # thread's greenlets (a logging handler's clean-up at exit, say):
+            # there is no greenlet identity left, the OS thread's is the truth.
+            return _real_get_ident()
     return id(gr)
 
 

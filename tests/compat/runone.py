@@ -10,53 +10,21 @@ The tests themselves are never copied: they are imported from the gevent
 wheel that ``harness.py`` installed into its own directory (``--gevent-dir``),
 and from the interpreter's own ``test`` package.
 
-With ``--impl greenwheel`` the gevent directory is put at the *end* of
-``sys.path``, behind the installed greenlet, and ``greenwheel.as_gevent``
-resolves ``gevent`` and every ``gevent.X`` to greenwheel. Only the two test
-packages, ``gevent.testing`` and ``gevent.tests``, are loaded from the wheel's
-files. With ``--impl gevent`` the directory comes first and the real gevent
-runs: the baseline.
+``_setup.py`` makes ``import gevent`` mean the implementation under test,
+here and in every Python process the test starts: greenwheel through
+``greenwheel.as_gevent`` (``--impl greenwheel``), or the real gevent, the
+baseline (``--impl gevent``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.machinery
 import json
-import os
 import runpy
 import sys
 import unittest
 
-#: gevent's test packages: loaded from the wheel's files under either implementation.
-_TEST_PACKAGES = ("gevent.testing", "gevent.tests")
-
-
-class _TestPackageFinder(importlib.abc.MetaPathFinder):
-    """Finds gevent's test packages in the wheel's directory.
-
-    Under the alias ``gevent`` is greenwheel's package, whose ``__path__`` does
-    not hold them, so the ordinary path finder would not look in the wheel.
-    """
-
-    def __init__(self, gevent_dir: str) -> None:
-        self._package_dir = os.path.join(gevent_dir, "gevent")
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname in _TEST_PACKAGES:
-            return importlib.machinery.PathFinder.find_spec(fullname, [self._package_dir])
-        if fullname.startswith(tuple(p + "." for p in _TEST_PACKAGES)):
-            # Their modules, from their own directory (the alias would look in greenwheel).
-            return importlib.machinery.PathFinder.find_spec(fullname, path)
-        if fullname.startswith("greenwheel.") and "gevent" + fullname[10:] in _TEST_PACKAGES:
-            # 'from gevent import testing' asks the package (greenwheel) for the
-            # attribute, then imports greenwheel.testing: give it the same module.
-            from greenwheel.as_gevent import _SharedModuleLoader
-
-            loader = _SharedModuleLoader("gevent" + fullname[10:])
-            return importlib.machinery.ModuleSpec(fullname, loader, is_package=True)
-        return None
+import _setup  # beside this file
 
 
 class _Recorder:
@@ -161,18 +129,6 @@ def _hook_unittest(recorder: _Recorder) -> None:
             setattr(result, name, function)
 
 
-def _setup_paths(impl: str, gevent_dir: str) -> None:
-    if impl == "gevent":
-        sys.path.insert(0, gevent_dir)
-        return
-    # Behind the environment's own packages: greenlet must be the one greenwheel
-    # was built against; zope.interface and friends come from here if missing there.
-    sys.path.append(gevent_dir)
-    import greenwheel.as_gevent  # noqa: F401 - installs the alias
-
-    sys.meta_path.insert(0, _TestPackageFinder(gevent_dir))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--impl", choices=("greenwheel", "gevent"), required=True)
@@ -180,17 +136,18 @@ def main() -> None:
     parser.add_argument("--record", required=True)
     parser.add_argument("--suite", choices=("gevent", "stdlib"), required=True)
     parser.add_argument("name", help="gevent.tests module name, or a stdlib test file path")
+    parser.add_argument("unittest_args", nargs="*", help="passed on to unittest (-k PATTERN, -v)")
     args = parser.parse_args()
 
-    _setup_paths(args.impl, os.path.abspath(args.gevent_dir))
+    _setup.setup(args.impl, args.gevent_dir)
     _hook_unittest(_Recorder(args.record))
     if args.suite == "gevent":
-        sys.argv = [args.name]
+        sys.argv = [args.name, *args.unittest_args]
         runpy.run_module(args.name, run_name="__main__", alter_sys=True)
     else:
         # gevent's own driver for the stdlib tests: patch_all(), then its
         # disabled-test list applied to the file's source, then the file.
-        sys.argv = ["monkey_test", args.name]
+        sys.argv = ["monkey_test", args.name, *args.unittest_args]
         runpy.run_module("gevent.testing.monkey_test", run_name="__main__", alter_sys=True)
 
 

@@ -720,3 +720,15 @@ def test_a_timeout_object_as_timeout_raises_itself_from_get_and_put():
     gw.spawn(q.put, "item")
     timer = gw.Timeout(5)
     assert q.get(timeout=timer) == "item" and not timer.pending
+
+
+def test_channel_takes_a_timeout_object_too():
+    channel = Channel()
+    timer = gw.Timeout(0.01)
+    with pytest.raises(gw.Timeout) as raised:
+        channel.get(timeout=timer)
+    assert raised.value is timer and not timer.pending
+    timer = gw.Timeout(0.01)
+    with pytest.raises(gw.Timeout) as raised:
+        channel.put("x", timeout=timer)
+    assert raised.value is timer and not channel.putters

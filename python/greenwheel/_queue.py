@@ -915,6 +915,11 @@ class LifoQueue(Queue):
         return self.queue[-1]
 
 
+def _switch_to(hub, _timeout):
+    # Channel waits under a Timeout object (see _timeout._under): the timer is that object's.
+    return hub.switch()
+
+
 class Channel(_IterateByGet):
     """Channel(maxsize=1): a rendezvous; :meth:`put` blocks until a getter takes the item.
 
@@ -1016,6 +1021,9 @@ class Channel(_IterateByGet):
     def _wait(self, waiters, entry, timeout, hub, switch):
         if timeout is None:
             return hub.switch()
+        if isinstance(timeout, Timeout):
+            # As in gevent, the Timeout object itself raises (not Empty / Full).
+            return _under(timeout, _switch_to, hub)
         timer = hub.loop.timer(_check_seconds(timeout))
         timer.start(switch, _TIMEDOUT, update=True)
         try:

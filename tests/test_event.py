@@ -653,3 +653,17 @@ def test_a_timeout_object_is_cancelled_when_the_wait_succeeds():
     gw.spawn(result.set, 42)
     timer = gw.Timeout.start_new(5)
     assert result.get(timeout=timer) == 42 and not timer.pending
+
+
+def test_getting_a_stored_exception_again_does_not_grow_its_traceback():
+    import traceback
+
+    result = AsyncResult()
+    result.set_exception(ValueError("stored"))
+    lengths = []
+    for _ in range(3):
+        try:
+            result.get()
+        except ValueError as exc:
+            lengths.append(len(traceback.extract_tb(exc.__traceback__)))
+    assert lengths == [lengths[0]] * 3

@@ -244,9 +244,9 @@ class AsyncResult(AbstractLinkable):
         _, value, tb = self._exc_info
         if value is None:
             value = self._exc_info[0]()
-        if tb is not None:
-            raise value.with_traceback(tb)
-        raise value
+        # Always from the traceback captured when it was set (None: none), so
+        # that getting it again does not keep extending the previous raise's.
+        raise value.with_traceback(tb)
 
     def get(self, block=True, timeout=None):
         """Return the stored value or raise the stored exception.

@@ -264,3 +264,28 @@ def test_all_local_dicts_for_greenlet():
     glet.join()
     assert seen["dicts"] == [((local, seen["id"]), {"foo": 42})]
     assert all_local_dicts_for_greenlet(glet) == []  # its locals are gone with it
+
+
+def test_an_unhashable_subclass_works_and_is_forgotten_when_gone():
+    from collections.abc import Mapping
+
+    from greenwheel import _local
+
+    class MappingLocal(local, Mapping):
+        def __getitem__(self, name):
+            return self.d[name]
+
+        def __iter__(self):
+            return iter(self.d)
+
+        def __len__(self):
+            return len(self.d)
+
+    mapping = MappingLocal()
+    mapping.d = {"a": 1}
+    assert list(mapping.keys()) == ["a"] and mapping["a"] == 1
+    key = id(mapping)
+    assert key in _local._all_locals
+    del mapping
+    gc.collect()
+    assert key not in _local._all_locals

@@ -14,14 +14,16 @@ greenlets.  A greenlet's dict is dropped when the greenlet finishes (a
 every greenlet's dict when the local object itself goes away.
 """
 
-from weakref import WeakSet, ref
+from weakref import ref
 
 from greenlet import getcurrent
 
 __all__ = ["all_local_dicts_for_greenlet", "local"]
 
-#: Every live local, for :func:`all_local_dicts_for_greenlet` (a debugging aid).
-_all_locals = WeakSet()
+#: id(local) -> weak reference, for every live local: what
+#: :func:`all_local_dicts_for_greenlet` looks through (by id, not a WeakSet:
+#: a subclass may be unhashable, a Mapping say).
+_all_locals = {}
 
 
 class _GreenletDied:
@@ -48,12 +50,15 @@ class _Dicts(dict):
 class _LocalDied:
     """Weakref callback: a local went away; unlink its cleanups from live greenlets."""
 
-    __slots__ = ("dicts",)
+    __slots__ = ("dicts", "key")
 
-    def __init__(self, dicts):
+    def __init__(self, dicts, key):
         self.dicts = dicts
+        self.key = key
 
-    def __call__(self, _unused):
+    def __call__(self, wref):
+        if _all_locals.get(self.key) is wref:
+            del _all_locals[self.key]
         dicts = self.dicts
         self.dicts = None
         for wrglet, _, cleanup in list(dicts.values()):
@@ -128,12 +133,13 @@ class local:
         _obj_setattr(self, "_local__dicts", dicts)
         _obj_setattr(self, "_local__args", (args, kwargs))
         # Held by the object itself: when it dies, live greenlets are unlinked.
-        _obj_setattr(self, "_local__ref", ref(self, _LocalDied(dicts)))
+        wref = ref(self, _LocalDied(dicts, id(self)))
+        _obj_setattr(self, "_local__ref", wref)
         # The creating greenlet's dict exists before __init__ runs (Python
         # calls __init__ right after __new__), so __init__ is not run twice.
         glet = getcurrent()
         _new_dict(self, glet, id(glet))
-        _all_locals.add(self)
+        _all_locals[id(self)] = wref
         return self
 
     def __getattribute__(self, name):
@@ -249,7 +255,10 @@ def all_local_dicts_for_greenlet(greenlet):
     """
     key = id(greenlet)
     found = []
-    for obj in list(_all_locals):
+    for wref in list(_all_locals.values()):
+        obj = wref()
+        if obj is None:
+            continue
         entry = _obj_getattribute(obj, "_local__dicts").get(key)
         if entry is not None and entry[0]() is greenlet:
             found.append(((type(obj), id(obj)), entry[1]))

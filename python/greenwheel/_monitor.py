@@ -142,6 +142,11 @@ class PeriodicMonitoringThread:
                 raise ValueError("period must be > 0, not %r" % (period,))
             self._functions[function] = [period, _monotonic() + period]
 
+    @property
+    def _monitoring_functions(self):
+        # gevent's attribute (its list of entries), read by its own tests and tools.
+        return self.monitoring_functions()
+
     def monitoring_functions(self):
         """What the thread runs, as ``(function, period)`` pairs with those attribute
         names: first its own checks (blocking; memory, when psutil is installed),

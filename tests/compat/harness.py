@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fnmatch
 import json
 import os
 import platform
@@ -51,8 +52,10 @@ GEVENT_VERSION = "26.9.0"
 EXCLUSIONS = HERE / "exclusions.txt"
 RATCHET = HERE / "ratchet.json"
 RESULTS_PAGE = ROOT / "COMPAT.md"
-#: Seconds one file may run before it is killed and reported as hung.
-FILE_TIMEOUT = 120
+#: Seconds one file may run before it is killed and reported as hung, per suite.
+#: gevent's runner allows 120 s; the stdlib's test_socket takes longer than that
+#: under the real gevent on this 2-core machine (it was killed at 527 passes).
+FILE_TIMEOUT = {"gevent": 120, "stdlib": 300}
 #: The reasons an exclusion may give (see exclusions.txt).
 REASONS = ("private", "literal", "limitation")
 IMPLS = ("gevent", "greenwheel")
@@ -124,7 +127,7 @@ def short_name(suite: str, name: str) -> str:
 
 
 def load_exclusions() -> dict[tuple[str, str], tuple[str, str]]:
-    """(file, test id or '*') -> (reason kind, explanation)."""
+    """(file, test id or glob pattern) -> (reason kind, explanation)."""
     out = {}
     for lineno, line in enumerate(EXCLUSIONS.read_text().splitlines(), 1):
         line = line.strip()
@@ -141,7 +144,9 @@ def load_exclusions() -> dict[tuple[str, str], tuple[str, str]]:
 
 
 def excluded(exclusions, file: str, test: str) -> bool:
-    return (file, "*") in exclusions or (file, test) in exclusions
+    if (file, test) in exclusions:
+        return True
+    return any(f == file and fnmatch.fnmatchcase(test, pattern) for f, pattern in exclusions)
 
 
 def run_file(impl: str, suite: str, name: str, gdir: Path) -> FileResult:
@@ -179,7 +184,7 @@ def run_file(impl: str, suite: str, name: str, gdir: Path) -> FileResult:
             start_new_session=True,
         ) as proc:
             try:
-                output, _ = proc.communicate(timeout=FILE_TIMEOUT)
+                output, _ = proc.communicate(timeout=FILE_TIMEOUT[suite])
             except subprocess.TimeoutExpired:
                 result.timed_out = True
                 # The file's own children (servers, subprocess tests) go too.

@@ -101,71 +101,73 @@ def test_forkpty_and_watch_gives_the_pty_and_calls_back_with_status():
         os.close(master)
 
 
-def test_waitpid_any_child_and_nohang():
-    # waitpid(-1) must only see children of its own: run it in a forked
-    # process whose only child is the one it forks (pytest has others).
+def _checks_in_a_forked_child(body):
+    """Run *body* in a forked process and return the list of checks it returned.
+
+    waitpid(-1) must only see children of its own: the forked process's only
+    children are the ones *body* forks (pytest has others).
+    """
     r, w = os.pipe()
     pid = gw.fork()
     if pid == 0:
         try:
             os.close(r)
-            ticks = []
-            ticker = gw.spawn(lambda: [ticks.append(1) or gw.sleep(0.01) for _ in range(10000)])
-            grandchild = os.fork()
-            if grandchild == 0:
-                try:
-                    time.sleep(0.15)
-                finally:
-                    _child_exit(5)
-            results = [gos.waitpid(grandchild, os.WNOHANG) == (0, 0)]
-            rpid, status = gos.waitpid(-1, 0)
-            results += [rpid == grandchild, os.WEXITSTATUS(status) == 5, len(ticks) >= 5]
-            try:
-                gos.waitpid(-1, 0)
-                results.append(False)
-            except ChildProcessError:
-                results.append(True)
-            ticker.kill()
-            os.write(w, repr(results).encode())
+            os.write(w, repr(body()).encode())
             _child_exit(0)
         finally:
             _child_exit(1)
     os.close(w)
-    assert gos.waitpid(pid, 0)[1] == 0
-    assert os.read(r, 200).decode() == repr([True] * 5)
-    os.close(r)
+    try:
+        assert gos.waitpid(pid, 0)[1] == 0
+        return os.read(r, 200).decode()
+    finally:
+        os.close(r)
+
+
+def _waitpid_any_raises_child_process_error():
+    try:
+        gos.waitpid(-1, 0)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_waitpid_any_child_and_nohang():
+    def body():
+        ticks = []
+        ticker = gw.spawn(lambda: [ticks.append(1) or gw.sleep(0.01) for _ in range(10000)])
+        grandchild = os.fork()
+        if grandchild == 0:
+            try:
+                time.sleep(0.15)
+            finally:
+                _child_exit(5)
+        results = [gos.waitpid(grandchild, os.WNOHANG) == (0, 0)]
+        rpid, status = gos.waitpid(-1, 0)
+        results += [rpid == grandchild, os.WEXITSTATUS(status) == 5, len(ticks) >= 5]
+        results.append(_waitpid_any_raises_child_process_error())
+        ticker.kill()
+        return results
+
+    assert _checks_in_a_forked_child(body) == repr([True] * 5)
 
 
 def test_waitpid_any_returns_a_watched_child_the_reaper_collected():
     # fork_and_watch's reaper collects the child as soon as it exits; the
     # kernel then has nothing for waitpid(-1), which must still report it
-    # once (as gevent does), then raise ChildProcessError. In a forked
-    # process, so that the grandchild is its only child.
-    r, w = os.pipe()
-    pid = gw.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            exited = gw.event.Event()
-            grandchild = gos.fork_and_watch(lambda watcher: exited.set())
-            if grandchild == 0:
-                _child_exit(6)
-            results = [exited.wait(5)]
-            rpid, status = gos.waitpid(-1, 0)
-            results += [rpid == grandchild, os.WEXITSTATUS(status) == 6]
-            try:
-                gos.waitpid(-1, 0)
-                results.append(False)
-            except ChildProcessError:
-                results.append(True)
-            os.write(w, repr(results).encode())
-            _child_exit(0)
-        finally:
-            _child_exit(1)
-    os.close(w)
-    assert gos.waitpid(pid, 0)[1] == 0
-    assert os.read(r, 200).decode() == repr([True] * 4)
-    os.close(r)
+    # once (as gevent does), then raise ChildProcessError.
+    def body():
+        exited = gw.event.Event()
+        grandchild = gos.fork_and_watch(lambda watcher: exited.set())
+        if grandchild == 0:
+            _child_exit(6)
+        results = [exited.wait(5)]
+        rpid, status = gos.waitpid(-1, 0)
+        results += [rpid == grandchild, os.WEXITSTATUS(status) == 6]
+        results.append(_waitpid_any_raises_child_process_error())
+        return results
+
+    assert _checks_in_a_forked_child(body) == repr([True] * 4)
 
 
 def test_nonblocking_pipe_io(ticker):

@@ -1111,9 +1111,186 @@ def test_run_callback_threadsafe_from_owner_thread(loop):
     assert ran == [1, 2]
 
 
-def test_run_callback_threadsafe_returns_none(loop):
-    assert loop.run_callback_threadsafe(noop) is None
+def test_run_callback_threadsafe_returns_a_stoppable_callback(loop):
+    # As run_callback: a Callback, pending until it runs; stopping it first
+    # cancels the call.
+    ran = []
+    kept = loop.run_callback_threadsafe(ran.append, "kept")
+    dropped = loop.run_callback_threadsafe(ran.append, "dropped")
+    assert isinstance(kept, _core.Callback) and kept.pending
+    assert kept.args == ("kept",)
+    dropped.stop()
+    assert not dropped.pending
     loop.run()
+    assert ran == ["kept"]
+    assert not kept.pending
+    # From another thread too.
+    from_thread = []
+    worker = threading.Thread(
+        target=lambda: from_thread.append(loop.run_callback_threadsafe(ran.append, "thread"))
+    )
+    worker.start()
+    worker.join()
+    assert isinstance(from_thread[0], _core.Callback)
+    run_until(loop, lambda: "thread" in ran)
+    assert not from_thread[0].pending
+
+
+def test_loop_gevent_attributes(loop):
+    assert loop.approx_timer_resolution == pytest.approx(0.001)
+    # `async`, async_()'s old name (a keyword), is still an attribute.
+    aw = getattr(loop, "async")()
+    assert isinstance(aw, _core.AsyncWatcher)
+    aw.close()
+    with pytest.raises(AttributeError, match="no attribute 'bogus'"):
+        loop.bogus  # noqa: B018
+
+
+def test_default_loop_is_no_longer_default_once_destroyed():
+    first, second = Loop(default=True), Loop(default=True)
+    assert first.default and second.default
+    first.destroy()
+    assert not first.default and not first.ptr
+    second.destroy()
+    assert not second.default and not second.ptr
+
+
+def test_loop_destroy_from_another_thread_after_its_thread_exited():
+    made = []
+    worker = threading.Thread(target=lambda: made.append(Loop()))
+    worker.start()
+    worker.join()
+    lp = made.pop()
+    lp.destroy()  # its thread is gone: nothing can be running it
+    assert not lp.ptr
+
+
+def test_loop_destroy_from_another_thread_while_its_thread_runs_is_refused():
+    made, release = [], threading.Event()
+
+    def owner():
+        made.append(Loop())
+        release.wait(WAIT)
+        made[0].destroy()
+
+    worker = threading.Thread(target=owner)
+    worker.start()
+    try:
+        deadline = time.monotonic() + WAIT
+        while not made and time.monotonic() < deadline:
+            time.sleep(0.001)
+        with pytest.raises(RuntimeError, match="another thread"):
+            made[0].destroy()
+    finally:
+        release.set()
+        worker.join()
+    assert not made[0].ptr
+
+
+def test_watcher_callback_and_args_can_be_set(loop):
+    got = []
+    t = loop.timer(0)
+    t.start(got.append, 1)
+    with pytest.raises(TypeError):
+        t.callback = 5
+    with pytest.raises(TypeError):
+        t.callback = False
+    assert t.callback == got.append
+    t.args = (2,)
+    assert t.args == (2,)
+    with pytest.raises(TypeError):
+        t.args = [3]
+    with pytest.raises(TypeError):
+        t.args = 3
+    assert t.args == (2,)
+    t.callback = lambda *a: got.append(("new",) + a)
+    assert t.args == (2,)
+    loop.run()
+    assert got == [("new", 2)]
+    # args = None: called with no arguments, and reads None.
+    t.start(got.append, "x")
+    t.args = None
+    assert t.args is None
+    t.callback = lambda: got.append("none")
+    loop.run()
+    assert got[-1] == "none"
+    # callback = None forgets the call.
+    t.start(got.append, "y")
+    t.callback = None
+    assert t.callback is None and t.args is None
+    t.stop()
+
+
+def test_fired_one_shot_timer_forgets_callback_and_args(loop):
+    got = []
+    t = loop.timer(0)
+    t.start(got.append, 1)
+    loop.run()
+    assert got == [1]
+    assert t.callback is None and t.args is None and not t.pending
+    # A repeating timer keeps them between firings.
+    r = loop.timer(0, repeat=0.001)
+    r.start(lambda: (got.append(2), len(got) >= 3 and r.stop()))
+    loop.run()
+    assert r.callback is not None and r.args == ()
+    r.close()
+
+
+def test_watcher_priority_only_settable_while_stopped(loop):
+    t = loop.timer(10)
+    assert t.priority == 0
+    t.priority = 1
+    t.start(noop)
+    with pytest.raises(AttributeError):
+        t.priority = 2
+    assert t.priority == 1
+    t.stop()
+    t.priority = 2
+    assert t.priority == 2
+
+
+def test_stat_watcher_notices_changes(loop, tmp_path):
+    path = tmp_path / "watched"
+    path.write_bytes(b"")
+    w = loop.stat(str(path), interval=-1)
+    assert w.path == str(path) and w._paths == os.fsencode(str(path))
+    assert w.interval == -1 and not w.active
+    got = []
+    w.start(got.append, "changed")
+    assert w.active and w.interval == 0.1  # below the minimum: raised to it
+    assert w.attr is not None
+    loop.run(nowait=True)
+    assert got == []
+    path.write_bytes(b"x")
+    run_until(loop, lambda: got)
+    assert got == ["changed"]
+    assert w.attr.st_size == 1 and w.prev.st_size == 0
+    path.unlink()
+    run_until(loop, lambda: len(got) == 2)
+    assert w.attr is None and w.prev.st_size == 1
+    with pytest.raises(AttributeError):
+        w.priority = 1
+    w.close()
+    assert not w.active and w.callback is None
+    with loop.stat(str(path)) as w2:
+        w2.start(noop)
+        assert w2.interval == 5.0  # 0: the default interval
+    assert not w2.active
+
+
+def test_child_watcher_reports_the_exit(loop):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(3)
+    w = loop.child(pid)
+    got = []
+    w.start(lambda: got.append((w.rpid, w.rstatus)))
+    run_until(loop, lambda: got)
+    assert got == [(pid, 3 << 8)]
+    assert not w.active
+    w.close()
+    with pytest.raises(ValueError):
+        loop.child(0)
 
 
 def test_run_callback_threadsafe_non_callable(loop):

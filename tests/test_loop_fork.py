@@ -151,6 +151,34 @@ def test_reinit_with_pending_work_in_child():
         loop.destroy()
 
 
+def test_fork_watchers_run_in_the_child_after_reinit():
+    loop = Loop()
+    try:
+        got = []
+        fw = loop.fork(ref=False)
+        assert fw.phase == "fork" and not fw.ref
+        fw.start(got.append, "forked")
+        stopped = loop.fork()
+        stopped.start(got.append, "stopped")
+        stopped.stop()
+
+        def child():
+            loop.reinit()
+            loop.run(nowait=True)
+            return got
+
+        code, report = in_child(child)
+        assert code == 0, report
+        assert report == ["forked"]
+        # Not in the parent, and the unreferenced watcher keeps nothing alive.
+        assert loop.activecnt == 0
+        loop.run()
+        assert got == []
+        fw.close()
+    finally:
+        loop.destroy()
+
+
 def test_reinit_twice_and_in_parent_is_harmless():
     loop = Loop()
     try:

@@ -71,7 +71,10 @@ class _WatcherBase:
     """Behaviour shared by every watcher type (not a runtime class)."""
 
     callback: Callable[..., Any] | None
-    args: tuple[Any, ...]
+    """Settable: a callable, or None (forget the callback and arguments)."""
+    args: tuple[Any, ...] | None
+    """Settable: a tuple, or None (no arguments); None without a callback
+    (a one-shot timer forgets both once it fired)."""
     @property
     def loop(self) -> Loop:
         """The loop this watcher belongs to."""
@@ -84,6 +87,7 @@ class _WatcherBase:
     ref: bool
     """A watcher with ``ref=False`` does not keep :meth:`Loop.run` from returning."""
     priority: int
+    """Settable only while stopped (AttributeError on an active watcher)."""
     def start(self, callback: Callable[..., Any], *args: Any) -> None:
         """Start watching; ``callback(*args)`` runs from the loop on each event."""
     def stop(self) -> None:
@@ -170,12 +174,13 @@ class SignalWatcher(_WatcherBase):
 
 @final
 class PhaseWatcher(_WatcherBase):
-    """An idle, prepare or check watcher; see :meth:`Loop.idle`."""
+    """An idle, prepare, check or fork watcher; see :meth:`Loop.idle`."""
 
     @property
     def phase(self) -> str:
         """ "idle" (runs when a pass would otherwise block), "prepare" (before
-        each poll) or "check" (after each poll)."""
+        each poll), "check" (after each poll) or "fork" (once in the child
+        after ``os.fork()``, queued by :meth:`Loop.reinit`)."""
 
 @disjoint_base
 class Timeout(BaseException):
@@ -263,7 +268,10 @@ class Loop:
     def __new__(cls, flags: object = None, default: bool | None = None) -> Loop: ...
     @property
     def default(self) -> bool:
-        """True for the loop of the main thread."""
+        """True for the loop of the main thread (False once destroyed)."""
+    @property
+    def approx_timer_resolution(self) -> float:
+        """The granularity of timers, in seconds."""
     @property
     def ptr(self) -> int:
         """A non-zero identifier while the loop is alive (0 after destroy)."""
@@ -302,7 +310,7 @@ class Loop:
         loop's callbacks (internal)."""
     def run_callback(self, func: Callable[..., Any], *args: Any) -> Callback:
         """Queue ``func(*args)`` to run at the next pass (FIFO)."""
-    def run_callback_threadsafe(self, func: Callable[..., Any], *args: Any) -> None:
+    def run_callback_threadsafe(self, func: Callable[..., Any], *args: Any) -> Callback:
         """:meth:`run_callback` from any OS thread, waking the loop."""
     def start_soon(self, glet: object) -> None:
         """Switch into the unstarted greenlet *glet* at the next pass (FIFO with
@@ -320,6 +328,17 @@ class Loop:
         bad mask raises ValueError; a closed fd raises OSError(EBADF) at start."""
     def async_(self, ref: bool = True, priority: int | None = None) -> AsyncWatcher:
         """A watcher whose ``send()`` may be called from any thread."""
+    # ``async`` (a keyword, so not spelled here) is the same as async_.
+    def fork(self, ref: bool = True, priority: int | None = None) -> PhaseWatcher:
+        """Runs its callback once in the child process after ``os.fork()``."""
+    def child(self, pid: int, trace: int = 0, ref: bool = True) -> Any:
+        """A watcher of the child process *pid* exiting
+        (``greenwheel.core._ChildWatcher``)."""
+    def stat(
+        self, path: Any, interval: float = 0.0, ref: bool = True, priority: int | None = None
+    ) -> Any:
+        """A watcher of changes to the entry at *path*, polled every
+        *interval* seconds (``greenwheel.core._StatWatcher``)."""
     def signal(self, signum: int, ref: bool = True, priority: int | None = None) -> SignalWatcher:
         """Run a callback from the loop when ``signum`` arrives (main thread loop only)."""
     def idle(self, ref: bool = True, priority: int | None = None) -> PhaseWatcher:
@@ -336,7 +355,8 @@ class Loop:
     def fileno(self) -> int:
         """The epoll/kqueue descriptor (or -1)."""
     def destroy(self) -> None:
-        """Stop every watcher and free the poller; the loop is unusable after."""
+        """Stop every watcher and free the poller; the loop is unusable after.
+        Another thread may call it once the loop's own thread has exited."""
     def handle_error(
         self, context: object, type: type[BaseException], value: BaseException, tb: object
     ) -> None:

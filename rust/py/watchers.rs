@@ -16,7 +16,7 @@
 
 use std::os::unix::io::RawFd;
 
-use pyo3::exceptions::{PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -39,6 +39,9 @@ pub(crate) struct WatcherCore {
     pending: BoolCell,
     ref_: BoolCell,
     priority: I32Cell,
+    /// `args` was set to None: the callback gets no arguments and `args`
+    /// reads None (gevent's watchers allow that).
+    args_none: BoolCell,
 }
 
 impl WatcherCore {
@@ -50,6 +53,7 @@ impl WatcherCore {
             pending: BoolCell::new(false),
             ref_: BoolCell::new(ref_),
             priority: I32Cell::new(priority.unwrap_or(0)),
+            args_none: BoolCell::new(false),
         }
     }
 
@@ -73,6 +77,7 @@ impl WatcherCore {
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         check_callable(callback)?;
+        self.args_none.set(false);
         let old = {
             let mut call = self.call.borrow_mut();
             // A reused watcher restarted with the same call (the common case)
@@ -97,6 +102,7 @@ impl WatcherCore {
         args: impl ExactSizeIterator<Item = Borrowed<'a, 'py, PyAny>> + Clone,
     ) -> PyResult<()> {
         check_callable(&callback)?;
+        self.args_none.set(false);
         let py = callback.py();
         let old = {
             let mut call = self.call.borrow_mut();
@@ -152,6 +158,79 @@ impl WatcherCore {
     fn clear_call(&self) {
         let old = self.call.take();
         drop(old);
+    }
+
+    /// Takes the callback and its arguments out (for a one-shot event).
+    pub(crate) fn take_call(&self) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+        self.call.take()
+    }
+
+    /// The `callback` setter: a callable (the arguments stay), or None
+    /// (forget the callback and arguments).
+    fn set_callback(&self, py: Python<'_>, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        // PyO3 hands both `= None` and `del` over as None: either forgets.
+        let Some(value) = value.filter(|v| !v.is_none()) else {
+            self.clear_call();
+            return Ok(());
+        };
+        check_callable(value)?;
+        let old = {
+            let mut call = self.call.borrow_mut();
+            let args = match call.as_ref() {
+                Some((_, a)) => a.clone_ref(py),
+                None => PyTuple::empty(py).unbind(),
+            };
+            call.replace((value.clone().unbind(), args))
+        };
+        drop(old); // after the lock: a decref may run Python code
+        Ok(())
+    }
+
+    /// The `args` getter: None without a callback or after `args = None`.
+    fn get_args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        if self.args_none.get() {
+            return None;
+        }
+        self.call_parts(py).map(|(_, a)| a)
+    }
+
+    /// The `args` setter: a tuple, or None (no arguments).
+    fn set_args(&self, py: Python<'_>, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        // PyO3 hands both `= None` and `del` over as None: either means no
+        // arguments.
+        let (args, none) = if let Some(value) = value.filter(|v| !v.is_none()) {
+            let Ok(t) = value.cast_exact::<PyTuple>() else {
+                return Err(PyTypeError::new_err(format!(
+                    "args must be a tuple or None, not {}",
+                    value.get_type().name()?
+                )));
+            };
+            (t.clone(), false)
+        } else {
+            (PyTuple::empty(py), true)
+        };
+        let old = {
+            let mut call = self.call.borrow_mut();
+            let func = match call.as_ref() {
+                Some((f, _)) => f.clone_ref(py),
+                None => py.None(),
+            };
+            call.replace((func, args.unbind()))
+        };
+        self.args_none.set(none);
+        drop(old); // after the lock: a decref may run Python code
+        Ok(())
+    }
+
+    /// The `priority` setter: only while stopped, as in libev.
+    fn set_priority(&self, value: i32) -> PyResult<()> {
+        if self.active.get() {
+            return Err(PyAttributeError::new_err(
+                "cannot set the priority of an active watcher",
+            ));
+        }
+        self.priority.set(value);
+        Ok(())
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -222,13 +301,30 @@ macro_rules! watcher_methods {
                 self.core().call_parts(py).map(|(f, _)| f)
             }
 
-            /// The arguments passed to the callback.
+            #[setter]
+            #[pyo3(name = "callback")]
+            fn set_callback_py(
+                &self,
+                py: Python<'_>,
+                value: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<()> {
+                self.core().set_callback(py, value)
+            }
+
+            /// The arguments passed to the callback (None without a callback).
             #[getter]
-            fn args(&self, py: Python<'_>) -> Py<PyTuple> {
-                match self.core().call_parts(py) {
-                    Some((_, a)) => a,
-                    None => PyTuple::empty(py).unbind(),
-                }
+            fn args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+                self.core().get_args(py)
+            }
+
+            #[setter]
+            #[pyo3(name = "args")]
+            fn set_args_py(
+                &self,
+                py: Python<'_>,
+                value: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<()> {
+                self.core().set_args(py, value)
             }
 
             /// True between start() and stop().
@@ -264,8 +360,9 @@ macro_rules! watcher_methods {
             }
 
             #[setter]
-            fn set_priority(&self, value: i32) {
-                self.core().priority.set(value);
+            #[pyo3(name = "priority")]
+            fn set_priority_py(&self, value: i32) -> PyResult<()> {
+                self.core().set_priority(value)
             }
 
             /// Stop and release the callback and its arguments.
@@ -766,6 +863,8 @@ pub(crate) enum Phase {
     Check,
     /// When nothing else is pending (keeps the loop from blocking).
     Idle,
+    /// Once in the child after `os.fork()` (queued by `Loop.reinit()`).
+    Fork,
 }
 
 impl Phase {
@@ -774,6 +873,7 @@ impl Phase {
             Phase::Prepare => "prepare",
             Phase::Check => "check",
             Phase::Idle => "idle",
+            Phase::Fork => "fork",
         }
     }
 }

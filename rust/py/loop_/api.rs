@@ -21,6 +21,14 @@ use crate::py::sync::{BoolCell, Guarded, I32Cell, IsizeCell, U64Cell};
 use crate::py::watchers::{IoWatcher, Phase, PhaseWatcher, SignalWatcher, TimerWatcher};
 use crate::wheel::TimerWheel;
 
+/// The calling OS thread's identifier as CPython's `threading.get_ident()`
+/// computes it (`pthread_self()` as an integer).
+fn current_thread_ident() -> u64 {
+    // SAFETY: pthread_self has no preconditions and always succeeds.
+    let me = unsafe { libc::pthread_self() };
+    me as u64
+}
+
 #[pymethods]
 impl Loop {
     #[new]
@@ -47,6 +55,7 @@ impl Loop {
             prepare: Vec::new(),
             check: Vec::new(),
             idle: Vec::new(),
+            fork: Vec::new(),
             ready: Vec::new(),
             carry: Vec::new(),
             last_poll_ns: 0,
@@ -76,6 +85,7 @@ impl Loop {
             signal_pending: BoolCell::new(false),
             default: default.unwrap_or(is_main) && is_main,
             sig_write: I32Cell::new(sig_write),
+            owner_ident: current_thread_ident(),
         })
     }
 
@@ -94,10 +104,16 @@ impl Loop {
         drop(old);
     }
 
-    /// True for the main thread's loop.
+    /// True for the main thread's loop (until it is destroyed).
     #[getter]
     fn default(&self) -> bool {
-        self.default
+        self.default && !self.destroyed.get()
+    }
+
+    /// The granularity of timers, in seconds (the wheel's tick).
+    #[getter]
+    fn approx_timer_resolution(&self) -> f64 {
+        ns_to_secs(crate::wheel::DEFAULT_TICK_NS)
     }
 
     /// A non-zero identifier while the loop is alive (0 after destroy).
@@ -251,16 +267,25 @@ impl Loop {
     #[pyo3(signature = (func, *args))]
     fn run_callback_threadsafe(
         &self,
+        py: Python<'_>,
         func: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
-    ) -> PyResult<()> {
+    ) -> PyResult<Py<Callback>> {
         if self.destroyed.get() {
             return Err(Self::closed());
         }
         crate::py::errors::check_callable(func)?;
-        lock(&self.shared.threadsafe).push((func.clone().unbind(), args.clone().unbind()));
+        let cb = Py::new(
+            py,
+            Callback::new(func.clone().unbind(), args.clone().unbind()),
+        )?;
+        // The shared queue holds `(callable, args)` pairs; a `Callback` with
+        // no arguments stands for itself (it is not callable, so no user
+        // call looks like that): see `dispatch_asyncs`.
+        lock(&self.shared.threadsafe)
+            .push((cb.clone_ref(py).into_any(), PyTuple::empty(py).unbind()));
         self.shared.wake();
-        Ok(())
+        Ok(cb)
     }
 
     /// A timer `after` seconds from its start; `repeat` > 0 re-arms it.
@@ -305,6 +330,59 @@ impl Loop {
             slf.py(),
             AsyncWatcher::new(slf.clone().unbind(), shared, r#ref, priority),
         )
+    }
+
+    /// Only called for names ordinary lookup did not find: answers `async`,
+    /// `async_()`'s historical name (a keyword, so it is served from here
+    /// rather than declared).
+    fn __getattr__(slf: &Bound<'_, Self>, name: &str) -> PyResult<Py<PyAny>> {
+        if name == "async" {
+            return Ok(slf.getattr("async_")?.unbind());
+        }
+        Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+            "'greenwheel._core.Loop' object has no attribute '{name}'"
+        )))
+    }
+
+    /// Runs its callback once in the child process after `os.fork()`
+    /// (from the first pass after `reinit()`).
+    #[pyo3(signature = (r#ref = true, priority = None), text_signature = "($self, ref=True, priority=None)")]
+    fn fork(
+        slf: &Bound<'_, Self>,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Py<PhaseWatcher>> {
+        Self::phase_watcher(slf, Phase::Fork, r#ref, priority)
+    }
+
+    /// A watcher of the child process `pid` (see `greenwheel.core`).
+    #[pyo3(signature = (pid, trace = 0, r#ref = true), text_signature = "($self, pid, trace=0, ref=True)")]
+    fn child<'py>(
+        slf: &Bound<'py, Self>,
+        pid: i64,
+        trace: i32,
+        r#ref: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("greenwheel.core")?
+            .getattr("_ChildWatcher")?
+            .call1((slf, pid, trace, r#ref))
+    }
+
+    /// A watcher of the file system entry at `path`, polled every
+    /// `interval` seconds (see `greenwheel.core`).
+    #[pyo3(signature = (path, interval = 0.0, r#ref = true, priority = None), text_signature = "($self, path, interval=0.0, ref=True, priority=None)")]
+    fn stat<'py>(
+        slf: &Bound<'py, Self>,
+        path: &Bound<'py, PyAny>,
+        interval: f64,
+        r#ref: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("greenwheel.core")?
+            .getattr("_StatWatcher")?
+            .call1((slf, path, interval, r#ref, priority))
     }
 
     /// Run a callback from the loop when `signum` arrives (main thread only).
@@ -368,7 +446,7 @@ impl Loop {
     /// The signal pipe is re-created too (the child must not share it with
     /// the parent), so `sigfd` changes: re-install it with
     /// `signal.set_wakeup_fd` after calling this.
-    fn reinit(&self) -> PyResult<()> {
+    fn reinit(&self, py: Python<'_>) -> PyResult<()> {
         self.check_usable()?;
         let waker = self
             .with_state(|st| st.poller.reinit())?
@@ -384,6 +462,15 @@ impl Loop {
             .map_err(os_error)?;
         // Anything sent before the fork may have hit the old waker.
         self.shared.async_pending.store(true, Ordering::Release);
+        // Fork watchers run once, from the next pass.
+        let forks: Vec<Py<PhaseWatcher>> =
+            self.with_state(|st| st.fork.iter().map(|w| w.clone_ref(py)).collect())?;
+        for w in forks {
+            if let Some((f, a)) = w.get().core.call_parts(py) {
+                let cb = Py::new(py, Callback::new(f, a))?;
+                self.push_callback(py, Queued::Call(cb))?;
+            }
+        }
         Ok(())
     }
 
@@ -396,8 +483,14 @@ impl Loop {
     }
 
     /// Stop every watcher and free the poller; the loop is unusable after.
+    /// From another thread only once the owning thread has exited (nothing
+    /// can be running the loop then).
     fn destroy(&self, py: Python<'_>) -> PyResult<()> {
-        self.shared.check_owner()?;
+        if let Err(err) = self.shared.check_owner() {
+            if self.owner_alive(py)? {
+                return Err(err);
+            }
+        }
         self.teardown(py, true)
     }
 
@@ -469,6 +562,7 @@ impl Loop {
                     .iter()
                     .chain(st.check.iter())
                     .chain(st.idle.iter())
+                    .chain(st.fork.iter())
                 {
                     visit.call(w)?;
                 }

@@ -228,6 +228,8 @@ struct State {
     prepare: Vec<Py<PhaseWatcher>>,
     check: Vec<Py<PhaseWatcher>>,
     idle: Vec<Py<PhaseWatcher>>,
+    /// Fork watchers: their callbacks are queued by `reinit()` (after fork).
+    fork: Vec<Py<PhaseWatcher>>,
     /// Reused scratch buffer for poll results.
     ready: Vec<Ready>,
     /// Readiness taken out of the kernel but not dispatched (an exception
@@ -276,6 +278,9 @@ pub(crate) struct Loop {
     default: bool,
     /// Write end of the signal wake-up pipe (replaced by `reinit()`).
     sig_write: I32Cell,
+    /// The creating OS thread's identifier as Python reports it
+    /// (`threading.get_ident()` of an unpatched interpreter).
+    owner_ident: u64,
 }
 
 /// Creates a non-blocking, close-on-exec pipe.
@@ -387,6 +392,7 @@ impl Loop {
             .iter()
             .chain(st.check.iter())
             .chain(st.idle.iter())
+            .chain(st.fork.iter())
         {
             w.get().core.mark_active(self, false);
         }
@@ -442,6 +448,13 @@ impl Loop {
             Ok(st) => st.as_ref().map_or(true, |st| st.poller.hung_up(fd)),
             Err(_) => true,
         }
+    }
+
+    /// Whether the thread that created the loop still runs (it has a Python
+    /// thread state, listed by `sys._current_frames()`).
+    fn owner_alive(&self, py: Python<'_>) -> PyResult<bool> {
+        let frames = py.import("sys")?.call_method0("_current_frames")?;
+        frames.contains(self.owner_ident)
     }
 
     /// RuntimeError unless called on the loop's own thread.

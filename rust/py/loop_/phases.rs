@@ -1,4 +1,4 @@
-//! Idle, prepare and check watchers.
+//! Idle, prepare, check and fork watchers.
 
 use pyo3::prelude::*;
 
@@ -23,6 +23,7 @@ impl Loop {
             Phase::Prepare => &mut st.prepare,
             Phase::Check => &mut st.check,
             Phase::Idle => &mut st.idle,
+            Phase::Fork => &mut st.fork,
         }
     }
 

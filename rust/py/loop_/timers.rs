@@ -112,6 +112,10 @@ impl Loop {
         } else {
             w.handle.set(None);
             w.core.mark_active(self, false);
+            // A fired one-shot timer lets go of its callback and arguments
+            // (`callback` and `args` read None), as gevent's do.
+            let call = w.core.take_call();
+            return self.call_reporting(py, bound.as_any(), call, None);
         }
         let call = w.core.call_parts(py);
         self.call_reporting(py, bound.as_any(), call, None)

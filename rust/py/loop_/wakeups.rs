@@ -50,7 +50,10 @@ impl Loop {
         let queued = std::mem::take(&mut *lock(&self.shared.threadsafe));
         for (f, a) in queued {
             any = true;
-            let cb = Py::new(py, Callback::new(f, a))?;
+            let cb = match f.bind(py).cast::<Callback>() {
+                Ok(cb) if a.bind(py).is_empty() => cb.clone().unbind(),
+                _ => Py::new(py, Callback::new(f, a))?,
+            };
             self.push_callback(py, Queued::Call(cb))?;
         }
         Ok(any)

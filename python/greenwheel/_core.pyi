@@ -199,7 +199,15 @@ class Timeout(BaseException):
         priority: int = -1,
         _one_shot: bool = False,
     ) -> Timeout: ...
-    def __init__(self, *args: object, **kwargs: object) -> None: ...
+    def __init__(
+        self,
+        seconds: float | None = None,
+        exception: object = None,
+        ref: bool = ...,
+        priority: int = ...,
+        _one_shot: bool = False,
+    ) -> None:
+        """Sets the arguments when a subclass's constructor calls it."""
     @property
     def pending(self) -> bool:
         """True while armed."""

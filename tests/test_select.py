@@ -259,15 +259,37 @@ def test_select_poll_and_selector_yield_even_when_ready(pair):
     sel.close()
 
 
-def test_ready_answer_is_fresh_after_the_switch(pair):
-    # The other greenlets' turn may consume what was ready: the answer is the
-    # kernel's after that turn, and the wait goes on if nothing is left.
+def test_poll_ready_answer_is_fresh_after_the_switch(pair):
+    # The other greenlets' turn may consume what was ready: poll answers as
+    # the kernel does after that turn, and goes on waiting if nothing is left.
     a, b = pair
     b.sendall(b"x")
-    gw.spawn(a.recv, 1)  # runs during select's switch and empties a
+    poller = gselect.poll()
+    poller.register(a, gselect.POLLIN)
+    gw.spawn(a.recv, 1)  # runs during poll's switch and empties a
     gw.spawn_later(0.05, b.sendall, b"y")
-    assert gselect.select([a], [], [], 5) == ([a], [], [])
+    assert poller.poll(5000) == [(a.fileno(), gselect.POLLIN)]
     assert a.recv(1) == b"y"
+
+
+def test_select_asks_each_fileno_once_when_ready():
+    # As the standard select(): objects whose fileno() has side effects see
+    # one call each, and the answer holds the objects given.
+    r, w = os.pipe()
+    calls = []
+
+    class Tracked:
+        def fileno(self):
+            calls.append(1)
+            return w
+
+    try:
+        objs = [Tracked(), Tracked()]
+        assert gselect.select([], objs, [], 5) == ([], objs, [])
+        assert len(calls) == 2
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 # --- a closed selector ----------------------------------------------------------------------------

@@ -150,12 +150,11 @@ def select(rlist, wlist, xlist, timeout=None):
     if result[0] or result[1] or result[2] or timeout == 0:
         # A switch point even when nothing needs waiting for: a consumer
         # looping on an always-ready descriptor (or polling with timeout 0)
-        # must let the other greenlets run. Their turn may have changed the
-        # answer, so it is asked again.
+        # must let the other greenlets run. The answer is the one given
+        # before that turn, as the standard select() asks each object's
+        # fileno() once per call (and the objects may not expect more).
         sleep(0)
-        result = kernel_select(rlist, wlist, xlist, 0)
-        if result[0] or result[1] or result[2] or timeout == 0:
-            return result
+        return result
     interest = {}
     for obj in rlist:
         fd = get_fileno(obj)

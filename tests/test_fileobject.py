@@ -306,9 +306,13 @@ def test_thread_wraps_an_object_with_only_fileno_and_no_name():
             f.name  # noqa: B018
 
 
-def test_open_descriptor_checks_arguments_as_open_does():
+@pytest.mark.parametrize("green", [False, True])
+def test_open_descriptor_checks_arguments_as_open_does(green):
+    from greenwheel._fileobject import GreenFileIO, GreenOpenDescriptor
     from greenwheel._fileobjectcommon import OpenDescriptor, WriteallMixin
 
+    if green:
+        OpenDescriptor = GreenOpenDescriptor  # noqa: N806 - the class under test
     for kwargs, kind in [
         ({"mode": 42}, TypeError),
         ({"buffering": "nope"}, TypeError),
@@ -334,6 +338,7 @@ def test_open_descriptor_checks_arguments_as_open_does():
         assert desc.atomic_write and desc.is_fd()
         fobj = desc.opened()
         assert isinstance(fobj, WriteallMixin) and fobj is desc.opened()
+        assert isinstance(fobj, GreenFileIO) == green
         assert fobj.write(b"abc") == 3 and os.read(r, 3) == b"abc"
         fobj.close()
     finally:

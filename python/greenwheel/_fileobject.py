@@ -12,10 +12,17 @@ always "ready" for the kernel, so for them use the thread pool instead
 import io
 import os
 
+from ._fileobjectcommon import OpenDescriptor, WriteallMixin
 from ._hub import _get_hub_if_exists, get_hub
 from ._socket import cancel_wait_ex
 
-__all__ = ["GreenFileIO", "open_green", "FileObjectPosix", "share_with_child"]
+__all__ = [
+    "GreenFileIO",
+    "GreenOpenDescriptor",
+    "open_green",
+    "FileObjectPosix",
+    "share_with_child",
+]
 
 _READ = 1
 _WRITE = 2
@@ -225,6 +232,62 @@ def _os_flags(desc):
     return flags | getattr(os, "O_CLOEXEC", 0)
 
 
+class _AtomicGreenFileIO(WriteallMixin, GreenFileIO):
+    """A GreenFileIO whose ``write()`` never writes short (``atomic_write``)."""
+
+    def write(self, value):
+        return self.writeall(value)
+
+
+class GreenOpenDescriptor(OpenDescriptor):
+    """:class:`~greenwheel._fileobjectcommon.OpenDescriptor` whose files are cooperative.
+
+    :meth:`opened` gives the ``open()``-like stack over a :class:`GreenFileIO`
+    (:meth:`opened_raw`): a descriptor is used as it is, a path is opened,
+    an object with ``fileno()`` lends its descriptor (and keeps it: the raw
+    file never closes it) and its name.
+    """
+
+    _raw = None
+
+    def opened_raw(self):
+        """The cooperative raw file under :meth:`opened`."""
+        if self._raw is None:
+            self.opened()
+        return self._raw
+
+    def _open(self):
+        fobj = self.fobj
+        if isinstance(fobj, int):
+            fd, name, raw_closefd = fobj, _FD_AS_NAME, self.closefd
+        elif isinstance(fobj, (str, bytes)):
+            if not self.closefd:
+                raise ValueError("Cannot use closefd=False with file name")
+            fd, name, raw_closefd = os.open(fobj, _os_flags(self), 0o666), fobj, True
+        elif hasattr(fobj, "fileno"):
+            fd, name, raw_closefd = fobj.fileno(), getattr(fobj, "name", None), False
+        else:
+            raise TypeError(
+                "a cooperative file needs a descriptor, a path or an object with fileno()"
+            )
+        binary = "b" in self.mode
+        cls = (
+            _AtomicGreenFileIO
+            if self.atomic_write and binary and self.buffering == 0
+            else GreenFileIO
+        )
+        try:
+            raw = cls(fd, self.fileio_mode + "b", raw_closefd, name)
+        except BaseException:
+            if isinstance(fobj, (str, bytes)):
+                os.close(fd)
+            raise
+        self._raw = raw
+        return _layered(
+            raw, not binary, self.buffering, self.encoding, self.errors, self.newline, False, False
+        )
+
+
 class FileObjectPosix:
     """FileObjectPosix(fobj, mode='r', bufsize=-1, close=True, encoding=None, errors=None,
     newline=None, *, buffering=None, closefd=None, atomic_write=False)
@@ -255,9 +318,7 @@ class FileObjectPosix:
         closefd=None,
         atomic_write=False,
     ):
-        from ._fileobjectcommon import OpenDescriptor
-
-        desc = OpenDescriptor(
+        desc = GreenOpenDescriptor(
             fobj,
             mode,
             bufsize,
@@ -269,32 +330,10 @@ class FileObjectPosix:
             closefd=closefd,
             atomic_write=atomic_write,
         )
-        self._fobj = None
-        fobj = desc.fobj
-        if isinstance(fobj, int):
-            fd, name, raw_closefd = fobj, _FD_AS_NAME, desc.closefd
-        elif isinstance(fobj, (str, bytes)):
-            if not desc.closefd:
-                raise ValueError("Cannot use closefd=False with file name")
-            fd, name, raw_closefd = os.open(fobj, _os_flags(desc), 0o666), fobj, True
-        elif hasattr(fobj, "fileno"):
-            # The object keeps its descriptor: closing closes the object.
-            fd, name, raw_closefd = fobj.fileno(), getattr(fobj, "name", None), False
-            self._fobj = fobj
-        else:
-            raise TypeError("FileObjectPosix needs a descriptor, a path or an object with fileno()")
-        raw_mode = desc.fileio_mode + "b"
-        try:
-            raw = GreenFileIO(fd, raw_mode, raw_closefd, name)
-        except BaseException:
-            if isinstance(fobj, (str, bytes)):
-                os.close(fd)
-            raise
-        self.fileio = raw
-        text = not desc.binary
-        self.io = _layered(
-            raw, text, desc.buffering, desc.encoding, desc.errors, desc.newline, False, False
-        )
+        self.io = desc.opened()
+        self.fileio = desc.opened_raw()
+        # A file object given keeps its descriptor: closing closes the object.
+        self._fobj = None if isinstance(desc.fobj, (int, str, bytes)) else desc.fobj
         self.mode = desc.mode
         self._close = desc.closefd
 

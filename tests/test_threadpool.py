@@ -1,13 +1,14 @@
 """greenwheel.threadpool: blocking functions in OS threads, results waited for cooperatively."""
 
 import concurrent.futures as cf
+import sys
 import threading
 import time
 
 import pytest
 
 import greenwheel as gw
-from _childproc import retire_default_threadpool
+from _childproc import retire_default_threadpool, run_python
 from greenwheel import socket as gsocket
 from greenwheel._threadpool import get_threadpool
 from greenwheel.exceptions import InvalidThreadUseError
@@ -369,3 +370,64 @@ def test_work_submitted_right_after_kill_gets_a_thread():
             assert pool.spawn(len, "ab").get(timeout=10) == 2
         finally:
             pool.kill()
+
+
+def test_threading_profile_and_trace_cover_the_function_in_the_worker():
+    from greenwheel import threadpool
+
+    calls = []
+
+    def hook(*_args):
+        calls.append(1)
+
+    def task():
+        return sys.getprofile(), sys.gettrace()
+
+    pool = ThreadPool(1)
+    pool.size = 1  # the worker exists before the hooks are set
+    old_profile, old_trace = threading.getprofile(), threading.gettrace()
+    try:
+        threading.setprofile(hook)
+        assert threadpool._get_thread_profile() is hook
+        assert pool.apply(task) == (hook, None)
+        threading.setprofile(old_profile)
+        threading.settrace(hook)
+        assert threadpool._get_thread_trace() is hook
+        assert pool.apply(task) == (None, hook)
+        threading.settrace(old_trace)
+        # Hooks a function sets itself end with it.
+        assert pool.apply(lambda: sys.setprofile(hook)) is None
+        assert pool.apply(task) == (None, None)
+    finally:
+        threading.setprofile(old_profile)
+        threading.settrace(old_trace)
+        pool.kill()
+    assert calls
+
+
+def test_a_refused_hook_is_the_functions_outcome_not_a_hang():
+    # An audit hook refusing sys.setprofile: the caller gets the error.
+    run_python(
+        """
+        import sys, threading
+        threading.setprofile(lambda *args: None)
+        from greenwheel.threadpool import ThreadPool
+
+        def audit(event, args):
+            if event == "sys.setprofile":
+                raise RuntimeError("refused")
+        sys.addaudithook(audit)
+        pool = ThreadPool(2)
+        for _ in range(3):
+            try:
+                pool.apply(len, ("x",))
+            except RuntimeError as ex:
+                assert str(ex) == "refused"
+            else:
+                raise AssertionError("no error")
+        threading.setprofile(None)
+        assert pool.apply(len, ("xy",)) == 2
+        pool.kill()
+        """,
+        timeout=30,
+    )

@@ -124,9 +124,15 @@ class ThreadResult:
     def _run(self):
         fn, args, kwargs = self._fn, self._args, self._kwargs
         self._fn = self._args = self._kwargs = None
+        hooked = False
         try:
             if fn is None:  # killed before it ran
                 raise _Killed()
+            # The threading module's profile and trace functions cover the
+            # function, as in a threading.Thread (a refusal, say by an audit
+            # hook, is the function's outcome).
+            hooked = True
+            _install_thread_hooks()
             value = fn(*args, **kwargs)
         except BaseException:  # noqa: B036 - every outcome goes back to the greenlet
             exc_info = sys.exc_info()
@@ -137,6 +143,8 @@ class ThreadResult:
             self._value = value
         finally:
             fn = args = kwargs = None
+            if hooked:
+                _clear_thread_hooks()
             watcher = self._watcher
             if watcher is not None:
                 # The one thread-safe loop operation: wakes the submitting hub.
@@ -313,6 +321,40 @@ class ThreadResult:
         else:
             state = "exception=%r" % (self._exc_info[1],)
         return "<%s at 0x%x %s>" % (type(self).__name__, id(self), state)
+
+
+def _get_thread_profile():
+    """The profile function :func:`threading.setprofile` installed (or None)."""
+    import threading
+
+    getter = getattr(threading, "getprofile", None)
+    return getter() if getter is not None else getattr(threading, "_profile_hook", None)
+
+
+def _get_thread_trace():
+    """The trace function :func:`threading.settrace` installed (or None)."""
+    import threading
+
+    getter = getattr(threading, "gettrace", None)
+    return getter() if getter is not None else getattr(threading, "_trace_hook", None)
+
+
+def _install_thread_hooks():
+    # Only when there is one: the setters raise audit events even for None.
+    profile = _get_thread_profile()
+    if profile is not None:
+        sys.setprofile(profile)
+    trace = _get_thread_trace()
+    if trace is not None:
+        sys.settrace(trace)
+
+
+def _clear_thread_hooks():
+    # Whatever the function left (its own or threading's) stops with it.
+    if sys.getprofile() is not None:
+        sys.setprofile(None)
+    if sys.gettrace() is not None:
+        sys.settrace(None)
 
 
 def _ignore(*_args):

@@ -7,6 +7,12 @@ AsyncResult-like object that blocks only the calling greenlet.
 The hub's default pool is ``greenwheel.get_hub().threadpool``.
 """
 
-from ._threadpool import ThreadPool, ThreadPoolExecutor, ThreadResult
+from ._threadpool import (  # noqa: F401 - as gevent has them
+    ThreadPool,
+    ThreadPoolExecutor,
+    ThreadResult,
+    _get_thread_profile,
+    _get_thread_trace,
+)
 
 __all__ = ["ThreadPool", "ThreadPoolExecutor", "ThreadResult"]

@@ -573,3 +573,21 @@ def test_threadpool_and_resolver_attributes_as_gevent_has_them():
         assert hub._threadpool is None and hub.threadpool is shared
     finally:
         own.kill()
+
+
+def test_destroy_releases_the_resolver_and_keeps_repr_working():
+    hub = gw.hub.Hub(default=False)
+    try:
+        assert hub.resolver is not None and hub.threadpool is not None
+    finally:
+        hub.destroy(destroy_loop=True)
+    assert hub._resolver is None and hub._threadpool is None
+    assert "destroyed" in repr(hub)
+
+
+def test_deleting_exception_stream_restores_stderr(capsys):
+    hub = gw.get_hub()
+    hub.exception_stream = None  # silenced
+    assert not hub.exception_stream
+    del hub.exception_stream
+    assert hub.exception_stream is sys.stderr

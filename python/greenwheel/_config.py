@@ -130,7 +130,7 @@ _NO_EFFECT = {
     "fileobject": "posix",
     "format_context": "pprint.saferepr",
     "libev_backend": None,
-    "loop": "greenwheel",
+    "loop": None,  # read: greenwheel's loop class (see Config.__getattr__)
     "resolver_nameservers": None,
     "resolver_timeout": None,
     "threadpool": "greenwheel.threadpool.ThreadPool",
@@ -176,6 +176,11 @@ class Config:
                 return parse(raw)
             except ValueError as ex:
                 raise ValueError("%s: %s" % (source, ex)) from None
+        if name == "loop":
+            # As in gevent, the setting reads as the loop class (gevent.core.loop).
+            from ._core import Loop
+
+            return Loop
         if name in _NO_EFFECT:
             return _NO_EFFECT[name]
         raise AttributeError(self._unknown(name))

@@ -322,6 +322,10 @@ class Hub(_RawGreenlet):
     def exception_stream(self, stream):
         self._exception_stream = stream if stream is not None else False
 
+    @exception_stream.deleter
+    def exception_stream(self):
+        self._exception_stream = None  # back to sys.stderr, resolved at print time
+
     def __repr__(self):
         loop = self.loop
         if loop is None:
@@ -559,6 +563,9 @@ class Hub(_RawGreenlet):
         pool = self.__dict__.pop("_threadpool", None)
         if pool is not None and self.__dict__.get("_owns_threadpool"):
             pool.kill()  # made for this hub (threadpool_size/_class); an assigned one is the caller's
+        resolver = self.__dict__.pop("_resolver", None)
+        if resolver is not None:
+            resolver.close()
         if destroy_loop:
             if self.thread_ident == _main_thread_ident:
                 _uninstall_wakeup_fd(loop)

@@ -562,17 +562,22 @@ def test_a_handle_error_that_raises_does_not_stop_the_hub(capfd):
 def test_threadpool_and_resolver_attributes_as_gevent_has_them():
     from greenwheel.threadpool import ThreadPool
 
-    hub = gw.get_hub()
-    assert hub._threadpool is None  # nothing of its own yet: the shared pool serves it
-    shared = hub.threadpool
-    own = ThreadPool(1, hub=hub)
+    hub = gw.hub.Hub(default=False)
     try:
-        hub.threadpool = own
-        assert hub._threadpool is own and hub.threadpool is own
-        del hub.threadpool
-        assert hub._threadpool is None and hub.threadpool is shared
+        assert hub._threadpool is None  # not used yet
+        shared = hub.threadpool  # the process-wide pool serves hubs with the defaults
+        assert hub._threadpool is shared
+        own = ThreadPool(1, hub=hub)
+        try:
+            hub.threadpool = own
+            assert hub._threadpool is own and hub.threadpool is own
+            del hub.threadpool
+            assert hub._threadpool is None and hub.threadpool is shared
+        finally:
+            own.kill()
     finally:
-        own.kill()
+        hub.destroy(destroy_loop=True)
+    assert shared.apply(sum, ((1, 2),)) == 3  # the shared pool survives a hub's destroy()
 
 
 def test_destroy_releases_the_resolver_and_keeps_repr_working():

@@ -309,3 +309,14 @@ def test_memory_events_on_crossing_the_threshold_both_ways(monitored):
     exceeded, under = memory
     assert exceeded.max_allowed == usage // 2 and exceeded.mem_usage > exceeded.max_allowed
     assert under.max_allowed == usage * 4 and under.max_memory_usage >= exceeded.mem_usage
+
+
+def test_a_new_monitoring_function_runs_at_the_next_wake_up(monitored):
+    # As in gevent: due at once, then every period (here far longer than the test).
+    monitor = monitored(0.05)
+    called = threading.Event()
+    monitor.add_monitoring_function(lambda hub: called.set(), 3600)
+    try:
+        assert called.wait(10)
+    finally:
+        monitor.add_monitoring_function(called.set, None)

@@ -248,7 +248,9 @@ class Hub(_RawGreenlet):
 
             cls = self.threadpool_class
             if self.threadpool_size == DEFAULT_POOL_SIZE and cls is ThreadPool:
-                return get_threadpool()
+                # Shared, not owned: destroy() leaves it to the other hubs.
+                pool = self.__dict__["_threadpool"] = get_threadpool()
+                return pool
             pool = self.__dict__["_threadpool"] = cls(self.threadpool_size, hub=self)
             self.__dict__["_owns_threadpool"] = True
         return pool
@@ -265,8 +267,8 @@ class Hub(_RawGreenlet):
         self.__dict__.pop("_owns_threadpool", None)
 
     #: gevent's attributes behind :attr:`threadpool` and :attr:`resolver`: None
-    #: until this hub has a pool / resolver of its own (read by ported code
-    #: that checks ``hub._threadpool is not None`` before touching the pool).
+    #: until the hub first uses one (read by ported code that checks
+    #: ``hub._threadpool is not None`` before touching the pool).
     _threadpool = None
     _resolver = None
 

@@ -140,7 +140,10 @@ class PeriodicMonitoringThread:
                 return
             if not period > 0:
                 raise ValueError("period must be > 0, not %r" % (period,))
-            self._functions[function] = [period, _monotonic() + period]
+            entry = self._functions.get(function)
+            # A new function is due at the thread's next wake-up (as in gevent),
+            # then every *period*; changing the period keeps its schedule.
+            self._functions[function] = [period, entry[1] if entry is not None else 0.0]
 
     @property
     def _monitoring_functions(self):

@@ -315,8 +315,12 @@ def test_a_new_monitoring_function_runs_at_the_next_wake_up(monitored):
     # As in gevent: due at once, then every period (here far longer than the test).
     monitor = monitored(0.05)
     called = threading.Event()
-    monitor.add_monitoring_function(lambda hub: called.set(), 3600)
+
+    def check(hub):
+        called.set()
+
+    monitor.add_monitoring_function(check, 3600)
     try:
         assert called.wait(10)
     finally:
-        monitor.add_monitoring_function(called.set, None)
+        monitor.add_monitoring_function(check, None)

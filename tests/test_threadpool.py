@@ -431,3 +431,48 @@ def test_a_refused_hook_is_the_functions_outcome_not_a_hang():
         """,
         timeout=30,
     )
+
+
+def test_functions_run_in_the_pools_worker_greenlet_which_subclasses_can_replace():
+    from greenlet import getcurrent
+
+    from greenwheel.threadpool import _WorkerGreenlet
+
+    pool = ThreadPool(1)
+    try:
+        worker = pool.apply(getcurrent)
+        assert isinstance(worker, _WorkerGreenlet) and ThreadPool._WorkerGreenlet is _WorkerGreenlet
+        text = repr(worker)
+        assert "ThreadPoolWorker" in text and "thread_ident=" in text and "hub=" in text
+    finally:
+        pool.kill()
+
+    seen = []
+    fail = [True]
+
+    class Pool(ThreadPool):
+        class _WorkerGreenlet(ThreadPool._WorkerGreenlet):
+            def _before_run_task(self, func, *args):
+                seen.append(("before", func))
+                if fail[0]:
+                    raise ZeroDivisionError("setup refused")
+                ThreadPool._WorkerGreenlet._before_run_task(self, func, *args)
+
+            def _after_run_task(self, func, *args):
+                seen.append(("after", func))
+                ThreadPool._WorkerGreenlet._after_run_task(self, func, *args)
+
+    pool = Pool(2)
+    try:
+        # A failing setup is the caller's exception; no slot or worker is lost.
+        results = [pool.spawn(len, "abc") for _ in range(3)]
+        for result in results:
+            with pytest.raises(ZeroDivisionError):
+                result.get(timeout=10)
+        assert seen == [("before", len)] * 3
+        fail[0] = False
+        assert pool.apply(len, ("abcd",)) == 4
+        assert seen[-2:] == [("before", len), ("after", len)]
+        assert pool.join(timeout=10)
+    finally:
+        pool.kill()

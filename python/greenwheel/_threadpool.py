@@ -35,6 +35,7 @@ from collections import deque
 from itertools import islice
 
 from greenlet import getcurrent
+from greenlet import greenlet as _RawGreenlet
 
 from ._exceptions import BlockingSwitchOutError, InvalidThreadUseError
 from ._hub import Waiter, _check_seconds, _get_hub_if_exists, get_hub
@@ -121,18 +122,18 @@ class ThreadResult:
 
     # -- worker-thread side ------------------------------------------------
 
-    def _run(self):
+    def _run(self, worker=None):
         fn, args, kwargs = self._fn, self._args, self._kwargs
         self._fn = self._args = self._kwargs = None
         hooked = False
         try:
             if fn is None:  # killed before it ran
                 raise _Killed()
-            # The threading module's profile and trace functions cover the
-            # function, as in a threading.Thread (a refusal, say by an audit
-            # hook, is the function's outcome).
-            hooked = True
-            _install_thread_hooks()
+            if worker is not None:
+                # A failure here (an audit hook refusing sys.setprofile, say)
+                # is the function's outcome.
+                worker._before_run_task(fn, args, kwargs, self)
+                hooked = True
             value = fn(*args, **kwargs)
         except BaseException:  # noqa: B036 - every outcome goes back to the greenlet
             exc_info = sys.exc_info()
@@ -142,9 +143,12 @@ class ThreadResult:
         else:
             self._value = value
         finally:
-            fn = args = kwargs = None
             if hooked:
-                _clear_thread_hooks()
+                try:
+                    worker._after_run_task(fn, args, kwargs, self)
+                except Exception:
+                    worker._report_failure()
+            fn = args = kwargs = None
             watcher = self._watcher
             if watcher is not None:
                 # The one thread-safe loop operation: wakes the submitting hub.
@@ -339,22 +343,66 @@ def _get_thread_trace():
     return getter() if getter is not None else getattr(threading, "_trace_hook", None)
 
 
-def _install_thread_hooks():
-    # Only when there is one: the setters raise audit events even for None.
-    profile = _get_thread_profile()
-    if profile is not None:
-        sys.setprofile(profile)
-    trace = _get_thread_trace()
-    if trace is not None:
-        sys.settrace(trace)
+class _WorkerGreenlet(_RawGreenlet):
+    """The greenlet a worker thread of a :class:`ThreadPool` runs its functions in.
 
+    ``getcurrent()`` in a pooled function is this object (its repr says
+    ``ThreadPoolWorker``).  :meth:`_before_run_task` and
+    :meth:`_after_run_task` frame each function: by default they install the
+    :mod:`threading` module's profile and trace functions, and clear
+    whatever is left afterwards.  A pool subclass may use its own subclass
+    (the ``_WorkerGreenlet`` class attribute), as in gevent.
+    """
 
-def _clear_thread_hooks():
-    # Whatever the function left (its own or threading's) stops with it.
-    if sys.getprofile() is not None:
-        sys.setprofile(None)
-    if sys.gettrace() is not None:
-        sys.settrace(None)
+    def __init__(self, threadpool):
+        _RawGreenlet.__init__(self)
+        self._threadpool = threadpool
+        self._thread_ident = _real_get_ident()
+        self._stderr = sys.stderr
+
+    def run(self):
+        self._threadpool._worker_loop(self)
+
+    def _before_run_task(
+        self,
+        func,
+        args,
+        kwargs,
+        thread_result,
+        _sys=sys,
+        _get_thread_profile=_get_thread_profile,
+        _get_thread_trace=_get_thread_trace,
+    ):
+        # Only when there is one: the setters raise audit events even for None.
+        profile = _get_thread_profile()
+        if profile is not None:
+            _sys.setprofile(profile)
+        trace = _get_thread_trace()
+        if trace is not None:
+            _sys.settrace(trace)
+
+    def _after_run_task(self, func, args, kwargs, thread_result, _sys=sys):
+        # Whatever the function left (threading's hooks or its own) ends with it.
+        if _sys.getprofile() is not None:
+            _sys.setprofile(None)
+        if _sys.gettrace() is not None:
+            _sys.settrace(None)
+
+    def _report_failure(self):
+        import traceback
+
+        try:
+            traceback.print_exc(file=self._stderr)
+        except Exception:
+            pass
+
+    def __repr__(self):
+        hub = self._threadpool.hub
+        return "<ThreadPoolWorker at 0x%x thread_ident=0x%x hub=%s>" % (
+            id(self),
+            self._thread_ident,
+            "<shared>" if hub is None else "<%s at 0x%x>" % (type(hub).__name__, id(hub)),
+        )
 
 
 def _ignore(*_args):
@@ -663,7 +711,23 @@ class ThreadPool:
             task._fn = None  # raises _Killed when "run"
             task._run()
 
+    _WorkerGreenlet = _WorkerGreenlet
+
     def _worker(self):
+        # The thread's body: the pool's worker greenlet runs the loop.
+        try:
+            worker = self._WorkerGreenlet(self)
+        except BaseException:  # noqa: B036 - a broken subclass: run without one
+            import traceback
+
+            traceback.print_exc()
+            worker = None
+        if worker is not None:
+            worker.switch()
+        else:
+            self._worker_loop(None)
+
+    def _worker_loop(self, worker):
         queue = self._queue
         lock = self._lock
         while True:
@@ -679,7 +743,7 @@ class ThreadPool:
                     self._retire -= 1
                     self._threads -= 1
                 return
-            task._run()
+            task._run(worker)
             task = None
 
     def __repr__(self):

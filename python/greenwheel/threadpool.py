@@ -13,6 +13,7 @@ from ._threadpool import (  # noqa: F401 - as gevent has them
     ThreadResult,
     _get_thread_profile,
     _get_thread_trace,
+    _WorkerGreenlet,
 )
 
 __all__ = ["ThreadPool", "ThreadPoolExecutor", "ThreadResult"]

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import signal
 import time
 
 import pytest
@@ -225,3 +226,24 @@ def test_module_mirrors_os():
     assert gos.path is os.path and gos.getpid is os.getpid
     assert gos.fork is gw.fork
     assert "fork" in gos.__implements__ and "waitpid" in gos.__implements__
+
+
+def test_a_child_that_exited_before_the_sigchld_handler_is_seen_when_it_is_installed():
+    # Its SIGCHLD went to nobody: installing the handler must look at the
+    # watched children at once. Deterministic: the grandchild is known to have
+    # exited (waitid with WNOWAIT) before the handler goes in.
+    from greenwheel import _child
+
+    def body():
+        grandchild = os.fork()
+        if grandchild == 0:
+            _child_exit(4)
+        os.waitid(os.P_PID, grandchild, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+        watched = _child.watch(grandchild)
+        if _child._installed:  # inherited from the parent: start from no handler
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _child._installed = False
+        installed = _child.install_sigchld()
+        return [installed, watched.status is not None and os.WEXITSTATUS(watched.status) == 4]
+
+    assert _checks_in_a_forked_child(body) == repr([True, True])

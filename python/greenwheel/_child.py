@@ -202,6 +202,10 @@ def install_sigchld():
     except (ValueError, OSError):
         return False
     _installed = True
+    # A watched child that exited before the handler was in place sent its
+    # SIGCHLD to nobody: look now, or its watchers would wait for a signal
+    # that never comes (fork_and_watch of a child that exits at once).
+    _reap_all()
     return True
 
 

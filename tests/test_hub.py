@@ -596,3 +596,21 @@ def test_deleting_exception_stream_restores_stderr(capsys):
     assert not hub.exception_stream
     del hub.exception_stream
     assert hub.exception_stream is sys.stderr
+
+
+def test_an_unwritable_exception_stream_does_not_break_error_reporting():
+    # A greenlet fails while the stream raises on write: its waiters still get
+    # the exception and the hub keeps running.
+    class Broken:
+        def write(self, text):
+            raise OSError("stream is gone")
+
+    hub = gw.get_hub()
+    hub.exception_stream = Broken()
+    try:
+        failing = gw.spawn(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            failing.get()
+        assert gw.spawn(lambda: "still running").get() == "still running"
+    finally:
+        del hub.exception_stream

@@ -407,11 +407,15 @@ class Hub(_RawGreenlet):
         stream = self.exception_stream
         if not stream:
             return
-        if value is None:
-            stream.write("%s\n" % type.__name__)
-        else:
-            traceback.print_exception(type, value, tb, file=stream)
-        del tb
+        try:
+            if value is None:
+                stream.write("%s\n" % type.__name__)
+            else:
+                traceback.print_exception(type, value, tb, file=stream)
+        except Exception:  # a stream that cannot be written must not take the hub down
+            return
+        finally:
+            del tb
         try:
             stream.write(time.ctime())
             stream.write(" " if context is not None else "\n")

@@ -242,3 +242,22 @@ def test_exit_with_a_foreign_reader_in_a_pipe_closes_it_under_the_reader():
         reader.join(10)
     assert reader.dead and isinstance(reader.exception, OSError)
     assert popen.stdout.closed and popen.poll() is not None
+
+
+def test_popen_works_in_a_native_thread():
+    # greenwheel's Popen in another OS thread (which gets a hub of its own):
+    # gevent refuses this with TypeError; here it simply works.
+    import threading
+
+    out = {}
+
+    def in_thread():
+        proc = subprocess.Popen(["echo", "from a thread"], stdout=subprocess.PIPE)
+        out["stdout"], _ = proc.communicate()
+        out["returncode"] = proc.returncode
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert out == {"stdout": b"from a thread\n", "returncode": 0}

@@ -1098,7 +1098,7 @@ def test_threadpool_apply_submit_and_errors():
     release.set()
     assert slow.get() is True
     with pytest.raises(ValueError):
-        ThreadPool(0)
+        ThreadPool(-1)  # 0 is allowed (as in gevent): a pool that runs nothing yet
 
 
 def test_sockets_in_a_thread_with_its_own_hub():

@@ -224,6 +224,7 @@ def test_monkey_and_threadpool_module_names():
     assert sorted(greenwheel.monkey.__all__) == [
         "MonkeyPatchWarning",
         "get_original",
+        "is_anything_patched",
         "is_module_patched",
         "is_object_patched",
         "main",

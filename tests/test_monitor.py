@@ -324,3 +324,24 @@ def test_a_new_monitoring_function_runs_at_the_next_wake_up(monitored):
         assert called.wait(10)
     finally:
         monitor.add_monitoring_function(check, None)
+
+
+def test_a_forked_child_gets_its_own_monitor_after_patch_all():
+    # reinit() compares the hub's OS thread with the current one: it must use
+    # the real ident, not patch_all()'s per-greenlet one.
+    code = (
+        "from greenwheel import monkey; monkey.patch_all()\n"
+        "import os, greenwheel\n"
+        "hub = greenwheel.get_hub()\n"
+        "parent_monitor = hub.start_periodic_monitoring_thread()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    child_monitor = hub.periodic_monitoring_thread\n"
+        "    ok = child_monitor is not None and child_monitor is not parent_monitor\n"
+        "    os._exit(0 if ok and child_monitor.should_run else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.WEXITSTATUS(status), parent_monitor.should_run)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "True"]

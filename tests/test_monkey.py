@@ -713,3 +713,15 @@ def test_patched_subprocess_and_dns_in_a_child():
     out, addr, ticks = last_json(proc)
     assert out == "done\n" and addr == "127.0.0.1"
     assert ticks >= 5
+
+
+def test_is_anything_patched_reports_any_patching():
+    code = (
+        "from greenwheel import monkey\n"
+        "print(monkey.is_anything_patched())\n"
+        "monkey.patch_time()\n"
+        "print(monkey.is_anything_patched())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

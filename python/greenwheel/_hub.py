@@ -866,7 +866,8 @@ def reinit(hub=None):
         # After fork() the monitoring thread is gone: start the child's own.
         hub.periodic_monitoring_thread = None
         monitor.kill()
-        if hub.thread_ident == threading.get_ident():
+        # The real ident: after patch_all() threading.get_ident names greenlets.
+        if hub.thread_ident == _get_ident():
             hub.start_periodic_monitoring_thread(monitor.max_blocking_time)
 
 

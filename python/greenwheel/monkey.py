@@ -50,6 +50,7 @@ __all__ = [
     "patch_time",
     "patch_contextvars",
     "get_original",
+    "is_anything_patched",
     "is_module_patched",
     "is_object_patched",
     "patch_module",
@@ -100,6 +101,11 @@ _DNS_NAMES = [
 def is_module_patched(mod_name):
     """True if anything in the standard module *mod_name* (e.g. ``"socket"``) was patched."""
     return mod_name in saved
+
+
+def is_anything_patched():
+    """True once greenwheel has patched anything in this process (gevent's check)."""
+    return any(not name.startswith("_gevent_") for name in saved)
 
 
 def is_object_patched(mod_name, item_name):

@@ -336,3 +336,33 @@ def test_green_module_mapping_matches_monkey_patching():
         assert MAPPING["gevent" + green_name[len("greenwheel") :]] == stdlib_name
     assert MAPPING["greenwheel.local"] == "_threading_local"
     assert MAPPING["gevent.socket"] == "socket"
+
+
+def test_green_modules_cover_their_standard_modules():
+    # What gevent's own module checks (test__all__) hold greenwheel to: __all__
+    # without duplicates, every public name of the standard module reachable,
+    # and names copied from it listed as imports, not extensions.
+    import selectors
+    import socket
+    import ssl
+    import types
+
+    import greenwheel.selectors
+    import greenwheel.socket
+    import greenwheel.ssl
+
+    for green, std in (
+        (greenwheel.socket, socket),
+        (greenwheel.selectors, selectors),
+        (greenwheel.ssl, ssl),
+    ):
+        assert len(green.__all__) == len(set(green.__all__)), green
+        for name in dir(std):
+            value = getattr(std, name)
+            if name.startswith("_") or isinstance(value, types.ModuleType):
+                continue
+            assert hasattr(green, name), (green.__name__, name)
+        for name in getattr(green, "__extensions__", ()):
+            assert not hasattr(std, name), (green.__name__, name)
+    assert greenwheel.ssl.socket is greenwheel.socket.socket
+    assert "EBADF" in greenwheel.socket.__imports__

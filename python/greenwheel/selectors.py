@@ -7,6 +7,7 @@ The rest of the standard module (``SelectorKey``, ``EVENT_READ``,
 """
 
 import selectors as __selectors__
+from types import ModuleType as _ModuleType
 
 from ._selectors import DefaultSelector, GeventSelector  # noqa: F401 - re-exported
 
@@ -28,6 +29,13 @@ for _name in (
     if hasattr(__selectors__, _name):
         globals()[_name] = getattr(__selectors__, _name)
         __imports__.append(_name)
-del _name
+
+# The rest of the standard module's namespace (ABCMeta, Mapping, namedtuple...:
+# what it imports for itself) is reachable here too, without being exported.
+for _name in dir(__selectors__):
+    _value = getattr(__selectors__, _name)
+    if not _name.startswith("_") and _name not in globals() and not isinstance(_value, _ModuleType):
+        globals()[_name] = _value
+del _name, _value
 
 __all__ = __implements__ + __extensions__ + __imports__

@@ -9,7 +9,7 @@ greenwheel's own (see :mod:`greenwheel._socket`), and :func:`wait_read`,
 """
 
 import socket as __socket__
-from errno import EBADF  # noqa: F401 - re-exported: the errno cancel_wait_ex carries
+from types import ModuleType as _ModuleType
 
 from ._socket import (  # noqa: F401 - re-exported
     SocketType,
@@ -49,7 +49,6 @@ __implements__ = [
 ]
 #: Names that exist only in greenwheel.
 __extensions__ = [
-    "EBADF",
     "wait",
     "wait_read",
     "wait_write",
@@ -59,13 +58,26 @@ __extensions__ = [
 ]
 
 # Re-export the rest of the standard module: constants, exceptions
-# (error, timeout, herror, gaierror), and the helpers that do not block.
+# (error, timeout, herror, gaierror), and the helpers that do not block;
+# EBADF (the errno cancel_wait_ex carries) is the standard module's too.
 __imports__ = []
-for _name in list(__socket__.__all__) + ["SocketIO", "errorTab", "CAPI"]:
-    if _name in __implements__ or _name in __extensions__ or not hasattr(__socket__, _name):
+for _name in list(__socket__.__all__) + ["SocketIO", "errorTab", "CAPI", "EBADF"]:
+    if (
+        _name in __implements__
+        or _name in __extensions__
+        or _name in __imports__
+        or not hasattr(__socket__, _name)
+    ):
         continue
     globals()[_name] = getattr(__socket__, _name)
     __imports__.append(_name)
-del _name
+
+# The rest of the standard module's namespace (AddressInfo, MsgFlag, EAGAIN...)
+# is reachable here too, without being exported.
+for _name in dir(__socket__):
+    _value = getattr(__socket__, _name)
+    if not _name.startswith("_") and _name not in globals() and not isinstance(_value, _ModuleType):
+        globals()[_name] = _value
+del _name, _value
 
 __all__ = __implements__ + __extensions__ + __imports__

@@ -45,4 +45,12 @@ for _name in dir(__ssl__):
     __imports__.append(_name)
 del _name, _value
 
+# The helpers the standard module has in its namespace without exporting them,
+# for code that reaches them through ssl (the green socket class, as after patching).
+from collections import namedtuple  # noqa: E402, F401
+
+from ._socket import socket  # noqa: E402, F401
+
+socket_error = OSError
+
 __all__ = __implements__ + __imports__

@@ -366,3 +366,15 @@ def test_green_modules_cover_their_standard_modules():
             assert not hasattr(std, name), (green.__name__, name)
     assert greenwheel.ssl.socket is greenwheel.socket.socket
     assert "EBADF" in greenwheel.socket.__imports__
+
+
+def test_builtins_module_mirrors_the_standard_builtins():
+    import builtins
+
+    import greenwheel.builtins
+
+    assert greenwheel.builtins.__all__ == [] and greenwheel.builtins.__implements__ == []
+    assert greenwheel.builtins.__import__ is builtins.__import__
+    for name in greenwheel.builtins.__imports__:
+        assert getattr(greenwheel.builtins, name) is getattr(builtins, name)
+    assert "len" in greenwheel.builtins.__imports__

@@ -11,7 +11,11 @@ modules under gevent's names. The table is derived from what
 from .monkey import _SOURCES
 
 #: Green modules that monkey patching does not install but that model a standard module.
-_ALSO = {"greenwheel.local": "_threading_local", "greenwheel.contextvars": "contextvars"}
+_ALSO = {
+    "greenwheel.local": "_threading_local",
+    "greenwheel.contextvars": "contextvars",
+    "greenwheel.builtins": "builtins",
+}
 
 
 def _mapping():

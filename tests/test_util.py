@@ -178,7 +178,19 @@ def test_assert_switches_max_blocking_time():
     with pytest.raises(AssertionError, match="without switching") as info:
         with util.assert_switches(max_blocking_time=0.01):
             time.sleep(0.05)  # blocks the whole thread: no greenlet switch
-    assert "max_blocking_time=0.01" in str(info.value)
+    assert "To any greenlet in 0.0" in str(info.value)
+    assert "(max allowed 0.0100 seconds)" in str(info.value)
+    with pytest.raises(
+        AssertionError, match="To the hub in .*: the body did not switch to the hub"
+    ):
+        with util.assert_switches(hub_only=True):
+            pass
+    # With a time limit too, hub_only still asks for a visit to the hub.
+    with pytest.raises(AssertionError, match="did not switch to the hub"):
+        with util.assert_switches(max_blocking_time=10, hub_only=True):
+            pass
+    with util.assert_switches(max_blocking_time=10, hub_only=True):
+        gw.sleep(0)
 
 
 def test_assert_switches_keeps_the_body_exception_and_the_previous_tracer():

@@ -725,3 +725,36 @@ def test_is_anything_patched_reports_any_patching():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_threading_http_server_answers_after_patch_all():
+    # The first stdlib server a user tries: in a patched threading.Thread, with
+    # a client in the same process (it hung before selectors were patched).
+    proc = run_python(
+        """
+        from greenwheel import monkey; monkey.patch_all()
+        import http.server, json, threading, urllib.request
+
+        class Hello(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"hello " + self.path.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+        serving = threading.Thread(target=server.serve_forever, args=(0.05,))
+        serving.start()
+        url = "http://127.0.0.1:%d" % server.server_address[1]
+        bodies = [urllib.request.urlopen(url + "/%d" % i, timeout=10).read().decode() for i in range(3)]
+        server.shutdown()
+        serving.join()
+        server.server_close()
+        print(json.dumps(bodies))
+        """
+    )
+    assert last_json(proc) == ["hello /0", "hello /1", "hello /2"]

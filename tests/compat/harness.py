@@ -50,6 +50,7 @@ ROOT = HERE.parents[1]
 #: The gevent release the baseline and the test files come from.
 GEVENT_VERSION = "26.9.0"
 EXCLUSIONS = HERE / "exclusions.txt"
+NOT_RUN = HERE / "not_run.txt"
 RATCHET = HERE / "ratchet.json"
 RESULTS_PAGE = ROOT / "COMPAT.md"
 #: Seconds one file may run before it is killed and reported as hung, per suite.
@@ -143,13 +144,27 @@ def load_exclusions() -> dict[tuple[str, str], tuple[str, str]]:
     return out
 
 
+def load_not_run() -> dict[str, list[str]]:
+    """file -> test ids skipped under both implementations (see not_run.txt)."""
+    out: dict[str, list[str]] = {}
+    for lineno, line in enumerate(NOT_RUN.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 2)
+        if len(parts) < 3:
+            raise SystemExit("%s:%d: want 'FILE TEST reason'" % (NOT_RUN, lineno))
+        out.setdefault(parts[0], []).append(parts[1])
+    return out
+
+
 def excluded(exclusions, file: str, test: str) -> bool:
     if (file, test) in exclusions:
         return True
     return any(f == file and fnmatch.fnmatchcase(test, pattern) for f, pattern in exclusions)
 
 
-def run_file(impl: str, suite: str, name: str, gdir: Path) -> FileResult:
+def run_file(impl: str, suite: str, name: str, gdir: Path, not_run=()) -> FileResult:
     """Run one file in a child process; read back what it recorded."""
     with tempfile.TemporaryDirectory(prefix="gw-compat-") as tmp:
         record = os.path.join(tmp, "record.jsonl")
@@ -165,6 +180,7 @@ def run_file(impl: str, suite: str, name: str, gdir: Path) -> FileResult:
             record,
             "--suite",
             suite,
+            *[arg for test in not_run for arg in ("--not-run", test)],
             name,
         ]
         env = dict(os.environ)
@@ -215,12 +231,13 @@ def run_file(impl: str, suite: str, name: str, gdir: Path) -> FileResult:
         return result
 
 
-def run_suite(impl, suite, files, gdir, jobs, log) -> dict[str, FileResult]:
+def run_suite(impl, suite, files, gdir, jobs, log, not_run) -> dict[str, FileResult]:
     def one(name):
-        first = run_file(impl, suite, name, gdir)
+        skip = not_run.get(short_name(suite, name), ())
+        first = run_file(impl, suite, name, gdir, skip)
         # A hang is not retried: it would cost another full timeout.
         if not first.timed_out and any(o in ("fail", "error") for o in first.tests.values()):
-            again = run_file(impl, suite, name, gdir)
+            again = run_file(impl, suite, name, gdir, skip)
             for test, outcome in again.tests.items():
                 if outcome == "pass" or test not in first.tests:
                     first.tests[test] = outcome
@@ -417,6 +434,7 @@ def main() -> int:
 
     gdir = ensure_gevent()
     exclusions = load_exclusions()
+    not_run = load_not_run()
     suites = {"gevent": gevent_test_files(gdir), "stdlib": stdlib_test_files(gdir)}
     if args.suite != "all":
         suites = {args.suite: suites[args.suite]}
@@ -432,7 +450,7 @@ def main() -> int:
     results = {impl: {} for impl in IMPLS}
     for suite, files in suites.items():
         for impl in impls:
-            results[impl][suite] = run_suite(impl, suite, files, gdir, args.jobs, log)
+            results[impl][suite] = run_suite(impl, suite, files, gdir, args.jobs, log, not_run)
     summary = summarize(results, exclusions)
     table = format_table(summary)
     print(table)

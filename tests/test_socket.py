@@ -1114,3 +1114,26 @@ def test_sockets_in_a_thread_with_its_own_hub():
         return data, addr
 
     assert run_in_thread(in_thread) == (b"threaded", "127.0.0.1")
+
+
+def test_msg_dontwait_never_waits_even_with_a_timeout():
+    # MSG_DONTWAIT asks for one attempt: EAGAIN is raised, not waited out.
+    a, b = gsocket.socketpair()
+    try:
+        a.settimeout(5)
+        b.settimeout(5)
+        with pytest.raises(BlockingIOError):
+            a.recv(10, gsocket.MSG_DONTWAIT)
+        with pytest.raises(BlockingIOError):
+            a.recvmsg(10, 0, gsocket.MSG_DONTWAIT)
+        with pytest.raises(BlockingIOError):
+            a.recv_into(bytearray(10), 10, gsocket.MSG_DONTWAIT)
+        with pytest.raises(OSError) as raised:
+            while True:  # fill the send buffer, then one more
+                a.sendmsg([b"x" * 65536], [], gsocket.MSG_DONTWAIT)
+        assert raised.value.errno in (errno.EAGAIN, errno.EWOULDBLOCK)
+        with pytest.raises(BlockingIOError):
+            a.send(b"x" * 65536, gsocket.MSG_DONTWAIT)
+    finally:
+        a.close()
+        b.close()

@@ -229,6 +229,17 @@ _std_socket = (
 )
 
 
+#: MSG_DONTWAIT asks the kernel for one attempt: a call with it never waits,
+#: even on a socket with a timeout (0 where the platform has no such flag).
+_MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
+
+
+def _flags_arg(args, index):
+    """The *flags* argument of a call given *args* positionally (0 when absent)."""
+    flags = args[index] if len(args) > index else 0
+    return flags if isinstance(flags, int) else 0
+
+
 class socket(_std_socket):
     """A ``socket.socket`` whose blocking calls block only the calling greenlet.
 
@@ -340,7 +351,7 @@ class socket(_std_socket):
         data = _recv_nowait(self.fileno(), bufsize, flags)
         if data is not None:
             return data
-        if self.timeout == 0.0:
+        if self.timeout == 0.0 or flags & _MSG_DONTWAIT:
             raise BlockingIOError(EAGAIN, "Resource temporarily unavailable")
         return self._recv_wait(bufsize, flags, self.timeout)
 
@@ -384,7 +395,7 @@ class socket(_std_socket):
         try:
             return _ss_recv_into(self, buffer, nbytes, flags)
         except BlockingIOError:
-            if self.timeout == 0.0:
+            if self.timeout == 0.0 or flags & _MSG_DONTWAIT:
                 raise
         return self._retry(_ss_recv_into, (buffer, nbytes, flags), _READ)
 
@@ -392,7 +403,7 @@ class socket(_std_socket):
         try:
             return _ss_recvfrom(self, bufsize, flags)
         except BlockingIOError:
-            if self.timeout == 0.0:
+            if self.timeout == 0.0 or flags & _MSG_DONTWAIT:
                 raise
         return self._retry(_ss_recvfrom, (bufsize, flags), _READ)
 
@@ -400,7 +411,7 @@ class socket(_std_socket):
         try:
             return _ss_recvfrom_into(self, buffer, nbytes, flags)
         except BlockingIOError:
-            if self.timeout == 0.0:
+            if self.timeout == 0.0 or flags & _MSG_DONTWAIT:
                 raise
         return self._retry(_ss_recvfrom_into, (buffer, nbytes, flags), _READ)
 
@@ -410,7 +421,7 @@ class socket(_std_socket):
             try:
                 return _ss_recvmsg(self, *args)
             except BlockingIOError:
-                if self.timeout == 0.0:
+                if self.timeout == 0.0 or _flags_arg(args, 2) & _MSG_DONTWAIT:
                     raise
             return self._retry(_ss_recvmsg, args, _READ)
 
@@ -420,7 +431,7 @@ class socket(_std_socket):
             try:
                 return _ss_recvmsg_into(self, *args)
             except BlockingIOError:
-                if self.timeout == 0.0:
+                if self.timeout == 0.0 or _flags_arg(args, 2) & _MSG_DONTWAIT:
                     raise
             return self._retry(_ss_recvmsg_into, args, _READ)
 
@@ -443,7 +454,7 @@ class socket(_std_socket):
             timeout = self.timeout
         elif timeout is not None:
             timeout = _check_seconds(timeout)
-        if timeout == 0.0:
+        if timeout == 0.0 or flags & _MSG_DONTWAIT:
             raise BlockingIOError(EAGAIN, "Resource temporarily unavailable")
         deadline = None if timeout is None else _monotonic() + timeout
         watcher = self._write_event or self._watcher(_WRITE)
@@ -458,7 +469,8 @@ class socket(_std_socket):
         try:
             return _ss_sendto(self, *args)
         except BlockingIOError:
-            if self.timeout == 0.0:
+            # sendto(data, address) or sendto(data, flags, address)
+            if self.timeout == 0.0 or (len(args) == 3 and _flags_arg(args, 1) & _MSG_DONTWAIT):
                 raise
         return self._retry(_ss_sendto, args, _WRITE)
 
@@ -468,7 +480,7 @@ class socket(_std_socket):
             try:
                 return _ss_sendmsg(self, *args)
             except BlockingIOError:
-                if self.timeout == 0.0:
+                if self.timeout == 0.0 or _flags_arg(args, 2) & _MSG_DONTWAIT:
                     raise
             return self._retry(_ss_sendmsg, args, _WRITE)
 

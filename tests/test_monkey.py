@@ -758,3 +758,27 @@ def test_threading_http_server_answers_after_patch_all():
         """
     )
     assert last_json(proc) == ["hello /0", "hello /1", "hello /2"]
+
+
+def test_patching_from_another_thread_warns_and_the_interpreter_still_exits():
+    # Patched from a non-main OS thread, the main thread keeps its OS ident;
+    # the interpreter's shutdown used to wait forever for its shutdown lock.
+    proc = run_python(
+        """
+        import threading
+        from greenwheel import monkey
+
+        seen = []
+        monkey._process_warnings = seen.extend
+
+        def target():
+            monkey.patch_all()
+
+        t = threading.Thread(target=target)
+        t.start()
+        t.join()
+        print(len(seen), "main native thread" in seen[0], "will hang from a greenlet" in seen[1])
+        """,
+        timeout=30,
+    )
+    assert proc.stdout.split() == ["2", "True", "True"]

@@ -567,11 +567,18 @@ def patch_thread(
         if on_main:
             _adopt_main_thread(threading_mod, main_thread, orig_shutdown, real_get_ident)
         else:
+            # The same two warnings as gevent, word for word: programs filter on them.
             _queue_warning(
-                "Monkey-patching outside the main thread: threading.main_thread() and "
-                "threading.current_thread() may be wrong, and main_thread().join() blocks",
+                "Monkey-patching outside the main native thread. Some APIs will not be "
+                "available. Expect a KeyError to be printed at shutdown.",
                 _warnings,
             )
+            _queue_warning(
+                "Monkey-patching not on the main thread; threading.main_thread().join() "
+                "will hang from a greenlet",
+                _warnings,
+            )
+            _stop_main_thread_at_shutdown(threading_mod, main_thread, orig_shutdown)
         for thread in others:
             thread.join = _polling_join(thread)
             thread._delete = _forgiving_delete(thread, threading_mod)
@@ -633,6 +640,24 @@ def _adopt_main_thread(threading_mod, main_thread, orig_shutdown, real_get_ident
             main_thread._tstate_lock = real_lock
         try:
             orig_shutdown()  # joins non-daemon threads (greenlets): cooperative
+        except LoopExit:
+            pass
+        threading_mod._shutdown = orig_shutdown
+
+    patch_item(threading_mod, "_shutdown", _shutdown)
+
+
+def _stop_main_thread_at_shutdown(threading_mod, main_thread, orig_shutdown):
+    # Patched from another OS thread, the main thread keeps its OS ident, but
+    # threading._shutdown() only stops (and releases the shutdown lock of) the
+    # main thread when get_ident() -- now a greenlet's -- matches it: without
+    # this the interpreter would wait for that lock forever at exit.
+    def _shutdown():
+        from ._exceptions import LoopExit
+
+        main_thread._ident = threading_mod.get_ident()
+        try:
+            orig_shutdown()
         except LoopExit:
             pass
         threading_mod._shutdown = orig_shutdown

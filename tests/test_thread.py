@@ -48,3 +48,31 @@ def test_get_ident_names_the_greenlet():
     glet = gw.spawn(thread.get_ident)
     assert glet.get() == thread.get_ident(glet) == id(glet)
     assert thread.get_ident() == id(gw.getcurrent())
+
+
+def test_a_trace_function_asking_current_thread_while_a_thread_ends():
+    # Thread._delete() removes the thread from threading._active while holding
+    # _active_limbo_lock, and the trace function (shared by every greenlet of
+    # the OS thread) runs right then: building the _DummyThread that
+    # current_thread() returns must not take that lock again.
+    code = textwrap.dedent(
+        """
+        from greenwheel import monkey
+        monkey.patch_all()
+        import sys, threading
+
+        def trace(frame, event, arg):
+            threading.current_thread()
+            return trace
+
+        t = threading.Thread(target=lambda: None)
+        sys.settrace(trace)
+        t.start()
+        t.join()
+        sys.settrace(None)
+        print("done")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n"

@@ -110,8 +110,23 @@ class _DummyThread(_StdDummyThread):
     """
 
     def __init__(self):
-        _StdDummyThread.__init__(self)
-        glet = getcurrent()
+        # What the standard constructor does, except that it registers the
+        # thread under ``_active_limbo_lock``: a trace function calling
+        # current_thread() runs while Thread._delete() holds that lock (all
+        # greenlets of an OS thread share sys.settrace), and would deadlock.
+        # A dict store cannot be interleaved by another greenlet anyway.
+        __threading__.Thread.__init__(self, name=__threading__._newname("Dummy-%d"), daemon=True)
+        self._started.set()
+        self._set_ident()
+        set_native_id = getattr(self, "_set_native_id", None)
+        if set_native_id is not None:
+            set_native_id()
+        __threading__._active[self._ident] = self
+        try:
+            glet = getcurrent()
+        except RuntimeError:
+            # The interpreter is finalizing this thread's greenlets: nothing to link to.
+            return
         cleanup = _make_cleanup(self._ident, weakref.ref(self))
         rawlink = getattr(glet, "rawlink", None)
         if rawlink is not None:

@@ -359,6 +359,25 @@ def test_thread_result_in_gevents_low_level_form():
         assert tr.value is None and tr.receiver is not None
 
 
+def test_a_thread_result_set_on_the_hubs_own_thread_waits_for_queued_callbacks():
+    # Set from a greenlet, the outcome arrives after the callbacks queued so
+    # far, so the setter ending (and whoever joins it) comes first, as when
+    # libev notices the send at its next poll.
+    hub = gw.get_hub()
+    order = []
+    delivered = gw.event.Event()
+    tr = ThreadResult(None, hub, lambda: (order.append("delivered"), delivered.set()))
+
+    def setter():
+        tr.set(42)
+        order.append("set")
+
+    gw.spawn(setter).join()
+    order.append("joined")
+    assert delivered.wait(10)
+    assert order == ["set", "joined", "delivered"]
+
+
 def test_work_submitted_right_after_kill_gets_a_thread():
     # kill() queues a retirement per worker; an idle worker about to take
     # one must not count as available for work submitted after it.

@@ -162,14 +162,26 @@ class ThreadResult:
     def set(self, value):
         """Record *value* (from any thread) and wake the hub (gevent's form)."""
         self._value = value
-        self._watcher.send()
+        self._wake()
 
     def handle_error(self, context, exc_info):
         """Record a failure (from any thread) and wake the hub (gevent's form)."""
         self.context = context
         self._exc_info = exc_info
         self._value = None
-        self._watcher.send()
+        self._wake()
+
+    def _wake(self):
+        watcher = self._watcher
+        hub = self.hub
+        if hub is not None and hub.thread_ident == _real_get_ident():
+            # Set on the hub's own thread: the outcome is delivered after the
+            # callbacks queued so far and those they queue (as with libev,
+            # which notices such a send at its next poll), not in the middle
+            # of them; a greenlet that set it and then ends is joined first.
+            hub.loop.run_callback(watcher.send)
+        else:
+            watcher.send()
 
     # -- hub side ----------------------------------------------------------
 

@@ -261,3 +261,12 @@ def test_subclass_without_init_keeps_constructor_arguments():
     with pytest.raises(ValueError) as raised, timer:
         gw.sleep(1)
     assert raised.value is error
+
+
+def test_the_examples_in_the_timeout_module_docstring():
+    import doctest
+
+    from greenwheel import _timeout
+
+    failures, tried = doctest.testmod(_timeout)
+    assert tried >= 3 and failures == 0

@@ -4,6 +4,28 @@ A :class:`Timeout` arms a loop timer whose callback throws into the greenlet
 that started it.  Like every greenwheel blocking mechanism it only takes
 effect when that greenlet yields to the hub; pure computation is not
 interrupted.
+
+A block that takes too long raises the :class:`Timeout` itself::
+
+    >>> from greenwheel import Timeout, sleep
+    >>> try:
+    ...     with Timeout(0.01):
+    ...         sleep(5)
+    ... except Timeout as expired:
+    ...     print("gave up after", expired)
+    gave up after 0.01 seconds
+
+Given ``False`` as its exception, the timeout just ends the block::
+
+    >>> with Timeout(0.01, False):
+    ...     sleep(5)
+    ...     print("not reached")
+
+:func:`with_timeout` limits one call, with an optional value to return
+instead of raising::
+
+    >>> with_timeout(0.01, sleep, 5, timeout_value="too slow")
+    'too slow'
 """
 
 from . import _core

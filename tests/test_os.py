@@ -171,6 +171,26 @@ def test_waitpid_any_returns_a_watched_child_the_reaper_collected():
     assert _checks_in_a_forked_child(body) == repr([True] * 4)
 
 
+def test_reap_children_forgets_exited_children_nobody_waited_for():
+    # A program that forks and never waits must not grow the table of
+    # watched children forever: os._reap_children(timeout) drops the exits
+    # older than timeout (0: all of them); a minute's worth are kept.
+    from greenwheel import _child
+
+    exited = gw.event.Event()
+    pid = gos.fork_and_watch(lambda watcher: exited.set())
+    if pid == 0:
+        _child_exit(0)
+    try:
+        assert exited.wait(10)
+        gos._reap_children()
+        kept = pid in _child._children
+        gos._reap_children(0)
+        assert kept and pid not in _child._children
+    finally:
+        _child.forget(pid)
+
+
 def test_nonblocking_pipe_io(ticker):
     r, w = os.pipe()
     try:

@@ -26,6 +26,7 @@ reaping.
 import os
 import signal as _signal_mod
 import sys
+from time import monotonic
 
 from . import _hub
 
@@ -53,7 +54,7 @@ WNOHANG = getattr(os, "WNOHANG", 1)
 class _Child:
     """A watched child process: ``status`` is None until it has exited."""
 
-    __slots__ = ("pid", "status", "event", "owned", "reported", "__weakref__")
+    __slots__ = ("pid", "status", "event", "owned", "reported", "exited_at", "__weakref__")
 
     def __init__(self, pid, owned):
         from ._event import Event
@@ -64,6 +65,8 @@ class _Child:
         self.owned = owned
         # Whether waitpid(-1) has returned this child's exit already.
         self.reported = False
+        #: time.monotonic() when its exit was recorded.
+        self.exited_at = None
 
     # gevent's child-watcher attribute names, for fork_and_watch callbacks.
     @property
@@ -108,7 +111,24 @@ def forget(pid):
 def _record(child, status):
     if child.status is None:
         child.status = status
+        child.exited_at = monotonic()
         child.event.set()
+        forget_finished(FORGET_AFTER)
+
+
+#: How long the exit of a child nobody waits for is remembered (seconds).
+FORGET_AFTER = 60.0
+
+
+def forget_finished(older_than):
+    """Drop the records of watched children (not ``Popen``'s) that exited
+    more than *older_than* seconds ago and were never waited for, so a
+    program that forks without waiting does not grow this table forever."""
+    cutoff = monotonic() - older_than
+    for pid, child in list(_children.items()):
+        if not child.owned and child.exited_at is not None and child.exited_at <= cutoff:
+            if _children.get(pid) is child:
+                del _children[pid]
 
 
 def reap(pid):

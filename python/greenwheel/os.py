@@ -167,6 +167,13 @@ else:  # pragma: no cover
 # --- waitpid -------------------------------------------------------------------------------------
 
 
+def _reap_children(timeout=60):
+    """Forget the children watched by :func:`fork_and_watch` that exited more
+    than *timeout* seconds ago and were never waited for (done on every
+    child exit with a minute's grace; ``0`` forgets all that have exited)."""
+    _child.forget_finished(timeout)
+
+
 def waitpid(pid, options):
     """``os.waitpid`` that blocks only the calling greenlet.
 

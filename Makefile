@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 # Runtime + test dependencies (the bench extras are installed by `make bench`).
-DEPS = "maturin>=1.5,<2" "greenlet>=3.0" zope.event zope.interface pytest pytest-timeout hypothesis requests psutil mypy ruff redis gunicorn
+DEPS = "maturin>=1.5,<2" "greenlet>=3.0" zope.event zope.interface pytest pytest-timeout hypothesis requests psutil "dnspython>=2" mypy ruff redis gunicorn
 BENCH_DEPS = gevent pytest-benchmark matplotlib eventlet uvloop
 
 .DEFAULT_GOAL := help

@@ -93,7 +93,7 @@ _SETTINGS = {
         "GEVENT_RESOLVER",
         _resolver_class,
         "thread",
-        "the resolver class of new hubs: 'thread' (worker threads) or 'block', or a class",
+        "the resolver class of new hubs: 'thread' (worker threads), 'block' or 'dnspython', or a class",
     ),
     "max_memory_usage": (
         "GEVENT_MONITOR_MEMORY_MAX",

@@ -10,9 +10,11 @@
   blocking the whole loop (for programs that want no threads at all).
 
 ``greenwheel.config.resolver`` (``GEVENT_RESOLVER``) picks the class for new
-hubs: ``"thread"`` or ``"block"``, or a class.  gevent's ``"ares"`` and
-``"dnspython"`` are not available here: they fall back to the thread
-resolver with a ``RuntimeWarning``.
+hubs: ``"thread"`` or ``"block"``, ``"dnspython"`` (DNS spoken over greenwheel
+sockets, :mod:`greenwheel.resolver.dnspython`; needs the dnspython package),
+or a class.  gevent's ``"ares"`` is not available here, nor ``"dnspython"``
+without dnspython: they fall back to the thread resolver with a
+``RuntimeWarning``.
 
 Ground rules: a resolver never caches, and it calls the standard library's
 functions as they were before ``greenwheel.monkey`` (calling the patched
@@ -117,14 +119,26 @@ def resolver_class(choice):
         return choice
     import warnings
 
-    names = [choice] if isinstance(choice, str) else list(choice)
+    # A string may list several names, the first available wins (gevent's "ares,thread").
+    names = choice.split(",") if isinstance(choice, str) else list(choice)
+    missing = None
     for name in names:
         name = name.strip().lower()
         if name in _BY_NAME:
             return _BY_NAME[name]
-    warnings.warn(
-        "greenwheel has no resolver %r (it has 'thread' and 'block'): using 'thread'" % (choice,),
-        RuntimeWarning,
-        stacklevel=3,
-    )
+        if name == "dnspython":
+            try:
+                from .resolver.dnspython import Resolver
+            except ImportError as ex:
+                missing = ex
+                continue
+            return Resolver
+    if missing is not None:
+        message = "%s: using 'thread'" % (missing,)
+    else:
+        message = (
+            "greenwheel has no resolver %r (it has 'thread', 'block' and 'dnspython'): "
+            "using 'thread'" % (choice,)
+        )
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
     return ThreadResolver

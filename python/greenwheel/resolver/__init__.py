@@ -1,3 +1,4 @@
-"""Name resolvers (gevent.resolver): :mod:`.thread` (the default) and :mod:`.blocking`."""
+"""Name resolvers (gevent.resolver): :mod:`.thread` (the default), :mod:`.blocking`
+and :mod:`.dnspython` (needs the dnspython package)."""
 
 __all__ = []

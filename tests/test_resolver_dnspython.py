@@ -1,0 +1,323 @@
+"""greenwheel.resolver.dnspython: DNS over greenwheel sockets, against a test server."""
+
+import socket as stdsocket
+import sys
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("dns.resolver")
+import dns.message  # noqa: E402
+import dns.rcode  # noqa: E402
+import dns.rdatatype  # noqa: E402
+import dns.resolver  # noqa: E402
+import dns.rrset  # noqa: E402
+
+import greenwheel as gw  # noqa: E402
+from greenwheel import config  # noqa: E402
+from greenwheel.resolver import thread  # noqa: E402
+from greenwheel.resolver._hostsfile import HostsFile  # noqa: E402
+from greenwheel.resolver.dnspython import Resolver  # noqa: E402
+
+DELAY = 0.5
+
+#: name -> {rdtype: [(text rdata)]}; CNAMEs are answered for any type.
+ZONE = {
+    "a.test.": {"A": ["10.0.0.1"]},
+    "six.test.": {"AAAA": ["fd00::1"]},
+    "both.test.": {"A": ["10.0.0.2"], "AAAA": ["fd00::2"]},
+    "alias.test.": {"CNAME": ["a.test."]},
+    "far.test.": {"CNAME": ["alias.test."]},
+    "slow1.test.": {"A": ["10.0.1.1"]},
+    "slow2.test.": {"A": ["10.0.1.2"]},
+    "1.0.0.10.in-addr.arpa.": {"PTR": ["a.test."]},
+    "hosted.test.": {"A": ["10.9.9.9"]},
+}
+#: names whose CNAME answer leaves the target's records out (the resolver must ask again)
+BARE_CNAMES = {"far.test."}
+
+
+class DNSServer:
+    """A UDP nameserver on 127.0.0.1 in a thread, answering from ZONE."""
+
+    def __init__(self):
+        self.sock = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.02)
+        self.port = self.sock.getsockname()[1]
+        self.queries = []  # (name, type) in arrival order
+        self.events = []  # ("ask"|"answer", name) for the delayed names
+        self.stopping = threading.Event()
+        self.pending = []  # (due, wire, peer)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def answer(self, query):
+        response = dns.message.make_response(query)
+        question = query.question[0]
+        name = question.name.to_text()
+        rdtype = question.rdtype
+        current = name
+        for _ in range(8):
+            records = ZONE.get(current)
+            if records is None:
+                if current == name:
+                    response.set_rcode(dns.rcode.NXDOMAIN)
+                break
+            if "CNAME" in records and rdtype != dns.rdatatype.CNAME:
+                target = records["CNAME"][0]
+                response.answer.append(dns.rrset.from_text(current, 60, "IN", "CNAME", target))
+                if current in BARE_CNAMES:
+                    break
+                current = target
+                continue
+            values = records.get(dns.rdatatype.to_text(rdtype))
+            if values:
+                response.answer.append(
+                    dns.rrset.from_text(current, 60, "IN", dns.rdatatype.to_text(rdtype), *values)
+                )
+            break
+        return response
+
+    def run(self):
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            for item in [p for p in self.pending if p[0] <= now]:
+                self.pending.remove(item)
+                self.events.append(("answer", item[3]))
+                self.sock.sendto(item[1], item[2])
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(wire)
+            name = query.question[0].name.to_text()
+            self.queries.append((name, dns.rdatatype.to_text(query.question[0].rdtype)))
+            reply = self.answer(query).to_wire()
+            if name.startswith("slow"):
+                self.events.append(("ask", name))
+                self.pending.append((time.monotonic() + DELAY, reply, peer, name))
+            else:
+                self.sock.sendto(reply, peer)
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close()
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def server():
+    server = DNSServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hosts(tmp_path):
+    path = tmp_path / "hosts"
+    path.write_text(
+        "# a test hosts file\n"
+        "127.0.0.1 localhost\n"
+        "10.5.5.5 hosted.test hostalias\n"
+        "fd00::5 hosted6.test\n"
+    )
+    return str(path)
+
+
+@pytest.fixture
+def resolver(server, hosts):
+    resolver = Resolver()
+    net = dns.resolver.Resolver(configure=False)
+    net.nameservers = ["127.0.0.1"]
+    net.port = server.port
+    net.search = []
+    net.timeout = 2.0
+    net.lifetime = 5.0
+    resolver.resolver = net
+    resolver.hosts_file = HostsFile(hosts)
+    yield resolver
+    resolver.close()
+
+
+def test_a_records(resolver):
+    assert resolver.gethostbyname("a.test") == "10.0.0.1"
+    assert resolver.gethostbyname("a.test.") == "10.0.0.1"
+    assert resolver.gethostbyname_ex("a.test") == ("a.test", [], ["10.0.0.1"])
+    infos = resolver.getaddrinfo("a.test", 80, 0, stdsocket.SOCK_STREAM)
+    assert infos == [
+        (stdsocket.AF_INET, stdsocket.SOCK_STREAM, stdsocket.IPPROTO_TCP, "", ("10.0.0.1", 80))
+    ]
+
+
+def test_aaaa_records(resolver):
+    infos = resolver.getaddrinfo("six.test", 443, stdsocket.AF_INET6, stdsocket.SOCK_STREAM)
+    assert [info[4][:2] for info in infos] == [("fd00::1", 443)]
+    assert infos[0][0] == stdsocket.AF_INET6
+    infos = resolver.getaddrinfo("both.test", "80", 0, stdsocket.SOCK_DGRAM)
+    assert sorted(info[4][0] for info in infos) == ["10.0.0.2", "fd00::2"]
+    # A name with only IPv6 has no IPv4 address: the stdlib's EAI_NODATA.
+    with pytest.raises(stdsocket.gaierror) as info:
+        resolver.gethostbyname("six.test")
+    assert info.value.errno == stdsocket.EAI_NODATA
+
+
+def test_cname_chains_are_followed(resolver):
+    assert resolver.gethostbyname("alias.test") == "10.0.0.1"
+    assert resolver.gethostbyname_ex("alias.test") == ("a.test", ["alias.test"], ["10.0.0.1"])
+    # far.test's answer stops at its CNAME: the resolver asks about the target.
+    name, aliases, addresses = resolver.gethostbyname_ex("far.test")
+    assert (name, addresses) == ("a.test", ["10.0.0.1"])
+    assert aliases == ["far.test", "alias.test"]
+    infos = resolver.getaddrinfo(
+        "alias.test", 80, stdsocket.AF_INET, stdsocket.SOCK_STREAM, 0, stdsocket.AI_CANONNAME
+    )
+    assert infos[0][3] == "a.test"
+
+
+def test_nxdomain_is_a_gaierror(resolver):
+    for call in (
+        lambda: resolver.gethostbyname("nope.test"),
+        lambda: resolver.gethostbyname_ex("nope.test"),
+        lambda: resolver.getaddrinfo("nope.test", 80),
+        lambda: resolver.gethostbyaddr("nope.test"),
+    ):
+        with pytest.raises(stdsocket.gaierror) as info:
+            call()
+        assert info.value.errno == stdsocket.EAI_NONAME
+        assert info.value.args[1] == "Name or service not known"
+
+
+def test_reverse_lookups(resolver, server):
+    assert resolver.gethostbyaddr("10.0.0.1") == ("a.test", [], ["10.0.0.1"])
+    assert resolver.getnameinfo(("10.0.0.1", 80), 0) == ("a.test", "http")
+    with pytest.raises(stdsocket.herror) as info:
+        resolver.gethostbyaddr("10.7.7.7")
+    assert info.value.args == (1, "Unknown host")
+    assert resolver.getnameinfo(("10.7.7.7", 81), stdsocket.NI_NUMERICSERV) == ("10.7.7.7", "81")
+    with pytest.raises(stdsocket.gaierror) as info:
+        resolver.getnameinfo(("10.7.7.7", 81), stdsocket.NI_NAMEREQD)
+    assert info.value.errno == stdsocket.EAI_NONAME
+    # The hosts file answers reverse look-ups too.
+    before = len(server.queries)
+    assert resolver.gethostbyaddr("10.5.5.5") == ("hosted.test", [], ["10.5.5.5"])
+    assert len(server.queries) == before
+
+
+def test_hosts_file_comes_first(resolver, server, hosts):
+    # hosted.test is in the zone too, with another address: the file wins, unasked.
+    assert resolver.gethostbyname("hosted.test") == "10.5.5.5"
+    assert resolver.gethostbyname("HostAlias") == "10.5.5.5"
+    assert resolver.gethostbyname_ex("hostalias")[0] == "hosted.test"
+    infos = resolver.getaddrinfo("hosted6.test", 1, stdsocket.AF_INET6, stdsocket.SOCK_STREAM)
+    assert infos[0][4][:2] == ("fd00::5", 1)
+    assert server.queries == []
+    # Without the file, the nameserver answers.
+    resolver.hosts_file = HostsFile(hosts + ".missing")
+    assert resolver.gethostbyname("hosted.test") == "10.9.9.9"
+    assert server.queries == [("hosted.test.", "A")]
+
+
+def test_numeric_addresses_need_no_query(resolver, server):
+    assert resolver.gethostbyname("192.0.2.7") == "192.0.2.7"
+    assert resolver.gethostbyname_ex("192.0.2.7") == stdsocket.gethostbyname_ex("192.0.2.7")
+    assert resolver.getaddrinfo("192.0.2.7", 80, 0, stdsocket.SOCK_STREAM) == (
+        stdsocket.getaddrinfo("192.0.2.7", 80, 0, stdsocket.SOCK_STREAM)
+    )
+    assert resolver.getaddrinfo("::1", "80", stdsocket.AF_INET6) == stdsocket.getaddrinfo(
+        "::1", "80", stdsocket.AF_INET6
+    )
+    assert resolver.getaddrinfo(None, 80, 0, stdsocket.SOCK_STREAM) == stdsocket.getaddrinfo(
+        None, 80, 0, stdsocket.SOCK_STREAM
+    )
+    flags = stdsocket.NI_NUMERICHOST | stdsocket.NI_NUMERICSERV
+    assert resolver.getnameinfo(("192.0.2.7", 80), flags) == ("192.0.2.7", "80")
+    assert server.queries == []
+
+
+def test_bad_arguments_raise_as_the_stdlib_does(resolver, server):
+    with pytest.raises(stdsocket.gaierror) as info:
+        resolver.getaddrinfo("a.test", "no-such-service")
+    assert info.value.errno == stdsocket.EAI_SERVICE
+    with pytest.raises(TypeError):
+        resolver.gethostbyname(None)
+    assert server.queries == []
+
+
+def test_unreachable_nameserver_is_a_temporary_failure(resolver):
+    # A port nobody answers on: the look-up gives up after its lifetime.
+    silent = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        resolver.resolver.port = silent.getsockname()[1]
+        resolver.resolver.timeout = 0.05
+        resolver.resolver.lifetime = 0.2
+        with pytest.raises(stdsocket.gaierror) as info:
+            resolver.gethostbyname("a.test")
+        assert info.value.errno == stdsocket.EAI_AGAIN
+    finally:
+        silent.close()
+
+
+def test_lookups_wait_cooperatively(resolver, server):
+    ticks = []
+
+    def ticker():
+        while True:
+            ticks.append(time.monotonic())
+            gw.sleep(0.05)
+
+    started = time.monotonic()
+    background = gw.spawn(ticker)
+    first = gw.spawn(resolver.gethostbyname, "slow1.test")
+    second = gw.spawn(resolver.gethostbyname, "slow2.test")
+    gw.joinall([first, second], timeout=10)
+    elapsed = time.monotonic() - started
+    background.kill()
+    assert (first.value, second.value) == ("10.0.1.1", "10.0.1.2")
+    # Both questions reached the server before it answered either: they overlapped.
+    kinds = [kind for kind, _ in server.events]
+    assert kinds[:2] == ["ask", "ask"], server.events
+    # Generous: serially this would take 2 * DELAY.
+    assert elapsed < 1.8 * DELAY
+    # And the loop ran meanwhile.
+    assert len(ticks) >= 3
+
+
+def test_config_selects_the_dnspython_resolver():
+    hub = gw.get_hub()
+    saved = dict(config._values)
+    saved_hub = {k: hub.__dict__[k] for k in ("_resolver", "_resolver_class") if k in hub.__dict__}
+    try:
+        config.resolver = "dnspython"
+        assert config.resolver is Resolver
+        for key in ("_resolver", "_resolver_class"):
+            hub.__dict__.pop(key, None)
+        assert hub.resolver_class is Resolver
+        assert isinstance(hub.resolver, Resolver)
+        config.resolver = "ares,dnspython"  # gevent's lists: the first available one
+        assert config.resolver is Resolver
+    finally:
+        for key in ("_resolver", "_resolver_class"):
+            hub.__dict__.pop(key, None)
+        hub.__dict__.update(saved_hub)
+        config._values.clear()
+        config._values.update(saved)
+
+
+def test_without_dnspython(monkeypatch):
+    for name in [n for n in sys.modules if n == "dns" or n.startswith("dns.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "dns", None)
+    monkeypatch.delitem(sys.modules, "greenwheel.resolver.dnspython")
+    import greenwheel.resolver as package
+
+    monkeypatch.delattr(package, "dnspython", raising=False)
+    with pytest.raises(ImportError, match="pip install dnspython"):
+        import greenwheel.resolver.dnspython  # noqa: F401
+    from greenwheel._resolver import resolver_class
+
+    with pytest.warns(RuntimeWarning, match="pip install dnspython"):
+        assert resolver_class("dnspython") is thread.Resolver

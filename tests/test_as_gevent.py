@@ -167,3 +167,15 @@ def test_bad_command_lines_get_usage_and_status(args, status, message):
     out = run(["-m", "greenwheel.as_gevent", *args])
     assert out.returncode == status
     assert message in out.stderr
+
+
+def test_python_dash_m_runs_a_gevent_module_by_its_gevent_name(tmp_path):
+    # 'python -m gevent.monkey script.py' (gevent's documented way to patch
+    # before a script runs) runs greenwheel.monkey's main through the alias.
+    script = tmp_path / "patched.py"
+    script.write_text(
+        "import socket, gevent.monkey\nprint(gevent.monkey.is_module_patched('socket'))\n"
+    )
+    out = run(["-m", "greenwheel.as_gevent", "-m", "gevent.monkey", str(script)])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"

@@ -83,6 +83,23 @@ class _SharedModuleLoader(importlib.abc.Loader):
         if self._own_spec is not None:
             module.__spec__ = self._own_spec
 
+    def _target_loader(self):
+        spec = importlib.util.find_spec(self._target)
+        return None if spec is None else spec.loader
+
+    # For runpy: 'python -m gevent.monkey' runs greenwheel.monkey's code as __main__.
+    def get_code(self, fullname: str):
+        loader = self._target_loader()
+        return None if loader is None else loader.get_code(self._target)
+
+    def get_source(self, fullname: str):
+        loader = self._target_loader()
+        return None if loader is None else loader.get_source(self._target)
+
+    def is_package(self, fullname: str) -> bool:
+        loader = self._target_loader()
+        return bool(loader is not None and loader.is_package(self._target))
+
 
 class _AliasFinder(importlib.abc.MetaPathFinder):
     """Resolves ``gevent`` and ``gevent.*`` to greenwheel's modules."""

@@ -214,10 +214,13 @@ def test_hosts_file_comes_first(resolver, server, hosts):
     infos = resolver.getaddrinfo("hosted6.test", 1, stdsocket.AF_INET6, stdsocket.SOCK_STREAM)
     assert infos[0][4][:2] == ("fd00::5", 1)
     assert server.queries == []
+    # The file's names match as written: with a final dot, the nameserver answers (glibc).
+    assert resolver.gethostbyname("hosted.test.") == "10.9.9.9"
+    assert server.queries == [("hosted.test.", "A")]
     # Without the file, the nameserver answers.
     resolver.hosts_file = HostsFile(hosts + ".missing")
     assert resolver.gethostbyname("hosted.test") == "10.9.9.9"
-    assert server.queries == [("hosted.test.", "A")]
+    assert server.queries == [("hosted.test.", "A")] * 2
 
 
 def test_numeric_addresses_need_no_query(resolver, server):
@@ -243,6 +246,12 @@ def test_bad_arguments_raise_as_the_stdlib_does(resolver, server):
     assert info.value.errno == stdsocket.EAI_SERVICE
     with pytest.raises(TypeError):
         resolver.gethostbyname(None)
+    # Names the IDNA codec refuses raise its UnicodeError, as the stdlib's functions do.
+    for name in ("a..test", "x" * 70 + ".test"):
+        with pytest.raises(UnicodeError):
+            resolver.gethostbyname(name)
+        with pytest.raises(UnicodeError):
+            resolver.getaddrinfo(name, 80)
     assert server.queries == []
 
 

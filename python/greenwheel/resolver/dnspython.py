@@ -93,6 +93,9 @@ def _text(name):
 def _host_text(hostname):
     """The host name as text, or None when the stdlib should judge it."""
     if isinstance(hostname, str):
+        # As the stdlib: a name the IDNA codec refuses (empty or overlong
+        # labels) raises its UnicodeError before any look-up.
+        hostname.encode("idna")
         return hostname
     if isinstance(hostname, (bytes, bytearray)):
         try:
@@ -269,7 +272,8 @@ class Resolver:
     def _from_hosts(self, name, rdtypes):
         hosts = self.hosts_file
         hosts.load()
-        key = name.lower().rstrip(".")
+        # Compared as written: "localhost." is not the file's "localhost" (as glibc).
+        key = name.lower()
         outcome = _Outcome()
         for rdtype in rdtypes:
             table, alias_table = (

@@ -129,12 +129,12 @@ class Resolver:
             resolver.nameservers = ["127.0.0.1"]
         from .._config import config
 
-        nameservers = config._values.get("resolver_nameservers")
+        nameservers = config.resolver_nameservers
         if nameservers:
             if isinstance(nameservers, str):
                 nameservers = [n.strip() for n in nameservers.split(",") if n.strip()]
             resolver.nameservers = list(nameservers)
-        lifetime = config._values.get("resolver_timeout")
+        lifetime = config.resolver_timeout
         if lifetime:
             resolver.lifetime = float(lifetime)
         self.resolver = resolver

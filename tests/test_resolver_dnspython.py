@@ -1,5 +1,6 @@
 """greenwheel.resolver.dnspython: DNS over greenwheel sockets, against a test server."""
 
+import select
 import socket as stdsocket
 import sys
 import threading
@@ -9,6 +10,7 @@ import warnings
 import pytest
 
 pytest.importorskip("dns.resolver")
+import dns.flags  # noqa: E402
 import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
 import dns.rdatatype  # noqa: E402
@@ -34,7 +36,10 @@ ZONE = {
     "slow2.test.": {"A": ["10.0.1.2"]},
     "1.0.0.10.in-addr.arpa.": {"PTR": ["a.test."]},
     "hosted.test.": {"A": ["10.9.9.9"]},
+    "big.test.": {"A": ["10.2.0.%d" % i for i in range(1, 41)]},
 }
+#: names the UDP server answers truncated (so they are asked again over TCP)
+TCP_ONLY = {"big.test."}
 #: names whose CNAME answer leaves the target's records out (the resolver must ask again)
 BARE_CNAMES = {"far.test."}
 
@@ -43,10 +48,20 @@ class DNSServer:
     """A UDP nameserver on 127.0.0.1 in a thread, answering from ZONE."""
 
     def __init__(self):
-        self.sock = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.02)
-        self.port = self.sock.getsockname()[1]
+        # UDP and TCP on one port (TCP answers what UDP answers truncated).
+        for _ in range(20):
+            self.listener = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_STREAM)
+            self.listener.bind(("127.0.0.1", 0))
+            self.port = self.listener.getsockname()[1]
+            self.sock = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
+            try:
+                self.sock.bind(("127.0.0.1", self.port))
+                break
+            except OSError:
+                self.sock.close()
+                self.listener.close()
+        self.listener.listen(5)
+        self.listener.settimeout(2)
         self.queries = []  # (name, type) in arrival order
         self.events = []  # ("ask"|"answer", name) for the delayed names
         self.stopping = threading.Event()
@@ -88,13 +103,20 @@ class DNSServer:
                 self.pending.remove(item)
                 self.events.append(("answer", item[3]))
                 self.sock.sendto(item[1], item[2])
-            try:
-                wire, peer = self.sock.recvfrom(4096)
-            except TimeoutError:
+            ready = select.select([self.sock, self.listener], [], [], 0.02)[0]
+            if self.listener in ready:
+                self.serve_tcp()
+            if self.sock not in ready:
                 continue
+            wire, peer = self.sock.recvfrom(4096)
             query = dns.message.from_wire(wire)
             name = query.question[0].name.to_text()
             self.queries.append((name, dns.rdatatype.to_text(query.question[0].rdtype)))
+            if name in TCP_ONLY:
+                response = dns.message.make_response(query)
+                response.flags |= dns.flags.TC
+                self.sock.sendto(response.to_wire(), peer)
+                continue
             reply = self.answer(query).to_wire()
             if name.startswith("slow"):
                 self.events.append(("ask", name))
@@ -102,10 +124,32 @@ class DNSServer:
             else:
                 self.sock.sendto(reply, peer)
 
+    def serve_tcp(self):
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.settimeout(2)
+            size = int.from_bytes(self._read(conn, 2), "big")
+            query = dns.message.from_wire(self._read(conn, size))
+            name = query.question[0].name.to_text()
+            self.queries.append((name, "TCP"))
+            reply = self.answer(query).to_wire()
+            conn.sendall(len(reply).to_bytes(2, "big") + reply)
+
+    @staticmethod
+    def _read(conn, count):
+        data = b""
+        while len(data) < count:
+            chunk = conn.recv(count - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
     def stop(self):
         self.stopping.set()
         self.thread.join(5)
         self.sock.close()
+        self.listener.close()
         assert not self.thread.is_alive()
 
 
@@ -176,6 +220,13 @@ def test_cname_chains_are_followed(resolver):
         "alias.test", 80, stdsocket.AF_INET, stdsocket.SOCK_STREAM, 0, stdsocket.AI_CANONNAME
     )
     assert infos[0][3] == "a.test"
+
+
+def test_truncated_answers_are_asked_again_over_tcp(resolver, server):
+    name, aliases, addresses = resolver.gethostbyname_ex("big.test")
+    assert len(addresses) == 40
+    assert set(addresses) == {"10.2.0.%d" % i for i in range(1, 41)}
+    assert server.queries == [("big.test.", "A"), ("big.test.", "TCP")]
 
 
 def test_nxdomain_is_a_gaierror(resolver):

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("dns.resolver")
 import dns.flags  # noqa: E402
 import dns.message  # noqa: E402
+import dns.name  # noqa: E402
 import dns.rcode  # noqa: E402
 import dns.rdatatype  # noqa: E402
 import dns.resolver  # noqa: E402
@@ -287,9 +288,29 @@ def test_numeric_addresses_need_no_query(resolver, server):
     assert resolver.getaddrinfo(None, 80, 0, stdsocket.SOCK_STREAM) == stdsocket.getaddrinfo(
         None, 80, 0, stdsocket.SOCK_STREAM
     )
+    # The C library's other numeric spellings are numeric too.
+    assert resolver.gethostbyname("127.1") == "127.0.0.1"
+    assert resolver.getaddrinfo("0x7f.1", 80, 0, stdsocket.SOCK_STREAM)[0][4] == ("127.0.0.1", 80)
+    assert resolver.gethostbyaddr("10.0.0.1") == ("a.test", [], ["10.0.0.1"])
+    before = len(server.queries)
+    assert resolver.gethostbyaddr("10.1") == ("a.test", [], ["10.0.0.1"])
+    assert server.queries[before:] == [("1.0.0.10.in-addr.arpa.", "PTR")]
+    del server.queries[:]
     flags = stdsocket.NI_NUMERICHOST | stdsocket.NI_NUMERICSERV
     assert resolver.getnameinfo(("192.0.2.7", 80), flags) == ("192.0.2.7", "80")
     assert server.queries == []
+
+
+def test_search_domains_and_nxdomain_short_cut(resolver, server):
+    resolver.resolver.search = [dns.name.from_text("nowhere."), dns.name.from_text("test.")]
+    assert resolver.gethostbyname("a") == "10.0.0.1"
+    # "a" has fewer dots than ndots (1): the search forms come first.
+    assert server.queries == [("a.nowhere.", "A"), ("a.test.", "A")]
+    del server.queries[:]
+    infos = resolver.getaddrinfo("six", 80, 0, stdsocket.SOCK_STREAM)
+    assert [info[4][0] for info in infos] == ["fd00::1"]
+    # An NXDOMAIN answer to A spares the AAAA question.
+    assert server.queries == [("six.nowhere.", "A"), ("six.test.", "A"), ("six.test.", "AAAA")]
 
 
 def test_bad_arguments_raise_as_the_stdlib_does(resolver, server):

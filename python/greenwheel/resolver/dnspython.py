@@ -105,6 +105,20 @@ def _host_text(hostname):
     return None
 
 
+def _numeric(name):
+    """The address the C library reads ``name`` as without a look-up
+    (``"127.1"``, ``"fe80::1%lo"``...), or None for a name to look up."""
+    if not name or name == "<broadcast>":
+        return None
+    try:
+        infos = _gs._stdlib("getaddrinfo")(
+            name, None, 0, _stdsocket.SOCK_STREAM, 0, _stdsocket.AI_NUMERICHOST
+        )
+    except (OSError, UnicodeError):
+        return None
+    return infos[0][4][0] if infos else None
+
+
 class Resolver:
     """Resolver(hub=None): DNS over greenwheel sockets, with dnspython.
 
@@ -258,7 +272,8 @@ class Resolver:
             outcome = _Outcome()
             try:
                 for rdtype in rdtypes:
-                    self._chase(qname, rdtype, deadline, outcome)
+                    if not self._chase(qname, rdtype, deadline, outcome) and not outcome.exists:
+                        break  # NXDOMAIN: no need to ask for the other family
             except _Temporary:
                 temporary = True
                 continue
@@ -306,8 +321,9 @@ class Resolver:
         if (
             name is None
             or name == ""
-            or _gs._is_ip_literal(name)
             or flags & getattr(_stdsocket, "AI_NUMERICHOST", 0)
+            or _gs._is_ip_literal(name)
+            or _numeric(name) is not None
         ):
             return stdlib(host, port, family, type, proto, flags)
         # Let the stdlib judge the port, family, type and flags before any query.
@@ -333,13 +349,14 @@ class Resolver:
 
     def gethostbyname(self, hostname):
         name = _host_text(hostname)
-        if name is None or name in ("", "<broadcast>") or _gs._is_ip_literal(name):
+        if name is None or name in ("", "<broadcast>") or _numeric(name) is not None:
             return _gs._stdlib("gethostbyname")(hostname)
         return self._lookup(name, (_A,)).addresses[0]
 
     def gethostbyname_ex(self, hostname):
         name = _host_text(hostname)
-        if name is None or name in ("", "<broadcast>") or _gs._is_ip_literal(name):
+        if name is None or name in ("", "<broadcast>") or _numeric(name) is not None:
+            # The C library answers numeric addresses without a look-up.
             return _gs._stdlib("gethostbyname_ex")(hostname)
         outcome = self._lookup(name, (_A,))
         return outcome.canonical, list(outcome.aliases), list(outcome.addresses)
@@ -348,15 +365,10 @@ class Resolver:
         name = _host_text(ip_address)
         if name is None:
             return _gs._stdlib("gethostbyaddr")(ip_address)
-        if _gs._is_ip_literal(name):
-            address = name
-        else:
+        address = _numeric(name)
+        if address is None:
             address = self._lookup(name, (_A, _AAAA)).addresses[0]
-        address = address.split("%", 1)[0]
-        try:
-            address = str(ipaddress.ip_address(address))
-        except ValueError:
-            raise _gaierror(_stdsocket.EAI_NONAME) from None
+        address = str(ipaddress.ip_address(address.split("%", 1)[0]))
         try:
             names = self._reverse(address)
         except _Temporary:

@@ -76,6 +76,13 @@ def test_config_resolver_picks_the_class_of_new_resolvers(hub):
     assert isinstance(hub.resolver, thread.Resolver)
 
 
+def test_config_resolver_takes_gevents_comma_lists(hub, recwarn):
+    # gevent's form: several names, the first one available wins, silently.
+    config.resolver = "ares, block"
+    assert config.resolver is blocking.Resolver
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_a_custom_resolver_serves_the_socket_functions(hub):
     calls = []
 

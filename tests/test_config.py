@@ -43,6 +43,8 @@ def test_defaults_are_gevents():
         "monitor_thread",
         "print_blocking_reports",
         "resolver",
+        "resolver_nameservers",
+        "resolver_timeout",
         "track_greenlet_tree",
     ]
     assert [name for name, what in config.settings.items() if "no effect" not in what] == sorted(
@@ -76,6 +78,18 @@ def test_memory_settings_parse_like_gevents(monkeypatch):
             config.max_memory_usage = bad
     config.memory_monitor_period = "2"
     assert config.memory_monitor_period == 2.0
+
+
+def test_resolver_settings_parse_like_gevents(monkeypatch):
+    monkeypatch.setenv("GEVENT_RESOLVER_NAMESERVERS", "10.0.0.1, 10.0.0.2")
+    assert config.resolver_nameservers == ["10.0.0.1", "10.0.0.2"]
+    config.resolver_nameservers = ["192.0.2.53"]
+    assert config.resolver_nameservers == ["192.0.2.53"]
+    monkeypatch.setenv("GEVENT_RESOLVER_TIMEOUT", "2.5")
+    assert config.resolver_timeout == 2.5
+    with pytest.raises(ValueError, match="config.resolver_timeout"):
+        config.resolver_timeout = -1
+    assert config.resolver_nameservers is not None and config.resolver_timeout == 2.5
 
 
 def test_bad_values_and_unknown_names_raise():

@@ -57,6 +57,15 @@ def _resolver_class(value):
     return resolver_class(value)
 
 
+def _nameservers(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    servers = [str(server) for server in value if str(server).strip()]
+    return servers or None
+
+
 def _optional_bytes(value):
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -102,6 +111,19 @@ _SETTINGS = {
         "bytes of memory above which the monitoring thread sends MemoryUsageThresholdExceeded"
         " (needs psutil)",
     ),
+    "resolver_nameservers": (
+        "GEVENT_RESOLVER_NAMESERVERS",
+        _nameservers,
+        None,
+        "the DNS servers of the dnspython resolver (a list, or comma-separated text);"
+        " None: /etc/resolv.conf's",
+    ),
+    "resolver_timeout": (
+        "GEVENT_RESOLVER_TIMEOUT",
+        lambda value: None if value is None else _positive_seconds(value),
+        None,
+        "seconds the dnspython resolver tries a name before giving up; None: dnspython's",
+    ),
     "memory_monitor_period": (
         "GEVENT_MONITOR_MEMORY_PERIOD",
         _positive_seconds,
@@ -131,8 +153,6 @@ _NO_EFFECT = {
     "format_context": "pprint.saferepr",
     "libev_backend": None,
     "loop": None,  # read: greenwheel's loop class (see Config.__getattr__)
-    "resolver_nameservers": None,
-    "resolver_timeout": None,
     "threadpool": "greenwheel.threadpool.ThreadPool",
     "threadpool_idle_task_timeout": 5.0,
     "trace_malloc": False,

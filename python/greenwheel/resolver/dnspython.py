@@ -143,14 +143,12 @@ class Resolver:
             resolver.nameservers = ["127.0.0.1"]
         from .._config import config
 
-        nameservers = config.resolver_nameservers
+        nameservers = config.resolver_nameservers  # a list (the setting parses text)
         if nameservers:
-            if isinstance(nameservers, str):
-                nameservers = [n.strip() for n in nameservers.split(",") if n.strip()]
             resolver.nameservers = list(nameservers)
         lifetime = config.resolver_timeout
         if lifetime:
-            resolver.lifetime = float(lifetime)
+            resolver.lifetime = lifetime
         self.resolver = resolver
         self.hosts_file = HostsFile()
 

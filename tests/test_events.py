@@ -76,3 +76,36 @@ def test_entry_points_of_the_event_group_are_called(tmp_path, monkeypatch):
         assert sys.modules["gwplugin"].CALLS == [event]
     finally:
         sys.modules.pop("gwplugin", None)
+
+
+def test_plugins_of_the_gevent_distribution_itself_are_not_loaded(tmp_path):
+    # gevent's own distribution registers monkey plugins that import the real
+    # gevent; with both installed (usual while porting), patching must not
+    # load them (greenwheel does their work itself), while any other
+    # distribution's plugin in the same group is called.
+    import os
+    import subprocess
+
+    (tmp_path / "gwprobe.py").write_text(
+        "import os\n"
+        "def hook(event):\n"
+        "    open(os.environ['PROBE_OUT'] + '.' + event.__class__.__name__, 'w').close()\n"
+    )
+    for dist, name in (("gevent", "gevent-99.0"), ("someplugin", "someplugin-1.0")):
+        info = tmp_path / (name + ".dist-info")
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: %s\nVersion: 1\n" % dist)
+        (info / "entry_points.txt").write_text(
+            "[gevent.plugins.monkey.will_patch_all]\nprobe = gwprobe:hook\n"
+            if dist == "gevent"
+            else "[gevent.plugins.monkey.did_patch_all]\nprobe = gwprobe:hook\n"
+        )
+    out = tmp_path / "called"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), PROBE_OUT=str(out))
+    code = "from greenwheel import monkey\nmonkey.patch_all()\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    called = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("called."))
+    assert called == ["called.GeventDidPatchAllEvent"]  # someplugin's; gevent's was skipped

@@ -13,6 +13,8 @@ Ground rules:
   runs without being imported by the application.
 """
 
+import sys
+
 from zope.event import notify, subscribers
 from zope.interface import Attribute, Interface, implementer
 
@@ -58,12 +60,41 @@ def notify_and_call_entry_points(event):
     """
     notify(event)
     group = getattr(event, "ENTRY_POINT_NAME", None)
-    if not group:
-        return
-    from importlib.metadata import entry_points
+    if group:
+        for entry in _plugins(group):
+            entry.load()(event)
 
-    for entry in entry_points(group=group):
-        entry.load()(event)
+
+#: (sys.path when read, {group: [entry points]}): scanning the installed
+#: distributions costs milliseconds and patch_all announces some thirty
+#: events, so the scan is kept until sys.path changes.
+_plugin_cache = (None, {})
+
+
+def _plugins(group):
+    global _plugin_cache
+    path = tuple(sys.path)
+    cached_path, found = _plugin_cache
+    if cached_path != path:
+        from importlib.metadata import distributions
+
+        found = {}
+        seen = set()
+        for dist in distributions():
+            # gevent's own plugins do, inside gevent, what greenwheel does
+            # itself; loading one would import the real gevent beside
+            # greenwheel (both installed is a normal state while porting).
+            if (dist.metadata["Name"] or "").lower() == "gevent":
+                continue
+            for entry in dist.entry_points:
+                if not entry.group.startswith("gevent.plugins."):
+                    continue
+                ident = (entry.group, entry.name, entry.value)
+                if ident not in seen:  # a distribution found twice on sys.path
+                    seen.add(ident)
+                    found.setdefault(entry.group, []).append(entry)
+        _plugin_cache = (path, found)
+    return found.get(group, ())
 
 
 def _describe(event, *names):

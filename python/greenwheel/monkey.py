@@ -221,47 +221,10 @@ def _patch_module(name, items=None):
     return source, target
 
 
-#: ``{entry point group: [entry points]}``, read once: scanning the installed
-#: distributions costs milliseconds, and patching announces some thirty events.
-_plugin_entry_points = None
-
-
 def _notify(event):
-    # greenwheel.events.notify_and_call_entry_points, with the entry points
-    # looked up once per process.
-    global _plugin_entry_points
-    from . import _events
+    from ._events import notify_and_call_entry_points
 
-    _events.notify(event)
-    group = getattr(event, "ENTRY_POINT_NAME", None)
-    if not group:
-        return
-    if _plugin_entry_points is None:
-        from importlib.metadata import distributions
-
-        found = {}
-        seen = set()
-        for dist in distributions():
-            for entry in dist.entry_points:
-                if not entry.group.startswith("gevent.plugins.monkey."):
-                    continue
-                ident = (entry.group, entry.name, entry.value)
-                if ident not in seen:  # a distribution found twice on sys.path
-                    seen.add(ident)
-                    found.setdefault(entry.group, []).append(entry)
-        _plugin_entry_points = found
-    for entry in _plugin_entry_points.get(group, ()):
-        entry.load()(event)
-
-
-def _subscribe_signal_os(will_patch_all):
-    """gevent's own ``will_patch_all`` plugin, by the name its distribution
-    registers (an installed gevent's entry point resolves ``gevent.monkey``
-    to this module under :mod:`greenwheel.as_gevent`).
-
-    It warns when signal is patched without os; :func:`patch_all` already
-    does that itself, so this does nothing.
-    """
+    notify_and_call_entry_points(event)
 
 
 def _vetoable(func):

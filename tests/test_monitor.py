@@ -11,6 +11,7 @@ import greenlet
 import pytest
 
 import greenwheel as gw
+from _childproc import run_python
 from greenwheel import config, events
 
 
@@ -277,8 +278,7 @@ def test_the_monitor_starts_after_patch_all():
         "monitor.kill()\n"
         "print(monitor.should_run)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    done = run_python(code)
     assert done.stdout.split() == ["True", "True", "False"]
 
 
@@ -342,6 +342,5 @@ def test_a_forked_child_gets_its_own_monitor_after_patch_all():
         "_, status = os.waitpid(pid, 0)\n"
         "print(os.WEXITSTATUS(status), parent_monitor.should_run)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    done = run_python(code)
     assert done.stdout.split() == ["0", "True"]

@@ -722,8 +722,7 @@ def test_is_anything_patched_reports_any_patching():
         "monkey.patch_time()\n"
         "print(monkey.is_anything_patched())\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    done = run_python(code)
     assert done.stdout.split() == ["False", "True"]
 
 

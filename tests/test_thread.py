@@ -4,6 +4,8 @@ import subprocess
 import sys
 import textwrap
 
+from _childproc import run_python
+
 
 def test_a_forked_child_exits_cleanly_with_logging_handlers_after_patch_all():
     # At the child's exit a logging handler's clean-up takes the logging lock,
@@ -36,8 +38,7 @@ def test_a_forked_child_exits_cleanly_with_logging_handlers_after_patch_all():
         glet.join()
         """
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    done = run_python(code)
     assert done.stdout == "" and done.stderr == ""
 
 

@@ -12,6 +12,7 @@ repeating timer (greenwheel has no inotify/kqueue file notifications), and
 :mod:`greenwheel._child` (``SIGCHLD`` plus a polling timer).
 """
 
+import abc
 import os
 
 from ._core import READ, WRITE
@@ -32,7 +33,7 @@ def supported_backends():
 recommended_backends = supported_backends
 
 
-class _TimerDrivenWatcher:
+class _TimerDrivenWatcher(abc.ABC):
     """What the Python-built watchers share: the watcher protocol (callback,
     args, ref, priority, active, pending, start/stop/close, ``with``) over a
     repeating timer of the loop that calls :meth:`_poll`."""
@@ -108,11 +109,12 @@ class _TimerDrivenWatcher:
             self._timer = self.loop.timer(self._period, self._period, ref=self._ref)
         self._timer.start(self._poll)
 
-    def _started(self):
+    def _started(self):  # noqa: B027 - an optional hook: most watchers need no baseline
         pass
 
+    @abc.abstractmethod
     def _poll(self):
-        raise NotImplementedError
+        """One look at what is watched, from the repeating timer (each subclass's own)."""
 
     def _fire(self):
         callback, args = self._callback, self._args

@@ -27,7 +27,15 @@ from ._exceptions import (
     LinkedFailed,
     LinkedKilled,
 )
-from ._hub import Waiter, _check_seconds, _state, get_hub, iwait, wait
+from ._hub import (
+    Waiter,
+    _check_seconds,
+    _state,
+    _tree_locals_for_child_of,
+    get_hub,
+    iwait,
+    wait,
+)
 from ._timeout import _NEVER, Timeout
 
 __all__ = [
@@ -273,7 +281,8 @@ class Greenlet(_RawGreenlet):
             elif spawner.parent is None:
                 self._tree_locals = None  # a main greenlet: a new tree, made when first used
             else:
-                self._tree_locals = _raw_tree_locals(spawner)
+                # A raw greenlet (spawn_raw's, the hub's, a greenlet.greenlet).
+                self._tree_locals = _tree_locals_for_child_of(spawner)
         else:
             self.spawning_greenlet = None
             self._tree_locals = None
@@ -776,16 +785,6 @@ def _kill(glet, exception, waiter):
         glet.parent.handle_error(glet, *sys.exc_info())
     if waiter is not None:
         waiter.switch(None)
-
-
-def _raw_tree_locals(spawner):
-    # A raw greenlet (spawn_raw's, the hub, one made with greenlet.greenlet)
-    # spawning: its tree is the dict kept on it, made and kept there now if it
-    # has none, so that everything it spawns shares one tree (as in gevent).
-    tree = spawner.__dict__.get("spawn_tree_locals")
-    if tree is None:
-        tree = spawner.spawn_tree_locals = {}
-    return tree
 
 
 #: config.track_greenlet_tree, where Greenlet.__init__ looks (set by the config).

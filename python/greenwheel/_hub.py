@@ -801,6 +801,21 @@ def idle(priority=0):
         watcher.close()
 
 
+def _tree_locals_for_child_of(spawner):
+    """The spawn-tree locals a greenlet spawned by *spawner* shares (gevent's rule).
+
+    A spawner with tree locals shares them. Otherwise a new dict, which a
+    spawner that is not a main greenlet keeps, so that everything it spawns
+    next shares one tree; a main greenlet stays without (each child a root).
+    """
+    tree = getattr(spawner, "spawn_tree_locals", None)
+    if tree is None:
+        tree = {}
+        if spawner.parent is not None:
+            spawner.spawn_tree_locals = tree
+    return tree
+
+
 #: config.track_greenlet_tree, where spawn_raw looks (kept current by the config).
 _track_tree = _config.track_greenlet_tree
 
@@ -823,13 +838,7 @@ def spawn_raw(function, *args, **kwargs):
         # As gevent's spawn_raw: where it sits in the spawn tree (no stack).
         spawner = getcurrent()
         glet.spawning_greenlet = weakref.ref(spawner)
-        tree = getattr(spawner, "spawn_tree_locals", None)
-        if tree is None:
-            tree = {}
-            if spawner.parent is not None:
-                # Not a main greenlet: what it spawns next shares this tree.
-                spawner.spawn_tree_locals = tree
-        glet.spawn_tree_locals = tree
+        glet.spawn_tree_locals = _tree_locals_for_child_of(spawner)
     # gevent's raw greenlets carry their loop, so more of its API takes them.
     glet.loop = hub.loop
     return glet

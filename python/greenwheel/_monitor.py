@@ -41,11 +41,12 @@ from ._events import (
 )
 from ._threadpool import _original
 
-__all__ = ["PeriodicMonitoringThread"]
-
 # The real thread identity: after patch_all() threading.get_ident names the
 # current greenlet, and the hub's thread_ident is an OS thread's.
-_get_ident = _original("_thread", "get_ident")
+from ._threadpool import _real_get_ident as _get_ident
+
+__all__ = ["PeriodicMonitoringThread"]
+
 _start_new_thread = _original("_thread", "start_new_thread")
 _allocate_lock = _original("_thread", "allocate_lock")
 _sleep = _original("time", "sleep")

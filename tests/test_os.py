@@ -267,3 +267,35 @@ def test_a_child_that_exited_before_the_sigchld_handler_is_seen_when_it_is_insta
         return [installed, watched.status is not None and os.WEXITSTATUS(watched.status) == 4]
 
     assert _checks_in_a_forked_child(body) == repr([True, True])
+
+
+def test_exit_announced_to_a_destroyed_hub_is_not_lost():
+    # The SIGCHLD handler wakes the loop of the hub that installed it. A
+    # child that exits after that hub is destroyed and before the next hub
+    # watches it sends its signal to the dead loop; the next watch must
+    # still see the exit (it was lost: fork_and_watch's callback never ran).
+    from greenwheel import _hub as hub_mod
+
+    first = gw.event.Event()
+    pid = gos.fork_and_watch(lambda watcher: first.set())
+    if pid == 0:
+        _child_exit(0)
+    assert first.wait(10)
+    gos.waitpid(pid, 0)
+    hub_mod.get_hub().destroy(destroy_loop=True)
+
+    pid = os.fork()  # a raw fork: nothing watches it yet
+    if pid == 0:
+        _child_exit(4)
+    # Block until it has exited (without reaping it): its SIGCHLD is sent.
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    seen = []
+    done = gw.event.Event()
+
+    def callback(watcher):
+        seen.append(os.WEXITSTATUS(watcher.rstatus))
+        done.set()
+
+    gos.fork_and_watch(callback, fork=lambda: pid)
+    assert done.wait(5), "the exit was never noticed"
+    assert seen == [4]

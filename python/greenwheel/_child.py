@@ -193,12 +193,15 @@ def _in_hub():
 
 
 def _ensure_async():
+    """Point the SIGCHLD handler at this hub's loop; True if it pointed elsewhere."""
     global _async, _async_loop
     hub = _hub.get_hub()
     if _async is None or _async_loop is not hub.loop:
         watcher = hub.loop.async_(False)  # not referenced: never keeps the loop alive
         watcher.start(_in_hub)
         _async, _async_loop = watcher, hub.loop
+        return True
+    return False
 
 
 def install_sigchld():
@@ -206,9 +209,13 @@ def install_sigchld():
     global _installed, _child_handler
     if SIGCHLD is None or not _on_main_thread():
         return False
-    _ensure_async()
+    retargeted = _ensure_async()
     current = _real_getsignal(SIGCHLD)
     if _installed and current is _sigchld:
+        if retargeted:
+            # Until now the handler woke a destroyed hub's loop: a child that
+            # exited in between was announced to nobody. Look now.
+            _reap_all()
         return True
     if _child_handler is _UNSET or (callable(current) and current is not _sigchld):
         # The handler in place (the program's, or one installed over ours

@@ -210,6 +210,26 @@ def test_concurrent_futures_thread_pool_after_patching():
     assert elapsed < 1.0
 
 
+def test_a_thread_pool_left_running_is_stopped_at_exit():
+    # Python 3.13 stops ThreadPoolExecutor workers from threading's atexit
+    # hooks inside threading._shutdown(); with threading half patched this
+    # hung forever. The pending work still runs, and the interpreter exits.
+    proc = run_python(
+        """
+        from greenwheel import monkey; monkey.patch_all()
+        import concurrent.futures, sys, threading, time
+        start = getattr(threading, "_start_joinable_thread", None)  # 3.13+
+        if start is None:
+            start = threading._start_new_thread
+        print(start.__module__, flush=True)
+        pool = concurrent.futures.ThreadPoolExecutor(2)
+        pool.submit(lambda: time.sleep(0.1) or print("pending work ran", flush=True))
+        """,
+        timeout=30,
+    )
+    assert proc.stdout.splitlines() == ["greenwheel.thread", "pending work ran"]
+
+
 def test_urllib_and_requests_fetch_concurrently(tmp_path):
     pytest.importorskip("requests")
     with slow_http_server(tmp_path, delay=0.2) as url:

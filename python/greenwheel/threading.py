@@ -10,9 +10,14 @@ is the pure-Python one on our locks) and ``_DummyThread`` (removed from
 ``threading._active`` when its greenlet ends).  ``threading.Thread``,
 ``Timer``, ``Condition``, ``Semaphore``, ``Barrier``, including subclasses
 defined before patching, then all run on greenlets.
+
+Python 3.13 starts and joins threads differently (``_start_joinable_thread``
+returns a ``_ThreadHandle`` that ``join()`` waits on, and ``_shutdown`` ends
+in ``_thread._shutdown()``); there the green versions of those names from
+:mod:`greenwheel.thread` take the place of ``_start_new_thread`` and
+``_set_sentinel``.
 """
 
-import sys
 import threading as __threading__
 import weakref
 
@@ -27,12 +32,48 @@ __target__ = "threading"
 
 __implements__ = [
     "local",
-    "_start_new_thread",
     "_allocate_lock",
     "Lock",
     "get_ident",
     "_DummyThread",
 ]
+
+if hasattr(__threading__, "_start_new_thread"):  # before 3.13
+    __implements__.append("_start_new_thread")
+
+if hasattr(__threading__, "_start_joinable_thread"):  # 3.13+: see greenwheel.thread
+    from .thread import (  # noqa: F401 - in __implements__
+        _get_main_thread_ident,  # noqa: F401 - in __implements__
+        _make_thread_handle,
+        _ThreadHandle,
+    )
+    from .thread import _shutdown as _thread_shutdown  # noqa: F401 - in __implements__
+    from .thread import start_joinable_thread as _start_joinable_thread  # noqa: F401
+
+    __implements__ += [
+        "_start_joinable_thread",
+        "_ThreadHandle",
+        "_make_thread_handle",
+        "_get_main_thread_ident",
+        "_thread_shutdown",
+    ]
+    _make_handle = _make_thread_handle
+else:
+    _make_handle = None
+
+
+def _handle_attr(thread):
+    """The name of a 3.13+ thread's ``_ThreadHandle`` attribute, or None.
+
+    3.13.0 calls it ``_handle``; later 3.13 releases and 3.14 renamed it
+    ``_os_thread_handle`` (subclasses used ``_handle`` for their own data).
+    """
+    for name in ("_os_thread_handle", "_handle"):
+        value = getattr(thread, name, None)
+        if value is not None and hasattr(value, "is_done"):
+            return name
+    return None
+
 
 _allocate_lock = _LockType
 Lock = _LockType
@@ -87,8 +128,10 @@ def _set_sentinel():
     return lock
 
 
-def _make_cleanup(key, thread_ref):
+def _make_cleanup(key, thread_ref, handle=None):
     def cleanup(_unused):
+        if handle is not None:
+            handle._set_done()
         active = __threading__._active
         thread = thread_ref()
         if thread is not None and active.get(key) is thread:
@@ -118,6 +161,10 @@ class _DummyThread(_StdDummyThread):
         __threading__.Thread.__init__(self, name=__threading__._newname("Dummy-%d"), daemon=True)
         self._started.set()
         self._set_ident()
+        handle = None
+        if _make_handle is not None:
+            handle = _make_handle(self._ident)
+            setattr(self, _handle_attr(self) or "_handle", handle)
         set_native_id = getattr(self, "_set_native_id", None)
         if set_native_id is not None:
             set_native_id()
@@ -127,7 +174,7 @@ class _DummyThread(_StdDummyThread):
         except RuntimeError:
             # The interpreter is finalizing this thread's greenlets: nothing to link to.
             return
-        cleanup = _make_cleanup(self._ident, weakref.ref(self))
+        cleanup = _make_cleanup(self._ident, weakref.ref(self), handle)
         rawlink = getattr(glet, "rawlink", None)
         if rawlink is not None:
             rawlink(cleanup)
@@ -143,6 +190,3 @@ def main_native_thread():
 __extensions__ = ["main_native_thread"]
 __imports__ = []
 __all__ = []
-
-if sys.version_info >= (3, 13):  # pragma: no cover - patch_thread refuses these versions
-    __implements__ = []

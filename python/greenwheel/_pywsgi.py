@@ -881,6 +881,16 @@ class WSGIHandler:
         finally:
             try:
                 sock.close()
+                if getattr(sock, "_io_refs", 0) > 0:
+                    # A file made of the connection (``makefile``, by an
+                    # application or a handler subclass) defers close() until
+                    # that file is closed too, and one kept alive by a
+                    # reference cycle would hold the connection open until the
+                    # cyclic GC runs: the client would wait for an end that
+                    # never comes (websocket-client waits 3 s for it after a
+                    # close frame).  The connection is over: close it now, as
+                    # gevent does.
+                    sock._real_close()
             except OSError:
                 pass
         self.wsgi_input = self.environ = self._env = None

@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import http.client
+import json
 import re
 import signal
 import subprocess
@@ -18,11 +19,20 @@ pytest.importorskip("gunicorn")
 pytestmark = pytest.mark.timeout(60)
 
 APP = """
-import os, time
+import json, os, time
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
-    if path == "/slow":
+    if path.startswith("/env"):
+        sock = environ["gunicorn.socket"]
+        body = json.dumps({
+            "RAW_URI": environ["RAW_URI"],
+            "PATH_INFO": path,
+            "QUERY_STRING": environ["QUERY_STRING"],
+            "peer": list(sock.getpeername()),
+            "sock_is_same": environ.get("gunicorn.sock", sock) is sock,
+        }).encode()
+    elif path == "/slow":
         time.sleep(float(environ.get("QUERY_STRING") or 1))  # patched: yields
         body = b"slow done"
     elif path == "/pid":
@@ -150,3 +160,60 @@ def test_graceful_timeout_kills_stragglers(tmp_path):
                 stuck.result(timeout=15)
     finally:
         srv.stop()
+
+
+def test_gunicorn_environ_keys(server):
+    # RAW_URI is the request target as sent (still percent-encoded), and
+    # gunicorn.socket the client's connection (its peer is the client).
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for target in ("/env/a%20b?x=1&y=%2F", "/env"):
+            conn.request("GET", target)
+            resp = conn.getresponse()
+            assert resp.status == 200
+            env = json.loads(resp.read())
+            assert env["RAW_URI"] == target
+            assert env["PATH_INFO"] == target.split("?")[0].replace("%20", " ")
+            assert env["QUERY_STRING"] == (target.split("?") + [""])[1]
+            assert env["peer"] == list(conn.sock.getsockname())
+            assert env["sock_is_same"] is True
+    finally:
+        conn.close()
+
+
+def test_worker_keeps_the_fused_request_path():
+    # The environ keys and the access log come without overriding the hooks
+    # that pywsgi fuses into one fast path per request.
+    from greenwheel import gunicorn as gw_gunicorn
+
+    assert gw_gunicorn.Worker.wsgi_handler._plain
+
+
+@pytest.mark.parametrize(
+    "worker", ["greenwheel.gunicorn.Worker", "greenwheel.gunicorn.StreamWorker"]
+)
+def test_access_log(tmp_path, worker):
+    access = tmp_path / "access.log"
+    srv = Gunicorn(
+        tmp_path,
+        worker,
+        "--access-logfile",
+        str(access),
+        "--access-logformat",
+        "%(r)s|%(s)s|%({x-test}i)s|%(U)s|%(q)s",
+    )
+    try:
+        req = urllib.request.Request(srv.url + "/hello?q=1", headers={"X-Test": "yes"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.read() == b"fast /hello"
+
+        def lines():
+            return [line for line in access.read_text().splitlines() if "/hello" in line]
+
+        deadline = time.monotonic() + 10
+        while not lines() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        srv.stop()
+    assert lines() == ["GET /hello?q=1 HTTP/1.1|200|yes|/hello|q=1"], access.read_text()

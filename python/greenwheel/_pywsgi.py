@@ -925,6 +925,11 @@ class WSGIHandler:
         except OSError:
             pass
 
+    #: If set, the environ key that receives the request target exactly as
+    #: sent (gunicorn's ``RAW_URI``).  A class attribute rather than a
+    #: get_environ override, so that the fused request path stays on.
+    raw_uri_key = None
+
     # True while a class keeps the base versions of the hooks that
     # _plain_request fuses (see __init_subclass__).
     _plain = True
@@ -1126,6 +1131,8 @@ class WSGIHandler:
         self._rbuf = data
         if self._env_class is not None:
             self._env = self._env_class(self._env)
+        if self.raw_uri_key is not None:
+            self._env[self.raw_uri_key] = self.path
 
     #: Parses a header block from a binary file into a :attr:`headers`
     #: message (gevent's ``MessageClass``); a subclass's ``read_request``

@@ -24,6 +24,7 @@ remaining handlers are killed.  ``SIGQUIT``/``SIGINT`` stop at once.
 import os
 import sys
 import time
+from datetime import datetime
 from functools import partial
 
 import gunicorn
@@ -96,7 +97,7 @@ class StreamWorker(AsyncWorker):
             extra = {}
             keepalive = self.cfg.keepalive
             extra["keepalive_timeout"] = keepalive if keepalive and keepalive > 0 else 0
-            return self.server_class(
+            server = self.server_class(
                 listener,
                 application=self.wsgi,
                 spawn=pool,
@@ -106,6 +107,8 @@ class StreamWorker(AsyncWorker):
                 **extra,
                 **ssl_args,
             )
+            server.gunicorn_log = self.log
+            return server
         server = StreamServer(
             listener, handle=partial(self.handle, listener), spawn=pool, **ssl_args
         )
@@ -196,31 +199,44 @@ def _pywsgi_classes():
         return None, None
 
     class PyWSGIHandler(pywsgi.WSGIHandler):
-        """greenwheel's WSGI handler, logging to gunicorn's access log."""
+        """greenwheel's WSGI handler, logging to gunicorn's access log.
+
+        gunicorn's environ keys come without a ``get_environ`` override,
+        which would turn off pywsgi's fused request path: the socket is
+        put in the connection's environ template once, the raw request
+        target goes in through :attr:`raw_uri_key`.
+        """
+
+        raw_uri_key = "RAW_URI"
+
+        def __init__(self, sock, address, server, rfile=None):
+            super().__init__(sock, address, server, rfile)
+            env = self._conn_env
+            # gunicorn's own workers call it "gunicorn.socket"; its gevent
+            # pywsgi worker "gunicorn.sock": applications look for either.
+            env["gunicorn.socket"] = env["gunicorn.sock"] = sock
 
         def log_request(self):
-            from datetime import datetime
-
+            log = self.server.gunicorn_log or self.server.log
+            # Building the access record (two datetimes, the request
+            # headers) costs as much as a small request: skip it when
+            # gunicorn would throw the record away.
+            if not getattr(log, "access_log_enabled", True):
+                return
+            access = getattr(log, "access", None)
+            if access is None:
+                return
             start = datetime.fromtimestamp(self.time_start)
             finish = datetime.fromtimestamp(self.time_finish or time.time())
             status = self.status
             if isinstance(status, bytes):
                 status = status.decode("latin-1")
             response = _Response(status, self.response_headers or [], self.response_length)
-            request_headers = list(getattr(self, "headers", None) or [])
-            log = self.server.log
-            access = getattr(log, "access", None)
-            if access is not None:
-                access(response, request_headers, self.environ, finish - start)
-
-        def get_environ(self):
-            env = super().get_environ()
-            env["gunicorn.sock"] = self.socket
-            env["RAW_URI"] = self.path
-            return env
+            access(response, list(self.header_list or ()), self.environ, finish - start)
 
     class PyWSGIServer(pywsgi.WSGIServer):
-        pass
+        #: gunicorn's logger (``log`` is wrapped in a LoggingLogAdapter).
+        gunicorn_log = None
 
     return PyWSGIServer, PyWSGIHandler
 

@@ -5,6 +5,7 @@ greenlet sleeping forever, an armed timer) is torn down with the hub, so it
 cannot wake up inside a later test.
 """
 
+import _thread
 import gc
 import os
 import sys
@@ -19,7 +20,7 @@ sys.path.insert(
 )
 
 import greenwheel as gw  # noqa: E402
-from greenwheel import _hub  # noqa: E402
+from greenwheel import _hub, _threadpool  # noqa: E402
 
 settings.register_profile(
     "greenwheel",
@@ -37,11 +38,32 @@ def destroy_hub():
         hub.destroy(destroy_loop=True)
 
 
+def _os_threads():
+    # Threads started through _thread (the thread pool's workers, the
+    # monitor), which threading.enumerate() does not list.
+    return _thread._count()
+
+
 @pytest.fixture(autouse=True)
 def fresh_hub():
     destroy_hub()
+    before = _os_threads()
     yield
     destroy_hub()
+    # The process-wide default thread pool outlives hubs by design (as
+    # gevent's does): retire its workers too; it starts new ones on demand.
+    pool = _threadpool._default_pool
+    if pool is not None and pool.size:
+        pool.kill()
+    # Destroying the hub stops its monitor, and the killed pool's workers
+    # finish on their own. Wait for that (it is a join, not a guess): a test
+    # must not leave a thread behind, and a later fork() in a process with
+    # stray threads is unsafe (Python 3.12+ warns about exactly that).
+    deadline = time.monotonic() + 10
+    while _os_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.002)
+    left = _os_threads() - before
+    assert left <= 0, "the test left %d OS thread(s) running" % left
     # Collect the greenlets the test created while no hub exists, so none of
     # them is resurrected (GreenletExit on dealloc) during the next test.
     gc.collect()

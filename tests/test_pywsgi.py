@@ -1475,11 +1475,18 @@ def test_pipelining_flood_does_not_starve_other_clients():
                     except OSError:
                         pass
 
-                threading.Thread(target=reader, daemon=True).start()
-                for _ in range(3000):  # bounded: stops by itself
-                    if stop.is_set():
-                        break
-                    sock.sendall(batch)
+                reading = threading.Thread(target=reader, daemon=True)
+                reading.start()
+                try:
+                    for _ in range(3000):  # bounded: stops by itself
+                        if stop.is_set():
+                            break
+                        sock.sendall(batch)
+                finally:
+                    # close() from this thread would not wake the reader's
+                    # recv(); shutdown() does, so no thread is left behind.
+                    sock.shutdown(socket.SHUT_RDWR)
+                    reading.join(10)
 
         def both():
             flooder = threading.Thread(target=flood, daemon=True)

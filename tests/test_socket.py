@@ -1097,6 +1097,7 @@ def test_threadpool_apply_submit_and_errors():
         slow.get(timeout=0.01)
     release.set()
     assert slow.get() is True
+    small.kill()
     with pytest.raises(ValueError):
         ThreadPool(-1)  # 0 is allowed (as in gevent): a pool that runs nothing yet
 

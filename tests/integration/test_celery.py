@@ -87,9 +87,9 @@ def worker(redis, tmp_path):
         _kill(proc)
 
 
-def _client(env, n, seconds):
+def _client(env, *args):
     return subprocess.Popen(
-        [sys.executable, os.path.join(APPS, "celery_client.py"), str(n), str(seconds)],
+        [sys.executable, os.path.join(APPS, "celery_client.py"), *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -125,7 +125,7 @@ def _check_worker_log(text):
 def test_1000_sleeping_tasks_overlap_on_100_greenlets(worker):
     proc, url, env, log = worker
     n, seconds = 1000, 0.1
-    out = _finish(_client(env, n, seconds), log)
+    out = _finish(_client(env, "batch", n, seconds), log)
     starts = sorted(r[1] for r in out["results"])
     ends = sorted(r[2] for r in out["results"])
     span = ends[-1] - starts[0]
@@ -161,7 +161,7 @@ def test_1000_sleeping_tasks_overlap_on_100_greenlets(worker):
 def test_sigterm_is_a_warm_shutdown_that_finishes_running_tasks(worker):
     proc, url, env, log = worker
     n, seconds = CONCURRENCY, 2.0
-    client = _client(env, n, seconds)
+    client = _client(env, "batch", n, seconds)
     try:
         # All n tasks are asleep on the worker (counted in redis by the tasks).
         line = client.stdout.readline()
@@ -181,3 +181,30 @@ def test_sigterm_is_a_warm_shutdown_that_finishes_running_tasks(worker):
     assert shutdown < 2 * seconds + 10, shutdown
     r = redis_py.Redis.from_url(url)
     assert r.llen("celery") == 0 and r.hlen("unacked") == 0
+
+
+def test_time_limit_revoke_and_countdown(worker):
+    """What celery's gevent pool builds on Timeout, kill and spawn_later."""
+    proc, url, env, log = worker
+    out = _finish(_client(env, "features"), log)
+    print(out)
+    # A hard time limit of 0.5 s ends a 5 s task as a failure, on time.
+    assert out["time_limit"]["value"] == "TimeLimitExceeded", out
+    assert out["time_limit"]["state"] == "FAILURE", out
+    assert out["time_limit"]["seconds"] < 3, out
+    # revoke(terminate=True) kills the running 5 s task's greenlet.
+    assert out["revoke"]["value"] == "TaskRevokedError", out
+    assert out["revoke"]["state"] == "REVOKED", out
+    assert out["revoke"]["seconds"] < 3, out
+    # A countdown of 1 s: not earlier, and not much later.
+    assert out["countdown"]["value"][0] == 3 and out["countdown"]["state"] == "SUCCESS", out
+    assert 1.0 <= out["countdown"]["seconds"] < 4, out
+    assert sorted(out["runs"]) == [1, 2, 3], out
+    text = _warm_shutdown(proc, log)
+    # The warm shutdown waited for every running task; the two that were
+    # killed never completed their sleep.
+    done = redis_py.Redis.from_url(url).lrange("gw:celery:done", 0, -1)
+    assert done == [b"3"], done
+    # The hard time limit is reported at ERROR level; nothing else may be.
+    errors = [line for line in text.splitlines() if "ERROR" in line or "Traceback" in line]
+    assert len(errors) == 1 and "Hard time limit (0.5s) exceeded" in errors[0], text[-3000:]

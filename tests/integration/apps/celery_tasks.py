@@ -7,7 +7,8 @@ CELERY_TEST_URL so the test can point it at its own redis-server database.
 ``nap`` records every *execution* (not just every result) by pushing its
 index onto a redis list: a message delivered twice, as a lost ack causes,
 shows up there as a duplicate even though the result backend would only keep
-the last result. Each result also names the library that ``import gevent``
+the last result. It pushes the index onto a second list when it completes its
+sleep, which a task that was killed never does. Each result also names the library that ``import gevent``
 gave the worker, so a worker that silently ran on real gevent cannot pass.
 """
 
@@ -20,6 +21,7 @@ from celery import Celery
 
 URL = os.environ["CELERY_TEST_URL"]
 RUNS_KEY = "gw:celery:runs"
+DONE_KEY = "gw:celery:done"
 
 app = Celery("celery_tasks", broker=URL, backend=URL)
 runs = redis.Redis.from_url(URL)
@@ -30,5 +32,6 @@ def nap(i, seconds=0.1):
     runs.rpush(RUNS_KEY, i)
     started = time.time()
     time.sleep(seconds)
+    runs.rpush(DONE_KEY, i)
     # celery's gevent pool imported gevent before this runs
     return [i, started, time.time(), sys.modules["gevent"].__name__]

@@ -1,10 +1,10 @@
 # greenwheel task runner. `make help` lists the targets.
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
-# Runtime + test dependencies (the bench extras are installed by `make bench`).
-DEPS = "maturin>=1.5,<2" "greenlet>=3.0" zope.event zope.interface pytest pytest-timeout hypothesis requests psutil "dnspython>=2" mypy ruff redis gunicorn
-# The applications the integration tests (tests/integration) run unmodified.
-INTEGRATION_DEPS = locust "celery[redis]" django flask flask-socketio gevent-websocket "python-socketio[client]" websocket-client grpcio psycopg2-binary psycogreen "psycopg[binary]" pyzmq
+# The build backend, the runtime dependencies and the `test` extra, read from
+# pyproject.toml (the one list; the test extra includes the applications that
+# tests/integration runs). The bench extras are installed by `make bench`.
+REQUIREMENTS = $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"] + p["project"]["optional-dependencies"]["test"]))'
 BENCH_DEPS = gevent pytest-benchmark matplotlib eventlet uvloop
 
 .DEFAULT_GOAL := help
@@ -14,7 +14,7 @@ help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 deps: ## Install the Python packages the build and tests need
-	$(PIP) install -q --disable-pip-version-check $(DEPS) $(INTEGRATION_DEPS)
+	$(REQUIREMENTS) | $(PIP) install -q --disable-pip-version-check -r /dev/stdin
 
 build: deps ## Build the Rust extension (release) and install greenwheel editable
 	$(PIP) install -q --disable-pip-version-check --no-build-isolation --no-deps -e .

@@ -21,11 +21,27 @@ from sys import getswitchinterval, setswitchinterval
 
 from greenlet import GreenletExit, getcurrent
 
-# The submodules ``import gevent`` binds (hub, greenlet, timeout, ...) plus the
+# _interpreter comes first: importing it refuses an unsupported interpreter
+# (a free-threaded build) before the extension module loads. Then the
+# submodules ``import gevent`` binds (hub, greenlet, timeout, ...) plus the
 # synchronisation modules, so that ``gevent.event.Event`` and friends work
 # after ``import greenwheel as gevent`` (their names stay in the submodules).
-from . import event, exceptions, greenlet, hub, local, lock, os, queue, timeout  # noqa: F401
+from . import (  # noqa: F401
+    _interpreter,
+    event,
+    exceptions,
+    greenlet,
+    hub,
+    local,
+    lock,
+    os,
+    queue,
+    timeout,
+)
 from ._config import config
+
+# The version lives in Cargo.toml only (pyproject.toml takes it from there).
+from ._core import __version__  # noqa: F401
 from ._exceptions import LinkedCompleted, LinkedExited, LinkedFailed, LinkedKilled, LoopExit
 from ._greenlet import (
     Greenlet,
@@ -41,14 +57,6 @@ from ._hub import Hub, get_hub, idle, iwait, kill, reinit, sleep, spawn_raw, wai
 from ._sighandler import signal_handler
 from ._timeout import Timeout, with_timeout
 from .os import fork
-
-try:
-    from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
-    from importlib.metadata import version as _version
-
-    __version__ = _version("greenwheel")
-except _PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "Greenlet",

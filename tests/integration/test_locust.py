@@ -13,17 +13,23 @@ same time (one request per 0.1 s), and the server's own count of requests in
 flight at once. The server also records which processes sent the load and
 which library ``import gevent`` gave them, so a run that silently fell back
 to real gevent, or a worker that never generated load, cannot pass.
+
+Three ways a user runs locust: headless for 10 s (HttpUser and FastHttpUser
+side by side), a master with two workers over zmq.green, and the default web
+UI (Flask on gevent's pywsgi) starting and stopping a swarm.
 """
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
-from _services import free_port
+from _services import free_port, wait_port
 
 from _childproc import child_env
 
@@ -193,3 +199,57 @@ def test_master_with_two_workers_over_zmq(server):
     assert srv["pids"] == sorted(str(w.pid) for w in workers), srv
     assert srv["impls"] == ["greenwheel"], srv
     assert srv["max_in_flight"] >= 1.5 * users, (srv, measured)
+
+
+def _wait(predicate, what, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.05)
+
+
+def test_web_ui_starts_and_stops_a_swarm(server):
+    """locust's default mode: its web UI (Flask on gevent's pywsgi) drives the run."""
+    users = 5  # per user class
+    port = free_port()
+    proc = subprocess.Popen(
+        _locust("--web-host", "127.0.0.1", "--web-port", str(port), "--host", server),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(USERS_PER_CLASS=str(users)),
+    )
+    base = "http://127.0.0.1:%d" % port
+
+    def call(path, data=None):
+        with urllib.request.urlopen(base + path, data=data, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    try:
+        wait_port(port, proc=proc)
+        form = urllib.parse.urlencode(
+            {"user_count": 2 * users, "spawn_rate": 2 * users, "host": server}
+        )
+        assert call("/swarm", form.encode())["success"]
+        # Load is flowing once the server has answered a good number of requests.
+        _wait(lambda: _server_stats(server)["served"] >= 100, "100 requests at the server")
+        stats = call("/stats/requests")
+        assert stats["state"] == "running" and stats["user_count"] == 2 * users, stats
+        entries = {e["name"]: e for e in stats["stats"]}
+        for name in NAMES:
+            assert entries[name]["num_requests"] > 0, entries
+            assert entries[name]["num_failures"] == 0, entries
+        assert call("/stop", b"")["success"]
+        _wait(lambda: call("/stats/requests")["state"] == "stopped", "the swarm to stop")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        err = proc.stderr.read()
+    finally:
+        _stop(proc)
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0, err[-3000:]
+    srv = _server_stats(server)
+    assert srv["pids"] == [str(proc.pid)] and srv["impls"] == ["greenwheel"], srv
+    assert srv["max_in_flight"] >= 1.5 * users, srv

@@ -137,7 +137,7 @@ def test_headless_httpuser_and_fasthttpuser(server):
 
 
 def test_master_with_two_workers_over_zmq(server):
-    users = 10  # per user class, shared by the two workers
+    users = 20  # per user class, shared by the two workers
     port = free_port()
     env = child_env(USERS_PER_CLASS=str(users))
     procs = []

@@ -179,3 +179,40 @@ def test_python_dash_m_runs_a_gevent_module_by_its_gevent_name(tmp_path):
     out = run(["-m", "greenwheel.as_gevent", "-m", "gevent.monkey", str(script)])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_gevent_submodules_are_in_sys_modules_under_gevent_names_however_imported():
+    # Libraries detect gevent by looking in sys.modules (psycopg 3 asks
+    # sys.modules.get("gevent.monkey").is_module_patched("select") and runs
+    # every query one at a time when it is missing). 'from gevent import monkey'
+    # imports the submodule under the package's __name__ (greenwheel), so the
+    # alias must file it under the gevent name as well.
+    code = textwrap.dedent(
+        """
+        import sys
+        import greenwheel.as_gevent
+        import greenwheel
+        # Imported before the alias: filed when it is installed.
+        assert sys.modules["gevent"] is greenwheel
+        assert sys.modules["gevent.hub"] is sys.modules["greenwheel.hub"]
+        from gevent import monkey
+        assert sys.modules.get("gevent.monkey") is monkey, sorted(sys.modules)
+        monkey.patch_all()
+        assert sys.modules["gevent.monkey"].is_module_patched("select")
+        # Imported later under greenwheel's name: filed too, keeping its own
+        # spec and loader (a plain source loader, not the alias's).
+        import greenwheel.pywsgi as pywsgi
+        assert sys.modules.get("gevent.pywsgi") is pywsgi
+        assert pywsgi.__spec__.name == "greenwheel.pywsgi"
+        assert type(pywsgi.__loader__).__name__ == "SourceFileLoader", pywsgi.__loader__
+        assert pywsgi.__spec__.loader is pywsgi.__loader__
+        import importlib
+        assert importlib.reload(pywsgi) is pywsgi
+        # The extension module too.
+        assert sys.modules["gevent._core"] is sys.modules["greenwheel._core"]
+        print("ok")
+        """
+    )
+    out = run(["-c", code])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

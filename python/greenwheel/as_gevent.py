@@ -101,10 +101,58 @@ class _SharedModuleLoader(importlib.abc.Loader):
         return bool(loader is not None and loader.is_package(self._target))
 
 
+def _alias_name(fullname: str) -> str:
+    return _ALIAS + fullname[len(_TARGET) :]
+
+
+def _mirror(fullname: str, module: types.ModuleType) -> None:
+    """File greenwheel module *fullname* under its gevent name too."""
+    sys.modules.setdefault(_alias_name(fullname), module)
+
+
+def _mirror_imported() -> None:
+    for name, module in list(sys.modules.items()):
+        if module is not None and (name == _TARGET or name.startswith(_TARGET + ".")):
+            _mirror(name, module)
+
+
+class _MirroringLoader(importlib.abc.Loader):
+    """Loads ``greenwheel.X`` with its own loader, then files it as ``gevent.X`` too.
+
+    ``from gevent import monkey`` does not import ``gevent.monkey``: the import
+    system imports a from-list submodule under the package's ``__name__``,
+    which is ``greenwheel``. Without the mirror, ``gevent.monkey`` would never
+    be in ``sys.modules``, and libraries that detect gevent by looking there
+    (psycopg 3 picks its blocking C wait unless
+    ``sys.modules["gevent.monkey"].is_module_patched("select")``) would run
+    every query one at a time.
+    """
+
+    def __init__(self, inner: importlib.abc.Loader) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str):
+        # get_code, get_source, is_package, ... (runpy and the alias's loader use them).
+        return getattr(self._inner, name)
+
+    def create_module(self, spec):
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        # The module keeps its own loader: reload, resources and get_code use it.
+        module.__spec__.loader = self._inner
+        module.__loader__ = self._inner
+        self._inner.exec_module(module)
+        _mirror(module.__spec__.name, module)
+
+
 class _AliasFinder(importlib.abc.MetaPathFinder):
-    """Resolves ``gevent`` and ``gevent.*`` to greenwheel's modules."""
+    """Resolves ``gevent`` and ``gevent.*`` to greenwheel's modules, and files
+    each greenwheel module imported under its own name as ``gevent.*`` too."""
 
     def find_spec(self, fullname, path=None, target=None):
+        if fullname.startswith(_TARGET + ".") and target is None:
+            return self._find_mirrored(fullname, path)
         if not _is_alias_name(fullname):
             return None
         target_name = _target_name(fullname)
@@ -120,6 +168,19 @@ class _AliasFinder(importlib.abc.MetaPathFinder):
             _SharedModuleLoader(target_name),
             is_package=found.submodule_search_locations is not None,
         )
+
+    def _find_mirrored(self, fullname, path):
+        # The spec the finders after this one would give, loaded through the mirror.
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec = find(fullname, path, None)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _MirroringLoader(spec.loader)
+                return spec
+        return None
 
 
 _finder = _AliasFinder()
@@ -157,6 +218,9 @@ def install() -> None:
         )
     # First in line: an installed gevent must not be found by the path finder.
     sys.meta_path.insert(0, _finder)
+    # As in a gevent process, every imported module is in sys.modules under its
+    # gevent name (the mirror files the ones imported from now on).
+    _mirror_imported()
 
 
 _USAGE = """\

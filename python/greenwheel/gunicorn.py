@@ -107,7 +107,7 @@ class StreamWorker(AsyncWorker):
                 **extra,
                 **ssl_args,
             )
-            server.gunicorn_log = self.log
+            server.gunicorn_access = _access_logger(self.log)
             return server
         server = StreamServer(
             listener, handle=partial(self.handle, listener), spawn=pool, **ssl_args
@@ -183,6 +183,14 @@ class StreamWorker(AsyncWorker):
 GreenwheelWorker = StreamWorker
 
 
+def _access_logger(log):
+    # gunicorn >= 23 says whether it writes access lines at all; with an
+    # older one, every request is handed to log.access (which may drop it).
+    if not getattr(log, "access_log_enabled", True):
+        return None
+    return getattr(log, "access", None)
+
+
 class _Response:
     """What gunicorn's access logger reads from a response."""
 
@@ -217,13 +225,10 @@ def _pywsgi_classes():
             env["gunicorn.socket"] = env["gunicorn.sock"] = sock
 
         def log_request(self):
-            log = self.server.gunicorn_log or self.server.log
             # Building the access record (two datetimes, the request
             # headers) costs as much as a small request: skip it when
-            # gunicorn would throw the record away.
-            if not getattr(log, "access_log_enabled", True):
-                return
-            access = getattr(log, "access", None)
+            # gunicorn would throw the record away (access is None).
+            access = self.server.gunicorn_access
             if access is None:
                 return
             start = datetime.fromtimestamp(self.time_start)
@@ -235,8 +240,9 @@ def _pywsgi_classes():
             access(response, list(self.header_list or ()), self.environ, finish - start)
 
     class PyWSGIServer(pywsgi.WSGIServer):
-        #: gunicorn's logger (``log`` is wrapped in a LoggingLogAdapter).
-        gunicorn_log = None
+        #: gunicorn's ``Logger.access``, or None while its access log is off.
+        #: Decided once per worker: a configuration reload starts new workers.
+        gunicorn_access = None
 
     return PyWSGIServer, PyWSGIHandler
 

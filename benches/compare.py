@@ -234,6 +234,20 @@ def _absolute_part(name: str, minimum: float):
     return part
 
 
+def _vs_standalone_part(name: str, minimum: float):
+    # The gunicorn row measures greenwheel's standalone server beside the
+    # worker, in turns (workloads.gunicorn_driver): the median ratio of the turns.
+    def part(results: Results):
+        record = results.records.get(name, {}).get(SUBJECT, {})
+        ratio = record.get("details", {}).get("vs_standalone")
+        if ratio is None:
+            return None, f"{name}: {results.why_missing(name)}"
+        return ratio >= minimum, f"{ratio:.2f}x the standalone rate (median of turns)"
+
+    part.reads = (name,)
+    return part
+
+
 def _memory_part(name: str, maximum_bytes: float):
     def part(results: Results):
         value = results.value(name, SUBJECT)
@@ -268,6 +282,10 @@ TARGETS = [
     (
         "WSGI >= 30k req/s and >= 10x gevent pywsgi (servers as shipped)",
         [_absolute_part("http_wsgi_nagle", 30_000), _ratio_part("http_wsgi_nagle", 10.0)],
+    ),
+    (
+        "gunicorn -w 1 -k greenwheel.gunicorn.Worker >= 0.95x standalone WSGIServer",
+        [_vs_standalone_part("http_wsgi_gunicorn", 0.95)],
     ),
     (
         "memory per parked greenlet <= 1.5 KB",

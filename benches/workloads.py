@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import json
@@ -885,6 +886,44 @@ def serve_wsgi_gevent(g, announce, tcp_nodelay):
     server.serve_forever()
 
 
+def serve_wsgi_gunicorn(g, announce, tcp_nodelay):
+    # The same hello world under ``gunicorn -w 1`` with the library's worker:
+    # greenwheel's (greenwheel.gunicorn.Worker) or gevent's pywsgi worker that
+    # ships with gunicorn (gevent_pywsgi).  Access log off, as in the
+    # standalone rows.  gunicorn sets TCP_NODELAY on its listeners itself.
+    try:
+        from gunicorn.app.base import BaseApplication
+    except ImportError as exc:
+        raise Skip(f"gunicorn not installed ({exc})") from None
+    worker = "greenwheel.gunicorn.Worker" if g.__name__ == "greenwheel" else "gevent_pywsgi"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    class HelloApp(BaseApplication):
+        def load_config(self):
+            for key, value in {
+                "bind": f"127.0.0.1:{port}",
+                "workers": 1,
+                "worker_class": worker,
+                "worker_connections": 1000,
+                "backlog": BACKLOG,
+                "accesslog": None,
+                "graceful_timeout": 2,
+                "control_socket_disable": True,
+                # Called in the master once the listener is bound, before the
+                # worker starts: connections wait in the backlog until the
+                # worker accepts them.
+                "when_ready": lambda _arbiter: announce(port),
+            }.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return hello_app
+
+    HelloApp().run()
+
+
 def _eventlet_listener(eventlet, tcp_nodelay):
     listener = eventlet.listen(("127.0.0.1", 0), backlog=BACKLOG)
     if tcp_nodelay:
@@ -929,6 +968,7 @@ SERVERS = {
     },
     # asyncio ships no WSGI server, so it has no row here.
     "wsgi": {"gevent": serve_wsgi_gevent, "eventlet": serve_wsgi_eventlet},
+    "gunicorn": {"gevent": serve_wsgi_gunicorn},
 }
 
 WRK_CONNECTIONS = 100
@@ -982,13 +1022,9 @@ def _parse_wrk(output: str) -> dict[str, Any]:
     return parsed
 
 
-def http_driver(lib, p, kind, tcp_nodelay=True):
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise Skip("wrk not installed (apt-get install -y wrk)")
-    if FAMILY[lib] not in SERVERS[kind]:
-        raise Skip(f"{lib} has no {kind} server")
-    seconds = 1 if p.quick else 3
+@contextlib.contextmanager
+def http_server(lib: str, kind: str, tcp_nodelay: bool = True):
+    """A ``workloads.py serve KIND LIB`` child, checked; yields its port."""
     # stderr goes to a file: a server that logs every request must never
     # block on a full pipe nobody reads.
     with tempfile.TemporaryFile("w+") as log:
@@ -1006,21 +1042,7 @@ def http_driver(lib, p, kind, tcp_nodelay=True):
             except (RuntimeError, OSError) as exc:
                 log.seek(0)
                 raise RuntimeError(f"{exc}; server stderr: {log.read()[-2000:]}") from None
-            run = subprocess.run(
-                [
-                    wrk,
-                    f"-t{WRK_THREADS}",
-                    f"-c{WRK_CONNECTIONS}",
-                    f"-d{seconds}s",
-                    f"http://127.0.0.1:{port}/",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=seconds + 60,
-            )
-            if run.returncode != 0:
-                raise RuntimeError(f"wrk failed: {run.stderr or run.stdout}")
-            parsed = _parse_wrk(run.stdout)
+            yield port
         finally:
             server.terminate()
             try:
@@ -1028,7 +1050,68 @@ def http_driver(lib, p, kind, tcp_nodelay=True):
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+def run_wrk(wrk: str, port: int, seconds: int) -> dict[str, Any]:
+    run = subprocess.run(
+        [
+            wrk,
+            f"-t{WRK_THREADS}",
+            f"-c{WRK_CONNECTIONS}",
+            f"-d{seconds}s",
+            f"http://127.0.0.1:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"wrk failed: {run.stderr or run.stdout}")
+    return _parse_wrk(run.stdout)
+
+
+def _need_server(lib: str, kind: str) -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise Skip("wrk not installed (apt-get install -y wrk)")
+    if FAMILY[lib] not in SERVERS[kind]:
+        raise Skip(f"{lib} has no {kind} server")
+    return wrk
+
+
+def http_driver(lib, p, kind, tcp_nodelay=True):
+    wrk = _need_server(lib, kind)
+    with http_server(lib, kind, tcp_nodelay) as port:
+        parsed = run_wrk(wrk, port, 1 if p.quick else 3)
     return result(parsed.pop("requests_per_s"), **parsed)
+
+
+def gunicorn_driver(lib, p):
+    """gunicorn -w 1 with the library's worker, and the standalone server beside it.
+
+    Both servers run at once (one idle while wrk loads the other) and take
+    turns, in alternating order, so that both see the same moments of a
+    shared, noisy machine.  The value is the best gunicorn rate (as in every
+    row); ``vs_standalone`` is the median of the per-round ratios
+    gunicorn / standalone, the number the worker's target reads.
+    """
+    wrk = _need_server(lib, "gunicorn")
+    seconds = 1 if p.quick else 2
+    rounds = 2 if p.quick else 5
+    gunicorn_rates, standalone_rates = [], []
+    with http_server(lib, "gunicorn") as gunicorn_port, http_server(lib, "wsgi") as wsgi_port:
+        for i in range(rounds):
+            order = [("g", gunicorn_port), ("s", wsgi_port)]
+            for which, port in order if i % 2 else order[::-1]:
+                rate = run_wrk(wrk, port, seconds)["requests_per_s"]
+                (gunicorn_rates if which == "g" else standalone_rates).append(rate)
+    ratios = sorted(g / s for g, s in zip(gunicorn_rates, standalone_rates, strict=True))
+    return result(
+        max(gunicorn_rates),
+        vs_standalone=round(ratios[len(ratios) // 2], 3),
+        gunicorn_rates=[round(r) for r in gunicorn_rates],
+        standalone_rates=[round(r) for r in standalone_rates],
+    )
 
 
 register(
@@ -1047,6 +1130,19 @@ register(
         "req/s",
         driver=http_driver,
         args={"kind": "wsgi"},
+    )
+)
+# The same app and server under gunicorn (one worker process): what the
+# worker adds to the standalone server (compare.py checks greenwheel's worker
+# against greenwheel's own http_wsgi row of the same run).
+register(
+    Workload(
+        "http_wsgi_gunicorn",
+        f"WSGI hello world, gunicorn -w 1, wrk -c{WRK_CONNECTIONS}",
+        "req/s",
+        driver=gunicorn_driver,
+        note="gunicorn -w 1 with greenwheel.gunicorn.Worker, and gunicorn's gevent_pywsgi"
+        " worker for gevent",
     )
 )
 # The same without TCP_NODELAY: what a WSGI server does out of the box.

@@ -46,6 +46,8 @@ __all__ = ["GeventAlreadyImported", "install", "installed", "main"]
 _ALIAS = "gevent"
 #: The package that implements it.
 _TARGET = "greenwheel"
+#: The gevent release whose API greenwheel follows (COMPAT.md runs its suite).
+GEVENT_API_VERSION = "26.9.0"
 
 
 class GeventAlreadyImported(ImportError):
@@ -216,6 +218,13 @@ def install() -> None:
             "greenwheel.as_gevent: the real gevent is already imported (%s); import "
             "greenwheel.as_gevent before anything that imports gevent" % ", ".join(real[:5])
         )
+    # Libraries gate on gevent's version (gunicorn's gevent workers refuse
+    # anything before 24.10.1), and 'gevent' is the greenwheel package itself:
+    # in this process its version names the gevent API it provides, with
+    # greenwheel's own release as the local part (26.9.0+greenwheel.0.1.0).
+    package = sys.modules[_TARGET]
+    own = package._core.__version__
+    package.__version__ = "%s+greenwheel.%s" % (GEVENT_API_VERSION, own)
     # First in line: an installed gevent must not be found by the path finder.
     sys.meta_path.insert(0, _finder)
     # As in a gevent process, every imported module is in sys.modules under its

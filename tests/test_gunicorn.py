@@ -217,3 +217,25 @@ def test_access_log(tmp_path, worker):
     finally:
         srv.stop()
     assert lines() == ["GET /hello?q=1 HTTP/1.1|200|yes|/hello|q=1"], access.read_text()
+
+
+def test_gunicorns_gevent_worker_loads_under_the_alias():
+    # gunicorn's gevent workers check gevent.__version__ >= 24.10.1 at import:
+    # under the alias the gevent name reports the gevent API greenwheel follows.
+    code = (
+        "import gunicorn.workers.ggevent as g, gevent, greenwheel, greenwheel._core as c\n"
+        "print(g.VERSION)\n"
+        "print(gevent is greenwheel, c.__version__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "greenwheel.as_gevent", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
+    assert out.returncode == 0, out.stderr
+    version, same = out.stdout.splitlines()
+    own = same.split()[1]
+    assert version.startswith("gevent/26.9.0+greenwheel.%s gunicorn/" % own), version
+    assert same == "True %s" % own

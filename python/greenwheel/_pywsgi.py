@@ -1865,7 +1865,9 @@ _DEFAULT = object()
 
 
 def _version():
-    from . import __version__
+    # greenwheel's own release: under the gevent alias, the package's
+    # __version__ names the gevent API instead.
+    from ._core import __version__
 
     return __version__
 

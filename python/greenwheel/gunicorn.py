@@ -36,7 +36,9 @@ from . import monkey
 
 __all__ = ["Worker", "StreamWorker", "PyWSGIWorker", "GreenwheelWorker"]
 
-VERSION = "greenwheel/%s gunicorn/%s" % (greenwheel.__version__, gunicorn.__version__)
+# greenwheel's own release (under the gevent alias, greenwheel.__version__ names
+# the gevent API it provides).
+VERSION = "greenwheel/%s gunicorn/%s" % (greenwheel._core.__version__, gunicorn.__version__)
 
 #: How often the main greenlet checks for shutdown (seconds).
 _TICK = 0.1

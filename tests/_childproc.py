@@ -19,7 +19,8 @@ SRC = os.path.join(ROOT, "python")
 
 def child_env(**extra):
     env = dict(os.environ)
-    env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if not env.get("GREENWHEEL_TEST_INSTALLED"):  # else the installed wheel (see conftest)
+        env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("PYTHONWARNINGS", None)
     env.update(extra)
     return env

@@ -14,13 +14,20 @@ import time
 import pytest
 from hypothesis import HealthCheck, settings
 
-# Run against the source tree without installing it.
-sys.path.insert(
-    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
-)
+# Run against the source tree without installing it -- unless the suite is
+# testing an installed wheel (`make test-wheels`), which must be what imports.
+INSTALLED = bool(os.environ.get("GREENWHEEL_TEST_INSTALLED"))
+if not INSTALLED:
+    sys.path.insert(
+        0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+    )
 
 import greenwheel as gw  # noqa: E402
-from greenwheel import _hub, _threadpool  # noqa: E402
+from _hubs import destroy_hub  # noqa: E402
+from greenwheel import _threadpool  # noqa: E402
+
+if INSTALLED:
+    assert "site-packages" in gw.__file__, "not the installed package: %s" % gw.__file__
 
 settings.register_profile(
     "greenwheel",
@@ -30,12 +37,6 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "greenwheel"))
-
-
-def destroy_hub():
-    hub = _hub._get_hub_if_exists()
-    if hub is not None:
-        hub.destroy(destroy_loop=True)
 
 
 def _os_threads():

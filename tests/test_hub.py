@@ -11,7 +11,7 @@ import greenlet
 import pytest
 
 import greenwheel as gw
-from conftest import destroy_hub
+from _hubs import destroy_hub
 from greenwheel import _core
 from greenwheel.exceptions import BlockingSwitchOutError, ConcurrentObjectUseError
 from greenwheel.hub import Waiter

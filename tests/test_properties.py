@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import greenwheel as gw
-from conftest import destroy_hub
+from _hubs import destroy_hub
 from greenwheel import _core
 
 MS = 0.001

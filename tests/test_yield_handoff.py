@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import greenwheel as gw
-from conftest import destroy_hub
+from _hubs import destroy_hub
 from greenwheel import socket as gsocket
 from greenwheel.exceptions import BlockingSwitchOutError
 

@@ -43,9 +43,11 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = 
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
-        except OSError:
+        except OSError as err:
             if time.monotonic() > deadline:
-                raise TimeoutError("nothing listens on port %d after %.0f s" % (port, timeout))
+                raise TimeoutError(
+                    "nothing listens on port %d after %.0f s" % (port, timeout)
+                ) from err
             time.sleep(0.02)
 
 
@@ -73,15 +75,30 @@ class Redis:
 def redis_server() -> Iterator[Redis]:
     exe = shutil.which("redis-server")
     if exe is None:
-        pytest.skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+        pytest.skip(
+            "redis-server is not installed (Debian package redis-server; .ci/run installs it)"
+        )
     workdir = tempfile.mkdtemp(prefix="gw-redis-")
     proc = None
     try:
         for _attempt in range(3):
             port = free_port()
             proc = subprocess.Popen(
-                [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", workdir, "--maxclients", "4000"],
+                [
+                    exe,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    workdir,
+                    "--maxclients",
+                    "4000",
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -146,20 +163,48 @@ def postgres_server() -> Iterator[Postgres]:
     started = False
     try:
         subprocess.run(
-            prefix + [os.path.join(bindir, "initdb"), "-D", datadir, "-U", "postgres",
-                      "--auth=trust", "--no-sync", "-E", "UTF8"],
+            prefix
+            + [
+                os.path.join(bindir, "initdb"),
+                "-D",
+                datadir,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
             **run,
         )
         for _attempt in range(3):
             port = free_port()
-            opts = "-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off -c max_connections=300" % (
-                port,
-                workdir,
+            opts = (
+                "-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off -c max_connections=300"
+                % (
+                    port,
+                    workdir,
+                )
             )
             proc = subprocess.run(
-                prefix + [os.path.join(bindir, "pg_ctl"), "-D", datadir, "-o", opts, "-w",
-                          "-t", "60", "-l", os.path.join(workdir, "log"), "start"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=90,
+                prefix
+                + [
+                    os.path.join(bindir, "pg_ctl"),
+                    "-D",
+                    datadir,
+                    "-o",
+                    opts,
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    os.path.join(workdir, "log"),
+                    "start",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=90,
             )
             if proc.returncode == 0:
                 started = True
@@ -172,6 +217,8 @@ def postgres_server() -> Iterator[Postgres]:
         if started:
             subprocess.run(
                 prefix + [os.path.join(bindir, "pg_ctl"), "-D", datadir, "-m", "immediate", "stop"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
             )
         shutil.rmtree(workdir, ignore_errors=True)

@@ -6,7 +6,6 @@ fast without coupling tests.
 """
 
 import pytest
-
 from _services import postgres_server, redis_server
 
 

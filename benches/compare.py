@@ -238,11 +238,15 @@ def _vs_standalone_part(name: str, minimum: float):
     # The gunicorn row measures greenwheel's standalone server beside the
     # worker, in turns (workloads.gunicorn_driver): the median ratio of the turns.
     def part(results: Results):
-        record = results.records.get(name, {}).get(SUBJECT, {})
-        ratio = record.get("details", {}).get("vs_standalone")
+        details = results.records.get(name, {}).get(SUBJECT, {}).get("details", {})
+        ratio = details.get("vs_standalone")
         if ratio is None:
             return None, f"{name}: {results.why_missing(name)}"
-        return ratio >= minimum, f"{ratio:.2f}x the standalone rate (median of turns)"
+        text = f"{ratio:.2f}x the standalone rate (median of turns)"
+        cpu = details.get("us_per_request") or {}
+        if cpu.get("gunicorn") and cpu.get("standalone"):
+            text += f"; CPU per request {cpu['gunicorn']:.1f} vs {cpu['standalone']:.1f} us"
+        return ratio >= minimum, text
 
     part.reads = (name,)
     return part

@@ -1024,7 +1024,7 @@ def _parse_wrk(output: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def http_server(lib: str, kind: str, tcp_nodelay: bool = True):
-    """A ``workloads.py serve KIND LIB`` child, checked; yields its port."""
+    """A ``workloads.py serve KIND LIB`` child, checked; yields (port, pid)."""
     # stderr goes to a file: a server that logs every request must never
     # block on a full pipe nobody reads.
     with tempfile.TemporaryFile("w+") as log:
@@ -1042,7 +1042,7 @@ def http_server(lib: str, kind: str, tcp_nodelay: bool = True):
             except (RuntimeError, OSError) as exc:
                 log.seek(0)
                 raise RuntimeError(f"{exc}; server stderr: {log.read()[-2000:]}") from None
-            yield port
+            yield port, server.pid
         finally:
             server.terminate()
             try:
@@ -1081,9 +1081,23 @@ def _need_server(lib: str, kind: str) -> str:
 
 def http_driver(lib, p, kind, tcp_nodelay=True):
     wrk = _need_server(lib, kind)
-    with http_server(lib, kind, tcp_nodelay) as port:
+    with http_server(lib, kind, tcp_nodelay) as (port, _pid):
         parsed = run_wrk(wrk, port, 1 if p.quick else 3)
     return result(parsed.pop("requests_per_s"), **parsed)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process *pid* and its descendants so far."""
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(child) for child in f.read().split()]
+    except OSError:  # gone, or no /proc: counted as nothing
+        return total
+    return total + sum(cpu_seconds(child) for child in children)
 
 
 def gunicorn_driver(lib, p):
@@ -1093,24 +1107,40 @@ def gunicorn_driver(lib, p):
     turns, in alternating order, so that both see the same moments of a
     shared, noisy machine.  The value is the best gunicorn rate (as in every
     row); ``vs_standalone`` is the median of the per-round ratios
-    gunicorn / standalone, the number the worker's target reads.
+    gunicorn / standalone, the number the worker's target reads.  The CPU
+    time each server (gunicorn: master and worker) spent per request is
+    reported too (``us_per_request``): on a busy machine it moves less than
+    the rates do.
     """
     wrk = _need_server(lib, "gunicorn")
     seconds = 1 if p.quick else 2
-    rounds = 2 if p.quick else 5
-    gunicorn_rates, standalone_rates = [], []
-    with http_server(lib, "gunicorn") as gunicorn_port, http_server(lib, "wsgi") as wsgi_port:
+    rounds = 2 if p.quick else 7
+    rates: dict[str, list[float]] = {"gunicorn": [], "standalone": []}
+    cpu: dict[str, list[float]] = {"gunicorn": [], "standalone": []}
+    with (
+        http_server(lib, "gunicorn") as (gunicorn_port, gunicorn_pid),
+        http_server(lib, "wsgi") as (wsgi_port, wsgi_pid),
+    ):
+        servers = [("gunicorn", gunicorn_port, gunicorn_pid), ("standalone", wsgi_port, wsgi_pid)]
         for i in range(rounds):
-            order = [("g", gunicorn_port), ("s", wsgi_port)]
-            for which, port in order if i % 2 else order[::-1]:
-                rate = run_wrk(wrk, port, seconds)["requests_per_s"]
-                (gunicorn_rates if which == "g" else standalone_rates).append(rate)
-    ratios = sorted(g / s for g, s in zip(gunicorn_rates, standalone_rates, strict=True))
+            for name, port, pid in servers if i % 2 else servers[::-1]:
+                before = cpu_seconds(pid)
+                parsed = run_wrk(wrk, port, seconds)
+                used = cpu_seconds(pid) - before
+                rates[name].append(parsed["requests_per_s"])
+                cpu[name].append(used / parsed.get("requests", 1) * 1e6)
+
+    def median(values):
+        values = sorted(values)
+        return values[len(values) // 2]
+
+    ratios = [g / s for g, s in zip(rates["gunicorn"], rates["standalone"], strict=True)]
     return result(
-        max(gunicorn_rates),
-        vs_standalone=round(ratios[len(ratios) // 2], 3),
-        gunicorn_rates=[round(r) for r in gunicorn_rates],
-        standalone_rates=[round(r) for r in standalone_rates],
+        max(rates["gunicorn"]),
+        vs_standalone=round(median(ratios), 3),
+        us_per_request={name: round(median(values), 2) for name, values in cpu.items()},
+        gunicorn_rates=[round(r) for r in rates["gunicorn"]],
+        standalone_rates=[round(r) for r in rates["standalone"]],
     )
 
 

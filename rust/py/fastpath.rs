@@ -216,9 +216,14 @@ unsafe fn sleep_args(
             "sleep() takes at most 2 arguments ({npos} given)"
         )));
     }
-    // SAFETY (both reads): index < npos, inside the positional part.
-    let mut seconds = (npos >= 1).then(|| unsafe { Borrowed::from_ptr(py, *args) });
-    let mut r#ref = (npos == 2).then(|| unsafe { Borrowed::from_ptr(py, *args.add(1)) });
+    let mut seconds = (npos >= 1).then(|| {
+        // SAFETY: index 0 < npos, inside the positional part.
+        unsafe { Borrowed::from_ptr(py, *args) }
+    });
+    let mut r#ref = (npos == 2).then(|| {
+        // SAFETY: index 1 < npos == 2, inside the positional part.
+        unsafe { Borrowed::from_ptr(py, *args.add(1)) }
+    });
     if !kwnames.is_null() {
         // SAFETY: non-NULL kwnames is a live tuple (vectorcall convention).
         let names = unsafe { Borrowed::from_ptr(py, kwnames) };

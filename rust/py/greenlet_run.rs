@@ -68,6 +68,7 @@ unsafe extern "C" fn run_raw(
     // SAFETY: CPython calls METH_O functions with the GIL held and a
     // borrowed, non-NULL argument that outlives the call.
     let py = unsafe { Python::assume_attached() };
+    // SAFETY: as above: a borrowed, non-NULL argument alive for the call.
     let glet = unsafe { Borrowed::from_ptr(py, glet) };
     guard(py, || run(&glet))
 }

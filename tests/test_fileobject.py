@@ -245,7 +245,7 @@ def test_posix_opens_a_path_with_buffering_and_default_text_mode(tmp_path):
 def test_posix_over_a_file_object_closes_the_object_and_keeps_its_name(tmp_path):
     path = tmp_path / "named.txt"
     path.write_text("line1\n")
-    raw = open(path)  # noqa: SIM115 - closed through the FileObjectPosix
+    raw = open(path)  # closed through the FileObjectPosix
     f = FileObjectPosix(raw)
     assert f.name == str(path)
     assert f.readline() == "line1\n"
@@ -312,7 +312,7 @@ def test_open_descriptor_checks_arguments_as_open_does(green):
     from greenwheel._fileobjectcommon import OpenDescriptor, WriteallMixin
 
     if green:
-        OpenDescriptor = GreenOpenDescriptor  # noqa: N806 - the class under test
+        OpenDescriptor = GreenOpenDescriptor  # the class under test
     for kwargs, kind in [
         ({"mode": 42}, TypeError),
         ({"buffering": "nope"}, TypeError),

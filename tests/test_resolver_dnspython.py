@@ -10,19 +10,19 @@ import warnings
 import pytest
 
 pytest.importorskip("dns.resolver")
-import dns.flags  # noqa: E402
-import dns.message  # noqa: E402
-import dns.name  # noqa: E402
-import dns.rcode  # noqa: E402
-import dns.rdatatype  # noqa: E402
-import dns.resolver  # noqa: E402
-import dns.rrset  # noqa: E402
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+import dns.rrset
 
-import greenwheel as gw  # noqa: E402
-from greenwheel import config  # noqa: E402
-from greenwheel.resolver import thread  # noqa: E402
-from greenwheel.resolver._hostsfile import HostsFile  # noqa: E402
-from greenwheel.resolver.dnspython import Resolver  # noqa: E402
+import greenwheel as gw
+from greenwheel import config
+from greenwheel.resolver import thread
+from greenwheel.resolver._hostsfile import HostsFile
+from greenwheel.resolver.dnspython import Resolver
 
 DELAY = 0.75
 

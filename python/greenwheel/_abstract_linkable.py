@@ -158,7 +158,7 @@ def _park(hub, sched, links, entry, switch, timeout):
                     sched.budget -= 1
                     return link(obj)
         return hub.switch()
-    except:  # noqa: E722 - killed or timed out from outside: unlink, re-raise
+    except:  # killed or timed out from outside: unlink, re-raise
         _discard(links, entry)
         raise
     finally:

@@ -129,7 +129,7 @@ class Event(AbstractLinkable):
                     result = link(obj)
             else:
                 result = hub.switch()
-        except:  # noqa: E722
+        except:
             _discard(links, switch)
             raise
         if result is self:

@@ -176,7 +176,7 @@ class OpenDescriptor:
         if self.atomic_write and binary_mode and self.buffering == 0:
             return _AtomicFileIO(fobj, self.fileio_mode, self.closefd)
         mode = self.mode.replace("U", "")  # universal newlines are text mode's default
-        return open(  # noqa: SIM115 - the caller owns the result
+        return open(  # the caller owns the result
             fobj,
             mode,
             self.buffering,

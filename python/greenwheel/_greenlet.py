@@ -619,7 +619,7 @@ class Greenlet(_RawGreenlet):
             self.unlink(switch)
             if ex is not timer:
                 raise
-        except:  # noqa: E722 - unlink on every way out, then re-raise
+        except:  # unlink on every way out, then re-raise
             self.unlink(switch)
             raise
 
@@ -650,7 +650,7 @@ class Greenlet(_RawGreenlet):
                         )
                 finally:
                     timer.cancel()
-            except:  # noqa: E722 - unlink on every way out, then re-raise
+            except:  # unlink on every way out, then re-raise
                 self.unlink(switch)
                 raise
         if self.successful():

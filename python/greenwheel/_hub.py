@@ -937,7 +937,7 @@ class _WaitIterator:
                 self._cleanup()
                 raise StopIteration()
             return item
-        except:  # noqa: E722 - cleanup then re-raise anything, including GreenletExit
+        except:  # cleanup then re-raise anything, including GreenletExit
             self._cleanup()
             raise
 

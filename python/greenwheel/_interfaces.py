@@ -12,7 +12,6 @@ from zope.interface import Attribute, Interface, classImplements
 __all__ = ["ICallback", "ILoop", "IWatcher"]
 
 # Interface methods are written without ``self``, as zope.interface expects.
-# ruff: noqa: N805
 
 
 class ILoop(Interface):

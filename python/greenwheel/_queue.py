@@ -605,7 +605,7 @@ class SimpleQueue(_IterateByGet):
                     result = link(obj)
             else:
                 result = hub.switch()
-        except:  # noqa: E722
+        except:
             _discard(getters, switch)
             raise
         if result is self:
@@ -1055,7 +1055,7 @@ class Channel(_IterateByGet):
             self._schedule_unlock()
         try:
             result = self._wait(putters, entry, timeout, hub, switch)
-        except:  # noqa: E722
+        except:
             _discard(putters, entry)
             raise
         if result is self:
@@ -1094,7 +1094,7 @@ class Channel(_IterateByGet):
             self._schedule_unlock()
         try:
             result = self._wait(getters, switch, timeout, hub, switch)
-        except:  # noqa: E722
+        except:
             _discard(getters, switch)
             raise
         if result is _TIMEDOUT:

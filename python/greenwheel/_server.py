@@ -335,7 +335,7 @@ class BaseServer:
             if sock is not None:
                 try:
                     sock.close()
-                except Exception:  # noqa: S110 - closing must not fail the caller
+                except Exception:  # closing must not fail the caller
                     pass
             for name in ("handle", "_handle", "_spawn", "full"):
                 self.__dict__.pop(name, None)

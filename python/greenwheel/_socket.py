@@ -749,7 +749,7 @@ def create_connection(
         try:
             if not all_errors:
                 raise errors[0]
-            raise ExceptionGroup("create_connection failed", errors)  # noqa: F821 - 3.11+
+            raise ExceptionGroup("create_connection failed", errors)  # 3.11+
         finally:
             errors = []
     raise OSError("getaddrinfo returns an empty list")

@@ -43,7 +43,7 @@ if hasattr(__threading__, "_start_new_thread"):  # before 3.13
 
 if hasattr(__threading__, "_start_joinable_thread"):  # 3.13+: see greenwheel.thread
     from .thread import (  # noqa: F401 - in __implements__
-        _get_main_thread_ident,  # noqa: F401 - in __implements__
+        _get_main_thread_ident,  # in __implements__
         _make_thread_handle,
         _ThreadHandle,
     )

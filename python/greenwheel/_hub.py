@@ -215,8 +215,12 @@ class Hub(_RawGreenlet):
         return self.thread_ident == _main_thread_ident
 
     #: Size of the pool :attr:`threadpool` makes (as in gevent; set it on
-    #: the class or the hub before the pool is first used). The default is
-    #: the shared pool's size (``_threadpool.DEFAULT_POOL_SIZE``).
+    #: the class or the hub before the pool is first used). Left at the
+    #: shared pool's size with the default :attr:`threadpool_class`, the hub
+    #: uses the shared pool instead of making one. The literal must equal
+    #: ``_threadpool.DEFAULT_POOL_SIZE``, which :attr:`threadpool` compares
+    #: it with: this module cannot import that one at import time, since
+    #: ``_threadpool`` imports this module.
     threadpool_size = 10
 
     @property

@@ -2,14 +2,18 @@
 //!
 //! Ground rules for everything under `py/`:
 //! - Python callbacks run from Rust may switch greenlets and call straight back
-//!   into the loop. No `RefCell` borrow is ever held across a call into Python,
+//!   into the loop. No `Guarded` borrow is ever held across a call into Python,
 //!   and that includes dropping a `Py<...>` (a decref can run `__del__`).
 //!   Values taken out of loop state are dropped after the borrow ends.
-//! - The loop and its watchers are `unsendable` + `frozen`: they belong to the
-//!   thread that made them, and all mutation is through `Cell`/`RefCell`, so
-//!   PyO3 never raises "already borrowed" on re-entry. The one exception is
-//!   [`async_watcher::AsyncWatcher`], whose `send()` any thread may call; it is
-//!   `Sync` and touches only atomics and the shared waker.
+//! - The loop and its watchers are `frozen` and `Sync`: all mutation goes
+//!   through the `Sync` cells of [`sync`] (atomics, and [`sync::Guarded`] in
+//!   place of `RefCell`), so PyO3 never raises "already borrowed" on
+//!   re-entry, and the garbage collector may traverse, clear or free them on
+//!   any thread (the reason they are not `unsendable`; see [`sync`]). They
+//!   still belong to the thread that made them: public entry points check
+//!   the owner (`Shared::check_owner`). The one exception is
+//!   [`async_watcher::AsyncWatcher`], whose `send()` any thread may call; it
+//!   touches only atomics and the shared waker.
 //! - Bad input is a Python exception (`TypeError`, `ValueError`, `OSError`
 //!   with errno), never a panic. PyO3 turns any panic that slips through into
 //!   `PanicException` rather than an abort (`panic = "unwind"`).

@@ -156,7 +156,9 @@ def test_websocket_messages_both_ways_and_a_prompt_disconnect(server):
     assert server.wait_line("GEVENT") == "GEVENT greenwheel gevent"
     port = int(server.wait_line("PORT").split()[1])
 
-    client = socketio.Client()
+    # handle_sigint=False: the client would install its SIGINT handler in the
+    # test process for good.
+    client = socketio.Client(handle_sigint=False)
     replies, pushes = [], []
     all_replies, all_pushes = threading.Event(), threading.Event()
 

@@ -24,7 +24,7 @@ use pyo3::types::PyTuple;
 use pyo3::Borrowed;
 
 use super::raw_fn::{guard, install_method, MethodDef};
-use super::watchers::TimerWatcher;
+use super::watchers::{TimerWatcher, Watcher};
 
 static START_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
     ml_name: c"start".as_ptr(),
@@ -111,8 +111,7 @@ unsafe extern "C" fn start_raw(
         this.get()
             .core
             .set_call_from(callback, (first_arg..npos).map(arg))?;
-        let bound = this.to_owned();
-        bound.get().core.loop_.get().timer_start(&bound, update)
+        TimerWatcher::arm(&this.to_owned(), update)
     })
 }
 

@@ -1,0 +1,293 @@
+//! `IoWatcher`: readiness of a file descriptor, and the cooperative
+//! sockets' fast paths on it (`wait`, `read_nowait`, `drained`).
+
+use std::os::unix::io::RawFd;
+
+use pyo3::exceptions::{PyTimeoutError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use pyo3::PyTraverseError;
+
+use super::{start, Watcher, WatcherCore};
+use crate::clock::monotonic_ns;
+use crate::poller::ALL;
+use crate::py::errors::delay_ns;
+use crate::py::fastpath::blocking_from_hub;
+use crate::py::greenlet_api;
+use crate::py::loop_::Loop;
+use crate::py::sockio::recv_once;
+use crate::py::sync::{BoolCell, Guarded, U64Cell, U8Cell};
+
+/// Readiness of a file descriptor.
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
+pub(crate) struct IoWatcher {
+    pub(crate) core: WatcherCore,
+    pub(crate) fd: RawFd,
+    pub(crate) events: U8Cell,
+    pub(crate) pass_events: BoolCell,
+    /// Set while a greenlet blocks in `wait()`: the loop switches into it
+    /// directly instead of calling the callback.
+    pub(crate) resume: Guarded<Option<Py<PyAny>>>,
+    /// `read_nowait` emptied the kernel's receive queue when the loop's
+    /// `kernel_polls` was `drained_at - 1` (0: no such knowledge). While the
+    /// count is unchanged, every byte that arrived since is behind an edge
+    /// still queued in the kernel, so a wait needs no recv first.
+    drained_at: U64Cell,
+}
+
+impl IoWatcher {
+    pub(crate) fn new(
+        loop_: Py<Loop>,
+        fd: i64,
+        events: i64,
+        ref_: bool,
+        priority: Option<i32>,
+    ) -> PyResult<Self> {
+        let fd = RawFd::try_from(fd)
+            .ok()
+            .filter(|fd| *fd >= 0)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("fd must be a non-negative int, not {fd}"))
+            })?;
+        Ok(IoWatcher {
+            core: WatcherCore::new(loop_, ref_, priority),
+            fd,
+            events: U8Cell::new(check_events(events)?),
+            pass_events: BoolCell::new(false),
+            resume: Guarded::new(None),
+            drained_at: U64Cell::new(0),
+        })
+    }
+}
+
+impl Watcher for IoWatcher {
+    /// `pass_events`: the callback gets the ready mask first.
+    type StartOptions = bool;
+
+    fn core(&self) -> &WatcherCore {
+        &self.core
+    }
+
+    fn arm(slf: &Bound<'_, Self>, pass_events: bool) -> PyResult<()> {
+        let this = slf.get();
+        this.pass_events.set(pass_events);
+        this.core.loop_.get().io_start(slf, false)
+    }
+
+    fn disarm(&self, lp: &Loop, py: Python<'_>) -> PyResult<()> {
+        lp.io_stop(py, self);
+        Ok(())
+    }
+
+    fn repr_extra(&self) -> String {
+        format!(" fd={} events={}", self.fd, self.events.get())
+    }
+
+    fn visit_extra(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(resume) = self.resume.try_borrow() {
+            if let Some(glet) = resume.as_ref() {
+                visit.call(glet)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn clear_extra(&self) {
+        let old = self.resume.try_borrow().ok().and_then(|mut r| r.take());
+        drop(old);
+    }
+}
+
+/// The error of a wait whose deadline passed: what `glet.throw(*args)` raises
+/// in `glet`, the current greenlet (so an exception class gets its arguments
+/// exactly as `throw` would give them).
+#[cold]
+fn timed_out(glet: &Bound<'_, PyAny>, args: Option<&Bound<'_, PyTuple>>) -> PyErr {
+    let py = glet.py();
+    let thrown = match args {
+        Some(args) => glet.call_method1(pyo3::intern!(py, "throw"), args.clone()),
+        None => return PyTimeoutError::new_err("timed out"),
+    };
+    match thrown {
+        Err(err) => err,
+        // `throw` into the current greenlet raises; returning means something
+        // switched back into us with a value instead.
+        Ok(_) => PyTimeoutError::new_err("timed out"),
+    }
+}
+
+/// gevent's error for two greenlets waiting on one watcher.
+#[cold]
+fn concurrent_use(py: Python<'_>, watcher: &Bound<'_, IoWatcher>) -> PyResult<PyErr> {
+    let cls = py
+        .import("greenwheel._exceptions")?
+        .getattr("ConcurrentObjectUseError")?;
+    let message = format!(
+        "This socket is already used by another greenlet: {}",
+        watcher.repr()?
+    );
+    Ok(PyErr::from_value(cls.call1((message,))?))
+}
+
+fn check_events(events: i64) -> PyResult<u8> {
+    match u8::try_from(events) {
+        Ok(mask) if mask != 0 && mask & !ALL == 0 => Ok(mask),
+        _ => Err(PyValueError::new_err(format!(
+            "events must be READ (1), WRITE (2) or both (3), not {events}"
+        ))),
+    }
+}
+
+watcher_methods!(IoWatcher, "IoWatcher");
+
+#[pymethods]
+impl IoWatcher {
+    /// Start watching; with `pass_events` the callback gets the ready mask first.
+    #[pyo3(signature = (callback, *args, pass_events = false))]
+    fn start(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        pass_events: bool,
+    ) -> PyResult<()> {
+        start(slf, callback, args, pass_events)
+    }
+
+    /// Block the current greenlet until the fd is ready, then stop.
+    ///
+    /// The fast path of cooperative sockets: the loop switches straight back
+    /// into the greenlet (no callback, no `Waiter`). With `known_unready`
+    /// (the caller just got EAGAIN on this fd, which it owns and closes
+    /// through `Loop.closing_fd`), an existing kernel registration is reused
+    /// instead of re-armed. While waiting, `callback` is the greenlet's
+    /// `switch`, so `Hub.cancel_wait` can throw into it.
+    ///
+    /// `deadline` (seconds on `time.monotonic()`'s clock) bounds the wait: a
+    /// wheel entry that switches straight into the greenlet, as `sleep(t)`
+    /// arms, and once it has passed the greenlet raises
+    /// `getcurrent().throw(*timeout_args)` (default `TimeoutError("timed
+    /// out")`, which is `socket.timeout`). A deadline already past raises
+    /// without waiting.
+    #[pyo3(signature = (hub, known_unready = false, deadline = None, timeout_args = None))]
+    fn wait(
+        slf: &Bound<'_, Self>,
+        hub: &Bound<'_, PyAny>,
+        known_unready: bool,
+        deadline: Option<f64>,
+        timeout_args: Option<&Bound<'_, PyTuple>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let current = greenlet_api::getcurrent(py)?;
+        if current.is(hub) {
+            return Err(blocking_from_hub(py));
+        }
+        if this.core.is_active() {
+            return Err(concurrent_use(py, slf)?);
+        }
+        let deadline_ns = match deadline {
+            Some(secs) => {
+                let ns = delay_ns("deadline", secs)?;
+                if ns <= monotonic_ns() {
+                    return Err(timed_out(&current, timeout_args));
+                }
+                Some(ns)
+            }
+            None => None,
+        };
+        let switch = current.getattr(pyo3::intern!(py, "switch"))?;
+        this.core.set_call(&switch, &PyTuple::empty(py))?;
+        let old = this.resume.replace(Some(current.clone().unbind()));
+        drop(old);
+        let lp = this.core.loop_.get();
+        let armed = lp
+            .io_start(slf, known_unready)
+            .and_then(|()| match deadline_ns {
+                Some(ns) => lp.sleep_arm(current.clone().unbind(), ns, true).map(Some),
+                None => Ok(None),
+            });
+        let timer = match armed {
+            Ok(timer) => timer,
+            Err(err) => {
+                lp.io_stop(py, this);
+                let old = this.resume.replace(None);
+                drop(old);
+                this.core.clear_call();
+                return Err(err);
+            }
+        };
+        let result = greenlet_api::switch(py, hub);
+        lp.io_stop(py, this);
+        let old = this.resume.replace(None);
+        drop(old);
+        this.core.clear_call();
+        // Whatever woke us, the wheel entry must not fire into us later; if
+        // it is gone, it fired: the deadline passed.
+        let expired = timer.is_some_and(|h| !lp.sleep_cancel(py, h, &current, true));
+        result?;
+        if expired {
+            return Err(timed_out(&current, timeout_args));
+        }
+        Ok(())
+    }
+
+    /// `recv(bufsize, flags)` on the (non-blocking) fd: the bytes read
+    /// (`b""` at EOF), or None if it would block. A short read without flags
+    /// (some bytes, fewer than asked for) is remembered for `drained`, unless
+    /// the kernel reported a hang-up or error on the fd.
+    #[pyo3(signature = (bufsize, flags = 0))]
+    fn read_nowait(
+        &self,
+        py: Python<'_>,
+        bufsize: isize,
+        flags: i32,
+    ) -> PyResult<Option<Py<PyBytes>>> {
+        let read = recv_once(py, self.fd, bufsize, flags)?;
+        let lp = self.core.loop_.get();
+        // After a hang-up the short read may have stopped at the FIN (or an
+        // error): the EOF is still to be read, and its edge is already spent.
+        self.drained_at.set(match read {
+            Some((_, true)) if flags == 0 && !lp.fd_hung_up(self.fd) => lp.kernel_polls() + 1,
+            _ => 0,
+        });
+        Ok(read.map(|(bytes, _)| bytes))
+    }
+
+    /// True while the last `read_nowait` emptied the receive queue (a short
+    /// read, with no hang-up or error ever reported for the fd: a FIN or
+    /// RST has only the one edge, spent before that read) and the loop has
+    /// not polled the kernel since: a recv now would say EAGAIN
+    /// unless new data arrived, and new data has an edge coming. For stream
+    /// sockets only, whose short reads mean an empty queue. (TCP urgent data
+    /// and Unix-socket credentials can end a read early: a peer sending those
+    /// has the rest read when more bytes arrive or the wait times out.)
+    #[getter]
+    fn drained(&self) -> bool {
+        let at = self.drained_at.get();
+        at != 0 && at == self.core.loop_.get().kernel_polls() + 1
+    }
+
+    /// The file descriptor.
+    #[getter]
+    fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// The event mask (READ | WRITE). Settable while stopped.
+    #[getter]
+    fn events(&self) -> u8 {
+        self.events.get()
+    }
+
+    #[setter]
+    fn set_events(&self, events: i64) -> PyResult<()> {
+        if self.core.is_active() {
+            return Err(PyValueError::new_err(
+                "cannot change events of an active watcher",
+            ));
+        }
+        self.events.set(check_events(events)?);
+        Ok(())
+    }
+}

@@ -25,7 +25,6 @@ use super::errors::delay_ns;
 use super::greenlet_api;
 use super::loop_::Loop;
 use super::raw_fn::{guard, MethodDef};
-use crate::clock::monotonic_ns;
 
 static HUB_STATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -288,7 +287,10 @@ fn sleep_on_timer(
     }
     let lp = lp.get();
     // Measured from now (not the loop's cached time) so it is never short.
-    let deadline = monotonic_ns().saturating_add(delay_ns("seconds", secs)?);
+    let deadline = lp
+        .clock()
+        .now_ns()
+        .saturating_add(delay_ns("seconds", secs)?);
     let handle = lp.sleep_arm(current.clone().unbind(), deadline, r#ref)?;
     let result = greenlet_api::switch(py, hub);
     // Whatever woke us, the wake-up must not fire into us later.

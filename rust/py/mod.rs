@@ -38,10 +38,11 @@ mod wsgi;
 
 use pyo3::prelude::*;
 
-/// The monotonic clock the loop uses, in nanoseconds.
+/// The system's monotonic clock, the one loops read, in nanoseconds (see
+/// `loop_/clock.rs`).
 #[pyfunction]
 fn monotonic_ns() -> u64 {
-    crate::clock::monotonic_ns()
+    loop_::LoopClock::system_ns()
 }
 
 #[pymodule]

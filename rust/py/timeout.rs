@@ -33,7 +33,6 @@ use super::errors::delay_ns;
 use super::fastpath::hub_and_loop;
 use super::greenlet_api;
 use super::loop_::Loop;
-use crate::clock::monotonic_ns;
 use crate::wheel::TimerHandle;
 
 struct Armed {
@@ -192,7 +191,7 @@ impl Timeout {
         };
         let (_hub, lp, _trusted) = hub_and_loop(py)?;
         let target = greenlet_api::getcurrent(py)?;
-        let deadline = monotonic_ns().saturating_add(delay);
+        let deadline = lp.get().clock().now_ns().saturating_add(delay);
         let handle = lp
             .borrow()
             .timeout_arm(slf.clone().unbind(), deadline, ref_)?;

@@ -10,8 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::PyTraverseError;
 
-use super::{close_fds, make_pipe, CallbackPass, Loop, Queued, State, TimerEntry};
-use crate::clock::{monotonic_ns, ns_to_secs};
+use super::{close_fds, make_pipe, CallbackPass, Loop, LoopClock, Queued, State, TimerEntry};
+use crate::clock::ns_to_secs;
 use crate::poller::{Poller, READ};
 use crate::py::async_watcher::{lock, AsyncWatcher, Shared};
 use crate::py::callback::Callback;
@@ -46,8 +46,9 @@ impl Loop {
         let poller = Poller::new().map_err(os_error)?;
         let (sig_read, sig_write) = make_pipe().map_err(os_error)?;
         let shared = Arc::new(Shared::new(poller.waker()));
+        let clock = LoopClock::new();
         let mut st = State {
-            wheel: TimerWheel::new(monotonic_ns()),
+            wheel: TimerWheel::new(clock.now_ns()),
             poller,
             fds: HashMap::new(),
             asyncs: Vec::new(),
@@ -77,7 +78,8 @@ impl Loop {
             error_handler: Guarded::new(None),
             shared,
             activecnt: IsizeCell::new(0),
-            now_ns: U64Cell::new(monotonic_ns()),
+            now_ns: U64Cell::new(clock.now_ns()),
+            clock,
             iteration: U64Cell::new(0),
             kernel_polls: U64Cell::new(0),
             break_requested: BoolCell::new(false),

@@ -42,13 +42,14 @@ use super::callback::Callback;
 use super::greenlet_api;
 use super::sync::{BoolCell, Guarded, I32Cell, IsizeCell, U64Cell};
 use super::watchers::{invoke, IoWatcher, Phase, PhaseWatcher, SignalWatcher, TimerWatcher};
-use crate::clock::monotonic_ns;
 use crate::poller::{Poller, Ready};
 use crate::py::errors::os_error;
 use crate::py::timeout::Timeout;
 use crate::wheel::{TimerHandle, TimerWheel};
+pub(crate) use clock::LoopClock;
 
 mod api;
+mod clock;
 mod io;
 mod order;
 mod phases;
@@ -90,7 +91,7 @@ struct CallbackPass {
     left: U64Cell,
     /// Entries popped so far in this pass.
     popped: U64Cell,
-    /// When the pass started (monotonic ns), for the burst limit.
+    /// When the pass started (loop clock ns), for the burst limit.
     started_ns: U64Cell,
     /// The hub is suspended in the switch of a `Resume`/`Start` entry.
     hub_parked: BoolCell,
@@ -109,14 +110,14 @@ impl CallbackPass {
     /// Whether the pass may pop one more entry: some are left, and a long
     /// burst has not used up its time (checked every
     /// [`CALLBACK_CHECK_EVERY`] pops, as gevent checks its switch interval).
-    fn may_pop(&self) -> bool {
+    fn may_pop(&self, clock: &LoopClock) -> bool {
         if self.left.get() == 0 {
             return false;
         }
         let n = self.popped.get();
         !(n > 0
             && n % CALLBACK_CHECK_EVERY as u64 == 0
-            && monotonic_ns().saturating_sub(self.started_ns.get()) >= CALLBACK_BURST_NS)
+            && clock.now_ns().saturating_sub(self.started_ns.get()) >= CALLBACK_BURST_NS)
     }
 
     /// Counts one popped entry.
@@ -135,11 +136,11 @@ struct PassScope<'a> {
 }
 
 impl<'a> PassScope<'a> {
-    fn enter(pass: &'a CallbackPass, count: u64) -> Self {
+    fn enter(pass: &'a CallbackPass, count: u64, now_ns: u64) -> Self {
         let saved = (
             pass.left.replace(count),
             pass.popped.replace(0),
-            pass.started_ns.replace(monotonic_ns()),
+            pass.started_ns.replace(now_ns),
             pass.hub_parked.replace(false),
         );
         PassScope { pass, saved }
@@ -264,6 +265,9 @@ pub(crate) struct Loop {
     shared: Arc<Shared>,
     /// Referenced active watchers.
     activecnt: IsizeCell,
+    /// Where every reading of the time comes from (see `clock.rs`).
+    clock: LoopClock,
+    /// The loop's cached time (`now()`), from `clock` at each iteration.
     now_ns: U64Cell,
     iteration: U64Cell,
     /// Kernel polls so far. Each may take edge-triggered readiness out of the
@@ -468,8 +472,14 @@ impl Loop {
         self.activecnt.set(n.max(0));
     }
 
+    /// The clock every reading of the time goes through.
+    #[inline(always)]
+    pub(crate) fn clock(&self) -> &LoopClock {
+        &self.clock
+    }
+
     fn refresh_now(&self) -> u64 {
-        let now = monotonic_ns();
+        let now = self.clock.now_ns();
         self.now_ns.set(now);
         now
     }
@@ -527,13 +537,13 @@ impl Loop {
     fn run_callbacks(&self, py: Python<'_>) -> PyResult<bool> {
         let count = self.callbacks.borrow_mut().len();
         let pass = &self.pass;
-        let _scope = PassScope::enter(pass, count as u64);
+        let _scope = PassScope::enter(pass, count as u64, self.clock.now_ns());
         // Like gevent: a long burst of callbacks yields to the rest of the
         // loop (timers, I/O) after a switch interval; the remainder keeps
         // its place at the head of the queue. Greenlets resumed in this pass
         // may pop entries too (`yield_current`), so the pass is counted in
         // `self.pass`, not here.
-        while pass.may_pop() {
+        while pass.may_pop(&self.clock) {
             let next = self.callbacks.borrow_mut().pop_front();
             pass.note_pop();
             match next {
@@ -591,7 +601,7 @@ impl Loop {
     #[inline(never)]
     fn hand_off(&self, current: *mut pyo3::ffi::PyObject) -> Option<Py<PyAny>> {
         let pass = &self.pass;
-        if !pass.hub_parked.get() || !pass.may_pop() {
+        if !pass.hub_parked.get() || !pass.may_pop(&self.clock) {
             return None;
         }
         let mut q = self.callbacks.borrow_mut();
@@ -693,8 +703,10 @@ impl Loop {
             ready.append(&mut st.carry);
             (ready, st.last_poll_ns)
         })?;
-        let skip_kernel =
-            busy && !nowait && !once && monotonic_ns().saturating_sub(last_poll) < POLL_INTERVAL_NS;
+        let skip_kernel = busy
+            && !nowait
+            && !once
+            && self.clock.now_ns().saturating_sub(last_poll) < POLL_INTERVAL_NS;
         if !skip_kernel {
             let timeout = self.poll_timeout(nowait || busy)?;
             let polled = {
@@ -707,7 +719,7 @@ impl Loop {
                 // threads only `try_borrow` it (GC) or use `Shared`.
                 let polled = py.detach(move || poller.poll(timeout, buf));
                 self.kernel_polls.set(self.kernel_polls.get() + 1);
-                st.last_poll_ns = monotonic_ns();
+                st.last_poll_ns = self.clock.now_ns();
                 polled
             };
             if let Err(e) = polled {
@@ -755,7 +767,7 @@ impl Loop {
         let Some(deadline) = self.with_state(|st| st.wheel.next_deadline())? else {
             return Ok(None);
         };
-        let remaining = deadline.saturating_sub(monotonic_ns());
+        let remaining = deadline.saturating_sub(self.clock.now_ns());
         // epoll/kqueue timeouts are whole milliseconds (rounded up): a timer
         // due sooner than that is waited for with zero-timeout polls instead,
         // so it is not a millisecond late.

@@ -10,7 +10,6 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::{start, Watcher, WatcherCore};
-use crate::clock::monotonic_ns;
 use crate::poller::ALL;
 use crate::py::errors::delay_ns;
 use crate::py::fastpath::blocking_from_hub;
@@ -189,7 +188,7 @@ impl IoWatcher {
         let deadline_ns = match deadline {
             Some(secs) => {
                 let ns = delay_ns("deadline", secs)?;
-                if ns <= monotonic_ns() {
+                if ns <= this.core.loop_.get().clock().now_ns() {
                     return Err(timed_out(&current, timeout_args));
                 }
                 Some(ns)

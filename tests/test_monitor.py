@@ -63,26 +63,32 @@ def test_start_is_announced_and_idempotent(monitored):
     assert monitor.thread_ident not in (None, threading.get_ident())
 
 
-def test_a_greenlet_that_blocks_the_loop_is_reported_once(monitored):
+def test_a_greenlet_that_blocks_the_loop_is_reported_at_each_check(monitored):
+    # As in gevent: every check that finds no switch since the last one reports
+    # (here ~19 checks in the 1 s block; a busy machine may delay some).
     monitor = monitored(0.05)
     job = gw.spawn(blocking_greenlet_body)
     job.join()
     reports = blocked(monitored.seen)
-    assert len(reports) == 1, reports
+    assert len(reports) >= 2, reports
+    assert {event.greenlet for event in reports} == {job}
     event = reports[0]
-    assert event.greenlet is job
     assert event.blocking_time == 0.05 == monitor.max_blocking_time
     text = "\n".join(event.info)
     assert repr(job) in event.info[0]
     assert "in blocking_greenlet_body" in text  # the blocked stack
-    assert monitored.stream.getvalue() == text + "\n"  # and the same report printed
+    # and the same reports printed
+    assert monitored.stream.getvalue() == "".join("\n".join(e.info) + "\n" for e in reports)
+    # Once the greenlet switched, the reports stop.
+    gw.sleep(0.3)
+    assert len(blocked(monitored.seen)) == len(reports)
 
 
 def test_quiet_reports_go_to_the_event_only(monitored):
     monitor = monitored(0.05)
     monitor.print_blocking_reports = False
     gw.spawn(blocking_greenlet_body).join()
-    assert len(blocked(monitored.seen)) == 1
+    assert len(blocked(monitored.seen)) >= 1
     assert monitored.stream.getvalue() == ""
 
 
@@ -108,14 +114,18 @@ def test_monitoring_functions_are_called_with_the_hub(monitored):
     def check(hub):
         calls.append(hub)
 
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError):  # gevent's exception
         monitor.add_monitoring_function(42, 1)
     with pytest.raises(ValueError):
         monitor.add_monitoring_function(check, 0)
     monitor.add_monitoring_function(check, 0.01)
     # The thread's own checks come first, as in gevent.
     builtin = [(monitor.monitor_blocking, 0.05), (monitor.monitor_memory_usage, 5.0)]
-    assert monitor.monitoring_functions() == builtin + [(check, 0.01)]
+
+    def listed():
+        return [(entry.function, entry.period) for entry in monitor.monitoring_functions()]
+
+    assert listed() == builtin + [(check, 0.01)]
     assert monitor.monitoring_functions()[-1].function is check
     assert monitor.monitoring_functions()[-1].period == 0.01
     deadline = time.monotonic() + 20
@@ -123,7 +133,7 @@ def test_monitoring_functions_are_called_with_the_hub(monitored):
         gw.sleep(0.01)
     assert calls[:3] == [gw.get_hub()] * 3
     monitor.add_monitoring_function(check, None)
-    assert monitor.monitoring_functions() == builtin
+    assert listed() == builtin
 
 
 def test_a_failing_monitoring_function_is_printed_and_the_monitor_goes_on(monitored):
@@ -152,7 +162,8 @@ def test_trace_functions_removed_out_of_order_keep_the_others(monitored):
         gw.sleep(0)
     job = gw.spawn(blocking_greenlet_body)
     job.join()
-    assert [event.greenlet for event in blocked(monitored.seen)] == [job]
+    reports = blocked(monitored.seen)
+    assert reports and {event.greenlet for event in reports} == {job}
 
 
 def test_kill_stops_reporting_and_restores_the_trace_function(monitored):
@@ -203,7 +214,9 @@ def test_bad_arguments():
     assert hub.periodic_monitoring_thread is None
 
 
-def test_a_forked_child_gets_its_own_monitor(monitored):
+def test_a_forked_child_gets_its_own_monitor_thread(monitored):
+    # As in gevent, the child's hub keeps the same monitor object, which
+    # starts a thread of its own there (the parent's is not in the child).
     monitor = monitored(0.05)
     r, w = os.pipe()
     pid = gw.fork()
@@ -211,9 +224,12 @@ def test_a_forked_child_gets_its_own_monitor(monitored):
         try:
             os.close(r)
             child_monitor = gw.get_hub().periodic_monitoring_thread
-            restarted = child_monitor is not monitor and child_monitor.is_alive()
+            # (The new thread may get the old one's ident: that names a
+            # pthread, whose memory the child may reuse.)  Reports below
+            # show that it runs.
+            restarted = child_monitor is monitor and child_monitor.is_alive()
             gw.spawn(blocking_greenlet_body).join()
-            reports = len(blocked(monitored.seen))
+            reports = len(blocked(monitored.seen)) >= 1
             os.write(
                 w, ("%s %s %s" % (restarted, child_monitor.max_blocking_time, reports)).encode()
             )
@@ -225,7 +241,7 @@ def test_a_forked_child_gets_its_own_monitor(monitored):
 
     rpid, status = gos.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-    assert os.read(r, 100).decode() == "True 0.05 1"
+    assert os.read(r, 100).decode() == "True 0.05 True"
     os.close(r)
     assert monitor.is_alive()  # the parent's is untouched
     assert blocked(monitored.seen) == []
@@ -255,7 +271,8 @@ def run_script(**env):
 def test_the_environment_turns_monitoring_on_for_every_hub():
     done = run_script(GEVENT_MONITOR_THREAD_ENABLE="true", GEVENT_MAX_BLOCKING_TIME="0.05")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0.05", "2"]  # started + blocked
+    max_blocking_time, events_seen = done.stdout.split()
+    assert max_blocking_time == "0.05" and int(events_seen) >= 2  # started + blocked
     assert "appears to be blocked: it has run for more than 0.05 s without switching" in done.stderr
     assert "PeriodicMonitoringThread" in done.stderr
     assert "in stuck" in done.stderr
@@ -283,18 +300,24 @@ def test_the_monitor_starts_after_patch_all():
 
 
 def test_memory_events_on_crossing_the_threshold_both_ways(monitored):
+    # gevent's semantics: over the threshold, each reading higher than the
+    # last sends an event; back under it, one event with the peak.
     import psutil
 
     monitor = monitored(0.05)
-    usage = psutil.Process().memory_full_info().rss
-    config.max_memory_usage = usage // 2  # over it now
+    rss = psutil.Process().memory_full_info().rss
+    config.max_memory_usage = 1  # any process is over one byte
     try:
-        assert monitor.monitor_memory_usage(gw.get_hub()) >= usage // 2
-        assert monitor.monitor_memory_usage(gw.get_hub()) is not None  # reported once
-        config.max_memory_usage = usage * 4  # back under it
-        monitor.monitor_memory_usage(gw.get_hub())
+        first = monitor.monitor_memory_usage(gw.get_hub())
+        assert isinstance(first, events.MemoryUsageThresholdExceeded)
+        assert first.max_allowed == 1 and 1 < first.mem_usage <= rss * 2
+        config.max_memory_usage = rss * 4  # back under it
+        under = monitor.monitor_memory_usage(gw.get_hub())
+        assert isinstance(under, events.MemoryUsageUnderThreshold)
+        assert under.max_allowed == rss * 4 and under.max_memory_usage >= first.mem_usage
+        assert monitor.monitor_memory_usage(gw.get_hub()) is None  # still under: nothing
         config.max_memory_usage = None
-        assert monitor.monitor_memory_usage(gw.get_hub()) is None  # no threshold: no check
+        assert monitor.monitor_memory_usage(gw.get_hub()) == -1  # no threshold: no check
     finally:
         config._values.pop("max_memory_usage", None)  # back to the environment's (unset)
     memory = [
@@ -302,13 +325,7 @@ def test_memory_events_on_crossing_the_threshold_both_ways(monitored):
         for e in monitored.seen
         if isinstance(e, (events.MemoryUsageThresholdExceeded, events.MemoryUsageUnderThreshold))
     ]
-    assert [type(e) for e in memory] == [
-        events.MemoryUsageThresholdExceeded,
-        events.MemoryUsageUnderThreshold,
-    ]
-    exceeded, under = memory
-    assert exceeded.max_allowed == usage // 2 and exceeded.mem_usage > exceeded.max_allowed
-    assert under.max_allowed == usage * 4 and under.max_memory_usage >= exceeded.mem_usage
+    assert memory == [first, under]  # what was returned was notified
 
 
 def test_a_new_monitoring_function_runs_at_the_next_wake_up(monitored):
@@ -337,8 +354,8 @@ def test_a_forked_child_gets_its_own_monitor_after_patch_all():
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    child_monitor = hub.periodic_monitoring_thread\n"
-        "    ok = child_monitor is not None and child_monitor is not parent_monitor\n"
-        "    os._exit(0 if ok and child_monitor.should_run else 3)\n"
+        "    ok = child_monitor is parent_monitor and child_monitor.is_alive()\n"
+        "    os._exit(0 if ok else 3)\n"
         "_, status = os.waitpid(pid, 0)\n"
         "print(os.WEXITSTATUS(status), parent_monitor.should_run)\n"
     )

@@ -17,7 +17,7 @@ import traceback
 from greenlet import getcurrent
 from greenlet import greenlet as _RawGreenlet
 
-from . import _trace
+from ._tracer import GreenletTracer
 
 __all__ = [
     "GreenletTree",
@@ -304,6 +304,27 @@ def clear_stack_frames(frame):
         frame = frame.f_back
 
 
+class _BodyTracer(GreenletTracer):
+    # assert_switches' tracer: besides the switch count, whether the body
+    # switched (into the hub, with hub_only) and its longest stretch without.
+
+    def __init__(self, hub, hub_only):
+        self.hub = hub
+        self.hub_only = hub_only
+        self.switched = False
+        self.last_switch = time.perf_counter()
+        self.max_blocked = 0.0
+        GreenletTracer.__init__(self)
+
+    def _trace(self, event, args):
+        GreenletTracer._trace(self, event, args)
+        if event in ("switch", "throw") and (not self.hub_only or args[1] is self.hub):
+            now = time.perf_counter()
+            self.max_blocked = max(self.max_blocked, now - self.last_switch)
+            self.last_switch = now
+            self.switched = True
+
+
 class assert_switches:
     """assert_switches(max_blocking_time=None, hub_only=False): a context
     manager that fails (:exc:`AssertionError`) when its body does not yield.
@@ -314,45 +335,36 @@ class assert_switches:
     switches into the hub, with *hub_only*) lasted longer than that many
     seconds; with *hub_only* it must also have switched into the hub at
     least once.  An exception raised by the body is never replaced.
+
+    While the body runs, :attr:`tracer` is the greenlet trace function
+    watching it (a :class:`greenwheel._tracer.GreenletTracer`, chained with
+    any other, so blocks nest).
     """
+
+    tracer = None
 
     def __init__(self, max_blocking_time=None, hub_only=False):
         self.max_blocking_time = max_blocking_time
         self.hub_only = hub_only
-        self._dispatcher = self._tracer = None
-        self._switched = False
-        self._last = 0.0
         self.max_blocked = 0.0
-        self._hub = None
-
-    def _trace(self, event, args):
-        if event in ("switch", "throw"):
-            target = args[1]
-            hub_only = self.hub_only
-            if not hub_only or target is self._hub:
-                now = time.perf_counter()
-                self.max_blocked = max(self.max_blocked, now - self._last)
-                self._last = now
-                self._switched = True
 
     def __enter__(self):
         from ._hub import get_hub
 
-        self._hub = get_hub()
-        self._switched = False
         self.max_blocked = 0.0
-        self._last = time.perf_counter()
-        self._tracer = self._trace  # one bound method: remove() matches by identity
-        self._dispatcher = _trace.add(self._tracer)
+        self.tracer = _BodyTracer(get_hub(), self.hub_only)
+        # The greenlet running the body is the one watched.
+        self.tracer.monitor_current_greenlet_blocking()
         return self
 
     def __exit__(self, t, v, tb):
-        _trace.remove(self._dispatcher, self._tracer)
-        self._dispatcher = self._tracer = None
-        self._hub = None
+        tracer = self.tracer
+        self.tracer = None
+        tracer.kill()
+        tracer.hub = None
         if t is not None:
             return None
-        self.max_blocked = max(self.max_blocked, time.perf_counter() - self._last)
+        self.max_blocked = max(tracer.max_blocked, time.perf_counter() - tracer.last_switch)
         limit = self.max_blocking_time
         # The headline is gevent's ("To the hub in 0.1000 seconds (max allowed
         # 0.0010 seconds)"): tools that read these reports look for it.
@@ -364,7 +376,7 @@ class assert_switches:
             headline += " (max allowed %.4f seconds)" % (limit,)
         if limit is None or self.hub_only:
             # hub_only asks for a visit to the hub, however quick the body (as in gevent).
-            if not self._switched:
+            if not tracer.switched:
                 where = "the hub" if self.hub_only else "another greenlet"
                 raise _FailedToSwitch("%s: the body did not switch to %s" % (headline, where))
         if limit is not None and self.max_blocked > limit:

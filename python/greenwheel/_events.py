@@ -192,7 +192,7 @@ class _MemoryEvent:
 
 @implementer(IMemoryUsageThresholdExceeded)
 class MemoryUsageThresholdExceeded(_MemoryEvent):
-    """Memory use went over the threshold (sent once per excursion)."""
+    """Memory use went over the threshold (sent again at each higher reading, as in gevent)."""
 
 
 @implementer(IMemoryUsageUnderThreshold)

@@ -452,6 +452,8 @@ class Hub(_RawGreenlet):
             from ._monitor import PeriodicMonitoringThread
 
             monitor = PeriodicMonitoringThread(self, max_blocking_time)
+            if monitor.can_monitor_memory_usage():  # psutil is installed
+                monitor.install_monitor_memory_usage()
             self.periodic_monitoring_thread = monitor
         return monitor
 
@@ -875,13 +877,9 @@ def reinit(hub=None):
         return
     hub.loop.reinit()
     monitor = hub.periodic_monitoring_thread
-    if monitor is not None and not monitor.is_alive() and monitor.hub is hub:
-        # After fork() the monitoring thread is gone: start the child's own.
-        hub.periodic_monitoring_thread = None
-        monitor.kill()
-        # The real ident: after patch_all() threading.get_ident names greenlets.
-        if hub.thread_ident == _get_ident():
-            hub.start_periodic_monitoring_thread(monitor.max_blocking_time)
+    if monitor is not None:
+        # After fork() the monitoring thread is gone: the monitor starts the child's own.
+        monitor._on_fork()
 
 
 def _reinit_after_fork():

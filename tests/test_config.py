@@ -1,5 +1,6 @@
 """greenwheel.config: gevent's settings object, for what applies; typos are errors."""
 
+import os
 import threading
 import warnings
 
@@ -147,3 +148,39 @@ def test_monitor_thread_setting_starts_a_monitor_for_new_hubs():
     thread.start()
     thread.join(30)
     assert out == {"monitor": True, "max": 0.3}
+
+
+def test_resolver_setting_takes_short_names_dotted_paths_and_lists(monkeypatch):
+    from greenwheel import _config
+    from greenwheel.resolver import blocking, thread
+
+    monkeypatch.delenv("GEVENT_RESOLVER", raising=False)
+    monkeypatch.delenv("GREENWHEEL_RESOLVER", raising=False)
+    assert _config.Resolver().get() is thread.Resolver
+    setting = _config.Resolver()
+    setting.set("greenwheel.resolver.blocking.Resolver")
+    assert setting.get() is blocking.Resolver
+    # gevent's comma list from the environment: the first that imports wins.
+    monkeypatch.setenv("GEVENT_RESOLVER", "nosuch,also.not.there,block,thread")
+    setting = _config.Resolver()
+    assert setting.get() is blocking.Resolver
+    monkeypatch.setenv("GEVENT_RESOLVER", "thread")
+    assert setting.get() is blocking.Resolver  # read once, as in gevent
+    assert _config.Resolver().get() is thread.Resolver
+
+
+def test_importable_setting_errors_are_clear():
+    from greenwheel import _config
+
+    setting = _config.ImportableSetting()
+    with pytest.raises(ImportError, match="Cannot import from empty list"):
+        setting._import_one_of([])
+    with pytest.raises(ImportError, match="Cannot import 'some/dir/pkg.mod'"):
+        setting._import_one("some/dir/pkg.mod")
+    with pytest.raises(ImportError, match="Cannot import 'nothing' from 'os'"):
+        setting._import_one("os.nothing")
+    assert setting._import_one("os.path.join") is os.path.join
+    options = _config.Resolver().get_options()
+    assert set(options) == {"thread", "block", "dnspython"}
+    with pytest.raises(ValueError, match="not a valid value"):
+        _config.validate_invalid(1)

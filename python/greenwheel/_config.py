@@ -16,6 +16,7 @@ Ground rules:
 - Any other name is an ``AttributeError``: a typo must not pass silently.
 """
 
+import importlib
 import os
 import warnings
 
@@ -50,11 +51,132 @@ def _positive_seconds(value):
     return seconds
 
 
+def validate_invalid(value):
+    """The parser of a setting that takes no value: any value is an error (gevent's name)."""
+    raise ValueError("not a valid value: %r" % (value,))
+
+
+class ImportableSetting:
+    """A setting whose value names an object to import (gevent's ``ImportableSetting``).
+
+    The value is the object itself, or text: a short name from
+    :attr:`shortname_map`, or a dotted path ``package.module.name``; several
+    may be given (a list, or comma-separated text), the first that imports
+    wins.  A path with ``/`` (a file system location) is refused.
+    """
+
+    #: Short names and the dotted paths they stand for.
+    shortname_map = {}
+
+    def _import_one_of(self, candidates):
+        if not candidates:
+            raise ImportError("Cannot import from empty list")
+        for candidate in candidates[:-1]:
+            try:
+                return self._import_one(candidate)
+            except ImportError:
+                pass
+        return self._import_one(candidates[-1])
+
+    def _import_one(self, path):
+        if not isinstance(path, str):
+            return path  # the object itself
+        path = self.shortname_map.get(path.strip().lower(), path.strip())
+        if "." not in path or "/" in path:
+            raise ImportError(
+                "Cannot import %r: give package.module.name, or one of %s"
+                % (path, ", ".join(sorted(self.shortname_map)) or "no short names")
+            )
+        module_name, name = path.rsplit(".", 1)
+        module = importlib.import_module(module_name)
+        try:
+            return getattr(module, name)
+        except AttributeError:
+            raise ImportError("Cannot import %r from %r" % (name, module_name)) from None
+
+    @staticmethod
+    def _convert(value):
+        # Text is a comma-separated list, as in the environment.
+        if isinstance(value, str):
+            return [part for part in value.split(",") if part.strip()]
+        return value
+
+    def validate(self, value):
+        if isinstance(value, type):
+            return value
+        if not isinstance(value, (list, tuple)):
+            return self._import_one(value)
+        return self._import_one_of(list(value))
+
+    def get_options(self):
+        """Each short name with what it imports (or the ImportError it raises)."""
+        options = {}
+        for name, path in self.shortname_map.items():
+            try:
+                options[name] = self._import_one(path)
+            except ImportError as ex:
+                options[name] = ex
+        return options
+
+
+class Resolver(ImportableSetting):
+    """The ``resolver`` setting: the class of the hubs' resolvers.
+
+    ``get()`` reads the environment (``GREENWHEEL_RESOLVER``, then
+    ``GEVENT_RESOLVER``) once, unless ``set()`` came first.  A name
+    greenwheel does not have ('ares', say), or one whose module cannot be
+    imported (dnspython missing), gives the thread resolver with a
+    ``RuntimeWarning`` rather than an error, so start-up code written for
+    gevent keeps working.
+    """
+
+    name = "resolver"
+    environment_key = "GEVENT_RESOLVER"
+    default = "thread"
+    shortname_map = {
+        "thread": "greenwheel.resolver.thread.Resolver",
+        "block": "greenwheel.resolver.blocking.Resolver",
+        "dnspython": "greenwheel.resolver.dnspython.Resolver",
+    }
+
+    def get(self):
+        if "value" not in self.__dict__:
+            raw = os.environ.get("GREENWHEEL_" + self.environment_key[len("GEVENT_") :])
+            if raw is None:
+                raw = os.environ.get(self.environment_key, self.default)
+            self.value = self.validate(self._convert(raw))
+        return self.value
+
+    def set(self, value):
+        self.value = self.validate(self._convert(value))
+
+    def validate(self, value):
+        try:
+            return ImportableSetting.validate(self, value)
+        except ImportError as ex:
+            from ._resolver import ThreadResolver
+
+            names = value if isinstance(value, (list, tuple)) else [value]
+            known = [n for n in names if isinstance(n, str) and "." in self._expand(n)]
+            if known:
+                # A real module failed to import: say why.
+                message = "%s: using 'thread'" % (ex,)
+            else:
+                message = (
+                    "greenwheel has no resolver %r (it has 'thread', 'block' and 'dnspython'): "
+                    "using 'thread'" % (",".join(str(n) for n in names),)
+                )
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            return ThreadResolver
+
+    def _expand(self, name):
+        return self.shortname_map.get(name.strip().lower(), name.strip())
+
+
 def _resolver_class(value):
     # As in gevent, reading the setting gives the class ('thread' -> the class).
-    from ._resolver import resolver_class
-
-    return resolver_class(value)
+    setting = Resolver()
+    return setting.validate(setting._convert(value))
 
 
 def _nameservers(value):

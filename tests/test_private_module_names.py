@@ -1,7 +1,7 @@
 """gevent's private module names that applications import, and what they do here.
 
-``gevent._waiter``, ``_ident``, ``_imap``, ``_socketcommon``, ``_threading``,
-``_tracer`` and ``resolver._addresses`` are private in gevent, yet code
+``gevent._waiter``, ``_ident``, ``_imap``, ``_socketcommon``, ``_socket3``,
+``_threading``, ``_tracer`` and ``resolver._addresses`` are private in gevent, yet code
 written against gevent imports them (a ``Waiter`` for a callback bridge, the
 tracer for a home-made blocking detector...).  greenwheel's are the real
 implementation under those names: each test drives one as such code would.
@@ -17,7 +17,7 @@ import pytest
 import greenwheel as gw
 import greenwheel.pool
 import greenwheel.socket
-from greenwheel import _ident, _imap, _socketcommon, _threading, _tracer, _waiter
+from greenwheel import _ident, _imap, _socket3, _socketcommon, _threading, _tracer, _waiter
 from greenwheel.resolver import _addresses
 
 
@@ -160,3 +160,22 @@ def test_max_switch_tracer_measures_the_longest_stretch():
     finally:
         tracer.kill()
     assert greenlet.gettrace() is None
+
+
+def test_socket3_is_the_cooperative_socket_module():
+    server = _socket3.socket()
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        # accept() in a greenlet, the connection from this one: they overlap.
+        accepted = gw.spawn(server.accept)
+        client = _socket3.create_connection(server.getsockname(), timeout=5)
+        conn, _ = accepted.get(timeout=5)
+        client.sendall(b"ping")
+        assert conn.recv(4) == b"ping"
+        assert isinstance(conn, greenwheel.socket.socket)
+        conn.close()
+        client.close()
+    finally:
+        server.close()
+    assert set(_socket3.__all__) == set(greenwheel.socket.__all__)

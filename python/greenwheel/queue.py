@@ -6,7 +6,9 @@ a rendezvous.  :class:`Empty` and :class:`Full` are the standard library's
 :class:`queue.Empty` and :class:`queue.Full`.
 """
 
-from ._queue import (
+import queue as __queue__
+
+from ._queue import (  # noqa: F401 - re-exported (__all__ is computed below)
     Channel,
     Empty,
     Full,
@@ -19,15 +21,16 @@ from ._queue import (
     UnboundQueue,
 )
 
-__all__ = [
-    "Channel",
-    "Empty",
-    "Full",
-    "JoinableQueue",
-    "LifoQueue",
-    "PriorityQueue",
-    "Queue",
-    "ShutDown",
-    "SimpleQueue",
-    "UnboundQueue",
-]
+#: greenwheel's classes in place of the standard library's.
+__implements__ = ["Queue", "PriorityQueue", "LifoQueue", "SimpleQueue"]
+#: What the standard module does not have.
+__extensions__ = ["JoinableQueue", "Channel", "UnboundQueue"]
+#: The standard library's own objects.
+__imports__ = ["Empty", "Full"]
+# queue.ShutDown is new in 3.13; before that it is greenwheel's own.
+if getattr(__queue__, "ShutDown", None) is ShutDown:
+    __imports__.append("ShutDown")
+else:
+    __extensions__.append("ShutDown")
+
+__all__ = __implements__ + __extensions__ + __imports__

@@ -179,3 +179,23 @@ def test_socket3_is_the_cooperative_socket_module():
     finally:
         server.close()
     assert set(_socket3.__all__) == set(greenwheel.socket.__all__)
+
+
+@pytest.mark.parametrize("name", ["queue", "subprocess", "contextvars"])
+def test_all_is_what_the_module_implements_imports_and_adds(name):
+    # gevent's declaration of a module that stands in for a standard one:
+    # its own objects, the standard library's (the very same objects), and
+    # names the standard module does not have.
+    import importlib
+
+    ours = importlib.import_module("greenwheel." + name)
+    std = importlib.import_module(name)
+    parts = [getattr(ours, attr, []) or [] for attr in ("__implements__", "__imports__")]
+    extensions = getattr(ours, "__extensions__", [])
+    assert sorted(parts[0] + parts[1] + extensions) == sorted(ours.__all__)
+    for imported in parts[1]:
+        assert getattr(ours, imported) is getattr(std, imported), imported
+    for implemented in parts[0]:
+        assert getattr(ours, implemented) is not getattr(std, implemented, None), implemented
+    for extension in extensions:
+        assert not hasattr(std, extension), extension

@@ -1,15 +1,17 @@
 """gevent's private module names that applications import, and what they do here.
 
 ``gevent._waiter``, ``_ident``, ``_imap``, ``_socketcommon``, ``_socket3``,
-``_threading``, ``_tracer`` and ``resolver._addresses`` are private in gevent, yet code
+``_tblib``, ``_threading``, ``_tracer`` and ``resolver._addresses`` are private in gevent, yet code
 written against gevent imports them (a ``Waiter`` for a callback bridge, the
 tracer for a home-made blocking detector...).  greenwheel's are the real
 implementation under those names: each test drives one as such code would.
 """
 
 import gc
+import pickle
 import threading
 import time
+import traceback
 
 import greenlet
 import pytest
@@ -17,7 +19,16 @@ import pytest
 import greenwheel as gw
 import greenwheel.pool
 import greenwheel.socket
-from greenwheel import _ident, _imap, _socket3, _socketcommon, _threading, _tracer, _waiter
+from greenwheel import (
+    _ident,
+    _imap,
+    _socket3,
+    _socketcommon,
+    _tblib,
+    _threading,
+    _tracer,
+    _waiter,
+)
 from greenwheel.resolver import _addresses
 
 
@@ -199,3 +210,34 @@ def test_all_is_what_the_module_implements_imports_and_adds(name):
         assert getattr(ours, implemented) is not getattr(std, implemented, None), implemented
     for extension in extensions:
         assert not hasattr(std, extension), extension
+
+
+def _fails_two_levels_down():
+    def inner():
+        raise KeyError("deep")
+
+    inner()
+
+
+def test_tblib_tracebacks_survive_pickling():
+    try:
+        _fails_two_levels_down()
+    except KeyError as ex:
+        original = traceback.extract_tb(ex.__traceback__)
+        copy = pickle.loads(pickle.dumps(_tblib.Traceback(ex.__traceback__)))
+        data = _tblib.dump_traceback(ex.__traceback__)
+    where = [(f.filename, f.lineno, f.name) for f in original]
+    assert [f[2] for f in where][-2:] == ["_fails_two_levels_down", "inner"]
+    rebuilt = copy.as_traceback()
+    assert [(f.filename, f.lineno, f.name) for f in traceback.extract_tb(rebuilt)] == where
+    # A real traceback: an exception can be raised with it.
+    with pytest.raises(KeyError) as info:
+        raise KeyError("again").with_traceback(_tblib.load_traceback(data))
+    names = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert names[-2:] == ["_fails_two_levels_down", "inner"]
+    # From a formatted traceback's text, too.
+    text = "".join(traceback.format_list(original))
+    parsed = _tblib.Traceback.from_string("Traceback (most recent call last):\n" + text)
+    assert parsed.as_traceback().tb_next is not None
+    with pytest.raises(_tblib.TracebackParseError):
+        _tblib.Traceback.from_string("no traceback here")

@@ -96,7 +96,7 @@ def test_print_run_info_writes_to_the_file():
     assert "in test_print_run_info_writes_to_the_file" in text
 
 
-def test_greenlet_tree_follows_parents():
+def test_greenlet_tree_follows_spawners():
     event = Event()
     job = gw.spawn(parked_in_util_test, event)
     gw.sleep(0)
@@ -118,7 +118,11 @@ def test_greenlet_tree_follows_parents():
 
         hub_tree = find(mine, gw.get_hub())
         assert hub_tree is not None and not hub_tree.root
-        assert find(hub_tree, job) is not None
+        # As in gevent, a greenlet hangs below the one that spawned it (here
+        # this test's), not below its parent (the hub).
+        assert job.parent is gw.get_hub()
+        assert job in [child.greenlet for child in mine.child_trees]
+        assert find(hub_tree, job) is None
         lines = mine.format_lines()
         assert lines[0] == repr(mine.greenlet)
         assert any(line.endswith("+--- " + repr(job)) for line in lines)
@@ -264,3 +268,92 @@ def test_print_run_info_called_straight_from_the_loop():
     gw.sleep(0)
     gw.sleep(0)
     assert "Greenlet" in out.getvalue() or "greenlet" in out.getvalue()
+
+
+def test_greenlet_tree_text_is_gevents_layout():
+    # A spawn tree drawn as gevent draws it: raw greenlets (the hub) first,
+    # labels with how each greenlet ended, ':' beside the details of the top
+    # level's non-last children, '|' beside their subtrees, the spawn tree
+    # locals where they are set, and the greenlet locals that hold values.
+    import re
+
+    from greenwheel import local
+
+    class Box(local.local):
+        def __init__(self, size):
+            self.size = size
+
+    def fails():
+        raise ValueError("no")
+
+    def spawns_one():
+        Box(16)  # this greenlet's own, gone with it
+        child = gw.spawn(fails)
+        child.name = "Child"
+        str(child)  # as gevent's test does: the label keeps the function's name
+        child.join()
+        return child
+
+    out = {}
+
+    def in_thread():
+        # A thread of its own: its tree holds only this test's greenlets.
+        box = Box(7)
+        assert box.size == 7
+        hub = gw.get_hub()
+        hub.print_exception = lambda *args: None  # the expected ValueErrors
+        try:
+            first = gw.spawn(spawns_one)
+            first.name = "First"
+            str(first)
+            first.join()
+            second = gw.spawn(fails)
+            second.name = "Second"
+            str(second)
+            second.spawn_tree_locals["key"] = "value"
+            second.join()
+            out["text"] = util.GreenletTree.current_tree().format({"running_stacks": False})
+        finally:
+            hub.destroy(destroy_loop=True)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(30)
+    text = out["text"]
+    text = re.sub(r"<Hub [^>]*>", "<HUB>", text)
+    text = re.sub(r"<greenlet\.greenlet object at [^>]*>", "<MAIN>", text)
+    text = re.sub(r"0x[0-9a-f]+", "X", text)
+    mine = text.split("\n +--- <HUB>")[0]
+    assert mine.splitlines()[:2] == ["<MAIN>", " :    Parent: None"]
+    assert " :    Greenlet Locals:" in mine and " :        {'size': 7}" in mine
+    assert "{'size': 16}" not in text  # a local of a greenlet that is gone
+    tail = text[text.index(" +--- <HUB>") :].splitlines()
+    assert tail == [
+        " +--- <HUB>",
+        " :          Parent: <MAIN>",
+        ' +--- <Greenlet "First" at X: spawns_one>; finished with value <Greenlet "Child" at X',
+        " :          Parent: <HUB>",
+        " |    +--- <Greenlet \"Child\" at X: fails>; finished with exception ValueError('no')",
+        " :                Parent: <HUB>",
+        " +--- <Greenlet \"Second\" at X: fails>; finished with exception ValueError('no')",
+        "            Parent: <HUB>",
+        "            Spawn Tree Locals",
+        "            {'key': 'value'}",
+    ], "\n".join(tail)
+
+
+def test_greenlet_tree_roots_and_ignored_greenlets():
+    # gevent's markers: greenlet_tree_is_root makes a greenlet its thread's
+    # root; greenlet_tree_is_ignored leaves one out.
+    def outer():
+        inner = greenlet.greenlet(util.GreenletTree.current_tree)
+        inner.parent.greenlet_tree_is_ignored = True
+        inner.greenlet_tree_is_root = True
+        return inner.switch()
+
+    tree = greenlet.greenlet(outer).switch()
+    text = tree.format({"running_stacks": False})
+    lines = text.splitlines()
+    assert lines[0].endswith("; not running")  # it returned: finished, and raw
+    assert lines[1].startswith(" :    Parent: <greenlet.greenlet object at")
+    assert len(lines) == 2 and str(tree) == lines[0]

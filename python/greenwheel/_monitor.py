@@ -283,6 +283,17 @@ class PeriodicMonitoringThread:
         from ._util import GreenletTree
 
         thread_ident = hub.thread_ident
+        # The tree first: drawing it names the greenlets (Greenlet-N), and the
+        # header below should show the same names.
+        tree_lines = []
+        root = hub
+        while getattr(root, "parent", None) is not None:
+            root = root.parent
+        for tree in GreenletTree.forest():
+            if tree.greenlet is root:
+                tree_lines.append("The greenlets of that thread:")
+                tree_lines.extend(tree.format_lines({"running_stacks": True}))
+        del root
         lines = [
             "=== greenwheel: %r appears to be blocked: it has run for more than %s s without"
             " switching, blocking %r (reported by the PeriodicMonitoringThread 0x%x) ==="
@@ -296,15 +307,7 @@ class PeriodicMonitoringThread:
             for entry in traceback.format_stack(frame):
                 lines.extend("  " + line for line in entry.rstrip("\n").split("\n"))
         del frame
-        root = hub
-        while getattr(root, "parent", None) is not None:
-            root = root.parent
-        for tree in GreenletTree.forest():
-            if tree.greenlet is root:
-                lines.append("The greenlets of that thread:")
-                lines.extend(tree.format_lines({"running_stacks": True}))
-        del root
-        return lines
+        return lines + tree_lines
 
     # -- memory -------------------------------------------------------------------------------
 

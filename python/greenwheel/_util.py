@@ -4,11 +4,12 @@ Everything here is for people looking at a live process (a signal handler
 that dumps the state of a stuck server, a test that checks a block of code
 yields).  Output formats are meant for humans and carry no guarantee, as in
 gevent.  What greenwheel does not record is not invented: greenlets keep no
-spawning stack or spawn-tree locals (recording them costs every spawn), so
-the trees show the greenlet parent chain and running stacks only.
+spawning stack (recording it would cost every spawn), so the trees show no
+"Spawned at" stacks.
 """
 
 import gc
+import pprint
 import sys
 import threading
 import time
@@ -107,12 +108,6 @@ class wrap_errors:
         return getattr(self.__func, name)
 
 
-def _root_of(glet):
-    while glet.parent is not None:
-        glet = glet.parent
-    return glet
-
-
 def _format_stack(frame, limit, indent):
     lines = []
     for entry in traceback.format_stack(frame, limit):
@@ -121,15 +116,27 @@ def _format_stack(frame, limit, indent):
 
 
 class GreenletTree:
-    """One greenlet and the greenlets it is the parent of, recursively.
+    """One greenlet and the greenlets below it, recursively (gevent's layout).
 
-    :meth:`forest` gives one tree per native thread (its root is the
-    thread's main greenlet); :meth:`current_tree` the calling thread's.
+    As in gevent, the tree follows who *spawned* whom
+    (``spawning_greenlet``, recorded while ``config.track_greenlet_tree`` is
+    on); a greenlet whose spawner is gone, or a raw greenlet, hangs from its
+    thread's root greenlet.  The root is the thread's main greenlet, or the
+    first greenlet up the parent chain that has a true
+    ``greenlet_tree_is_root`` attribute; greenlets with a true
+    ``greenlet_tree_is_ignored`` attribute are left out.
+
+    :meth:`forest` gives one tree per native thread (the caller's first);
+    :meth:`current_tree` the calling thread's.  The text of
+    :meth:`format_lines` is gevent's: a label per greenlet (with
+    ``; finished with value ...``, ``; finished with exception ...`` or
+    ``; not running``), then its details -- parent, running stack, spawn
+    tree locals, greenlet locals -- and its children drawn below it.
     """
 
     #: Which details :meth:`format_lines` renders when *details* is true.
-    #: ``spawning_stacks`` and ``locals`` are accepted for gevent's sake;
-    #: greenwheel does not record either, so they add nothing.
+    #: ``spawning_stacks`` is accepted for gevent's sake: greenwheel does not
+    #: record spawning stacks (it would cost every spawn).
     DEFAULT_DETAILS = {
         "running_stacks": True,
         "running_stack_limit": None,
@@ -140,9 +147,16 @@ class GreenletTree:
     def __init__(self, greenlet):
         self.greenlet = greenlet
         self.child_trees = []
+        self._current = False
+
+    def __getattr__(self, name):
+        # gevent's trees answer for their greenlet (tree.minimal_ident...).
+        if name.startswith("__") or name in ("greenlet", "child_trees", "_current"):
+            raise AttributeError(name)
+        return getattr(self.greenlet, name)
 
     def add_child(self, tree):
-        """Add *tree* below this one (a greenlet whose parent is ours)."""
+        """Add *tree* below this one."""
         if tree is self:
             return
         self.child_trees.append(tree)
@@ -153,46 +167,64 @@ class GreenletTree:
         return self.greenlet.parent is None
 
     def is_current_tree(self):
-        """True if this tree belongs to the calling thread."""
-        return self.greenlet is _root_of(getcurrent())
+        """True if this tree is the calling thread's (as made by :meth:`forest`)."""
+        return self._current
+
+    @staticmethod
+    def _root_greenlet(glet):
+        while glet.parent is not None and not getattr(glet, "greenlet_tree_is_root", False):
+            glet = glet.parent
+        return glet
+
+    @staticmethod
+    def _spawner(glet):
+        ref = getattr(glet, "spawning_greenlet", None)
+        return ref() if ref is not None else None
+
+    @classmethod
+    def _forest(cls):
+        # {root greenlet: tree}, in order, the caller's first.
+        mine = cls._root_greenlet(getcurrent())
+        trees = {id(mine): cls(mine)}
+        trees[id(mine)]._current = True
+        roots = {id(mine): trees[id(mine)]}
+        # type(), not isinstance(): isinstance() also asks the object for its
+        # __class__, and a greenlet-local object answers that by setting itself
+        # up for the asking greenlet (running its __init__ there).
+        glets = [
+            obj
+            for obj in gc.get_objects()
+            if issubclass(type(obj), _RawGreenlet)
+            and not getattr(obj, "greenlet_tree_is_ignored", False)
+        ]
+        for glet in glets:
+            above = cls._spawner(glet)
+            if above is None:  # a raw greenlet, or its spawner is gone
+                above = cls._root_greenlet(glet)
+            if above is cls._root_greenlet(above) and id(above) not in roots:
+                roots[id(above)] = trees[id(above)] = cls(above)
+            parent_tree = trees.get(id(above))
+            if parent_tree is None:
+                parent_tree = trees[id(above)] = cls(above)
+            tree = trees.get(id(glet))
+            if tree is None:
+                tree = trees[id(glet)] = cls(glet)
+            parent_tree.add_child(tree)
+        return roots, trees[id(mine)]
 
     @classmethod
     def forest(cls):
         """One tree per native thread that has greenlets, the caller's first."""
-        trees = {}
-        for obj in gc.get_objects():
-            if isinstance(obj, _RawGreenlet):
-                trees[id(obj)] = cls(obj)
-        current = getcurrent()
-        trees.setdefault(id(current), cls(current))
-        roots = []
-        for tree in trees.values():
-            parent = tree.greenlet.parent
-            if parent is None:
-                roots.append(tree)
-                continue
-            parent_tree = trees.get(id(parent))
-            if parent_tree is None:
-                # A parent gc does not track (it found the child first):
-                # give it a node so the child is not lost.
-                parent_tree = trees[id(parent)] = cls(parent)
-                if parent.parent is None:
-                    roots.append(parent_tree)
-            parent_tree.add_child(tree)
-        mine = _root_of(current)
-        roots.sort(key=lambda tree: tree.greenlet is not mine)
-        return roots
+        return list(cls._forest()[0].values())
 
     @classmethod
     def current_tree(cls):
         """The calling thread's tree."""
-        for tree in cls.forest():
-            if tree.is_current_tree():
-                return tree
-        return cls(_root_of(getcurrent()))  # pragma: no cover - forest always has it
+        return cls._forest()[1]
 
     def format_lines(self, details=True):
-        """The tree as text lines: a line per greenlet, with its details."""
+        """The tree as text lines; *details* true (or a dict updating
+        :attr:`DEFAULT_DETAILS`) adds each greenlet's details."""
         return self._lines(details, sys._getframe(1))
 
     def format(self, details=True):
@@ -205,32 +237,91 @@ class GreenletTree:
     def _lines(self, details, caller):
         # *caller* stands in for the running greenlet's stack: gr_frame is
         # None while a greenlet runs, and our own frames are no use.
-        if details is True:
-            details = self.DEFAULT_DETAILS
-        elif not details:
-            details = {}
-        else:
+        if isinstance(details, dict):
             details = dict(self.DEFAULT_DETAILS, **details)
-        lines = []
-        self._render(lines, "", "", details, caller)
-        return lines
+        elif details:
+            details = dict(self.DEFAULT_DETAILS)
+        else:
+            details = {}
+        return [text for _kind, text in self._render(0, details, caller)]
 
-    def _render(self, lines, first, rest, details, caller):
+    def _label(self):
         glet = self.greenlet
-        lines.append(first + repr(glet))
-        pad = rest + (" :  " if self.child_trees else "    ")
+        label = repr(glet)
+        if not glet:  # not started, or finished
+            ready = getattr(glet, "ready", None)
+            if ready is not None and ready():
+                label += "; finished"
+                if glet.value is not None:
+                    label += " with value " + repr(glet.value)[:30]
+                elif getattr(glet, "exception", None) is not None:
+                    label += " with exception " + repr(glet.exception)
+            else:
+                label += "; not running"
+        return label
+
+    def _details(self, details, caller):
+        # This greenlet's detail lines (unindented).
+        glet = self.greenlet
+        out = ["Parent: " + repr(glet.parent)]
+        if glet and details.get("running_stacks"):
+            frame = caller if glet is getcurrent() else glet.gr_frame
+            if frame is not None:
+                out.append("Running:")
+                out.extend(_stack_lines(frame, details.get("running_stack_limit")))
+        spawner = self._spawner(glet)
+        tree_locals = getattr(glet, "spawn_tree_locals", None)
+        if tree_locals and tree_locals is not getattr(spawner, "spawn_tree_locals", None):
+            out.append("Spawn Tree Locals")
+            out.extend(pprint.pformat(tree_locals).splitlines())
+        if details.get("locals", True):
+            from ._local import all_local_dicts_for_greenlet
+
+            found = all_local_dicts_for_greenlet(glet)
+            if found:
+                out.append("Greenlet Locals:")
+                for (kind, ident), values in found:
+                    if values:  # a local not set in this greenlet says nothing
+                        out.append("  Local %s at %s" % (kind, hex(ident)))
+                        out.extend(("    " + pprint.pformat(values)).splitlines())
+        return out
+
+    def _sort_key(self):
+        # Raw greenlets first, then by ident, running before finished.
+        from ._hub import Hub
+
+        glet = self.greenlet
+        # The hub counts as a raw greenlet (gevent's has no minimal_ident).
+        ident = -1 if isinstance(glet, Hub) else getattr(glet, "minimal_ident", -1)
+        ready = getattr(glet, "ready", None)
+        return (ident, ready() if ready is not None else False, id(glet.parent))
+
+    def _render(self, depth, details, caller):
+        # ("line" | "data", text) entries; a parent re-indents its children's
+        # entries, drawing ':' beside the details of the top level's
+        # non-last children and '|' beside their subtrees.
+        entries = [("line", self._label())]
         if details:
-            lines.append(pad + "  Parent: %r" % (glet.parent,))
-            if details.get("running_stacks"):
-                frame = caller if glet is getcurrent() else glet.gr_frame
-                if frame is not None:
-                    lines.append(pad + "  Running:")
-                    limit = details.get("running_stack_limit")
-                    lines.extend(_format_stack(frame, limit, pad + "    "))
-        for i, child in enumerate(self.child_trees):
-            last = i == len(self.child_trees) - 1
-            below = rest + ("      " if last else " :    ")
-            child._render(lines, rest + " +--- ", below, details, caller)
+            marker = ":" if depth == 0 else " "
+            for text in self._details(details, caller):
+                entries.append(("data", " " + marker + "    " + text))
+        children = sorted(self.child_trees, key=GreenletTree._sort_key)
+        for i, child in enumerate(children):
+            last = i == len(children) - 1
+            sub = child._render(depth + 1, details, caller)
+            entries.append(("line", " +--- " + sub[0][1]))
+            data_marker = ":" if depth == 0 and not last else " "
+            line_marker = " " if last else "|"
+            for kind, text in sub[1:]:
+                if kind == "data":
+                    entries.append(("data", " " + data_marker + "    " + text))
+                else:
+                    entries.append(("line", " " + line_marker + "   " + text))
+        return entries
+
+
+def _stack_lines(frame, limit):
+    return "".join(traceback.format_stack(frame, limit)).splitlines()
 
 
 def _thread_names():

@@ -71,6 +71,31 @@ def test_chunk_sizes():
         parse_chunk_size(b"zz\r\n")
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"2;\nAB\r\nXY\r\n",  # a bare LF inside the extension: a line end to some
+        b"2;\n",  # incomplete, but already wrong
+        b"2;a\x00b\r\n",
+        b"2;a\rb\r\n",
+        b"2;\x1b\r\n",
+        b"2;\x7f\r\n",
+        b"2;a=b\n\r\n",
+    ],
+)
+def test_control_bytes_in_a_chunk_extension_are_refused(line):
+    with pytest.raises(HttpParseError, match="invalid chunk size line"):
+        parse_chunk_size(line)
+
+
+def test_chunk_extensions_keep_tabs_quotes_and_obs_text():
+    line = b'a;\tname="v a\xe9;l" ;x\r\n'
+    assert parse_chunk_size(line + b"0123456789\r\n") == (len(line), 10)
+    # The data after the size line is not the line's business: any byte there.
+    assert parse_chunk_size(b"2\r\n\n\x00\r\n") == (3, 2)
+    assert parse_chunk_size(b"2;ext\r") is None
+
+
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash(data):
     # Any input is either incomplete, a parsed head, or a clean ValueError.

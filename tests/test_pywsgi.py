@@ -1051,6 +1051,53 @@ def test_start_response_semantics():
         assert data.count(b"HTTP/1.1 200") == 1 and calls == ["closed"]
 
 
+# --- hostile input (issue 20's hardening) -------------------------------------------------------
+
+
+def test_bare_lf_in_a_chunk_extension_is_refused_so_nothing_is_smuggled():
+    # A front end that ends lines at a bare LF reads "2;" as the size line,
+    # "AB" as the data, then one 0x50-byte chunk holding the GET below: one
+    # request.  A server letting the LF pass inside the extension reads "AB"
+    # as extension, "50" as the data and the GET as a second request that the
+    # front end never saw.  The line must be refused, and the connection closed.
+    hits = []
+
+    def app(environ, start_response):
+        hits.append(environ["PATH_INFO"])
+        return echo_body(environ, start_response)
+
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    error_log = io.StringIO()
+    with serving(app, error_log=error_log) as server:
+        port = server.server_port
+        data = raw(
+            port,
+            b"POST /front HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2;\nAB\r\n50\r\n0\r\n\r\n" + smuggled,
+            shut=True,
+        )
+        assert "/smuggled" not in hits, (hits, data)
+        assert_refused(data, 400)
+        assert "invalid chunk size line" in error_log.getvalue()
+        # Other control bytes in an extension too; tabs and quoted strings are fine.
+        for line in (b"3;a\x00b", b"3;a\rb", b"3;\x7f"):
+            data = raw(
+                port,
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + line
+                + b"\r\nabc\r\n0\r\n\r\n",
+                shut=True,
+            )
+            assert_refused(data, 400)
+        resps = raw_responses(
+            port,
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b'3;\tname="v a;l"\r\nabc\r\n0\r\n\r\n',
+        )
+        assert [(r.code, r.body) for r in resps] == [(200, b"abc")]
+    assert hits.count("/smuggled") == 0
+
+
 # --- logs ----------------------------------------------------------------------------------------
 
 

@@ -120,13 +120,42 @@ pub(crate) fn parse_request<'py>(
 ///
 /// Parse a chunked-encoding size line at the start of `data`. Returns None if
 /// incomplete, else `(line_length, chunk_size)`.
+/// Control bytes (other than HTAB) in the line are refused: httparse lets any
+/// byte through in an extension, and a bare LF there ends the line for a
+/// lenient front end, which then frames the body differently: a request
+/// hidden in the body would be served behind its back (smuggling).
 #[pyfunction]
 pub(crate) fn parse_chunk_size(data: &Bound<'_, PyAny>) -> PyResult<Option<(usize, u64)>> {
+    let invalid = || Err(HttpParseError::new_err("invalid chunk size line"));
     with_bytes(data, |bytes| match httparse::parse_chunk_size(bytes) {
-        Ok(httparse::Status::Complete((n, size))) => Ok(Some((n, size))),
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(_) => Err(HttpParseError::new_err("invalid chunk size line")),
+        Ok(httparse::Status::Complete((n, size))) => {
+            // The line is bytes[..n], its CRLF included.
+            let line = bytes.get(..n.saturating_sub(2)).unwrap_or_default();
+            if line.iter().all(|&b| chunk_line_byte(b)) {
+                Ok(Some((n, size)))
+            } else {
+                invalid()
+            }
+        }
+        Ok(httparse::Status::Partial) => {
+            // All of `bytes` is the unfinished line; a last CR may begin its
+            // CRLF.  A bad byte is refused now rather than after more reads.
+            let line = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            if line.iter().all(|&b| chunk_line_byte(b)) {
+                Ok(None)
+            } else {
+                invalid()
+            }
+        }
+        Err(_) => invalid(),
     })
+}
+
+/// What a chunk size line may hold before its CRLF: the size, BWS, and
+/// extensions of tokens and quoted strings (RFC 9112 7.1.1), that is HTAB,
+/// SP, VCHAR and obs-text: no other control byte.
+fn chunk_line_byte(b: u8) -> bool {
+    b == b'\t' || (b >= 0x20 && b != 0x7f)
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

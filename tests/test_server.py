@@ -4,6 +4,7 @@ import errno
 import io
 import socket as stdsocket
 import ssl as stdssl
+import time
 
 import pytest
 
@@ -464,6 +465,70 @@ def test_ssl_listener_is_rejected(cert):
     with pytest.raises(TypeError):
         StreamServer(tls, echo)
     tls.close()
+
+
+def test_tls_handshake_times_out_and_each_failure_is_one_log_line(cert, quiet_hub, capsys):
+    # A client that connects and sends nothing must not hold an fd and a
+    # greenlet forever, and a failed handshake is the client's business: one
+    # line, no traceback.
+    certfile, keyfile = cert
+    timeouts = []
+
+    def handle(sock, address):
+        timeouts.append(sock.gettimeout())
+        echo(sock, address)
+
+    assert StreamServer.handshake_timeout == 10.0
+    ctx = stdssl.SSLContext(stdssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certfile, keyfile)
+    for kwargs in ({"certfile": certfile, "keyfile": keyfile}, {"ssl_context": ctx}):
+        with StreamServer((LOCALHOST, 0), handle, handshake_timeout=0.5, **kwargs) as server:
+            server.start()
+            assert server.handshake_timeout == 0.5
+            port = server.server_port
+
+            def silent_client(port=port):
+                start = time.monotonic()
+                with stdsocket.create_connection((LOCALHOST, port), timeout=10) as sock:
+                    try:
+                        data = sock.recv(1024)
+                    except ConnectionResetError:
+                        data = b""
+                return data, time.monotonic() - start
+
+            def plaintext_client(port=port):
+                with stdsocket.create_connection((LOCALHOST, port), timeout=10) as sock:
+                    sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    try:
+                        return sock.recv(1024)
+                    except ConnectionResetError:
+                        return b""
+
+            data, elapsed = run_in_thread(silent_client)
+            assert data == b"" and 0.4 < elapsed < 5, (data, elapsed)
+            assert run_in_thread(plaintext_client) == b""
+            # A real client still gets through, with the socket's own (no) timeout.
+            assert tls_roundtrip(port, certfile)[0] == b"secret"
+            assert timeouts == [None]
+            timeouts.clear()
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if "TLS handshake" in line]
+        assert len(lines) == 2, err
+        assert "timed out" in lines[0] and "127.0.0.1" in lines[0], lines
+        assert "Traceback" not in err and "Traceback" not in quiet_hub.captured.getvalue(), (
+            err + quiet_hub.captured.getvalue()
+        )
+
+
+def test_tls_handshake_timeout_none_means_no_limit(cert):
+    certfile, keyfile = cert
+    server = StreamServer(
+        (LOCALHOST, 0), echo, certfile=certfile, keyfile=keyfile, handshake_timeout=None
+    )
+    assert server.handshake_timeout is None and "handshake_timeout" not in server.ssl_args
+    server.close()
+    with pytest.raises(ValueError, match="handshake_timeout"):
+        StreamServer((LOCALHOST, 0), echo, certfile=certfile, handshake_timeout=-1)
 
 
 # --- UDP -----------------------------------------------------------------------------------------

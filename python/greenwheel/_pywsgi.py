@@ -2066,19 +2066,17 @@ class WSGIServer(StreamServer):
             self.environ.setdefault("SERVER_PORT", "")
 
     def wrap_socket_and_handle(self, client_socket, address):
-        # The TLS handshake must not wait forever either, and a client failing
-        # it is not a server error worth a traceback.
-        timeout = self.header_timeout
-        try:
-            settimeout = getattr(client_socket, "settimeout", None)
-            if settimeout is not None:
-                settimeout(timeout)
-            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
-        except OSError as ex:
-            self.error_log.write("TLS handshake with %s failed: %s\n" % (address, ex))
+        # The TLS handshake is limited by the header timeout (the client's
+        # first bytes), unless a handshake_timeout was given explicitly.
+        timeout = self.__dict__.get("handshake_timeout", self.header_timeout)
+        ssl_socket = self._tls_handshake(client_socket, address, timeout)
+        if ssl_socket is None:
             return None
         with ssl_socket:
             return self.handle(ssl_socket, address)
+
+    def _log_handshake_failure(self, address, ex):
+        self.error_log.write("TLS handshake with %s failed: %s\n" % (address, ex))
 
     def handle(self, sock, address):
         """Serve one connection with a new :attr:`handler_class` instance."""

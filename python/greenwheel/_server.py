@@ -421,8 +421,16 @@ class StreamServer(BaseServer):
     ``ssl_context=`` (any ``ssl.SSLContext``; connections become cooperative
     :class:`greenwheel.ssl.SSLSocket`) plus ``wrap_socket`` options, or the
     classic ``keyfile``/``certfile``/... of :func:`greenwheel.ssl.wrap_socket`.
-    The handshake happens in the handler's greenlet.
+    The handshake happens in the handler's greenlet, within
+    :attr:`handshake_timeout` (also a keyword argument); a failed handshake is
+    one line on stderr, and the connection is closed without calling ``handle``.
     """
+
+    #: Seconds a TLS client has to complete its handshake (None: no limit).
+    #: Without a limit, a client that connects and sends nothing would hold a
+    #: file descriptor and a greenlet for as long as it likes.  ``handle`` gets
+    #: the socket with the timeout it had before the handshake.
+    handshake_timeout = 10.0
 
     #: listen() backlog for sockets the server creates.  Larger than gevent's
     #: 128: a burst of connections beyond the backlog gets its SYNs dropped
@@ -433,6 +441,18 @@ class StreamServer(BaseServer):
     def __init__(self, listener, handle=None, backlog=None, spawn="default", **ssl_args):
         BaseServer.__init__(self, listener, handle=handle, spawn=spawn)
         try:
+            if "handshake_timeout" in ssl_args:
+                timeout = ssl_args.pop("handshake_timeout")
+                if timeout is not None and not (
+                    isinstance(timeout, (int, float))
+                    and not isinstance(timeout, bool)
+                    and timeout > 0
+                ):
+                    raise ValueError(
+                        "handshake_timeout must be None or a positive number of seconds, not %r"
+                        % (timeout,)
+                    )
+                self.handshake_timeout = timeout
             if ssl_args:
                 ssl_args.setdefault("server_side", True)
                 from . import _ssl
@@ -495,8 +515,35 @@ class StreamServer(BaseServer):
         sock.close()
 
     def wrap_socket_and_handle(self, client_socket, address):
-        with self.wrap_socket(client_socket, **self.ssl_args) as ssl_socket:
+        ssl_socket = self._tls_handshake(client_socket, address, self.handshake_timeout)
+        if ssl_socket is None:
+            return None
+        with ssl_socket:
             return self.handle(ssl_socket, address)
+
+    def _tls_handshake(self, client_socket, address, timeout):
+        # The TLS socket once the handshake is done within *timeout*, or None
+        # (logged) if it failed: a client that times out, resets or speaks
+        # plaintext is not a server error worth a traceback.
+        # (A wrap_socket replaced by the user may take objects that are not
+        # sockets: they keep whatever timeout they have.)
+        timed = hasattr(client_socket, "settimeout")
+        previous = client_socket.gettimeout() if timed else None
+        try:
+            if timed:
+                client_socket.settimeout(timeout)
+            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
+        except OSError as ex:
+            self._log_handshake_failure(address, ex)
+            return None
+        if timed:
+            ssl_socket.settimeout(previous)
+        return ssl_socket
+
+    def _log_handshake_failure(self, address, ex):
+        sys.stderr.write(
+            "TLS handshake with %s failed: %s\n" % (address, str(ex) or type(ex).__name__)
+        )
 
 
 # --- UDP ------------------------------------------------------------------------------

@@ -526,7 +526,11 @@ class Input:
         if self._continue is not None:
             self._send_continue()
         src = self._src
-        parts = []
+        # One piece is returned as it is (the usual case); more are copied into
+        # one bytearray.  Not a list of pieces: a body sent in tiny chunks would
+        # cost a bytes object (~40 bytes) per chunk, dozens of times its size.
+        first = None
+        out = None
         have = 0
         while True:
             left = self._chunk_left
@@ -550,16 +554,23 @@ class Input:
                 if newline >= 0:
                     end = newline + 1
                     n = end - pos
-            parts.append(buf[pos:end])
+            if out is not None:
+                out += buf[pos:end]
+            elif first is None:
+                first = buf[pos:end]
+            else:
+                out = bytearray(first)
+                first = None
+                out += buf[pos:end]
             src._rpos = end
             have += n
             self._chunk_left = left - n
             self.position += n
             if (readline and buf[end - 1] == 10) or (length is not None and have >= length):
                 break
-        if len(parts) == 1:
-            return parts[0]
-        return b"".join(parts)
+        if out is not None:
+            return bytes(out)
+        return b"" if first is None else first
 
     # -- the file interface ------------------------------------------------------------
 

@@ -1134,6 +1134,45 @@ def test_a_body_in_tiny_chunks_is_read_into_one_buffer():
     )
 
 
+def test_errors_found_after_start_response_still_get_a_500():
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/str_from_generator":
+            start_response("200 OK", [])
+            return (piece for piece in ["text"])
+        if path == "/str_to_write":
+            write = start_response("200 OK", [])
+            write("text")
+            return []
+        if path == "/body_with_204":
+            start_response("204 No Content", [])
+            return [b"body"]
+        if path == "/generator_body_with_304":
+            start_response("304 Not Modified", [])
+            return iter([b"body"])
+        if path == "/write_with_204":
+            write = start_response("204 No Content", [])
+            write(b"body")
+            return []
+        raise AssertionError(path)
+
+    error_log = io.StringIO()
+    with serving(app, error_log=error_log) as server:
+        port = server.server_port
+        for path, message in [
+            ("/str_from_generator", "must be bytes, not str"),
+            ("/str_to_write", "must be bytes, not str"),
+            ("/body_with_204", "The 204 response must have no body"),
+            ("/generator_body_with_304", "The 304 response must have no body"),
+            ("/write_with_204", "The 204 response must have no body"),
+        ]:
+            for version in (b"HTTP/1.1", b"HTTP/1.0"):
+                data = raw(port, b"GET %s %s\r\nHost: x\r\n\r\n" % (path.encode(), version))
+                assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), (path, data)
+                assert data.count(b"HTTP/1.1 ") == 1 and b"body" not in data, (path, data)
+                assert message in error_log.getvalue(), path
+
+
 # --- logs ----------------------------------------------------------------------------------------
 
 

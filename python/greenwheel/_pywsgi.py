@@ -1490,10 +1490,11 @@ class WSGIHandler:
         code = self.code
         command = self.command
         if command == "HEAD" or code < 200 or code == 204 or code == 304:
+            if body and command != "HEAD":
+                # Before the head is marked sent, so that the client gets a 500.
+                raise self.ApplicationError("The %s response must have no body" % (code,))
             head = self._make_head(len(body))
             self.headers_sent = True
-            if body and command != "HEAD":
-                raise self.ApplicationError("The %s response must have no body" % (code,))
             self._sendall(head)
             return
         # (The usual whole-body response never gets here: process_result
@@ -1524,14 +1525,19 @@ class WSGIHandler:
 
     def write(self, data):
         """The ``write`` callable returned by :meth:`start_response` (PEP 3333)."""
+        if data and type(data) is not bytes and not isinstance(data, (bytearray, memoryview)):
+            _as_bytes(data)  # raises the TypeError, before anything is sent
         if not self.headers_sent:
             if self.status is None:
                 raise self.ApplicationError("The application did not call start_response()")
+            # Every check before the head is built and marked sent: an error
+            # from here on can still be answered with a 500.
+            omit_body = self._omit_body()
+            if omit_body and data and self.command != "HEAD":
+                raise self.ApplicationError("The %s response must have no body" % (self.code,))
             head = self._make_head(None)
             self.headers_sent = True
-            if self._omit_body():
-                if data and self.command != "HEAD":
-                    raise self.ApplicationError("The %s response must have no body" % (self.code,))
+            if omit_body:
                 self._sendall(head)
                 return
             if not data:

@@ -1173,6 +1173,62 @@ def test_errors_found_after_start_response_still_get_a_500():
                 assert message in error_log.getvalue(), path
 
 
+BAD_RESPONSE_HEADERS = [
+    # Not a token (RFC 9110 field-name): the colon would start another header.
+    ("200 OK", [("Set-Cookie: admin=1; X", "v")], "header name is not a token"),
+    ("200 OK", [("X-Nul\x00", "v")], "header name is not a token"),
+    ("200 OK", [("", "v")], "header name is not a token"),
+    ("200 OK", [("X A", "v")], "header name is not a token"),
+    ("200 OK", [("X-\xe9", "v")], "header name is not a token"),
+    # Control bytes in a value (CR and LF have their own, older, message).
+    ("200 OK", [("X-Value", "a\x00b")], "control character in header value"),
+    ("200 OK", [("X-Value", "a\x01b")], "control character in header value"),
+    ("200 OK", [("X-Value", "a\x7fb")], "control character in header value"),
+    ("200 OK\x00", [], "control character in status"),
+    ("200 O\x1bK", [], "control character in status"),
+]
+
+
+def test_bad_response_header_names_and_values_are_refused_at_start_response():
+    def app(environ, start_response):
+        kind, index = environ["PATH_INFO"].split("/")[1:]
+        status, headers, _ = BAD_RESPONSE_HEADERS[int(index)]
+        if kind == "raise":
+            start_response(status, headers)
+            return [b"unreachable"]
+        try:
+            start_response(status, headers)
+        except ValueError as ex:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [repr(ex.args).encode("latin-1", "backslashreplace")]
+        return [b"accepted"]
+
+    error_log = io.StringIO()
+    with serving(app, error_log=error_log) as server:
+        port = server.server_port
+        for i, (_status, _headers, message) in enumerate(BAD_RESPONSE_HEADERS):
+            # The application sees a ValueError with the message and the bad text...
+            resps = raw_responses(port, b"GET /catch/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i, count=1)
+            assert resps[0].code == 200 and message in resps[0].body.decode("latin-1"), (i, resps)
+            # ...and if it lets it go, the client gets a 500 and none of it.
+            data = raw(port, b"GET /raise/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+            assert data.startswith(b"HTTP/1.1 500 "), (i, data)
+            assert b"admin" not in data and b"\x00" not in data and b"X-" not in data, data
+            assert message in error_log.getvalue()
+
+    # What RFC 9110 allows still goes out as given: every tchar in a name,
+    # HTAB and obs-text (latin-1) in values.
+    name = "X-!#$%&'*+-.^_`|~09az"
+
+    def allowed(environ, start_response):
+        start_response("200 OK", [(name, "a\tb caf\xe9"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    with serving(allowed) as server:
+        data = raw(server.server_port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert (b"\r\n%s: a\tb caf\xe9\r\n" % name.encode()) in data and data.endswith(b"ok"), data
+
+
 # --- logs ----------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ same arguments, because the first problem found is what the client or the
 application is told.
 """
 
+import re
 import time
 from urllib.parse import unquote
 
@@ -130,6 +131,12 @@ def model_request(data, max_headers, base, limits):
     )
 
 
+# RFC 9110: a field name is a token; values and the reason phrase may hold
+# HTAB, SP, VCHAR and obs-text, no other control character.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def model_response(status, headers):
     if type(status) is not str:
         if not isinstance(status, str):
@@ -164,11 +171,17 @@ def model_response(status, headers):
             value.encode("latin-1")
         except UnicodeEncodeError:
             raise UnicodeError("Non-latin1 header", repr(name), repr(value)) from None
+        if not _TOKEN.fullmatch(name):
+            raise ValueError("header name is not a token", name)
+        if _CONTROL.search(value):
+            raise ValueError("control character in header value", value)
         special[name.lower()] = value
     try:
         status_bytes = status.encode("latin-1")
     except UnicodeEncodeError:
         raise UnicodeError("Non-latin1 status", repr(status)) from None
+    if _CONTROL.search(status):
+        raise ValueError("control character in status", status)
     block = "".join("%s: %s\r\n" % pair for pair in pairs).encode("latin-1")
     cl = special.get("content-length")
     cl_value = None
@@ -393,6 +406,14 @@ class Str(str):
         (Str("200 OK"), [(Str("X"), Str("y"))]),
         ("204 No Content", [("connection", "Keep-Alive,close"), ("DATE", "d"), ("date", "e")]),
         ("200 OK", [["Transfer-Encoding", "chunked"], ("Content-Length", "9" * 30)]),
+        ("200 OK", [("Set-Cookie: admin=1; X", "v")]),
+        ("200 OK", [("", "v"), ("X", "a\x00b")]),
+        ("200 OK", [("X", "a\x00b"), ("X\r", "b")]),
+        ("200 OK", [("X-\xe9", "v")]),
+        ("200 OK", [("X", "\x7f")]),
+        ("200 OK", [("X-!#$%&'*+-.^_`|~", "a\tb \xe9\x85")]),
+        ("200 OK\x00", []),
+        ("200 O\x1bK", [("X", "\x01")]),
     ],
 )
 def test_response_head_matches_the_model_on_examples(status, headers):
@@ -400,7 +421,7 @@ def test_response_head_matches_the_model_on_examples(status, headers):
 
 
 header_text = st.text(
-    alphabet=st.sampled_from(list("aZ -:\r\n\t0123456789\xe9\u20ac")), max_size=10
+    alphabet=st.sampled_from(list("aZ -:\r\n\t\x00\x7f!~0123456789\xe9\u20ac")), max_size=10
 )
 
 
@@ -408,7 +429,7 @@ header_text = st.text(
 @given(
     status=st.one_of(
         st.sampled_from(["200 OK", "404 Not Found", "204", "304 x"]),
-        st.text(alphabet=st.sampled_from(list("0123456789 aX\r\n\xe9\u20ac")), max_size=8),
+        st.text(alphabet=st.sampled_from(list("0123456789 aX\r\n\x00\t\xe9\u20ac")), max_size=8),
     ),
     headers=st.lists(
         st.tuples(

@@ -377,6 +377,22 @@ fn has_cr_lf(s: &str) -> bool {
     s.bytes().any(|b| b == b'\r' || b == b'\n')
 }
 
+/// An RFC 9110 token (a field name): one or more `tchar`.  Anything else in a
+/// response header name (a colon, a space, NUL, a non-ASCII letter) would let
+/// the application write a different header than the one it named.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether `s` has a control character a field value or reason phrase cannot
+/// carry (RFC 9110 allows HTAB, SP, VCHAR and obs-text).  UTF-8 bytes of
+/// non-ASCII characters are all 0x80 or above, so bytes are enough.
+fn has_control(s: &str) -> bool {
+    s.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
 /// Appends `s` encoded as latin-1; false if it has a character above U+00FF.
 fn push_latin1(out: &mut Vec<u8>, s: &str) -> bool {
     if s.is_ascii() {
@@ -399,7 +415,9 @@ fn unicode_error(args: impl pyo3::PyErrArguments + 'static) -> PyErr {
 /// response_head(status, headers)
 /// --
 ///
-/// Check a WSGI `start_response(status, headers)` and encode it. Returns
+/// Check a WSGI `start_response(status, headers)` and encode it: gevent's
+/// checks, then header names must be tokens and no value nor the status may
+/// hold a control character (ValueError). Returns
 /// `(status, status_bytes, code, header_block, content_length,
 /// content_length_value, date, connection, transfer_encoding,
 /// connection_close)`: `status` as a native str, the status line's bytes,
@@ -486,6 +504,20 @@ pub(crate) fn response_head<'py>(
                 v.repr()?.unbind(),
             )));
         }
+        // After gevent's checks (so their errors stay theirs), what it lets
+        // through but HTTP does not.
+        if !is_token(name) {
+            return Err(PyValueError::new_err((
+                "header name is not a token",
+                pairs[i].0.clone().unbind(),
+            )));
+        }
+        if has_control(value) {
+            return Err(PyValueError::new_err((
+                "control character in header value",
+                pairs[i].1.clone().unbind(),
+            )));
+        }
         block.extend_from_slice(b"\r\n");
         for (slot, wanted) in ["content-length", "date", "connection", "transfer-encoding"]
             .iter()
@@ -501,6 +533,12 @@ pub(crate) fn response_head<'py>(
         return Err(unicode_error((
             "Non-latin1 status",
             status.repr()?.unbind(),
+        )));
+    }
+    if has_control(status_text) {
+        return Err(PyValueError::new_err((
+            "control character in status",
+            status.clone().unbind(),
         )));
     }
 

@@ -1,0 +1,186 @@
+"""greenwheel.asyncio.await_ and wrap_greenlet: greenlets and coroutines waiting for each other."""
+
+import asyncio
+import time
+
+import pytest
+from greenlet import GreenletExit
+
+import greenwheel as gw
+import greenwheel.asyncio as gwa
+
+
+@pytest.fixture
+def loop():
+    loop = gwa.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    if not loop.is_closed():
+        loop.close()
+
+
+async def _slow(value, delay=0.1):
+    await asyncio.sleep(delay)
+    return value
+
+
+def test_await_from_greenlets_blocks_only_each_greenlet(loop):
+    # No one runs the loop: the greenlets waiting in await_() make it run.
+    start = time.monotonic()
+    glets = [gw.spawn(gwa.await_, _slow(i)) for i in range(20)]
+    ticks = []
+
+    def ticker():
+        while not all(g.ready() for g in glets):
+            ticks.append(1)
+            gw.sleep(0.01)
+
+    t = gw.spawn(ticker)
+    gw.joinall(glets + [t])
+    elapsed = time.monotonic() - start
+    assert [g.value for g in glets] == list(range(20))
+    assert elapsed < 2.0 / 5, "serial 2.0 s, took %.3f s" % elapsed
+    assert len(ticks) >= 5, "greenlets did not run meanwhile: %d ticks" % len(ticks)
+    assert not loop.is_running()
+
+
+def test_await_propagates_exceptions_and_accepts_futures_and_tasks(loop):
+    async def bad():
+        await asyncio.sleep(0)
+        raise LookupError("nope")
+
+    with pytest.raises(LookupError, match="nope"):
+        gwa.await_(bad())
+    fut = loop.create_future()
+    loop.call_later(0.01, fut.set_result, "fut")
+    assert gwa.await_(fut) == "fut"
+    task = loop.create_task(_slow("task", 0.01))
+    assert gwa.await_(task) == "task"
+    done = loop.create_future()
+    done.set_result(5)
+    assert gwa.await_(done) == 5
+
+
+def test_await_while_another_greenlet_runs_the_loop(loop):
+    runner = gw.spawn(loop.run_until_complete, _slow("runner", 0.1))
+    gw.sleep(0.01)
+    assert loop.is_running()
+    assert gwa.await_(_slow("awaited", 0.02)) == "awaited"
+    assert runner.get() == "runner"
+
+
+def test_await_in_the_hub_or_a_coroutine_is_refused(loop):
+    async def inner():
+        coro = _slow(1)
+        try:
+            gwa.await_(coro)
+        finally:
+            coro.close()
+
+    with pytest.raises(RuntimeError, match="await_"):
+        loop.run_until_complete(inner())
+
+
+def test_await_needs_a_greenwheel_loop():
+    other = asyncio.SelectorEventLoop()
+    try:
+        fut = other.create_future()
+        with pytest.raises(TypeError, match="greenwheel"):
+            gwa.await_(fut)
+    finally:
+        other.close()
+
+
+def test_killing_an_awaiting_greenlet_cancels_the_task_and_leaves_nothing_armed(loop):
+    wheel = loop._gw
+    before = wheel.timer_count
+    seen = []
+
+    async def work():
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            await asyncio.sleep(0.01)  # cleanup that itself awaits
+            seen.append("cleaned up")
+            raise
+
+    glet = gw.spawn(gwa.await_, work())
+    gw.sleep(0.02)
+    assert wheel.timer_count > before
+    start = time.monotonic()
+    glet.kill()
+    assert time.monotonic() - start < 1.0
+    assert isinstance(glet.value, GreenletExit)
+    assert seen == ["cancelled", "cleaned up"]
+    assert wheel.timer_count == before
+    assert not loop.is_running()
+
+
+def test_wrap_greenlet_gives_the_value_or_the_exception(loop, quiet_hub):
+    def work(x):
+        gw.sleep(0.01)
+        return x * 2
+
+    def fail():
+        gw.sleep(0.01)
+        raise OSError("greenlet failed")
+
+    async def main():
+        value = await gwa.wrap_greenlet(gw.spawn(work, 21))
+        with pytest.raises(OSError, match="greenlet failed"):
+            await gwa.wrap_greenlet(gw.spawn(fail))
+        return value
+
+    assert loop.run_until_complete(main()) == 42
+    assert "greenlet failed" in quiet_hub.captured.getvalue()
+
+
+def test_a_killed_greenlet_cancels_the_awaiting_task(loop):
+    glet = gw.spawn(gw.sleep, 10)
+
+    async def main():
+        loop.call_later(0.01, glet.kill, GreenletExit, False)
+        await gwa.wrap_greenlet(glet)
+
+    with pytest.raises(asyncio.CancelledError):
+        loop.run_until_complete(main())
+    assert glet.dead
+
+
+def test_cancelling_the_task_kills_the_greenlet(loop):
+    exits = []
+
+    def work():
+        try:
+            gw.sleep(10)
+        except GreenletExit:
+            exits.append("killed")
+            raise
+
+    glet = gw.spawn(work)
+
+    async def waiter():
+        await gwa.wrap_greenlet(glet)
+
+    async def main():
+        task = asyncio.ensure_future(waiter())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    loop.run_until_complete(main())
+    glet.join(1)
+    assert glet.dead and exits == ["killed"]
+
+
+def test_wrap_greenlet_needs_a_greenwheel_greenlet(loop):
+    import greenlet
+
+    async def main():
+        gwa.wrap_greenlet(greenlet.greenlet(lambda: None))
+
+    with pytest.raises(TypeError, match="Greenlet"):
+        loop.run_until_complete(main())

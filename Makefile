@@ -9,7 +9,7 @@ BENCH_DEPS = gevent pytest-benchmark matplotlib eventlet uvloop
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-.PHONY: help build-deps deps build demo test test-rust test-py test-matrix wheel test-wheels compat bench bench-rust bench-py lint fmt clean
+.PHONY: help build-deps deps build demo test test-rust test-py test-matrix wheel test-wheels compat asyncio-conformance bench bench-rust bench-py lint fmt clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ test-wheels: ## Install each wheel in a fresh venv and run the suite against it
 
 compat: deps build ## gevent's own test suite + stdlib tests under patch_all(), vs gevent; fails below the ratchet
 	$(PYTHON) tests/compat/harness.py --check
+
+asyncio-conformance: ## CPython's own asyncio tests on greenwheel.asyncio's loop vs the default loop: both pass counts
+	$(PYTHON) tools/asyncio_conformance.py
 
 bench: build bench-rust bench-py ## Every benchmark: criterion, then greenwheel vs gevent/asyncio side by side
 

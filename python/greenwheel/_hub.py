@@ -991,11 +991,6 @@ def wait(objects=None, timeout=None, count=None):
     needed = total if count is None else max(0, min(count, total))
     if needed == 0:
         return []
-    # Enough objects already ready: answer without a trip through the loop
-    # (as gevent does, even under Timeout(0)).
-    ready = [obj for obj in objects if getattr(obj, "ready", None) is not None and obj.ready()]
-    if len(ready) >= needed:
-        return ready[:needed]
     hub = get_hub()
     collector = _Collector(hub, needed)
     timer = None

@@ -184,3 +184,78 @@ def test_wrap_greenlet_needs_a_greenwheel_greenlet(loop):
 
     with pytest.raises(TypeError, match="Greenlet"):
         loop.run_until_complete(main())
+
+
+def test_context_variables_flow_from_the_greenlet_into_the_awaited_coroutine(loop):
+    import contextvars
+
+    request_id = contextvars.ContextVar("request_id", default=None)
+
+    async def read_it():
+        await asyncio.sleep(0)
+        return request_id.get()
+
+    def handler(value):
+        request_id.set(value)
+        return gwa.await_(read_it())
+
+    glets = [gw.spawn(handler, "req-%d" % i) for i in range(5)]
+    gw.joinall(glets)
+    assert [g.value for g in glets] == ["req-%d" % i for i in range(5)]
+    assert request_id.get() is None
+
+
+def test_asyncio_server_handlers_call_greenlet_code_and_greenlets_call_asyncio(loop):
+    # Both worlds on one loop: an asyncio streams server whose handler runs
+    # gevent-style socket code in a greenlet (wrap_greenlet), against a
+    # greenwheel StreamServer whose handler greenlets await_() a coroutine.
+    import greenwheel.socket as gsocket
+    from greenwheel.server import StreamServer
+
+    def green_handler(sock, _addr):
+        with sock:
+            line = sock.makefile("rb").readline()
+            tag = gwa.await_(asyncio.sleep(0.05, b"async+"))  # only this greenlet waits
+            sock.sendall(tag + line.upper())
+
+    green_server = StreamServer(("127.0.0.1", 0), green_handler)
+    green_server.start()
+
+    def fetch(line):
+        with gsocket.create_connection(("127.0.0.1", green_server.server_port)) as conn:
+            conn.sendall(line)
+            return conn.makefile("rb").readline()
+
+    async def handle(reader, writer):
+        line = await reader.readline()
+        reply = await gwa.wrap_greenlet(gw.spawn(fetch, line))
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def client(port, i):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello %d\n" % i)
+        reply = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        return reply
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        start = time.monotonic()
+        replies = await asyncio.gather(*[client(port, i) for i in range(20)])
+        elapsed = time.monotonic() - start
+        server.close()
+        await server.wait_closed()
+        return replies, elapsed
+
+    try:
+        replies, elapsed = loop.run_until_complete(main())
+    finally:
+        green_server.stop()
+    assert replies == [b"async+HELLO %d\n" % i for i in range(20)]
+    # 20 requests each waiting 50 ms: concurrent, not serial (1 s).
+    assert elapsed < 1.0 / 5, "serial 1.0 s, took %.3f s" % elapsed

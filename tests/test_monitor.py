@@ -69,6 +69,14 @@ def test_a_greenlet_that_blocks_the_loop_is_reported_at_each_check(monitored):
     monitor = monitored(0.05)
     job = gw.spawn(blocking_greenlet_body)
     job.join()
+    # A check already running when join() returned may still land its report
+    # (the event first, then the printed lines), so wait cooperatively for a
+    # check that began after the switch: a monitoring function added now only
+    # runs in a pass that starts later.
+    later_pass = []
+    monitor.add_monitoring_function(later_pass.append, 0.05)
+    while not later_pass:
+        gw.sleep(0.01)
     reports = blocked(monitored.seen)
     assert len(reports) >= 2, reports
     assert {event.greenlet for event in reports} == {job}

@@ -632,13 +632,15 @@ def test_ssl_warning_names_subclasses_of_the_original_context():
 def test_warns_when_threads_were_already_running():
     proc = run_python(
         """
-        import threading, time
-        t = threading.Thread(target=time.sleep, args=(0.3,), name="early-bird")
+        import threading
+        release = threading.Event()  # the real one: the thread lives until patched
+        t = threading.Thread(target=release.wait, name="early-bird")
         t.start()
         import warnings
         warnings.simplefilter("always")
         from greenwheel import monkey
         monkey.patch_all()
+        release.set()
         t.join()  # now a cooperative polling join
         print("joined", t.is_alive())
         """

@@ -31,7 +31,7 @@ class _Recorder:
     """Writes one JSON line per test event; flushed at once, so a kill loses nothing."""
 
     def __init__(self, path: str) -> None:
-        self._out = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the process
+        self._out = open(path, "a", encoding="utf-8")  # open for the life of the process
         self._failed: set[str] = set()
         self._skipped: set[str] = set()
 

@@ -30,6 +30,7 @@ def test_public_names():
         "await_",
         "new_event_loop",
         "run",
+        "spawn",
         "wrap_greenlet",
     ]
     assert issubclass(gwa.GreenwheelEventLoop, asyncio.AbstractEventLoop)

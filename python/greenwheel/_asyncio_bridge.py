@@ -5,6 +5,10 @@
   handles (the greenlet makes the loop *run* while it waits, so no one has to
   be in ``run_forever``).
 * :func:`wrap_greenlet` -- from a coroutine, ``await`` a greenlet's outcome.
+* :func:`spawn` -- from a coroutine, run gevent-style blocking code
+  (``greenwheel.socket``, monkey-patched libraries such as ``requests``) in a
+  new greenlet and ``await`` it: the code blocks only its greenlet, never the
+  loop.
 
 Cancellation maps both ways: killing a greenlet blocked in :func:`await_`
 cancels the task it waits for (and waits for the task to finish cancelling);
@@ -19,9 +23,10 @@ from greenlet import GreenletExit, getcurrent
 
 from ._asyncio_loop import GreenwheelEventLoop, _thread_running_loop
 from ._greenlet import Greenlet
+from ._greenlet import spawn as _spawn_greenlet
 from ._hub import Waiter, get_hub
 
-__all__ = ["await_", "wrap_greenlet"]
+__all__ = ["await_", "spawn", "wrap_greenlet"]
 
 
 def _loop_for(awaitable, loop):
@@ -130,3 +135,23 @@ def wrap_greenlet(glet, *, loop=None):
     glet.rawlink(settle)
     future.add_done_callback(on_done)
     return future
+
+
+def spawn(function, /, *args, **kwargs):
+    """From a coroutine: ``await spawn(function, *args, **kwargs)`` runs
+    *function* in a new greenlet of the running loop's hub and gives its
+    return value or raises its exception.
+
+    This is how a coroutine calls gevent-style blocking code (a patched
+    ``requests.get``, ``greenwheel.socket`` I/O, ``greenwheel.sleep``): the
+    code blocks only its own greenlet while the loop goes on running
+    coroutines and greenlets. Cancelling the awaiting task kills the greenlet
+    (see :func:`wrap_greenlet`). Must be called with a greenwheel loop
+    running in this thread (RuntimeError otherwise, before anything starts).
+    """
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, GreenwheelEventLoop):
+        raise TypeError(
+            "greenwheel.asyncio.spawn() needs a greenwheel asyncio loop running, not %r" % (loop,)
+        )
+    return wrap_greenlet(_spawn_greenlet(function, *args, **kwargs), loop=loop)

@@ -215,6 +215,39 @@ class GreenwheelEventLoop(unix_events.SelectorEventLoop):
         self._kick = self._gw.timer(0.0, 0.0, False)
         super().__init__(_WatcherSelector(self._gw, self._schedule_drain))
 
+    # -- run_in_executor(None, ...) runs on the hub's thread pool ------------
+
+    def run_in_executor(self, executor, func, *args):
+        """``run_in_executor(None, func, *args)`` runs *func* on the hub's
+        :class:`~greenwheel.threadpool.ThreadPool` (``get_hub().threadpool``),
+        the pool greenlets use, instead of a second pool of threads; its
+        outcome reaches the future on the loop's thread without a
+        ``call_soon_threadsafe`` round trip. An explicit *executor*, or one
+        set with ``set_default_executor()``, is used as asyncio uses it."""
+        if executor is not None or self._default_executor is not None:
+            return super().run_in_executor(executor, func, *args)
+        self._check_closed()
+        if self._debug:
+            self._check_callback(func, "run_in_executor")
+        # After shutdown_default_executor(), asyncio refuses new work.
+        self._check_default_executor()
+        future = self.create_future()
+        result = self._hub.threadpool.spawn(func, *args)
+
+        def settle(outcome):
+            # In the hub: the loop's own thread. A cancelled future only
+            # forgets the outcome (a running thread cannot be stopped, as
+            # with asyncio's executor).
+            if future.cancelled():
+                return
+            if outcome.successful():
+                future.set_result(outcome.value)
+            else:
+                future.set_exception(outcome.exception)
+
+        result.rawlink(settle)
+        return future
+
     # -- the self-pipe is an async watcher ---------------------------------
 
     def _make_self_pipe(self):

@@ -2,8 +2,11 @@
 for gevent-style blocking code called from coroutines."""
 
 import asyncio
+import gc
+import os
 import threading
 
+import greenlet
 import pytest
 
 import greenwheel as gw
@@ -251,3 +254,52 @@ def test_patched_requests_from_coroutines_overlap_and_leave_the_loop_free():
     assert elapsed < 1.0, proc.stdout  # serial: 10 x 0.2 s = 2.0 s
     ticks = int(proc.stdout.split("ticks ")[1].split()[0])
     assert ticks >= 5, proc.stdout
+
+
+def _open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds through /proc")
+def test_ten_thousand_connections_leave_no_fd_task_or_watcher_behind(loop):
+    # An asyncio streams echo server and its clients on greenwheel's loop,
+    # 10,000 connections in waves of 100; afterwards the process has the fds,
+    # tasks, loop watchers and greenlets it had before.
+    connections, wave = 10_000, 100
+
+    async def echo(reader, writer):
+        writer.write(await reader.readline())
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def client(port, i):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"%d\n" % i)
+        line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        return line == b"%d\n" % i
+
+    async def main():
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ok = 0
+        for first in range(0, connections, wave):
+            results = await asyncio.gather(*(client(port, i) for i in range(first, first + wave)))
+            ok += sum(results)
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0)  # the server's closed handler tasks finish
+        return ok, len(asyncio.all_tasks()) - 1  # minus main itself
+
+    gc.collect()
+    fds, active = _open_fds(), gw.get_hub().loop.activecnt
+    greenlets = sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet))
+    ok, tasks_left = loop.run_until_complete(main())
+    assert ok == connections
+    assert tasks_left == 0
+    gc.collect()
+    assert _open_fds() == fds
+    assert gw.get_hub().loop.activecnt == active
+    assert sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet)) <= greenlets

@@ -69,6 +69,15 @@ def venv(version: str, python: str, name: str) -> str:
     return os.path.join(path, "bin", "python")
 
 
+def _build_requires() -> list[str]:
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return [r for r in tomllib.load(f)["build-system"]["requires"] if r.startswith("maturin")]
+
+
+#: maturin as pyproject.toml's build-system pins it.
+MATURIN = _build_requires()
+
+
 def requirements() -> list[str]:
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         project = tomllib.load(f)["project"]
@@ -96,15 +105,21 @@ def cmd_wheels() -> None:
     found = interpreters()
     dist = os.path.join(ROOT, "dist")
     shutil.rmtree(dist, ignore_errors=True)
-    run([sys.executable, "-m", "pip", "install", "-q", "ziglang", "maturin>=1.5,<2"])
-    cmd = [sys.executable, "-m", "maturin", "build", "--release", "--strip", "--zig"]
+    # The build tools get a venv of their own: `python -m maturin` looks for
+    # its binary next to the running interpreter's scripts, which a venv made
+    # with --system-site-packages (or a user install) does not have.
+    version = "%d.%d" % sys.version_info[:2]
+    build_python = venv(version, sys.executable, "build")
+    run([build_python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "ziglang"])
+    run([build_python, "-m", "pip", "install", "-q", "--disable-pip-version-check"] + MATURIN)
+    cmd = [build_python, "-m", "maturin", "build", "--release", "--strip", "--zig"]
     cmd += ["--compatibility", MANYLINUX, "--out", dist]
     for python in found.values():
         cmd += ["--interpreter", python]
     run(
         cmd, cwd=ROOT, env=dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target", "wheels"))
     )
-    run([sys.executable, "-m", "maturin", "sdist", "--out", dist], cwd=ROOT)
+    run([build_python, "-m", "maturin", "sdist", "--out", dist], cwd=ROOT)
 
 
 def cmd_test_wheels() -> None:

@@ -35,7 +35,8 @@ CONCURRENCY = 100
 def _env(server):
     url = "redis://%s:%d/%d" % (server.host, server.port, DB)
     env = child_env(CELERY_TEST_URL=url)
-    env["PYTHONPATH"] = APPS + os.pathsep + env["PYTHONPATH"]
+    # (PYTHONPATH is unset when the suite runs against an installed wheel.)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [APPS, env.get("PYTHONPATH")]))
     return url, env
 
 

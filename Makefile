@@ -62,12 +62,13 @@ bench-py: ## Side-by-side comparison; prints ratios to gevent and writes benches
 	$(PIP) install -q --disable-pip-version-check $(BENCH_DEPS) || true
 	$(PYTHON) benches/compare.py
 
-lint: ## rustfmt, clippy, ruff and mypy.stubtest
+lint: ## rustfmt, clippy, ruff, mypy and mypy.stubtest
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --features python -- -D warnings
 	$(PYTHON) -m ruff check python tests benches tools
 	$(PYTHON) -m ruff format --check python tests benches tools
+	$(PYTHON) -m mypy python/greenwheel
 	$(PYTHON) -m mypy.stubtest greenwheel._core
 
 fmt: ## Format Rust and Python sources

@@ -132,6 +132,12 @@ impl AsyncWatcher {
         self.set_active(lp, false);
     }
 
+    /// Whether the watcher keeps the loop alive (`ref`): a thread is doing
+    /// work the loop waits for (the virtual clock waits for it in real time).
+    pub(crate) fn is_ref(&self) -> bool {
+        lock(&self.state).ref_
+    }
+
     /// Consumes a pending send if the watcher is active; returns the call.
     pub(crate) fn take_fired(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
         let st = lock(&self.state);

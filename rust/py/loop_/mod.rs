@@ -54,6 +54,7 @@ mod io;
 mod order;
 mod phases;
 mod timers;
+mod virtual_time;
 mod wakeups;
 
 /// How long a burst of callback-only passes may go without polling the
@@ -91,7 +92,8 @@ struct CallbackPass {
     left: U64Cell,
     /// Entries popped so far in this pass.
     popped: U64Cell,
-    /// When the pass started (loop clock ns), for the burst limit.
+    /// When the pass started (system clock ns: see `clock.rs`), for the
+    /// burst limit.
     started_ns: U64Cell,
     /// The hub is suspended in the switch of a `Resume`/`Start` entry.
     hub_parked: BoolCell,
@@ -110,14 +112,14 @@ impl CallbackPass {
     /// Whether the pass may pop one more entry: some are left, and a long
     /// burst has not used up its time (checked every
     /// [`CALLBACK_CHECK_EVERY`] pops, as gevent checks its switch interval).
-    fn may_pop(&self, clock: &LoopClock) -> bool {
+    fn may_pop(&self) -> bool {
         if self.left.get() == 0 {
             return false;
         }
         let n = self.popped.get();
         !(n > 0
             && n % CALLBACK_CHECK_EVERY as u64 == 0
-            && clock.now_ns().saturating_sub(self.started_ns.get()) >= CALLBACK_BURST_NS)
+            && LoopClock::system_ns().saturating_sub(self.started_ns.get()) >= CALLBACK_BURST_NS)
     }
 
     /// Counts one popped entry.
@@ -236,7 +238,7 @@ struct State {
     /// Readiness taken out of the kernel but not dispatched (an exception
     /// unwound `run()`, or a re-arm failed): dispatched first on the next pass.
     carry: Vec<Ready>,
-    /// When the kernel was last polled (monotonic ns).
+    /// When the kernel was last polled (system clock ns: see `clock.rs`).
     last_poll_ns: u64,
     /// Sleep wake-ups taken out of the wheel for the batch being dispatched.
     /// A sleeper woken otherwise meanwhile removes its handle here, so the
@@ -537,13 +539,13 @@ impl Loop {
     fn run_callbacks(&self, py: Python<'_>) -> PyResult<bool> {
         let count = self.callbacks.borrow_mut().len();
         let pass = &self.pass;
-        let _scope = PassScope::enter(pass, count as u64, self.clock.now_ns());
+        let _scope = PassScope::enter(pass, count as u64, LoopClock::system_ns());
         // Like gevent: a long burst of callbacks yields to the rest of the
         // loop (timers, I/O) after a switch interval; the remainder keeps
         // its place at the head of the queue. Greenlets resumed in this pass
         // may pop entries too (`yield_current`), so the pass is counted in
         // `self.pass`, not here.
-        while pass.may_pop(&self.clock) {
+        while pass.may_pop() {
             let next = self.callbacks.borrow_mut().pop_front();
             pass.note_pop();
             match next {
@@ -601,7 +603,7 @@ impl Loop {
     #[inline(never)]
     fn hand_off(&self, current: *mut pyo3::ffi::PyObject) -> Option<Py<PyAny>> {
         let pass = &self.pass;
-        if !pass.hub_parked.get() || !pass.may_pop(&self.clock) {
+        if !pass.hub_parked.get() || !pass.may_pop() {
             return None;
         }
         let mut q = self.callbacks.borrow_mut();
@@ -706,9 +708,13 @@ impl Loop {
         let skip_kernel = busy
             && !nowait
             && !once
-            && self.clock.now_ns().saturating_sub(last_poll) < POLL_INTERVAL_NS;
+            && LoopClock::system_ns().saturating_sub(last_poll) < POLL_INTERVAL_NS;
         if !skip_kernel {
-            let timeout = self.poll_timeout(nowait || busy)?;
+            let (timeout, jump) = if self.clock.is_virtual() {
+                self.virtual_poll_plan(nowait || busy)?
+            } else {
+                (self.poll_timeout(nowait || busy)?, None)
+            };
             let polled = {
                 let mut guard = self.state.borrow_mut();
                 let st = guard.as_mut().ok_or_else(Self::closed)?;
@@ -719,12 +725,15 @@ impl Loop {
                 // threads only `try_borrow` it (GC) or use `Shared`.
                 let polled = py.detach(move || poller.poll(timeout, buf));
                 self.kernel_polls.set(self.kernel_polls.get() + 1);
-                st.last_poll_ns = self.clock.now_ns();
+                st.last_poll_ns = LoopClock::system_ns();
                 polled
             };
             if let Err(e) = polled {
                 self.with_state(|st| st.carry.append(&mut ready))?;
                 return Err(os_error(e));
+            }
+            if let Some(jump) = jump {
+                self.settle_jump(jump, ready.is_empty());
             }
         }
         self.iteration.set(self.iteration.get() + 1);

@@ -187,8 +187,11 @@ impl IoWatcher {
         }
         let deadline_ns = match deadline {
             Some(secs) => {
-                let ns = delay_ns("deadline", secs)?;
-                if ns <= this.core.loop_.get().clock().now_ns() {
+                // `deadline` is on the system clock (time.monotonic()); the
+                // wait is timed on the loop's clock (virtual in tests).
+                let clock = this.core.loop_.get().clock();
+                let ns = clock.deadline_from_system(delay_ns("deadline", secs)?);
+                if ns <= clock.now_ns() {
                     return Err(timed_out(&current, timeout_args));
                 }
                 Some(ns)

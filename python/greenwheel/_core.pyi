@@ -316,6 +316,17 @@ class Loop:
     ) -> None:
         """Register the scheduler whose notifications keep FIFO order with the
         loop's callbacks (internal)."""
+    def _use_virtual_clock(self, autojump_threshold: float = 0.0) -> None:
+        """For tests: switch to a virtual clock that jumps to the next timer's
+        deadline when the loop would otherwise block (after a poll that waited
+        ``autojump_threshold`` real seconds and found nothing). One-way."""
+    def _advance_clock(self, seconds: float) -> None:
+        """For tests: move the virtual clock ahead (RuntimeError on the system clock)."""
+    @property
+    def _virtual_clock(self) -> bool:
+        """True once :meth:`_use_virtual_clock` switched this loop."""
+    def _clock_now(self) -> float:
+        """The loop's clock now, in seconds (not cached, unlike :meth:`now`)."""
     def run_callback(self, func: Callable[..., Any], *args: Any) -> Callback:
         """Queue ``func(*args)`` to run at the next pass (FIFO)."""
     def run_callback_threadsafe(self, func: Callable[..., Any], *args: Any) -> Callback:

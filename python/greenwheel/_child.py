@@ -276,7 +276,7 @@ def wait_child(pid, timeout=None):
 
     Returns None if *timeout* seconds pass first.
     """
-    from time import monotonic
+    from ._clock import monotonic  # the clock child.event.wait() runs on
 
     child = watch(pid)
     deadline = None if timeout is None else monotonic() + timeout

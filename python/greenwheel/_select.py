@@ -12,10 +12,10 @@ answer.
 import select as __select__
 import sys
 from errno import EBADF
-from time import monotonic as _monotonic
 
 from greenlet import getcurrent
 
+from ._clock import monotonic as _monotonic  # the clock the waits below run on
 from ._exceptions import BlockingSwitchOutError
 from ._hub import Waiter, _check_seconds, get_hub, sleep
 

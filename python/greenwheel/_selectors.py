@@ -141,12 +141,15 @@ class GeventSelector(__selectors__.BaseSelector):
                 return ready
         deadline = None if timeout is None else _monotonic() + timeout
         while True:
+            # Timed out by the wait itself (its clock is the loop's, which is
+            # not time.monotonic() when a test made it virtual).
+            timed_out = False
             try:
                 _block(self._hub, watcher, deadline, (_Never,))
             except _Never:
-                pass
+                timed_out = True
             ready = selector.select(0)
-            if ready or (deadline is not None and _monotonic() >= deadline):
+            if ready or timed_out:
                 return ready
 
     def close(self):

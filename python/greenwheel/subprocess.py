@@ -179,8 +179,7 @@ class Popen(_StdPopen):
         passes; the reading goes on, and calling ``communicate()`` again
         returns all of the output.
         """
-        from time import monotonic
-
+        from ._clock import monotonic  # the clock joinall() and wait() run on
         from ._greenlet import joinall
 
         if self._communication_started and input:

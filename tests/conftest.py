@@ -102,3 +102,13 @@ def ticker():
     glet = gw.spawn(run)
     yield ticks
     glet.kill()
+
+
+@pytest.fixture
+def virtual_clock(hub):
+    """The test's loop, switched to its virtual clock: time stands still while
+    greenlets run and jumps to the next deadline when all of them wait, so a
+    test that sleeps 100 s takes no real time yet sees ``loop.now()``
+    advance by exactly 100 (see rust/py/loop_/virtual_time.rs)."""
+    hub.loop._use_virtual_clock()
+    return hub.loop

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from greenwheel._core import (
     HttpParseError,
     RequestError,
+    RequestHead,
+    ResponseHead,
     TooManyHeaders,
     http_date,
     parse_request,
@@ -29,6 +31,41 @@ from greenwheel._pywsgi import format_date_time
 
 BASE = {"SERVER_NAME": "x", "wsgi.input_terminated": True}
 LIMITS = (1 << 30, 8192, 65536)
+
+# The named fields of the records the Rust functions return.
+REQUEST_FIELDS = (
+    "method",
+    "target",
+    "version",
+    "headers",
+    "head_length",
+    "environ",
+    "content_length",
+    "chunked",
+    "close_connection",
+    "expect_continue",
+)
+RESPONSE_FIELDS = (
+    "status",
+    "status_bytes",
+    "code",
+    "header_block",
+    "content_length",
+    "content_length_value",
+    "date",
+    "connection",
+    "transfer_encoding",
+    "connection_close",
+)
+
+
+def fields(record):
+    """A RequestHead or ResponseHead as a dict of its named fields (None stays None)."""
+    if record is None:
+        return None
+    names = REQUEST_FIELDS if isinstance(record, RequestHead) else RESPONSE_FIELDS
+    assert isinstance(record, (RequestHead, ResponseHead)), record
+    return {name: getattr(record, name) for name in names}
 
 
 # --- the model --------------------------------------------------------------------------
@@ -117,17 +154,17 @@ def model_request(data, max_headers, base, limits):
         path = unquote(path, encoding="latin-1")
     env["PATH_INFO"] = path
     env["SERVER_PROTOCOL"] = version
-    return (
-        method,
-        target,
-        version,
-        headers,
-        head_length,
-        env,
-        length,
-        chunked,
-        close,
-        expect_continue,
+    return dict(
+        method=method,
+        target=target,
+        version=version,
+        headers=headers,
+        head_length=head_length,
+        environ=env,
+        content_length=length,
+        chunked=chunked,
+        close_connection=close,
+        expect_continue=expect_continue,
     )
 
 
@@ -192,23 +229,24 @@ def model_response(status, headers):
         cl_value = int(cl)
     conn = special.get("connection")
     close = conn is not None and "close" in _tokens(conn)
-    return (
-        status,
-        status_bytes,
-        int(code),
-        block,
-        cl,
-        cl_value,
-        special.get("date"),
-        conn,
-        special.get("transfer-encoding"),
-        close,
+    return dict(
+        status=status,
+        status_bytes=status_bytes,
+        code=int(code),
+        header_block=block,
+        content_length=cl,
+        content_length_value=cl_value,
+        date=special.get("date"),
+        connection=conn,
+        transfer_encoding=special.get("transfer-encoding"),
+        connection_close=close,
     )
 
 
 def outcome(fn, *args):
     try:
-        return ("ok", fn(*args))
+        result = fn(*args)
+        return ("ok", result if fn in (model_request, model_response) else fields(result))
     except Exception as ex:  # the exception is the outcome
         return ("raised", type(ex), ex.args)
 
@@ -218,12 +256,11 @@ def outcome(fn, *args):
 
 def test_environ_of_a_plain_request():
     data = b"GET /a%20b/c?x=1&y HTTP/1.1\r\nHost: h\r\nX-Two: a\r\nX-Two: b\r\n\r\nrest"
-    (method, target, version, headers, length, env, cl, chunked, close, expect) = request_environ(
-        data, 100, BASE, LIMITS
-    )
-    assert (method, target, version) == ("GET", "/a%20b/c?x=1&y", "HTTP/1.1")
-    assert headers == [("Host", "h"), ("X-Two", "a"), ("X-Two", "b")]
-    assert data[length:] == b"rest"
+    head = request_environ(data, 100, BASE, LIMITS)
+    assert (head.method, head.target, head.version) == ("GET", "/a%20b/c?x=1&y", "HTTP/1.1")
+    assert head.headers == [("Host", "h"), ("X-Two", "a"), ("X-Two", "b")]
+    assert data[head.head_length :] == b"rest"
+    env = head.environ
     assert env == dict(
         BASE,
         HTTP_HOST="h",
@@ -234,7 +271,8 @@ def test_environ_of_a_plain_request():
         SERVER_PROTOCOL="HTTP/1.1",
     )
     assert env is not BASE and "HTTP_HOST" not in BASE
-    assert (cl, chunked, close, expect) == (0, False, False, False)
+    framing = (head.content_length, head.chunked, head.close_connection, head.expect_continue)
+    assert framing == (0, False, False, False)
 
 
 @pytest.mark.parametrize(
@@ -250,7 +288,14 @@ def test_environ_of_a_plain_request():
     ],
 )
 def test_framing_decisions(head, expected):
-    assert request_environ(head, 100, BASE, LIMITS)[6:] == expected
+    parsed = request_environ(head, 100, BASE, LIMITS)
+    framing = (
+        parsed.content_length,
+        parsed.chunked,
+        parsed.close_connection,
+        parsed.expect_continue,
+    )
+    assert framing == expected
 
 
 @pytest.mark.parametrize(
@@ -297,14 +342,16 @@ def test_head_size_limit_and_parse_errors():
 
 def test_limits_of_any_int_size_and_bad_limits():
     head = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
-    assert request_environ(head, 100, BASE, (10**40, 10**40, 10**40))[6] == 5
-    assert request_environ(head, 100, BASE, (None, 8192, 65536))[6] == 5
+    assert request_environ(head, 100, BASE, (10**40, 10**40, 10**40)).content_length == 5
+    assert request_environ(head, 100, BASE, (None, 8192, 65536)).content_length == 5
     with pytest.raises(TypeError):
         request_environ(head, 100, BASE, ("5", 8192, 65536))
 
 
 def test_base_environ_values_join_like_python():
-    env = request_environ(b"GET / HTTP/1.1\r\nX-A: 2\r\n\r\n", 100, {"HTTP_X_A": "1"}, LIMITS)[5]
+    env = request_environ(
+        b"GET / HTTP/1.1\r\nX-A: 2\r\n\r\n", 100, {"HTTP_X_A": "1"}, LIMITS
+    ).environ
     assert env["HTTP_X_A"] == "1,2"
     with pytest.raises(TypeError):
         request_environ(b"GET / HTTP/1.1\r\nX-A: 2\r\n\r\n", 100, {"HTTP_X_A": 1}, LIMITS)
@@ -362,17 +409,17 @@ def test_request_environ_matches_the_model(method, target, minor, headers, limit
 
 def test_response_head_of_a_plain_response():
     result = response_head("200 OK", [("Content-Type", "text/plain"), ("Content-Length", " 5 ")])
-    assert result == (
-        "200 OK",
-        b"200 OK",
-        200,
-        b"Content-Type: text/plain\r\nContent-Length:  5 \r\n",
-        "5",
-        5,
-        None,
-        None,
-        None,
-        False,
+    assert fields(result) == dict(
+        status="200 OK",
+        status_bytes=b"200 OK",
+        code=200,
+        header_block=b"Content-Type: text/plain\r\nContent-Length:  5 \r\n",
+        content_length="5",
+        content_length_value=5,
+        date=None,
+        connection=None,
+        transfer_encoding=None,
+        connection_close=False,
     )
 
 
@@ -482,6 +529,30 @@ def test_response_bytes_assembles_head_and_body():
 def test_repeated_cookie_headers_join_as_one_cookie_list():
     # Every header whose name has COOKIE (Cookie, Cookie2) joins with "; ", as in gevent.
     head = b"GET / HTTP/1.1\r\nCookie: a=1\r\nCookie: b=2\r\nCookie2: c=3\r\nCookie2: d=4\r\n\r\n"
-    env = request_environ(head, 100, BASE, LIMITS)[5]
+    env = request_environ(head, 100, BASE, LIMITS).environ
     assert env["HTTP_COOKIE"] == "a=1; b=2"
     assert env["HTTP_COOKIE2"] == "c=3; d=4"
+
+
+def test_records_are_named_frozen_and_seen_by_the_collector():
+    import gc
+    import weakref
+
+    class Marker:
+        pass
+
+    head = request_environ(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", 100, BASE, LIMITS)
+    with pytest.raises(AttributeError):
+        head.method = "POST"
+    # A cycle through the record (its environ refers back to it) is found and freed.
+    marker = Marker()
+    head.environ["marker"] = marker
+    head.environ["head"] = head
+    freed = weakref.ref(marker)
+    del head, marker
+    gc.collect()
+    assert freed() is None
+    response = response_head("200 OK", [("Date", "d")])
+    assert response.date in gc.get_referents(response)
+    with pytest.raises(AttributeError):
+        response.code = 500

@@ -35,6 +35,8 @@ __all__ = [
     "HttpParseError",
     "TooManyHeaders",
     "RequestError",
+    "RequestHead",
+    "ResponseHead",
     "request_environ",
     "response_head",
     "response_bytes",
@@ -401,37 +403,97 @@ def parse_chunk_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | 
 class RequestError(ValueError):
     """A request the server refuses; ``args`` are ``(status, message)``."""
 
+@final
+class RequestHead:
+    """A parsed and checked request head (what :func:`request_environ` returns)."""
+
+    @property
+    def method(self) -> str:
+        """The method, as sent."""
+    @property
+    def target(self) -> str:
+        """The request target exactly as sent (latin-1)."""
+    @property
+    def version(self) -> str:
+        """``'HTTP/1.0'`` or ``'HTTP/1.1'``."""
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The header fields as received, latin-1 decoded."""
+    @property
+    def head_length(self) -> int:
+        """Bytes the head took, its blank line included."""
+    @property
+    def environ(self) -> dict[str, Any]:
+        """A copy of the base environ with the request's keys."""
+    @property
+    def content_length(self) -> int | None:
+        """The body's length (0 without one), None for a chunked body."""
+    @property
+    def chunked(self) -> bool:
+        """Whether the body is ``Transfer-Encoding: chunked``."""
+    @property
+    def close_connection(self) -> bool:
+        """Whether the client wants the connection closed after this request."""
+    @property
+    def expect_continue(self) -> bool:
+        """Whether the client waits for ``100 Continue`` before sending the body."""
+
 def request_environ(
     data: bytes | bytearray | memoryview,
     max_headers: int,
     base_env: dict[str, Any],
     limits: tuple[int | None, int | None, int | None],
-) -> (
-    tuple[str, str, str, list[tuple[str, str]], int, dict[str, Any], int | None, bool, bool, bool]
-    | None
-):
+) -> RequestHead | None:
     """Parse the request head at the start of *data* into a WSGI environ.
 
     *limits* is ``(max_body_size, max_request_line, max_header_size)``.
-    None while incomplete, else ``(method, target, request_version, headers,
-    head_length, environ, content_length, chunked, close_connection,
-    expect_continue)``: *environ* is a copy of *base_env* with the header
-    keys, REQUEST_METHOD, QUERY_STRING, PATH_INFO and SERVER_PROTOCOL;
-    *content_length* is None for a chunked body. Raises RequestError (414,
-    431, 400 or 413), TooManyHeaders or HttpParseError."""
+    None while incomplete, else a :class:`RequestHead` whose *environ* is a
+    copy of *base_env* with the header keys, REQUEST_METHOD, QUERY_STRING,
+    PATH_INFO and SERVER_PROTOCOL. Raises RequestError (414, 431, 400 or
+    413), TooManyHeaders or HttpParseError."""
 
-def response_head(
-    status: str, headers: Iterable[tuple[str, str]]
-) -> tuple[
-    str, bytes, int, bytes, str | None, int | None, str | None, str | None, str | None, bool
-]:
+@final
+class ResponseHead:
+    """A checked, encoded ``start_response`` (what :func:`response_head` returns)."""
+
+    @property
+    def status(self) -> str:
+        """The status as a native str."""
+    @property
+    def status_bytes(self) -> bytes:
+        """The status as latin-1 bytes."""
+    @property
+    def code(self) -> int:
+        """The status code."""
+    @property
+    def header_block(self) -> bytes:
+        """Every header line, CRLF-terminated, as latin-1 bytes."""
+    @property
+    def content_length(self) -> str | None:
+        """The Content-Length given, stripped (None when absent)."""
+    @property
+    def content_length_value(self) -> int | None:
+        """That Content-Length as an int (None when absent)."""
+    @property
+    def date(self) -> str | None:
+        """The Date given (None when absent)."""
+    @property
+    def connection(self) -> str | None:
+        """The Connection given (None when absent)."""
+    @property
+    def transfer_encoding(self) -> str | None:
+        """The Transfer-Encoding given (None when absent)."""
+    @property
+    def connection_close(self) -> bool:
+        """Whether the Connection header lists ``close``."""
+
+def response_head(status: str, headers: Iterable[tuple[str, str]]) -> ResponseHead:
     """Check and encode a WSGI ``start_response(status, headers)``.
 
-    Returns ``(status, status_bytes, code, header_block, content_length,
-    content_length_value, date, connection, transfer_encoding,
-    connection_close)``; raises UnicodeError for non-str or non-latin-1
-    values and ValueError for CR/LF, a bad status or a bad Content-Length,
-    with gevent's messages."""
+    Returns a :class:`ResponseHead`; raises UnicodeError for non-str or
+    non-latin-1 values and ValueError for CR/LF, a bad status, a bad
+    Content-Length, a header name that is not a token or a control
+    character in a value or the status, with gevent's messages."""
 
 def response_bytes(
     status: bytes,

@@ -991,11 +991,11 @@ class WSGIHandler:
             parsed = None
         if (
             parsed is None
-            or parsed[6] != 0
-            or parsed[9]
-            or "HTTP_UPGRADE" in parsed[5]
-            or "HTTP_CONNECTION" in parsed[5]
-            and parsed[5]["HTTP_CONNECTION"].lower() == "upgrade"
+            or parsed.content_length != 0
+            or parsed.expect_continue
+            or "HTTP_UPGRADE" in (env := parsed.environ)
+            or "HTTP_CONNECTION" in env
+            and env["HTTP_CONNECTION"].lower() == "upgrade"
         ):
             # Incomplete or refused, a body (chunked: None), Expect, or a
             # connection upgrade.
@@ -1125,19 +1125,18 @@ class WSGIHandler:
 
     def _take_request(self, parsed, data):
         # The environ, the limits and the body framing all come from Rust
-        # (``_core.request_environ``), checked in the order gevent checks them.
-        (
-            self.command,
-            self.path,
-            self.request_version,
-            self._header_list,
-            self._rpos,
-            self._env,
-            self.content_length,
-            self.chunked_input,
-            self.close_connection,
-            self.expect_continue,
-        ) = parsed
+        # (``_core.request_environ``, a ``RequestHead``), checked in the
+        # order gevent checks them.
+        self.command = parsed.method
+        self.path = parsed.target
+        self.request_version = parsed.version
+        self._header_list = parsed.headers
+        self._rpos = parsed.head_length
+        self._env = parsed.environ
+        self.content_length = parsed.content_length
+        self.chunked_input = parsed.chunked
+        self.close_connection = parsed.close_connection
+        self.expect_continue = parsed.expect_continue
         self._headers_msg = None
         self._rbuf = data
         if self._env_class is not None:
@@ -1583,21 +1582,13 @@ class WSGIHandler:
                 exc_info = None
         elif self.headers_sent:
             raise self.ApplicationError("start_response() called again after the headers were sent")
-        # Rust checks and encodes the status and headers (``_core.response_head``),
-        # with the errors and the order of gevent's checks.
-        (
-            status,
-            status_bytes,
-            code,
-            header_block,
-            provided_cl,
-            cl_value,
-            provided_date,
-            provided_connection,
-            provided_te,
-            close,
-        ) = response_head(status, headers)
+        # Rust checks and encodes the status and headers (``_core.response_head``,
+        # a ``ResponseHead``), with the errors and the order of gevent's checks.
+        head = response_head(status, headers)
+        code = head.code
+        provided_cl = head.content_length
         if provided_cl is not None:
+            cl_value = head.content_length_value
             if (code == 204 or code == 304) and cl_value != 0:
                 raise self.ApplicationError(
                     "Invalid Content-Length for %s response: %r (must be absent or zero)"
@@ -1607,16 +1598,16 @@ class WSGIHandler:
         else:
             self._cl_left = None
 
-        self.status = status_bytes
-        self._orig_status = status
+        self.status = head.status_bytes
+        self._orig_status = head.status
         self.code = code
         self.response_headers = headers
-        self._header_block = header_block
+        self._header_block = head.header_block
         self.provided_content_length = provided_cl
-        self.provided_date = provided_date
-        self._provided_connection = provided_connection
-        self._provided_te = provided_te
-        if close:
+        self.provided_date = head.date
+        self._provided_connection = head.connection
+        self._provided_te = head.transfer_encoding
+        if head.connection_close:
             self.close_connection = True
         return self.write
 

@@ -19,10 +19,14 @@
 //!   `str` subclasses in a response head are converted with `str()`.
 //! - Limits arrive as Python ints of any size; they saturate to `u64::MAX`
 //!   rather than fail.
+//! - Results are named: [`RequestHead`] and [`ResponseHead`] are frozen
+//!   records whose fields are `Py` struct members, so Python reads each one
+//!   straight from the object (no getter call), as cheaply as a tuple item.
 
 use pyo3::exceptions::{PyTypeError, PyUnicodeError, PyValueError};
+use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 
 use super::http::{latin1, parse_head, with_bytes, MAX_HEADERS_LIMIT};
 
@@ -134,6 +138,107 @@ fn origin_path(path: &[u8]) -> &[u8] {
     path
 }
 
+/// A parsed and checked request head: what `request_environ` returns.
+///
+/// Only `__traverse__`, no `__clear__`: the record is frozen (its fields
+/// never change), and any cycle through it runs through `environ` or
+/// `headers`, a dict and a list, which the collector clears.
+#[pyclass(frozen, module = "greenwheel._core")]
+pub(crate) struct RequestHead {
+    /// The method, as sent (`'GET'`).
+    #[pyo3(get)]
+    method: Py<PyString>,
+    /// The request target exactly as sent (latin-1).
+    #[pyo3(get)]
+    target: Py<PyString>,
+    /// `'HTTP/1.0'` or `'HTTP/1.1'`.
+    #[pyo3(get)]
+    version: Py<PyString>,
+    /// The header fields as received: a list of `(name, value)` str pairs.
+    #[pyo3(get)]
+    headers: Py<PyList>,
+    /// Bytes of `data` the head took, its blank line included.
+    #[pyo3(get)]
+    head_length: Py<PyAny>,
+    /// A copy of the base environ with the request's keys.
+    #[pyo3(get)]
+    environ: Py<PyDict>,
+    /// The body's length (0 without one), None for a chunked body.
+    #[pyo3(get)]
+    content_length: Py<PyAny>,
+    /// Whether the body is `Transfer-Encoding: chunked`.
+    #[pyo3(get)]
+    chunked: Py<PyBool>,
+    /// Whether the client wants the connection closed after this request.
+    #[pyo3(get)]
+    close_connection: Py<PyBool>,
+    /// Whether the client waits for `100 Continue` before sending the body.
+    #[pyo3(get)]
+    expect_continue: Py<PyBool>,
+}
+
+#[pymethods]
+impl RequestHead {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.headers)?;
+        visit.call(&self.environ)?;
+        visit.call(&self.content_length)
+    }
+}
+
+/// A checked and encoded `start_response(status, headers)`: what
+/// `response_head` returns.  (Only `__traverse__`, as [`RequestHead`].)
+#[pyclass(frozen, module = "greenwheel._core")]
+pub(crate) struct ResponseHead {
+    /// The status as a native str (`'200 OK'`).
+    #[pyo3(get)]
+    status: Py<PyString>,
+    /// The status line's text as latin-1 bytes (`b'200 OK'`).
+    #[pyo3(get)]
+    status_bytes: Py<PyBytes>,
+    /// The status code, an int.
+    #[pyo3(get)]
+    code: Py<PyAny>,
+    /// Every header line, CRLF-terminated, as latin-1 bytes.
+    #[pyo3(get)]
+    header_block: Py<PyBytes>,
+    /// The Content-Length given, stripped (None when absent).
+    #[pyo3(get)]
+    content_length: Py<PyAny>,
+    /// That Content-Length as an int (None when absent).
+    #[pyo3(get)]
+    content_length_value: Py<PyAny>,
+    /// The Date given (None when absent).
+    #[pyo3(get)]
+    date: Py<PyAny>,
+    /// The Connection given (None when absent).
+    #[pyo3(get)]
+    connection: Py<PyAny>,
+    /// The Transfer-Encoding given (None when absent).
+    #[pyo3(get)]
+    transfer_encoding: Py<PyAny>,
+    /// Whether the Connection header lists `close`.
+    #[pyo3(get)]
+    connection_close: Py<PyBool>,
+}
+
+#[pymethods]
+impl ResponseHead {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // Only str, bytes, int and None today; visited all the same, so that
+        // a field added later cannot hide a cycle.
+        visit.call(&self.content_length)?;
+        visit.call(&self.content_length_value)?;
+        visit.call(&self.date)?;
+        visit.call(&self.connection)?;
+        visit.call(&self.transfer_encoding)
+    }
+}
+
+fn py_bool(py: Python<'_>, value: bool) -> Py<PyBool> {
+    PyBool::new(py, value).to_owned().unbind()
+}
+
 /// Sets REQUEST_METHOD, QUERY_STRING, PATH_INFO and SERVER_PROTOCOL.
 fn set_request_keys(
     env: &Bound<'_, PyDict>,
@@ -171,11 +276,9 @@ fn get_str(env: &Bound<'_, PyDict>, key: &Bound<'_, PyString>) -> PyResult<Optio
 ///
 /// Parse the request head at the start of `data` into the WSGI environ.
 /// `limits` is `(max_body_size, max_request_line, max_header_size)`.
-/// Returns None if the head is incomplete, else `(method, target,
-/// request_version, headers, head_length, environ, content_length,
-/// chunked, close_connection, expect_continue)`; `environ` is a copy of
-/// `base_env` with the header keys, REQUEST_METHOD, QUERY_STRING, PATH_INFO
-/// and SERVER_PROTOCOL; `content_length` is None for a chunked body.
+/// Returns None if the head is incomplete, else a `RequestHead`, whose
+/// `environ` is a copy of `base_env` with the header keys, REQUEST_METHOD,
+/// QUERY_STRING, PATH_INFO and SERVER_PROTOCOL.
 #[pyfunction]
 pub(crate) fn request_environ<'py>(
     py: Python<'py>,
@@ -183,7 +286,7 @@ pub(crate) fn request_environ<'py>(
     max_headers: usize,
     base_env: &Bound<'py, PyDict>,
     limits: (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>),
-) -> PyResult<Option<Bound<'py, PyTuple>>> {
+) -> PyResult<Option<RequestHead>> {
     let max_body = limit(&limits.0)?;
     let max_line = limit(&limits.1)?.unwrap_or(u64::MAX);
     let max_head = limit(&limits.2)?.unwrap_or(u64::MAX);
@@ -309,23 +412,18 @@ pub(crate) fn request_environ<'py>(
             pyo3::intern!(py, "HTTP/1.0")
         };
         set_request_keys(&env, &method, target.as_bytes(), protocol)?;
-        Ok(Some(PyTuple::new(
-            py,
-            [
-                method.into_any(),
-                latin1(py, target.as_bytes()).into_any(),
-                protocol.clone().into_any(),
-                list.into_any(),
-                consumed.into_pyobject(py)?.into_any(),
-                env.into_any(),
-                content_length.unwrap_or_else(|| py.None().into_bound(py)),
-                pyo3::types::PyBool::new(py, chunked).to_owned().into_any(),
-                pyo3::types::PyBool::new(py, close).to_owned().into_any(),
-                pyo3::types::PyBool::new(py, expect_continue)
-                    .to_owned()
-                    .into_any(),
-            ],
-        )?))
+        Ok(Some(RequestHead {
+            method: method.unbind(),
+            target: latin1(py, target.as_bytes()).unbind(),
+            version: protocol.clone().unbind(),
+            headers: list.unbind(),
+            head_length: consumed.into_pyobject(py)?.into_any().unbind(),
+            environ: env.unbind(),
+            content_length: content_length.map_or_else(|| py.None(), Bound::unbind),
+            chunked: py_bool(py, chunked),
+            close_connection: py_bool(py, close),
+            expect_continue: py_bool(py, expect_continue),
+        }))
     })
 }
 
@@ -449,20 +547,13 @@ fn unicode_error(args: impl pyo3::PyErrArguments + 'static) -> PyErr {
 ///
 /// Check a WSGI `start_response(status, headers)` and encode it: gevent's
 /// checks, then header names must be tokens and no value nor the status may
-/// hold a control character (ValueError). Returns
-/// `(status, status_bytes, code, header_block, content_length,
-/// content_length_value, date, connection, transfer_encoding,
-/// connection_close)`: `status` as a native str, the status line's bytes,
-/// the int code, every header line (CRLF-terminated) as latin-1 bytes, the
-/// stripped Content-Length text and its int (None when absent), the Date,
-/// Connection and Transfer-Encoding values given (None when absent), and
-/// whether the Connection header lists `close`.
+/// hold a control character (ValueError). Returns a `ResponseHead`.
 #[pyfunction]
 pub(crate) fn response_head<'py>(
     py: Python<'py>,
     status: &Bound<'py, PyAny>,
     headers: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyTuple>> {
+) -> PyResult<ResponseHead> {
     let Some(status) = native_str(status)? else {
         return Err(unicode_error("The status string must be a native string"));
     };
@@ -600,22 +691,20 @@ pub(crate) fn response_head<'py>(
     };
     let connection = value_of(2);
     let close = special[2].is_some_and(|i| lists_token(texts[i].1, "close"));
-    let none = || py.None().into_bound(py);
-    PyTuple::new(
-        py,
-        [
-            status.clone().into_any(),
-            PyBytes::new(py, &status_bytes).into_any(),
-            code.into_pyobject(py)?.into_any(),
-            PyBytes::new(py, &block).into_any(),
-            cl_text.map_or_else(none, |s| s.into_any()),
-            cl_value.unwrap_or_else(none),
-            value_of(1).map_or_else(none, |s| s.into_any()),
-            connection.map_or_else(none, |s| s.into_any()),
-            value_of(3).map_or_else(none, |s| s.into_any()),
-            pyo3::types::PyBool::new(py, close).to_owned().into_any(),
-        ],
-    )
+    let opt =
+        |v: Option<Bound<'py, PyString>>| v.map_or_else(|| py.None(), |s| s.into_any().unbind());
+    Ok(ResponseHead {
+        status: status.unbind(),
+        status_bytes: PyBytes::new(py, &status_bytes).unbind(),
+        code: code.into_pyobject(py)?.into_any().unbind(),
+        header_block: PyBytes::new(py, &block).unbind(),
+        content_length: opt(cl_text),
+        content_length_value: cl_value.map_or_else(|| py.None(), Bound::unbind),
+        date: opt(value_of(1)),
+        connection: opt(connection),
+        transfer_encoding: opt(value_of(3)),
+        connection_close: py_bool(py, close),
+    })
 }
 
 /// Length of an IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`.
@@ -777,5 +866,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(response_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(http_date_bytes, m)?)?;
     m.add("RequestError", m.py().get_type::<RequestError>())?;
+    m.add_class::<RequestHead>()?;
+    m.add_class::<ResponseHead>()?;
     Ok(())
 }

@@ -322,13 +322,18 @@ def test_pool_map_and_imap_bounded():
     assert peak[0] == 2
 
 
-def test_pool_apply_async_when_full_does_not_block():
+def test_pool_apply_async_when_full_does_not_block(virtual_clock):
     pool = Pool(1)
-    pool.spawn(gw.sleep, 0.005)
-    start = time.monotonic()
+    occupant = pool.spawn(gw.sleep, 1000)
+    start = virtual_clock.now()
     g = pool.apply_async(double, (2,))
-    assert time.monotonic() - start < 0.004
+    # Waiting for the slot would have made the clock jump the 1000 s.
+    assert virtual_clock.now() == start
+    # Its greenlet waited for the slot: the result comes when the occupant
+    # has ended, plus double(2)'s own 2 ms.
     assert g.get() == 4
+    assert occupant.ready()
+    assert virtual_clock.now() - start == pytest.approx(1000.002, abs=1e-6)
 
 
 def test_pool_spawn_later_and_spawn_link(quiet_hub):

@@ -30,17 +30,38 @@ def pool():
     p.kill()
 
 
+def _loop_turner(ticker, loop_turned):
+    """A greenlet that sets *loop_turned* once the ticker has ticked three
+    more times: it gets there only if the loop keeps running."""
+
+    def run(target):
+        while len(ticker) < target:
+            gw.sleep(0.01)
+        loop_turned.set()
+
+    return gw.spawn(run, len(ticker) + 3)
+
+
 def test_spawn_runs_in_parallel_threads_without_blocking_the_loop(pool, ticker):
     main = threading.get_ident()
-    start = time.monotonic()
-    results = [pool.spawn(lambda: (time.sleep(0.2), threading.get_ident())[1]) for _ in range(4)]
+    # Only jobs running at the same time get past the barrier (a serial pool
+    # breaks it after the timeout), and they end only once the loop has
+    # turned while the hub waits for them.
+    barrier = threading.Barrier(4)
+    loop_turned = threading.Event()
+
+    def job():
+        barrier.wait(timeout=20)
+        assert loop_turned.wait(timeout=20), "the loop did not run meanwhile"
+        return threading.get_ident()
+
+    results = [pool.spawn(job) for _ in range(4)]
     assert all(isinstance(r, ThreadResult) for r in results)
     assert not results[0].ready()
+    turner = _loop_turner(ticker, loop_turned)
     idents = [r.get() for r in results]
-    elapsed = time.monotonic() - start
-    assert elapsed < 0.6  # 4 x 0.2 s in 4 threads
+    turner.get()
     assert main not in idents and len(set(idents)) == 4
-    assert len(ticker) >= 8  # the ticker kept going meanwhile
     assert pool.size == 4 and pool.maxsize == 4
     assert all(r.ready() and r.successful() for r in results)
 
@@ -142,7 +163,7 @@ def test_results_reach_hubs_of_other_threads():
     def in_thread():
         start = time.monotonic()
         results = [pool.spawn(time.sleep, 0.1) for _ in range(2)]
-        gw.wait(results)
+        out["ready"] = len(gw.wait(results, timeout=20))
         out["elapsed"] = time.monotonic() - start
         out["hub"] = gw.get_hub().main_hub
         gw.get_hub().destroy(destroy_loop=True)
@@ -151,7 +172,10 @@ def test_results_reach_hubs_of_other_threads():
     thread.start()
     while thread.is_alive():
         gw.sleep(0.01)
-    assert out["elapsed"] < 0.5 and out["hub"] is False
+    # Woken by the results (0.1 s each), not by the 20 s timeout: the margin
+    # is for a loaded machine.
+    assert out["ready"] == 2 and out["elapsed"] < 5, out
+    assert out["hub"] is False
 
 
 def test_hub_threadpool_and_resolver(ticker):
@@ -217,12 +241,19 @@ def test_hub_threadpool_size_and_class_make_the_hubs_own_pool():
 def test_executor_futures_cooperate(ticker):
     with ThreadPoolExecutor(max_workers=3) as executor:
         assert isinstance(executor, cf.ThreadPoolExecutor)
-        start = time.monotonic()
-        futures = [executor.submit(time.sleep, 0.2) for _ in range(3)]
+        # As above: three at once past the barrier, done after the loop turned.
+        barrier = threading.Barrier(3)
+        loop_turned = threading.Event()
+
+        def job():
+            barrier.wait(timeout=20)
+            return loop_turned.wait(timeout=20)
+
+        futures = [executor.submit(job) for _ in range(3)]
         assert all(isinstance(f, cf.Future) for f in futures)
-        assert [f.result() for f in futures] == [None] * 3
-        assert time.monotonic() - start < 0.6
-        assert len(ticker) >= 8
+        turner = _loop_turner(ticker, loop_turned)
+        assert [f.result() for f in futures] == [True] * 3
+        turner.get()
 
         failing = executor.submit(int, "x")
         assert isinstance(failing.exception(), ValueError)

@@ -13,13 +13,20 @@ import urllib.request
 
 import pytest
 
-from _childproc import child_env
+from _childproc import child_env, wait_for
 
 pytest.importorskip("gunicorn")
 pytestmark = pytest.mark.timeout(60)
 
 APP = """
 import json, os, time
+
+from greenwheel.event import Event
+
+# Requests in the app right now (/slow and /hold), and the gate /hold waits
+# at until /release: the tests synchronise on these, not on sleeps.
+in_app = [0]
+gate = Event()
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
@@ -33,8 +40,24 @@ def app(environ, start_response):
             "sock_is_same": environ.get("gunicorn.sock", sock) is sock,
         }).encode()
     elif path == "/slow":
-        time.sleep(float(environ.get("QUERY_STRING") or 1))  # patched: yields
+        in_app[0] += 1
+        try:
+            time.sleep(float(environ.get("QUERY_STRING") or 1))  # patched: yields
+        finally:
+            in_app[0] -= 1
         body = b"slow done"
+    elif path == "/hold":
+        in_app[0] += 1
+        try:
+            gate.wait()
+        finally:
+            in_app[0] -= 1
+        body = b"held done"
+    elif path == "/release":
+        gate.set()
+        body = b"released"
+    elif path == "/in_app":
+        body = str(in_app[0]).encode()
     elif path == "/pid":
         body = str(os.getpid()).encode()
     else:
@@ -98,6 +121,12 @@ class Gunicorn:
         with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
             return resp.read().decode(), time.monotonic() - start
 
+    def wait_in_app(self, count):
+        """Wait until *count* requests are inside the app (they were read,
+        dispatched and are being handled)."""
+        if not wait_for(lambda: self.get("/in_app")[0] == str(count), timeout=20):
+            pytest.fail("never %d requests in the app:\n%s" % (count, self.output()))
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.kill()
@@ -114,25 +143,25 @@ def server(request, tmp_path):
 
 def test_slow_requests_do_not_block_fast_ones(server):
     with concurrent.futures.ThreadPoolExecutor(30) as pool:
-        slow = [pool.submit(server.get, "/slow?1.0") for _ in range(5)]
-        time.sleep(0.2)
+        held = [pool.submit(server.get, "/hold") for _ in range(5)]
+        # The five are handled concurrently by the one worker process...
+        server.wait_in_app(5)
         fast = [pool.submit(server.get, "/f%d" % i) for i in range(20)]
         for i, f in enumerate(fast):
-            body, elapsed = f.result()
+            body, _ = f.result(timeout=20)
             assert body == "fast /f%d" % i
-            assert elapsed < 0.6, elapsed
-        start = time.monotonic()
-        for f in slow:
-            body, elapsed = f.result()
-            assert body == "slow done"
-        # The 5 slow requests ran concurrently in one worker process.
-        assert time.monotonic() - start < 1.5
+        # ... and the twenty others were served while all five still waited.
+        assert not any(f.done() for f in held)
+        assert server.get("/release")[0] == "released"
+        for f in held:
+            body, _ = f.result(timeout=20)
+            assert body == "held done"
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits(server):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         in_flight = pool.submit(server.get, "/slow?1.0")
-        time.sleep(0.3)  # the request is being handled
+        server.wait_in_app(1)  # the request is being handled
         start = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
         body, _ = in_flight.result(timeout=15)
@@ -151,7 +180,7 @@ def test_graceful_timeout_kills_stragglers(tmp_path):
     try:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             stuck = pool.submit(srv.get, "/slow?30")
-            time.sleep(0.3)
+            srv.wait_in_app(1)
             start = time.monotonic()
             srv.proc.send_signal(signal.SIGTERM)
             srv.proc.wait(timeout=20)

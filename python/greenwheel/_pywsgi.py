@@ -1351,8 +1351,7 @@ class WSGIHandler:
         """Send the application's result (headers and body)."""
         result = self.result
         if not self.headers_sent and (type(result) is list or type(result) is tuple):
-            # The usual case: the whole body is known; send it with the
-            # headers in one write, with a Content-Length.
+            # The usual case: the whole body is known (see _write_whole).
             if self.status is None:
                 if not any(result):
                     return self._no_response()
@@ -1365,45 +1364,6 @@ class WSGIHandler:
                 body = b"".join(result)
             else:
                 body = b""
-            code = self.code
-            cl_left = self._cl_left
-            wsgi_input = self.wsgi_input
-            if (
-                200 <= code
-                and code != 204
-                and code != 304
-                and self.command != "HEAD"
-                and (cl_left is None or cl_left == len(body))
-                and len(body) <= 65536
-                and (wsgi_input is None or wsgi_input._continue is None)
-            ):
-                # The usual response, in one write: _write_whole and
-                # _make_head reduced to what applies to it.
-                if self._provided_connection is not None:
-                    connection = 0
-                elif self.close_connection:
-                    connection = 1  # Connection: close
-                elif self.request_version == "HTTP/1.0":
-                    connection = 2  # Connection: keep-alive
-                else:
-                    connection = 0
-                if cl_left is None and self._provided_te is None:
-                    length = len(body)
-                else:
-                    length = None  # the application framed it
-                    self._cl_left = None if cl_left is None else 0
-                data = response_bytes(
-                    self.status,
-                    self._header_block,
-                    self.provided_date is None,
-                    length,
-                    False,
-                    connection,
-                    body,
-                )
-                self.headers_sent = True
-                self._sendall(data)
-                return
             self._write_whole(body)
             return
         for data in result:
@@ -1428,20 +1388,40 @@ class WSGIHandler:
         # the connection, since the client still waits for a response.
         self.close_connection = True
 
+    # -- response framing: decided here, and only here ---------------------------------
+    #
+    # _omit_body says whether the response may carry a body; _make_head
+    # decides how the body is delimited and whether the connection stays
+    # open, and writes the head.  Every response the application makes goes
+    # through them: a whole body (_write_whole) or a streamed one (write).
+
     def _omit_body(self):
+        # HEAD, 1xx, 204 and 304 responses have no body (RFC 9110 6.4.1).
         code = self.code
         return self.command == "HEAD" or code < 200 or code == 204 or code == 304
 
-    def _make_head(self, body_length):
-        # Status line and headers, deciding the framing: *body_length* is the
-        # full body size when known, else None (streamed).
+    def _make_head(self, body_length, body=b""):
+        # The response head, with *body* after it in the same bytes object.
+        # *body_length* is the whole body's size when known, else None (a
+        # streamed body).  The rules, in order:
+        # - a response without a body (1xx, 204, 304) has no framing header;
+        #   a 101 hands the connection to another protocol, closed when the
+        #   application returns;
+        # - a Content-Length or Transfer-Encoding the application gave is
+        #   its framing, sent as given;
+        # - a known length becomes Content-Length (a HEAD response sends the
+        #   length its GET would have, when the application produced it);
+        # - a streamed body is chunked in HTTP/1.1, and ends with the
+        #   connection in HTTP/1.0;
+        # then the connection: a client still waiting for 100 Continue cannot
+        # keep it, and Connection is sent only when it differs from the
+        # protocol's default (close in 1.1, keep-alive in 1.0), unless the
+        # application gave one.
         code = self.code
         length = None
         chunked = False
         if code < 200 or code == 204 or code == 304:
             if code == 101:
-                # The connection now belongs to another protocol; when the
-                # application returns, it is over.
                 self.connection_upgraded = True
                 self.close_connection = True
         elif self.provided_content_length is not None or self._provided_te is not None:
@@ -1482,36 +1462,38 @@ class WSGIHandler:
             length,
             chunked,
             connection,
-            b"",
+            body,
         )
 
     def _write_whole(self, body):
-        code = self.code
-        command = self.command
-        if command == "HEAD" or code < 200 or code == 204 or code == 304:
-            if body and command != "HEAD":
+        # The whole body is known (the application returned a list): the
+        # head and a body of up to 64 KiB go out in one write.
+        length = len(body)
+        if self._omit_body():
+            if body and self.command != "HEAD":
                 # Before the head is marked sent, so that the client gets a 500.
-                raise self.ApplicationError("The %s response must have no body" % (code,))
-            head = self._make_head(len(body))
+                raise self.ApplicationError("The %s response must have no body" % (self.code,))
             self.headers_sent = True
-            self._sendall(head)
+            self._sendall(self._make_head(length))
             return
-        # (The usual whole-body response never gets here: process_result
-        # sends it in one write itself.)
         cl_left = self._cl_left
-        head = self._make_head(len(body))
-        self.headers_sent = True
-        if cl_left is not None:
-            if len(body) > cl_left:
-                self._log_length_error()
-                body = body[:cl_left]
-            self._cl_left = cl_left - len(body)
-            if self._cl_left:
-                self.close_connection = True
+        if cl_left is not None and length > cl_left:
+            body = body[:cl_left]  # more than the application's Content-Length
         if len(body) <= 65536:
-            self._sendall(head + body)
+            data = self._make_head(length, body)
+            body = b""
         else:
-            self._sendall(head)
+            data = self._make_head(length)
+        if cl_left is not None:
+            # After the head, so that it is what the application framed.
+            if length > cl_left:
+                self._log_length_error()
+            cl_left = self._cl_left = cl_left - min(length, cl_left)
+            if cl_left:
+                self.close_connection = True  # fewer bytes than promised
+        self.headers_sent = True
+        self._sendall(data)
+        if body:
             self._sendall(body)
 
     def _log_length_error(self):

@@ -69,8 +69,8 @@ _get_ident = _thread.get_ident
 # Python threads alive besides the main thread; a cheap C call.  While there
 # are none, a parked greenlet can only be woken by its own hub's thread.
 _thread_count = _thread._count
-_threading_active = threading._active
-_threading_limbo = threading._limbo
+_threading_active = threading._active  # type: ignore[attr-defined]
+_threading_limbo = threading._limbo  # type: ignore[attr-defined]
 _DummyThread = threading._DummyThread
 _allocate_lock = _thread.allocate_lock
 _main_ident = threading.main_thread().ident

@@ -27,6 +27,7 @@ import os
 import signal as _signal_mod
 import sys
 from time import monotonic
+from typing import Any
 
 from . import _hub
 
@@ -82,7 +83,7 @@ class _Child:
 
 
 #: pid -> _Child
-_children = {}
+_children: dict[int, Any] = {}
 #: Set and cleared on every reaping pass: wakes ``waitpid(-1)`` style waiters.
 _any_change = None
 

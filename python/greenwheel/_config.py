@@ -66,7 +66,7 @@ class ImportableSetting:
     """
 
     #: Short names and the dotted paths they stand for.
-    shortname_map = {}
+    shortname_map: dict[str, str] = {}
 
     def _import_one_of(self, candidates):
         if not candidates:

@@ -14,6 +14,7 @@ Ground rules:
 """
 
 import sys
+from typing import Any
 
 from zope.event import notify, subscribers
 from zope.interface import Attribute, Interface, implementer
@@ -68,7 +69,7 @@ def notify_and_call_entry_points(event):
 #: (sys.path when read, {group: [entry points]}): scanning the installed
 #: distributions costs milliseconds and patch_all announces some thirty
 #: events, so the scan is kept until sys.path changes.
-_plugin_cache = (None, {})
+_plugin_cache: tuple[list[str] | None, dict[str, list[Any]]] = (None, {})
 
 
 def _plugins(group):

@@ -5,6 +5,10 @@ every other module, including ones written later (event, queue, lock, socket),
 can import them without creating import cycles.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from greenlet import GreenletExit
 
 __all__ = [
@@ -30,11 +34,11 @@ class LoopExit(Exception):
     """
 
     @property
-    def hub(self):
+    def hub(self) -> Any:
         """The hub whose loop ran dry (None if raised by user code)."""
         return self.args[1] if len(self.args) >= 2 else None
 
-    def __str__(self):
+    def __str__(self) -> str:
         # Only the message: the hub's repr is noise in a traceback.
         return str(self.args[0]) if self.args else ""
 
@@ -83,7 +87,7 @@ class LinkedExited(Exception):
 
     msg = "%r exited"
 
-    def __init__(self, source, msg=None):
+    def __init__(self, source: Any, msg: str | None = None) -> None:
         self.source = source
         Exception.__init__(self, msg if msg is not None else self.msg % (source,))
 
@@ -99,7 +103,7 @@ class LinkedFailed(LinkedExited):
 
     msg = "%r failed with %s"
 
-    def __init__(self, source):
+    def __init__(self, source: Any) -> None:
         LinkedExited.__init__(
             self, source, self.msg % (source, _class_name(getattr(source, "exception", None)))
         )
@@ -110,13 +114,13 @@ class LinkedKilled(LinkedCompleted, LinkedFailed):
 
     msg = "%r returned %s"
 
-    def __init__(self, source):
+    def __init__(self, source: Any) -> None:
         LinkedExited.__init__(
             self, source, self.msg % (source, _class_name(getattr(source, "value", None)))
         )
 
 
-def _class_name(obj):
+def _class_name(obj: object) -> str:
     # gevent 0.13 names the exception's class; fall back to its text for
     # objects whose class lookup misbehaves (proxies and the like).
     try:

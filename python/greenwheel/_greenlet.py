@@ -12,7 +12,12 @@ without a callable links the calling greenlet, which then gets a
 raised inside it.
 """
 
+from __future__ import annotations
+
 import sys
+from collections.abc import Callable, Collection, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 from weakref import ref as _wref
 
 from greenlet import GreenletExit, getcurrent
@@ -37,6 +42,24 @@ from ._hub import (
     wait,
 )
 from ._timeout import _NEVER, Timeout
+
+if TYPE_CHECKING:
+    from typing import Self, TypeAlias
+
+    from ._core import Loop
+    from ._hub import _L, Hub
+
+    #: What kill()/throw() accept: an exception class or instance, or an exc_info triple.
+    _KillException: TypeAlias = (
+        type[BaseException]
+        | BaseException
+        | tuple[type[BaseException], BaseException | object, TracebackType | None]
+    )
+    _ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+_P = ParamSpec("_P")
 
 __all__ = [
     "Greenlet",
@@ -67,15 +90,15 @@ class _Marker:
     pending = False
     active = False
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self._name = name
 
-    def stop(self):
+    def stop(self) -> None:
         pass
 
     close = stop
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<%s>" % self._name
 
 
@@ -86,7 +109,7 @@ _CANCELLED = _Marker("cancelled before start")
 # Stored in _exc_info for a greenlet that finished without an error.
 _SUCCESS = (None, None, None)
 
-_raw_dead = _RawGreenlet.dead.__get__
+_raw_dead: Callable[[_RawGreenlet], bool] = _RawGreenlet.dead.__get__
 _raw_throw = _RawGreenlet.throw
 
 
@@ -96,11 +119,11 @@ class _readproperty:
     Used for :attr:`Greenlet.name`: computed until assigned.
     """
 
-    def __init__(self, func):
+    def __init__(self, func: Callable[[Any], str]) -> None:
         self.func = func
         self.__doc__ = func.__doc__
 
-    def __get__(self, inst, owner):
+    def __get__(self, inst: Any, owner: object) -> Any:
         if inst is None:
             return self
         return self.func(inst)
@@ -121,27 +144,27 @@ class _SpawnedLink:
 
     __slots__ = ("callback", "when")
 
-    def __init__(self, callback, when=None):
+    def __init__(self, callback: Callable[[Any], object], when: bool | None = None) -> None:
         if not callable(callback):
             raise TypeError("Expected callable: %r" % (callback,))
         self.callback = callback
         self.when = when
 
-    def __call__(self, source):
+    def __call__(self, source: Greenlet[Any]) -> None:
         if self.when is None or source.successful() is self.when:
             _RawGreenlet(self.callback, source.parent).switch(source)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self.callback)
 
-    def __eq__(self, other):
-        return self.callback == getattr(other, "callback", other)
+    def __eq__(self, other: object) -> bool:
+        return bool(self.callback == getattr(other, "callback", other))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return repr(self.callback)
 
 
-def _linked_exception(source):
+def _linked_exception(source: Greenlet[Any]) -> LinkedCompleted | LinkedFailed:
     if source.successful():
         if isinstance(source.value, GreenletExit):
             return LinkedKilled(source)
@@ -159,11 +182,11 @@ class _GreenletLink:
 
     __slots__ = ("greenlet", "when")
 
-    def __init__(self, greenlet, when=None):
+    def __init__(self, greenlet: _RawGreenlet, when: bool | None = None) -> None:
         self.greenlet = greenlet
         self.when = when
 
-    def __call__(self, source):
+    def __call__(self, source: Greenlet[Any]) -> None:
         if self.when is not None and source.successful() is not self.when:
             return
         receiver = self.greenlet
@@ -171,17 +194,17 @@ class _GreenletLink:
         if not receiver.dead:
             receiver.throw(_linked_exception(source))
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self.greenlet)
 
-    def __eq__(self, other):
-        return self.greenlet == getattr(other, "greenlet", other)
+    def __eq__(self, other: object) -> bool:
+        return bool(self.greenlet == getattr(other, "greenlet", other))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return repr(self.greenlet)
 
 
-def _as_exc_info(exception):
+def _as_exc_info(exception: _KillException) -> tuple[Any, Any, Any]:
     """Normalise what kill()/throw() accept into an ``(type, value, tb)`` triple."""
     if isinstance(exception, tuple) and len(exception) == 3:
         return exception
@@ -206,25 +229,25 @@ class _RunAttribute:
     subclass that defines its own ``_run`` method shadows this descriptor.
     """
 
-    def __get__(self, inst, owner):
+    def __get__(self, inst: Greenlet[Any] | None, owner: type | None) -> Callable[..., Any]:
         if inst is None:
             return _default_run
         fn = inst._run_fn
         return fn if fn is not None else _default_run.__get__(inst, owner)
 
-    def __set__(self, inst, value):
+    def __set__(self, inst: Greenlet[Any], value: Callable[..., Any] | None) -> None:
         inst._run_fn = value
 
-    def __delete__(self, inst):
+    def __delete__(self, inst: Greenlet[Any]) -> None:
         inst._run_fn = None
 
 
-def _default_run(self):
+def _default_run(self: Greenlet[Any]) -> None:
     """Override in a subclass to run code without passing *run*."""
     return None
 
 
-class Greenlet(_RawGreenlet):
+class Greenlet(_RawGreenlet, Generic[_T]):
     """Greenlet(run=None, *args, **kwargs)
 
     A function call ``run(*args, **kwargs)`` scheduled on the hub.  Creating
@@ -252,6 +275,25 @@ class Greenlet(_RawGreenlet):
         "_tree_locals",
     )
 
+    if TYPE_CHECKING:
+        # The slots' types.
+        args: tuple[Any, ...]
+        kwargs: dict[str, Any]
+        #: The function's return value once it succeeded (the GreenletExit
+        #: instance if it was killed); None until then.
+        value: _T
+        _start_event: Any
+        _exc_info: tuple[Any, Any, Any] | None
+        _run_fn: Callable[..., Any] | None
+        _links: Any
+        _notifier: Any
+        _ident: int | None
+        _formatted_info: str | None
+        spawning_greenlet: _wref[_RawGreenlet] | None
+        _tree_locals: dict[Any, Any] | None
+        # The hub, always (greenlet's own stubs allow any greenlet or None).
+        parent: Hub
+
     _run = _RunAttribute()
 
     #: Kept for gevent's sake: greenwheel records no spawning stack, so
@@ -260,7 +302,11 @@ class Greenlet(_RawGreenlet):
     spawning_stack_limit = 10
     spawning_stack = None
 
-    def __init__(self, run=None, *args, **kwargs):
+    @overload
+    def __init__(self, run: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> None: ...
+    @overload
+    def __init__(self, run: None = None, *args: Any, **kwargs: Any) -> None: ...
+    def __init__(self, run: Callable[..., Any] | None = None, *args: Any, **kwargs: Any) -> None:
         hub = _state.hub
         if hub is None:
             hub = get_hub()
@@ -291,7 +337,9 @@ class Greenlet(_RawGreenlet):
             raise TypeError("The run argument or self._run must be callable")
         self.args = args
         self.kwargs = kwargs
-        self.value = None
+        # (None until the function returns; typed as its result for the
+        # common read after join()/ready().)
+        self.value = None  # type: ignore[assignment]
         self._start_event = None
         # None while unfinished; _SUCCESS, or the failure's (type, value, tb).
         self._exc_info = None
@@ -303,68 +351,75 @@ class Greenlet(_RawGreenlet):
     # -- state ---------------------------------------------------------------
 
     @property
-    def loop(self):
+    def loop(self) -> Loop:
         return self.parent.loop
 
     @property
-    def dead(self):
+    def dead(self) -> bool:
         """True once the greenlet has finished, or was killed before it ever ran."""
         if self._start_event is _CANCELLED:
             return True
         return _raw_dead(self)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         # gevent: true while started and not finished (unlike a raw greenlet,
         # which is false until it first runs).
         return self._start_event is not None and self._exc_info is None
 
     @property
-    def started(self):
+    def started(self) -> bool:
         """True between start() and the end of the greenlet (deprecated in gevent)."""
         return bool(self)
 
-    def ready(self):
+    def ready(self) -> bool:
         """True once the greenlet has finished (successfully or not)."""
         return self._exc_info is not None or self.dead
 
-    def successful(self):
+    def successful(self) -> bool:
         """True once finished without an error; being killed with GreenletExit counts."""
         exc_info = self._exc_info
         return exc_info is not None and exc_info[1] is None
 
     @property
-    def exception(self):
+    def exception(self) -> BaseException | None:
         """The exception the function raised, or None."""
         exc_info = self._exc_info
         return exc_info[1] if exc_info is not None else None
 
     @property
-    def exc_info(self):
+    def exc_info(self) -> _ExcInfo | None:
         """``(type, value, traceback)`` of the failure, or None."""
         exc_info = self._exc_info
         if exc_info is not None and exc_info[0] is not None:
             return exc_info
         return None
 
-    def _raise_exception(self):
+    def _raise_exception(self) -> NoReturn:
         # Re-raise with the original traceback (with_traceback replaces what
         # earlier re-raises appended).
-        raise self._exc_info[1].with_traceback(self._exc_info[2])
+        exc_info = self._exc_info
+        assert exc_info is not None  # called only once the greenlet failed
+        raise exc_info[1].with_traceback(exc_info[2])
 
     @property
-    def minimal_ident(self):
+    def minimal_ident(self) -> int:
         """A small non-negative integer, unique among this hub's live greenlets."""
         ident = self._ident
         if ident is None:
             ident = self._ident = self.parent.ident_registry.get_ident(self)
         return ident
 
-    @_readproperty
-    def name(self):
-        """``Greenlet-<minimal_ident>`` unless assigned."""
-        return "Greenlet-%d" % (self.minimal_ident,)
+    if TYPE_CHECKING:
+        #: ``Greenlet-<minimal_ident>`` unless assigned.
+        name: str
+    else:
 
-    def __repr__(self):
+        @_readproperty
+        def name(self):
+            """``Greenlet-<minimal_ident>`` unless assigned."""
+            return "Greenlet-%d" % (self.minimal_ident,)
+
+    def __repr__(self) -> str:
         # Like gevent: show the name only if assigned or already generated,
         # so repr() never allocates an ident by itself.
         if "name" not in self.__dict__ and self._ident is None:
@@ -377,7 +432,7 @@ class Greenlet(_RawGreenlet):
             result += ": " + formatted
         return result + ">"
 
-    def _formatinfo(self):
+    def _formatinfo(self) -> str:
         info = self._formatted_info
         if info is not None:
             return info
@@ -398,7 +453,7 @@ class Greenlet(_RawGreenlet):
         return funcname
 
     @property
-    def spawn_tree_locals(self):
+    def spawn_tree_locals(self) -> dict[Any, Any] | None:
         """A dict shared by every greenlet of this spawn tree: a greenlet
         spawned by a :class:`Greenlet` shares its spawner's, one spawned by
         anything else (the main greenlet) starts a new tree."""
@@ -408,13 +463,13 @@ class Greenlet(_RawGreenlet):
         return tree  # None if created while config.track_greenlet_tree was off
 
     @spawn_tree_locals.setter
-    def spawn_tree_locals(self, value):
+    def spawn_tree_locals(self, value: dict[Any, Any] | None) -> None:
         self._tree_locals = value
 
     # -- starting ------------------------------------------------------------
 
     @classmethod
-    def add_spawn_callback(cls, callback):
+    def add_spawn_callback(cls, callback: Callable[[Greenlet[Any]], object]) -> None:
         """Call ``callback(greenlet)`` whenever a :class:`Greenlet` (of any
         subclass) is started, before it is scheduled.  Adding a callback
         twice calls it once; the order among callbacks is unspecified.  An
@@ -428,7 +483,7 @@ class Greenlet(_RawGreenlet):
         _spawn_callbacks.add(callback)
 
     @classmethod
-    def remove_spawn_callback(cls, callback):
+    def remove_spawn_callback(cls, callback: Callable[[Greenlet[Any]], object]) -> None:
         """Remove a callback added with :meth:`add_spawn_callback` (no error if absent)."""
         global _spawn_callbacks
         if _spawn_callbacks is not None:
@@ -436,7 +491,7 @@ class Greenlet(_RawGreenlet):
             if not _spawn_callbacks:
                 _spawn_callbacks = None
 
-    def start(self):
+    def start(self) -> None:
         """Schedule the greenlet to run the next time the current greenlet yields."""
         if self._start_event is None:
             if _spawn_callbacks is not None:
@@ -446,7 +501,7 @@ class Greenlet(_RawGreenlet):
             self.parent.loop.start_soon(self)
             self._start_event = _SCHEDULED
 
-    def start_later(self, seconds):
+    def start_later(self, seconds: float) -> None:
         """Schedule the greenlet to run *seconds* from now."""
         if self._start_event is None:
             if _spawn_callbacks is not None:
@@ -456,14 +511,14 @@ class Greenlet(_RawGreenlet):
             self._start_event = timer
 
     @classmethod
-    def spawn(cls, *args, **kwargs):
+    def spawn(cls, *args: Any, **kwargs: Any) -> Self:
         """spawn(function, *args, **kwargs) -> Greenlet: create and start."""
         glet = cls(*args, **kwargs)
         glet.start()
         return glet
 
     @classmethod
-    def spawn_later(cls, seconds, *args, **kwargs):
+    def spawn_later(cls, seconds: float, *args: Any, **kwargs: Any) -> Self:
         """spawn_later(seconds, function, *args, **kwargs) -> Greenlet"""
         seconds = _check_seconds(seconds)
         if cls is Greenlet and not args and "run" not in kwargs:
@@ -473,21 +528,21 @@ class Greenlet(_RawGreenlet):
         return glet
 
     @classmethod
-    def spawn_link(cls, *args, **kwargs):
+    def spawn_link(cls, *args: Any, **kwargs: Any) -> Self:
         """Spawn and :meth:`link` the new greenlet to the calling greenlet."""
         glet = cls.spawn(*args, **kwargs)
         glet.link()
         return glet
 
     @classmethod
-    def spawn_link_value(cls, *args, **kwargs):
+    def spawn_link_value(cls, *args: Any, **kwargs: Any) -> Self:
         """Spawn and :meth:`link_value` the new greenlet to the calling greenlet."""
         glet = cls.spawn(*args, **kwargs)
         glet.link_value()
         return glet
 
     @classmethod
-    def spawn_link_exception(cls, *args, **kwargs):
+    def spawn_link_exception(cls, *args: Any, **kwargs: Any) -> Self:
         """Spawn and :meth:`link_exception` the new greenlet to the calling greenlet."""
         glet = cls.spawn(*args, **kwargs)
         glet.link_exception()
@@ -502,7 +557,7 @@ class Greenlet(_RawGreenlet):
     # function (nor any frame stack at all for a native function).
     run = _as_method(_greenlet_run)
 
-    def _free(self):
+    def _free(self) -> None:
         # A finished greenlet must not keep its function and arguments alive.
         self._run_fn = None
         self.args = ()
@@ -512,13 +567,13 @@ class Greenlet(_RawGreenlet):
         else:  # a mapping assigned by the user: not ours to empty
             self.kwargs = {}
 
-    def _report_result(self, result):
+    def _report_result(self, result: Any) -> None:
         self._exc_info = _SUCCESS
         self.value = result
         if self._links is not None and self._notifier is None:
             self._notifier = self.parent.loop.run_callback(self._notify_links)
 
-    def _report_error(self, exc_info):
+    def _report_error(self, exc_info: tuple[Any, Any, Any]) -> None:
         if isinstance(exc_info[1], GreenletExit):
             # Being killed is a normal way to end: success, with the
             # exception as the value.  Its traceback is of no use to anyone
@@ -535,7 +590,7 @@ class Greenlet(_RawGreenlet):
 
     # -- killing -------------------------------------------------------------
 
-    def _maybe_kill_before_start(self, exception):
+    def _maybe_kill_before_start(self, exception: _KillException) -> bool:
         """If this greenlet never ran, make sure it never will and report it dead.
 
         Returns True if the greenlet is dead afterwards (so no exception needs
@@ -554,7 +609,12 @@ class Greenlet(_RawGreenlet):
             self._report_error(_as_exc_info(exception))
         return True
 
-    def kill(self, exception=GreenletExit, block=True, timeout=None):
+    def kill(
+        self,
+        exception: _KillException = GreenletExit,
+        block: bool = True,
+        timeout: float | None = None,
+    ) -> None:
         """Raise *exception* in the greenlet (default: :class:`GreenletExit`).
 
         A greenlet that has not started yet never runs its function.  With
@@ -575,13 +635,14 @@ class Greenlet(_RawGreenlet):
             waiter.get()
             self.join(timeout)
 
-    def throw(self, *args):
+    def throw(self, *args: Any) -> None:
         """Raise an exception in the greenlet right now (call from the hub only).
 
         Use :meth:`kill` from other greenlets.  An unstarted greenlet is
         cancelled and reported dead without running.
         """
         if self._start_event is not _STARTED:
+            exception: _KillException
             if not args:
                 exception = GreenletExit
             elif len(args) == 1:
@@ -595,7 +656,7 @@ class Greenlet(_RawGreenlet):
 
     # -- waiting -------------------------------------------------------------
 
-    def join(self, timeout=None):
+    def join(self, timeout: float | None = None) -> None:
         """Wait until the greenlet finishes or *timeout* passes; return None either way."""
         if self._exc_info is not None or self.ready():
             return
@@ -623,7 +684,7 @@ class Greenlet(_RawGreenlet):
             self.unlink(switch)
             raise
 
-    def get(self, block=True, timeout=None):
+    def get(self, block: bool = True, timeout: float | None = None) -> _T:
         """Return the result or re-raise the exception of the finished greenlet.
 
         Waits for it unless *block* is false; raises :class:`Timeout` if it is
@@ -661,10 +722,15 @@ class Greenlet(_RawGreenlet):
             raise GreenletExit()
         self._raise_exception()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, typ, value, tb):
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if typ is None:
             try:
                 self.join()
@@ -679,13 +745,13 @@ class Greenlet(_RawGreenlet):
     # joinall() and wait() put exactly one link on every greenlet, and a list
     # per greenlet would be one more object for the collector to walk.
 
-    def has_links(self):
+    def has_links(self) -> int:
         links = self._links
         if links is None:
             return 0
         return len(links) if type(links) is list else 1
 
-    def rawlink(self, callback):
+    def rawlink(self, callback: Callable[[Self], object]) -> None:
         """Call ``callback(self)`` from the hub once the greenlet has finished.
 
         Also fires (soon) if the greenlet has already finished.  The callback
@@ -703,7 +769,11 @@ class Greenlet(_RawGreenlet):
         if self._notifier is None and self.ready():
             self._notifier = self.parent.loop.run_callback(self._notify_links)
 
-    def link(self, receiver=None, _when=None):
+    def link(
+        self,
+        receiver: Callable[[Self], object] | _RawGreenlet | None = None,
+        _when: bool | None = None,
+    ) -> None:
         """Notify *receiver* when this greenlet ends.
 
         * A callable is called with this greenlet, in a new greenlet.
@@ -713,6 +783,7 @@ class Greenlet(_RawGreenlet):
           finished, the exception is raised right away.
         """
         current = getcurrent()
+        link: _GreenletLink | _SpawnedLink
         if receiver is None or receiver is current:
             link = _GreenletLink(current, _when)
             if self.ready():
@@ -726,15 +797,17 @@ class Greenlet(_RawGreenlet):
             raise TypeError("Expected callable or greenlet: %r" % (receiver,))
         self.rawlink(link)
 
-    def link_value(self, receiver=None):
+    def link_value(self, receiver: Callable[[Self], object] | _RawGreenlet | None = None) -> None:
         """Like :meth:`link`, but only if the greenlet ends successfully."""
         self.link(receiver, True)
 
-    def link_exception(self, receiver=None):
+    def link_exception(
+        self, receiver: Callable[[Self], object] | _RawGreenlet | None = None
+    ) -> None:
         """Like :meth:`link`, but only if the greenlet dies with an exception."""
         self.link(receiver, False)
 
-    def unlink(self, receiver=None):
+    def unlink(self, receiver: object = None) -> None:
         """Remove a link added by :meth:`link` / :meth:`rawlink` (default: the caller's)."""
         if receiver is None:
             receiver = getcurrent()
@@ -747,11 +820,11 @@ class Greenlet(_RawGreenlet):
         elif links is not None and (links is receiver or links == receiver):
             self._links = None
 
-    def unlink_all(self):
+    def unlink_all(self) -> None:
         """Remove every link."""
         self._links = None
 
-    def _notify_links(self):
+    def _notify_links(self) -> None:
         try:
             # Links may add or remove links while we go: take one at a time.
             while True:
@@ -774,7 +847,7 @@ class Greenlet(_RawGreenlet):
             self._notifier = None
 
 
-def _kill(glet, exception, waiter):
+def _kill(glet: Greenlet[Any], exception: _KillException, waiter: Waiter | None) -> None:
     # Runs in the hub, queued by Greenlet.kill().
     try:
         if isinstance(exception, tuple) and len(exception) == 3:
@@ -792,22 +865,54 @@ _track_tree = _config.track_greenlet_tree
 
 #: The callbacks of Greenlet.add_spawn_callback (None while there are none,
 #: so that start() pays one global lookup).
-_spawn_callbacks = None
+_spawn_callbacks: set[Callable[[Greenlet[Any]], object]] | None = None
 
 
-def _call_spawn_callbacks(glet):
+def _call_spawn_callbacks(glet: Greenlet[Any]) -> None:
     for callback in list(_spawn_callbacks or ()):
         callback(glet)
 
 
-spawn = Greenlet.spawn
-spawn_later = Greenlet.spawn_later
-spawn_link = Greenlet.spawn_link
-spawn_link_value = Greenlet.spawn_link_value
-spawn_link_exception = Greenlet.spawn_link_exception
+if TYPE_CHECKING:
+    # The module-level functions are the class methods bound to Greenlet
+    # (below); for the type checker they take the function first, so that
+    # spawn(f, 1) is a Greenlet of what f returns and checks f's arguments.
+
+    def spawn(function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> Greenlet[_R]:
+        """spawn(function, *args, **kwargs) -> Greenlet: create and start."""
+
+    def spawn_later(
+        seconds: float, function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+    ) -> Greenlet[_R]:
+        """spawn_later(seconds, function, *args, **kwargs) -> Greenlet"""
+
+    def spawn_link(function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> Greenlet[_R]:
+        """Spawn and :meth:`~Greenlet.link` the new greenlet to the calling greenlet."""
+
+    def spawn_link_value(
+        function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+    ) -> Greenlet[_R]:
+        """Spawn and :meth:`~Greenlet.link_value` the new greenlet to the calling greenlet."""
+
+    def spawn_link_exception(
+        function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+    ) -> Greenlet[_R]:
+        """Spawn and :meth:`~Greenlet.link_exception` the new greenlet to the calling greenlet."""
+
+else:
+    spawn = Greenlet.spawn
+    spawn_later = Greenlet.spawn_later
+    spawn_link = Greenlet.spawn_link
+    spawn_link_value = Greenlet.spawn_link_value
+    spawn_link_exception = Greenlet.spawn_link_exception
 
 
-def joinall(greenlets, timeout=None, raise_error=False, count=None):
+def joinall(
+    greenlets: Collection[_L],
+    timeout: float | None = None,
+    raise_error: bool = False,
+    count: int | None = None,
+) -> list[_L]:
     """Wait for *greenlets* to finish; return those that did (in finishing order).
 
     With *raise_error*, raise the first failure as soon as it is seen.  *count*
@@ -817,16 +922,19 @@ def joinall(greenlets, timeout=None, raise_error=False, count=None):
         return wait(greenlets, timeout=timeout, count=count)
     done = []
     for glet in iwait(greenlets, timeout=timeout, count=count):
-        if getattr(glet, "exception", None) is not None:
+        exception = getattr(glet, "exception", None)
+        if exception is not None:
             raising = getattr(glet, "_raise_exception", None)
             if raising is not None:
                 raising()
-            raise glet.exception
+            raise exception
         done.append(glet)
     return done
 
 
-def _killall_and_report(greenlets, exception, waiter):
+def _killall_and_report(
+    greenlets: list[Any], exception: _KillException, waiter: Waiter | None
+) -> None:
     # Runs in the hub: throw into each greenlet, then tell the waiting
     # killer which ones survived (caught the exception).
     survivors = []
@@ -842,7 +950,12 @@ def _killall_and_report(greenlets, exception, waiter):
         waiter.switch(survivors)
 
 
-def killall(greenlets, exception=GreenletExit, block=True, timeout=None):
+def killall(
+    greenlets: Iterable[_RawGreenlet],
+    exception: _KillException = GreenletExit,
+    block: bool = True,
+    timeout: float | None = None,
+) -> None:
     """Kill all *greenlets* (a finite iterable) with *exception*.
 
     With *block*, wait until all are dead (survivors that caught the exception

@@ -12,6 +12,8 @@ stay importable from here: :func:`get_hub`, :class:`Waiter`, :func:`getcurrent`,
 :func:`sleep`.
 """
 
+from __future__ import annotations
+
 import _thread
 import os
 import signal as _signal
@@ -20,8 +22,11 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable, Collection, Iterable, Iterator
 from functools import partial
 from heapq import heappop, heappush
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 from greenlet import GreenletExit, getcurrent
 from greenlet import error as _GreenletError
@@ -36,6 +41,22 @@ from ._exceptions import (
     InvalidSwitchError,
     LoopExit,
 )
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ._monitor import PeriodicMonitoringThread
+    from ._threadpool import ThreadPool
+
+
+class _Linkable(Protocol):
+    """What :func:`wait` and :func:`iwait` take: anything with ``rawlink``
+    (greenlets, events, async results, ...); ``unlink`` is used when present."""
+
+    def rawlink(self, callback: Callable[[Any], object], /) -> object: ...
+
+
+_L = TypeVar("_L", bound=_Linkable)
 
 __all__ = [
     "getcurrent",
@@ -65,15 +86,15 @@ _get_ident = _thread.get_ident
 class _ThreadState(_thread._local):
     # Class attributes are the initial per-thread values, so a new thread sees
     # ``hub is None`` without any __init__ running on the hot get_hub() path.
-    hub = None
+    hub: Hub | None = None
     # A default loop kept by ``Hub.destroy(destroy_loop=False)`` for the next hub.
-    loop = None
+    loop: _core.Loop | None = None
 
 
 _state = _ThreadState()
 
 
-def get_hub():
+def get_hub() -> Hub:
     """Return the hub of the calling OS thread, creating it on first use."""
     hub = _state.hub
     if hub is None:
@@ -82,7 +103,7 @@ def get_hub():
     return hub
 
 
-def _get_hub_if_exists():
+def _get_hub_if_exists() -> Hub | None:
     return _state.hub
 
 
@@ -90,24 +111,24 @@ def _get_hub_if_exists():
 _get_hub = _get_hub_if_exists
 
 
-def set_hub(hub):
+def set_hub(hub: Hub | None) -> None:
     """Make *hub* the calling thread's hub (gevent's ``_hub_local.set_hub``)."""
     _state.hub = hub
     # The Rust fast paths (sleep) keep their own per-thread pointer.
     _core._set_current_hub(hub)
 
 
-def set_loop(loop):
+def set_loop(loop: _core.Loop | None) -> None:
     """Give the calling thread's next hub *loop* (gevent's ``_hub_local.set_loop``)."""
     _state.loop = loop
 
 
-def get_hub_class():
+def get_hub_class() -> type[Hub]:
     """The class :func:`get_hub` instantiates for a thread's first hub."""
     return _hub_class
 
 
-def set_default_hub_class(hubtype):
+def set_default_hub_class(hubtype: type[Hub]) -> None:
     """Make :func:`get_hub` create *hubtype* (a :class:`Hub` subclass) from now on.
 
     As in gevent, hubs that already exist are not replaced.
@@ -118,7 +139,7 @@ def set_default_hub_class(hubtype):
     _hub_class = hubtype
 
 
-def _main_greenlet_of_thread():
+def _main_greenlet_of_thread() -> _RawGreenlet:
     # The hub must hand LoopExit and system errors to the greenlet that
     # started the thread, even if the hub is first needed deep inside a
     # raw greenlet tree; walking up the parents finds it.
@@ -137,12 +158,12 @@ class _IdentRegistry:
 
     __slots__ = ("_idents", "_free", "_next", "__weakref__")
 
-    def __init__(self):
-        self._idents = {}
-        self._free = []
+    def __init__(self) -> None:
+        self._idents: dict[weakref.ref[Any], int] = {}
+        self._free: list[int] = []
         self._next = 0
 
-    def get_ident(self, obj):
+    def get_ident(self, obj: object) -> int:
         key = weakref.ref(obj)
         ident = self._idents.get(key)
         if ident is not None:
@@ -156,7 +177,7 @@ class _IdentRegistry:
         # registry belongs to a hub and must not be kept alive by greenlets.
         self_ref = weakref.ref(self)
 
-        def release(dead_key, self_ref=self_ref):
+        def release(dead_key: weakref.ref[Any], self_ref: weakref.ref[Any] = self_ref) -> None:
             registry = self_ref()
             if registry is not None:
                 heappush(registry._free, registry._idents.pop(dead_key))
@@ -166,7 +187,7 @@ class _IdentRegistry:
         self._idents[key] = ident
         return ident
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._idents)
 
 
@@ -186,7 +207,17 @@ class Hub(_RawGreenlet):
     name = ""
     _hub_counter = 0
 
-    def __init__(self, loop=None, default=None):
+    if TYPE_CHECKING:
+        #: The event loop (None once the hub is destroyed).
+        loop: _core.Loop
+        thread_ident: int
+        minimal_ident: int
+        _exception_stream: IO[str] | Literal[False] | None
+        _ident_registry: _IdentRegistry | None
+        # The thread's main greenlet, always (greenlet's stubs allow None).
+        parent: _RawGreenlet
+
+    def __init__(self, loop: _core.Loop | None = None, default: bool | None = None) -> None:
         _RawGreenlet.__init__(self, None, _main_greenlet_of_thread())
         self.thread_ident = _get_ident()
         if loop is not None and hasattr(loop, "run"):
@@ -210,7 +241,7 @@ class Hub(_RawGreenlet):
             _install_wakeup_fd(self.loop)
 
     @property
-    def main_hub(self):
+    def main_hub(self) -> bool:
         """True for the hub of the main thread."""
         return self.thread_ident == _main_thread_ident
 
@@ -224,7 +255,7 @@ class Hub(_RawGreenlet):
     threadpool_size = 10
 
     @property
-    def threadpool_class(self):
+    def threadpool_class(self) -> type[ThreadPool]:
         """The class :attr:`threadpool` instantiates as
         ``threadpool_class(threadpool_size, hub=hub)``."""
         cls = self.__dict__.get("_threadpool_class")
@@ -235,11 +266,11 @@ class Hub(_RawGreenlet):
         return cls
 
     @threadpool_class.setter
-    def threadpool_class(self, cls):
+    def threadpool_class(self, cls: type[ThreadPool]) -> None:
         self.__dict__["_threadpool_class"] = cls
 
     @property
-    def threadpool(self):
+    def threadpool(self) -> ThreadPool:
         """The :class:`greenwheel.threadpool.ThreadPool` for blocking calls.
 
         Hubs share one process-wide pool of 10 threads, unless this hub was
@@ -260,12 +291,12 @@ class Hub(_RawGreenlet):
         return pool
 
     @threadpool.setter
-    def threadpool(self, pool):
+    def threadpool(self, pool: ThreadPool) -> None:
         self.__dict__["_threadpool"] = pool
         self.__dict__.pop("_owns_threadpool", None)
 
     @threadpool.deleter
-    def threadpool(self):
+    def threadpool(self) -> None:
         # The next use makes (or shares) one again; a pool this hub made is the caller's to kill.
         self.__dict__.pop("_threadpool", None)
         self.__dict__.pop("_owns_threadpool", None)
@@ -277,7 +308,7 @@ class Hub(_RawGreenlet):
     _resolver = None
 
     @property
-    def resolver_class(self):
+    def resolver_class(self) -> type[Any]:
         """The class of :attr:`resolver` (from ``greenwheel.config.resolver``
         unless assigned): see :mod:`greenwheel.resolver`."""
         cls = self.__dict__.get("_resolver_class")
@@ -288,11 +319,11 @@ class Hub(_RawGreenlet):
         return cls
 
     @resolver_class.setter
-    def resolver_class(self, cls):
+    def resolver_class(self, cls: type[Any]) -> None:
         self.__dict__["_resolver_class"] = cls
 
     @property
-    def resolver(self):
+    def resolver(self) -> Any:
         """What ``greenwheel.socket.getaddrinfo`` and friends ask; made on first use."""
         resolver = self.__dict__.get("_resolver")
         if resolver is None:
@@ -300,22 +331,22 @@ class Hub(_RawGreenlet):
         return resolver
 
     @resolver.setter
-    def resolver(self, resolver):
+    def resolver(self, resolver: Any) -> None:
         self.__dict__["_resolver"] = resolver
 
     @resolver.deleter
-    def resolver(self):
+    def resolver(self) -> None:
         self.__dict__.pop("_resolver", None)
 
     @property
-    def ident_registry(self):
+    def ident_registry(self) -> _IdentRegistry:
         registry = self._ident_registry
         if registry is None:
             registry = self._ident_registry = _IdentRegistry()
         return registry
 
     @property
-    def exception_stream(self):
+    def exception_stream(self) -> IO[str] | Literal[False]:
         """Where :meth:`print_exception` writes; ``sys.stderr`` unless assigned.
 
         Resolved at print time so redirected ``sys.stderr`` is honoured.
@@ -325,14 +356,14 @@ class Hub(_RawGreenlet):
         return sys.stderr if stream is None else stream
 
     @exception_stream.setter
-    def exception_stream(self, stream):
+    def exception_stream(self, stream: IO[str] | None | Literal[False]) -> None:
         self._exception_stream = stream if stream is not None else False
 
     @exception_stream.deleter
-    def exception_stream(self):
+    def exception_stream(self) -> None:
         self._exception_stream = None  # back to sys.stderr, resolved at print time
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         loop = self.loop
         if loop is None:
             info = "destroyed"
@@ -357,7 +388,7 @@ class Hub(_RawGreenlet):
     # -- error handling -----------------------------------------------------
 
     @staticmethod
-    def _normalize_exception(t, v, tb):
+    def _normalize_exception(t: Any, v: Any, tb: Any) -> tuple[Any, Any, Any]:
         # gevent's helper: (type, value, tb) with value an instance, as
         # handle_error may be given a bare type or a string.
         if t is None and v is None:
@@ -366,7 +397,7 @@ class Hub(_RawGreenlet):
             v = t(v)
         return t, v, tb
 
-    def handle_error(self, context, type, value, tb):
+    def handle_error(self, context: object, type: Any, value: Any, tb: Any) -> None:
         """Report an exception that escaped a greenlet or a loop callback.
 
         *context* is what failed (a greenlet, a callback, ...), or None for an
@@ -388,7 +419,7 @@ class Hub(_RawGreenlet):
         if context is None or issubclass(type, self.SYSTEM_ERROR):
             self.handle_system_error(type, value, tb)
 
-    def handle_system_error(self, type, value, tb=None):
+    def handle_system_error(self, type: Any, value: Any, tb: Any = None) -> None:
         """Raise a system error (KeyboardInterrupt, SystemExit...) in the main greenlet."""
         current = getcurrent()
         if current is self or current is self.parent or self.loop is None:
@@ -407,7 +438,7 @@ class Hub(_RawGreenlet):
             if resume is not None:
                 resume.stop()
 
-    def print_exception(self, context, type, value, tb):
+    def print_exception(self, context: object, type: Any, value: Any, tb: Any) -> None:
         stream = self.exception_stream
         if not stream:
             return
@@ -438,9 +469,11 @@ class Hub(_RawGreenlet):
     # -- monitoring ---------------------------------------------------------
 
     #: The :class:`~greenwheel._monitor.PeriodicMonitoringThread`, once started.
-    periodic_monitoring_thread = None
+    periodic_monitoring_thread: PeriodicMonitoringThread | None = None
 
-    def start_periodic_monitoring_thread(self, max_blocking_time=None):
+    def start_periodic_monitoring_thread(
+        self, max_blocking_time: float | None = None
+    ) -> PeriodicMonitoringThread:
         """Start (once) the thread that reports greenlets blocking this hub.
 
         Call from the hub's own thread.  *max_blocking_time* defaults to
@@ -459,7 +492,7 @@ class Hub(_RawGreenlet):
 
     # -- running ------------------------------------------------------------
 
-    def run(self):
+    def run(self) -> None:
         """Drive the loop; entered by the first switch to the hub.  Never call directly."""
         assert self is getcurrent(), "Do not call Hub.run() directly"
         if self.periodic_monitoring_thread is None and _config.monitor_thread:
@@ -490,7 +523,7 @@ class Hub(_RawGreenlet):
             # us to wait: that wait can never end.
             self.parent.throw(LoopExit("This operation would block forever", self))
 
-    def wait(self, watcher):
+    def wait(self, watcher: Any) -> None:
         """Block the current greenlet until *watcher* (not yet started) fires."""
         waiter = Waiter(self)
         watcher.start(waiter.switch, waiter)
@@ -504,7 +537,7 @@ class Hub(_RawGreenlet):
         finally:
             watcher.stop()
 
-    def cancel_wait(self, watcher, error, close_watcher=False):
+    def cancel_wait(self, watcher: Any, error: BaseException, close_watcher: bool = False) -> None:
         """Make a greenlet blocked in :meth:`wait` on *watcher* raise *error*."""
         if watcher is None:
             return
@@ -513,7 +546,7 @@ class Hub(_RawGreenlet):
         elif close_watcher:
             watcher.close()
 
-    def _cancel_wait(self, watcher, error, close_watcher):
+    def _cancel_wait(self, watcher: Any, error: BaseException, close_watcher: bool) -> None:
         active = watcher.active
         callback = watcher.callback
         if close_watcher:
@@ -525,7 +558,7 @@ class Hub(_RawGreenlet):
             if waiter is not None:
                 waiter.throw(error)
 
-    def join(self, timeout=None):
+    def join(self, timeout: float | None = None) -> bool:
         """Run the loop until it has nothing left to do (True) or *timeout* passes (False).
 
         Only the main greenlet may call this.
@@ -549,7 +582,7 @@ class Hub(_RawGreenlet):
                 timer.close()
         return False
 
-    def destroy(self, destroy_loop=None):
+    def destroy(self, destroy_loop: bool | None = None) -> None:
         """Stop the hub and release its loop; the thread gets a new hub on next use.
 
         The main thread's default loop is kept for the next hub unless
@@ -584,7 +617,7 @@ class Hub(_RawGreenlet):
             loop.destroy()
         else:
             _state.loop = loop
-        self.loop = None
+        self.loop = None  # type: ignore[assignment]
         if _state.hub is self:
             _state.hub = None
             _core._set_current_hub(None)
@@ -594,7 +627,7 @@ class Hub(_RawGreenlet):
 _hub_class = Hub
 
 
-def _install_wakeup_fd(loop):
+def _install_wakeup_fd(loop: _core.Loop) -> None:
     # The Rust loop learns about Python-level signals through the C-level
     # wake-up fd; without it a signal arriving during a long poll would only
     # be handled when some other event woke the loop.  An fd installed by
@@ -614,7 +647,7 @@ def _install_wakeup_fd(loop):
         pass
 
 
-def _uninstall_wakeup_fd(loop):
+def _uninstall_wakeup_fd(loop: _core.Loop) -> None:
     # A destroyed loop's pipe must not stay installed: the next hub would
     # see "someone else's" fd and never install its own.
     sigfd = getattr(loop, "sigfd", None)
@@ -645,39 +678,45 @@ class Waiter:
 
     __slots__ = ("hub", "greenlet", "value", "_exception")
 
-    def __init__(self, hub=None):
+    if TYPE_CHECKING:
+        hub: Hub
+        greenlet: _RawGreenlet | None
+        value: Any
+        _exception: Any
+
+    def __init__(self, hub: Hub | None = None) -> None:
         self.hub = get_hub() if hub is None else hub
         self.greenlet = None
         self.value = None
         self._exception = _NONE
 
-    def clear(self):
+    def clear(self) -> None:
         self.greenlet = None
         self.value = None
         self._exception = _NONE
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self._exception is _NONE:
             return "<%s greenlet=%s>" % (type(self).__name__, self.greenlet)
         if self._exception is None:
             return "<%s greenlet=%s value=%r>" % (type(self).__name__, self.greenlet, self.value)
         return "<%s greenlet=%s exc_info=%r>" % (type(self).__name__, self.greenlet, self.exc_info)
 
-    def ready(self):
+    def ready(self) -> bool:
         """True once a value or an exception has been delivered."""
         return self._exception is not _NONE
 
-    def successful(self):
+    def successful(self) -> bool:
         """True once a value (not an exception) has been delivered."""
         return self._exception is None
 
     @property
-    def exc_info(self):
+    def exc_info(self) -> tuple[Any, ...] | None:
         """The arguments given to :meth:`throw`, or None."""
         exc = self._exception
         return exc if exc is not _NONE else None
 
-    def switch(self, value):
+    def switch(self, value: Any) -> None:
         """Deliver *value*: resume the waiting greenlet, or store it for :meth:`get`."""
         glet = self.greenlet
         if glet is None:
@@ -692,10 +731,10 @@ class Waiter:
         except:  # noqa: E722 - whatever the resumed greenlet does must not kill the hub
             self.hub.handle_error(switch, *sys.exc_info())
 
-    def switch_args(self, *args):
+    def switch_args(self, *args: Any) -> None:
         return self.switch(args)
 
-    def throw(self, *throw_args):
+    def throw(self, *throw_args: Any) -> None:
         """Raise ``throw_args`` in the waiting greenlet, or store them for :meth:`get`."""
         glet = self.greenlet
         if glet is None:
@@ -709,7 +748,7 @@ class Waiter:
         except:  # noqa: E722 - see switch()
             self.hub.handle_error(throw, *sys.exc_info())
 
-    def get(self):
+    def get(self) -> Any:
         """Return the delivered value (or raise the exception), blocking until there is one."""
         exc = self._exception
         if exc is not _NONE:
@@ -730,7 +769,7 @@ class Waiter:
         finally:
             self.greenlet = None
 
-    def __call__(self, source):
+    def __call__(self, source: Any) -> None:
         # Lets a Waiter be used directly as a Greenlet link.
         if source.exception is None:
             self.switch(source.value)
@@ -747,15 +786,15 @@ class _MultipleWaiter(Waiter):
 
     __slots__ = ("_values",)
 
-    def __init__(self, hub=None):
+    def __init__(self, hub: Hub | None = None) -> None:
         Waiter.__init__(self, hub)
-        self._values = []
+        self._values: list[Any] = []
 
-    def switch(self, value):
+    def switch(self, value: Any) -> None:
         self._values.append(value)
         Waiter.switch(self, True)
 
-    def get(self):
+    def get(self) -> Any:
         if not self._values:
             Waiter.get(self)
             Waiter.clear(self)
@@ -765,7 +804,7 @@ class _MultipleWaiter(Waiter):
 # --- argument checking ------------------------------------------------------
 
 
-def _check_seconds(seconds):
+def _check_seconds(seconds: float) -> float:
     """Return *seconds* as a float, or raise like a bad call should.
 
     Loop timers would also reject bad values, but only later and from the
@@ -795,7 +834,7 @@ def _check_seconds(seconds):
 sleep = _core.sleep
 
 
-def idle(priority=0):
+def idle(priority: int = 0) -> None:
     """Wait until the loop has nothing more urgent to do (an idle watcher fires)."""
     hub = get_hub()
     watcher = hub.loop.idle()
@@ -807,7 +846,7 @@ def idle(priority=0):
         watcher.close()
 
 
-def _tree_locals_for_child_of(spawner):
+def _tree_locals_for_child_of(spawner: Any) -> dict[Any, Any]:
     """The spawn-tree locals a greenlet spawned by *spawner* shares (gevent's rule).
 
     A spawner with tree locals shares them. Otherwise a new dict, which a
@@ -826,7 +865,7 @@ def _tree_locals_for_child_of(spawner):
 _track_tree = _config.track_greenlet_tree
 
 
-def spawn_raw(function, *args, **kwargs):
+def spawn_raw(function: Callable[..., object], *args: Any, **kwargs: Any) -> _RawGreenlet:
     """Start ``function(*args, **kwargs)`` in a bare :class:`greenlet.greenlet`.
 
     Cheaper than :func:`spawn` but without result, links or join.
@@ -843,14 +882,15 @@ def spawn_raw(function, *args, **kwargs):
     if _track_tree:
         # As gevent's spawn_raw: where it sits in the spawn tree (no stack).
         spawner = getcurrent()
-        glet.spawning_greenlet = weakref.ref(spawner)
-        glet.spawn_tree_locals = _tree_locals_for_child_of(spawner)
+        # (Attributes added to a raw greenlet's instance dict.)
+        glet.spawning_greenlet = weakref.ref(spawner)  # type: ignore[attr-defined]
+        glet.spawn_tree_locals = _tree_locals_for_child_of(spawner)  # type: ignore[attr-defined]
     # gevent's raw greenlets carry their loop, so more of its API takes them.
-    glet.loop = hub.loop
+    glet.loop = hub.loop  # type: ignore[attr-defined]
     return glet
 
 
-def kill(greenlet, exception=GreenletExit):
+def kill(greenlet: _RawGreenlet, exception: Any = GreenletExit) -> None:
     """Kill *greenlet* asynchronously; the caller is not blocked.
 
     Works for raw greenlets as well as :class:`Greenlet` objects (for which it
@@ -865,7 +905,7 @@ def kill(greenlet, exception=GreenletExit):
         get_hub().loop.run_callback(greenlet.throw, exception)
 
 
-def reinit(hub=None):
+def reinit(hub: Hub | None = None) -> None:
     """Make the hub usable in a child process after ``os.fork()``.
 
     Runs automatically in the child (``os.register_at_fork``); calling it
@@ -882,7 +922,7 @@ def reinit(hub=None):
         monitor._on_fork()
 
 
-def _reinit_after_fork():
+def _reinit_after_fork() -> None:
     try:
         reinit()
     except Exception:  # the child must not die in a fork hook; report instead
@@ -896,21 +936,23 @@ if hasattr(os, "register_at_fork"):
 # --- waiting on several objects -----------------------------------------------
 
 
-class _WaitIterator:
+class _WaitIterator(Generic[_L]):
     """Iterator behind :func:`iwait`: yields objects in the order they become ready."""
 
-    def __init__(self, objects, hub, timeout, count):
+    def __init__(
+        self, objects: Collection[_L], hub: Hub, timeout: float | None, count: int | None
+    ) -> None:
         self._hub = hub
         self._waiter = _MultipleWaiter(hub)
         self._switch = self._waiter.switch
         self._timeout = timeout
-        self._objects = objects
-        self._timer = None
+        self._objects: Collection[_L] = objects
+        self._timer: Any = None
         self._begun = False
         total = len(objects)
         self._count = total if count is None else max(0, min(count, total))
 
-    def _begin(self):
+    def _begin(self) -> None:
         if self._begun:
             return
         self._begun = True
@@ -922,10 +964,10 @@ class _WaitIterator:
             self._timer = self._hub.loop.timer(_check_seconds(self._timeout), 0.0, True, -1)
             self._timer.start(self._switch, self, update=True)
 
-    def __iter__(self):
+    def __iter__(self) -> Self:
         return self
 
-    def __next__(self):
+    def __next__(self) -> _L:
         self._begin()
         if self._count == 0:
             self._cleanup()
@@ -938,12 +980,13 @@ class _WaitIterator:
                 # The timer fired.
                 self._cleanup()
                 raise StopIteration()
-            return item
+            ready: _L = item  # (the waiter only ever gets our objects or self)
+            return ready
         except:  # cleanup then re-raise anything, including GreenletExit
             self._cleanup()
             raise
 
-    def _cleanup(self):
+    def _cleanup(self) -> None:
         if self._timer is not None:
             self._timer.close()
             self._timer = None
@@ -956,14 +999,29 @@ class _WaitIterator:
                 except Exception:
                     traceback.print_exc()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, typ, value, tb):
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._cleanup()
 
 
-def iwait(objects, timeout=None, count=None):
+@overload
+def iwait(
+    objects: Collection[_L], timeout: float | None = None, count: int | None = None
+) -> _WaitIterator[_L]: ...
+@overload
+def iwait(
+    objects: None = None, timeout: float | None = None, count: None = None
+) -> Iterator[bool]: ...
+def iwait(
+    objects: Collection[_L] | None = None, timeout: float | None = None, count: int | None = None
+) -> _WaitIterator[_L] | Iterator[bool]:
     """Yield *objects* (things with ``rawlink``/``unlink``) as they become ready.
 
     Stops after all of them, after *count* of them, or when *timeout* passes.
@@ -975,7 +1033,15 @@ def iwait(objects, timeout=None, count=None):
     return _WaitIterator(objects, hub, timeout, count)
 
 
-def wait(objects=None, timeout=None, count=None):
+@overload
+def wait(
+    objects: Iterable[_L], timeout: float | None = None, count: int | None = None
+) -> list[_L]: ...
+@overload
+def wait(objects: None = None, timeout: float | None = None, count: None = None) -> bool: ...
+def wait(
+    objects: Iterable[_L] | None = None, timeout: float | None = None, count: int | None = None
+) -> list[_L] | bool:
     """Block until *objects* (or *count* of them) are ready; return those that are.
 
     With no *objects*, wait until the loop has nothing left to do and return
@@ -1022,12 +1088,12 @@ class _Collector:
 
     __slots__ = ("done", "needed", "waiter")
 
-    def __init__(self, hub, needed):
-        self.done = []
+    def __init__(self, hub: Hub, needed: int) -> None:
+        self.done: list[Any] = []
         self.needed = needed
         self.waiter = Waiter(hub)
 
-    def __call__(self, obj):
+    def __call__(self, obj: object) -> None:
         done = self.done
         done.append(obj)
         if len(done) == self.needed:

@@ -14,6 +14,7 @@ greenlets.  A greenlet's dict is dropped when the greenlet finishes (a
 every greenlet's dict when the local object itself goes away.
 """
 
+from typing import Any
 from weakref import ref
 
 from greenlet import getcurrent
@@ -23,7 +24,7 @@ __all__ = ["all_local_dicts_for_greenlet", "local"]
 #: id(local) -> weak reference, for every live local: what
 #: :func:`all_local_dicts_for_greenlet` looks through (by id, not a WeakSet:
 #: a subclass may be unhashable, a Mapping say).
-_all_locals = {}
+_all_locals: dict[int, Any] = {}
 
 
 class _GreenletDied:

@@ -32,16 +32,22 @@ Ground rules:
   ``reinit()`` starts the child's thread for the same monitor.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 import traceback
 import warnings
 import weakref
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from zope.interface import implementer
 
 from ._config import config
+
+if TYPE_CHECKING:
+    from ._hub import Hub
 from ._events import (
     EventLoopBlocked,
     IPeriodicMonitorThread,
@@ -105,7 +111,7 @@ class PeriodicMonitoringThread:
     #: Shortest period of the memory check (psutil's reading is not cheap).
     min_memory_monitor_period = 2
 
-    def __init__(self, hub, max_blocking_time=None):
+    def __init__(self, hub: Hub, max_blocking_time: float | None = None) -> None:
         if hub.thread_ident != get_thread_ident():
             # The trace function belongs to the thread that installs it.
             raise RuntimeError("start the monitoring thread from the hub's own thread")
@@ -147,7 +153,7 @@ class PeriodicMonitoringThread:
         """The monitoring thread's ident (gevent's :attr:`monitor_thread_ident`)."""
         return self.monitor_thread_ident
 
-    def is_alive(self):
+    def is_alive(self) -> bool:
         """True while the thread runs (not killed, hub alive, same process)."""
         return self.should_run and self._hub_wref() is not None and self.pid == os.getpid()
 
@@ -197,7 +203,7 @@ class PeriodicMonitoringThread:
             return self.inactive_sleep_time
         return max(shortest, self.min_sleep_time)
 
-    def kill(self):
+    def kill(self) -> None:
         """Stop monitoring: the thread ends at its next wake-up, and the trace
         function comes out of the hub thread's chain."""
         if not self.should_run:
@@ -208,7 +214,7 @@ class PeriodicMonitoringThread:
     def _on_hub_gc(self, _ref):
         self.kill()
 
-    def _on_fork(self):
+    def _on_fork(self) -> None:
         # Called by the hub's reinit() in a child after fork(): the thread did
         # not survive it; start the child's own (if the hub's thread is this one).
         pid = os.getpid()
@@ -321,11 +327,11 @@ class PeriodicMonitoringThread:
             self._process = psutil.Process()
         return self._process
 
-    def can_monitor_memory_usage(self):
+    def can_monitor_memory_usage(self) -> bool:
         """True if the memory can be read (psutil is installed)."""
         return self._get_process() is not None
 
-    def install_monitor_memory_usage(self):
+    def install_monitor_memory_usage(self) -> None:
         """Add the memory check (:meth:`monitor_memory_usage`) to the thread's
         functions, every ``config.memory_monitor_period`` seconds; without
         psutil, warn (:class:`MonitorWarning`) instead."""

@@ -20,13 +20,17 @@ queue, a get) are carried out by the owner's hub while the thread waits on a
 native lock.
 """
 
+from __future__ import annotations
+
 import collections
 import sys
 import types
+from collections.abc import Collection, Iterable
 from heapq import heapify as _heapify
 from heapq import heappop as _heappop
 from heapq import heappush as _heappush
 from queue import Empty, Full
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from greenlet import getcurrent
 
@@ -43,13 +47,21 @@ from ._exceptions import InvalidSwitchError, InvalidThreadUseError
 from ._hub import _check_seconds, _state, get_hub
 from ._timeout import Timeout, _under
 
-try:
+if sys.version_info >= (3, 13):
     from queue import ShutDown
-except ImportError:  # Python < 3.13
+else:
 
     class ShutDown(Exception):
         """Raised by put/get on a queue that was :meth:`~Queue.shutdown`."""
 
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ._event import Event
+    from ._hub import Hub
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Queue",
@@ -140,16 +152,20 @@ class _ThreadGetter(_ThreadWaiter):
             queue._unget(value)
 
 
-class _IterateByGet:
+class _IterateByGet(Generic[_T]):
     """Iteration shared by queues and channels: ``get()`` until it returns
     the ``StopIteration`` class."""
 
     __slots__ = ()
 
-    def __iter__(self):
+    if TYPE_CHECKING:
+
+        def get(self, block: bool = True, timeout: float | None = None) -> _T: ...
+
+    def __iter__(self) -> Self:
         return self
 
-    def __next__(self):
+    def __next__(self) -> _T:
         result = self.get()
         if result is StopIteration:
             raise result
@@ -158,7 +174,7 @@ class _IterateByGet:
     next = __next__
 
 
-class SimpleQueue(_IterateByGet):
+class SimpleQueue(_IterateByGet[_T]):
     """SimpleQueue(maxsize=None, items=()): a FIFO queue for greenlets.
 
     *maxsize* None (or <= 0) means unbounded.  ``len()`` is :meth:`qsize`, but
@@ -180,7 +196,20 @@ class SimpleQueue(_IterateByGet):
         "__weakref__",
     )
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    if TYPE_CHECKING:
+        _maxsize: int
+        getters: collections.deque[Any]
+        putters: collections.deque[Any]
+        hub: Hub | None
+        _sched: Any
+        _unlocking: bool
+        _raw: bool
+        #: The storage (a deque unless a subclass's ``_create_queue`` makes another).
+        queue: Any
+        is_shutdown: bool
+    else:
+        # SimpleQueue[int] at runtime, as list[int] (typing's version is slower).
+        __class_getitem__ = classmethod(types.GenericAlias)
 
     #: True while ``_qsize()`` is ``len(self.queue)``: hot paths then skip the call.
     _plain_qsize = True
@@ -188,7 +217,7 @@ class SimpleQueue(_IterateByGet):
     #: this class; 2, the same plus task counting (Queue); 0, call the hooks.
     _inline = 1
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "_qsize" in cls.__dict__ or "_init" in cls.__dict__:
             cls._plain_qsize = False
@@ -196,7 +225,9 @@ class SimpleQueue(_IterateByGet):
         if any(name in cls.__dict__ for name in hooks):
             cls._inline = 0
 
-    def __init__(self, maxsize=None, items=(), _warn_depth=2):
+    def __init__(
+        self, maxsize: int | None = None, items: Iterable[_T] = (), _warn_depth: int = 2
+    ) -> None:
         if maxsize is not None and maxsize <= 0:
             if maxsize == 0:
                 import warnings
@@ -226,37 +257,37 @@ class SimpleQueue(_IterateByGet):
 
     # -- the storage (stdlib-compatible hooks) ----------------------------------
 
-    def _init(self, maxsize, items=()):
+    def _init(self, maxsize: int | None, items: Iterable[_T] = ()) -> None:
         self.queue = self._create_queue(items)
 
-    def _create_queue(self, items=()):
+    def _create_queue(self, items: Iterable[_T] = ()) -> Any:
         return _deque(items)
 
-    def _qsize(self):
+    def _qsize(self) -> int:
         return len(self.queue)
 
-    def _put(self, item):
+    def _put(self, item: _T) -> None:
         self.queue.append(item)
 
-    def _get(self):
+    def _get(self) -> _T:
         return self.queue.popleft()
 
-    def _peek(self):
+    def _peek(self) -> _T:
         return self.queue[0]
 
     # -- introspection ------------------------------------------------------------
 
     @property
-    def maxsize(self):
+    def maxsize(self) -> int | None:
         return self._maxsize if self._maxsize > 0 else None
 
     @maxsize.setter
-    def maxsize(self, value):
+    def maxsize(self, value: int | None) -> None:
         self._maxsize = -1 if value is None or value <= 0 else value
         if self.putters:
             self._schedule_unlock()
 
-    def copy(self):
+    def copy(self) -> Self:
         return type(self)(self.maxsize, self.queue)
 
     def __repr__(self):
@@ -279,21 +310,21 @@ class SimpleQueue(_IterateByGet):
             return " " + " ".join(result)
         return ""
 
-    def qsize(self):
+    def qsize(self) -> int:
         """Number of items in the queue."""
         return self._qsize()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._qsize()
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return True
 
-    def empty(self):
+    def empty(self) -> bool:
         """True if the queue holds no item."""
         return not self._qsize()
 
-    def full(self):
+    def full(self) -> bool:
         """True if the queue is bounded and holds *maxsize* items."""
         return self._maxsize > 0 and self._qsize() >= self._maxsize
 
@@ -413,7 +444,7 @@ class SimpleQueue(_IterateByGet):
 
     # -- put ----------------------------------------------------------------------------
 
-    def put(self, item, block=True, timeout=None):
+    def put(self, item: _T, block: bool = True, timeout: float | None = None) -> None:
         """Put *item* into the queue.
 
         If the queue is full: with *block* (the default), wait for a free slot,
@@ -530,13 +561,13 @@ class SimpleQueue(_IterateByGet):
             if self.getters:
                 self._schedule_unlock()
 
-    def put_nowait(self, item):
+    def put_nowait(self, item: _T) -> None:
         """Put *item* if there is room right now, else raise :class:`Full`."""
         self.put(item, False)
 
     # -- get / peek ---------------------------------------------------------------------
 
-    def get(self, block=True, timeout=None):
+    def get(self, block: bool = True, timeout: float | None = None) -> _T:
         """Remove and return an item.
 
         If the queue is empty: with *block* (the default), wait for one, at
@@ -618,11 +649,11 @@ class SimpleQueue(_IterateByGet):
         self._not_woken(getters, switch, result)
         raise Empty  # pragma: no cover - _not_woken raised or returned True
 
-    def get_nowait(self):
+    def get_nowait(self) -> _T:
         """Remove and return an item if one is there right now, else raise :class:`Empty`."""
         return self.get(False)
 
-    def peek(self, block=True, timeout=None):
+    def peek(self, block: bool = True, timeout: float | None = None) -> _T:
         """Return the next item without removing it; blocks like :meth:`get`."""
         hub = self.hub
         if hub is not None and hub is not _state.hub and self._foreign():
@@ -631,7 +662,7 @@ class SimpleQueue(_IterateByGet):
             return self._peek()
         return self._get_or_peek(self._peek, block, timeout)
 
-    def peek_nowait(self):
+    def peek_nowait(self) -> _T:
         """Return the next item if one is there right now, else raise :class:`Empty`."""
         return self.peek(False)
 
@@ -750,7 +781,7 @@ class SimpleQueue(_IterateByGet):
                 self._schedule_unlock()
 
 
-class Queue(SimpleQueue):
+class Queue(SimpleQueue[_T]):
     """Queue(maxsize=None, items=(), unfinished_tasks=None): a FIFO queue with
     :meth:`task_done` and :meth:`join`, like :class:`queue.Queue`.
 
@@ -760,7 +791,16 @@ class Queue(SimpleQueue):
 
     __slots__ = ("_cond", "unfinished_tasks")
 
-    def __init__(self, maxsize=None, items=(), unfinished_tasks=None):
+    if TYPE_CHECKING:
+        _cond: Event | None
+        unfinished_tasks: int
+
+    def __init__(
+        self,
+        maxsize: int | None = None,
+        items: Collection[_T] = (),
+        unfinished_tasks: int | None = None,
+    ) -> None:
         SimpleQueue.__init__(self, maxsize, items, _warn_depth=3)
         # The Event join() waits on; created by the first join().
         self._cond = None
@@ -771,7 +811,7 @@ class Queue(SimpleQueue):
         else:
             self.unfinished_tasks = 0
 
-    def copy(self):
+    def copy(self) -> Self:
         return type(self)(self.maxsize, self.queue, self.unfinished_tasks)
 
     def _format(self):
@@ -787,7 +827,7 @@ class Queue(SimpleQueue):
     def _did_put_task(self):
         self.unfinished_tasks += 1
 
-    def task_done(self):
+    def task_done(self) -> None:
         """Mark one task (an item got earlier) as processed.
 
         Raises :exc:`ValueError` if called more often than items were put.
@@ -800,7 +840,7 @@ class Queue(SimpleQueue):
             if cond is not None:
                 cond.set()
 
-    def join(self, timeout=None):
+    def join(self, timeout: float | None = None) -> bool:
         """Block until every item put has been marked done by :meth:`task_done`.
 
         Returns True, or False if *timeout* seconds passed first.
@@ -817,7 +857,7 @@ class Queue(SimpleQueue):
             return True
         return cond.wait(timeout=timeout)
 
-    def shutdown(self, immediate=False):
+    def shutdown(self, immediate: bool = False) -> None:
         """Make further puts (and gets, once empty) raise :class:`ShutDown`.
 
         With *immediate*, the remaining items are dropped (and marked done)
@@ -867,18 +907,18 @@ Queue._inline = 2
 JoinableQueue = Queue
 
 
-class UnboundQueue(Queue):
+class UnboundQueue(Queue[_T]):
     """A :class:`Queue` that is never bounded (*maxsize* must be None)."""
 
     __slots__ = ()
 
-    def __init__(self, maxsize=None, items=()):
+    def __init__(self, maxsize: None = None, items: Collection[_T] = ()) -> None:
         if maxsize is not None:
             raise ValueError("UnboundQueue has no maxsize")
         Queue.__init__(self, maxsize, items)
 
 
-class PriorityQueue(Queue):
+class PriorityQueue(Queue[_T]):
     """A :class:`Queue` that returns the lowest item first (``(priority, data)`` tuples)."""
 
     __slots__ = ()
@@ -896,7 +936,7 @@ class PriorityQueue(Queue):
         return _heappop(self.queue)
 
 
-class LifoQueue(Queue):
+class LifoQueue(Queue[_T]):
     """A :class:`Queue` that returns the most recently added item first."""
 
     __slots__ = ()
@@ -920,7 +960,7 @@ def _switch_to(hub, _timeout):
     return hub.switch()
 
 
-class Channel(_IterateByGet):
+class Channel(_IterateByGet[_T]):
     """Channel(maxsize=1): a rendezvous; :meth:`put` blocks until a getter takes the item.
 
     It never holds an item (``qsize()`` is always 0).  ``balance`` is the
@@ -930,9 +970,16 @@ class Channel(_IterateByGet):
 
     __slots__ = ("getters", "putters", "hub", "_sched", "_unlocking", "__weakref__")
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    if TYPE_CHECKING:
+        getters: collections.deque[Any]
+        putters: collections.deque[Any]
+        hub: Hub | None
+        _sched: Any
+        _unlocking: bool
+    else:
+        __class_getitem__ = classmethod(types.GenericAlias)
 
-    def __init__(self, maxsize=1):
+    def __init__(self, maxsize: int = 1) -> None:
         if maxsize != 1:
             raise ValueError("Channels have a maxsize of 1")
         self.getters = _deque()
@@ -956,16 +1003,16 @@ class Channel(_IterateByGet):
         return result
 
     @property
-    def balance(self):
+    def balance(self) -> int:
         return len(self.putters) - len(self.getters)
 
-    def qsize(self):
+    def qsize(self) -> int:
         return 0
 
-    def empty(self):
+    def empty(self) -> bool:
         return True
 
-    def full(self):
+    def full(self) -> bool:
         return True
 
     def _capture(self):
@@ -1031,7 +1078,7 @@ class Channel(_IterateByGet):
         finally:
             timer.close()
 
-    def put(self, item, block=True, timeout=None):
+    def put(self, item: _T, block: bool = True, timeout: float | None = None) -> None:
         """Hand *item* to a getter, waiting (at most *timeout* seconds) for one.
 
         Raises :class:`Full` if no getter took it in time (at once without *block*).
@@ -1065,10 +1112,10 @@ class Channel(_IterateByGet):
             raise Full
         raise InvalidSwitchError(f"Invalid switch into Channel.put: {result!r}")
 
-    def put_nowait(self, item):
+    def put_nowait(self, item: _T) -> None:
         self.put(item, False)
 
-    def get(self, block=True, timeout=None):
+    def get(self, block: bool = True, timeout: float | None = None) -> _T:
         """Take an item from a putter, waiting (at most *timeout* seconds) for one.
 
         Raises :class:`Empty` if none came in time (at once without *block*).
@@ -1102,5 +1149,5 @@ class Channel(_IterateByGet):
             raise Empty
         return result
 
-    def get_nowait(self):
+    def get_nowait(self) -> _T:
         return self.get(False)

@@ -21,6 +21,11 @@ functions as they were before ``greenwheel.monkey`` (calling the patched
 ones from a worker thread would recurse).
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
 from . import _socket as _gs
 
 __all__ = ["BlockingResolver", "ThreadResolver", "resolver_class"]
@@ -113,7 +118,7 @@ class BlockingResolver:
 _BY_NAME = {"thread": ThreadResolver, "block": BlockingResolver}
 
 
-def resolver_class(choice):
+def resolver_class(choice: str | Iterable[str] | type[Any]) -> type[Any]:
     """The resolver class for a ``config.resolver`` value (a name or a class)."""
     if isinstance(choice, type):
         return choice

@@ -49,7 +49,7 @@ def _select_method(self, rlist, wlist, xlist, timeout=None):
 
 
 # How gevent's tests recognise a patched SelectSelector.
-_select_method._gevent_monkey = True
+_select_method._gevent_monkey = True  # type: ignore[attr-defined]
 
 
 class _CooperativePollSelector(__selectors__.PollSelector):

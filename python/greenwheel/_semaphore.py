@@ -140,7 +140,7 @@ class BoundedSemaphore(Semaphore):
     __slots__ = ("_initial_value",)
 
     #: What over-releasing raises (Lock uses RuntimeError, like threading).
-    _OVER_RELEASE_ERROR = ValueError
+    _OVER_RELEASE_ERROR: type[Exception] = ValueError
 
     def __init__(self, value=1, hub=None):
         Semaphore.__init__(self, value, hub)

@@ -30,6 +30,7 @@ import socket as __socket__
 import sys
 from errno import EAGAIN, EALREADY, EBADF, EINPROGRESS, EISCONN, EWOULDBLOCK
 from time import monotonic as _monotonic
+from typing import TYPE_CHECKING
 
 from ._core import recv_nowait as _recv_nowait
 from ._core import send_nowait as _send_nowait
@@ -67,7 +68,7 @@ __all__ = [
 
 _timeout_error = __socket__.timeout
 _error = OSError
-_GLOBAL_DEFAULT_TIMEOUT = __socket__._GLOBAL_DEFAULT_TIMEOUT
+_GLOBAL_DEFAULT_TIMEOUT = __socket__._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 _TIMED_OUT = (_timeout_error, "timed out")
 _NONE = object()
 
@@ -91,7 +92,7 @@ _ss_recvfrom_into = _ss.recvfrom_into
 _ss_send = _ss.send
 _ss_sendto = _ss.sendto
 _ss_sendall = _ss.sendall
-_ss_accept = _ss._accept
+_ss_accept = _ss._accept  # type: ignore[attr-defined]
 _ss_connect = _ss.connect
 _ss_connect_ex = _ss.connect_ex
 _ss_bind = _ss.bind
@@ -222,11 +223,14 @@ def _cancel_waits_then_close(hub, watchers, fd):
 # --- the socket ----------------------------------------------------------------
 
 
-_std_socket = (
-    getattr(sys.modules.get("greenwheel.monkey"), "saved", {})
-    .get("socket", {})
-    .get("socket", __socket__.socket)
-)
+if TYPE_CHECKING:
+    _std_socket = __socket__.socket
+else:
+    _std_socket = (
+        getattr(sys.modules.get("greenwheel.monkey"), "saved", {})
+        .get("socket", {})
+        .get("socket", __socket__.socket)
+    )
 
 
 #: MSG_DONTWAIT asks the kernel for one attempt: a call with it never waits,

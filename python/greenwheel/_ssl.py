@@ -69,7 +69,8 @@ class SSLContext(_StdSSLContext):
     """``ssl.SSLContext`` whose :meth:`wrap_socket` returns a cooperative :class:`SSLSocket`."""
 
     # ``SSLContext.wrap_socket`` (inherited) builds its sockets through this.
-    sslsocket_class = None  # set below, once SSLSocket exists
+    # (Ours is not a subclass of ssl.SSLSocket, hence the ignores.)
+    sslsocket_class = None  # type: ignore[assignment]  # set below, once SSLSocket exists
 
     if hasattr(_CSSLContext, "minimum_version"):
         minimum_version = _c_property("minimum_version")
@@ -548,7 +549,7 @@ class SSLSocket(socket):
 
 SSLSocket.__module__ = "greenwheel.ssl"
 SSLContext.__module__ = "greenwheel.ssl"
-SSLContext.sslsocket_class = SSLSocket
+SSLContext.sslsocket_class = SSLSocket  # type: ignore[assignment]
 
 
 def _wrap_with_context(context, sock, **kwargs):

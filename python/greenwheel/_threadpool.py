@@ -26,6 +26,8 @@ pool may serve the hubs of many threads.  After ``os.fork()`` the child
 starts with no workers and spawns fresh ones on demand.
 """
 
+from __future__ import annotations
+
 import concurrent.futures as _cf
 import importlib
 import os
@@ -33,12 +35,16 @@ import sys
 import weakref
 from collections import deque
 from itertools import islice
+from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent
 from greenlet import greenlet as _RawGreenlet
 
 from ._exceptions import BlockingSwitchOutError, InvalidThreadUseError
 from ._hub import Waiter, _check_seconds, _get_hub_if_exists, get_hub
+
+if TYPE_CHECKING:
+    from ._hub import Hub
 
 __all__ = ["ThreadPool", "ThreadResult", "ThreadPoolExecutor", "get_threadpool"]
 
@@ -438,7 +444,9 @@ class ThreadPool:
     may block as they like (CPU work still holds the GIL).
     """
 
-    def __init__(self, maxsize=10, hub=None, idle_task_timeout=-1):
+    def __init__(
+        self, maxsize: int = 10, hub: Hub | None = None, idle_task_timeout: float = -1
+    ) -> None:
         if hub is None:
             hub = get_hub()
         self._init(maxsize, hub)
@@ -689,7 +697,7 @@ class ThreadPool:
         finally:
             timer.cancel()
 
-    def kill(self):
+    def kill(self) -> None:
         """Retire every worker thread once the work already queued is done.
 
         Does not wait: functions running or queued finish (their results are
@@ -857,7 +865,7 @@ class _GreenFuture(_cf.Future):
         return self.done()
 
 
-_INSTALL_WAITERS_CODE = _cf._base._create_and_install_waiters.__code__
+_INSTALL_WAITERS_CODE = _cf._base._create_and_install_waiters.__code__  # type: ignore[attr-defined]
 _FINISHED_STATES = (_cf._base.CANCELLED_AND_NOTIFIED, _cf._base.FINISHED)
 
 
@@ -962,7 +970,7 @@ class ThreadPoolExecutor(_cf.ThreadPoolExecutor):
 
 # --- the default pool -----------------------------------------------------------------------
 
-_all_pools = weakref.WeakSet()
+_all_pools: weakref.WeakSet[Any] = weakref.WeakSet()
 _default_pool = None
 _default_lock = _allocate_lock()
 
@@ -971,7 +979,7 @@ _default_lock = _allocate_lock()
 DEFAULT_POOL_SIZE = 10
 
 
-def get_threadpool():
+def get_threadpool() -> ThreadPool:
     """The process-wide default :class:`ThreadPool` (10 threads at most).
 
     Also reachable as ``greenwheel.get_hub().threadpool``.

@@ -28,7 +28,16 @@ instead of raising::
     'too slow'
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, overload
+
 from . import _core
+
+_T = TypeVar("_T")
+_V = TypeVar("_V")
+_P = ParamSpec("_P")
 
 __all__ = ["Timeout", "with_timeout"]
 
@@ -46,7 +55,7 @@ _NEVER = Timeout._start_new_or_dummy(None)
 _NOT_GIVEN = object()
 
 
-def _under(timer, call, *args):
+def _under(timer: Timeout, call: Callable[..., _T], *args: Any) -> _T:
     """Run ``call(*args, None)`` under the Timeout object *timer*.
 
     gevent accepts a :class:`Timeout` wherever a blocking call takes
@@ -63,7 +72,7 @@ def _under(timer, call, *args):
         timer.cancel()
 
 
-def _wait_under(timer, wait, *args):
+def _wait_under(timer: Timeout, wait: Callable[..., _T], *args: Any) -> _T | bool:
     """:func:`_under` for a wait that reports a time-out by returning False.
 
     When *timer* itself expires the wait returns False, as it would for
@@ -77,12 +86,24 @@ def _wait_under(timer, wait, *args):
         return False
 
 
-def _expired(timeout):
+def _expired(timeout: float | Timeout | None) -> Timeout:
     """What a ``get`` that timed out raises: the Timeout object it was given, else a new one."""
     return timeout if isinstance(timeout, Timeout) else Timeout(timeout)
 
 
-def with_timeout(seconds, function, *args, **kwargs):
+@overload
+def with_timeout(
+    seconds: float | None,
+    function: Callable[..., _T],
+    *args: Any,
+    timeout_value: _V,
+    **kwargs: Any,
+) -> _T | _V: ...
+@overload
+def with_timeout(
+    seconds: float | None, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+) -> _T: ...
+def with_timeout(seconds: Any, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call ``function(*args, **kwargs)`` with a *seconds* time limit.
 
     If the limit passes, return the ``timeout_value`` keyword argument (not

@@ -142,10 +142,12 @@ class _MirroringLoader(importlib.abc.Loader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         # The module keeps its own loader: reload, resources and get_code use it.
-        module.__spec__.loader = self._inner
+        spec = module.__spec__
+        assert spec is not None  # the import system made the module from a spec
+        spec.loader = self._inner
         module.__loader__ = self._inner
         self._inner.exec_module(module)
-        _mirror(module.__spec__.name, module)
+        _mirror(spec.name, module)
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):
@@ -224,7 +226,7 @@ def install() -> None:
     # greenwheel's own release as the local part (26.9.0+greenwheel.0.1.0).
     package = sys.modules[_TARGET]
     own = package._core.__version__
-    package.__version__ = "%s+greenwheel.%s" % (GEVENT_API_VERSION, own)
+    package.__version__ = "%s+greenwheel.%s" % (GEVENT_API_VERSION, own)  # type: ignore[attr-defined]
     # First in line: an installed gevent must not be found by the path finder.
     sys.meta_path.insert(0, _finder)
     # As in a gevent process, every imported module is in sys.modules under its
@@ -309,6 +311,7 @@ if __name__ == "__main__":
     # finds the hook already installed instead of making a second one.
     from greenwheel import as_gevent as _module
 
-    sys.exit(_module.main())
+    # (main may return what a console script returned: sys.exit prints a non-int.)
+    sys.exit(_module.main())  # type: ignore[arg-type]
 else:
     install()

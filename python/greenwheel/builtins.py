@@ -11,8 +11,8 @@ import builtins as __gbuiltins__
 
 __target__ = "builtins"
 #: Nothing replaced on Python 3.
-__implements__ = []
-__extensions__ = []
+__implements__: list[str] = []
+__extensions__: list[str] = []
 
 __imports__ = []
 for _name in dir(__gbuiltins__):

@@ -66,7 +66,7 @@ class MonkeyPatchWarning(RuntimeWarning):
 
 #: ``{module name: {attribute name: original object}}`` for everything
 #: patched (or removed) so far.
-saved = {}
+saved: dict[str, dict[str, object]] = {}
 
 _NONE = object()
 
@@ -382,7 +382,7 @@ def _patch_selector_classes(selectors_mod):
 
 
 #: ``{(class, attribute): original}`` for class attributes patched in place.
-_saved_class_attrs = {}
+_saved_class_attrs: dict[tuple[type, str], object] = {}
 
 
 @_vetoable

@@ -8,18 +8,17 @@ a rendezvous.  :class:`Empty` and :class:`Full` are the standard library's
 
 import queue as __queue__
 
-from ._queue import (  # noqa: F401 - re-exported (__all__ is computed below)
-    Channel,
-    Empty,
-    Full,
-    JoinableQueue,
-    LifoQueue,
-    PriorityQueue,
-    Queue,
-    ShutDown,
-    SimpleQueue,
-    UnboundQueue,
-)
+# ``X as X``: an explicit re-export for type checkers (__all__ is computed below).
+from ._queue import Channel as Channel
+from ._queue import Empty as Empty
+from ._queue import Full as Full
+from ._queue import JoinableQueue as JoinableQueue
+from ._queue import LifoQueue as LifoQueue
+from ._queue import PriorityQueue as PriorityQueue
+from ._queue import Queue as Queue
+from ._queue import ShutDown as ShutDown
+from ._queue import SimpleQueue as SimpleQueue
+from ._queue import UnboundQueue as UnboundQueue
 
 #: greenwheel's classes in place of the standard library's.
 __implements__ = ["Queue", "PriorityQueue", "LifoQueue", "SimpleQueue"]

@@ -26,6 +26,7 @@ import io
 import os
 import subprocess as __subprocess__
 import sys
+from typing import TYPE_CHECKING
 
 from . import _child
 from ._event import AsyncResult
@@ -44,7 +45,10 @@ __implements__ = [
     "getstatusoutput",
 ]
 
-_StdPopen = _child._original("subprocess", "Popen")
+if TYPE_CHECKING:
+    from subprocess import Popen as _StdPopen
+else:
+    _StdPopen = _child._original("subprocess", "Popen")
 
 PIPE = __subprocess__.PIPE
 STDOUT = __subprocess__.STDOUT

@@ -8,6 +8,7 @@ greenlets in your own code, use :func:`greenwheel.spawn`.
 
 import _thread as __thread__
 import sys
+from typing import Any
 
 from greenlet import GreenletExit, getcurrent
 
@@ -137,7 +138,7 @@ _real_shutdown = getattr(__thread__, "_shutdown", None)
 
 # Handles of started non-daemon "threads" that have not finished: what
 # ``_shutdown`` waits for.  Each removes itself when its greenlet ends.
-_non_daemon = set()
+_non_daemon: set[Any] = set()
 
 
 class _ThreadHandle:

@@ -20,6 +20,7 @@ in ``_thread._shutdown()``); there the green versions of those names from
 
 import threading as __threading__
 import weakref
+from typing import Any
 
 from greenlet import getcurrent
 
@@ -41,6 +42,7 @@ __implements__ = [
 if hasattr(__threading__, "_start_new_thread"):  # before 3.13
     __implements__.append("_start_new_thread")
 
+_make_handle: Any
 if hasattr(__threading__, "_start_joinable_thread"):  # 3.13+: see greenwheel.thread
     from .thread import (  # noqa: F401 - in __implements__
         _get_main_thread_ident,  # in __implements__
@@ -105,7 +107,7 @@ class _SentinelRelease:
             lock.release()
 
 
-_pending_sentinels = set()
+_pending_sentinels: set[Any] = set()
 
 
 def _set_sentinel():
@@ -188,5 +190,5 @@ def main_native_thread():
 
 
 __extensions__ = ["main_native_thread"]
-__imports__ = []
+__imports__: list[str] = []
 __all__ = []

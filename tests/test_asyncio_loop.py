@@ -102,7 +102,10 @@ def test_call_at_uses_the_loop_clock(loop):
     loop.call_at(when + 0.01, loop.stop)
     loop.run_forever()
     assert got and got[0] >= when
-    assert abs(loop.time() - time.monotonic()) < 0.01
+    # The loop's time is time.monotonic() (read between two readings of it,
+    # not compared within a margin a busy machine could exceed).
+    before = time.monotonic()
+    assert before <= loop.time() <= time.monotonic()
 
 
 def test_cancelled_timers_do_not_fire_and_disarm_the_wheel(loop):
@@ -365,14 +368,16 @@ def test_greenlets_and_coroutines_interleave_on_one_loop(loop):
             await asyncio.sleep(0.01)
         return glet
 
-    start = time.monotonic()
     glet = loop.run_until_complete(main())
     glet.join()
-    elapsed = time.monotonic() - start
     assert ticks.count("g") == 5 and ticks.count("c") == 5
-    # Interleaved, not one after the other.
+    # Interleaved, not one after the other: the order shows it, where an
+    # elapsed time (0.05 s against 0.1 s serial) has no margin for a busy
+    # machine.
     assert "".join(ticks[:4]) in ("cgcg", "gcgc", "cggc", "gccg"), ticks
-    assert elapsed < 0.09, "serial would be 0.1 s, took %.3f" % elapsed
+    last_c = len(ticks) - 1 - ticks[::-1].index("c")
+    last_g = len(ticks) - 1 - ticks[::-1].index("g")
+    assert ticks.index("g") < last_c and ticks.index("c") < last_g, ticks
 
 
 def test_run_forever_in_a_greenlet_blocks_only_that_greenlet(loop):

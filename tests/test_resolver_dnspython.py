@@ -362,8 +362,9 @@ def test_lookups_wait_cooperatively(resolver, server):
     # Both questions reached the server before it answered either: they overlapped.
     kinds = [kind for kind, _ in server.events]
     assert kinds[:2] == ["ask", "ask"], server.events
-    # Generous: serially this would take 2 * DELAY.
-    assert elapsed < 1.6 * DELAY
+    # Serially this would take 2 * DELAY; the server's events above already
+    # show the overlap, so this bound only has to catch a serialisation.
+    assert elapsed < 2 * DELAY, elapsed
     # And the loop ran meanwhile.
     assert len(ticks) >= 3
 

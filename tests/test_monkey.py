@@ -691,12 +691,14 @@ def test_no_warning_when_patching_first():
 def test_python_m_greenwheel_monkey_runs_a_script(tmp_path):
     script = tmp_path / "script.py"
     script.write_text(
-        "import sys, threading, time\n"
+        "import sys, threading\n"
         "import greenwheel.monkey as monkey\n"
-        "t0 = time.monotonic()\n"
-        "ts = [threading.Thread(target=time.sleep, args=(0.2,)) for _ in range(5)]\n"
+        # The five threads (greenlets, patched) only get past the barrier together.
+        "barrier, passed = threading.Barrier(5), []\n"
+        "job = lambda: passed.append(barrier.wait(timeout=20))\n"
+        "ts = [threading.Thread(target=job) for _ in range(5)]\n"
         "[t.start() for t in ts]; [t.join() for t in ts]\n"
-        "print(__name__, sys.argv[1:], monkey.is_module_patched('socket'), time.monotonic() - t0 < 0.8)\n"
+        "print(__name__, sys.argv[1:], monkey.is_module_patched('socket'), len(passed) == 5)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-m", "greenwheel.monkey", str(script), "one", "--two"],

@@ -218,7 +218,7 @@ def test_web_ui_starts_and_stops_a_swarm(server):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=child_env(USERS_PER_CLASS=str(users)),
+        env=child_env(USERS_PER_CLASS=str(users), PYTHONFAULTHANDLER="1"),
     )
     base = "http://127.0.0.1:%d" % port
 
@@ -245,6 +245,17 @@ def test_web_ui_starts_and_stops_a_swarm(server):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
         err = proc.stderr.read()
+    except BaseException:
+        # What locust itself said is the first thing to read when the web UI
+        # misbehaves (pytest shows this output with the failure).
+        alive = proc.poll() is None
+        _stop(proc)
+        print(
+            "locust was %s; its stderr (tail):"
+            % ("alive" if alive else "dead, %s" % proc.returncode)
+        )
+        print(proc.stderr.read()[-5000:])
+        raise
     finally:
         _stop(proc)
         proc.stdout.close()

@@ -225,16 +225,23 @@ def test_fused_path_only_while_the_fused_hooks_are_the_base_ones():
     assert not Environ._plain and not Deeper._plain and not GeneralPathHandler._plain
 
 
-def test_usual_requests_take_the_fused_path_and_unusual_ones_the_general(monkeypatch):
+def test_the_fused_path_calls_no_hook_and_builds_unusual_environs_in_full(monkeypatch):
+    # The fused path shares the general one's prologue (receiving, limits,
+    # refusals) but calls no hook: a request with a body, Expect or an
+    # upgrade gets get_environ's full environ; the usual one an empty input.
     calls = []
-    real = WSGIHandler.read_request
 
-    def counting_read_request(self):
-        result = real(self)
-        calls.append(self.command)
-        return result
+    def counting(name):
+        real = getattr(WSGIHandler, name)
 
-    monkeypatch.setattr(WSGIHandler, "read_request", counting_read_request)
+        def hook(self):
+            calls.append((name, self.command))
+            return real(self)
+
+        return hook
+
+    for name in ("read_request", "get_environ"):
+        monkeypatch.setattr(WSGIHandler, name, counting(name))
     with serving(echo_body, handler_class=WSGIHandler) as server:
         data = raw(
             server.server_port,
@@ -244,8 +251,7 @@ def test_usual_requests_take_the_fused_path_and_unusual_ones_the_general(monkeyp
             b"GET /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         )
     assert data.count(b"HTTP/1.1 200 OK") == 4 and b"\r\n\r\nhi" in data
-    # Only the request with a body went through read_request.
-    assert calls == ["POST"]
+    assert calls == [("get_environ", "POST")]
 
 
 def test_public_module():

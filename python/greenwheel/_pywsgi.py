@@ -957,57 +957,36 @@ class WSGIHandler:
         cls._custom_requestline = cls.read_requestline is not WSGIHandler.read_requestline
 
     def _plain_request(self):
-        # handle_one_request + read_request + get_environ in one frame, for the
-        # usual request: a complete head, no body, on a socket of ours.  Used
-        # only while those hooks are the base ones; anything unusual (an
-        # incomplete or refused head, a body, Expect, a TLS socket) rewinds
-        # the buffer and takes the general path, so the behaviour is theirs.
-        data = self._rbuf
-        pos = self._rpos
-        self._served += 1
-        if not self._served & 31:
-            _sleep(0)  # as in read_request: let the others run now and then
-        if pos < len(data):
-            if pos:
-                data = data[pos:]
-        elif not self._fast_timeout or self.socket is None:
-            return self.handle_one_request()
-        else:
-            server = self.server
-            if self._first:
-                self._first = False
-                timeout = server.header_timeout
-            else:
-                timeout = server.keepalive_timeout
-            try:
-                data = self.socket._recv_within(self._recv_size, timeout)
-            except OSError:
-                return None  # idle timeout, reset...: just close
-            if not data:
-                return None
+        # handle_one_request + read_request + get_environ in one frame, used
+        # only while those hooks are the base ones: the same prologue
+        # (_next_request_head: receiving, limits, refusals), without the hook
+        # calls; the usual request (no body, no Expect, no upgrade) also
+        # skips get_environ, its wsgi.input being an empty Input.
+        if self.socket is None:
+            return None
+        self._requestline = None
+        self.command = None
+        self.time_finish = 0
         try:
-            parsed = request_environ(data, self._max_headers, self._conn_env, self._input_limits)
-        except ValueError:
-            parsed = None
+            head = self._next_request_head()
+        except _InvalidClientRequest as ex:
+            return self._handle_client_error(ex)
+        if head is None:
+            return None
+        parsed, data = head
+        self._take_request(parsed, data)
+        env = self._env
         if (
-            parsed is None
-            or parsed.content_length != 0
+            parsed.content_length != 0
             or parsed.expect_continue
-            or "HTTP_UPGRADE" in (env := parsed.environ)
+            or "HTTP_UPGRADE" in env
             or "HTTP_CONNECTION" in env
             and env["HTTP_CONNECTION"].lower() == "upgrade"
         ):
-            # Incomplete or refused, a body (chunked: None), Expect, or a
-            # connection upgrade.
-            self._rbuf = data
-            self._rpos = 0
-            self._served -= 1
-            return self.handle_one_request()
-        self._take_request(parsed, data)
-        self._requestline = None
-        self.time_finish = 0
-        env = self.environ = self._env
-        self.wsgi_input = env["wsgi.input"] = Input(self, 0)
+            self.environ = self.get_environ()
+        else:
+            self.environ = env
+            self.wsgi_input = env["wsgi.input"] = Input(self, 0)
         self.application = self.server.application
         self.handle_one_response()
         if self.close_connection:
@@ -1067,6 +1046,18 @@ class WSGIHandler:
         requests raise ``ValueError`` (a subclass carrying the status code:
         400, 408, 413, 414 or 431).
         """
+        head = self._next_request_head()
+        if head is None:
+            return False
+        self._take_request(*head)
+        return True
+
+    def _next_request_head(self):
+        # The prologue both request paths share: the next request head,
+        # received, parsed and checked against the limits.  Returns
+        # ``(RequestHead, data)``, *data* being the buffer that starts
+        # with the head; None at a clean end of the connection (EOF, idle timeout,
+        # reset); raises _InvalidClientRequest for a head to refuse.
         data = self._rbuf
         pos = self._rpos
         self._served += 1
@@ -1095,9 +1086,9 @@ class WSGIHandler:
                     data = sock.recv(self._recv_size)
                     sock.settimeout(self.server.io_timeout)
             except OSError:
-                return False  # idle timeout, reset...: just close
+                return None  # idle timeout, reset...: just close
             if not data:
-                return False
+                return None
         try:
             parsed = request_environ(data, self._max_headers, self._conn_env, self._input_limits)
             if parsed is None:
@@ -1106,7 +1097,7 @@ class WSGIHandler:
                 finally:
                     self._settimeout(self.server.io_timeout)  # _read_head changes it
                 if parsed is None:
-                    return False
+                    return None
                 parsed, data = parsed
         except RequestError as ex:
             self._rbuf = data
@@ -1120,8 +1111,7 @@ class WSGIHandler:
             self._rbuf = data
             self._rpos = 0
             raise _InvalidClientRequest(400, "%s: %s" % (ex, self._first_line(data))) from None
-        self._take_request(parsed, data)
-        return True
+        return parsed, data
 
     def _take_request(self, parsed, data):
         # The environ, the limits and the body framing all come from Rust

@@ -51,17 +51,24 @@ itself, and a setter checks for links *after* changing the state, so under
 the GIL one of the two always sees the other: no wake-up is lost.
 """
 
+from __future__ import annotations
+
 import _thread
 import sys
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent
 
 from ._exceptions import BlockingSwitchOutError, InvalidSwitchError, InvalidThreadUseError
 from ._hub import _check_seconds, _state, get_hub
 from ._timeout import Timeout, _wait_under
+
+if TYPE_CHECKING:
+    from ._hub import Hub
 
 __all__ = ["AbstractLinkable"]
 
@@ -103,14 +110,14 @@ _NOT_TAKEN = object()
 _BATCH = 64
 
 
-def _discard(seq, item):
+def _discard(seq: Any, item: object) -> None:
     try:
         seq.remove(item)
     except ValueError:
         pass
 
 
-def _blocking_from_hub():
+def _blocking_from_hub() -> BlockingSwitchOutError:
     return BlockingSwitchOutError("Impossible to call blocking function in the event loop callback")
 
 
@@ -131,7 +138,14 @@ def _may_be_woken_by_threads():
     return bool(_threading_limbo)
 
 
-def _park(hub, sched, links, entry, switch, timeout):
+def _park(
+    hub: Hub,
+    sched: _Scheduler,
+    links: Any,
+    entry: object,
+    switch: Callable[..., Any],
+    timeout: float | None,
+) -> Any:
     """Switch the current greenlet out until something resumes it; return the value.
 
     *entry* (usually *switch*, the greenlet's own ``switch``) must already be
@@ -305,7 +319,7 @@ class _Scheduler:
             self._async.ref = False
 
 
-def _scheduler_for(hub):
+def _scheduler_for(hub: Hub) -> _Scheduler:
     sched = hub.__dict__.get("_greenwheel_scheduler")
     if sched is None or sched.loop is not hub.loop:
         sched = hub._greenwheel_scheduler = _Scheduler(hub)
@@ -323,14 +337,14 @@ class _ThreadWaiter:
 
     __slots__ = ("done", "claim", "take", "value")
 
-    def __init__(self, take=None):
+    def __init__(self, take: Callable[[Any], Any] | None = None) -> None:
         self.done = _allocate_lock()
         self.done.acquire()
         self.claim = _allocate_lock()
         self.take = take
         self.value = None
 
-    def __call__(self, source):
+    def __call__(self, source: Any) -> None:
         # From the owner's hub, or from whichever thread made the object ready
         # (_serve_threads).  Take first: another thread may have taken the
         # resource since the notification checked it was there.
@@ -349,7 +363,7 @@ class _ThreadWaiter:
             # The thread gave up meanwhile: hand the resource back.
             source._give_back(value)
 
-    def wait(self, timeout):
+    def wait(self, timeout: float | None) -> bool:
         """Block this thread; True if woken, False if *timeout* passed first."""
         if timeout is None:
             self.done.acquire()
@@ -373,9 +387,18 @@ class AbstractLinkable:
 
     __slots__ = ("hub", "_sched", "_links", "_late", "_notifying", "_raw", "__weakref__")
 
+    if TYPE_CHECKING:
+        #: The owner hub (None until the first wait captures one).
+        hub: Hub | None
+        _sched: Any
+        _links: deque[Any]
+        _late: list[Any] | None
+        _notifying: bool
+        _raw: int
+
     _notify_all = True
 
-    def __init__(self, hub=None):
+    def __init__(self, hub: Hub | None = None) -> None:
         # The owner hub is captured lazily, by the first wait: objects may be
         # created at import time, or in one thread and used in another.
         self.hub = hub
@@ -392,15 +415,15 @@ class AbstractLinkable:
         # Either way no hand-over (_single_link).
         self._raw = 0
 
-    def ready(self):
+    def ready(self) -> bool:
         raise NotImplementedError
 
-    def linkcount(self):
+    def linkcount(self) -> int:
         return len(self._links)
 
     # -- ownership ----------------------------------------------------------
 
-    def _capture(self):
+    def _capture(self) -> bool:
         """Make sure the calling thread may park here; False if another thread owns us.
 
         Called on the slow path of every wait: when no hub is recorded yet, or
@@ -425,7 +448,7 @@ class AbstractLinkable:
             self._sched = _scheduler_for(mine)
         return True
 
-    def _orphan(self):
+    def _orphan(self) -> None:
         # Forget a dead owner and its greenlets' links; plain threads waiting
         # on native locks stay in line.
         self.hub = None
@@ -440,7 +463,7 @@ class AbstractLinkable:
 
     # -- notifying ----------------------------------------------------------
 
-    def _notify_anywhere(self):
+    def _notify_anywhere(self) -> None:
         """We may have become ready: get the waiters woken.  Any thread."""
         links = self._links
         if links and not self._notifying:
@@ -458,7 +481,7 @@ class AbstractLinkable:
             if not sched.running:
                 sched.kick()
 
-    def _serve_threads(self):
+    def _serve_threads(self) -> None:
         # Wake the thread waiters at the head of the links, while ready.
         links = self._links
         only_while_ready = not self._notify_all
@@ -474,11 +497,11 @@ class AbstractLinkable:
                 return
             link(self)
 
-    def _check_and_notify(self):
+    def _check_and_notify(self) -> None:
         if self.ready():
             self._notify_anywhere()
 
-    def _single_link(self):
+    def _single_link(self) -> Any:
         """If notifying means resuming exactly one parked greenlet, unlink it,
         finish the notification and return its ``switch``; else None."""
         links = self._links
@@ -487,12 +510,14 @@ class AbstractLinkable:
             return links.popleft()
         return None
 
-    def _notify_links(self):
+    def _notify_links(self) -> None:
         # Called by the scheduler, in the hub.  Links are popped before they
         # are called; links added meanwhile wait for the next notification,
         # except the late ones (see __init__).
         links = self._links
         hub = self.hub
+        if TYPE_CHECKING:
+            assert hub is not None  # notified by its owner hub's scheduler
         only_while_ready = not self._notify_all
         try:
             count = len(links)
@@ -529,7 +554,7 @@ class AbstractLinkable:
 
     # -- links --------------------------------------------------------------
 
-    def rawlink(self, callback):
+    def rawlink(self, callback: Callable[[Any], object]) -> None:
         """Call ``callback(self)`` from the hub once this object is ready.
 
         The callback runs in the hub, so it must not block; it is unlinked
@@ -548,13 +573,13 @@ class AbstractLinkable:
                 return
         self._add_link(callback)
 
-    def _add_link(self, callback):
+    def _add_link(self, callback: Callable[[Any], object]) -> None:
         if not self._raw:
             self._raw = 1
         self._links.append(callback)
         self._check_and_notify()
 
-    def unlink(self, callback):
+    def unlink(self, callback: object) -> None:
         """Remove a callback added by :meth:`rawlink`."""
         hub = self.hub
         if hub is not None and hub is not _state.hub and self._sched.alive():
@@ -562,14 +587,14 @@ class AbstractLinkable:
             return
         self._remove_link(callback)
 
-    def _remove_link(self, callback):
+    def _remove_link(self, callback: object) -> None:
         _discard(self._links, callback)
         if self._late:
             _discard(self._late, callback)
 
     # -- waiting ------------------------------------------------------------
 
-    def _block(self, timeout, late=False):
+    def _block(self, timeout: float | Timeout | None, late: bool = False) -> bool:
         """Park the current greenlet until notified; False if *timeout* passed.
 
         The caller has made sure the current thread owns this object, and
@@ -578,10 +603,13 @@ class AbstractLinkable:
         if timeout is not None and isinstance(timeout, Timeout):
             return _wait_under(timeout, self._block_late, late)
         hub = self.hub
+        if TYPE_CHECKING:
+            assert hub is not None  # the caller captured this object for its hub
         current = getcurrent()
         if current is hub:
             raise _blocking_from_hub()
         switch = current.switch
+        links: Any
         if late:
             links = self._late
             if links is None:
@@ -603,17 +631,23 @@ class AbstractLinkable:
             return True
         return self._not_notified(links, switch, result)
 
-    def _block_late(self, late, timeout):
+    def _block_late(self, late: bool, timeout: float | None) -> bool:
         return self._block(timeout, late)
 
-    def _not_notified(self, links, switch, result):
+    def _not_notified(self, links: Any, switch: object, result: object) -> bool:
         # Resumed by something other than our notification.
         _discard(links, switch)
         if result is _TIMEDOUT:
             return False
         raise InvalidSwitchError(f"Invalid switch into {type(self).__name__}.wait(): {result!r}")
 
-    def _wait_foreign(self, timeout, take=None):
+    def _wait_foreign(
+        # (A Timeout object given to a thread without a hub: _check_seconds
+        # rejects it with a TypeError.)
+        self,
+        timeout: Any,
+        take: Callable[[Any], Any] | None = None,
+    ) -> _ThreadWaiter | None:
         """Wait from a thread that does not own this object, on a native lock.
 
         Returns the ``_ThreadWaiter`` if woken (its ``value`` is what *take*
@@ -631,5 +665,5 @@ class AbstractLinkable:
         _discard(self._links, waiter)
         return None
 
-    def _at_fork_reinit(self):
+    def _at_fork_reinit(self) -> None:
         self._orphan()

@@ -7,6 +7,11 @@ never switches).  ``set`` may be called from any OS thread; the wake-up then
 travels to the owner hub through its async watcher.
 """
 
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Generic, NoReturn, TypeVar
+
 from greenlet import getcurrent
 
 from ._abstract_linkable import AbstractLinkable, _discard, _thread_count
@@ -15,7 +20,9 @@ from ._timeout import Timeout, _expired
 
 __all__ = ["Event", "AsyncResult"]
 
-_NONE = object()
+_NONE: Any = object()
+
+_T = TypeVar("_T")
 
 
 class Event(AbstractLinkable):
@@ -29,11 +36,13 @@ class Event(AbstractLinkable):
 
     __slots__ = ("_flag",)
 
-    def __init__(self):
+    _flag: bool
+
+    def __init__(self) -> None:
         AbstractLinkable.__init__(self)
         self._flag = False
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "<{}.{} at 0x{:x} {} _links[{}]>".format(
             type(self).__module__,
             type(self).__name__,
@@ -42,7 +51,7 @@ class Event(AbstractLinkable):
             self.linkcount(),
         )
 
-    def _single_link(self):
+    def _single_link(self) -> Any:
         # AbstractLinkable._single_link without the ready() check.
         links = self._links
         if len(links) == 1 and not self._raw:
@@ -50,19 +59,19 @@ class Event(AbstractLinkable):
             return links.popleft()
         return None
 
-    def is_set(self):
+    def is_set(self) -> bool:
         """Return True if and only if the flag is set."""
         return self._flag
 
-    def isSet(self):
+    def isSet(self) -> bool:
         """Alias of :meth:`is_set` (threading's old name)."""
         return self._flag
 
-    def ready(self):
+    def ready(self) -> bool:
         """Alias of :meth:`is_set`, so events work with :func:`greenwheel.wait`."""
         return self._flag
 
-    def set(self):
+    def set(self) -> None:
         """Set the flag and wake every waiting greenlet (later, from the hub).
 
         Safe to call from any OS thread.
@@ -80,11 +89,11 @@ class Event(AbstractLinkable):
                 if not sched.running:
                     sched.kick()
 
-    def clear(self):
+    def clear(self) -> None:
         """Reset the flag; :meth:`wait` blocks again until the next :meth:`set`."""
         self._flag = False
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | Timeout | None = None) -> bool:
         """Block until the flag is set, or *timeout* seconds pass.
 
         Returns True if the flag was set before or during the wait, False if
@@ -136,7 +145,7 @@ class Event(AbstractLinkable):
             return True
         return self._not_notified(links, switch, result)
 
-    def _wait_slow(self, timeout):
+    def _wait_slow(self, timeout: float | Timeout | None) -> bool:
         hub = self.hub
         if hub is None or hub is not _state.hub:
             if not self._capture():
@@ -145,7 +154,7 @@ class Event(AbstractLinkable):
             return True
         return self._block(timeout)
 
-    def _wait_late(self):
+    def _wait_late(self) -> bool:
         # The flag is set but the waiters are not woken yet: queue up behind
         # them (gevent issue 1520), if we may park here at all.
         hub = self.hub
@@ -156,17 +165,17 @@ class Event(AbstractLinkable):
                 return True
         return self._block(None, True)
 
-    def _wait_from_thread(self, timeout):
+    def _wait_from_thread(self, timeout: Any) -> bool:
         if self._flag:
             return True
         return self._wait_foreign(timeout) is not None or self._flag
 
-    def _reset_internal_locks(self):
+    def _reset_internal_locks(self) -> None:
         # threading.Event compatibility (called after fork).
         pass
 
 
-class AsyncResult(AbstractLinkable):
+class AsyncResult(AbstractLinkable, Generic[_T]):
     """A one-shot value (or exception) greenlets can wait for.
 
     :meth:`set` or :meth:`set_exception` stores the outcome and wakes every
@@ -177,12 +186,15 @@ class AsyncResult(AbstractLinkable):
 
     __slots__ = ("_value", "_exc_info")
 
-    def __init__(self):
+    _value: _T
+    _exc_info: tuple[Any, ...]
+
+    def __init__(self) -> None:
         AbstractLinkable.__init__(self)
         self._value = _NONE
         self._exc_info = ()
 
-    def __str__(self):
+    def __str__(self) -> str:
         result = f"<{type(self).__name__} "
         if self._value is not _NONE:
             result += f"value={self._value!r} "
@@ -194,39 +206,45 @@ class AsyncResult(AbstractLinkable):
 
     # -- state ----------------------------------------------------------------
 
-    def ready(self):
+    def ready(self) -> bool:
         """True once a value or an exception has been stored."""
         return self._value is not _NONE or bool(self._exc_info)
 
-    def successful(self):
+    def successful(self) -> bool:
         """True once a value (not an exception) has been stored."""
         return self._value is not _NONE
 
     @property
-    def value(self):
+    def value(self) -> _T | None:
         """The value given to :meth:`set`, or None."""
         value = self._value
         return None if value is _NONE else value
 
     @property
-    def exception(self):
+    def exception(self) -> BaseException | None:
         """The exception given to :meth:`set_exception`, or None."""
         exc_info = self._exc_info
         return exc_info[1] if exc_info else None
 
     @property
-    def exc_info(self):
+    def exc_info(
+        self,
+    ) -> tuple[type[BaseException], BaseException, TracebackType | None] | tuple[()]:
         """``(type, value, traceback)`` of the stored exception, or ``()``."""
         return self._exc_info
 
     # -- setting --------------------------------------------------------------
 
-    def set(self, value=None):
+    def set(self, value: _T = None) -> None:  # type: ignore[assignment]
         """Store *value* and wake every waiter.  Safe to call from any OS thread."""
         self._value = value
         self._notify_anywhere()
 
-    def set_exception(self, exception, exc_info=None):
+    def set_exception(
+        self,
+        exception: BaseException,
+        exc_info: tuple[Any, Any, Any] | None = None,
+    ) -> None:
         """Store *exception* (raised by :meth:`get`) and wake every waiter.
 
         *exc_info*, a ``sys.exc_info()`` triple, supplies the traceback to
@@ -240,7 +258,7 @@ class AsyncResult(AbstractLinkable):
 
     # -- getting --------------------------------------------------------------
 
-    def _raise_exception(self):
+    def _raise_exception(self) -> NoReturn:
         _, value, tb = self._exc_info
         if value is None:
             value = self._exc_info[0]()
@@ -248,7 +266,7 @@ class AsyncResult(AbstractLinkable):
         # that getting it again does not keep extending the previous raise's.
         raise value.with_traceback(tb)
 
-    def get(self, block=True, timeout=None):
+    def get(self, block: bool = True, timeout: float | Timeout | None = None) -> _T:
         """Return the stored value or raise the stored exception.
 
         Blocks until there is one, unless *block* is false.  Raises
@@ -273,11 +291,11 @@ class AsyncResult(AbstractLinkable):
                 raise _expired(timeout)
         return self.get(block=False)
 
-    def get_nowait(self):
+    def get_nowait(self) -> _T:
         """Like ``get(block=False)``: raise :class:`~greenwheel.Timeout` unless ready."""
         return self.get(block=False)
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | Timeout | None = None) -> _T | None:
         """Block until ready or *timeout* passes; return the value (None on an
         exception or a timeout, which is not raised)."""
         hub = self.hub
@@ -295,22 +313,22 @@ class AsyncResult(AbstractLinkable):
 
     # -- link protocol and concurrent.futures.Future look-alikes ---------------
 
-    def __call__(self, source):
+    def __call__(self, source: Any) -> None:
         if source.successful():
             self.set(source.value)
         else:
             self.set_exception(source.exception, getattr(source, "exc_info", None))
 
-    def result(self, timeout=None):
+    def result(self, timeout: float | Timeout | None = None) -> _T:
         return self.get(timeout=timeout)
 
     set_result = set
 
-    def done(self):
+    def done(self) -> bool:
         return self.ready()
 
-    def cancel(self):
+    def cancel(self) -> bool:
         return False
 
-    def cancelled(self):
+    def cancelled(self) -> bool:
         return False

@@ -214,6 +214,8 @@ class Hub(_RawGreenlet):
         minimal_ident: int
         _exception_stream: IO[str] | Literal[False] | None
         _ident_registry: _IdentRegistry | None
+        #: The hub's ready queue for notifications (see _abstract_linkable).
+        _greenwheel_scheduler: Any
         # The thread's main greenlet, always (greenlet's stubs allow None).
         parent: _RawGreenlet
 

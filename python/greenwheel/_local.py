@@ -14,10 +14,20 @@ greenlets.  A greenlet's dict is dropped when the greenlet finishes (a
 every greenlet's dict when the local object itself goes away.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 from weakref import ref
 
 from greenlet import getcurrent
+
+if TYPE_CHECKING:
+    from typing import Self, TypeAlias
+
+    from greenlet import greenlet as _RawGreenlet
+
+    #: A greenlet's entry: (weak reference to it, its attribute dict, its cleanup).
+    _Entry: TypeAlias = tuple[Any, dict[str, Any], Any]
 
 __all__ = ["all_local_dicts_for_greenlet", "local"]
 
@@ -32,17 +42,17 @@ class _GreenletDied:
 
     __slots__ = ("key", "wrdicts")
 
-    def __init__(self, key, wrdicts):
+    def __init__(self, key: int, wrdicts: ref[_Dicts]) -> None:
         self.key = key
         self.wrdicts = wrdicts
 
-    def __call__(self, _unused):
+    def __call__(self, _unused: object) -> None:
         dicts = self.wrdicts()
         if dicts is not None:
             dicts.pop(self.key, None)
 
 
-class _Dicts(dict):
+class _Dicts(dict[int, "_Entry"]):
     """id(greenlet) -> (weakref to the greenlet, its attribute dict, its cleanup)."""
 
     __slots__ = ("__weakref__",)
@@ -53,14 +63,16 @@ class _LocalDied:
 
     __slots__ = ("dicts", "key")
 
-    def __init__(self, dicts, key):
-        self.dicts = dicts
+    def __init__(self, dicts: _Dicts, key: int) -> None:
+        self.dicts: _Dicts | None = dicts
         self.key = key
 
-    def __call__(self, wref):
+    def __call__(self, wref: ref[Any]) -> None:
         if _all_locals.get(self.key) is wref:
             del _all_locals[self.key]
         dicts = self.dicts
+        if TYPE_CHECKING:
+            assert dicts is not None  # a weakref callback runs once
         self.dicts = None
         for wrglet, _, cleanup in list(dicts.values()):
             glet = wrglet()
@@ -81,10 +93,10 @@ _obj_setattr = object.__setattr__
 _obj_delattr = object.__delattr__
 
 
-def _new_dict(self, glet, key):
+def _new_dict(self: local, glet: _RawGreenlet, key: int) -> dict[str, Any]:
     """Create the calling greenlet's dict for local *self* and run ``__init__``."""
     dicts = _obj_getattribute(self, "_local__dicts")
-    localdict = {}
+    localdict: dict[str, Any] = {}
     cleanup = _GreenletDied(key, ref(dicts))
     rawlink = getattr(glet, "rawlink", None)
     if rawlink is not None and not glet.dead:
@@ -98,10 +110,10 @@ def _new_dict(self, glet, key):
     return localdict
 
 
-def _get_dict(self):
+def _get_dict(self: local) -> dict[str, Any]:
     glet = getcurrent()
     key = id(glet)
-    entry = _obj_getattribute(self, "_local__dicts").get(key)
+    entry: _Entry | None = _obj_getattribute(self, "_local__dicts").get(key)
     if entry is not None and entry[0]() is glet:
         return entry[1]
     localdict = _new_dict(self, glet, key)
@@ -112,7 +124,7 @@ def _get_dict(self):
     return localdict
 
 
-def _type_lookup(cls, name):
+def _type_lookup(cls: type, name: str) -> tuple[Any, bool]:
     """Find *name* on the class like the interpreter does (MRO, no instance)."""
     for base in cls.__mro__:
         attrs = base.__dict__
@@ -126,7 +138,7 @@ class local:
 
     __slots__ = ("_local__dicts", "_local__args", "_local__ref", "__weakref__")
 
-    def __new__(cls, *args, **kwargs):
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         if (args or kwargs) and cls.__init__ is object.__init__:
             raise TypeError("Initialization arguments are not supported")
         self = object.__new__(cls)
@@ -143,7 +155,7 @@ class local:
         _all_locals[id(self)] = wref
         return self
 
-    def __getattribute__(self, name):
+    def __getattribute__(self, name: str) -> Any:
         if name in _IMPL_ATTRS:
             return _obj_getattribute(self, name)
         localdict = _get_dict(self)
@@ -175,7 +187,7 @@ class local:
             return getattr_hook(self, name)
         raise AttributeError(f"{cls.__name__!r} object has no attribute {name!r}")
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if name == "__dict__":
             raise AttributeError(
                 f"{type(self).__name__!r} object attribute '__dict__' is read-only"
@@ -193,7 +205,7 @@ class local:
                     return
         localdict[name] = value
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         if name == "__dict__":
             raise AttributeError(
                 f"{type(self).__name__!r} object attribute '__dict__' is read-only"
@@ -214,7 +226,7 @@ class local:
         except KeyError:
             raise AttributeError(name) from None
 
-    def __copy__(self):
+    def __copy__(self) -> Self:
         # A new local whose current-greenlet dict is a copy of ours, with the
         # values of a subclass's __slots__ (shared by all greenlets) copied too.
         cls = type(self)
@@ -230,7 +242,7 @@ class local:
         return duplicate
 
 
-def _subclass_slots(cls):
+def _subclass_slots(cls: type) -> list[str]:
     """The slot names subclasses of :class:`local` declare (not local's own)."""
     names = []
     for base in cls.__mro__:
@@ -248,7 +260,9 @@ def _subclass_slots(cls):
     return names
 
 
-def all_local_dicts_for_greenlet(greenlet):
+def all_local_dicts_for_greenlet(
+    greenlet: _RawGreenlet,
+) -> list[tuple[tuple[type, int], dict[str, Any]]]:
     """What every :class:`local` holds for *greenlet*: a debugging aid, as in gevent.
 
     Returns a list of ``((type(local), id(local)), attribute_dict)`` pairs,

@@ -10,8 +10,12 @@ The small synchronisation helpers at the top (:class:`_Semaphore`,
 empty" flag is a :class:`greenwheel.event.Event`.
 """
 
+from __future__ import annotations
+
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from queue import Full as _QueueFull
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from greenlet import GreenletExit, getcurrent
 
@@ -20,6 +24,15 @@ from ._greenlet import Greenlet, joinall
 from ._hub import Waiter, get_hub
 from ._hub import kill as _kill_raw
 from ._timeout import Timeout
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from greenlet import greenlet as _RawGreenlet
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+_P = ParamSpec("_P")
 
 __all__ = ["Group", "Pool", "PoolFull", "IMap", "IMapUnordered"]
 
@@ -30,7 +43,7 @@ __all__ = ["Group", "Pool", "PoolFull", "IMap", "IMapUnordered"]
 # the hub, and the code releasing a slot may be an ordinary greenlet.
 
 
-def _wait_on(waiter, timeout):
+def _wait_on(waiter: Waiter, timeout: float | None) -> bool:
     """Block on *waiter* for at most *timeout*; True if woken, False on timeout."""
     timer = Timeout._start_new_or_dummy(timeout)
     try:
@@ -49,13 +62,13 @@ class _Semaphore:
 
     __slots__ = ("counter", "_acquirers", "_watchers", "_notifier")
 
-    def __init__(self, value):
+    def __init__(self, value: int) -> None:
         self.counter = value
-        self._acquirers = deque()  # Waiters of greenlets blocked in acquire()
-        self._watchers = []  # Waiters of greenlets blocked in wait()
-        self._notifier = None
+        self._acquirers: deque[Waiter] = deque()  # Waiters of greenlets blocked in acquire()
+        self._watchers: list[Waiter] = []  # Waiters of greenlets blocked in wait()
+        self._notifier: Any = None
 
-    def acquire(self, blocking=True, timeout=None):
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         if self.counter > 0:
             self.counter -= 1
             return True
@@ -72,11 +85,11 @@ class _Semaphore:
             except ValueError:
                 pass  # popped by the notifier, which handed us a slot
 
-    def release(self):
+    def release(self) -> None:
         self.counter += 1
         self._schedule()
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | None = None) -> int:
         """Wait until a slot is free without taking it; return the free count."""
         if self.counter > 0:
             return self.counter
@@ -89,11 +102,11 @@ class _Semaphore:
                 self._watchers.remove(waiter)
         return self.counter
 
-    def _schedule(self):
+    def _schedule(self) -> None:
         if self._notifier is None and (self._acquirers or self._watchers):
             self._notifier = get_hub().loop.run_callback(self._notify)
 
-    def _notify(self):
+    def _notify(self) -> None:
         self._notifier = None
         while self.counter > 0 and self._acquirers:
             self.counter -= 1
@@ -109,24 +122,24 @@ class _ResultQueue:
 
     __slots__ = ("_items", "_reader")
 
-    def __init__(self):
-        self._items = deque()
-        self._reader = None
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._reader: Waiter | None = None
 
-    def put(self, item):
+    def put(self, item: Any) -> None:
         self._items.append(item)
         reader = self._reader
         if reader is not None:
             self._reader = None
             get_hub().loop.run_callback(reader.switch, None)
 
-    def __len__(self):
+    def __len__(self) -> int:
         """Results (and failures) waiting for the consumer."""
         return len(self._items)
 
     qsize = __len__
 
-    def get(self):
+    def get(self) -> Any:
         while not self._items:
             waiter = self._reader = Waiter()
             try:
@@ -145,17 +158,17 @@ class _Failure:
 
     __slots__ = ("exc", "raise_exception")
 
-    def __init__(self, exc, raise_exception=None):
+    def __init__(self, exc: Any, raise_exception: Callable[[], object] | None = None) -> None:
         self.exc = exc
         self.raise_exception = raise_exception
 
-    def throw(self):
+    def throw(self) -> NoReturn:
         if self.raise_exception is not None:
             self.raise_exception()
         raise self.exc
 
 
-class IMapUnordered(Greenlet):
+class IMapUnordered(Greenlet[None], Generic[_R]):
     """Iterator over ``func(item)`` results in completion order.
 
     Itself a greenlet: it walks the input, spawning one task per item with
@@ -164,34 +177,43 @@ class IMapUnordered(Greenlet):
     unread before spawning pauses.
     """
 
-    def __init__(self, func, iterable, spawn, maxsize=None, _zipped=False):
+    def __init__(
+        self,
+        func: Callable[..., _R],
+        iterable: Iterable[Any],
+        spawn: Callable[..., Greenlet[Any]],
+        maxsize: int | None = None,
+        _zipped: bool = False,
+    ) -> None:
         Greenlet.__init__(self)
-        self.spawn = spawn
+        # (The group's spawn, an instance attribute over the class method.)
+        self.spawn = spawn  # type: ignore[method-assign, assignment]
         self.func = func
         self.iterable = iterable
         self._zipped = _zipped
         self.queue = _ResultQueue()
-        self._result_slots = _Semaphore(maxsize) if maxsize else None
+        self._result_slots: _Semaphore | None = _Semaphore(maxsize) if maxsize else None
         self._outstanding = 0
         self._max_index = -1
         self.finished = False
 
-    def __iter__(self):
+    def __iter__(self) -> Self:
         return self
 
-    def __next__(self):
+    def __next__(self) -> _R:
         if self._result_slots is not None:
             # Taking a result makes room for one more task.
             self._result_slots.release()
         value = self._next_value()
         if isinstance(value, _Failure):
             value.throw()
-        return value
+        result: _R = value
+        return result
 
-    def _next_value(self):
+    def _next_value(self) -> Any:
         return self.queue.get()
 
-    def _run(self):
+    def _run(self) -> None:
         try:
             for item in self.iterable:
                 self._max_index += 1
@@ -201,17 +223,18 @@ class IMapUnordered(Greenlet):
             self._finish(ex)
             raise
         finally:
-            self.spawn = self.func = self.iterable = None
+            # Dropped once the input is spawned.
+            self.spawn = self.func = self.iterable = None  # type: ignore[method-assign, assignment]
 
-    def _spawn_task(self, item, index):
+    def _spawn_task(self, item: Any, index: int) -> None:
         if self._result_slots is not None:
             self._result_slots.acquire()
         self._outstanding += 1
         glet = self.spawn(self.func, *item) if self._zipped else self.spawn(self.func, item)
-        glet._imap_task_index = index
+        glet._imap_task_index = index  # type: ignore[attr-defined]
         glet.rawlink(self._on_result)
 
-    def _on_result(self, glet):
+    def _on_result(self, glet: Greenlet[Any]) -> None:
         self._outstanding -= 1
         if glet.successful():
             self.queue.put(self._success_item(glet))
@@ -222,7 +245,7 @@ class IMapUnordered(Greenlet):
             self.finished = True
             self.queue.put(self._end_item())
 
-    def _finish(self, exception):
+    def _finish(self, exception: BaseException | None) -> None:
         if self.finished:
             return
         if exception is not None:
@@ -232,28 +255,28 @@ class IMapUnordered(Greenlet):
             self.finished = True
             self.queue.put(self._end_item())
 
-    def _success_item(self, glet):
+    def _success_item(self, glet: Greenlet[Any]) -> Any:
         return glet.value
 
-    def _failure_item(self, glet):
+    def _failure_item(self, glet: Greenlet[Any]) -> Any:
         return _Failure(glet.exception, glet._raise_exception)
 
-    def _end_item(self):
+    def _end_item(self) -> Any:
         return _Failure(StopIteration())
 
-    def _self_failure_item(self, exception):
+    def _self_failure_item(self, exception: BaseException) -> Any:
         return _Failure(exception)
 
 
-class IMap(IMapUnordered):
+class IMap(IMapUnordered[_R]):
     """Like :class:`IMapUnordered`, but yields results in input order."""
 
-    def __init__(self, *args, **kwargs):
-        self._buffered = {}
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._buffered: dict[int, Any] = {}
         self._index = 0
         IMapUnordered.__init__(self, *args, **kwargs)
 
-    def _next_value(self):
+    def _next_value(self) -> Any:
         try:
             value = self._buffered.pop(self._index)
         except KeyError:
@@ -265,16 +288,16 @@ class IMap(IMapUnordered):
         self._index += 1
         return value
 
-    def _success_item(self, glet):
-        return (glet._imap_task_index, glet.value)
+    def _success_item(self, glet: Greenlet[Any]) -> Any:
+        return (glet._imap_task_index, glet.value)  # type: ignore[attr-defined]
 
-    def _failure_item(self, glet):
-        return (glet._imap_task_index, IMapUnordered._failure_item(self, glet))
+    def _failure_item(self, glet: Greenlet[Any]) -> Any:
+        return (glet._imap_task_index, IMapUnordered._failure_item(self, glet))  # type: ignore[attr-defined]
 
-    def _end_item(self):
+    def _end_item(self) -> Any:
         return (self._max_index + 1, IMapUnordered._end_item(self))
 
-    def _self_failure_item(self, exception):
+    def _self_failure_item(self, exception: BaseException) -> Any:
         return (self._max_index + 1, IMapUnordered._self_failure_item(self, exception))
 
 
@@ -283,18 +306,18 @@ class _pass_value:
 
     __slots__ = ("callback",)
 
-    def __init__(self, callback):
+    def __init__(self, callback: Callable[[Any], object]) -> None:
         self.callback = callback
 
-    def __call__(self, source):
+    def __call__(self, source: Greenlet[Any]) -> None:
         if source.successful():
             self.callback(source.value)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self.callback)
 
-    def __eq__(self, other):
-        return self.callback == getattr(other, "callback", other)
+    def __eq__(self, other: object) -> bool:
+        return bool(self.callback == getattr(other, "callback", other))
 
 
 # --- Group / Pool ---------------------------------------------------------------
@@ -307,34 +330,34 @@ class Group:
     ``greenlet_class`` (default :class:`Greenlet`) is what :meth:`spawn` makes.
     """
 
-    greenlet_class = Greenlet
+    greenlet_class: type[Greenlet[Any]] = Greenlet
 
-    def __init__(self, *args):
+    def __init__(self, *args: Iterable[Greenlet[Any]]) -> None:
         if len(args) > 1:
             raise TypeError("Group() takes at most one iterable of greenlets")
-        self.greenlets = set()
-        self.dying = set()
+        self.greenlets: set[Any] = set()
+        self.dying: set[Any] = set()
         self._empty_event = Event()
         self._empty_event.set()
         if args:
             for glet in args[0]:
                 self.add(glet)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<%s at 0x%x %s>" % (type(self).__name__, id(self), self.greenlets)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.greenlets)
 
-    def __contains__(self, item):
+    def __contains__(self, item: object) -> bool:
         return item in self.greenlets
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.greenlets)
 
     # -- membership ----------------------------------------------------------
 
-    def add(self, greenlet):
+    def add(self, greenlet: _RawGreenlet) -> None:
         """Track *greenlet* (best added before it is started)."""
         rawlink = getattr(greenlet, "rawlink", None)
         if rawlink is not None:  # a raw greenlet (e.g. the main one) has none
@@ -342,56 +365,85 @@ class Group:
         self.greenlets.add(greenlet)
         self._empty_event.clear()
 
-    def _discard(self, greenlet):
+    def _discard(self, greenlet: _RawGreenlet) -> None:
         self.greenlets.discard(greenlet)
         self.dying.discard(greenlet)
         if not self.greenlets:
             self._empty_event.set()
 
-    def discard(self, greenlet):
+    def discard(self, greenlet: _RawGreenlet) -> None:
         """Stop tracking *greenlet* (it keeps running)."""
         self._discard(greenlet)
         unlink = getattr(greenlet, "unlink", None)
         if unlink is not None:
             unlink(self._discard)
 
-    def start(self, greenlet):
+    def start(self, greenlet: Greenlet[Any]) -> None:
         """Add the unstarted *greenlet* and start it."""
         self.add(greenlet)
         greenlet.start()
 
-    def spawn(self, *args, **kwargs):
-        """Create a greenlet like ``spawn()`` does, add it and start it."""
-        greenlet = self.greenlet_class(*args, **kwargs)
-        self.start(greenlet)
-        return greenlet
+    if TYPE_CHECKING:
+        # For the type checker, spawn() runs a function, as with the default
+        # greenlet_class (one whose constructor takes other arguments gets
+        # them all the same at run time).
+        def spawn(
+            self, function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+        ) -> Greenlet[_R]:
+            """Create a greenlet like ``spawn()`` does, add it and start it."""
 
-    def spawn_later(self, seconds, *args, **kwargs):
-        """Create a greenlet, add it, and start it *seconds* from now."""
-        greenlet = self.greenlet_class(*args, **kwargs)
-        self.add(greenlet)
-        greenlet.start_later(seconds)
-        return greenlet
+        def spawn_later(
+            self, seconds: float, function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+        ) -> Greenlet[_R]:
+            """Create a greenlet, add it, and start it *seconds* from now."""
 
-    def spawn_link(self, *args, **kwargs):
-        """:meth:`spawn` and link the new greenlet to the caller (gevent 0.13)."""
-        greenlet = self.spawn(*args, **kwargs)
-        greenlet.link()
-        return greenlet
+        def spawn_link(
+            self, function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+        ) -> Greenlet[_R]:
+            """:meth:`spawn` and link the new greenlet to the caller (gevent 0.13)."""
 
-    def spawn_link_value(self, *args, **kwargs):
-        greenlet = self.spawn(*args, **kwargs)
-        greenlet.link_value()
-        return greenlet
+        def spawn_link_value(
+            self, function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+        ) -> Greenlet[_R]: ...
 
-    def spawn_link_exception(self, *args, **kwargs):
-        greenlet = self.spawn(*args, **kwargs)
-        greenlet.link_exception()
-        return greenlet
+        def spawn_link_exception(
+            self, function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs
+        ) -> Greenlet[_R]: ...
+
+    else:
+
+        def spawn(self, *args, **kwargs):
+            """Create a greenlet like ``spawn()`` does, add it and start it."""
+            greenlet = self.greenlet_class(*args, **kwargs)
+            self.start(greenlet)
+            return greenlet
+
+        def spawn_later(self, seconds, *args, **kwargs):
+            """Create a greenlet, add it, and start it *seconds* from now."""
+            greenlet = self.greenlet_class(*args, **kwargs)
+            self.add(greenlet)
+            greenlet.start_later(seconds)
+            return greenlet
+
+        def spawn_link(self, *args, **kwargs):
+            """:meth:`spawn` and link the new greenlet to the caller (gevent 0.13)."""
+            greenlet = self.spawn(*args, **kwargs)
+            greenlet.link()
+            return greenlet
+
+        def spawn_link_value(self, *args, **kwargs):
+            greenlet = self.spawn(*args, **kwargs)
+            greenlet.link_value()
+            return greenlet
+
+        def spawn_link_exception(self, *args, **kwargs):
+            greenlet = self.spawn(*args, **kwargs)
+            greenlet.link_exception()
+            return greenlet
 
     # -- waiting and killing ---------------------------------------------------
 
-    def join(self, timeout=None, raise_error=False):
+    def join(self, timeout: float | None = None, raise_error: bool = False) -> bool:
         """Wait until the group has been empty at least once.
 
         Returns False if *timeout* passed first.  With *raise_error*, re-raise
@@ -401,14 +453,17 @@ class Group:
         greenlets = list(self.greenlets) if raise_error else ()
         result = self._empty_event.wait(timeout=timeout)
         for greenlet in greenlets:
-            if greenlet.exception is not None:
+            exception = greenlet.exception
+            if exception is not None:
                 raising = getattr(greenlet, "_raise_exception", None)
                 if raising is not None:
                     raising()
-                raise greenlet.exception
+                raise exception
         return result
 
-    def kill(self, exception=GreenletExit, block=True, timeout=None):
+    def kill(
+        self, exception: Any = GreenletExit, block: bool = True, timeout: float | None = None
+    ) -> None:
         """Kill every greenlet in the group (waiting for them, unless *block* is false)."""
         timer = Timeout._start_new_or_dummy(timeout)
         try:
@@ -431,7 +486,13 @@ class Group:
         finally:
             timer.cancel()
 
-    def killone(self, greenlet, exception=GreenletExit, block=True, timeout=None):
+    def killone(
+        self,
+        greenlet: Greenlet[Any],
+        exception: Any = GreenletExit,
+        block: bool = True,
+        timeout: float | None = None,
+    ) -> None:
         """Kill *greenlet* if it is in the group."""
         if greenlet not in self.dying and greenlet in self.greenlets:
             greenlet.kill(exception, block=False)
@@ -439,22 +500,27 @@ class Group:
             if block:
                 greenlet.join(timeout)
 
-    def full(self):
+    def full(self) -> bool:
         """A Group has no limit: never full."""
         return False
 
-    def wait_available(self, timeout=None):
+    def wait_available(self, timeout: float | None = None) -> int | None:
         """A Group has no limit: returns at once."""
         return None
 
     # -- mapping helpers ---------------------------------------------------------
 
-    def _apply_immediately(self):
+    def _apply_immediately(self) -> bool:
         # A member calling apply() on its own group runs the function inline:
         # waiting for a slot held by itself could deadlock a Pool.
         return getcurrent() in self
 
-    def apply(self, func, args=None, kwds=None):
+    def apply(
+        self,
+        func: Callable[..., _R],
+        args: Iterable[Any] | None = None,
+        kwds: dict[str, Any] | None = None,
+    ) -> _R:
         """Run ``func(*args, **kwds)`` in the group and return its result."""
         args = () if args is None else args
         kwds = {} if kwds is None else kwds
@@ -462,14 +528,26 @@ class Group:
             return func(*args, **kwds)
         return self.spawn(func, *args, **kwds).get()
 
-    def apply_cb(self, func, args=None, kwds=None, callback=None):
+    def apply_cb(
+        self,
+        func: Callable[..., _R],
+        args: Iterable[Any] | None = None,
+        kwds: dict[str, Any] | None = None,
+        callback: Callable[[_R], object] | None = None,
+    ) -> _R:
         """:meth:`apply`, then ``callback(result)`` in a new greenlet if given."""
         result = self.apply(func, args, kwds)
         if callback is not None:
             Greenlet.spawn(callback, result)
         return result
 
-    def apply_async(self, func, args=None, kwds=None, callback=None):
+    def apply_async(
+        self,
+        func: Callable[..., _R],
+        args: Iterable[Any] | None = None,
+        kwds: dict[str, Any] | None = None,
+        callback: Callable[[_R], object] | None = None,
+    ) -> Greenlet[_R]:
         """Start ``func(*args, **kwds)`` and return its greenlet without blocking.
 
         *callback*, if given, gets the result when it succeeds.
@@ -484,33 +562,55 @@ class Group:
             greenlet.link(_pass_value(callback))
         return greenlet
 
-    def map(self, func, iterable):
+    def map(self, func: Callable[[_T], _R], iterable: Iterable[_T]) -> list[_R]:
         """``[func(x) for x in iterable]`` computed concurrently, in input order."""
         greenlets = [self.spawn(func, item) for item in iterable]
         return [greenlet.get() for greenlet in greenlets]
 
-    def map_cb(self, func, iterable, callback=None):
+    def map_cb(
+        self,
+        func: Callable[[_T], _R],
+        iterable: Iterable[_T],
+        callback: Callable[[list[_R]], object] | None = None,
+    ) -> list[_R]:
         result = self.map(func, iterable)
         if callback is not None:
             callback(result)
         return result
 
-    def map_async(self, func, iterable, callback=None):
+    def map_async(
+        self,
+        func: Callable[[_T], _R],
+        iterable: Iterable[_T],
+        callback: Callable[[list[_R]], object] | None = None,
+    ) -> Greenlet[list[_R]]:
         """:meth:`map` in a new greenlet (returned); *callback* gets the list."""
         return Greenlet.spawn(self.map_cb, func, iterable, callback)
 
-    def _imap(self, cls, func, iterables, maxsize):
+    def _imap(
+        self,
+        cls: type[IMapUnordered[Any]],
+        func: Callable[..., _R],
+        iterables: tuple[Iterable[Any], ...],
+        maxsize: int | None,
+    ) -> Any:
         return cls.spawn(
             func, zip(*iterables, strict=False), spawn=self.spawn, maxsize=maxsize, _zipped=True
         )
 
-    def imap(self, func, *iterables, maxsize=None):
+    def imap(
+        self, func: Callable[..., _R], *iterables: Iterable[Any], maxsize: int | None = None
+    ) -> IMap[_R]:
         """Iterator over ``func(*items)`` in input order, computed concurrently."""
-        return self._imap(IMap, func, iterables, maxsize)
+        imap: IMap[_R] = self._imap(IMap, func, iterables, maxsize)
+        return imap
 
-    def imap_unordered(self, func, *iterables, maxsize=None):
+    def imap_unordered(
+        self, func: Callable[..., _R], *iterables: Iterable[Any], maxsize: int | None = None
+    ) -> IMapUnordered[_R]:
         """Like :meth:`imap`, but yields results as they complete."""
-        return self._imap(IMapUnordered, func, iterables, maxsize)
+        imap: IMapUnordered[_R] = self._imap(IMapUnordered, func, iterables, maxsize)
+        return imap
 
 
 class PoolFull(_QueueFull):
@@ -523,13 +623,13 @@ class _NoLimit:
     __slots__ = ()
     counter = 1
 
-    def acquire(self, blocking=True, timeout=None):
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         return True
 
-    def release(self):
+    def release(self) -> None:
         pass
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | None = None) -> int:
         return 1
 
 
@@ -540,7 +640,9 @@ class Pool(Group):
     means no limit; ``size=0`` a pool nothing can ever enter.
     """
 
-    def __init__(self, size=None, greenlet_class=None):
+    def __init__(
+        self, size: int | None = None, greenlet_class: type[Greenlet[Any]] | None = None
+    ) -> None:
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool):
                 raise TypeError("size must be an integer or None, not %r" % (size,))
@@ -550,28 +652,32 @@ class Pool(Group):
         self.size = size
         if greenlet_class is not None:
             self.greenlet_class = greenlet_class
-        self._semaphore = _NoLimit() if size is None else _Semaphore(size)
+        self._semaphore: _NoLimit | _Semaphore = _NoLimit() if size is None else _Semaphore(size)
 
-    def wait_available(self, timeout=None):
+    def wait_available(self, timeout: float | None = None) -> int:
         """Wait until a greenlet could be added; return how many could."""
         return self._semaphore.wait(timeout=timeout)
 
-    def full(self):
+    def full(self) -> bool:
         """True if :meth:`add` would block."""
         return self.free_count() <= 0
 
-    def free_count(self):
+    def free_count(self) -> int:
         """How many more greenlets fit (1 for an unbounded pool)."""
         if self.size is None:
             return 1
         return max(0, self.size - len(self))
 
-    def start(self, greenlet, blocking=True, timeout=None):
+    def start(
+        self, greenlet: Greenlet[Any], blocking: bool = True, timeout: float | None = None
+    ) -> None:
         """Add the unstarted *greenlet* (see :meth:`add`) and start it."""
         self.add(greenlet, blocking, timeout)
         greenlet.start()
 
-    def add(self, greenlet, blocking=True, timeout=None):
+    def add(
+        self, greenlet: _RawGreenlet, blocking: bool = True, timeout: float | None = None
+    ) -> None:
         """Track *greenlet*, waiting for room (up to *timeout*) unless not *blocking*.
 
         Raises :class:`PoolFull` if there is no room in time.
@@ -584,7 +690,7 @@ class Pool(Group):
             self._semaphore.release()
             raise
 
-    def _discard(self, greenlet):
+    def _discard(self, greenlet: _RawGreenlet) -> None:
         # Only a member's departure frees a slot (discard() of a stranger,
         # or a second discard, must not).
         if greenlet in self.greenlets:

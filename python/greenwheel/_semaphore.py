@@ -6,13 +6,22 @@ gevent an acquirer that finds the counter positive takes it at once, even if
 others are still being woken.
 """
 
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
 from ._abstract_linkable import _NOT_TAKEN, AbstractLinkable
 from ._hub import _state
+
+if TYPE_CHECKING:
+    from ._hub import Hub
+    from ._timeout import Timeout
 
 __all__ = ["Semaphore", "BoundedSemaphore"]
 
 
-def _take(semaphore):
+def _take(semaphore: Semaphore) -> Any:
     # Runs in the owner's hub for a thread that was waiting on a native lock.
     # Check and decrement without a call in between: no other thread can run
     # in the middle (an acquire() elsewhere may have taken the unit before).
@@ -33,9 +42,11 @@ class Semaphore(AbstractLinkable):
 
     __slots__ = ("counter",)
 
+    counter: int
+
     _notify_all = False
 
-    def __init__(self, value=1, hub=None):
+    def __init__(self, value: int | None = 1, hub: Hub | None = None) -> None:
         if value is None:
             value = 1
         if value < 0:
@@ -43,18 +54,18 @@ class Semaphore(AbstractLinkable):
         AbstractLinkable.__init__(self, hub)
         self.counter = value
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"<{type(self).__name__} at 0x{id(self):x} counter={self.counter} _links[{self.linkcount()}]>"
 
-    def locked(self):
+    def locked(self) -> bool:
         """True if :meth:`acquire` would block."""
         return self.counter <= 0
 
-    def ready(self):
+    def ready(self) -> bool:
         """True if :meth:`acquire` would not block."""
         return self.counter > 0
 
-    def release(self):
+    def release(self) -> int:
         """Increment the counter and wake a waiter, if any.  Returns the counter.
 
         Safe to call from any OS thread.
@@ -73,7 +84,7 @@ class Semaphore(AbstractLinkable):
                     sched.kick()
         return self.counter
 
-    def acquire(self, blocking=True, timeout=None):
+    def acquire(self, blocking: bool = True, timeout: float | Timeout | None = None) -> bool:
         """Decrement the counter, blocking while it is zero.
 
         Returns True once acquired; False if *blocking* is false and the
@@ -94,7 +105,7 @@ class Semaphore(AbstractLinkable):
         self.counter -= 1
         return True
 
-    def _acquire_from_thread(self, timeout):
+    def _acquire_from_thread(self, timeout: Any) -> bool:
         # Not a greenlet of the owner's thread: wait on a native lock.  When
         # it is our turn, whoever serves the line (the owner's hub, or the
         # thread that releases) takes the unit for us.
@@ -103,7 +114,7 @@ class Semaphore(AbstractLinkable):
             return True
         return self._wait_foreign(timeout, _take) is not None
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | Timeout | None = None) -> int:
         """Wait until the semaphore could be acquired (without acquiring it).
 
         Returns the counter, which may be 0 again if others acquired first,
@@ -119,17 +130,22 @@ class Semaphore(AbstractLinkable):
         self._block(timeout)
         return self.counter
 
-    def _give_back(self, _taken):
+    def _give_back(self, _taken: object) -> None:
         # A thread we took a unit for gave up waiting.
         self.release()
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self.acquire()
 
-    def __exit__(self, typ, value, tb):
+    def __exit__(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.release()
 
-    def _at_fork_reinit(self):
+    def _at_fork_reinit(self) -> None:
         AbstractLinkable._at_fork_reinit(self)
 
 
@@ -142,11 +158,11 @@ class BoundedSemaphore(Semaphore):
     #: What over-releasing raises (Lock uses RuntimeError, like threading).
     _OVER_RELEASE_ERROR: type[Exception] = ValueError
 
-    def __init__(self, value=1, hub=None):
+    def __init__(self, value: int | None = 1, hub: Hub | None = None) -> None:
         Semaphore.__init__(self, value, hub)
         self._initial_value = self.counter
 
-    def release(self):
+    def release(self) -> int:
         """Like :meth:`Semaphore.release`, but raise :exc:`ValueError` when over-released."""
         if self.counter >= self._initial_value:
             raise self._OVER_RELEASE_ERROR("Semaphore released too many times")
@@ -163,6 +179,6 @@ class BoundedSemaphore(Semaphore):
             self._sched = None
         return counter
 
-    def _at_fork_reinit(self):
+    def _at_fork_reinit(self) -> None:
         Semaphore._at_fork_reinit(self)
         self.counter = self._initial_value

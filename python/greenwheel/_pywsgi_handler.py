@@ -1,0 +1,1068 @@
+"""WSGIHandler: the HTTP/1.x conversation on one connection (for :mod:`greenwheel.pywsgi`).
+
+One handler serves every request of its connection, in :meth:`WSGIHandler.handle`:
+
+1. the prologue, :meth:`~WSGIHandler._next_request_head`: the next head from
+   the buffer or one ``recv`` (header or keep-alive timeout), parsed and
+   checked in Rust (``_core.request_environ``, a ``RequestHead``: limits,
+   framing, the environ), refusals turned into ``_InvalidClientRequest``;
+2. the environ (``get_environ``: ``wsgi.input`` an
+   :class:`~greenwheel._pywsgi_input.Input`), then the application;
+3. ``start_response`` checks and encodes the head in Rust
+   (``_core.response_head``, a ``ResponseHead``); the framing is decided by
+   :meth:`~WSGIHandler._omit_body` and :meth:`~WSGIHandler._make_head`, and
+   a whole body goes out with its head in one write;
+4. the rest of an unread body is drained (within ``discard_limit``) so the
+   connection can serve the next request; the access log is written.
+
+Ground rules:
+
+- The hooks are gevent's (``handle_one_request``, ``read_request``,
+  ``get_environ``, ``read_requestline``, ``handle_one_response``,
+  ``run_application``, ``log_request``...).  While a class keeps the base
+  versions of the first four, requests take the fused path
+  (``_plain_request``), which must behave exactly as the general one:
+  ``tests/test_pywsgi.py`` runs every test on both.
+- One home per rule: receiving, limits and refusals of a head in
+  ``_next_request_head``, response framing in ``_omit_body``/``_make_head``.
+  Change a rule there, not in one of the paths.
+- Every check of a response comes before ``headers_sent`` is set, so that a
+  failing one can still be answered with a 500; after that, an error can
+  only close the connection.
+- A refused request is answered with its status and the connection is
+  closed lingering (shut for writing, drained for a bounded time), so that
+  the client reads the answer rather than a reset.
+- State lives in ``__slots__``: attribute access is the hottest thing a
+  request does.
+"""
+
+import errno
+import sys
+import time
+import traceback
+from http.client import HTTPMessage as _HTTPMessage
+from time import monotonic as _monotonic
+
+from greenlet import GreenletExit
+
+from . import _socket as _gsocket
+from ._core import (
+    HttpParseError,
+    RequestError,
+    TooManyHeaders,
+    request_environ,
+    response_bytes,
+    response_head,
+)
+from ._hub import sleep as _sleep
+from ._pywsgi_environ import _AccessLog, _headers_from_file, _NoopLog, _OldMessage
+from ._pywsgi_input import Input, _ConnectionFile
+
+_SHUT_WR = _gsocket.__socket__.SHUT_WR
+_timeout_error = _gsocket.__socket__.timeout
+
+# --- errors ----------------------------------------------------------------------------
+
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+}
+
+
+def _error_response(code):
+    reason = _REASONS[code]
+    body = reason.encode("latin-1")  # just the reason, no newline (as gevent's)
+    data = (
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n%s" % (code, reason.encode("latin-1"), len(body), body)
+    )
+    return "%d %s" % (code, reason), data
+
+
+_ERRORS = {code: _error_response(code) for code in _REASONS}
+
+
+class _InvalidClientRequest(ValueError):
+    # A request head we refuse: *code* is the HTTP status to answer with.
+    def __init__(self, code, message):
+        ValueError.__init__(self, message)
+        self.code = code
+        self.formatted_message = message
+
+
+# --- response bodies ----------------------------------------------------------------
+
+
+def _as_bytes(data):
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError("WSGI response data must be bytes, not %s" % (type(data).__name__,))
+
+
+# --- the handler --------------------------------------------------------------------
+
+
+class WSGIHandler(_AccessLog):
+    """Serves the HTTP requests of one connection to the WSGI application.
+
+    Created by :meth:`WSGIServer.handle` as ``handler_class(socket, address,
+    server)`` for each connection; :meth:`handle` then serves requests until
+    the connection is to be closed.  Subclasses may override the steps:
+
+    - :meth:`handle_one_request` reads one request and answers it; returns
+      True to go on, None to close, or ``(status, response_bytes)`` to send
+      a prepared error response and close;
+    - :meth:`read_request` reads and parses one request head (limits,
+      framing checks); returns False at a clean end of the connection;
+    - :meth:`get_environ` builds the environ (call the base version and add
+      keys);
+    - :meth:`handle_one_response` / :meth:`run_application` run the app;
+    - :meth:`log_request` / :meth:`format_request` write the access log.
+    """
+
+    protocol_version = "HTTP/1.1"
+    #: Raised for application protocol errors (gevent's name).
+    ApplicationError = AssertionError
+    #: Socket errors that just mean the client went away: no traceback.
+    ignored_socket_errors = (errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ESHUTDOWN)
+
+    # Instance state lives in slots: attribute access is the hottest thing a
+    # request does (one dict would also outgrow CPython's shared-key limit).
+    # ``__dict__`` stays so that subclasses and users may add attributes.
+    __slots__ = (
+        "_cl_left",
+        "_conn_env",
+        "_env",
+        "_env_class",
+        "_rfile",
+        "_fast_timeout",
+        "_first",
+        "_header_block",
+        "_header_list",
+        "_headers_msg",
+        "_input_limits",
+        "_linger",
+        "_max_body_size",
+        "_max_header_size",
+        "_max_headers",
+        "_max_request_line",
+        "_orig_status",
+        "_provided_connection",
+        "_provided_te",
+        "_rbuf",
+        "_recv_size",
+        "_requestline",
+        "_rpos",
+        "_served",
+        "_socket_error",
+        "application",
+        "chunked_input",
+        "client_address",
+        "close_connection",
+        "code",
+        "command",
+        "connection_upgraded",
+        "content_length",
+        "environ",
+        "expect_continue",
+        "headers_sent",
+        "path",
+        "provided_content_length",
+        "provided_date",
+        "request_version",
+        "response_headers",
+        "response_length",
+        "response_use_chunked",
+        "result",
+        "server",
+        "socket",
+        "status",
+        "time_finish",
+        "time_start",
+        "wsgi_input",
+        "__dict__",
+        "__weakref__",
+    )
+
+    def __init__(self, sock, address, server, rfile=None):
+        # Per-request state, reset as each request goes.
+        self.status = None  # bytes b'200 OK'
+        self._orig_status = None  # str '200 OK'
+        self.code = None  # int from the status
+        self.response_headers = None  # the application's header list
+        self.provided_date = None
+        self.provided_content_length = None
+        self._provided_connection = None
+        self._provided_te = None
+        self._cl_left = None
+        self._header_block = b""
+        self.close_connection = False
+        self.time_start = 0
+        self.time_finish = 0
+        self.headers_sent = False
+        self.response_use_chunked = False
+        self.connection_upgraded = False
+        self.environ = None
+        self.application = None
+        self._requestline = None
+        self.response_length = 0
+        self.result = None
+        self.wsgi_input = None
+        self.content_length = 0
+        self.chunked_input = False
+        self.expect_continue = False
+        self._header_list = ()  # [(name, value), ...] as received
+        self._headers_msg = None  # the `headers` message, made on first use
+        self.request_version = None  # 'HTTP/1.1'
+        self.command = None  # 'GET'
+        self.path = None  # the request target, as sent
+        self._env = None
+        self._socket_error = False
+        self._linger = False
+        self._served = 0
+        self.socket = sock
+        self.client_address = address
+        self.server = server
+        self._rbuf = b""
+        self._rpos = 0
+        self._fast_timeout = isinstance(sock, _gsocket.socket)
+        self._first = True
+        self._max_headers = server.max_headers
+        self._max_request_line = server.max_request_line
+        self._max_header_size = server.max_header_size
+        self._max_body_size = server.max_body_size
+        self._recv_size = server.recv_size
+        self._input_limits = (server.max_body_size, server.max_request_line, server.max_header_size)
+        env = server.get_environ()
+        if isinstance(address, tuple) and len(address) >= 2:
+            env["REMOTE_ADDR"] = str(address[0])
+            env["REMOTE_PORT"] = str(address[1])
+        env["wsgi.input_terminated"] = True
+        self._conn_env = env
+        # The server's environ_class (a SecureEnviron, say): the parser
+        # copies the template into a dict, _take_request converts it.
+        self._env_class = None if type(env) is dict else type(env)
+        self._rfile = None
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _settimeout(self, value):
+        if self._fast_timeout:
+            self.socket.timeout = value
+        else:
+            self.socket.settimeout(value)
+
+    def _recv_body(self, n):
+        return self.socket.recv(n)
+
+    def _sendall(self, data):
+        try:
+            self.socket.sendall(data)
+        except OSError:
+            self._socket_error = True
+            self.close_connection = True
+            raise
+        self.response_length += len(data)
+
+    # -- the connection loop ------------------------------------------------------------
+
+    def handle(self):
+        """Serve requests on the connection until it is to be closed, then close it."""
+        try:
+            if self.socket is not None:
+                # Reading request bodies and sending take io_timeout; waiting
+                # for a request head has its own timeouts (read_request).
+                self._settimeout(self.server.io_timeout)
+            one_request = self._plain_request if self._plain else self.handle_one_request
+            while self.socket is not None:
+                result = one_request()
+                if result is None:
+                    break
+                if result is True:
+                    continue
+                self.status, response = result
+                self.code = int(str(self.status).split(None, 1)[0])
+                self._orig_status = self.status
+                self.response_length = 0
+                try:
+                    self._settimeout(self.server.io_timeout)
+                    self._sendall(response)
+                except OSError:
+                    pass
+                self.time_start = self.time_finish = time.time()
+                self.log_request()
+                self._linger = True
+                break
+        finally:
+            self._close()
+
+    def _close(self):
+        sock = self.socket
+        if sock is None:
+            return
+        self.socket = None
+        try:
+            if self._linger:
+                self._linger_close(sock)
+        finally:
+            try:
+                sock.close()
+                if getattr(sock, "_io_refs", 0) > 0:
+                    # A file made of the connection (``makefile``, by an
+                    # application or a handler subclass) defers close() until
+                    # that file is closed too, and one kept alive by a
+                    # reference cycle would hold the connection open until the
+                    # cyclic GC runs: the client would wait for an end that
+                    # never comes (websocket-client waits 3 s for it after a
+                    # close frame).  The connection is over: close it now, as
+                    # gevent does.
+                    sock._real_close()
+            except OSError:
+                pass
+        self.wsgi_input = self.environ = self._env = None
+
+    def _linger_close(self, sock):
+        # The client may still be sending (a body we refused, pipelined
+        # requests): closing now could reset the connection before it reads our
+        # response.  Stop writing, then drain for a bounded time and amount.
+        timeout = self.server.linger_timeout
+        if not timeout or timeout <= 0:
+            return
+        try:
+            sock.shutdown(_SHUT_WR)
+        except OSError:
+            return
+        deadline = _monotonic() + timeout
+        drained = 0
+        fast = self._fast_timeout
+        try:
+            while drained < 1 << 20:
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    break
+                if fast:
+                    sock.timeout = remaining
+                else:
+                    sock.settimeout(remaining)
+                data = sock.recv(65536)
+                if not data:
+                    break
+                drained += len(data)
+        except OSError:
+            pass
+
+    #: If set, the environ key that receives the request target exactly as
+    #: sent (gunicorn's ``RAW_URI``).  A class attribute rather than a
+    #: get_environ override, so that the fused request path stays on.
+    raw_uri_key = None
+
+    # True while a class keeps the base versions of the hooks that
+    # _plain_request fuses (see __init_subclass__).
+    _plain = True
+    _PLAIN_HOOKS = ("handle_one_request", "read_request", "get_environ", "read_requestline")
+    # True when a subclass overrides read_requestline: handle_one_request
+    # then calls it first.
+    _custom_requestline = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._plain = all(
+            getattr(cls, name) is getattr(WSGIHandler, name) for name in cls._PLAIN_HOOKS
+        )
+        cls._custom_requestline = cls.read_requestline is not WSGIHandler.read_requestline
+
+    def _plain_request(self):
+        # handle_one_request + read_request + get_environ in one frame, used
+        # only while those hooks are the base ones: the same prologue
+        # (_next_request_head: receiving, limits, refusals), without the hook
+        # calls; the usual request (no body, no Expect, no upgrade) also
+        # skips get_environ, its wsgi.input being an empty Input.
+        if self.socket is None:
+            return None
+        self._requestline = None
+        self.command = None
+        self.time_finish = 0
+        try:
+            head = self._next_request_head()
+        except _InvalidClientRequest as ex:
+            return self._handle_client_error(ex)
+        if head is None:
+            return None
+        parsed, data = head
+        self._take_request(parsed, data)
+        env = self._env
+        if (
+            parsed.content_length != 0
+            or parsed.expect_continue
+            or "HTTP_UPGRADE" in env
+            or "HTTP_CONNECTION" in env
+            and env["HTTP_CONNECTION"].lower() == "upgrade"
+        ):
+            self.environ = self.get_environ()
+        else:
+            self.environ = env
+            self.wsgi_input = env["wsgi.input"] = Input(self, 0)
+        self.application = self.server.application
+        self.handle_one_response()
+        if self.close_connection:
+            return None
+        return True
+
+    def handle_one_request(self):
+        """Read one request and answer it.
+
+        Returns True if the connection stays open for another request, None
+        if it must be closed, or ``(status, response_bytes)`` for a request
+        that is answered with an error without running the application.
+        """
+        if self.socket is None:
+            return None
+        self._requestline = None
+        self.command = None
+        self.time_finish = 0
+        try:
+            if self._custom_requestline:
+                # The subclass's hook reads the request line; it is put back in
+                # front of what is buffered and parsed with the rest of the head.
+                try:
+                    line = self.read_requestline()
+                except OSError:
+                    return None
+                if not line or self.socket is None:
+                    return None
+                if isinstance(line, str):
+                    line = line.encode("latin-1")
+                rest = self._rbuf[self._rpos :]
+                self._rbuf = bytes(line) + rest
+                self._rpos = 0
+            if not self.read_request():
+                return None
+        except _InvalidClientRequest as ex:
+            return self._handle_client_error(ex)
+        except ValueError as ex:  # a subclass's read_request refusing the request
+            return self._handle_client_error(
+                _InvalidClientRequest(400, str(ex) or type(ex).__name__)
+            )
+        self.environ = self.get_environ()
+        self.application = self.server.application
+        self.handle_one_response()
+        if self.close_connection:
+            return None
+        return True
+
+    # -- reading the request ------------------------------------------------------------
+
+    def read_request(self):
+        """Read and parse one request head; False at a clean end of the connection.
+
+        Sets :attr:`command`, :attr:`path`, :attr:`request_version`,
+        :attr:`headers`, :attr:`content_length`, :attr:`chunked_input`,
+        :attr:`expect_continue` and :attr:`close_connection`.  Refused
+        requests raise ``ValueError`` (a subclass carrying the status code:
+        400, 408, 413, 414 or 431).
+        """
+        head = self._next_request_head()
+        if head is None:
+            return False
+        self._take_request(*head)
+        return True
+
+    def _next_request_head(self):
+        # The prologue both request paths share: the next request head,
+        # received, parsed and checked against the limits.  Returns
+        # ``(RequestHead, data)``, *data* being the buffer that starts
+        # with the head; None at a clean end of the connection (EOF, idle timeout,
+        # reset); raises _InvalidClientRequest for a head to refuse.
+        data = self._rbuf
+        pos = self._rpos
+        self._served += 1
+        if not self._served & 31:
+            # A client whose requests are always already there (pipelining, a
+            # fast sender) never makes recv wait: let the others run now and then.
+            _sleep(0)
+        if pos < len(data):
+            if pos:
+                data = data[pos:]
+        else:
+            # Wait for the next request: the first one of a connection gets
+            # header_timeout, later ones the idle keep-alive timeout.
+            sock = self.socket
+            if self._first:
+                self._first = False
+                timeout = self.server.header_timeout
+            else:
+                timeout = self.server.keepalive_timeout
+            try:
+                if self._fast_timeout:
+                    # The socket keeps io_timeout (set once in handle()).
+                    data = sock._recv_within(self._recv_size, timeout)
+                else:
+                    sock.settimeout(timeout)
+                    data = sock.recv(self._recv_size)
+                    sock.settimeout(self.server.io_timeout)
+            except OSError:
+                return None  # idle timeout, reset...: just close
+            if not data:
+                return None
+        try:
+            parsed = request_environ(data, self._max_headers, self._conn_env, self._input_limits)
+            if parsed is None:
+                try:
+                    parsed = self._read_head(data)
+                finally:
+                    self._settimeout(self.server.io_timeout)  # _read_head changes it
+                if parsed is None:
+                    return None
+                parsed, data = parsed
+        except RequestError as ex:
+            self._rbuf = data
+            self._rpos = 0
+            raise _InvalidClientRequest(*ex.args) from None
+        except TooManyHeaders:
+            raise _InvalidClientRequest(
+                431, "more than %d header fields" % (self._max_headers,)
+            ) from None
+        except HttpParseError as ex:
+            self._rbuf = data
+            self._rpos = 0
+            raise _InvalidClientRequest(400, "%s: %s" % (ex, self._first_line(data))) from None
+        return parsed, data
+
+    def _take_request(self, parsed, data):
+        # The environ, the limits and the body framing all come from Rust
+        # (``_core.request_environ``, a ``RequestHead``), checked in the
+        # order gevent checks them.
+        self.command = parsed.method
+        self.path = parsed.target
+        self.request_version = parsed.version
+        self._header_list = parsed.headers
+        self._rpos = parsed.head_length
+        self._env = parsed.environ
+        self.content_length = parsed.content_length
+        self.chunked_input = parsed.chunked
+        self.close_connection = parsed.close_connection
+        self.expect_continue = parsed.expect_continue
+        self._headers_msg = None
+        self._rbuf = data
+        if self._env_class is not None:
+            self._env = self._env_class(self._env)
+        if self.raw_uri_key is not None:
+            self._env[self.raw_uri_key] = self.path
+
+    #: Parses a header block from a binary file into a :attr:`headers`
+    #: message (gevent's ``MessageClass``); a subclass's ``read_request``
+    #: may use it and assign the result to ``self.headers``.
+    MessageClass = staticmethod(_headers_from_file)
+
+    @property
+    def headers(self):
+        """The request's header fields as an ``http.client.HTTPMessage`` (as
+        in gevent): ``get(name)``, ``get_all(name)``, ``items()``, ``in``, all
+        case-insensitive, plus gevent's ``getheader(name)``.  Built on first
+        use in a request; :attr:`header_list` has the raw ``(name, value)``
+        pairs in the order received."""
+        msg = self._headers_msg
+        if msg is None:
+            msg = _OldMessage()
+            for name, value in self._header_list:
+                msg[name] = value
+            self._headers_msg = msg
+        return msg
+
+    @headers.setter
+    def headers(self, value):
+        # A subclass's read_request may assign a message or (name, value) pairs.
+        if isinstance(value, _HTTPMessage):
+            self._headers_msg = value
+            self._header_list = list(value.items())
+        else:
+            self._header_list = value
+            self._headers_msg = None
+
+    @property
+    def header_list(self):
+        """The request's ``(name, value)`` header pairs, in the order received."""
+        return self._header_list
+
+    @staticmethod
+    def _first_line(data):
+        line = data.lstrip(b"\r\n")[:100].split(b"\n", 1)[0].rstrip(b"\r")
+        return repr(line)[2:-1]
+
+    def _read_head(self, data):
+        # The slow path: *data* is an incomplete head.  Read until complete,
+        # enforcing the size limits and the header timeout.  Returns
+        # ``(parsed, data)`` or None if the client went away.
+        sock = self.socket
+        max_line = self._max_request_line
+        max_size = self._max_header_size
+        max_headers = self._max_headers
+        recv_size = self._recv_size
+        fast = self._fast_timeout
+        header_timeout = self.server.header_timeout
+        if header_timeout is None:
+            deadline = None
+            self._settimeout(None)  # no header timeout: the head takes what it takes
+        else:
+            deadline = _monotonic() + header_timeout
+        acc = bytearray(data)
+        line_seen = False
+        while True:
+            if not line_seen:
+                newline = acc.find(b"\n", 0, max_line + 2)
+                if newline >= 0:
+                    line_seen = True
+                elif len(acc) > max_line + 2 and acc.lstrip(b"\r\n"):
+                    self._rbuf = bytes(acc)
+                    self._rpos = 0
+                    raise _InvalidClientRequest(
+                        414, "request line longer than %d bytes" % (max_line,)
+                    )
+            if len(acc) > max_size:
+                self._rbuf = bytes(acc)
+                self._rpos = 0
+                raise _InvalidClientRequest(431, "request head larger than %d bytes" % (max_size,))
+            if deadline is not None:
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    raise _InvalidClientRequest(408, "timed out reading the request head")
+                if fast:
+                    sock.timeout = remaining
+                else:
+                    sock.settimeout(remaining)
+            try:
+                chunk = sock.recv(recv_size)
+            except _timeout_error:
+                raise _InvalidClientRequest(408, "timed out reading the request head") from None
+            except OSError:
+                return None
+            if not chunk:
+                return None  # the client gave up mid-head: nobody to answer
+            acc += chunk
+            if b"\n" in chunk:
+                data = bytes(acc)
+                parsed = request_environ(data, max_headers, self._conn_env, self._input_limits)
+                if parsed is not None:
+                    return parsed, data
+
+    def get_environ(self):
+        """The WSGI environ of the request just read (a new dict each time).
+
+        A request asking for a connection upgrade (``Connection: upgrade`` or
+        ``Upgrade: websocket``, as in gevent) gets the connection itself as
+        ``wsgi.input`` (:attr:`rfile`), with ``wsgi.input_terminated`` False.
+        """
+        env = self._env
+        self.wsgi_input = env["wsgi.input"] = Input(
+            self,
+            self.content_length,
+            self.socket if self.expect_continue else None,
+            self.chunked_input,
+        )
+        if self._connection_upgrade_requested():
+            env["wsgi.input"] = self.rfile
+            env["wsgi.input_terminated"] = False
+        return env
+
+    def _connection_upgrade_requested(self):
+        env = self._env
+        upgrade = env.get("HTTP_UPGRADE")
+        if upgrade is not None and upgrade.lower() == "websocket":
+            return True
+        connection = env.get("HTTP_CONNECTION")
+        return connection is not None and connection.lower() == "upgrade"
+
+    @property
+    def rfile(self):
+        """The connection as a binary file (gevent's ``rfile``): reads take
+        the bytes received but not parsed yet first, then the socket."""
+        rfile = self._rfile
+        if rfile is None:
+            rfile = self._rfile = _ConnectionFile(self)
+        return rfile
+
+    def read_requestline(self):
+        """Read and return the request line (a latin-1 ``str``), as gevent's
+        hook: a subclass may override it to look at (or answer) what the
+        client sends first; a false return closes the connection.  Only
+        called when overridden (the base server parses the head in one go)."""
+        return self.rfile.readline(self._max_request_line).decode("latin-1")
+
+    # -- running the application ---------------------------------------------------------
+
+    def handle_one_response(self):
+        """Run the application for the current request and send its response."""
+        self.time_start = time.time()
+        self.status = None
+        self.headers_sent = False
+        self.result = None
+        self.response_use_chunked = False
+        self.connection_upgraded = False
+        self.response_length = 0
+        self._socket_error = False
+        self._cl_left = None
+        wsgi_input = self.wsgi_input
+        try:
+            try:
+                self.run_application()
+            finally:
+                if wsgi_input is not None:
+                    if wsgi_input._error is not None:
+                        self.close_connection = True
+                    elif not wsgi_input._complete():
+                        if self.close_connection or not wsgi_input._discard(
+                            self.server.discard_limit
+                        ):
+                            # Closing with the body (partly) unread: linger so the
+                            # client still gets the response.
+                            self.close_connection = True
+                            self._linger = True
+        except GreenletExit:
+            self.close_connection = True
+            raise
+        except Exception as ex:
+            input_error = wsgi_input._error if wsgi_input is not None else None
+            if input_error is not None:
+                # Reading the request body failed (whatever the application
+                # made of that error): the client's fault, not a server error.
+                self._client_input_failed(input_error)
+            elif self._socket_error or (
+                isinstance(ex, OSError) and ex.errno in self.ignored_socket_errors
+            ):
+                self.close_connection = True  # the client went away
+            else:
+                self.handle_error(*sys.exc_info())
+        except BaseException:
+            self.close_connection = True
+            raise
+        finally:
+            self.time_finish = time.time()
+            self.log_request()
+
+    def run_application(self):
+        """Call the application and send what it returns; close() the result."""
+        self.result = self.application(self.environ, self.start_response)
+        try:
+            self.process_result()
+        finally:
+            result = self.result
+            self.result = None
+            if type(result) is not list:  # a list has no close(): skip the lookup
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+    def process_result(self):
+        """Send the application's result (headers and body)."""
+        result = self.result
+        if not self.headers_sent and (type(result) is list or type(result) is tuple):
+            # The usual case: the whole body is known (see _write_whole).
+            if self.status is None:
+                if not any(result):
+                    return self._no_response()
+                raise self.ApplicationError("The application did not call start_response()")
+            if len(result) == 1:
+                body = result[0]
+                if type(body) is not bytes:
+                    body = _as_bytes(body)
+            elif result:
+                body = b"".join(result)
+            else:
+                body = b""
+            self._write_whole(body)
+            return
+        for data in result:
+            if data:
+                self.write(data)
+        if not self.headers_sent:
+            if self.status is None:
+                return self._no_response()
+            # An iterable that produced nothing: the headers now, framed as
+            # for any streamed body (chunked in HTTP/1.1, as in gevent).
+            self.write(b"")
+        if self.response_use_chunked:
+            self._sendall(b"0\r\n\r\n")
+        if self._cl_left:
+            # Fewer bytes than the promised Content-Length: the client cannot
+            # tell where this response ends, so the connection cannot be reused.
+            self.close_connection = True
+
+    def _no_response(self):
+        # The application returned an empty body without calling
+        # start_response: as gevent, send nothing (not an error), but close
+        # the connection, since the client still waits for a response.
+        self.close_connection = True
+
+    # -- response framing: decided here, and only here ---------------------------------
+    #
+    # _omit_body says whether the response may carry a body; _make_head
+    # decides how the body is delimited and whether the connection stays
+    # open, and writes the head.  Every response the application makes goes
+    # through them: a whole body (_write_whole) or a streamed one (write).
+
+    def _omit_body(self):
+        # HEAD, 1xx, 204 and 304 responses have no body (RFC 9110 6.4.1).
+        code = self.code
+        return self.command == "HEAD" or code < 200 or code == 204 or code == 304
+
+    def _make_head(self, body_length, body=b""):
+        # The response head, with *body* after it in the same bytes object.
+        # *body_length* is the whole body's size when known, else None (a
+        # streamed body).  The rules, in order:
+        # - a response without a body (1xx, 204, 304) has no framing header;
+        #   a 101 hands the connection to another protocol, closed when the
+        #   application returns;
+        # - a Content-Length or Transfer-Encoding the application gave is
+        #   its framing, sent as given;
+        # - a known length becomes Content-Length (a HEAD response sends the
+        #   length its GET would have, when the application produced it);
+        # - a streamed body is chunked in HTTP/1.1, and ends with the
+        #   connection in HTTP/1.0;
+        # then the connection: a client still waiting for 100 Continue cannot
+        # keep it, and Connection is sent only when it differs from the
+        # protocol's default (close in 1.1, keep-alive in 1.0), unless the
+        # application gave one.
+        code = self.code
+        length = None
+        chunked = False
+        if code < 200 or code == 204 or code == 304:
+            if code == 101:
+                self.connection_upgraded = True
+                self.close_connection = True
+        elif self.provided_content_length is not None or self._provided_te is not None:
+            pass
+        elif body_length is not None:
+            if body_length or self.command != "HEAD":
+                length = body_length
+        elif self.command == "HEAD":
+            pass
+        elif self.request_version == "HTTP/1.1":
+            self.response_use_chunked = chunked = True
+        else:
+            self.close_connection = True  # HTTP/1.0: the end of the body is the close
+        wsgi_input = self.wsgi_input
+        if (
+            wsgi_input is not None
+            and wsgi_input._continue is not None
+            and not wsgi_input._complete()
+            and not wsgi_input._body_buffered()
+        ):
+            # The client waits for 100 Continue that will not come now: it
+            # may or may not send the body, so this connection cannot go on.
+            # (A client that sent the whole body anyway keeps its connection,
+            # as in gevent: the body is dropped from what was received.)
+            self.close_connection = True
+        if self._provided_connection is not None:
+            connection = 0
+        elif self.close_connection:
+            connection = 1  # Connection: close
+        elif self.request_version == "HTTP/1.0":
+            connection = 2  # Connection: keep-alive
+        else:
+            connection = 0
+        return response_bytes(
+            self.status,
+            self._header_block,
+            self.provided_date is None,
+            length,
+            chunked,
+            connection,
+            body,
+        )
+
+    def _write_whole(self, body):
+        # The whole body is known (the application returned a list): the
+        # head and a body of up to 64 KiB go out in one write.
+        length = len(body)
+        if self._omit_body():
+            if body and self.command != "HEAD":
+                # Before the head is marked sent, so that the client gets a 500.
+                raise self.ApplicationError("The %s response must have no body" % (self.code,))
+            self.headers_sent = True
+            self._sendall(self._make_head(length))
+            return
+        cl_left = self._cl_left
+        if cl_left is not None and length > cl_left:
+            body = body[:cl_left]  # more than the application's Content-Length
+        if len(body) <= 65536:
+            data = self._make_head(length, body)
+            body = b""
+        else:
+            data = self._make_head(length)
+        if cl_left is not None:
+            # After the head, so that it is what the application framed.
+            if length > cl_left:
+                self._log_length_error()
+            cl_left = self._cl_left = cl_left - min(length, cl_left)
+            if cl_left:
+                self.close_connection = True  # fewer bytes than promised
+        self.headers_sent = True
+        self._sendall(data)
+        if body:
+            self._sendall(body)
+
+    def _log_length_error(self):
+        self.close_connection = True
+        self.log_error(
+            "application sent more than its Content-Length (%s) for %s",
+            self.provided_content_length,
+            self._format_requestline(),
+        )
+
+    def write(self, data):
+        """The ``write`` callable returned by :meth:`start_response` (PEP 3333)."""
+        if data and type(data) is not bytes and not isinstance(data, (bytearray, memoryview)):
+            _as_bytes(data)  # raises the TypeError, before anything is sent
+        if not self.headers_sent:
+            if self.status is None:
+                raise self.ApplicationError("The application did not call start_response()")
+            # Every check before the head is built and marked sent: an error
+            # from here on can still be answered with a 500.
+            omit_body = self._omit_body()
+            if omit_body and data and self.command != "HEAD":
+                raise self.ApplicationError("The %s response must have no body" % (self.code,))
+            head = self._make_head(None)
+            self.headers_sent = True
+            if omit_body:
+                self._sendall(head)
+                return
+            if not data:
+                self._sendall(head)
+                return
+            if self.response_use_chunked:
+                self._sendall(b"".join((head, b"%x\r\n" % (len(data),), data, b"\r\n")))
+                return
+            data = self._clip(data)
+            self._sendall(head + data)
+            return
+        if not data or self._omit_body():
+            return
+        if self.response_use_chunked:
+            self._sendall(b"".join((b"%x\r\n" % (len(data),), data, b"\r\n")))
+        else:
+            data = self._clip(data)
+            if data:
+                self._sendall(data)
+
+    def _clip(self, data):
+        cl_left = self._cl_left
+        if cl_left is None:
+            return data
+        if len(data) > cl_left:
+            self._log_length_error()
+            data = data[:cl_left]
+        self._cl_left = cl_left - len(data)
+        return data
+
+    def start_response(self, status, headers, exc_info=None):
+        """The WSGI ``start_response`` callable.
+
+        Checks *status* and *headers* at once (native strings, latin-1, no
+        CR/LF: header injection raises ValueError).  With *exc_info* after the
+        headers were sent, re-raises that exception.
+        """
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.headers_sent:
+            raise self.ApplicationError("start_response() called again after the headers were sent")
+        # Rust checks and encodes the status and headers (``_core.response_head``,
+        # a ``ResponseHead``), with the errors and the order of gevent's checks.
+        head = response_head(status, headers)
+        code = head.code
+        provided_cl = head.content_length
+        if provided_cl is not None:
+            cl_value = head.content_length_value
+            if (code == 204 or code == 304) and cl_value != 0:
+                raise self.ApplicationError(
+                    "Invalid Content-Length for %s response: %r (must be absent or zero)"
+                    % (code, provided_cl)
+                )
+            self._cl_left = None if self.command == "HEAD" else cl_value
+        else:
+            self._cl_left = None
+
+        self.status = head.status_bytes
+        self._orig_status = head.status
+        self.code = code
+        self.response_headers = headers
+        self._header_block = head.header_block
+        self.provided_content_length = provided_cl
+        self.provided_date = head.date
+        self._provided_connection = head.connection
+        self._provided_te = head.transfer_encoding
+        if head.connection_close:
+            self.close_connection = True
+        return self.write
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _send_error_response_if_possible(self, code):
+        self.close_connection = True
+        self._linger = True
+        if self.headers_sent or self.response_length:
+            return  # too late for an error page: closing tells the client
+        status, data = _ERRORS[code]
+        self._orig_status = status
+        self.status = status.encode("latin-1")
+        self.code = code
+        self.headers_sent = True
+        try:
+            self._sendall(data)
+        except OSError:
+            pass
+
+    def _client_input_failed(self, error):
+        self.close_connection = True
+        code = getattr(error, "code", None)
+        if code is None and isinstance(error, _timeout_error):
+            code = 408
+        if code is None:
+            return  # end of file, reset...: nobody to answer
+        self._log_client_error(code, str(error) or type(error).__name__)
+        self._send_error_response_if_possible(code)
+        if code == 408:
+            self._linger = False  # a client that stopped sending: no point waiting more
+
+    def handle_error(self, t, v, tb):
+        """An application error: log it with its traceback; 500 if still possible."""
+        self._log_error(t, v, tb)
+        t = v = tb = None
+        self._send_error_response_if_possible(500)
+
+    def _log_error(self, t, v, tb):
+        # As in gevent, the error goes to the hub's handle_error (which prints
+        # it to stderr, and where custom hubs and error reporters see it), with
+        # the request's environ, masked, as the context.  An error_log the
+        # user chose (not the default stderr, where the hub already printed)
+        # gets the traceback too.
+        if issubclass(t, GreenletExit):
+            return
+        server = self.server
+        error_log = server.error_log
+        if error_log is not sys.stderr and type(error_log) is not _NoopLog:
+            try:
+                text = "".join(traceback.format_exception(t, v, tb))
+            except Exception:  # never fail while reporting
+                text = "%s: %r\n" % (getattr(t, "__name__", t), v)
+            self.log_error(
+                "Error handling request %s\n%s", self._format_requestline(), text.rstrip("\n")
+            )
+        context = self.environ
+        secure_class = server.secure_environ_class
+        if not isinstance(context, secure_class):
+            context = secure_class(context if context is not None else ())
+        server.loop.handle_error(context, t, v, tb)
+
+    def _handle_client_error(self, ex):
+        self.close_connection = True
+        self._linger = True
+        self._log_client_error(ex.code, ex.formatted_message)
+        return _ERRORS[ex.code]

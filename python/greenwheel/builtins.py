@@ -10,9 +10,11 @@ that imports ``gevent.builtins``.
 import builtins as __gbuiltins__
 
 __target__ = "builtins"
+# (Type comments, not annotations, in this module: an annotation would add
+# ``__annotations__`` to a namespace that mirrors the standard module's.)
 #: Nothing replaced on Python 3.
-__implements__: list[str] = []
-__extensions__: list[str] = []
+__implements__ = []  # type: list[str]
+__extensions__ = []  # type: list[str]
 
 __imports__ = []
 for _name in dir(__gbuiltins__):

@@ -66,7 +66,8 @@ class MonkeyPatchWarning(RuntimeWarning):
 
 #: ``{module name: {attribute name: original object}}`` for everything
 #: patched (or removed) so far.
-saved: dict[str, dict[str, object]] = {}
+# (Type comments in this module keep ``__annotations__`` out of its namespace.)
+saved = {}  # type: dict[str, dict[str, object]]
 
 _NONE = object()
 
@@ -382,7 +383,7 @@ def _patch_selector_classes(selectors_mod):
 
 
 #: ``{(class, attribute): original}`` for class attributes patched in place.
-_saved_class_attrs: dict[tuple[type, str], object] = {}
+_saved_class_attrs = {}  # type: dict[tuple[type, str], object]
 
 
 @_vetoable

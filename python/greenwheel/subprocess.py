@@ -26,7 +26,6 @@ import io
 import os
 import subprocess as __subprocess__
 import sys
-from typing import TYPE_CHECKING
 
 from . import _child
 from ._event import AsyncResult
@@ -45,10 +44,7 @@ __implements__ = [
     "getstatusoutput",
 ]
 
-if TYPE_CHECKING:
-    from subprocess import Popen as _StdPopen
-else:
-    _StdPopen = _child._original("subprocess", "Popen")
+_StdPopen = _child._original("subprocess", "Popen")
 
 PIPE = __subprocess__.PIPE
 STDOUT = __subprocess__.STDOUT
@@ -96,7 +92,8 @@ def _prepare_stdio(args, bufsize, popenargs, kwargs):
             share_with_child(popenargs[index])
 
 
-class Popen(_StdPopen):
+# (A base class found at run time: the type checker cannot follow it.)
+class Popen(_StdPopen):  # type: ignore[valid-type, misc]
     """``subprocess.Popen`` whose pipes and waits block only the calling greenlet.
 
     Takes exactly the standard arguments.

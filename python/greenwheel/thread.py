@@ -8,7 +8,6 @@ greenlets in your own code, use :func:`greenwheel.spawn`.
 
 import _thread as __thread__
 import sys
-from typing import Any
 
 from greenlet import GreenletExit, getcurrent
 
@@ -138,7 +137,8 @@ _real_shutdown = getattr(__thread__, "_shutdown", None)
 
 # Handles of started non-daemon "threads" that have not finished: what
 # ``_shutdown`` waits for.  Each removes itself when its greenlet ends.
-_non_daemon: set[Any] = set()
+# (A type comment: see greenwheel.builtins.)
+_non_daemon = set()  # type: set[_ThreadHandle]
 
 
 class _ThreadHandle:

@@ -20,7 +20,6 @@ in ``_thread._shutdown()``); there the green versions of those names from
 
 import threading as __threading__
 import weakref
-from typing import Any
 
 from greenlet import getcurrent
 
@@ -42,7 +41,6 @@ __implements__ = [
 if hasattr(__threading__, "_start_new_thread"):  # before 3.13
     __implements__.append("_start_new_thread")
 
-_make_handle: Any
 if hasattr(__threading__, "_start_joinable_thread"):  # 3.13+: see greenwheel.thread
     from .thread import (  # noqa: F401 - in __implements__
         _get_main_thread_ident,  # in __implements__
@@ -61,7 +59,7 @@ if hasattr(__threading__, "_start_joinable_thread"):  # 3.13+: see greenwheel.th
     ]
     _make_handle = _make_thread_handle
 else:
-    _make_handle = None
+    _make_handle = None  # type: ignore[assignment]
 
 
 def _handle_attr(thread):
@@ -107,7 +105,8 @@ class _SentinelRelease:
             lock.release()
 
 
-_pending_sentinels: set[Any] = set()
+# (Type comments in this module: see greenwheel.builtins.)
+_pending_sentinels = set()  # type: set[_SentinelRelease]
 
 
 def _set_sentinel():
@@ -190,5 +189,5 @@ def main_native_thread():
 
 
 __extensions__ = ["main_native_thread"]
-__imports__: list[str] = []
+__imports__ = []  # type: list[str]
 __all__ = []

@@ -234,14 +234,22 @@ def test_a_reader_does_not_spin_while_the_loop_is_not_running(loop):
 
 
 def test_streams_echo_server(loop):
+    handled = []
+
     async def handle(reader, writer):
-        while data := await reader.readline():
-            writer.write(data.upper())
-            await writer.drain()
-        writer.close()
-        await writer.wait_closed()
+        try:
+            while data := await reader.readline():
+                writer.write(data.upper())
+                await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            handled[0].set()
 
     async def main():
+        # Server.wait_closed() does not wait for the handlers on 3.11: the
+        # test does, or the loop closes under a pending handler task.
+        handled.append(asyncio.Event())
         server = await asyncio.start_server(handle, "127.0.0.1", 0, limit=1 << 21)
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 21)
@@ -255,6 +263,7 @@ def test_streams_echo_server(loop):
         replies.append(await reader.readline())
         writer.close()
         await writer.wait_closed()
+        await asyncio.wait_for(handled[0].wait(), 20)
         server.close()
         await server.wait_closed()
         return replies

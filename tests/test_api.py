@@ -1,18 +1,18 @@
 """The public API surface, pinned: adding or dropping a name must be deliberate."""
 
+import importlib
+import queue
+import sys
 import types
 
+import pytest
+
 import greenwheel
-import greenwheel.exceptions
-import greenwheel.greenlet
-import greenwheel.hub
-import greenwheel.pool
-import greenwheel.timeout
 
 
 def public_names(module):
     # Submodules show up as package attributes once imported; they are not
-    # part of the API pinned here (other modules will be added later).
+    # part of the API pinned here.
     return sorted(
         name
         for name in dir(module)
@@ -54,15 +54,92 @@ TOP_LEVEL = [
     "with_timeout",
 ]
 
-
-def test_top_level_names():
-    assert public_names(greenwheel) == TOP_LEVEL
-    assert sorted(greenwheel.__all__) == TOP_LEVEL
-    assert isinstance(greenwheel.__version__, str) and greenwheel.__version__
-
-
-def test_hub_module_names():
-    assert public_names(greenwheel.hub) == [
+# Every public module with a gevent name: module -> its ``__all__`` (sorted),
+# which is also exactly its public attributes (plus EXTRA_PUBLIC).
+OWN_MODULES = {
+    "greenwheel": TOP_LEVEL,
+    "greenwheel.backdoor": ["BackdoorServer"],
+    "greenwheel.baseserver": ["BaseServer", "parse_address"],
+    "greenwheel.contextvars": ["Context", "ContextVar", "Token", "copy_context"],
+    "greenwheel.core": [
+        "EVENTS",
+        "READ",
+        "WRITE",
+        "callback",
+        "embeddable_backends",
+        "loop",
+        "recommended_backends",
+        "supported_backends",
+    ],
+    "greenwheel.event": ["AsyncResult", "Event"],
+    "greenwheel.events": [
+        "DoNotPatch",
+        "EventLoopBlocked",
+        "GeventDidPatchAllEvent",
+        "GeventDidPatchBuiltinModulesEvent",
+        "GeventDidPatchEvent",
+        "GeventDidPatchModuleEvent",
+        "GeventPatchEvent",
+        "GeventWillPatchAllEvent",
+        "GeventWillPatchEvent",
+        "GeventWillPatchModuleEvent",
+        "IEventLoopBlocked",
+        "IGeventDidPatchAllEvent",
+        "IGeventDidPatchBuiltinModulesEvent",
+        "IGeventDidPatchEvent",
+        "IGeventDidPatchModuleEvent",
+        "IGeventPatchEvent",
+        "IGeventWillPatchAllEvent",
+        "IGeventWillPatchEvent",
+        "IGeventWillPatchModuleEvent",
+        "IMemoryUsageThresholdExceeded",
+        "IMemoryUsageUnderThreshold",
+        "IPeriodicMonitorThread",
+        "IPeriodicMonitorThreadStartedEvent",
+        "MemoryUsageThresholdExceeded",
+        "MemoryUsageUnderThreshold",
+        "PeriodicMonitorThreadStartedEvent",
+        "notify",
+        "notify_and_call_entry_points",
+        "subscribers",
+    ],
+    "greenwheel.exceptions": [
+        "BlockingSwitchOutError",
+        "ConcurrentObjectUseError",
+        "HubDestroyed",
+        "InvalidSwitchError",
+        "InvalidThreadUseError",
+        "LinkedCompleted",
+        "LinkedExited",
+        "LinkedFailed",
+        "LinkedKilled",
+        "LoopExit",
+    ],
+    "greenwheel.fileobject": [
+        "FileObject",
+        "FileObjectBlock",
+        "FileObjectClosed",
+        "FileObjectPosix",
+        "FileObjectThread",
+        "GreenFileIO",
+    ],
+    "greenwheel.greenlet": [
+        "Greenlet",
+        "GreenletExit",
+        "LinkedCompleted",
+        "LinkedExited",
+        "LinkedFailed",
+        "LinkedKilled",
+        "getcurrent",
+        "joinall",
+        "killall",
+        "spawn",
+        "spawn_later",
+        "spawn_link",
+        "spawn_link_exception",
+        "spawn_link_value",
+    ],
+    "greenwheel.hub": [
         "GreenletExit",
         "Hub",
         "LoopExit",
@@ -80,9 +157,245 @@ def test_hub_module_names():
         "sleep",
         "spawn_raw",
         "wait",
-    ]
-    assert sorted(greenwheel.hub.__all__) == public_names(greenwheel.hub)
+    ],
+    "greenwheel.local": ["all_local_dicts_for_greenlet", "local"],
+    "greenwheel.lock": ["BoundedSemaphore", "DummySemaphore", "Lock", "RLock", "Semaphore"],
+    "greenwheel.monkey": [
+        "MonkeyPatchWarning",
+        "get_original",
+        "is_anything_patched",
+        "is_module_patched",
+        "is_object_patched",
+        "main",
+        "patch_all",
+        "patch_builtins",
+        "patch_contextvars",
+        "patch_dns",
+        "patch_module",
+        "patch_os",
+        "patch_queue",
+        "patch_select",
+        "patch_selectors",
+        "patch_signal",
+        "patch_socket",
+        "patch_ssl",
+        "patch_subprocess",
+        "patch_sys",
+        "patch_thread",
+        "patch_time",
+        "saved",
+    ],
+    "greenwheel.pool": ["Group", "IMap", "IMapUnordered", "Pool", "PoolFull"],
+    "greenwheel.pywsgi": [
+        "Environ",
+        "Input",
+        "LoggingLogAdapter",
+        "MAX_REQUEST_LINE",
+        "SecureEnviron",
+        "WSGIHandler",
+        "WSGISecureEnviron",
+        "WSGIServer",
+        "format_date_time",
+    ],
+    "greenwheel.resolver": [],
+    "greenwheel.resolver.blocking": ["Resolver"],
+    "greenwheel.resolver.dnspython": ["Resolver"],
+    "greenwheel.resolver.thread": ["Resolver"],
+    "greenwheel.server": ["DatagramServer", "StreamServer"],
+    "greenwheel.threadpool": ["ThreadPool", "ThreadPoolExecutor", "ThreadResult"],
+    "greenwheel.timeout": ["Timeout", "with_timeout"],
+    "greenwheel.util": [
+        "GreenletTree",
+        "assert_switches",
+        "clear_stack_frames",
+        "format_run_info",
+        "print_run_info",
+        "wrap_errors",
+    ],
+}
+
+#: Public attributes not in ``__all__`` (as gevent has them).
+EXTRA_PUBLIC = {
+    "greenwheel.monkey": ["patch_item", "remove_item"],
+    "greenwheel.resolver.dnspython": ["HostsFile"],
+}
+
+# The green stand-ins for standard modules: module -> (the standard module,
+# the names of its ``__all__`` that are greenwheel's own objects). The rest of
+# ``__all__`` is the standard module's own objects, which vary by version.
+STAND_IN_MODULES = {
+    "greenwheel.builtins": ("builtins", []),
+    "greenwheel.os": (
+        "os",
+        [
+            "fork",
+            "fork_and_watch",
+            "fork_gevent",
+            "forkpty",
+            "forkpty_and_watch",
+            "forkpty_gevent",
+            "make_nonblocking",
+            "nb_read",
+            "nb_write",
+            "tp_read",
+            "tp_write",
+            "waitpid",
+        ],
+    ),
+    "greenwheel.queue": (
+        "queue",
+        ["Channel", "JoinableQueue", "LifoQueue", "PriorityQueue", "Queue", "SimpleQueue"]
+        + ["UnboundQueue"]
+        # queue.ShutDown is new in 3.13: before that greenwheel has its own.
+        + ([] if hasattr(queue, "ShutDown") else ["ShutDown"]),
+    ),
+    "greenwheel.select": ("select", ["poll", "select"]),
+    "greenwheel.selectors": ("selectors", ["DefaultSelector", "GeventSelector"]),
+    "greenwheel.signal": ("signal", ["getsignal", "signal"]),
+    "greenwheel.socket": (
+        "socket",
+        [
+            "SocketType",
+            "cancel_wait",
+            "cancel_wait_ex",
+            "create_connection",
+            "create_server",
+            "fromfd",
+            "getaddrinfo",
+            "getfqdn",
+            "gethostbyaddr",
+            "gethostbyname",
+            "gethostbyname_ex",
+            "getnameinfo",
+            "socket",
+            "socketpair",
+            "wait",
+            "wait_read",
+            "wait_readwrite",
+            "wait_write",
+        ],
+    ),
+    "greenwheel.ssl": (
+        "ssl",
+        [
+            "SSLContext",
+            "SSLSocket",
+            "create_connection",
+            "create_default_context",
+            "get_server_certificate",
+            "wrap_socket",
+        ],
+    ),
+    "greenwheel.subprocess": (
+        "subprocess",
+        [
+            "FileObject",
+            "Popen",
+            "call",
+            "check_call",
+            "check_output",
+            "getoutput",
+            "getstatusoutput",
+            "run",
+        ],
+    ),
+    "greenwheel.thread": (
+        "_thread",
+        [
+            "LockType",
+            "allocate",
+            "allocate_lock",
+            "exit",
+            "exit_thread",
+            "get_ident",
+            "stack_size",
+            "start_new",
+            "start_new_thread",
+        ]
+        # 3.13's thread handles: see greenwheel.thread.
+        + (["start_joinable_thread"] if sys.version_info >= (3, 13) else []),
+    ),
+    # Patches only private names; exports nothing (as gevent.threading).
+    "greenwheel.threading": ("threading", []),
+    "greenwheel.time": ("time", ["sleep"]),
+}
+
+API = {
+    **{name: ("own", names) for name, names in OWN_MODULES.items()},
+    **{name: ("stand-in", spec) for name, spec in STAND_IN_MODULES.items()},
+}
+
+
+@pytest.mark.parametrize("name", sorted(API))
+def test_public_names_of_every_gevent_named_module(name):
+    kind, expected = API[name]
+    if name == "greenwheel.resolver.dnspython":
+        pytest.importorskip("dns")
+    module = importlib.import_module(name)
+    exported = module.__all__
+    assert len(exported) == len(set(exported)), "duplicates in %s.__all__" % name
+    if kind == "own":
+        assert sorted(exported) == expected
+        assert public_names(module) == sorted(expected + EXTRA_PUBLIC.get(name, []))
+        return
+    std_name, own = expected
+    std = importlib.import_module(std_name)
+    mine = sorted(
+        n for n in exported if not (hasattr(std, n) and getattr(module, n) is getattr(std, n))
+    )
+    assert mine == sorted(own)
+    # Everything greenwheel replaces is listed as such (gevent's convention).
+    assert set(own) <= set(module.__implements__) | set(getattr(module, "__extensions__", ()))
+
+
+def test_every_public_gevent_named_module_is_in_the_table():
+    # A new public module must join the table (or be named here as not gevent's).
+    import pathlib
+
+    package = pathlib.Path(greenwheel.__file__).parent
+    found = {"greenwheel"}
+    for path in package.iterdir():
+        name = path.stem if path.suffix == ".py" else path.name
+        if not name.startswith("_") and (path.suffix == ".py" or (path / "__init__.py").exists()):
+            found.add("greenwheel." + name)
+    for path in (package / "resolver").glob("*.py"):
+        if not path.stem.startswith("_"):
+            found.add("greenwheel.resolver." + path.stem)
+    not_gevent_names = {"greenwheel.as_gevent", "greenwheel.asyncio", "greenwheel.gunicorn"}
+    assert found - not_gevent_names == set(API)
+
+
+def test_version_and_module_specifics():
+    import greenwheel.backdoor
+    import greenwheel.hub
+    import greenwheel.server
+
+    assert isinstance(greenwheel.__version__, str) and greenwheel.__version__
     assert greenwheel.hub.signal is greenwheel.signal_handler
+    assert greenwheel.backdoor.__all__ == ["BackdoorServer"]
+    assert issubclass(greenwheel.backdoor.BackdoorServer, greenwheel.server.StreamServer)
+    import contextvars
+
+    import greenwheel.contextvars
+
+    assert greenwheel.contextvars.ContextVar is contextvars.ContextVar
+
+
+def test_core_module_objects():
+    import greenwheel.core
+
+    assert greenwheel.core.loop is type(greenwheel.get_hub().loop)
+    assert isinstance(greenwheel.get_hub().loop.run_callback(int), greenwheel.core.callback)
+    assert greenwheel.core.supported_backends() == ["epoll"]
+
+
+def test_threadpool_and_events_hub_attributes():
+    import greenwheel.threadpool
+
+    hub = greenwheel.get_hub()
+    assert hub.threadpool.__class__ is greenwheel.threadpool.ThreadPool
+    assert callable(hub.start_periodic_monitoring_thread)
+    assert hub.periodic_monitoring_thread is None  # off unless asked for
 
 
 def test_import_binds_the_submodules_import_gevent_binds():
@@ -97,87 +410,6 @@ def test_import_binds_the_submodules_import_gevent_binds():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
-
-
-def test_core_module_names():
-    import greenwheel.core
-
-    assert public_names(greenwheel.core) == [
-        "EVENTS",
-        "READ",
-        "WRITE",
-        "callback",
-        "embeddable_backends",
-        "loop",
-        "recommended_backends",
-        "supported_backends",
-    ]
-    assert greenwheel.core.loop is type(greenwheel.get_hub().loop)
-    assert isinstance(greenwheel.get_hub().loop.run_callback(int), greenwheel.core.callback)
-    assert greenwheel.core.supported_backends() == ["epoll"]
-
-
-def test_greenlet_module_names():
-    assert public_names(greenwheel.greenlet) == [
-        "Greenlet",
-        "GreenletExit",
-        "LinkedCompleted",
-        "LinkedExited",
-        "LinkedFailed",
-        "LinkedKilled",
-        "getcurrent",
-        "joinall",
-        "killall",
-        "spawn",
-        "spawn_later",
-        "spawn_link",
-        "spawn_link_exception",
-        "spawn_link_value",
-    ]
-    assert sorted(greenwheel.greenlet.__all__) == public_names(greenwheel.greenlet)
-
-
-def test_timeout_module_names():
-    assert public_names(greenwheel.timeout) == ["Timeout", "with_timeout"]
-    assert sorted(greenwheel.timeout.__all__) == ["Timeout", "with_timeout"]
-
-
-def test_pool_module_names():
-    assert public_names(greenwheel.pool) == ["Group", "IMap", "IMapUnordered", "Pool", "PoolFull"]
-    assert sorted(greenwheel.pool.__all__) == public_names(greenwheel.pool)
-
-
-def test_exceptions_module_names():
-    assert public_names(greenwheel.exceptions) == [
-        "BlockingSwitchOutError",
-        "ConcurrentObjectUseError",
-        "HubDestroyed",
-        "InvalidSwitchError",
-        "InvalidThreadUseError",
-        "LinkedCompleted",
-        "LinkedExited",
-        "LinkedFailed",
-        "LinkedKilled",
-        "LoopExit",
-    ]
-    assert sorted(greenwheel.exceptions.__all__) == public_names(greenwheel.exceptions)
-
-
-def test_pywsgi_module_names():
-    import greenwheel.pywsgi
-
-    assert public_names(greenwheel.pywsgi) == [
-        "Environ",
-        "Input",
-        "LoggingLogAdapter",
-        "MAX_REQUEST_LINE",
-        "SecureEnviron",
-        "WSGIHandler",
-        "WSGISecureEnviron",
-        "WSGIServer",
-        "format_date_time",
-    ]
-    assert sorted(greenwheel.pywsgi.__all__) == public_names(greenwheel.pywsgi)
 
 
 def test_stable_homes_for_building_blocks():
@@ -215,114 +447,6 @@ def test_link_exception_hierarchy():
     # ... gevent.proc 0.13: it is a failure; both `except` clauses work.
     assert issubclass(g.LinkedKilled, g.LinkedFailed)
     assert issubclass(g.LoopExit, Exception)
-
-
-def test_monkey_and_threadpool_module_names():
-    import greenwheel.monkey
-    import greenwheel.threadpool
-
-    assert sorted(greenwheel.monkey.__all__) == [
-        "MonkeyPatchWarning",
-        "get_original",
-        "is_anything_patched",
-        "is_module_patched",
-        "is_object_patched",
-        "main",
-        "patch_all",
-        "patch_builtins",
-        "patch_contextvars",
-        "patch_dns",
-        "patch_module",
-        "patch_os",
-        "patch_queue",
-        "patch_select",
-        "patch_selectors",
-        "patch_signal",
-        "patch_socket",
-        "patch_ssl",
-        "patch_subprocess",
-        "patch_sys",
-        "patch_thread",
-        "patch_time",
-        "saved",
-    ]
-    assert sorted(greenwheel.threadpool.__all__) == [
-        "ThreadPool",
-        "ThreadPoolExecutor",
-        "ThreadResult",
-    ]
-    assert greenwheel.get_hub().threadpool.__class__ is greenwheel.threadpool.ThreadPool
-
-
-def test_util_and_contextvars_module_names():
-    import contextvars
-
-    import greenwheel.contextvars
-    import greenwheel.util
-
-    assert sorted(greenwheel.util.__all__) == [
-        "GreenletTree",
-        "assert_switches",
-        "clear_stack_frames",
-        "format_run_info",
-        "print_run_info",
-        "wrap_errors",
-    ]
-    assert sorted(greenwheel.contextvars.__all__) == [
-        "Context",
-        "ContextVar",
-        "Token",
-        "copy_context",
-    ]
-    assert greenwheel.contextvars.ContextVar is contextvars.ContextVar
-
-
-def test_events_module_names_and_hub_monitoring():
-    import greenwheel.events
-
-    assert sorted(greenwheel.events.__all__) == [
-        "DoNotPatch",
-        "EventLoopBlocked",
-        "GeventDidPatchAllEvent",
-        "GeventDidPatchBuiltinModulesEvent",
-        "GeventDidPatchEvent",
-        "GeventDidPatchModuleEvent",
-        "GeventPatchEvent",
-        "GeventWillPatchAllEvent",
-        "GeventWillPatchEvent",
-        "GeventWillPatchModuleEvent",
-        "IEventLoopBlocked",
-        "IGeventDidPatchAllEvent",
-        "IGeventDidPatchBuiltinModulesEvent",
-        "IGeventDidPatchEvent",
-        "IGeventDidPatchModuleEvent",
-        "IGeventPatchEvent",
-        "IGeventWillPatchAllEvent",
-        "IGeventWillPatchEvent",
-        "IGeventWillPatchModuleEvent",
-        "IMemoryUsageThresholdExceeded",
-        "IMemoryUsageUnderThreshold",
-        "IPeriodicMonitorThread",
-        "IPeriodicMonitorThreadStartedEvent",
-        "MemoryUsageThresholdExceeded",
-        "MemoryUsageUnderThreshold",
-        "PeriodicMonitorThreadStartedEvent",
-        "notify",
-        "notify_and_call_entry_points",
-        "subscribers",
-    ]
-    assert public_names(greenwheel.events) == sorted(greenwheel.events.__all__)
-    hub = greenwheel.get_hub()
-    assert callable(hub.start_periodic_monitoring_thread)
-    assert hub.periodic_monitoring_thread is None  # off unless asked for
-
-
-def test_backdoor_module_names():
-    import greenwheel.backdoor
-    import greenwheel.server
-
-    assert greenwheel.backdoor.__all__ == ["BackdoorServer"]
-    assert issubclass(greenwheel.backdoor.BackdoorServer, greenwheel.server.StreamServer)
 
 
 def test_green_module_mapping_matches_monkey_patching():

@@ -119,7 +119,9 @@ def test_many_children_wait_concurrently(ticker):
     control_r, control_w = os.pipe()
     try:
         procs = [
-            subprocess.Popen(["sh", "-c", "read go < /dev/fd/%d" % control_r], pass_fds=(control_r,))
+            subprocess.Popen(
+                ["sh", "-c", "read go < /dev/fd/%d" % control_r], pass_fds=(control_r,)
+            )
             for _ in range(10)
         ]
         waiters = [gw.spawn(p.wait) for p in procs]

@@ -31,7 +31,7 @@ from time import monotonic as _system_monotonic
 from ._hub import _get_hub_if_exists
 
 
-def monotonic():
+def monotonic() -> float:
     """Now on the clock of the calling thread's hub's loop, in seconds.
 
     ``time.monotonic()`` when there is no hub yet or the loop runs on the
@@ -41,5 +41,6 @@ def monotonic():
     if hub is not None:
         clock_now = getattr(hub.loop, "_clock_now", None)
         if clock_now is not None:
-            return clock_now()
+            now: float = clock_now()
+            return now
     return _system_monotonic()

@@ -10,6 +10,7 @@ import collections
 from collections.abc import Callable, Iterable
 from typing import Any, Final, final
 
+from _typeshed import ReadableBuffer
 from typing_extensions import disjoint_base
 
 __all__ = [
@@ -518,5 +519,6 @@ def recv_nowait(fd: int, bufsize: int, flags: int = 0) -> bytes | None:
     """``recv()`` on a non-blocking fd: the bytes read (``b""`` at EOF), or None
     if it would block. Other errors raise OSError with the errno."""
 
-def send_nowait(fd: int, data: bytes | bytearray | memoryview, flags: int = 0) -> int | None:
-    """``send()`` on a non-blocking fd: bytes sent, or None if it would block."""
+def send_nowait(fd: int, data: ReadableBuffer, flags: int = 0) -> int | None:
+    """``send()`` on a non-blocking fd: bytes sent, or None if it would block.
+    *data* is bytes or any byte buffer (BufferError for one that is not flat)."""

@@ -539,7 +539,12 @@ class Hub(_RawGreenlet):
         finally:
             watcher.stop()
 
-    def cancel_wait(self, watcher: Any, error: BaseException, close_watcher: bool = False) -> None:
+    def cancel_wait(
+        self,
+        watcher: Any,
+        error: BaseException | type[BaseException],
+        close_watcher: bool = False,
+    ) -> None:
         """Make a greenlet blocked in :meth:`wait` on *watcher* raise *error*."""
         if watcher is None:
             return
@@ -548,7 +553,9 @@ class Hub(_RawGreenlet):
         elif close_watcher:
             watcher.close()
 
-    def _cancel_wait(self, watcher: Any, error: BaseException, close_watcher: bool) -> None:
+    def _cancel_wait(
+        self, watcher: Any, error: BaseException | type[BaseException], close_watcher: bool
+    ) -> None:
         active = watcher.active
         callback = watcher.callback
         if close_watcher:

@@ -9,16 +9,25 @@ hub with ``spawn=None``).  Errors from ``accept`` pause accepting for a
 growing delay instead of spinning; a full pool pauses it until a slot frees.
 """
 
+from __future__ import annotations
+
 import _socket
 import errno
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ._event import Event
 from ._greenlet import Greenlet
 from ._hub import Waiter, get_hub, getcurrent, kill, spawn_raw
 from ._socket import _ss_accept, _ss_recvfrom, socket
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ._core import Loop
 
 __all__ = ["BaseServer", "StreamServer", "DatagramServer", "parse_address"]
 
@@ -28,7 +37,7 @@ _ss_setsockopt = _socket.socket.setsockopt
 _ss_bind = _socket.socket.bind
 _TCP_FAMILIES = (_socket.AF_INET,) + ((_socket.AF_INET6,) if hasattr(_socket, "AF_INET6") else ())
 _IPPROTO_TCP = _socket.IPPROTO_TCP
-_TCP_NODELAY = getattr(_socket, "TCP_NODELAY", None)
+_TCP_NODELAY: Any = getattr(_socket, "TCP_NODELAY", None)
 
 
 # --- small private synchronisation helpers -----------------------------------------
@@ -99,7 +108,7 @@ def _parse_address(address):
     return family, (host, int(port))
 
 
-def parse_address(address):
+def parse_address(address: Any) -> tuple[int, Any]:
     """``(family, address tuple)`` for a tuple, ``'host:port'``, ``'[v6]:port'`` or a port."""
     try:
         return _parse_address(address)
@@ -141,9 +150,32 @@ class BaseServer:
     #: errnos of accept errors that close the server instead of pausing it.
     fatal_errors = (errno.EBADF, errno.EINVAL, errno.ENOTSOCK)
 
-    _spawn = Greenlet.spawn
+    _spawn: Any = Greenlet.spawn
 
-    def __init__(self, listener, handle=None, spawn="default"):
+    if TYPE_CHECKING:
+        family: int
+        #: What the socket is bound to (a ``(host, port)`` tuple for TCP/UDP).
+        address: Any
+        #: The listening socket (present while the server is open).
+        socket: Any
+        #: The Pool handlers run in, if any.
+        pool: Any
+        loop: Loop
+        delay: float
+        #: The request handler.
+        handle: Callable[..., Any]
+        _handle: Any
+        _stop_event: Event
+        _watcher: Any
+        _timer: Any
+        _pool_waiter: Any
+
+    def __init__(
+        self,
+        listener: Any,
+        handle: Callable[..., object] | None = None,
+        spawn: Any = "default",
+    ) -> None:
         self._stop_event = Event()
         self._stop_event.set()
         self._watcher = None
@@ -163,15 +195,15 @@ class BaseServer:
             self.close()
             raise
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *args):
+    def __exit__(self, *args: object) -> None:
         self.stop()
 
     # -- configuration -------------------------------------------------------------
 
-    def set_listener(self, listener):
+    def set_listener(self, listener: Any) -> None:
         if hasattr(listener, "accept"):
             if hasattr(listener, "do_handshake"):
                 raise TypeError("Expected a regular socket, not SSLSocket: %r" % (listener,))
@@ -187,7 +219,7 @@ class BaseServer:
         else:
             self.family, self.address = parse_address(listener)
 
-    def set_spawn(self, spawn):
+    def set_spawn(self, spawn: Any) -> None:
         if spawn == "default":
             self.pool = None
             self._spawn = type(self)._spawn
@@ -203,9 +235,9 @@ class BaseServer:
             self.pool = None
             self._spawn = spawn
         if hasattr(self.pool, "full"):
-            self.full = self.pool.full
+            self.full = self.pool.full  # type: ignore[method-assign]
 
-    def set_handle(self, handle):
+    def set_handle(self, handle: Callable[..., object] | None) -> None:
         if handle is not None:
             self.handle = handle
         if hasattr(self, "handle"):
@@ -219,12 +251,12 @@ class BaseServer:
         if self.started:
             self.start_accepting()
 
-    def start_accepting(self):
+    def start_accepting(self) -> None:
         if self._watcher is None:
             self._watcher = self.loop.io(self.socket.fileno(), 1)
             self._watcher.start(self._do_read)
 
-    def stop_accepting(self):
+    def stop_accepting(self) -> None:
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
@@ -276,11 +308,11 @@ class BaseServer:
                 self._pause()
                 return
 
-    def do_read(self):
+    def do_read(self) -> tuple[Any, ...] | None:
         """Take one request from the listener; a tuple of handler args, or None."""
         raise NotImplementedError()
 
-    def do_handle(self, *args):
+    def do_handle(self, *args: Any) -> None:
         spawn = self._spawn
         handle = self._handle
         close = self.do_close
@@ -293,25 +325,25 @@ class BaseServer:
             close(*args)
             raise
 
-    def do_close(self, *args):
+    def do_close(self, *args: Any) -> None:
         """Release a request's resources once its handler has returned."""
 
-    def full(self):
+    def full(self) -> bool:
         return False
 
-    def is_fatal_error(self, ex):
+    def is_fatal_error(self, ex: BaseException) -> bool:
         return isinstance(ex, OSError) and ex.args[0] in self.fatal_errors
 
     # -- life cycle ------------------------------------------------------------------
 
-    def init_socket(self):
+    def init_socket(self) -> None:
         """Create, bind (and listen on) the socket if an address was given."""
 
     @property
-    def started(self):
+    def started(self) -> bool:
         return not self._stop_event.is_set()
 
-    def start(self):
+    def start(self) -> None:
         """Start accepting (creating and binding the socket first if needed)."""
         self.init_socket()
         self._stop_event.clear()
@@ -321,7 +353,7 @@ class BaseServer:
             self.close()
             raise
 
-    def close(self):
+    def close(self) -> None:
         """Stop accepting and close the listening socket."""
         self._stop_event.set()
         try:
@@ -341,10 +373,10 @@ class BaseServer:
                 self.__dict__.pop(name, None)
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return "socket" not in self.__dict__
 
-    def stop(self, timeout=None):
+    def stop(self, timeout: float | None = None) -> None:
         """Close the listener; with a pool, wait up to *timeout* for handlers, then kill them."""
         self.close()
         if timeout is None:
@@ -353,7 +385,7 @@ class BaseServer:
             self.pool.join(timeout=timeout)
             self.pool.kill(block=True, timeout=1)
 
-    def serve_forever(self, stop_timeout=None):
+    def serve_forever(self, stop_timeout: float | None = None) -> None:
         """Start if needed, then block until :meth:`stop` (or :meth:`close`)."""
         if not self.started:
             self.start()
@@ -365,26 +397,26 @@ class BaseServer:
     # -- description ------------------------------------------------------------------
 
     @property
-    def server_host(self):
+    def server_host(self) -> Any:
         """The IP address the server is bound to."""
         if isinstance(self.address, tuple):
             return self.address[0]
         return None
 
     @property
-    def server_port(self):
+    def server_port(self) -> Any:
         """The port the server is bound to."""
         if isinstance(self.address, tuple):
             return self.address[1]
         return None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<%s at %s %s>" % (type(self).__name__, hex(id(self)), self._formatinfo())
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "<%s %s>" % (type(self).__name__, self._formatinfo())
 
-    def _formatinfo(self):
+    def _formatinfo(self) -> str:
         result = ""
         sock = self.__dict__.get("socket")
         if sock is not None:
@@ -430,7 +462,7 @@ class StreamServer(BaseServer):
     #: Without a limit, a client that connects and sends nothing would hold a
     #: file descriptor and a greenlet for as long as it likes.  ``handle`` gets
     #: the socket with the timeout it had before the handshake.
-    handshake_timeout = 10.0
+    handshake_timeout: float | None = 10.0
 
     #: listen() backlog for sockets the server creates.  Larger than gevent's
     #: 128: a burst of connections beyond the backlog gets its SYNs dropped
@@ -438,7 +470,21 @@ class StreamServer(BaseServer):
     backlog = max(128, getattr(_socket, "SOMAXCONN", 128))
     reuse_addr = DEFAULT_REUSE_ADDR
 
-    def __init__(self, listener, handle=None, backlog=None, spawn="default", **ssl_args):
+    if TYPE_CHECKING:
+        #: The keyword arguments for wrap_socket (None: no TLS).
+        ssl_args: dict[str, Any] | None
+        wrap_socket: Callable[..., Any]
+        _client_args: tuple[int, int, int]
+        _nodelay: bool
+
+    def __init__(
+        self,
+        listener: Any,
+        handle: Callable[..., object] | None = None,
+        backlog: int | None = None,
+        spawn: Any = "default",
+        **ssl_args: Any,
+    ) -> None:
         BaseServer.__init__(self, listener, handle=handle, spawn=spawn)
         try:
             if "handshake_timeout" in ssl_args:
@@ -476,10 +522,10 @@ class StreamServer(BaseServer):
             raise
 
     @property
-    def ssl_enabled(self):
+    def ssl_enabled(self) -> bool:
         return self.ssl_args is not None
 
-    def init_socket(self):
+    def init_socket(self) -> None:
         if "socket" not in self.__dict__:
             self.socket = self.get_listener(self.address, self.backlog, self.family)
             self.address = self.socket.getsockname()
@@ -492,12 +538,14 @@ class StreamServer(BaseServer):
             self._handle = self.handle
 
     @classmethod
-    def get_listener(cls, address, backlog=None, family=None):
+    def get_listener(
+        cls, address: Any, backlog: int | None = None, family: int | None = None
+    ) -> socket:
         if backlog is None:
             backlog = cls.backlog
         return _tcp_listener(address, backlog=backlog, reuse_addr=cls.reuse_addr, family=family)
 
-    def do_read(self):
+    def do_read(self) -> tuple[socket, Any] | None:
         try:
             fd, address = _ss_accept(self.socket)
         except BlockingIOError:
@@ -511,10 +559,10 @@ class StreamServer(BaseServer):
                 pass
         return client, address
 
-    def do_close(self, sock, *args):
+    def do_close(self, sock: Any, *args: Any) -> None:
         sock.close()
 
-    def wrap_socket_and_handle(self, client_socket, address):
+    def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
         ssl_socket = self._tls_handshake(client_socket, address, self.handshake_timeout)
         if ssl_socket is None:
             return None
@@ -559,27 +607,27 @@ class DatagramServer(BaseServer):
     #: Largest datagram read (bytes).
     max_datagram = 65536
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         BaseServer.__init__(self, *args, **kwargs)
         self._writelock = _Lock()
 
-    def init_socket(self):
+    def init_socket(self) -> None:
         if "socket" not in self.__dict__:
             self.socket = self.get_listener(self.address, self.family)
             self.address = self.socket.getsockname()
 
     @classmethod
-    def get_listener(cls, address, family=None):
+    def get_listener(cls, address: Any, family: int | None = None) -> socket:
         return _udp_socket(address, reuse_addr=cls.reuse_addr, family=family)
 
-    def do_read(self):
+    def do_read(self) -> tuple[bytes, Any] | None:
         try:
             data, address = _ss_recvfrom(self.socket, self.max_datagram)
         except BlockingIOError:
             return None
         return data, address
 
-    def sendto(self, *args):
+    def sendto(self, *args: Any) -> int:
         with self._writelock:
             return self.socket.sendto(*args)
 

@@ -24,13 +24,15 @@ worker thread (:mod:`greenwheel._threadpool`); numeric look-ups that cannot
 block are answered directly.
 """
 
+from __future__ import annotations
+
 import _socket
 import os
 import socket as __socket__
 import sys
 from errno import EAGAIN, EALREADY, EBADF, EINPROGRESS, EISCONN, EWOULDBLOCK
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._core import recv_nowait as _recv_nowait
 from ._core import send_nowait as _send_nowait
@@ -44,6 +46,17 @@ from ._hub import _check_seconds, get_hub
 from ._threadpool import _real_get_ident as _get_ident
 from ._threadpool import get_threadpool  # noqa: F401 - kept importable from here
 from ._timeout import Timeout
+
+if TYPE_CHECKING:
+    from socket import AddressFamily, SocketKind
+    from typing import TypeAlias
+
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+    from ._hub import Hub
+
+    #: A file descriptor, or an object with ``fileno()``.
+    _FileLike: TypeAlias = int | Any
 
 __all__ = [
     "socket",
@@ -105,15 +118,15 @@ _ss_getsockopt = _ss.getsockopt
 _ss_family = _ss.family.__get__
 _ss_type = _ss.type.__get__
 _ss_proto = _ss.proto.__get__
-_ss_recvmsg = getattr(_ss, "recvmsg", None)
-_ss_recvmsg_into = getattr(_ss, "recvmsg_into", None)
-_ss_sendmsg = getattr(_ss, "sendmsg", None)
+_ss_recvmsg: Any = getattr(_ss, "recvmsg", None)
+_ss_recvmsg_into: Any = getattr(_ss, "recvmsg_into", None)
+_ss_sendmsg: Any = getattr(_ss, "sendmsg", None)
 
 
 class cancel_wait_ex(OSError):
     """Raised in a greenlet whose socket was closed by another greenlet."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         OSError.__init__(self, EBADF, "File descriptor was closed in another greenlet")
 
 
@@ -146,7 +159,7 @@ def _block(hub, watcher, deadline, throw_args, known_unready=False):
     watcher.wait(hub, known_unready, deadline, throw_args)
 
 
-def wait(io, timeout=None, timeout_exc=_NONE):
+def wait(io: Any, timeout: float | None = None, timeout_exc: Any = _NONE) -> None:
     """Block the current greenlet until the unstarted watcher *io* is ready.
 
     After *timeout* seconds raise *timeout_exc* (an exception class or
@@ -185,22 +198,26 @@ def _wait_fd(fileno, events, timeout, timeout_exc):
         io.close()
 
 
-def wait_read(fileno, timeout=None, timeout_exc=_NONE):
+def wait_read(fileno: _FileLike, timeout: float | None = None, timeout_exc: Any = _NONE) -> None:
     """Block the current greenlet until *fileno* is readable (see :func:`wait`)."""
     _wait_fd(fileno, _READ, timeout, timeout_exc)
 
 
-def wait_write(fileno, timeout=None, timeout_exc=_NONE, event=_NONE):
+def wait_write(
+    fileno: _FileLike, timeout: float | None = None, timeout_exc: Any = _NONE, event: Any = _NONE
+) -> None:
     """Block the current greenlet until *fileno* is writable (see :func:`wait`)."""
     _wait_fd(fileno, _WRITE, timeout, timeout_exc)
 
 
-def wait_readwrite(fileno, timeout=None, timeout_exc=_NONE, event=_NONE):
+def wait_readwrite(
+    fileno: _FileLike, timeout: float | None = None, timeout_exc: Any = _NONE, event: Any = _NONE
+) -> None:
     """Block the current greenlet until *fileno* is readable or writable."""
     _wait_fd(fileno, _READ | _WRITE, timeout, timeout_exc)
 
 
-def cancel_wait(watcher, error=cancel_wait_ex):
+def cancel_wait(watcher: Any, error: Any = cancel_wait_ex) -> None:
     """Make the greenlet waiting on *watcher* raise *error* (from the hub)."""
     get_hub().cancel_wait(watcher, error)
 
@@ -253,7 +270,22 @@ class socket(_std_socket):
 
     __slots__ = ("hub", "timeout", "_read_event", "_write_event", "_ref")
 
-    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+    if TYPE_CHECKING:
+        hub: Hub
+        #: Seconds, None (block) or 0.0 (non-blocking): a slot, where the
+        #: standard socket has a read-only property.
+        timeout: float | None
+        _read_event: Any
+        _write_event: Any
+        _ref: bool
+
+    def __init__(
+        self,
+        family: AddressFamily | int = -1,
+        type: SocketKind | int = -1,
+        proto: int = -1,
+        fileno: int | None = None,
+    ) -> None:
         # The base class, not ``__socket__.socket``: once greenwheel.monkey
         # has patched the socket module, that name is this class.
         _std_socket.__init__(self, family, type, proto, fileno)
@@ -324,7 +356,7 @@ class socket(_std_socket):
 
     # -- timeouts -------------------------------------------------------------
 
-    def settimeout(self, value):
+    def settimeout(self, value: float | None) -> None:
         """Set the timeout of blocking operations (None: block; 0.0: non-blocking)."""
         if value is not None:
             try:
@@ -338,18 +370,18 @@ class socket(_std_socket):
                 raise ValueError("Timeout value out of range")
         self.timeout = value
 
-    def gettimeout(self):
+    def gettimeout(self) -> float | None:
         return self.timeout
 
-    def setblocking(self, flag):
+    def setblocking(self, flag: bool) -> None:
         self.timeout = None if flag else 0.0
 
-    def getblocking(self):
+    def getblocking(self) -> bool:
         return self.timeout != 0.0
 
     # -- receiving -----------------------------------------------------------------
 
-    def recv(self, bufsize, flags=0):
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
         # The Rust helper reports "would block" as None: no exception raised
         # and caught on every wait, which costs more than the system call.
         data = _recv_nowait(self.fileno(), bufsize, flags)
@@ -395,7 +427,7 @@ class socket(_std_socket):
             if data is not None:
                 return data
 
-    def recv_into(self, buffer, nbytes=0, flags=0):
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
         try:
             return _ss_recv_into(self, buffer, nbytes, flags)
         except BlockingIOError:
@@ -403,7 +435,7 @@ class socket(_std_socket):
                 raise
         return self._retry(_ss_recv_into, (buffer, nbytes, flags), _READ)
 
-    def recvfrom(self, bufsize, flags=0):
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         try:
             return _ss_recvfrom(self, bufsize, flags)
         except BlockingIOError:
@@ -411,7 +443,9 @@ class socket(_std_socket):
                 raise
         return self._retry(_ss_recvfrom, (bufsize, flags), _READ)
 
-    def recvfrom_into(self, buffer, nbytes=0, flags=0):
+    def recvfrom_into(
+        self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0
+    ) -> tuple[int, Any]:
         try:
             return _ss_recvfrom_into(self, buffer, nbytes, flags)
         except BlockingIOError:
@@ -421,7 +455,7 @@ class socket(_std_socket):
 
     if _ss_recvmsg is not None:
 
-        def recvmsg(self, *args):
+        def recvmsg(self, *args: Any) -> tuple[bytes, list[Any], int, Any]:
             try:
                 return _ss_recvmsg(self, *args)
             except BlockingIOError:
@@ -431,7 +465,7 @@ class socket(_std_socket):
 
     if _ss_recvmsg_into is not None:
 
-        def recvmsg_into(self, *args):
+        def recvmsg_into(self, *args: Any) -> tuple[int, list[Any], int, Any]:
             try:
                 return _ss_recvmsg_into(self, *args)
             except BlockingIOError:
@@ -441,7 +475,7 @@ class socket(_std_socket):
 
     # -- sending --------------------------------------------------------------------
 
-    def send(self, data, flags=0, timeout=_NONE):
+    def send(self, data: ReadableBuffer, flags: int = 0, timeout: Any = _NONE) -> int:
         """Send *data*; return the number of bytes sent.
 
         *timeout* (a gevent extension) bounds this call instead of the
@@ -469,7 +503,7 @@ class socket(_std_socket):
             except BlockingIOError:
                 pass
 
-    def sendto(self, *args):
+    def sendto(self, *args: Any) -> int:
         try:
             return _ss_sendto(self, *args)
         except BlockingIOError:
@@ -480,7 +514,7 @@ class socket(_std_socket):
 
     if _ss_sendmsg is not None:
 
-        def sendmsg(self, *args):
+        def sendmsg(self, *args: Any) -> int:
             try:
                 return _ss_sendmsg(self, *args)
             except BlockingIOError:
@@ -488,7 +522,7 @@ class socket(_std_socket):
                     raise
             return self._retry(_ss_sendmsg, args, _WRITE)
 
-    def sendall(self, data, flags=0):
+    def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
         """Send all of *data*; the timeout bounds the whole call, as in the stdlib."""
         if self.timeout == 0.0:
             return _ss_sendall(self, data, flags)
@@ -566,7 +600,7 @@ class socket(_std_socket):
 
     # -- connections -----------------------------------------------------------------
 
-    def accept(self):
+    def accept(self) -> tuple[socket, Any]:
         """Wait for a connection; return ``(greenwheel socket, address)``."""
         try:
             fd, addr = _ss_accept(self)
@@ -577,13 +611,13 @@ class socket(_std_socket):
         sock = socket(_ss_family(self), _ss_type(self), _ss_proto(self), fd)
         return sock, addr
 
-    def bind(self, address):
+    def bind(self, address: Any) -> None:
         _ss_bind(self, _resolve_addr(self, address))
 
-    def connect(self, address):
+    def connect(self, address: Any) -> None:
         self._internal_connect(address)
 
-    def connect_ex(self, address):
+    def connect_ex(self, address: Any) -> int:
         try:
             self._internal_connect(address)
         except _timeout_error:
@@ -619,7 +653,7 @@ class socket(_std_socket):
             if err not in (EINPROGRESS, EWOULDBLOCK, EALREADY):
                 raise _os_error(err)
 
-    def shutdown(self, how):
+    def shutdown(self, how: int) -> None:
         # As in gevent, a greenlet waiting in the direction being shut down
         # is woken with EBADF rather than left to whatever the kernel reports.
         hub = self.hub
@@ -632,7 +666,7 @@ class socket(_std_socket):
     # -- closing ------------------------------------------------------------------------
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         """True once :meth:`close` or :meth:`detach` was called (gevent's attribute)."""
         return self._closed or _ss_fileno(self) < 0
 
@@ -640,7 +674,7 @@ class socket(_std_socket):
         # Called by close() once no makefile() stream uses the socket.
         self._drop_events(True)
 
-    def detach(self):
+    def detach(self) -> int:
         """Close the object without closing the descriptor; return the descriptor."""
         self._closed = True
         return self._drop_events(False)
@@ -701,7 +735,9 @@ SocketType = socket
 # --- module functions ---------------------------------------------------------------
 
 
-def socketpair(family=None, type=SOCK_STREAM, proto=0):
+def socketpair(
+    family: int | None = None, type: int = SOCK_STREAM, proto: int = 0
+) -> tuple[socket, socket]:
     """A pair of connected greenwheel sockets (AF_UNIX by default)."""
     if family is None:
         family = AF_UNIX if AF_UNIX is not None else AF_INET
@@ -709,20 +745,24 @@ def socketpair(family=None, type=SOCK_STREAM, proto=0):
     return socket(family, type, proto, a.detach()), socket(family, type, proto, b.detach())
 
 
-def fromfd(fd, family, type, proto=0):
+def fromfd(fd: _FileLike, family: int, type: int, proto: int = 0) -> socket:
     """A greenwheel socket on a duplicate of *fd*."""
     return socket(family, type, proto, os.dup(fd))
 
 
 def create_connection(
-    address, timeout=_GLOBAL_DEFAULT_TIMEOUT, source_address=None, *, all_errors=False
-):
+    address: tuple[str | None, int],
+    timeout: float | None = _GLOBAL_DEFAULT_TIMEOUT,
+    source_address: Any = None,
+    *,
+    all_errors: bool = False,
+) -> socket:
     """Connect to *address* (``(host, port)``) and return the socket.
 
     Tries every address ``getaddrinfo`` gives, in order, like the stdlib.
     """
     host, port = address
-    errors = []
+    errors: list[OSError] = []
     # Through the public module, looked up now: code that replaces
     # greenwheel.socket.socket or .getaddrinfo (mocks, wrappers) is obeyed.
     public = sys.modules.get("greenwheel.socket")
@@ -759,7 +799,14 @@ def create_connection(
     raise OSError("getaddrinfo returns an empty list")
 
 
-def create_server(address, *, family=AF_INET, backlog=None, reuse_port=False, dualstack_ipv6=False):
+def create_server(
+    address: Any,
+    *,
+    family: int = AF_INET,
+    backlog: int | None = None,
+    reuse_port: bool = False,
+    dualstack_ipv6: bool = False,
+) -> socket:
     """A listening greenwheel TCP socket bound to *address* (as the stdlib's)."""
     if reuse_port and not hasattr(_socket, "SO_REUSEPORT"):
         raise ValueError("SO_REUSEPORT not supported on this platform")
@@ -859,33 +906,40 @@ def _stdlib(name):
     return func
 
 
-def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+def getaddrinfo(
+    host: bytes | str | None,
+    port: bytes | str | int | None,
+    family: int = 0,
+    type: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+) -> list[tuple[AddressFamily, SocketKind, int, str, tuple[Any, ...]]]:
     """``socket.getaddrinfo`` through the hub's resolver (by default in a worker
     thread; numeric look-ups directly)."""
     return get_hub().resolver.getaddrinfo(host, port, family, type, proto, flags)
 
 
-def gethostbyname(hostname):
+def gethostbyname(hostname: str) -> str:
     """``socket.gethostbyname`` through the hub's resolver (IPv4 literals directly)."""
     return get_hub().resolver.gethostbyname(hostname)
 
 
-def gethostbyname_ex(hostname):
+def gethostbyname_ex(hostname: str) -> tuple[str, list[str], list[str]]:
     """``socket.gethostbyname_ex`` through the hub's resolver."""
     return get_hub().resolver.gethostbyname_ex(hostname)
 
 
-def gethostbyaddr(ip_address):
+def gethostbyaddr(ip_address: str) -> tuple[str, list[str], list[str]]:
     """``socket.gethostbyaddr`` through the hub's resolver."""
     return get_hub().resolver.gethostbyaddr(ip_address)
 
 
-def getnameinfo(sockaddr, flags):
+def getnameinfo(sockaddr: tuple[Any, ...], flags: int) -> tuple[str, str]:
     """``socket.getnameinfo`` through the hub's resolver (purely numeric requests directly)."""
     return get_hub().resolver.getnameinfo(sockaddr, flags)
 
 
-def getfqdn(name=""):
+def getfqdn(name: str = "") -> str:
     """The fully qualified domain name of *name* (the local host if empty)."""
     name = name.strip()
     if not name or name in ("0.0.0.0", "::"):

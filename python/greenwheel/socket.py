@@ -10,27 +10,35 @@ greenwheel's own (see :mod:`greenwheel._socket`), and :func:`wait_read`,
 
 import socket as __socket__
 from types import ModuleType as _ModuleType
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from ._socket import (  # noqa: F401 - re-exported
-    SocketType,
-    cancel_wait,
-    cancel_wait_ex,
-    create_connection,
-    create_server,
-    fromfd,
-    getaddrinfo,
-    getfqdn,
-    gethostbyaddr,
-    gethostbyname,
-    gethostbyname_ex,
-    getnameinfo,
-    socket,
-    socketpair,
-    wait,
-    wait_read,
-    wait_readwrite,
-    wait_write,
-)
+# ``X as X``: explicit re-exports for type checkers (__all__ is computed below).
+from ._socket import SocketType as SocketType
+from ._socket import cancel_wait as cancel_wait
+from ._socket import cancel_wait_ex as cancel_wait_ex
+from ._socket import create_connection as create_connection
+from ._socket import create_server as create_server
+from ._socket import fromfd as fromfd
+from ._socket import getaddrinfo as getaddrinfo
+from ._socket import getfqdn as getfqdn
+from ._socket import gethostbyaddr as gethostbyaddr
+from ._socket import gethostbyname as gethostbyname
+from ._socket import gethostbyname_ex as gethostbyname_ex
+from ._socket import getnameinfo as getnameinfo
+from ._socket import socket as socket
+from ._socket import socketpair as socketpair
+from ._socket import wait as wait
+from ._socket import wait_read as wait_read
+from ._socket import wait_readwrite as wait_readwrite
+from ._socket import wait_write as wait_write
+
+if _TYPE_CHECKING:
+    from typing import Any
+
+    # The standard module's names, copied in below, are not visible to a
+    # type checker: they type as Any rather than as missing.
+    def __getattr__(name: str) -> Any: ...
+
 
 #: Names greenwheel implements itself rather than re-exporting.
 __implements__ = [

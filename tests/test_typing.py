@@ -5,6 +5,7 @@ no configuration of ours); the test pins every error and every
 ``reveal_type`` line, so a regression in the annotations shows up as a diff.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -176,3 +177,41 @@ def test_program_text_is_what_the_lines_refer_to():
     assert lines[35] == 'q.put("one")'
     assert lines[50] == "pool.spawn(work)"
     assert textwrap.dedent(USER_PROGRAM) == USER_PROGRAM
+
+
+def test_the_annotations_cost_nothing_at_run_time():
+    # Importing greenwheel does not import typing (as before it was
+    # annotated; see greenwheel._typecheck), and the generic classes keep
+    # the bases they had: no typing.Generic in any MRO.
+    import greenlet
+
+    paths = {
+        os.path.dirname(os.path.dirname(greenwheel.__file__)),
+        os.path.dirname(os.path.dirname(greenlet.__file__)),
+    }
+    code = (
+        "import sys\n"
+        "import greenwheel, greenwheel.event, greenwheel.pool, greenwheel.queue\n"
+        "import greenwheel.lock, greenwheel.local, greenwheel.server, greenwheel.socket\n"
+        "print('typing' in sys.modules)\n"
+        "classes = [greenwheel.Greenlet, greenwheel.event.AsyncResult, greenwheel.pool.IMap,\n"
+        "           greenwheel.queue.Queue, greenwheel.queue.Channel]\n"
+        "print([[base.__name__ for base in cls.__mro__] for cls in classes])\n"
+    )
+    # -S: no site customisation that might import typing first.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sorted(paths))}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    imported, mros = out.stdout.splitlines()
+    assert imported == "False"
+    assert mros == str(
+        [
+            ["Greenlet", "greenlet", "object"],
+            ["AsyncResult", "AbstractLinkable", "object"],
+            ["IMap", "IMapUnordered", "Greenlet", "greenlet", "object"],
+            ["Queue", "SimpleQueue", "_IterateByGet", "object"],
+            ["Channel", "_IterateByGet", "object"],
+        ]
+    )

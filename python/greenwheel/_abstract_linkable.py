@@ -58,16 +58,18 @@ import sys
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent
 
 from ._exceptions import BlockingSwitchOutError, InvalidSwitchError, InvalidThreadUseError
 from ._hub import _check_seconds, _state, get_hub
 from ._timeout import Timeout, _wait_under
+from ._typecheck import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from ._hub import Hub
 
 __all__ = ["AbstractLinkable"]

@@ -23,13 +23,18 @@ alone.  A ``SIGCHLD`` handler installed through :func:`greenwheel.signal.signal`
 reaping.
 """
 
+from __future__ import annotations
+
 import os
 import signal as _signal_mod
 import sys
 from time import monotonic
-from typing import Any
 
 from . import _hub
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["watch", "forget", "reap", "wait_child", "install_sigchld"]
 

@@ -9,14 +9,18 @@ travels to the owner hub through its async watcher.
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Generic, NoReturn, TypeVar
+from types import GenericAlias
 
 from greenlet import getcurrent
 
 from ._abstract_linkable import AbstractLinkable, _discard, _thread_count
 from ._hub import _state
 from ._timeout import Timeout, _expired
+from ._typecheck import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any, NoReturn
 
 __all__ = ["Event", "AsyncResult"]
 
@@ -185,6 +189,10 @@ class AsyncResult(AbstractLinkable, Generic[_T]):
     """
 
     __slots__ = ("_value", "_exc_info")
+
+    if not TYPE_CHECKING:
+        # AsyncResult[int] at run time, as list[int] (see _typecheck).
+        __class_getitem__ = classmethod(GenericAlias)
 
     _value: _T
     _exc_info: tuple[Any, ...]

@@ -13,11 +13,17 @@ Ground rules:
   runs without being imported by the application.
 """
 
+from __future__ import annotations
+
 import sys
-from typing import Any
 
 from zope.event import notify, subscribers
 from zope.interface import Attribute, Interface, implementer
+
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DoNotPatch",

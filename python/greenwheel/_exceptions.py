@@ -7,9 +7,12 @@ can import them without creating import cycles.
 
 from __future__ import annotations
 
-from typing import Any
-
 from greenlet import GreenletExit
+
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "LoopExit",

@@ -15,9 +15,7 @@ raised inside it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Collection, Iterable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, overload
+from types import GenericAlias
 from weakref import ref as _wref
 
 from greenlet import GreenletExit, getcurrent
@@ -42,9 +40,12 @@ from ._hub import (
     wait,
 )
 from ._timeout import _NEVER, Timeout
+from ._typecheck import TYPE_CHECKING, Generic, ParamSpec, TypeVar, overload
 
 if TYPE_CHECKING:
-    from typing import Self, TypeAlias
+    from collections.abc import Callable, Collection, Iterable
+    from types import TracebackType
+    from typing import Any, NoReturn, Self, TypeAlias
 
     from ._core import Loop
     from ._hub import _L, Hub
@@ -293,6 +294,10 @@ class Greenlet(_RawGreenlet, Generic[_T]):
         _tree_locals: dict[Any, Any] | None
         # The hub, always (greenlet's own stubs allow any greenlet or None).
         parent: Hub
+
+    if not TYPE_CHECKING:
+        # Greenlet[int] at run time, as list[int] (see _typecheck).
+        __class_getitem__ = classmethod(GenericAlias)
 
     _run = _RunAttribute()
 

@@ -22,11 +22,8 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Collection, Iterable, Iterator
 from functools import partial
 from heapq import heappop, heappush
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 from greenlet import GreenletExit, getcurrent
 from greenlet import error as _GreenletError
@@ -41,22 +38,24 @@ from ._exceptions import (
     InvalidSwitchError,
     LoopExit,
 )
+from ._typecheck import TYPE_CHECKING, Generic, TypeVar, overload
 
 if TYPE_CHECKING:
-    from typing import Self
+    from collections.abc import Callable, Collection, Iterable, Iterator
+    from types import TracebackType
+    from typing import IO, Any, Literal, Protocol, Self
 
     from ._monitor import PeriodicMonitoringThread
     from ._threadpool import ThreadPool
 
+    class _Linkable(Protocol):
+        """What :func:`wait` and :func:`iwait` take: anything with ``rawlink``
+        (greenlets, events, async results, ...); ``unlink`` is used when present."""
 
-class _Linkable(Protocol):
-    """What :func:`wait` and :func:`iwait` take: anything with ``rawlink``
-    (greenlets, events, async results, ...); ``unlink`` is used when present."""
-
-    def rawlink(self, callback: Callable[[Any], object], /) -> object: ...
+        def rawlink(self, callback: Callable[[Any], object], /) -> object: ...
 
 
-_L = TypeVar("_L", bound=_Linkable)
+_L = TypeVar("_L", bound="_Linkable")
 
 __all__ = [
     "getcurrent",

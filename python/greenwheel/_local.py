@@ -16,13 +16,14 @@ every greenlet's dict when the local object itself goes away.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
 from weakref import ref
 
 from greenlet import getcurrent
 
+from ._typecheck import TYPE_CHECKING
+
 if TYPE_CHECKING:
-    from typing import Self, TypeAlias
+    from typing import Any, Self, TypeAlias
 
     from greenlet import greenlet as _RawGreenlet
 

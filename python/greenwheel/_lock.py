@@ -6,14 +6,16 @@ Import them from :mod:`greenwheel.lock`.
 from __future__ import annotations
 
 import _thread
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent
 
 from ._semaphore import BoundedSemaphore, Semaphore
+from ._typecheck import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any
+
     from ._hub import Hub
     from ._timeout import Timeout
 

@@ -40,14 +40,10 @@ import traceback
 import warnings
 import weakref
 from time import perf_counter
-from typing import TYPE_CHECKING
 
 from zope.interface import implementer
 
 from ._config import config
-
-if TYPE_CHECKING:
-    from ._hub import Hub
 from ._events import (
     EventLoopBlocked,
     IPeriodicMonitorThread,
@@ -62,6 +58,10 @@ from ._threadpool import _original
 # current greenlet, and the hub's thread_ident is an OS thread's.
 from ._threadpool import _real_get_ident as get_thread_ident
 from ._tracer import GreenletTracer
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._hub import Hub
 
 __all__ = ["PeriodicMonitoringThread"]
 

@@ -13,9 +13,7 @@ empty" flag is a :class:`greenwheel.event.Event`.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
 from queue import Full as _QueueFull
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from greenlet import GreenletExit, getcurrent
 
@@ -24,9 +22,11 @@ from ._greenlet import Greenlet, joinall
 from ._hub import Waiter, get_hub
 from ._hub import kill as _kill_raw
 from ._timeout import Timeout
+from ._typecheck import TYPE_CHECKING, Generic, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
-    from typing import Self
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Any, NoReturn, Self
 
     from greenlet import greenlet as _RawGreenlet
 

@@ -25,12 +25,10 @@ from __future__ import annotations
 import collections
 import sys
 import types
-from collections.abc import Collection, Iterable
 from heapq import heapify as _heapify
 from heapq import heappop as _heappop
 from heapq import heappush as _heappush
 from queue import Empty, Full
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from greenlet import getcurrent
 
@@ -46,6 +44,7 @@ from ._abstract_linkable import (
 from ._exceptions import InvalidSwitchError, InvalidThreadUseError
 from ._hub import _check_seconds, _state, get_hub
 from ._timeout import Timeout, _under
+from ._typecheck import TYPE_CHECKING, Generic, TypeVar
 
 if sys.version_info >= (3, 13):
     from queue import ShutDown
@@ -56,7 +55,8 @@ else:
 
 
 if TYPE_CHECKING:
-    from typing import Self
+    from collections.abc import Collection, Iterable
+    from typing import Any, Self
 
     from ._event import Event
     from ._hub import Hub
@@ -161,6 +161,10 @@ class _IterateByGet(Generic[_T]):
     if TYPE_CHECKING:
 
         def get(self, block: bool = True, timeout: float | None = None) -> _T: ...
+
+    else:
+        # Subclassing _IterateByGet[_T] at run time (see _typecheck).
+        __class_getitem__ = classmethod(types.GenericAlias)
 
     def __iter__(self) -> Self:
         return self

@@ -23,10 +23,12 @@ ones from a worker thread would recurse).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 from . import _socket as _gs
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 __all__ = ["BlockingResolver", "ThreadResolver", "resolver_class"]
 

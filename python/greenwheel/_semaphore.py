@@ -8,13 +8,14 @@ others are still being woken.
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
-
 from ._abstract_linkable import _NOT_TAKEN, AbstractLinkable
 from ._hub import _state
+from ._typecheck import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any
+
     from ._hub import Hub
     from ._timeout import Timeout
 

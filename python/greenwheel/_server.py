@@ -16,16 +16,16 @@ import errno
 import os
 import sys
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from ._event import Event
 from ._greenlet import Greenlet
 from ._hub import Waiter, get_hub, getcurrent, kill, spawn_raw
 from ._socket import _ss_accept, _ss_recvfrom, socket
+from ._typecheck import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import Self
+    from collections.abc import Callable
+    from typing import Any, Self
 
     from ._core import Loop
 

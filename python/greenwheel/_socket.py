@@ -32,7 +32,6 @@ import socket as __socket__
 import sys
 from errno import EAGAIN, EALREADY, EBADF, EINPROGRESS, EISCONN, EWOULDBLOCK
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, Any
 
 from ._core import recv_nowait as _recv_nowait
 from ._core import send_nowait as _send_nowait
@@ -46,10 +45,11 @@ from ._hub import _check_seconds, get_hub
 from ._threadpool import _real_get_ident as _get_ident
 from ._threadpool import get_threadpool  # noqa: F401 - kept importable from here
 from ._timeout import Timeout
+from ._typecheck import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from socket import AddressFamily, SocketKind
-    from typing import TypeAlias
+    from typing import Any, TypeAlias
 
     from _typeshed import ReadableBuffer, WriteableBuffer
 

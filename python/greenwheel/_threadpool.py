@@ -35,15 +35,17 @@ import sys
 import weakref
 from collections import deque
 from itertools import islice
-from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent
 from greenlet import greenlet as _RawGreenlet
 
 from ._exceptions import BlockingSwitchOutError, InvalidThreadUseError
 from ._hub import Waiter, _check_seconds, _get_hub_if_exists, get_hub
+from ._typecheck import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._hub import Hub
 
 __all__ = ["ThreadPool", "ThreadResult", "ThreadPoolExecutor", "get_threadpool"]

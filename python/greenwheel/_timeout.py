@@ -30,10 +30,12 @@ instead of raising::
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar, overload
-
 from . import _core
+from ._typecheck import TYPE_CHECKING, ParamSpec, TypeVar, overload
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 _T = TypeVar("_T")
 _V = TypeVar("_V")

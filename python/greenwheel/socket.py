@@ -10,7 +10,6 @@ greenwheel's own (see :mod:`greenwheel._socket`), and :func:`wait_read`,
 
 import socket as __socket__
 from types import ModuleType as _ModuleType
-from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 # ``X as X``: explicit re-exports for type checkers (__all__ is computed below).
 from ._socket import SocketType as SocketType
@@ -31,6 +30,7 @@ from ._socket import wait as wait
 from ._socket import wait_read as wait_read
 from ._socket import wait_readwrite as wait_readwrite
 from ._socket import wait_write as wait_write
+from ._typecheck import TYPE_CHECKING as _TYPE_CHECKING
 
 if _TYPE_CHECKING:
     from typing import Any

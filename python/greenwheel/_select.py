@@ -9,6 +9,8 @@ wake-up is just a hint, so a spurious one costs another round, never a wrong
 answer.
 """
 
+from __future__ import annotations
+
 import select as __select__
 import sys
 from errno import EBADF
@@ -18,6 +20,11 @@ from greenlet import getcurrent
 from ._clock import monotonic as _monotonic  # the clock the waits below run on
 from ._exceptions import BlockingSwitchOutError
 from ._hub import Waiter, _check_seconds, get_hub, sleep
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 __all__ = ["select", "poll", "error"]
 
@@ -44,7 +51,7 @@ _POLL_READ = POLLIN | POLLRDNORM
 _POLL_WRITE = POLLOUT | POLLWRNORM | POLLWRBAND
 
 
-def get_fileno(obj):
+def get_fileno(obj: Any) -> int:
     """The descriptor of *obj* (an int or an object with ``fileno()``)."""
     if isinstance(obj, int):
         fd = obj
@@ -129,7 +136,9 @@ def _deadline(timeout):
     return None if timeout is None else _monotonic() + timeout
 
 
-def select(rlist, wlist, xlist, timeout=None):
+def select(
+    rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any], timeout: float | None = None
+) -> tuple[list[Any], list[Any], list[Any]]:
     """``select.select`` that blocks only the calling greenlet.
 
     The result is exactly what the kernel reports; *xlist* is checked but
@@ -155,7 +164,7 @@ def select(rlist, wlist, xlist, timeout=None):
         # fileno() once per call (and the objects may not expect more).
         sleep(0)
         return result
-    interest = {}
+    interest: dict[int, int] = {}
     for obj in rlist:
         fd = get_fileno(obj)
         interest[fd] = interest.get(fd, 0) | _READ
@@ -185,17 +194,17 @@ class poll:
     event bits.
     """
 
-    def __init__(self):
-        self._fds = {}
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}
         self._kernel = _os_poll() if _os_poll is not None else None
 
-    def register(self, fd, eventmask=POLLIN | POLLPRI | POLLOUT):
+    def register(self, fd: Any, eventmask: int = POLLIN | POLLPRI | POLLOUT) -> None:
         fileno = get_fileno(fd)
         if self._kernel is not None:
             self._kernel.register(fileno, eventmask)
         self._fds[fileno] = eventmask
 
-    def modify(self, fd, eventmask):
+    def modify(self, fd: Any, eventmask: int) -> None:
         fileno = get_fileno(fd)
         if self._kernel is not None:
             self._kernel.modify(fileno, eventmask)
@@ -203,7 +212,7 @@ class poll:
             raise FileNotFoundError(2, "No such file or directory")
         self._fds[fileno] = eventmask
 
-    def unregister(self, fd):
+    def unregister(self, fd: Any) -> None:
         fileno = get_fileno(fd)
         del self._fds[fileno]
         if self._kernel is not None:
@@ -223,7 +232,7 @@ class poll:
             events[fd] = events.get(fd, 0) | POLLOUT
         return list(events.items())
 
-    def poll(self, timeout=None):
+    def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
         """Wait up to *timeout* milliseconds; return a list of ``(fd, events)``."""
         if timeout is not None:
             timeout = _check_seconds(timeout)

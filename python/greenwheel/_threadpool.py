@@ -41,12 +41,19 @@ from greenlet import greenlet as _RawGreenlet
 
 from ._exceptions import BlockingSwitchOutError, InvalidThreadUseError
 from ._hub import Waiter, _check_seconds, _get_hub_if_exists, get_hub
-from ._typecheck import TYPE_CHECKING
+from ._typecheck import TYPE_CHECKING, Generic, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from types import TracebackType
     from typing import Any
 
+    from ._greenlet import Greenlet
     from ._hub import Hub
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+_P = ParamSpec("_P")
 
 __all__ = ["ThreadPool", "ThreadResult", "ThreadPoolExecutor", "get_threadpool"]
 
@@ -73,7 +80,7 @@ if not isinstance(_NativeQueue, type) or _NativeQueue.__module__ != "_queue":
 _PENDING = object()
 
 
-class ThreadResult:
+class ThreadResult(Generic[_R]):
     """The outcome of a function submitted to a :class:`ThreadPool`.
 
     An AsyncResult-like object: :meth:`get`, :meth:`wait`, :meth:`ready`,
@@ -235,33 +242,35 @@ class ThreadResult:
             if self._exc_info:
                 self._exc_info = (self._exc_info[0], self._exc_info[1], None)
 
-    def ready(self):
+    def ready(self) -> bool:
         """True once the function has returned or raised (and the hub noticed)."""
         return self._watcher is None
 
-    def successful(self):
+    def successful(self) -> bool:
         """True once the function has returned without raising."""
         return self._watcher is None and self._exc_info is None
 
     @property
-    def value(self):
+    def value(self) -> _R | None:
         """The return value, or None if not ready or the function raised."""
         if self._watcher is None and self._exc_info is None:
             return self._value
         return None
 
     @property
-    def exception(self):
+    def exception(self) -> BaseException | None:
         """The exception the function raised, or None."""
         exc_info = self._exc_info
         return exc_info[1] if exc_info is not None else None
 
     @property
-    def exc_info(self):
+    def exc_info(
+        self,
+    ) -> tuple[type[BaseException], BaseException, TracebackType | None] | tuple[()]:
         """``(type, value, traceback)`` of the exception raised, or ``()``."""
         return self._exc_info or ()
 
-    def get(self, block=True, timeout=None):
+    def get(self, block: bool = True, timeout: float | None = None) -> _R:
         """Return the function's result (or raise its exception).
 
         Blocks the calling greenlet, at most *timeout* seconds if given
@@ -278,20 +287,20 @@ class ThreadResult:
             raise exc_info[1].with_traceback(exc_info[2])
         return self._value
 
-    def get_nowait(self):
+    def get_nowait(self) -> _R:
         return self.get(block=False)
 
-    def result(self, timeout=None):
+    def result(self, timeout: float | None = None) -> _R:
         """:meth:`get`, under the name ``concurrent.futures`` uses."""
         return self.get(timeout=timeout)
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | None = None) -> bool:
         """Block until ready (or *timeout*); return whether it is ready."""
         if self._watcher is None:
             return True
         return self._wait(timeout)
 
-    def _wait(self, timeout):
+    def _wait(self, timeout: float | None) -> bool:
         # True once ready, False if *timeout* passed first.
         from ._timeout import Timeout
 
@@ -320,7 +329,7 @@ class ThreadResult:
             except ValueError:
                 pass
 
-    def rawlink(self, callback):
+    def rawlink(self, callback: Callable[[ThreadResult[_R]], object]) -> None:
         """Call ``callback(self)`` from the hub once ready (at once, from the hub, if it is)."""
         if not callable(callback):
             raise TypeError("Expected callable: %r" % (callback,))
@@ -331,7 +340,7 @@ class ThreadResult:
 
     link = rawlink
 
-    def unlink(self, callback):
+    def unlink(self, callback: object) -> None:
         try:
             self._links.remove(callback)
         except ValueError:
@@ -491,12 +500,12 @@ class ThreadPool:
         self._pid = os.getpid()
 
     @property
-    def maxsize(self):
+    def maxsize(self) -> int:
         """The most worker threads this pool starts."""
         return self._maxsize
 
     @maxsize.setter
-    def maxsize(self, value):
+    def maxsize(self, value: int) -> None:
         self._check_size(value)
         with self._lock:
             self._maxsize = value
@@ -510,12 +519,12 @@ class ThreadPool:
             self._start_worker()
 
     @property
-    def size(self):
+    def size(self) -> int:
         """Number of worker threads alive (or starting)."""
         return self._threads - self._retire
 
     @size.setter
-    def size(self, value):
+    def size(self, value: int) -> None:
         """Start or retire workers so that *value* are running (at most maxsize)."""
         if value < 0 or value > self._maxsize:
             raise ValueError("size must be between 0 and maxsize (%d)" % self._maxsize)
@@ -525,17 +534,17 @@ class ThreadPool:
         for _ in range(current - value):
             self._stop_one()
 
-    def __len__(self):
+    def __len__(self) -> int:
         """Number of functions queued or running."""
         return sum(len(results) for results in self._outstanding.values())
 
-    def free_count(self):
+    def free_count(self) -> int:
         """How many more functions could start running at once."""
         return max(0, self._maxsize - len(self))
 
     # -- submitting --------------------------------------------------------------
 
-    def spawn(self, fn, *args, **kwargs):
+    def spawn(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> ThreadResult[_R]:
         """Queue ``fn(*args, **kwargs)`` on a worker thread; return a :class:`ThreadResult`.
 
         Only the thread of the pool's hub may submit (as in gevent), except
@@ -554,7 +563,7 @@ class ThreadPool:
             self._lock = _allocate_lock()
             self._reset()
         hub = get_hub()
-        result = ThreadResult(fn, args, kwargs, hub, self)
+        result: ThreadResult[_R] = ThreadResult(fn, args, kwargs, hub, self)
         self._outstanding.setdefault(hub.thread_ident, set()).add(result)
         with self._lock:
             self._unclaimed += 1
@@ -597,7 +606,12 @@ class ThreadPool:
         if results is not None:
             results.discard(result)
 
-    def apply(self, fn, args=(), kwds=None):
+    def apply(
+        self,
+        fn: Callable[..., _R],
+        args: Iterable[Any] | None = (),
+        kwds: dict[str, Any] | None = None,
+    ) -> _R:
         """Run ``fn(*args, **kwds)`` in a worker and return its result.
 
         Only the calling greenlet waits; exceptions are re-raised here.
@@ -609,7 +623,13 @@ class ThreadPool:
             return fn(*(args or ()), **(kwds or {}))
         return self.spawn(fn, *(args or ()), **(kwds or {})).get()
 
-    def apply_async(self, fn, args=(), kwds=None, callback=None):
+    def apply_async(
+        self,
+        fn: Callable[..., _R],
+        args: Iterable[Any] | None = (),
+        kwds: dict[str, Any] | None = None,
+        callback: Callable[[_R], object] | None = None,
+    ) -> ThreadResult[_R]:
         """Like :meth:`spawn`; *callback* gets the value (from the hub) on success."""
         result = self.spawn(fn, *(args or ()), **(kwds or {}))
         if callback is not None:
@@ -621,18 +641,29 @@ class ThreadPool:
             result.rawlink(_on_ready)
         return result
 
-    def apply_cb(self, fn, args=(), kwds=None, callback=None):
+    def apply_cb(
+        self,
+        fn: Callable[..., _R],
+        args: Iterable[Any] | None = (),
+        kwds: dict[str, Any] | None = None,
+        callback: Callable[[_R], object] | None = None,
+    ) -> _R:
         """:meth:`apply`, then ``callback(result)`` in the calling greenlet."""
         value = self.apply(fn, args, kwds)
         if callback is not None:
             callback(value)
         return value
 
-    def map(self, fn, iterable):
+    def map(self, fn: Callable[[_T], _R], iterable: Iterable[_T]) -> list[_R]:
         """``[fn(x) for x in iterable]`` with the calls spread over the workers."""
         return [result.get() for result in [self.spawn(fn, item) for item in iterable]]
 
-    def map_async(self, fn, iterable, callback=None):
+    def map_async(
+        self,
+        fn: Callable[[_T], _R],
+        iterable: Iterable[_T],
+        callback: Callable[[list[_R]], object] | None = None,
+    ) -> Greenlet[list[_R]]:
         """:meth:`map` in a new greenlet; returns that greenlet."""
         from ._greenlet import Greenlet
 
@@ -647,7 +678,9 @@ class ThreadPool:
     def _window(self, maxsize):
         return maxsize if maxsize is not None and maxsize > 0 else max(2 * self._maxsize, 1)
 
-    def imap(self, fn, *iterables, maxsize=None):
+    def imap(
+        self, fn: Callable[..., _R], *iterables: Iterable[Any], maxsize: int | None = None
+    ) -> Iterator[_R]:
         """An iterator of ``fn(*args)`` for args from ``zip(*iterables)``, in order.
 
         At most *maxsize* (default twice the pool size) calls are queued ahead
@@ -663,7 +696,9 @@ class ThreadPool:
                 pending.append(self.spawn(fn, *args))
             yield value
 
-    def imap_unordered(self, fn, *iterables, maxsize=None):
+    def imap_unordered(
+        self, fn: Callable[..., _R], *iterables: Iterable[Any], maxsize: int | None = None
+    ) -> Iterator[_R]:
         """Like :meth:`imap`, yielding each result as soon as it is ready."""
         from ._hub import iwait
 
@@ -677,7 +712,7 @@ class ThreadPool:
                     pending.add(self.spawn(fn, *args))
                 yield result.get()
 
-    def join(self, timeout=None):
+    def join(self, timeout: float | None = None) -> bool:
         """Wait until every function submitted from this thread has finished.
 
         Returns True, or False if *timeout* seconds passed first.
@@ -935,7 +970,9 @@ class ThreadPoolExecutor(_cf.ThreadPoolExecutor):
                 initializer(*self._initargs)
         return _run_for_future(future, fn, args, kwargs)
 
-    def submit(self, fn, /, *args, **kwargs):
+    def submit(
+        self, fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _cf.Future[_R]:
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
         if self._broken:
@@ -951,7 +988,7 @@ class ThreadPoolExecutor(_cf.ThreadPoolExecutor):
     def _adjust_thread_count(self):
         pass  # our pool starts its own threads
 
-    def shutdown(self, wait=True, *, cancel_futures=False):
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True
         pool = self._threadpool
         if pool is None:

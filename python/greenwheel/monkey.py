@@ -31,7 +31,13 @@ other OS threads already running...) cannot be fully fixed; it emits a
 
 # Keep imports here minimal and local: this module runs before the program's
 # own imports, and anything imported now sees the unpatched world.
+# (_typecheck imports nothing: annotations name typing's types only for the checker.)
 import sys
+
+from ._typecheck import TYPE_CHECKING as _TYPE_CHECKING
+
+if _TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "patch_all",
@@ -99,17 +105,17 @@ _DNS_NAMES = [
 # --- querying ------------------------------------------------------------------------------
 
 
-def is_module_patched(mod_name):
+def is_module_patched(mod_name: str) -> bool:
     """True if anything in the standard module *mod_name* (e.g. ``"socket"``) was patched."""
     return mod_name in saved
 
 
-def is_anything_patched():
+def is_anything_patched() -> bool:
     """True once greenwheel has patched anything in this process (gevent's check)."""
     return any(not name.startswith("_gevent_") for name in saved)
 
 
-def is_object_patched(mod_name, item_name):
+def is_object_patched(mod_name: str, item_name: str) -> bool:
     """True if ``mod_name.item_name`` was replaced (or removed) by greenwheel."""
     return mod_name in saved and item_name in saved[mod_name]
 
@@ -128,7 +134,7 @@ def _get_original(mod_name, items):
     return values
 
 
-def get_original(mod_name, item_name):
+def get_original(mod_name: str, item_name: "str | list[str] | tuple[str, ...]") -> "Any":
     """The standard library's object, whether or not it has been patched.
 
     *mod_name* may be a sequence of module names to try in order (the first
@@ -158,7 +164,7 @@ def _save(module, attr, value):
     saved.setdefault(module.__name__, {}).setdefault(attr, value)
 
 
-def patch_item(module, attr, new_item):
+def patch_item(module: object, attr: str, new_item: object) -> None:
     """Set ``module.attr`` to *new_item*, remembering the original once."""
     old = getattr(module, attr, _NONE)
     if old is not _NONE:
@@ -166,7 +172,7 @@ def patch_item(module, attr, new_item):
     setattr(module, attr, new_item)
 
 
-def remove_item(module, attr):
+def remove_item(module: object, attr: str) -> None:
     """Delete ``module.attr``, remembering the original once."""
     old = getattr(module, attr, _NONE)
     if old is _NONE:
@@ -180,7 +186,9 @@ def _import(name):
     return sys.modules[name]
 
 
-def patch_module(target_module, source_module, items=None):
+def patch_module(
+    target_module: object, source_module: object, items: "list[str] | None" = None
+) -> bool:
     """Replace attributes of *target_module* with those of *source_module*.
 
     Both may be modules or module names.  *items* defaults to the source's
@@ -460,13 +468,13 @@ def patch_contextvars():
 
 
 def patch_thread(
-    threading=True,
-    _threading_local=True,
-    Event=True,
-    logging=True,
-    existing_locks=True,
-    _warnings=None,
-):
+    threading: bool = True,
+    _threading_local: bool = True,
+    Event: bool = True,
+    logging: bool = True,
+    existing_locks: bool = True,
+    _warnings: "list[str] | None" = None,
+) -> None:
     """Make :mod:`_thread` and :mod:`threading` greenlet based.
 
     ``threading.Thread(...).start()`` then spawns a greenlet; locks,
@@ -515,23 +523,23 @@ def _check_repatching(settings, warnings_list):
 
 
 def patch_all(
-    socket=True,
-    dns=True,
-    time=True,
-    select=True,
-    thread=True,
-    os=True,
-    ssl=True,
-    subprocess=True,
-    sys=False,
-    aggressive=True,
-    Event=True,
-    builtins=True,
-    signal=True,
-    queue=True,
-    contextvars=True,
-    **kwargs,
-):
+    socket: bool = True,
+    dns: bool = True,
+    time: bool = True,
+    select: bool = True,
+    thread: bool = True,
+    os: bool = True,
+    ssl: bool = True,
+    subprocess: bool = True,
+    sys: bool = False,
+    aggressive: bool = True,
+    Event: bool = True,
+    builtins: bool = True,
+    signal: bool = True,
+    queue: bool = True,
+    contextvars: bool = True,
+    **kwargs: object,
+) -> "bool | None":
     """Apply every default patch (each argument enables one ``patch_*`` function).
 
     Calling it again only adds patches (the union of the true arguments),
@@ -563,7 +571,7 @@ def patch_all(
         queue=queue,
         contextvars=contextvars,
     )
-    warnings_list = []
+    warnings_list = []  # type: list[str]
     first_time, todo = _check_repatching(settings, warnings_list)
     if not todo:
         _process_warnings(warnings_list)
@@ -649,7 +657,7 @@ def _patch_all_arg_names():
     ]
 
 
-def main(argv=None):
+def main(argv: "list[str] | None" = None) -> "dict[str, Any] | None":
     """Entry point of ``python -m greenwheel.monkey``."""
     import runpy
 

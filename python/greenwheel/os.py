@@ -23,6 +23,11 @@ import os as __os__
 
 from . import _child
 from ._hub import get_hub, reinit
+from ._typecheck import TYPE_CHECKING as _TYPE_CHECKING
+
+if _TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __target__ = "os"
 
@@ -51,12 +56,12 @@ ignored_errors = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 # --- thread-pool I/O -----------------------------------------------------------------------
 
 
-def tp_read(fd, n):
+def tp_read(fd: int, n: int) -> bytes:
     """``os.read(fd, n)`` in the hub's thread pool; only the calling greenlet waits."""
     return get_hub().threadpool.apply(_read, (fd, n))
 
 
-def tp_write(fd, buf):
+def tp_write(fd: int, buf: bytes) -> int:
     """``os.write(fd, buf)`` in the hub's thread pool; only the calling greenlet waits."""
     return get_hub().threadpool.apply(_write, (fd, buf))
 
@@ -64,7 +69,7 @@ def tp_write(fd, buf):
 # --- non-blocking I/O ------------------------------------------------------------------------
 
 
-def make_nonblocking(fd):
+def make_nonblocking(fd: int) -> bool:
     """Put *fd* in non-blocking mode; True if it was blocking before."""
     if not __os__.get_blocking(fd):
         return False
@@ -81,7 +86,7 @@ def _wait(fd, events):
         watcher.close()
 
 
-def nb_read(fd, n):
+def nb_read(fd: int, n: int) -> bytes:
     """Read at most *n* bytes from the non-blocking *fd*, parking the greenlet while none are ready."""
     while True:
         try:
@@ -92,7 +97,7 @@ def nb_read(fd, n):
         _wait(fd, 1)
 
 
-def nb_write(fd, buf):
+def nb_write(fd: int, buf: bytes) -> int:
     """Write *buf* (some of it) to the non-blocking *fd*, parking the greenlet while it is full."""
     while True:
         try:
@@ -106,7 +111,7 @@ def nb_write(fd, buf):
 # --- fork --------------------------------------------------------------------------------------
 
 
-def fork_gevent():
+def fork_gevent() -> int:
     """``os.fork()``; in the child the hub is re-initialised (reinit) and works."""
     pid = _real_fork()
     if pid == 0:
@@ -119,7 +124,7 @@ fork = fork_gevent
 
 if _real_forkpty is not None:
 
-    def forkpty_gevent():
+    def forkpty_gevent() -> "tuple[int, int]":
         """``os.forkpty()``, re-initialising the hub in the child."""
         pid, master_fd = _real_forkpty()
         if pid == 0:
@@ -132,7 +137,14 @@ else:  # pragma: no cover
     __extensions__.remove("forkpty_gevent")
 
 
-def fork_and_watch(callback=None, loop=None, ref=False, fork=fork_gevent):
+# (Annotations naming typing's types are in quotes: those types are imported only
+# for the type checker, this module's namespace mirroring the standard os.)
+def fork_and_watch(
+    callback: "Callable[[Any], object] | None" = None,
+    loop: object = None,
+    ref: bool = False,
+    fork: "Callable[[], Any]" = fork_gevent,
+) -> "Any":
     """Fork; in the parent, call ``callback(watcher)`` from the hub when the child exits.
 
     *watcher* has ``pid``, ``rpid`` and ``rstatus`` (the ``waitpid`` status),
@@ -156,7 +168,12 @@ def fork_and_watch(callback=None, loop=None, ref=False, fork=fork_gevent):
 
 if _real_forkpty is not None:
 
-    def forkpty_and_watch(callback=None, loop=None, ref=False, forkpty=forkpty_gevent):
+    def forkpty_and_watch(
+        callback: "Callable[[Any], object] | None" = None,
+        loop: object = None,
+        ref: bool = False,
+        forkpty: "Callable[[], Any]" = forkpty_gevent,
+    ) -> "Any":
         """:func:`fork_and_watch` with :func:`forkpty_gevent`: returns ``(pid, master_fd)``."""
         return fork_and_watch(callback, loop, ref, forkpty)
 
@@ -174,7 +191,7 @@ def _reap_children(timeout=60):
     _child.forget_finished(timeout)
 
 
-def waitpid(pid, options):
+def waitpid(pid: int, options: int) -> "tuple[int, int]":
     """``os.waitpid`` that blocks only the calling greenlet.
 
     Statuses of children greenwheel watches (``subprocess.Popen``,

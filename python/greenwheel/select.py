@@ -8,7 +8,19 @@ objects from there are the blocking originals.
 
 import select as __select__
 
-from ._select import get_fileno, poll, select  # noqa: F401 - re-exported
+# ``X as X``: explicit re-exports for type checkers (__all__ is computed below).
+from ._select import get_fileno as get_fileno
+from ._select import poll as poll
+from ._select import select as select
+from ._typecheck import TYPE_CHECKING as _TYPE_CHECKING
+
+if _TYPE_CHECKING:
+    from typing import Any
+
+    # The standard module's names, copied in below, are not visible to a
+    # type checker: they type as Any rather than as missing.
+    def __getattr__(name: str) -> Any: ...
+
 
 #: The standard select(), which greenwheel's asks before (and after) any
 #: wait; replace it here to fake the kernel's answers in a test.

@@ -76,6 +76,26 @@ reveal_type(Semaphore().acquire(timeout=1))
 
 data = local()
 data.anything = 1
+
+import signal
+
+from greenwheel.server import StreamServer
+from greenwheel.socket import create_connection, socket
+from greenwheel.threadpool import ThreadPool
+
+
+def handle(sock: socket, address: tuple[str, int]) -> None:
+    reveal_type(sock.recv(1024))
+
+
+server = StreamServer(("127.0.0.1", 0), handle)
+server.start()
+reveal_type(create_connection(("127.0.0.1", server.server_port)))
+threads = ThreadPool(2)
+reveal_type(threads.spawn(work, 1))
+reveal_type(threads.apply(work, (1,)))
+threads.spawn(work, "1")
+greenwheel.signal_handler(signal.SIGUSR1, print, "received").cancel()
 """
 
 # file:line: what mypy prints. Line numbers are those of USER_PROGRAM.
@@ -108,6 +128,12 @@ EXPECTED = [
     'user.py:50: note: Revealed type is "str"',
     'user.py:51: error: Missing positional argument "n" in call to "spawn" of "Group"  [call-arg]',
     'user.py:55: note: Revealed type is "bool"',
+    'user.py:68: note: Revealed type is "bytes"',
+    'user.py:73: note: Revealed type is "greenwheel._socket.socket"',
+    'user.py:75: note: Revealed type is "greenwheel._threadpool.ThreadResult[str]"',
+    'user.py:76: note: Revealed type is "str"',
+    'user.py:77: error: Argument 2 to "spawn" of "ThreadPool" has incompatible type "str"; '
+    'expected "int"  [arg-type]',
 ]
 
 
@@ -176,6 +202,7 @@ def test_program_text_is_what_the_lines_refer_to():
     assert lines[17] == 'greenwheel.spawn(work, "1")'
     assert lines[35] == 'q.put("one")'
     assert lines[50] == "pool.spawn(work)"
+    assert lines[76] == 'threads.spawn(work, "1")'
     assert textwrap.dedent(USER_PROGRAM) == USER_PROGRAM
 
 

@@ -94,7 +94,7 @@ class _ThreadToken:
     __slots__ = ("__weakref__",)
 
 
-def _thread_token():
+def _thread_token() -> _ThreadToken:
     token = getattr(_thread_local, "token", None)
     if token is None:
         token = _thread_local.token = _ThreadToken()
@@ -123,7 +123,7 @@ def _blocking_from_hub() -> BlockingSwitchOutError:
     return BlockingSwitchOutError("Impossible to call blocking function in the event loop callback")
 
 
-def _may_be_woken_by_threads():
+def _may_be_woken_by_threads() -> bool:
     """True if another thread might wake a greenlet parked now.
 
     That is any other thread started with :mod:`threading` (daemon or not):
@@ -207,7 +207,7 @@ class _Scheduler:
         "__weakref__",
     )
 
-    def __init__(self, hub):
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.loop = loop = hub.loop
         self.ident = hub.thread_ident
@@ -215,7 +215,7 @@ class _Scheduler:
         # do: monkey-patched, it describes the current greenlet).
         self._thread_alive = weakref.ref(_thread_token())
         #: Objects whose ``_notify_links`` is due, in order.
-        self.ready = deque()
+        self.ready: deque[Any] = deque()
         #: True while a drain callback is queued or running.
         self.running = False
         #: > 0 only while _drain waits for the greenlet it just resumed: how
@@ -228,7 +228,7 @@ class _Scheduler:
         # suspended in a greenlet it woke): they are then notified before
         # that callback, as if each had queued a callback of its own.
         loop._set_notify_order(self.ready, self.drain_cb)
-        self._inbox = deque()
+        self._inbox: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
         # Not referenced: an idle door must not keep the loop alive.  It is
         # referenced while greenlets wait and other threads exist (hold()).
         self._async = watcher = loop.async_(False)
@@ -237,7 +237,7 @@ class _Scheduler:
 
     # -- any thread -------------------------------------------------------
 
-    def kick(self):
+    def kick(self) -> None:
         """Make sure a drain will run (the caller just appended to :attr:`ready`)."""
         if _get_ident() == self.ident:
             if not self.running and self.hub.loop is self.loop:
@@ -246,23 +246,23 @@ class _Scheduler:
         elif self.alive():
             self.post(self._kick_in_hub)
 
-    def _kick_in_hub(self):
+    def _kick_in_hub(self) -> None:
         if self.ready and not self.running:
             self.running = True
             self.run_callback(self.drain_cb)
 
-    def post(self, func, *args):
+    def post(self, func: Callable[..., object], *args: Any) -> None:
         """Run ``func(*args)`` in the hub's thread, from the loop.  Thread-safe."""
         self._inbox.append((func, args))
         self._async.send()
 
-    def alive(self):
+    def alive(self) -> bool:
         """False once the hub is destroyed or its thread has exited."""
         return self.hub.loop is self.loop and self._thread_alive() is not None
 
     # -- hub side ---------------------------------------------------------
 
-    def _drain(self):
+    def _drain(self) -> None:
         ready = self.ready
         loop = self.loop
         hub = self.hub
@@ -299,7 +299,7 @@ class _Scheduler:
                 self.running = True
                 self.run_callback(self.drain_cb)
 
-    def _drain_inbox(self):
+    def _drain_inbox(self) -> None:
         inbox = self._inbox
         hub = self.hub
         while inbox:
@@ -309,13 +309,13 @@ class _Scheduler:
             except:  # noqa: E722 - runs in the hub; report, never propagate
                 hub.handle_error(func, *sys.exc_info())
 
-    def hold(self):
+    def hold(self) -> None:
         """Keep the loop alive while a greenlet waits for what a thread may do."""
         self._holds += 1
         if self._holds == 1:
             self._async.ref = True
 
-    def unhold(self):
+    def unhold(self) -> None:
         self._holds -= 1
         if not self._holds:
             self._async.ref = False

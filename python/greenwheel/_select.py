@@ -23,14 +23,14 @@ from ._hub import Waiter, _check_seconds, get_hub, sleep
 from ._typecheck import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 __all__ = ["select", "poll", "error"]
 
 error = __select__.error
 _os_select = __select__.select
-_os_poll = getattr(__select__, "poll", None)
+_os_poll: Callable[[], __select__.poll] | None = getattr(__select__, "poll", None)
 
 POLLIN = getattr(__select__, "POLLIN", 1)
 POLLPRI = getattr(__select__, "POLLPRI", 2)
@@ -65,7 +65,7 @@ def get_fileno(obj: Any) -> int:
     return fd
 
 
-def _park(interest, deadline):
+def _park(interest: dict[int, int], deadline: float | None) -> None:
     """Block until one of ``{fd: events}`` looks ready or *deadline* passes.
 
     Every watcher's callback is the greenlet's own ``switch``: the first to
@@ -79,7 +79,7 @@ def _park(interest, deadline):
             "Impossible to call blocking function in the event loop callback"
         )
     loop = hub.loop
-    watchers = []
+    watchers: list[Any] = []
     timer = None
     closed_fd = False
     try:
@@ -117,7 +117,7 @@ def _park(interest, deadline):
             sleep(0)
 
 
-def _sleep_until(deadline):
+def _sleep_until(deadline: float | None) -> None:
     if deadline is None:
         # Like the OS call with nothing to watch: wait forever (a LoopExit
         # once nothing else can ever happen).
@@ -126,13 +126,13 @@ def _sleep_until(deadline):
         sleep(max(0.0, deadline - _monotonic()))
 
 
-def _kernel_select():
+def _kernel_select() -> Callable[..., tuple[list[Any], list[Any], list[Any]]]:
     # select.select as greenwheel.select._original_select names it now: a
     # test (gevent's among them) may replace that to drive the waiting path.
     return getattr(sys.modules.get("greenwheel.select"), "_original_select", _os_select)
 
 
-def _deadline(timeout):
+def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else _monotonic() + timeout
 
 
@@ -218,14 +218,14 @@ class poll:
         if self._kernel is not None:
             self._kernel.unregister(fileno)
 
-    def _check(self):
+    def _check(self) -> list[tuple[int, int]]:
         if self._kernel is not None:
             return self._kernel.poll(0)
         # No poll(2) on this platform: derive the answer from select().
         rlist = [fd for fd, mask in self._fds.items() if mask & _POLL_READ]
         wlist = [fd for fd, mask in self._fds.items() if mask & _POLL_WRITE]
         readable, writable, _ = _os_select(rlist, wlist, [], 0)
-        events = {}
+        events: dict[int, int] = {}
         for fd in readable:
             events[fd] = events.get(fd, 0) | POLLIN
         for fd in writable:

@@ -78,7 +78,7 @@ class signal_handler:
         self.args = self.kwargs = None  # type: ignore[assignment]
         self.hub = None  # type: ignore[assignment]
 
-    def _start(self):
+    def _start(self) -> None:
         try:
             self.greenlet_class.spawn(self.handle)
         except:  # noqa: E722 - must not escape into the loop

@@ -816,7 +816,7 @@ class ThreadPool:
 # --- concurrent.futures ------------------------------------------------------------
 
 
-class _GreenFuture(_cf.Future):
+class _GreenFuture(_cf.Future):  # type: ignore[type-arg]
     """A ``concurrent.futures.Future`` whose blocking methods block only the greenlet.
 
     The outcome is adopted from the :class:`ThreadResult` in the submitting

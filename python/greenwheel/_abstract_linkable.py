@@ -517,9 +517,8 @@ class AbstractLinkable:
         # are called; links added meanwhile wait for the next notification,
         # except the late ones (see __init__).
         links = self._links
-        hub = self.hub
-        if TYPE_CHECKING:
-            assert hub is not None  # notified by its owner hub's scheduler
+        # (Never None here: its owner hub's scheduler notifies it.)
+        hub: Hub = self.hub  # type: ignore[assignment]
         only_while_ready = not self._notify_all
         try:
             count = len(links)
@@ -604,9 +603,8 @@ class AbstractLinkable:
         """
         if timeout is not None and isinstance(timeout, Timeout):
             return _wait_under(timeout, self._block_late, late)
-        hub = self.hub
-        if TYPE_CHECKING:
-            assert hub is not None  # the caller captured this object for its hub
+        # (Never None here: the caller captured this object for its hub.)
+        hub: Hub = self.hub  # type: ignore[assignment]
         current = getcurrent()
         if current is hub:
             raise _blocking_from_hub()

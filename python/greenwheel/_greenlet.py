@@ -159,7 +159,7 @@ class _SpawnedLink:
         return hash(self.callback)
 
     def __eq__(self, other: object) -> bool:
-        return bool(self.callback == getattr(other, "callback", other))
+        return self.callback == getattr(other, "callback", other)
 
     def __repr__(self) -> str:
         return repr(self.callback)
@@ -199,7 +199,7 @@ class _GreenletLink:
         return hash(self.greenlet)
 
     def __eq__(self, other: object) -> bool:
-        return bool(self.greenlet == getattr(other, "greenlet", other))
+        return self.greenlet == getattr(other, "greenlet", other)
 
     def __repr__(self) -> str:
         return repr(self.greenlet)
@@ -402,9 +402,7 @@ class Greenlet(_RawGreenlet, Generic[_T]):
     def _raise_exception(self) -> NoReturn:
         # Re-raise with the original traceback (with_traceback replaces what
         # earlier re-raises appended).
-        exc_info = self._exc_info
-        assert exc_info is not None  # called only once the greenlet failed
-        raise exc_info[1].with_traceback(exc_info[2])
+        raise self._exc_info[1].with_traceback(self._exc_info[2])  # type: ignore[index]
 
     @property
     def minimal_ident(self) -> int:
@@ -927,12 +925,11 @@ def joinall(
         return wait(greenlets, timeout=timeout, count=count)
     done = []
     for glet in iwait(greenlets, timeout=timeout, count=count):
-        exception = getattr(glet, "exception", None)
-        if exception is not None:
+        if getattr(glet, "exception", None) is not None:
             raising = getattr(glet, "_raise_exception", None)
             if raising is not None:
                 raising()
-            raise exception
+            raise glet.exception  # type: ignore[attr-defined]
         done.append(glet)
     return done
 

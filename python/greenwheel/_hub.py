@@ -988,8 +988,7 @@ class _WaitIterator(Generic[_L]):
                 # The timer fired.
                 self._cleanup()
                 raise StopIteration()
-            ready: _L = item  # (the waiter only ever gets our objects or self)
-            return ready
+            return item  # type: ignore[no-any-return]  # (one of our objects)
         except:  # cleanup then re-raise anything, including GreenletExit
             self._cleanup()
             raise

@@ -71,9 +71,7 @@ class _LocalDied:
     def __call__(self, wref: ref[Any]) -> None:
         if _all_locals.get(self.key) is wref:
             del _all_locals[self.key]
-        dicts = self.dicts
-        if TYPE_CHECKING:
-            assert dicts is not None  # a weakref callback runs once
+        dicts: _Dicts = self.dicts  # type: ignore[assignment]  # (a weakref callback runs once)
         self.dicts = None
         for wrglet, _, cleanup in list(dicts.values()):
             glet = wrglet()

@@ -207,8 +207,7 @@ class IMapUnordered(Greenlet[None], Generic[_R]):
         value = self._next_value()
         if isinstance(value, _Failure):
             value.throw()
-        result: _R = value
-        return result
+        return value  # type: ignore[no-any-return]
 
     def _next_value(self) -> Any:
         return self.queue.get()
@@ -317,7 +316,7 @@ class _pass_value:
         return hash(self.callback)
 
     def __eq__(self, other: object) -> bool:
-        return bool(self.callback == getattr(other, "callback", other))
+        return self.callback == getattr(other, "callback", other)
 
 
 # --- Group / Pool ---------------------------------------------------------------
@@ -453,12 +452,11 @@ class Group:
         greenlets = list(self.greenlets) if raise_error else ()
         result = self._empty_event.wait(timeout=timeout)
         for greenlet in greenlets:
-            exception = greenlet.exception
-            if exception is not None:
+            if greenlet.exception is not None:
                 raising = getattr(greenlet, "_raise_exception", None)
                 if raising is not None:
                     raising()
-                raise exception
+                raise greenlet.exception
         return result
 
     def kill(
@@ -602,15 +600,13 @@ class Group:
         self, func: Callable[..., _R], *iterables: Iterable[Any], maxsize: int | None = None
     ) -> IMap[_R]:
         """Iterator over ``func(*items)`` in input order, computed concurrently."""
-        imap: IMap[_R] = self._imap(IMap, func, iterables, maxsize)
-        return imap
+        return self._imap(IMap, func, iterables, maxsize)  # type: ignore[no-any-return]
 
     def imap_unordered(
         self, func: Callable[..., _R], *iterables: Iterable[Any], maxsize: int | None = None
     ) -> IMapUnordered[_R]:
         """Like :meth:`imap`, but yields results as they complete."""
-        imap: IMapUnordered[_R] = self._imap(IMapUnordered, func, iterables, maxsize)
-        return imap
+        return self._imap(IMapUnordered, func, iterables, maxsize)  # type: ignore[no-any-return]
 
 
 class PoolFull(_QueueFull):

@@ -9,12 +9,19 @@ always "ready" for the kernel, so for them use the thread pool instead
 (:func:`greenwheel.os.tp_read`).
 """
 
+from __future__ import annotations
+
 import io
 import os
 
 from ._fileobjectcommon import OpenDescriptor, WriteallMixin
 from ._hub import _get_hub_if_exists, get_hub
 from ._socket import cancel_wait_ex
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, Self
 
 __all__ = [
     "GreenFileIO",
@@ -306,18 +313,18 @@ class FileObjectPosix:
 
     def __init__(
         self,
-        fobj,
-        mode="r",
-        bufsize=None,
-        close=None,
-        encoding=None,
-        errors=None,
-        newline=None,
+        fobj: Any,
+        mode: str = "r",
+        bufsize: int | None = None,
+        close: bool | None = None,
+        encoding: str | None = None,
+        errors: str | None = None,
+        newline: str | None = None,
         *,
-        buffering=None,
-        closefd=None,
-        atomic_write=False,
-    ):
+        buffering: int | None = None,
+        closefd: bool | None = None,
+        atomic_write: bool = False,
+    ) -> None:
         desc = GreenOpenDescriptor(
             fobj,
             mode,
@@ -337,19 +344,19 @@ class FileObjectPosix:
         self.mode = desc.mode
         self._close = desc.closefd
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["io"], name)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.io)
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self):
+    def close(self) -> None:
         fobj, self._fobj = self._fobj, None
         try:
             self.io.close()
@@ -358,10 +365,10 @@ class FileObjectPosix:
                 fobj.close()
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self.io.closed
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<%s at %#x io=%r>" % (type(self).__name__, id(self), self.io)
 
 

@@ -8,6 +8,8 @@ spawning stack (recording it would cost every spawn), so the trees show no
 "Spawned at" stacks.
 """
 
+from __future__ import annotations
+
 import gc
 import pprint
 import sys
@@ -19,6 +21,12 @@ from greenlet import getcurrent
 from greenlet import greenlet as _RawGreenlet
 
 from ._tracer import GreenletTracer
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import IO, Any, Self
 
 __all__ = [
     "GreenletTree",
@@ -87,24 +95,28 @@ class wrap_errors:
     ``str()``, ``repr()`` and attribute lookups are those of *func*.
     """
 
-    def __init__(self, errors, func):
+    def __init__(
+        self,
+        errors: type[BaseException] | tuple[type[BaseException], ...],
+        func: Callable[..., Any],
+    ) -> None:
         self.__errors = errors
         self.__func = func
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         func = self.__func
         try:
             return func(*args, **kwargs)
         except self.__errors as ex:
             return ex
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.__func)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return repr(self.__func)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.__func, name)
 
 
@@ -149,24 +161,24 @@ class GreenletTree:
         self.child_trees = []
         self._current = False
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         # gevent's trees answer for their greenlet (tree.minimal_ident...).
         if name.startswith("__") or name in ("greenlet", "child_trees", "_current"):
             raise AttributeError(name)
         return getattr(self.greenlet, name)
 
-    def add_child(self, tree):
+    def add_child(self, tree: GreenletTree) -> None:
         """Add *tree* below this one."""
         if tree is self:
             return
         self.child_trees.append(tree)
 
     @property
-    def root(self):
+    def root(self) -> bool:
         """True for a thread's main greenlet (it has no parent)."""
         return self.greenlet.parent is None
 
-    def is_current_tree(self):
+    def is_current_tree(self) -> bool:
         """True if this tree is the calling thread's (as made by :meth:`forest`)."""
         return self._current
 
@@ -213,21 +225,21 @@ class GreenletTree:
         return roots, trees[id(mine)]
 
     @classmethod
-    def forest(cls):
+    def forest(cls) -> list[GreenletTree]:
         """One tree per native thread that has greenlets, the caller's first."""
         return list(cls._forest()[0].values())
 
     @classmethod
-    def current_tree(cls):
+    def current_tree(cls) -> GreenletTree:
         """The calling thread's tree."""
         return cls._forest()[1]
 
-    def format_lines(self, details=True):
+    def format_lines(self, details: bool | dict[str, Any] = True) -> list[str]:
         """The tree as text lines; *details* true (or a dict updating
         :attr:`DEFAULT_DETAILS`) adds each greenlet's details."""
         return self._lines(details, sys._getframe(1))
 
-    def format(self, details=True):
+    def format(self, details: bool | dict[str, Any] = True) -> str:
         """Like :meth:`format_lines`, as one string."""
         return "\n".join(self._lines(details, sys._getframe(1)))
 
@@ -329,8 +341,11 @@ def _thread_names():
 
 
 def format_run_info(
-    thread_stacks=True, greenlet_stacks=True, limit=None, current_thread_ident=None
-):
+    thread_stacks: bool = True,
+    greenlet_stacks: bool = True,
+    limit: int | None = None,
+    current_thread_ident: int | None = None,
+) -> list[str]:
     """The state of every native thread and greenlet, as text lines.
 
     *thread_stacks* adds each thread's Python stack, *greenlet_stacks* each
@@ -367,7 +382,12 @@ def _run_info(thread_stacks, greenlet_stacks, limit, current_thread_ident, calle
     return lines
 
 
-def print_run_info(thread_stacks=True, greenlet_stacks=True, limit=None, file=None):
+def print_run_info(
+    thread_stacks: bool = True,
+    greenlet_stacks: bool = True,
+    limit: int | None = None,
+    file: IO[str] | None = None,
+) -> None:
     """Write :func:`format_run_info` to *file* (default: ``sys.stderr``)."""
     out = sys.stderr if file is None else file
     try:
@@ -382,7 +402,7 @@ class _FailedToSwitch(AssertionError):
     pass
 
 
-def clear_stack_frames(frame):
+def clear_stack_frames(frame: FrameType | None) -> None:
     """Clear the local variables of *frame* and of every frame that called it,
     as far as the interpreter allows: a frame still executing (the caller's
     own, a generator's) keeps its locals. Helps release objects referenced
@@ -434,12 +454,12 @@ class assert_switches:
 
     tracer = None
 
-    def __init__(self, max_blocking_time=None, hub_only=False):
+    def __init__(self, max_blocking_time: float | None = None, hub_only: bool = False) -> None:
         self.max_blocking_time = max_blocking_time
         self.hub_only = hub_only
         self.max_blocked = 0.0
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         from ._hub import get_hub
 
         self.max_blocked = 0.0
@@ -448,8 +468,8 @@ class assert_switches:
         self.tracer.monitor_current_greenlet_blocking()
         return self
 
-    def __exit__(self, t, v, tb):
-        tracer = self.tracer
+    def __exit__(self, t: object, v: object, tb: object) -> None:
+        tracer: _BodyTracer = self.tracer  # type: ignore[assignment]  # (set by __enter__)
         self.tracer = None
         tracer.kill()
         tracer.hub = None

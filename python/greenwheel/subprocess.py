@@ -32,6 +32,11 @@ from ._event import AsyncResult
 from ._fileobject import FileObjectPosix as FileObject  # noqa: F401 - in __all__
 from ._fileobject import _raw_of, open_green, share_with_child
 from ._greenlet import Greenlet
+from ._typecheck import TYPE_CHECKING as _TYPE_CHECKING
+
+if _TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __target__ = "subprocess"
 __implements__ = [
@@ -99,7 +104,18 @@ class Popen(_StdPopen):  # type: ignore[valid-type, misc]
     Takes exactly the standard arguments.
     """
 
-    def __init__(self, args, bufsize=-1, *popenargs, **kwargs):
+    if _TYPE_CHECKING:
+        #: Set to the return code once the exit status is collected.
+        result: AsyncResult[int]
+        stdin: Any
+        stdout: Any
+        stderr: Any
+        _communication_started: bool
+        _communicating_greenlets: "_Communicating | None"
+
+    # (Annotations naming typing's types are in quotes: those types are
+    # imported only for the type checker.)
+    def __init__(self, args: "Any", bufsize: int = -1, *popenargs: "Any", **kwargs: "Any") -> None:
         self._communicating_greenlets = None
         #: Set to the return code once the exit status is collected (as in
         #: gevent); :meth:`rawlink` callbacks hang off it.
@@ -121,7 +137,7 @@ class Popen(_StdPopen):  # type: ignore[valid-type, misc]
         _child.forget(self.pid)
         self.result.set(self.returncode)
 
-    def rawlink(self, callback):
+    def rawlink(self, callback: "Callable[[Popen], object]") -> None:
         """Call ``callback(self)`` from the hub once the process has exited.
 
         The link protocol of :func:`greenwheel.wait` / ``iwait``: they can
@@ -172,7 +188,7 @@ class Popen(_StdPopen):  # type: ignore[valid-type, misc]
 
     # -- communicate ------------------------------------------------------------------------
 
-    def communicate(self, input=None, timeout=None):
+    def communicate(self, input: "Any" = None, timeout: "float | None" = None) -> "tuple[Any, Any]":
         """Send *input* to stdin, read stdout and stderr to the end, wait for the exit.
 
         Returns ``(stdout_data, stderr_data)`` (None for streams that are
@@ -193,7 +209,7 @@ class Popen(_StdPopen):  # type: ignore[valid-type, misc]
         running = list(glets)
         done = joinall(running, timeout=timeout)
         if len(done) != len(running):
-            raise TimeoutExpired(self.args, timeout)
+            raise TimeoutExpired(self.args, timeout)  # type: ignore[arg-type]  # (not None here)
         reader_out, reader_err = glets.reader_out, glets.reader_err
         for glet in running:
             if not glet.successful():
@@ -300,7 +316,7 @@ def _drain(stream):
 # --- the helpers ------------------------------------------------------------------------------
 
 
-def call(*popenargs, timeout=None, **kwargs):
+def call(*popenargs: "Any", timeout: "float | None" = None, **kwargs: "Any") -> int:
     """Run a command, wait (cooperatively) and return its exit code."""
     with Popen(*popenargs, **kwargs) as process:
         try:
@@ -310,7 +326,7 @@ def call(*popenargs, timeout=None, **kwargs):
             raise
 
 
-def check_call(*popenargs, **kwargs):
+def check_call(*popenargs: "Any", **kwargs: "Any") -> int:
     """:func:`call`, raising :exc:`CalledProcessError` on a non-zero exit code."""
     retcode = call(*popenargs, **kwargs)
     if retcode:
@@ -321,7 +337,14 @@ def check_call(*popenargs, **kwargs):
     return 0
 
 
-def run(*popenargs, input=None, capture_output=False, timeout=None, check=False, **kwargs):
+def run(
+    *popenargs: "Any",
+    input: "Any" = None,
+    capture_output: bool = False,
+    timeout: "float | None" = None,
+    check: bool = False,
+    **kwargs: "Any",
+) -> "CompletedProcess[Any]":
     """Run a command and return a :class:`CompletedProcess` (as :func:`subprocess.run`)."""
     if input is not None:
         if kwargs.get("stdin") is not None:
@@ -348,7 +371,7 @@ def run(*popenargs, input=None, capture_output=False, timeout=None, check=False,
     return CompletedProcess(process.args, retcode, stdout, stderr)
 
 
-def check_output(*popenargs, timeout=None, **kwargs):
+def check_output(*popenargs: "Any", timeout: "float | None" = None, **kwargs: "Any") -> "Any":
     """Run a command and return its standard output (as :func:`subprocess.check_output`)."""
     if "stdout" in kwargs:
         raise ValueError("stdout argument not allowed, it will be overridden.")
@@ -365,7 +388,9 @@ def check_output(*popenargs, timeout=None, **kwargs):
     return run(*popenargs, stdout=PIPE, timeout=timeout, check=True, **kwargs).stdout
 
 
-def getstatusoutput(cmd, *, encoding=None, errors=None):
+def getstatusoutput(
+    cmd: "str | bytes | list[Any]", *, encoding: "str | None" = None, errors: "str | None" = None
+) -> "tuple[int, str]":
     """``(exitcode, output)`` of a shell command (output without its last newline)."""
     try:
         data = check_output(
@@ -380,7 +405,9 @@ def getstatusoutput(cmd, *, encoding=None, errors=None):
     return exitcode, data
 
 
-def getoutput(cmd, *, encoding=None, errors=None):
+def getoutput(
+    cmd: "str | bytes | list[Any]", *, encoding: "str | None" = None, errors: "str | None" = None
+) -> str:
     """The output of a shell command (without its last newline)."""
     return getstatusoutput(cmd, encoding=encoding, errors=errors)[1]
 

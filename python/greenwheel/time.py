@@ -6,7 +6,17 @@ in :mod:`time` is the standard module's.
 
 import time as __time__
 
-from ._hub import sleep  # noqa: F401 - in __implements__
+# ``X as X``: an explicit re-export for type checkers (__all__ is computed below).
+from ._hub import sleep as sleep
+from ._typecheck import TYPE_CHECKING as _TYPE_CHECKING
+
+if _TYPE_CHECKING:
+    from typing import Any
+
+    # The standard module's names, copied in below, are not visible to a
+    # type checker: they type as Any rather than as missing.
+    def __getattr__(name: str) -> Any: ...
+
 
 __target__ = "time"
 __implements__ = ["sleep"]

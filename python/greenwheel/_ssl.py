@@ -12,6 +12,8 @@ the standard library.
 these sockets; :func:`create_default_context` returns one.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import ssl as __ssl__
@@ -20,6 +22,12 @@ from time import monotonic as _monotonic
 
 from . import _socket as _gsocket
 from ._socket import _READ, _WRITE, socket
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = [
     "SSLContext",
@@ -75,6 +83,18 @@ class SSLContext(_StdSSLContext):
     if hasattr(_CSSLContext, "minimum_version"):
         minimum_version = _c_property("minimum_version")
         maximum_version = _c_property("maximum_version")
+    if TYPE_CHECKING:
+        # Inherited: builds a greenwheel SSLSocket (see sslsocket_class).
+        def wrap_socket(  # type: ignore[override]
+            self,
+            sock: socket,
+            server_side: bool = False,
+            do_handshake_on_connect: bool = True,
+            suppress_ragged_eofs: bool = True,
+            server_hostname: str | bytes | None = None,
+            session: __ssl__.SSLSession | None = None,
+        ) -> SSLSocket: ...
+
     options = _c_property("options")
     verify_flags = _c_property("verify_flags")
     verify_mode = _c_property("verify_mode")
@@ -120,6 +140,16 @@ class SSLSocket(socket):
         "suppress_ragged_eofs",
         "__dict__",
     )
+
+    if TYPE_CHECKING:
+        _sslobj: Any
+        _context: Any
+        _session: Any
+        _connected: bool
+        server_side: bool
+        server_hostname: str | None
+        do_handshake_on_connect: bool
+        suppress_ragged_eofs: bool
 
     def __init__(self, *args, **kwargs):
         raise TypeError(
@@ -240,34 +270,34 @@ class SSLSocket(socket):
     # -- properties -----------------------------------------------------------------
 
     @property
-    def context(self):
+    def context(self) -> __ssl__.SSLContext:
         return self._context
 
     @context.setter
-    def context(self, ctx):
+    def context(self, ctx: __ssl__.SSLContext) -> None:
         self._context = ctx
         self._sslobj.context = ctx
 
     @property
-    def session(self):
+    def session(self) -> __ssl__.SSLSession | None:
         """The ``SSLSession`` of a client connection."""
         if self._sslobj is not None:
             return self._sslobj.session
         return None
 
     @session.setter
-    def session(self, session):
+    def session(self, session: __ssl__.SSLSession | None) -> None:
         self._session = session
         if self._sslobj is not None:
             self._sslobj.session = session
 
     @property
-    def session_reused(self):
+    def session_reused(self) -> bool | None:
         if self._sslobj is not None:
             return self._sslobj.session_reused
         return None
 
-    def dup(self):
+    def dup(self) -> NoReturn:
         raise NotImplementedError("Can't dup() %s instances" % (type(self).__name__,))
 
     def _checkClosed(self, msg=None):
@@ -280,7 +310,7 @@ class SSLSocket(socket):
 
     # -- TLS data -------------------------------------------------------------------
 
-    def read(self, len=1024, buffer=None):
+    def read(self, len: int = 1024, buffer: WriteableBuffer | None = None) -> Any:
         """Read up to *len* bytes (into *buffer* if given); b'' (or 0) at EOF."""
         sslobj = self._sslobj
         if sslobj is None:
@@ -307,14 +337,14 @@ class SSLSocket(socket):
                 return b"" if buffer is None else 0
             raise
 
-    def write(self, data):
+    def write(self, data: ReadableBuffer) -> int:
         """Write *data* over TLS; return the number of bytes written."""
         sslobj = self._sslobj
         if sslobj is None:
             raise ValueError("Write on closed or unwrapped SSL socket.")
         return self._ssl_call(sslobj.write, (data,), _WRITE_TIMEOUT)
 
-    def send(self, data, flags=0):
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:  # type: ignore[override]
         if self._sslobj is not None:
             if flags != 0:
                 raise ValueError(
@@ -323,7 +353,7 @@ class SSLSocket(socket):
             return self._ssl_call(self._sslobj.write, (data,), _WRITE_TIMEOUT)
         return socket.send(self, data, flags)
 
-    def sendall(self, data, flags=0):
+    def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
         sslobj = self._sslobj
         if sslobj is None:
             return socket.sendall(self, data, flags)
@@ -338,12 +368,12 @@ class SSLSocket(socket):
                 count += self._ssl_call(sslobj.write, (octets[count:],), _WRITE_TIMEOUT)
         return None
 
-    def sendfile(self, file, offset=0, count=None):
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         if self._sslobj is not None:
-            return self._sendfile_use_send(file, offset, count)
+            return self._sendfile_use_send(file, offset, count)  # type: ignore[attr-defined]
         return socket.sendfile(self, file, offset, count)
 
-    def recv(self, buflen=1024, flags=0):
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
         if self._sslobj is not None:
             if flags != 0:
                 raise ValueError(
@@ -363,7 +393,7 @@ class SSLSocket(socket):
         finally:
             self.timeout = saved
 
-    def recv_into(self, buffer, nbytes=None, flags=0):
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int | None = None, flags: int = 0) -> int:
         if nbytes is None:
             nbytes = 0
             if buffer is not None:
@@ -379,33 +409,35 @@ class SSLSocket(socket):
             return self.read(nbytes, buffer)
         return socket.recv_into(self, buffer, nbytes, flags)
 
-    def recvfrom(self, buflen=1024, flags=0):
+    def recvfrom(self, buflen: int = 1024, flags: int = 0) -> tuple[bytes, Any]:
         if self._sslobj is not None:
             raise ValueError("recvfrom not allowed on instances of %s" % (type(self),))
         return socket.recvfrom(self, buflen, flags)
 
-    def recvfrom_into(self, buffer, nbytes=None, flags=0):
+    def recvfrom_into(
+        self, buffer: WriteableBuffer, nbytes: int | None = None, flags: int = 0
+    ) -> tuple[int, Any]:
         if self._sslobj is not None:
             raise ValueError("recvfrom_into not allowed on instances of %s" % (type(self),))
         return socket.recvfrom_into(self, buffer, nbytes or 0, flags)
 
-    def sendto(self, data, flags_or_addr, addr=None):
+    def sendto(self, data: ReadableBuffer, flags_or_addr: Any, addr: Any = None) -> int:
         if self._sslobj is not None:
             raise ValueError("sendto not allowed on instances of %s" % (type(self),))
         if addr is None:
             return socket.sendto(self, data, flags_or_addr)
         return socket.sendto(self, data, flags_or_addr, addr)
 
-    def sendmsg(self, *args, **kwargs):
+    def sendmsg(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise NotImplementedError("sendmsg not allowed on instances of %s" % (type(self),))
 
-    def recvmsg(self, *args, **kwargs):
+    def recvmsg(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise NotImplementedError("recvmsg not allowed on instances of %s" % (type(self),))
 
-    def recvmsg_into(self, *args, **kwargs):
+    def recvmsg_into(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise NotImplementedError("recvmsg_into not allowed on instances of %s" % (type(self),))
 
-    def pending(self):
+    def pending(self) -> int:
         """Bytes already decrypted and buffered, readable without waiting."""
         if self._sslobj is not None:
             return self._sslobj.pending()
@@ -413,7 +445,7 @@ class SSLSocket(socket):
 
     # -- connection life cycle ---------------------------------------------------
 
-    def do_handshake(self, block=False):
+    def do_handshake(self, block: bool = False) -> None:
         """Perform the TLS handshake (waiting cooperatively unless non-blocking)."""
         self._check_connected()
         timeout = self.timeout
@@ -424,7 +456,7 @@ class SSLSocket(socket):
         finally:
             self.timeout = timeout
 
-    def unwrap(self):
+    def unwrap(self) -> socket:
         """Shut TLS down (close_notify both ways); return the plain socket (self)."""
         sslobj = self._sslobj
         if not sslobj:
@@ -440,11 +472,11 @@ class SSLSocket(socket):
         self._sslobj = None
         return result if result is not None else self
 
-    def shutdown(self, how):
+    def shutdown(self, how: int) -> None:
         self._sslobj = None
         socket.shutdown(self, how)
 
-    def verify_client_post_handshake(self):
+    def verify_client_post_handshake(self) -> None:
         if self._sslobj:
             return self._sslobj.verify_client_post_handshake()
         raise ValueError("No SSL wrapper around " + str(self))
@@ -476,14 +508,14 @@ class SSLSocket(socket):
             self._sslobj = None
             raise
 
-    def connect(self, addr):
+    def connect(self, addr: Any) -> None:
         """Connect to *addr*, then perform the handshake (unless told not to)."""
         self._real_connect(addr, False)
 
-    def connect_ex(self, addr):
+    def connect_ex(self, addr: Any) -> int:
         return self._real_connect(addr, True)
 
-    def accept(self):
+    def accept(self) -> tuple[SSLSocket, Any]:
         """Accept a connection and wrap it as a server-side SSLSocket."""
         newsock, addr = socket.accept(self)
         try:
@@ -501,49 +533,49 @@ class SSLSocket(socket):
 
     # -- TLS session information ---------------------------------------------------
 
-    def getpeercert(self, binary_form=False):
+    def getpeercert(self, binary_form: bool = False) -> Any:
         self._check_connected()
         return self._sslobj.getpeercert(binary_form)
 
-    def get_channel_binding(self, cb_type="tls-unique"):
+    def get_channel_binding(self, cb_type: str = "tls-unique") -> bytes | None:
         if self._sslobj is not None:
             return self._sslobj.get_channel_binding(cb_type)
         if cb_type not in CHANNEL_BINDING_TYPES:
             raise ValueError(f"{cb_type} channel binding type not implemented")
         return None
 
-    def selected_npn_protocol(self):
+    def selected_npn_protocol(self) -> str | None:
         return None
 
-    def selected_alpn_protocol(self):
+    def selected_alpn_protocol(self) -> str | None:
         if self._sslobj is None or not __ssl__.HAS_ALPN:
             return None
         return self._sslobj.selected_alpn_protocol()
 
-    def cipher(self):
+    def cipher(self) -> tuple[str, str, int] | None:
         return None if self._sslobj is None else self._sslobj.cipher()
 
-    def shared_ciphers(self):
+    def shared_ciphers(self) -> list[tuple[str, str, int]] | None:
         return None if self._sslobj is None else self._sslobj.shared_ciphers()
 
-    def compression(self):
+    def compression(self) -> str | None:
         return None if self._sslobj is None else self._sslobj.compression()
 
-    def version(self):
+    def version(self) -> str | None:
         return None if self._sslobj is None else self._sslobj.version()
 
     if hasattr(__ssl__.SSLSocket, "get_verified_chain"):
 
-        def get_verified_chain(self):
+        def get_verified_chain(self) -> list[bytes]:
             chain = self._sslobj.get_verified_chain()
             return (
-                [] if chain is None else [c.public_bytes(__ssl__._ssl.ENCODING_DER) for c in chain]
+                [] if chain is None else [c.public_bytes(__ssl__._ssl.ENCODING_DER) for c in chain]  # type: ignore[attr-defined]
             )
 
-        def get_unverified_chain(self):
+        def get_unverified_chain(self) -> list[bytes]:
             chain = self._sslobj.get_unverified_chain()
             return (
-                [] if chain is None else [c.public_bytes(__ssl__._ssl.ENCODING_DER) for c in chain]
+                [] if chain is None else [c.public_bytes(__ssl__._ssl.ENCODING_DER) for c in chain]  # type: ignore[attr-defined]
             )
 
 
@@ -561,7 +593,13 @@ def _wrap_with_context(context, sock, **kwargs):
     return SSLSocket._create(sock, context=context, **kwargs)
 
 
-def create_default_context(purpose=Purpose.SERVER_AUTH, *, cafile=None, capath=None, cadata=None):
+def create_default_context(
+    purpose: __ssl__.Purpose = Purpose.SERVER_AUTH,
+    *,
+    cafile: Any = None,
+    capath: Any = None,
+    cadata: Any = None,
+) -> SSLContext:
     """Like ``ssl.create_default_context``, returning a greenwheel :class:`SSLContext`."""
     if purpose == Purpose.SERVER_AUTH:
         context = SSLContext(__ssl__.PROTOCOL_TLS_CLIENT)
@@ -614,17 +652,17 @@ def _create_unverified_context(
 
 
 def wrap_socket(
-    sock,
-    keyfile=None,
-    certfile=None,
-    server_side=False,
-    cert_reqs=CERT_NONE,
-    ssl_version=None,
-    ca_certs=None,
-    do_handshake_on_connect=True,
-    suppress_ragged_eofs=True,
-    ciphers=None,
-):
+    sock: socket,
+    keyfile: Any = None,
+    certfile: Any = None,
+    server_side: bool = False,
+    cert_reqs: int = CERT_NONE,
+    ssl_version: int | None = None,
+    ca_certs: Any = None,
+    do_handshake_on_connect: bool = True,
+    suppress_ragged_eofs: bool = True,
+    ciphers: str | None = None,
+) -> SSLSocket:
     """The classic module-level ``ssl.wrap_socket`` (gone from the stdlib in 3.12)."""
     if server_side and not certfile:
         raise ValueError("certfile must be specified for server-side operations")
@@ -651,8 +689,11 @@ def wrap_socket(
 
 
 def get_server_certificate(
-    addr, ssl_version=None, ca_certs=None, timeout=_gsocket._GLOBAL_DEFAULT_TIMEOUT
-):
+    addr: tuple[str, int],
+    ssl_version: int | None = None,
+    ca_certs: Any = None,
+    timeout: float | None = _gsocket._GLOBAL_DEFAULT_TIMEOUT,
+) -> str:
     """The PEM certificate of the TLS server at *addr* (``(host, port)``)."""
     host, port = addr
     if ca_certs is not None:

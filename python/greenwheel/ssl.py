@@ -12,15 +12,23 @@ a standard-library context's ``wrap_socket`` makes blocking sockets.
 import ssl as __ssl__
 import types as _types
 
-from ._socket import create_connection  # noqa: F401 - re-exported
-from ._ssl import (  # noqa: F401 - re-exported
-    SSLContext,
-    SSLSocket,
-    _create_unverified_context,
-    create_default_context,
-    get_server_certificate,
-    wrap_socket,
-)
+# ``X as X``: explicit re-exports for type checkers (__all__ is computed below).
+from ._socket import create_connection as create_connection
+from ._ssl import SSLContext as SSLContext
+from ._ssl import SSLSocket as SSLSocket
+from ._ssl import _create_unverified_context as _create_unverified_context
+from ._ssl import create_default_context as create_default_context
+from ._ssl import get_server_certificate as get_server_certificate
+from ._ssl import wrap_socket as wrap_socket
+from ._typecheck import TYPE_CHECKING as _TYPE_CHECKING
+
+if _TYPE_CHECKING:
+    from typing import Any
+
+    # The standard module's names, copied in below, are not visible to a
+    # type checker: they type as Any rather than as missing.
+    def __getattr__(name: str) -> Any: ...
+
 
 __implements__ = [
     "SSLContext",

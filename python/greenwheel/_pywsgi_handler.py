@@ -244,7 +244,7 @@ class WSGIHandler(_AccessLog):
         env["wsgi.input_terminated"] = True
         self._conn_env = env
         # The server's environ_class (a SecureEnviron, say): the parser
-        # copies the template into a dict, _take_request converts it.
+        # copies the template into a dict, _next_request_head converts it.
         self._env_class = None if type(env) is dict else type(env)
         self._rfile = None
 
@@ -381,19 +381,16 @@ class WSGIHandler(_AccessLog):
         # (_next_request_head: receiving, limits, refusals), without the hook
         # calls; the usual request (no body, no Expect, no upgrade) also
         # skips get_environ, its wsgi.input being an empty Input.
-        if self.socket is None:
+        # (handle() calls it only while there is a socket.)
+        try:
+            parsed = self._next_request_head()
+        except _InvalidClientRequest as ex:
+            self._requestline = self.command = None  # the log line shows no request
+            return self._handle_client_error(ex)
+        if parsed is None:
             return None
         self._requestline = None
-        self.command = None
         self.time_finish = 0
-        try:
-            head = self._next_request_head()
-        except _InvalidClientRequest as ex:
-            return self._handle_client_error(ex)
-        if head is None:
-            return None
-        parsed, data = head
-        self._take_request(parsed, data)
         env = self._env
         if (
             parsed.content_length != 0
@@ -465,18 +462,14 @@ class WSGIHandler(_AccessLog):
         requests raise ``ValueError`` (a subclass carrying the status code:
         400, 408, 413, 414 or 431).
         """
-        head = self._next_request_head()
-        if head is None:
-            return False
-        self._take_request(*head)
-        return True
+        return self._next_request_head() is not None
 
     def _next_request_head(self):
         # The prologue both request paths share: the next request head,
-        # received, parsed and checked against the limits.  Returns
-        # ``(RequestHead, data)``, *data* being the buffer that starts
-        # with the head; None at a clean end of the connection (EOF, idle timeout,
-        # reset); raises _InvalidClientRequest for a head to refuse.
+        # received, parsed and checked against the limits, taken into the
+        # handler's attributes.  Returns its ``RequestHead``; None at a clean
+        # end of the connection (EOF, idle timeout, reset); raises
+        # _InvalidClientRequest for a head to refuse.
         data = self._rbuf
         pos = self._rpos
         self._served += 1
@@ -530,12 +523,8 @@ class WSGIHandler(_AccessLog):
             self._rbuf = data
             self._rpos = 0
             raise _InvalidClientRequest(400, "%s: %s" % (ex, self._first_line(data))) from None
-        return parsed, data
-
-    def _take_request(self, parsed, data):
-        # The environ, the limits and the body framing all come from Rust
-        # (``_core.request_environ``, a ``RequestHead``), checked in the
-        # order gevent checks them.
+        # The environ, the limits and the body framing all come from Rust,
+        # checked in the order gevent checks them.
         self.command = parsed.method
         self.path = parsed.target
         self.request_version = parsed.version
@@ -552,6 +541,7 @@ class WSGIHandler(_AccessLog):
             self._env = self._env_class(self._env)
         if self.raw_uri_key is not None:
             self._env[self.raw_uri_key] = self.path
+        return parsed
 
     #: Parses a header block from a binary file into a :attr:`headers`
     #: message (gevent's ``MessageClass``); a subclass's ``read_request``
@@ -760,7 +750,7 @@ class WSGIHandler(_AccessLog):
         """Send the application's result (headers and body)."""
         result = self.result
         if not self.headers_sent and (type(result) is list or type(result) is tuple):
-            # The usual case: the whole body is known (see _write_whole).
+            # The usual case: the whole body is known.
             if self.status is None:
                 if not any(result):
                     return self._no_response()
@@ -773,7 +763,34 @@ class WSGIHandler(_AccessLog):
                 body = b"".join(result)
             else:
                 body = b""
-            self._write_whole(body)
+            # The head and a body of up to 64 KiB go out in one write.
+            length = len(body)
+            if self._omit_body():
+                if body and self.command != "HEAD":
+                    # Before the head is marked sent, so that the client gets a 500.
+                    raise self.ApplicationError("The %s response must have no body" % (self.code,))
+                self.headers_sent = True
+                self._sendall(self._make_head(length))
+                return
+            cl_left = self._cl_left
+            if cl_left is not None and length > cl_left:
+                body = body[:cl_left]  # more than the application's Content-Length
+            if len(body) <= 65536:
+                data = self._make_head(length, body)
+                body = b""
+            else:
+                data = self._make_head(length)
+            if cl_left is not None:
+                # After the head, so that it is what the application framed.
+                if length > cl_left:
+                    self._log_length_error()
+                cl_left = self._cl_left = cl_left - min(length, cl_left)
+                if cl_left:
+                    self.close_connection = True  # fewer bytes than promised
+            self.headers_sent = True
+            self._sendall(data)
+            if body:
+                self._sendall(body)
             return
         for data in result:
             if data:
@@ -802,7 +819,7 @@ class WSGIHandler(_AccessLog):
     # _omit_body says whether the response may carry a body; _make_head
     # decides how the body is delimited and whether the connection stays
     # open, and writes the head.  Every response the application makes goes
-    # through them: a whole body (_write_whole) or a streamed one (write).
+    # through them: a whole body (process_result) or a streamed one (write).
 
     def _omit_body(self):
         # HEAD, 1xx, 204 and 304 responses have no body (RFC 9110 6.4.1).
@@ -873,37 +890,6 @@ class WSGIHandler(_AccessLog):
             connection,
             body,
         )
-
-    def _write_whole(self, body):
-        # The whole body is known (the application returned a list): the
-        # head and a body of up to 64 KiB go out in one write.
-        length = len(body)
-        if self._omit_body():
-            if body and self.command != "HEAD":
-                # Before the head is marked sent, so that the client gets a 500.
-                raise self.ApplicationError("The %s response must have no body" % (self.code,))
-            self.headers_sent = True
-            self._sendall(self._make_head(length))
-            return
-        cl_left = self._cl_left
-        if cl_left is not None and length > cl_left:
-            body = body[:cl_left]  # more than the application's Content-Length
-        if len(body) <= 65536:
-            data = self._make_head(length, body)
-            body = b""
-        else:
-            data = self._make_head(length)
-        if cl_left is not None:
-            # After the head, so that it is what the application framed.
-            if length > cl_left:
-                self._log_length_error()
-            cl_left = self._cl_left = cl_left - min(length, cl_left)
-            if cl_left:
-                self.close_connection = True  # fewer bytes than promised
-        self.headers_sent = True
-        self._sendall(data)
-        if body:
-            self._sendall(body)
 
     def _log_length_error(self):
         self.close_connection = True

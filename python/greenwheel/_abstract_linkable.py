@@ -339,6 +339,11 @@ class _ThreadWaiter:
 
     __slots__ = ("done", "claim", "take", "value")
 
+    if TYPE_CHECKING:
+        #: What *take* returned in the hub (or a marker a subclass sets).
+        value: Any
+        take: Any
+
     def __init__(self, take: Callable[[Any], Any] | None = None) -> None:
         self.done = _allocate_lock()
         self.done.acquire()

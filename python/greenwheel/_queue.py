@@ -55,8 +55,10 @@ else:
 
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable
+    from collections.abc import Callable, Collection, Iterable
     from typing import Any, Self
+
+    from greenlet import greenlet as _RawGreenlet
 
     from ._event import Event
     from ._hub import Hub
@@ -89,11 +91,11 @@ class _Putter:
 
     __slots__ = ("item", "greenlet")
 
-    def __init__(self, item, greenlet):
+    def __init__(self, item: Any, greenlet: _RawGreenlet) -> None:
         self.item = item
         self.greenlet = greenlet
 
-    def __call__(self, queue):
+    def __call__(self, queue: Any) -> None:
         # In the hub: the item goes in, then the putter resumes.
         try:
             queue._put(self.item)
@@ -110,11 +112,11 @@ class _ThreadPutter(_ThreadWaiter):
 
     __slots__ = ("item",)
 
-    def __init__(self, item):
+    def __init__(self, item: Any) -> None:
         _ThreadWaiter.__init__(self)
         self.item = item
 
-    def __call__(self, queue):
+    def __call__(self, queue: Any) -> None:
         if self.claim.acquire(False):
             try:
                 queue._put(self.item)
@@ -130,7 +132,7 @@ class _ThreadGetter(_ThreadWaiter):
 
     __slots__ = ()
 
-    def __call__(self, queue):
+    def __call__(self, queue: Any) -> None:
         # In the owner's hub.  Take first: another thread may have emptied a
         # plain deque since _unlock saw an item.
         take = self.take
@@ -294,13 +296,13 @@ class SimpleQueue(_IterateByGet[_T]):
     def copy(self) -> Self:
         return type(self)(self.maxsize, self.queue)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{type(self).__name__} at {hex(id(self))}{self._format()}>"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"<{type(self).__name__}{self._format()}>"
 
-    def _format(self):
+    def _format(self) -> str:
         result = []
         if self.maxsize is not None:
             result.append(f"maxsize={self.maxsize!r}")
@@ -334,7 +336,7 @@ class SimpleQueue(_IterateByGet[_T]):
 
     # -- ownership ------------------------------------------------------------------
 
-    def _owned(self):
+    def _owned(self) -> bool:
         """True if the calling thread may park on this queue (adopting it if free)."""
         owner = self.hub
         if owner is not None and owner is not _state.hub:
@@ -350,7 +352,7 @@ class SimpleQueue(_IterateByGet[_T]):
             self._sched = _scheduler_for(hub)
         return True
 
-    def _unget(self, item):
+    def _unget(self, item: _T) -> None:
         # Put back an item a thread took but then did not want (it gave up).
         if self._inline:
             self.queue.appendleft(item)
@@ -358,11 +360,11 @@ class SimpleQueue(_IterateByGet[_T]):
             tasks = getattr(self, "unfinished_tasks", None)
             self._put(item)
             if tasks is not None:
-                self.unfinished_tasks = tasks
+                self.unfinished_tasks = tasks  # type: ignore[misc]  # (only a Queue has tasks: it has the slot)
         if self.getters:
             self._schedule_unlock()
 
-    def _foreign(self):
+    def _foreign(self) -> bool:
         """True if another thread's live hub owns the queue (then ops go through it)."""
         owner = self.hub
         if owner is None or owner is _state.hub:
@@ -372,7 +374,7 @@ class SimpleQueue(_IterateByGet[_T]):
         self._orphan()
         return False
 
-    def _orphan(self):
+    def _orphan(self) -> None:
         self.hub = None
         self._sched = None
         self.getters.clear()
@@ -382,7 +384,7 @@ class SimpleQueue(_IterateByGet[_T]):
 
     # -- waking -------------------------------------------------------------------------
 
-    def _schedule_unlock(self):
+    def _schedule_unlock(self) -> None:
         """Have :meth:`_unlock` run from the hub soon.  Any thread."""
         if not self._unlocking:
             sched = self._sched
@@ -392,7 +394,7 @@ class SimpleQueue(_IterateByGet[_T]):
                 if not sched.running:
                     sched.kick()
 
-    def _single_link(self):
+    def _single_link(self) -> Any:
         # See AbstractLinkable._single_link: one parked getter to wake, nothing else.
         getters = self.getters
         if (
@@ -405,7 +407,7 @@ class SimpleQueue(_IterateByGet[_T]):
             return getters.popleft()
         return None
 
-    def _notify_links(self):
+    def _notify_links(self) -> None:
         # Called by the hub's scheduler.
         try:
             self._unlock()
@@ -414,7 +416,7 @@ class SimpleQueue(_IterateByGet[_T]):
             if not self.getters:
                 self._raw = False
 
-    def _unlock(self):
+    def _unlock(self) -> None:
         # Move items from waiting putters into the queue, and from the queue to
         # waiting getters, in the order they arrived, for as long as possible.
         getters = self.getters
@@ -428,18 +430,18 @@ class SimpleQueue(_IterateByGet[_T]):
                 try:
                     putter(self)
                 except:  # noqa: E722
-                    hub.handle_error((putter, self), *sys.exc_info())
+                    hub.handle_error((putter, self), *sys.exc_info())  # type: ignore[union-attr]  # (notified by the owner hub)
             if getters and self._qsize():
                 repeat = True
                 getter = getters.popleft()
                 try:
                     getter(self)
                 except:  # noqa: E722
-                    hub.handle_error((getter, self), *sys.exc_info())
+                    hub.handle_error((getter, self), *sys.exc_info())  # type: ignore[union-attr]  # (notified by the owner hub)
             if not repeat:
                 return
 
-    def _not_woken(self, waiters, entry, result):
+    def _not_woken(self, waiters: Any, entry: object, result: object) -> bool:
         # Resumed by something other than _unlock: timed out (True) or a bug.
         _discard(waiters, entry)
         if result is _TIMEDOUT:
@@ -485,7 +487,7 @@ class SimpleQueue(_IterateByGet[_T]):
                 if not sched.running:
                     sched.kick()
 
-    def _put_blocking(self, item, block, timeout):
+    def _put_blocking(self, item: _T, block: bool, timeout: Any) -> None:
         current = getcurrent()
         hub = self.hub
         if hub is not None and current is hub:
@@ -521,11 +523,11 @@ class SimpleQueue(_IterateByGet[_T]):
         putters.append(putter)
         if self.getters:
             self._schedule_unlock()
-        result = _park(hub, self._sched, putters, putter, current.switch, timeout)
+        result = _park(hub, self._sched, putters, putter, current.switch, timeout)  # type: ignore[arg-type]  # (captured above)
         if result is not self and self._not_woken(putters, putter, result):
             raise Full
 
-    def _put_from_thread(self, item, block, timeout):
+    def _put_from_thread(self, item: _T, block: bool, timeout: Any) -> None:
         # A bounded queue owned by another thread's hub: the owner decides.
         if not block:
             timeout = 0
@@ -545,7 +547,7 @@ class SimpleQueue(_IterateByGet[_T]):
         if putter.value is not None:
             raise putter.value
 
-    def _add_thread_putter(self, putter, block):
+    def _add_thread_putter(self, putter: _ThreadPutter, block: bool) -> None:
         # In the owner's hub.
         if self.is_shutdown:
             if putter.claim.acquire(False):
@@ -670,7 +672,7 @@ class SimpleQueue(_IterateByGet[_T]):
         """Return the next item if one is there right now, else raise :class:`Empty`."""
         return self.peek(False)
 
-    def _get_or_peek(self, method, block, timeout):
+    def _get_or_peek(self, method: Callable[[], _T], block: bool, timeout: Any) -> _T:
         # The general get/peek, for an (apparently) empty queue.
         if block and timeout is not None:
             if isinstance(timeout, Timeout):
@@ -727,7 +729,7 @@ class SimpleQueue(_IterateByGet[_T]):
                 # An item arrived while we adopted the queue (another thread).
                 getters.remove(switch)
                 continue
-            result = _park(hub, self._sched, getters, switch, switch, timeout)
+            result = _park(hub, self._sched, getters, switch, switch, timeout)  # type: ignore[arg-type]  # (captured above)
             if result is not self and self._not_woken(getters, switch, result):
                 raise Empty
             # Woken by _unlock, which switched straight here: the item is ours
@@ -739,17 +741,17 @@ class SimpleQueue(_IterateByGet[_T]):
                     pass
 
     @staticmethod
-    def _do_get(queue):
+    def _do_get(queue: SimpleQueue[Any]) -> Any:
         item = queue._get()
         if queue.putters:
             queue._schedule_unlock()
         return item
 
     @staticmethod
-    def _do_peek(queue):
+    def _do_peek(queue: SimpleQueue[Any]) -> Any:
         return queue._peek()
 
-    def _get_from_thread(self, take, block, timeout):
+    def _get_from_thread(self, take: Callable[[Any], Any], block: bool, timeout: Any) -> _T:
         getter = _ThreadGetter(take)
         if not block:
             timeout = 0
@@ -770,7 +772,7 @@ class SimpleQueue(_IterateByGet[_T]):
             raise value
         return value
 
-    def _add_thread_getter(self, getter, block):
+    def _add_thread_getter(self, getter: _ThreadGetter, block: bool) -> None:
         # In the owner's hub.
         if self._qsize():
             getter(self)
@@ -818,17 +820,17 @@ class Queue(SimpleQueue[_T]):
     def copy(self) -> Self:
         return type(self)(self.maxsize, self.queue, self.unfinished_tasks)
 
-    def _format(self):
+    def _format(self) -> str:
         result = SimpleQueue._format(self)
         if self.unfinished_tasks:
             result += f" tasks={self.unfinished_tasks} _cond={self._cond}"
         return result
 
-    def _put(self, item):
+    def _put(self, item: _T) -> None:
         self.queue.append(item)
         self.unfinished_tasks += 1
 
-    def _did_put_task(self):
+    def _did_put_task(self) -> None:
         self.unfinished_tasks += 1
 
     def task_done(self) -> None:
@@ -886,7 +888,7 @@ class Queue(SimpleQueue[_T]):
         for putter in putters:
             self._wake_with_shutdown(loop, putter)
 
-    def _wake_with_shutdown(self, loop, waiter):
+    def _wake_with_shutdown(self, loop: Any, waiter: Any) -> None:
         if isinstance(waiter, _ThreadWaiter):
             if waiter.claim.acquire(False):
                 waiter.value = _SHUTDOWN
@@ -899,7 +901,7 @@ class Queue(SimpleQueue[_T]):
         loop.run_callback(_throw_shutdown, glet)
 
 
-def _throw_shutdown(glet):
+def _throw_shutdown(glet: Any) -> None:
     if not glet.dead:
         glet.throw(ShutDown)
 
@@ -927,16 +929,16 @@ class PriorityQueue(Queue[_T]):
 
     __slots__ = ()
 
-    def _create_queue(self, items=()):
+    def _create_queue(self, items: Iterable[_T] = ()) -> Any:
         q = list(items)
-        _heapify(q)
+        _heapify(q)  # type: ignore[type-var]  # (orderable items: the caller's contract)
         return q
 
-    def _put(self, item):
+    def _put(self, item: _T) -> None:
         _heappush(self.queue, item)
         self.unfinished_tasks += 1
 
-    def _get(self):
+    def _get(self) -> _T:
         return _heappop(self.queue)
 
 
@@ -945,21 +947,21 @@ class LifoQueue(Queue[_T]):
 
     __slots__ = ()
 
-    def _create_queue(self, items=()):
+    def _create_queue(self, items: Iterable[_T] = ()) -> Any:
         return list(items)
 
-    def _put(self, item):
+    def _put(self, item: _T) -> None:
         self.queue.append(item)
         self.unfinished_tasks += 1
 
-    def _get(self):
+    def _get(self) -> _T:
         return self.queue.pop()
 
-    def _peek(self):
+    def _peek(self) -> _T:
         return self.queue[-1]
 
 
-def _switch_to(hub, _timeout):
+def _switch_to(hub: Any, _timeout: Any) -> Any:
     # Channel waits under a Timeout object (see _timeout._under): the timer is that object's.
     return hub.switch()
 
@@ -992,13 +994,13 @@ class Channel(_IterateByGet[_T]):
         self._sched = None
         self._unlocking = False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{type(self).__name__} at {hex(id(self))} {self._format()}>"
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"<{type(self).__name__} {self._format()}>"
 
-    def _format(self):
+    def _format(self) -> str:
         result = ""
         if self.getters:
             result += f" getters[{len(self.getters)}]"
@@ -1019,7 +1021,7 @@ class Channel(_IterateByGet[_T]):
     def full(self) -> bool:
         return True
 
-    def _capture(self):
+    def _capture(self) -> Hub:
         hub = _state.hub
         owner = self.hub
         if owner is not hub or hub is None:
@@ -1036,7 +1038,7 @@ class Channel(_IterateByGet[_T]):
             self._unlocking = False
         return hub
 
-    def _schedule_unlock(self):
+    def _schedule_unlock(self) -> None:
         if not self._unlocking:
             self._unlocking = True
             sched = self._sched
@@ -1044,16 +1046,16 @@ class Channel(_IterateByGet[_T]):
             if not sched.running:
                 sched.kick()
 
-    def _single_link(self):
+    def _single_link(self) -> Any:
         return None
 
-    def _notify_links(self):
+    def _notify_links(self) -> None:
         try:
             self._unlock()
         finally:
             self._unlocking = False
 
-    def _unlock(self):
+    def _unlock(self) -> None:
         getters = self.getters
         putters = self.putters
         hub = self.hub
@@ -1063,13 +1065,13 @@ class Channel(_IterateByGet[_T]):
             try:
                 getter(item)
             except:  # noqa: E722
-                hub.handle_error((getter, self), *sys.exc_info())
+                hub.handle_error((getter, self), *sys.exc_info())  # type: ignore[union-attr]  # (notified by the owner hub)
             try:
                 putter(self)
             except:  # noqa: E722
-                hub.handle_error((putter, self), *sys.exc_info())
+                hub.handle_error((putter, self), *sys.exc_info())  # type: ignore[union-attr]  # (notified by the owner hub)
 
-    def _wait(self, waiters, entry, timeout, hub, switch):
+    def _wait(self, waiters: Any, entry: object, timeout: Any, hub: Any, switch: Any) -> Any:
         if timeout is None:
             return hub.switch()
         if isinstance(timeout, Timeout):

@@ -48,11 +48,11 @@ class _Lock:
 
     __slots__ = ("_locked", "_waiters")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._locked = False
-        self._waiters = deque()
+        self._waiters: deque[Waiter] = deque()
 
-    def acquire(self):
+    def acquire(self) -> bool:
         if not self._locked:
             self._locked = True
             return True
@@ -68,30 +68,30 @@ class _Lock:
             raise
         return True
 
-    def release(self):
+    def release(self) -> None:
         if self._waiters:
             get_hub().loop.run_callback(self._waiters.popleft().switch, None)
         else:
             self._locked = False
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
 # --- addresses ------------------------------------------------------------------------
 
 
-def _extract_family(host):
+def _extract_family(host: str) -> tuple[int, str]:
     if host.startswith("[") and host.endswith("]"):
         return _socket.AF_INET6, host[1:-1]
     return _socket.AF_INET, host
 
 
-def _parse_address(address):
+def _parse_address(address: Any) -> tuple[int, Any]:
     if isinstance(address, tuple):
         if not address[0] or ":" in address[0]:
             return _socket.AF_INET6, address
@@ -116,7 +116,9 @@ def parse_address(address: Any) -> tuple[int, Any]:
         raise ValueError("Failed to parse address %r: %s" % (address, ex)) from None
 
 
-def _handle_and_close_when_done(handle, close, args_tuple):
+def _handle_and_close_when_done(
+    handle: Callable[..., object], close: Callable[..., object], args_tuple: tuple[Any, ...]
+) -> object:
     try:
         return handle(*args_tuple)
     finally:
@@ -247,7 +249,7 @@ class BaseServer:
 
     # -- accepting -----------------------------------------------------------------
 
-    def _start_accepting_if_started(self, _ignored=None):
+    def _start_accepting_if_started(self, _ignored: object = None) -> None:
         if self.started:
             self.start_accepting()
 
@@ -264,14 +266,14 @@ class BaseServer:
             self._timer.close()
             self._timer = None
 
-    def _resume_when_pool_has_room(self):
+    def _resume_when_pool_has_room(self) -> None:
         try:
             self.pool.wait_available()
         finally:
             self._pool_waiter = None
         self._start_accepting_if_started()
 
-    def _pause(self):
+    def _pause(self) -> None:
         # After an error: stop accepting for a while, longer each time.
         if self.delay >= 0:
             self.stop_accepting()
@@ -279,7 +281,7 @@ class BaseServer:
             self._timer.start(self._start_accepting_if_started)
             self.delay = min(self.max_delay, self.delay * 2)
 
-    def _do_read(self):
+    def _do_read(self) -> None:
         # The listening socket's watcher callback; runs in the hub.
         for _ in range(self.max_accept):
             if self.full():
@@ -295,7 +297,7 @@ class BaseServer:
             except Exception:
                 self.loop.handle_error(self, *sys.exc_info())
                 ex = sys.exc_info()[1]
-                if self.is_fatal_error(ex):
+                if self.is_fatal_error(ex):  # type: ignore[arg-type]  # (in an except)
                     self.close()
                     sys.stderr.write("ERROR: %s failed with %s\n" % (self, str(ex) or repr(ex)))
                     return
@@ -569,7 +571,7 @@ class StreamServer(BaseServer):
         with ssl_socket:
             return self.handle(ssl_socket, address)
 
-    def _tls_handshake(self, client_socket, address, timeout):
+    def _tls_handshake(self, client_socket: Any, address: Any, timeout: float | None) -> Any:
         # The TLS socket once the handshake is done within *timeout*, or None
         # (logged) if it failed: a client that times out, resets or speaks
         # plaintext is not a server error worth a traceback.
@@ -580,7 +582,7 @@ class StreamServer(BaseServer):
         try:
             if timed:
                 client_socket.settimeout(timeout)
-            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
+            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)  # type: ignore[arg-type]
         except OSError as ex:
             self._log_handshake_failure(address, ex)
             return None
@@ -588,7 +590,7 @@ class StreamServer(BaseServer):
             ssl_socket.settimeout(previous)
         return ssl_socket
 
-    def _log_handshake_failure(self, address, ex):
+    def _log_handshake_failure(self, address: Any, ex: BaseException) -> None:
         sys.stderr.write(
             "TLS handshake with %s failed: %s\n" % (address, str(ex) or type(ex).__name__)
         )
@@ -629,13 +631,13 @@ class DatagramServer(BaseServer):
 
     def sendto(self, *args: Any) -> int:
         with self._writelock:
-            return self.socket.sendto(*args)
+            return self.socket.sendto(*args)  # type: ignore[no-any-return]
 
 
 # --- listeners ------------------------------------------------------------------------
 
 
-def _bind(sock, address):
+def _bind(sock: socket, address: Any) -> None:
     # The C-level bind: a host name is resolved right here, without yielding
     # (as in gevent), so a server spawned in a greenlet has bound its socket
     # by the time that greenlet first yields (a client may connect after one
@@ -650,7 +652,12 @@ def _bind(sock, address):
         raise
 
 
-def _tcp_listener(address, backlog=50, reuse_addr=None, family=_socket.AF_INET):
+def _tcp_listener(
+    address: Any,
+    backlog: int = 50,
+    reuse_addr: int | None = None,
+    family: int | None = _socket.AF_INET,
+) -> socket:
     """A bound, listening greenwheel TCP socket."""
     sock = socket(family=family or _socket.AF_INET)
     try:
@@ -664,7 +671,9 @@ def _tcp_listener(address, backlog=50, reuse_addr=None, family=_socket.AF_INET):
     return sock
 
 
-def _udp_socket(address, reuse_addr=None, family=_socket.AF_INET):
+def _udp_socket(
+    address: Any, reuse_addr: int | None = None, family: int | None = _socket.AF_INET
+) -> socket:
     """A bound greenwheel UDP socket."""
     sock = socket(family=family or _socket.AF_INET, type=_socket.SOCK_DGRAM)
     try:

@@ -584,7 +584,7 @@ SSLContext.__module__ = "greenwheel.ssl"
 SSLContext.sslsocket_class = SSLSocket  # type: ignore[assignment]
 
 
-def _wrap_with_context(context, sock, **kwargs):
+def _wrap_with_context(context: __ssl__.SSLContext, sock: socket, **kwargs: Any) -> SSLSocket:
     """Wrap *sock* in a greenwheel :class:`SSLSocket` using any ``ssl.SSLContext``.
 
     Lets callers holding a plain standard-library context (which would build

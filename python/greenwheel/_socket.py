@@ -48,6 +48,7 @@ from ._timeout import Timeout
 from ._typecheck import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from socket import AddressFamily, SocketKind
     from typing import Any, TypeAlias
 
@@ -130,12 +131,12 @@ class cancel_wait_ex(OSError):
         OSError.__init__(self, EBADF, "File descriptor was closed in another greenlet")
 
 
-def _os_error(err):
+def _os_error(err: int) -> OSError:
     # OSError(errno, msg) picks the specific subclass (ConnectionRefusedError...).
     return OSError(err, os.strerror(err))
 
 
-def _octets(data):
+def _octets(data: ReadableBuffer) -> memoryview:
     # A flat byte view of a buffer the Rust helpers refuse (a ctypes
     # Structure exports a zero-dimensional buffer with no shape).
     return memoryview(data).cast("B")
@@ -144,7 +145,9 @@ def _octets(data):
 # --- waiting ------------------------------------------------------------------
 
 
-def _block(hub, watcher, deadline, throw_args, known_unready=False):
+def _block(
+    hub: Hub, watcher: Any, deadline: float | None, throw_args: Any, known_unready: bool = False
+) -> None:
     """Park the current greenlet until *watcher* (an unstarted io watcher) fires.
 
     *deadline* is a ``time.monotonic()`` value or None; when it passes,
@@ -187,7 +190,7 @@ def wait(io: Any, timeout: float | None = None, timeout_exc: Any = _NONE) -> Non
         timer.close()
 
 
-def _wait_fd(fileno, events, timeout, timeout_exc):
+def _wait_fd(fileno: _FileLike, events: int, timeout: float | None, timeout_exc: Any) -> None:
     hub = get_hub()
     if not isinstance(fileno, int):
         fileno = fileno.fileno()
@@ -222,7 +225,7 @@ def cancel_wait(watcher: Any, error: Any = cancel_wait_ex) -> None:
     get_hub().cancel_wait(watcher, error)
 
 
-def _cancel_waits_then_close(hub, watchers, fd):
+def _cancel_waits_then_close(hub: Hub, watchers: list[Any], fd: int) -> None:
     # Runs in the hub: wake every waiter with EBADF (each stops its watcher
     # before it goes on), and only then release the descriptor.
     for watcher in watchers:
@@ -255,7 +258,7 @@ else:
 _MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 
 
-def _flags_arg(args, index):
+def _flags_arg(args: tuple[Any, ...], index: int) -> int:
     """The *flags* argument of a call given *args* positionally (0 when absent)."""
     flags = args[index] if len(args) > index else 0
     return flags if isinstance(flags, int) else 0
@@ -298,7 +301,7 @@ class socket(_std_socket):
 
     # -- waiting ---------------------------------------------------------------
 
-    def _watcher(self, events):
+    def _watcher(self, events: int) -> Any:
         watcher = self.hub.loop.io(_ss_fileno(self), events)
         if not self._ref:
             watcher.ref = False
@@ -308,14 +311,14 @@ class socket(_std_socket):
             self._write_event = watcher
         return watcher
 
-    def _wait(self, events, deadline, msg="timed out"):
+    def _wait(self, events: int, deadline: float | None, msg: str = "timed out") -> None:
         if events == _READ:
             watcher = self._read_event or self._watcher(_READ)
         else:
             watcher = self._write_event or self._watcher(_WRITE)
         _block(self.hub, watcher, deadline, (_timeout_error, msg))
 
-    def _retry(self, method, args, events):
+    def _retry(self, method: Callable[..., Any], args: tuple[Any, ...], events: int) -> Any:
         # Slow path shared by the I/O methods: the first attempt said EAGAIN.
         timeout = self.timeout
         deadline = None if timeout is None else _monotonic() + timeout
@@ -331,10 +334,10 @@ class socket(_std_socket):
             except BlockingIOError:
                 pass
 
-    def _get_ref(self):
+    def _get_ref(self) -> bool:
         return self._ref
 
-    def _set_ref(self, value):
+    def _set_ref(self, value: bool) -> None:
         value = bool(value)
         self._ref = value
         if _ss_fileno(self) >= 0:
@@ -391,7 +394,7 @@ class socket(_std_socket):
             raise BlockingIOError(EAGAIN, "Resource temporarily unavailable")
         return self._recv_wait(bufsize, flags, self.timeout)
 
-    def _recv_within(self, bufsize, timeout):
+    def _recv_within(self, bufsize: int, timeout: float | None) -> bytes:
         """``recv(bufsize)`` bounded by *timeout* instead of the socket's own.
 
         For servers that wait for a client's next request with one timeout
@@ -414,7 +417,7 @@ class socket(_std_socket):
             return data
         return self._recv_wait(bufsize, 0, timeout)
 
-    def _recv_wait(self, bufsize, flags, timeout):
+    def _recv_wait(self, bufsize: int, flags: int, timeout: float | None) -> bytes:
         # recv's slow path: the first attempt said EAGAIN.  Retries go through
         # the Rust helper too (the stdlib method allocates a bufsize buffer
         # and shrinks it on every call).
@@ -539,7 +542,7 @@ class socket(_std_socket):
                     self._sendall_rest(octets, sent, flags)
         return None
 
-    def _sendall_rest(self, view, sent, flags):
+    def _sendall_rest(self, view: memoryview, sent: int, flags: int) -> None:
         total = len(view)
         timeout = self.timeout
         deadline = None if timeout is None else _monotonic() + timeout
@@ -551,11 +554,11 @@ class socket(_std_socket):
             except BlockingIOError:
                 pass
 
-    def _sendfile_use_sendfile(self, file, offset=0, count=None):
+    def _sendfile_use_sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         # The stdlib version waits with a blocking selector; this one parks the
         # greenlet instead.  sendfile() (inherited) falls back to send() when
         # this gives up.
-        giveup = __socket__._GiveupOnSendfile
+        giveup = __socket__._GiveupOnSendfile  # type: ignore[attr-defined]
         try:
             fileno = file.fileno()
         except (AttributeError, OSError, ValueError) as err:
@@ -630,7 +633,7 @@ class socket(_std_socket):
             raise
         return 0
 
-    def _internal_connect(self, address):
+    def _internal_connect(self, address: Any) -> None:
         address = _resolve_addr(self, address)
         if self.timeout == 0.0:
             _ss_connect(self, address)
@@ -670,16 +673,17 @@ class socket(_std_socket):
         """True once :meth:`close` or :meth:`detach` was called (gevent's attribute)."""
         return self._closed or _ss_fileno(self) < 0
 
-    def _real_close(self, _ss=_ss):
+    def _real_close(self, _ss: Any = _ss) -> None:
         # Called by close() once no makefile() stream uses the socket.
         self._drop_events(True)
 
     def detach(self) -> int:
         """Close the object without closing the descriptor; return the descriptor."""
         self._closed = True
-        return self._drop_events(False)
+        return self._drop_events(False)  # type: ignore[return-value]  # (closefd false)
 
-    def _drop_events(self, closefd):
+    def _drop_events(self, closefd: bool) -> int | None:
+        # The detached descriptor (closefd false), else None.
         hub = self.hub
         read_event, write_event = self._read_event, self._write_event
         if (read_event is None and write_event is None) or hub is None:
@@ -847,7 +851,7 @@ def create_server(
 _RESOLVABLE = (AF_INET,) if AF_INET6 is None else (AF_INET, AF_INET6)
 
 
-def _is_ip_literal(host, families=_RESOLVABLE):
+def _is_ip_literal(host: Any, families: tuple[int, ...] = _RESOLVABLE) -> bool:
     if not isinstance(host, str):
         return False
     for family in families:
@@ -859,7 +863,7 @@ def _is_ip_literal(host, families=_RESOLVABLE):
     return False
 
 
-def _resolve_addr(sock, address):
+def _resolve_addr(sock: Any, address: Any) -> Any:
     # Resolve a host name in an AF_INET/AF_INET6 address tuple without
     # blocking the loop (the C socket would call getaddrinfo itself).
     if type(address) is not tuple or len(address) < 2:
@@ -884,7 +888,7 @@ def _resolve_addr(sock, address):
     return (sockaddr[0], address[1], sockaddr[2], sockaddr[3])
 
 
-def _saved_original(name):
+def _saved_original(name: str) -> Any:
     saved = getattr(sys.modules.get("greenwheel.monkey"), "saved", {}).get("socket", {})
     return saved.get(name, getattr(__socket__, name))
 
@@ -896,7 +900,7 @@ _ORIGINALS = {
 }
 
 
-def _stdlib(name):
+def _stdlib(name: str) -> Any:
     # The standard module's function, looked up at call time (so it can be
     # replaced, e.g. in tests) -- unless greenwheel.monkey has put ours there:
     # calling that from a worker thread would recurse.

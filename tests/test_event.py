@@ -614,7 +614,7 @@ def test_greenlet_woken_by_an_event_keeps_gevents_order(steps, expected):
         e2.wait()
         log.append("w2")
 
-    gw.spawn(waiter2)
+    w2 = gw.spawn(waiter2)
     gw.spawn(e1.set)
     e1.wait()
     for step in steps:
@@ -625,6 +625,7 @@ def test_greenlet_woken_by_an_event_keeps_gevents_order(steps, expected):
     gw.sleep(0)
     log.append("main")
     assert log == expected
+    w2.kill()  # still waiting on e2 where no step set it
 
 
 def test_a_timeout_object_as_timeout_is_started_and_raised_by_get():

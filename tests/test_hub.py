@@ -264,6 +264,9 @@ def test_loop_exit_reaches_main_when_a_greenlet_blocks_forever():
     g = gw.spawn(blocked)
     with pytest.raises(gw.LoopExit):
         g.join()
+    # Blocked forever by design; the test ends it.
+    g.kill()
+    assert g.dead
 
 
 # --- Waiter ---------------------------------------------------------------------
@@ -355,9 +358,10 @@ def test_hub_join_returns_true_when_everything_is_done():
 
 
 def test_hub_join_timeout():
-    gw.spawn(gw.sleep, 10)
+    sleeper = gw.spawn(gw.sleep, 10)
     assert gw.get_hub().join(timeout=0.01) is False
     assert gw.wait(timeout=0.01) is False
+    sleeper.kill()
 
 
 def test_wait_and_iwait_order_count_timeout():
@@ -371,8 +375,10 @@ def test_wait_and_iwait_order_count_timeout():
     assert gw.wait([d, e], count=1) == [e]
     assert gw.wait([d], timeout=0.001) == []
     assert gw.wait([d]) == [d]
-    with gw.iwait([gw.spawn(gw.sleep, 10)], timeout=0.001) as it:
+    sleeper = gw.spawn(gw.sleep, 10)
+    with gw.iwait([sleeper], timeout=0.001) as it:
         assert list(it) == []
+    sleeper.kill()
 
 
 # --- error handling -----------------------------------------------------------------

@@ -884,9 +884,12 @@ def test_stray_switch_into_wait_read_raises_invalid_switch_error():
     a, b = gsocket.socketpair()
     g = gw.spawn(gsocket.wait_read, a.fileno(), 5)
     gw.sleep(0)  # g now waits for a to become readable
-    gw.spawn(g.switch)  # not the loop: a switch nobody asked for
+    stray = gw.spawn(g.switch)  # not the loop: a switch nobody asked for
     with pytest.raises(gw.exceptions.InvalidSwitchError):
         g.get(timeout=5)
+    # The stray switcher stays parked in its switch into g, which has died
+    # (its parent, the hub, got control back): nothing will resume it.
+    stray.kill()
     a.close()
     b.close()
 

@@ -91,9 +91,13 @@ def test_timeout_started_in_main_interrupts_join():
     def wait():
         gevent.sleep(10)
 
+    waiter = gevent.spawn(wait)
     with pytest.raises(Timeout):
-        gevent.spawn(wait).join()
+        waiter.join()
     timeout.close()
+    # Interrupting the join does not stop what was joined.
+    assert not waiter.dead
+    waiter.kill()
 
 
 def test_timeout_context_manager_with_custom_exception():
@@ -127,6 +131,8 @@ def test_timeout_arguments_on_greenlet_calls():
         log.append("Thread 3 timed out")
     assert log == ["Thread 2 timed out", "Thread 3 timed out"]
     assert timer is None  # Timeout.start() returns None, as in gevent
+    # Timing out a join or a get leaves the greenlet running.
+    gevent.killall([thread1, thread2])
 
 
 def test_subclassing_greenlet(capsys):

@@ -31,9 +31,10 @@ The per-request path is kept short on purpose:
   call or copy);
 - one call into Rust parses the head, applies the size limits, decides the
   body framing and builds the environ (a copy of a per-connection template:
-  server base environ plus ``REMOTE_ADDR``/``REMOTE_PORT``);
+  server base environ plus ``REMOTE_ADDR``/``REMOTE_PORT``), returned as a
+  ``RequestHead`` record of named fields;
 - ``start_response`` checks and encodes the status and headers in one more
-  Rust call (``_core.response_head``);
+  Rust call (``_core.response_head``, a ``ResponseHead`` record);
 - one ``sendall`` carrying status line, headers and the body when the
   application returns a list (the usual case) or on the first write of a
   streamed body.  Together with ``TCP_NODELAY`` (set by StreamServer on

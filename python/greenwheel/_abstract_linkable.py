@@ -2,9 +2,10 @@
 
 Three pieces live here:
 
-* :class:`_Scheduler`, one per hub: the run queue through which every
-  primitive gets its waiters woken from the hub, plus the door (an async
-  watcher) other OS threads use to reach that hub.
+* :class:`_Scheduler`, one per hub: the hub's handle on its loop's
+  notification scheduler (through which every primitive gets its waiters
+  woken), plus the door (an async watcher) other OS threads use to reach
+  that hub.
 * :class:`AbstractLinkable`, the base of ``Event``, ``AsyncResult`` and
   ``Semaphore``: an ordered list of links (callables, usually the ``switch``
   method of a parked greenlet) notified from the hub once the object is ready.
@@ -14,39 +15,24 @@ Three pieces live here:
 How a wake-up travels
 ---------------------
 A greenlet that must wait appends its own ``switch`` to the object's links
-and switches to the hub; no :class:`~greenwheel._hub.Waiter` is allocated.
+and parks (``Loop.park``); no :class:`~greenwheel._hub.Waiter` is allocated.
 Whoever makes the object ready (``Event.set``, ``Semaphore.release``,
-``Queue.put``) never switches: it appends the object to the scheduler's ready
-queue, and the first one to do so queues a single loop callback
-(:meth:`_Scheduler._drain`).  That callback notifies the ready objects in
-order; each object calls its links in the order they were added.
-
-The callback keeps going while it can without reordering anything: after
-each object it checks whether the loop has other callbacks queued
-(``loop.pendingcnt``).  If not, an object made ready meanwhile (typically by
-the greenlet just woken) is notified by the same callback, exactly when a
-callback of its own would have run, minus a pass through the poller.  After
-``_BATCH`` objects it yields to the loop anyway, so timers and I/O are never
-starved.  While the drain is suspended in a greenlet it woke, that greenlet
-may make more objects ready and then queue a callback (``sleep(0)``,
-``spawn``); the loop then queues a drain ahead of that callback (see
-``rust/py/loop_/order.rs``), so the objects are notified before it, in
-gevent's order.
-
-Hand-over: when the callback has just resumed the single waiter of an object,
-all the hub would do once that greenlet parks again is pop the next ready
-object and resume *its* single waiter.  The parking greenlet does that itself
-(:func:`_park`), which halves the greenlet switches of a ping-pong between
-two greenlets.
+``Queue.put``) never switches: it hands the object to the loop's
+notification scheduler (``Loop.make_ready``), which notifies the ready
+objects in order from the hub; each object calls its links in the order they
+were added.  The scheduler -- its ready queue, its drain, the order it keeps
+with the loop's other callbacks and the hand-over that halves the switches of
+a ping-pong -- lives in the loop: see ``rust/py/loop_/sched.rs``.  What the
+scheduler asks of an object is :meth:`AbstractLinkable._single_link` (resume
+exactly one parked greenlet?) and :meth:`AbstractLinkable._notify_links`.
 
 Threads
 -------
 Each object belongs to the hub of the first thread that had to wait on it
 (its *owner*).  Setting, releasing or putting from any other OS thread does
-the cheap, atomic part (flag, counter, deque item) in place and appends the
-object to the owner's ready queue (a deque: thread-safe).  If no drain is
-pending, the owner is woken through its async watcher, the only loop object
-another thread may touch.  A waiter re-checks the condition *after* linking
+the cheap, atomic part (flag, counter, deque item) in place and posts the
+object's ``make_ready`` to the owner's hub through its async watcher, the
+only loop object another thread may touch.  A waiter re-checks the condition *after* linking
 itself, and a setter checks for links *after* changing the state, so under
 the GIL one of the two always sees the other: no wake-up is lost.
 """
@@ -107,10 +93,6 @@ _TIMEDOUT = object()
 #: Returned by a ``_ThreadWaiter``'s *take* when the resource is gone.
 _NOT_TAKEN = object()
 
-#: How many objects one scheduler callback notifies (hand-overs included)
-#: before the loop gets a chance to poll (timers, I/O, signals).
-_BATCH = 64
-
 
 def _discard(seq: Any, item: object) -> None:
     try:
@@ -164,16 +146,7 @@ def _park(
         if timeout is not None:
             timer = hub.loop.timer(timeout)
             timer.start(switch, _TIMEDOUT, update=True)
-        if sched.budget > 0:
-            ready = sched.ready
-            if ready and not sched.loop.pendingcnt:
-                obj = ready[0]
-                link = obj._single_link()
-                if link is not None:
-                    ready.popleft()
-                    sched.budget -= 1
-                    return link(obj)
-        return hub.switch()
+        return sched.park(hub)
     except:  # killed or timed out from outside: unlink, re-raise
         _discard(links, entry)
         raise
@@ -185,10 +158,12 @@ def _park(
 
 
 class _Scheduler:
-    """The per-hub ready queue for notifications, and the door for other threads.
+    """A hub's handle on its loop's notification scheduler, and the door for other threads.
 
-    Created in, and run by, the hub's own thread.  Other threads only append
-    to :attr:`ready` and call :meth:`kick` / :meth:`post`.
+    The ready queue, its drain and the hand-over budget live in the loop
+    (``rust/py/loop_/sched.rs``); this object binds the two entry points once
+    per hub and keeps what concerns other OS threads: an inbox drained by an
+    async watcher, and :meth:`hold` / :meth:`unhold`.
     """
 
     __slots__ = (
@@ -196,16 +171,24 @@ class _Scheduler:
         "loop",
         "ident",
         "_thread_alive",
-        "ready",
-        "running",
-        "budget",
-        "run_callback",
-        "drain_cb",
+        "make_ready",
+        "park",
         "_inbox",
         "_async",
         "_holds",
         "__weakref__",
     )
+
+    if TYPE_CHECKING:
+        #: ``make_ready(obj) -> bool``: queue *obj*'s notification (its
+        #: ``_single_link`` / ``_notify_links`` run from the hub soon); False,
+        #: doing nothing, when called from another thread (then use
+        #: :meth:`make_ready_from_thread`).
+        make_ready: Callable[[Any], bool]
+        #: ``park(hub) -> value``: switch the current greenlet out (to *hub*,
+        #: or straight to the next ready object's single waiter) until
+        #: something switches back in with *value*.
+        park: Callable[[Hub], Any]
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -214,20 +197,10 @@ class _Scheduler:
         # Dead once the thread exits (threading.current_thread() would not
         # do: monkey-patched, it describes the current greenlet).
         self._thread_alive = weakref.ref(_thread_token())
-        #: Objects whose ``_notify_links`` is due, in order.
-        self.ready: deque[Any] = deque()
-        #: True while a drain callback is queued or running.
-        self.running = False
-        #: > 0 only while _drain waits for the greenlet it just resumed: how
-        #: many hand-overs may still happen before the loop gets a turn.
-        self.budget = 0
-        self.run_callback = loop.run_callback
-        self.drain_cb = self._drain
-        # The loop queues a drain ahead of any callback pushed while objects
-        # wait in ``ready`` with no drain queued (the one running may be
-        # suspended in a greenlet it woke): they are then notified before
-        # that callback, as if each had queued a callback of its own.
-        loop._set_notify_order(self.ready, self.drain_cb)
+        # Bound once: the hot paths call them without an attribute lookup
+        # on the loop.
+        self.make_ready = loop.make_ready
+        self.park = loop.park
         self._inbox: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
         # Not referenced: an idle door must not keep the loop alive.  It is
         # referenced while greenlets wait and other threads exist (hold()).
@@ -235,21 +208,20 @@ class _Scheduler:
         watcher.start(self._drain_inbox)
         self._holds = 0
 
+    def close(self) -> None:
+        """The hub is destroyed: objects it owned are no longer notified.
+
+        (Its loop may live on with the thread's next hub; the objects'
+        waiters were that hub's greenlets.)
+        """
+        self.make_ready = _dropped
+
     # -- any thread -------------------------------------------------------
 
-    def kick(self) -> None:
-        """Make sure a drain will run (the caller just appended to :attr:`ready`)."""
-        if _get_ident() == self.ident:
-            if not self.running and self.hub.loop is self.loop:
-                self.running = True
-                self.run_callback(self.drain_cb)
-        elif self.alive():
-            self.post(self._kick_in_hub)
-
-    def _kick_in_hub(self) -> None:
-        if self.ready and not self.running:
-            self.running = True
-            self.run_callback(self.drain_cb)
+    def make_ready_from_thread(self, obj: object) -> None:
+        """:attr:`make_ready` for a thread other than the hub's."""
+        if self.alive():
+            self.post(self.make_ready, obj)
 
     def post(self, func: Callable[..., object], *args: Any) -> None:
         """Run ``func(*args)`` in the hub's thread, from the loop.  Thread-safe."""
@@ -261,43 +233,6 @@ class _Scheduler:
         return self.hub.loop is self.loop and self._thread_alive() is not None
 
     # -- hub side ---------------------------------------------------------
-
-    def _drain(self) -> None:
-        ready = self.ready
-        loop = self.loop
-        hub = self.hub
-        left = _BATCH
-        try:
-            while ready:
-                obj = ready.popleft()
-                link = obj._single_link()
-                if link is None:
-                    obj._notify_links()
-                    left -= 1
-                else:
-                    # One greenlet to resume and nothing to do after it: while
-                    # it runs, greenlets that park may hand over to the next
-                    # object's waiter themselves (_park); each hand-over
-                    # spends the budget.
-                    self.budget = left - 1
-                    try:
-                        link(obj)
-                    except:  # noqa: E722 - the hub must survive a bad switch
-                        hub.handle_error((link, obj), *sys.exc_info())
-                    left = self.budget
-                    self.budget = 0
-                # Another callback queued meanwhile runs first, as it would
-                # have if every object had queued its own callback.
-                if left <= 0 or loop.pendingcnt:
-                    break
-        finally:
-            self.budget = 0
-            # Cleared before the re-check: a thread appending meanwhile either
-            # sees running False (and kicks) or its object is seen here.
-            self.running = False
-            if ready and self.hub.loop is loop:
-                self.running = True
-                self.run_callback(self.drain_cb)
 
     def _drain_inbox(self) -> None:
         inbox = self._inbox
@@ -319,6 +254,11 @@ class _Scheduler:
         self._holds -= 1
         if not self._holds:
             self._async.ref = False
+
+
+def _dropped(obj: object) -> bool:
+    # make_ready of a closed scheduler: nothing to do, from any thread.
+    return True
 
 
 def _scheduler_for(hub: Hub) -> _Scheduler:
@@ -484,9 +424,8 @@ class AbstractLinkable:
             if sched is None:
                 return
             self._notifying = True
-            sched.ready.append(self)
-            if not sched.running:
-                sched.kick()
+            if not sched.make_ready(self):
+                sched.make_ready_from_thread(self)
 
     def _serve_threads(self) -> None:
         # Wake the thread waiters at the head of the links, while ready.

@@ -6,7 +6,6 @@ bound to the OS thread that created the loop, except :meth:`AsyncWatcher.send`,
 which any thread may call.
 """
 
-import collections
 from collections.abc import Callable, Iterable
 from typing import Any, Final, final
 
@@ -314,11 +313,14 @@ class Loop:
         still pending."""
     def break_(self, how: int = ...) -> None:
         """Make :meth:`run` return after the current pass."""
-    def _set_notify_order(
-        self, ready: collections.deque[Any] | None, drain: Callable[[], Any] | None
-    ) -> None:
-        """Register the scheduler whose notifications keep FIFO order with the
-        loop's callbacks (internal)."""
+    def make_ready(self, obj: Any) -> bool:
+        """Queue the notification of *obj* (its ``_single_link()`` /
+        ``_notify_links()`` run from the loop soon); False, doing nothing,
+        from another thread than the loop's (internal)."""
+    def park(self, hub: Any) -> Any:
+        """Switch the current greenlet out (to *hub*, or straight to the next
+        ready object's single waiter) until something switches back in;
+        return the value switched in (internal)."""
     def _use_virtual_clock(self, autojump_threshold: float = 0.0) -> None:
         """For tests: switch to a virtual clock that jumps to the next timer's
         deadline when the loop would otherwise block (after a poll that waited

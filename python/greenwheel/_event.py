@@ -89,9 +89,8 @@ class Event(AbstractLinkable):
                 self._notify_anywhere()
             else:
                 self._notifying = True
-                sched.ready.append(self)
-                if not sched.running:
-                    sched.kick()
+                if not sched.make_ready(self):
+                    sched.make_ready_from_thread(self)
 
     def clear(self) -> None:
         """Reset the flag; :meth:`wait` blocks again until the next :meth:`set`."""
@@ -128,20 +127,8 @@ class Event(AbstractLinkable):
             # Set by another thread just now.
             links.remove(switch)
             return True
-        sched = self._sched
-        ready = sched.ready
         try:
-            if ready and sched.budget > 0 and not sched.loop.pendingcnt:
-                obj = ready[0]
-                link = obj._single_link()
-                if link is None:
-                    result = hub.switch()
-                else:
-                    ready.popleft()
-                    sched.budget -= 1
-                    result = link(obj)
-            else:
-                result = hub.switch()
+            result = self._sched.park(hub)
         except:
             _discard(links, switch)
             raise

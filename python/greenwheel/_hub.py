@@ -609,6 +609,9 @@ class Hub(_RawGreenlet):
             except (LoopExit, _GreenletError):
                 pass
         loop.error_handler = None
+        sched = self.__dict__.get("_greenwheel_scheduler")
+        if sched is not None:
+            sched.close()  # a kept loop must not notify this hub's objects
         monitor = self.periodic_monitoring_thread
         if monitor is not None:
             self.periodic_monitoring_thread = None

@@ -390,9 +390,8 @@ class SimpleQueue(_IterateByGet[_T]):
             sched = self._sched
             if sched is not None:
                 self._unlocking = True
-                sched.ready.append(self)
-                if not sched.running:
-                    sched.kick()
+                if not sched.make_ready(self):
+                    sched.make_ready_from_thread(self)
 
     def _single_link(self) -> Any:
         # See AbstractLinkable._single_link: one parked getter to wake, nothing else.
@@ -483,9 +482,8 @@ class SimpleQueue(_IterateByGet[_T]):
             sched = self._sched
             if sched is not None:
                 self._unlocking = True
-                sched.ready.append(self)
-                if not sched.running:
-                    sched.kick()
+                if not sched.make_ready(self):
+                    sched.make_ready_from_thread(self)
 
     def _put_blocking(self, item: _T, block: bool, timeout: Any) -> None:
         current = getcurrent()
@@ -628,20 +626,8 @@ class SimpleQueue(_IterateByGet[_T]):
             # Another thread put an item just now.
             getters.remove(switch)
             return self._get_or_peek(self._get, block, timeout)
-        sched = self._sched
-        ready = sched.ready
         try:
-            if ready and sched.budget > 0 and not sched.loop.pendingcnt:
-                obj = ready[0]
-                link = obj._single_link()
-                if link is None:
-                    result = hub.switch()
-                else:
-                    ready.popleft()
-                    sched.budget -= 1
-                    result = link(obj)
-            else:
-                result = hub.switch()
+            result = self._sched.park(hub)
         except:
             _discard(getters, switch)
             raise
@@ -1042,9 +1028,8 @@ class Channel(_IterateByGet[_T]):
         if not self._unlocking:
             self._unlocking = True
             sched = self._sched
-            sched.ready.append(self)
-            if not sched.running:
-                sched.kick()
+            if not sched.make_ready(self):
+                sched.make_ready_from_thread(self)
 
     def _single_link(self) -> Any:
         return None

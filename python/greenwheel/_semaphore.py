@@ -80,9 +80,8 @@ class Semaphore(AbstractLinkable):
                 self._notify_anywhere()
             else:
                 self._notifying = True
-                sched.ready.append(self)
-                if not sched.running:
-                    sched.kick()
+                if not sched.make_ready(self):
+                    sched.make_ready_from_thread(self)
         return self.counter
 
     def acquire(self, blocking: bool = True, timeout: float | Timeout | None = None) -> bool:

@@ -78,6 +78,11 @@ impl Shared {
         drop(old);
     }
 
+    /// Whether the caller runs on the loop's own thread.
+    pub(crate) fn is_owner(&self) -> bool {
+        thread_token() == self.owner
+    }
+
     /// RuntimeError unless called on the loop's own thread.
     pub(crate) fn check_owner(&self) -> PyResult<()> {
         if thread_token() == self.owner {

@@ -24,14 +24,6 @@ impl Callback {
         }
     }
 
-    /// Whether the pending call is to `func`.
-    pub(crate) fn calls(&self, func: &Py<PyAny>) -> bool {
-        self.slot
-            .try_borrow()
-            .ok()
-            .is_some_and(|slot| slot.as_ref().is_some_and(|(f, _)| f.is(func)))
-    }
-
     /// Takes the call out (so `pending` turns false before it runs).
     pub(crate) fn take(&self) -> Option<(Py<PyAny>, Py<PyTuple>)> {
         self.slot.borrow_mut().take()

@@ -70,8 +70,7 @@ impl Loop {
         Ok(Loop {
             state: Guarded::new(Some(st)),
             callbacks: Guarded::new(VecDeque::new()),
-            notify_order: Guarded::new(None),
-            drains_queued: IsizeCell::new(0),
+            sched: super::sched::Scheduler::new(),
             resume_seq: U64Cell::new(0),
             requeued_sleeps: U64Cell::new(0),
             pass: CallbackPass::new(),
@@ -205,24 +204,22 @@ impl Loop {
         self.break_requested.set(true);
     }
 
-    /// Register the scheduler whose notifications keep FIFO order with the
-    /// loop's callbacks: its `ready` deque and its drain callable (None to
-    /// forget). Used by `greenwheel._abstract_linkable`; not public API.
-    #[pyo3(signature = (ready, drain))]
-    fn _set_notify_order(
-        &self,
-        py: Python<'_>,
-        ready: Option<&Bound<'_, PyAny>>,
-        drain: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        self.check_usable()?;
-        match (ready, drain) {
-            (Some(r), Some(d)) => self.set_notify_order(py, Some((r, d))),
-            (None, None) => self.set_notify_order(py, None),
-            _ => Err(pyo3::exceptions::PyTypeError::new_err(
-                "ready and drain are both given or both None",
-            )),
-        }
+    /// Queue the notification of `obj` (an event, semaphore or queue made
+    /// ready): the loop's scheduler calls its `_single_link()` /
+    /// `_notify_links()` soon (see `sched.rs`). Returns False, doing nothing,
+    /// when called from another thread than the loop's. Internal, used by
+    /// `greenwheel._abstract_linkable`.
+    fn make_ready(&self, obj: &Bound<'_, PyAny>) -> bool {
+        self.make_ready_(obj)
+    }
+
+    /// Park the current greenlet (a child of greenlet `hub`, already linked
+    /// where its waker will find it) until something switches back into it;
+    /// return the value switched in. May resume the next ready object's
+    /// waiter directly instead of switching to `hub` (a hand-over, see
+    /// `sched.rs`). Internal, used by `greenwheel._abstract_linkable`.
+    fn park<'py>(&self, py: Python<'py>, hub: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.park_(py, hub)
     }
 
     /// Queue `func(*args)` to run at the next pass (FIFO).
@@ -526,13 +523,14 @@ impl Loop {
         if let Ok(h) = self.error_handler.try_borrow() {
             visit.call(&*h)?;
         }
-        self.traverse_notify_order(&visit)?;
+        self.traverse_sched(&visit)?;
         if let Ok(cbs) = self.callbacks.try_borrow() {
             for entry in cbs.iter() {
                 match entry {
                     Queued::Call(cb) => visit.call(cb)?,
                     Queued::Resume { glet, .. } => visit.call(glet)?,
                     Queued::Start(glet) => visit.call(glet)?,
+                    Queued::Drain => {}
                 }
             }
         }

@@ -51,8 +51,8 @@ pub(crate) use clock::LoopClock;
 mod api;
 mod clock;
 mod io;
-mod order;
 mod phases;
+mod sched;
 mod timers;
 mod virtual_time;
 mod wakeups;
@@ -168,6 +168,8 @@ enum Queued {
     /// `Loop.start_soon`: first switch into a greenlet, unless something
     /// started it meanwhile.
     Start(Py<PyAny>),
+    /// The notification scheduler's drain (see `sched.rs`).
+    Drain,
 }
 
 impl Queued {
@@ -177,6 +179,7 @@ impl Queued {
         match self {
             Queued::Call(cb) => cb.drop_ref(py),
             Queued::Resume { glet, .. } | Queued::Start(glet) => glet.drop_ref(py),
+            Queued::Drain => {}
         }
     }
 }
@@ -253,10 +256,8 @@ struct State {
 pub(crate) struct Loop {
     state: Guarded<Option<State>>,
     callbacks: Guarded<VecDeque<Queued>>,
-    /// The Python scheduler whose notifications keep FIFO order with
-    /// `callbacks` (see `order.rs`), and how many of its drains are queued.
-    notify_order: Guarded<Option<order::NotifyOrder>>,
-    drains_queued: IsizeCell,
+    /// The notification scheduler (see `sched.rs`).
+    sched: sched::Scheduler,
     /// Identifies `Queued::Resume` entries so a failed yield can withdraw its own.
     resume_seq: U64Cell,
     /// Sleep wake-ups re-queued as `Resume { seq: 0 }` and not yet run.
@@ -365,7 +366,7 @@ impl Loop {
     /// takes nothing it cannot get and restores no signal handlers there).
     fn teardown(&self, py: Python<'_>, restore_signals: bool) -> PyResult<()> {
         self.destroyed.set(true);
-        self.clear_notify_order();
+        self.clear_sched();
         let taken = match self.state.try_borrow_mut() {
             Ok(mut st) => st.take(),
             Err(_) => return Ok(()),
@@ -553,12 +554,12 @@ impl Loop {
                 Some(Queued::Call(cb)) => {
                     let call = cb.get().take();
                     if let Some((f, a)) = call {
-                        self.note_call_popped(&f);
                         if let Err(err) = f.bind(py).call1(a.bind(py).clone()) {
                             self.report(py, cb.bind(py).as_any(), err)?;
                         }
                     }
                 }
+                Some(Queued::Drain) => self.run_drain(py)?,
                 Some(Queued::Start(glet)) => {
                     let glet = glet.into_bound(py);
                     let known = greenlet_api::Greenlet(&glet);

@@ -1,0 +1,262 @@
+//! The notification scheduler: the one place where events, semaphores and
+//! queues get their waiters woken, owned by the loop.
+//!
+//! Making an object ready (`Event.set`, `Semaphore.release`, `Queue.put`)
+//! never switches: `Loop.make_ready(obj)` appends it to `ready`, and the first
+//! append queues a single drain (`Queued::Drain`) on the callback queue. The
+//! drain notifies the ready objects in order through the object's own
+//! protocol (`_single_link()`, `_notify_links()`, both Python methods of
+//! `greenwheel._abstract_linkable`). It keeps going while nothing else is
+//! queued on the loop (an object made ready meanwhile is notified exactly
+//! when a callback of its own would have run), and yields to the loop after
+//! [`BATCH`] objects so timers and I/O are never starved.
+//!
+//! Hand-over: when the drain has just resumed the single waiter of an
+//! object, all the hub would do once that greenlet parks again is pop the
+//! next ready object and resume *its* single waiter. `Loop.park(hub)` does
+//! that in the parking greenlet itself (spending the drain's `budget`),
+//! which halves the greenlet switches of a ping-pong.
+//!
+//! Order with the loop's other callbacks: while the drain is suspended in a
+//! greenlet it woke, that greenlet may make more objects ready and then queue
+//! a callback of its own (`sleep(0)`, `spawn`). In gevent every ready object
+//! queues its own callback, so those objects are notified before the later
+//! callback. So whenever an entry is pushed while `ready` is not empty and no
+//! drain is queued, a drain is pushed first (`push_callback`).
+//!
+//! What stays in Python (`_Scheduler`): the door for other OS threads (an
+//! inbox and an async watcher; a thread's `make_ready` goes through it) and
+//! `hold`/`unhold`, which keep the loop alive while a greenlet waits for a
+//! thread. Those are about threads, not about notification order.
+//!
+//! Ground rules:
+//! - `ready`, `draining`, `budget` and `drains_queued` are touched only on the
+//!   loop's own thread (`make_ready` refuses others by returning False).
+//! - No borrow of `ready` or `callbacks` is held across a call into Python:
+//!   every link switches greenlets and may re-enter any of these methods.
+//! - `drains_queued` counts queued `Queued::Drain` entries; `draining` is
+//!   true from the queueing of the regular drain until a drain finishes
+//!   (the drains the order rule adds do not set it, and any finishing drain
+//!   re-queues one if objects are left).
+//! - `budget` is positive only while a drain waits for the greenlet it just
+//!   resumed: how many hand-overs may still happen before the loop gets a
+//!   turn.
+
+use std::collections::VecDeque;
+
+use pyo3::gc::PyVisit;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::PyTraverseError;
+
+use super::{Loop, Queued};
+use crate::py::greenlet_api;
+
+/// How many objects one drain notifies (hand-overs included) before the
+/// loop gets a chance to poll (timers, I/O, signals).
+const BATCH: isize = 64;
+
+/// The scheduler's state, a field of `Loop`.
+pub(crate) struct Scheduler {
+    /// Objects whose notification is due, in order.
+    ready: crate::py::sync::Guarded<VecDeque<Py<PyAny>>>,
+    /// A regular drain is queued or running (see the module rules).
+    draining: crate::py::sync::BoolCell,
+    /// Hand-overs left for the greenlet the running drain resumed.
+    budget: crate::py::sync::IsizeCell,
+    /// `Queued::Drain` entries on the callback queue.
+    drains_queued: crate::py::sync::IsizeCell,
+}
+
+impl Scheduler {
+    pub(super) fn new() -> Self {
+        Scheduler {
+            ready: crate::py::sync::Guarded::new(VecDeque::new()),
+            draining: crate::py::sync::BoolCell::new(false),
+            budget: crate::py::sync::IsizeCell::new(0),
+            drains_queued: crate::py::sync::IsizeCell::new(0),
+        }
+    }
+
+    fn has_ready(&self) -> bool {
+        !self.ready.borrow_mut().is_empty()
+    }
+
+    fn pop_ready(&self) -> Option<Py<PyAny>> {
+        self.ready.borrow_mut().pop_front()
+    }
+}
+
+impl Loop {
+    /// `Loop.make_ready`: queue `obj`'s notification. False (and nothing
+    /// done) when called from another thread than the loop's.
+    pub(super) fn make_ready_(&self, obj: &Bound<'_, PyAny>) -> bool {
+        if !self.shared.is_owner() {
+            return false;
+        }
+        if self.destroyed.get() {
+            // Nobody is left to notify: the hub and its greenlets are gone.
+            return true;
+        }
+        self.sched
+            .ready
+            .borrow_mut()
+            .push_back(obj.clone().unbind());
+        if !self.sched.draining.get() {
+            self.sched.draining.set(true);
+            self.queue_drain();
+        }
+        true
+    }
+
+    fn queue_drain(&self) {
+        self.sched
+            .drains_queued
+            .set(self.sched.drains_queued.get() + 1);
+        self.callbacks.borrow_mut().push_back(Queued::Drain);
+    }
+
+    /// Pushes `entry` onto the callback queue, after a drain if objects made
+    /// ready earlier would otherwise wait behind it (see the module docs).
+    pub(super) fn push_callback(&self, _py: Python<'_>, entry: Queued) -> PyResult<()> {
+        if self.sched.drains_queued.get() == 0 && self.sched.has_ready() {
+            self.queue_drain();
+        }
+        self.callbacks.borrow_mut().push_back(entry);
+        Ok(())
+    }
+
+    /// Runs a `Queued::Drain` entry just popped off the callback queue.
+    pub(super) fn run_drain(&self, py: Python<'_>) -> PyResult<()> {
+        let sched = &self.sched;
+        debug_assert!(
+            sched.drains_queued.get() > 0,
+            "drain popped but not counted"
+        );
+        sched
+            .drains_queued
+            .set((sched.drains_queued.get() - 1).max(0));
+        let result = self.drain_batch(py);
+        sched.budget.set(0);
+        // Cleared before the re-check: an object made ready meanwhile either
+        // sees `draining` false (and queues a drain) or is seen here.
+        sched.draining.set(false);
+        if !self.destroyed.get() && sched.has_ready() {
+            sched.draining.set(true);
+            self.queue_drain();
+        }
+        result
+    }
+
+    /// Notifies ready objects until the batch is spent or the loop has
+    /// another callback queued. Err only if the error handler raised.
+    fn drain_batch(&self, py: Python<'_>) -> PyResult<()> {
+        let sched = &self.sched;
+        let mut left = BATCH;
+        while let Some(obj) = sched.pop_ready() {
+            let obj = obj.into_bound(py);
+            match obj.call_method0(intern!(py, "_single_link")) {
+                Err(err) => {
+                    self.report(py, &obj, err)?;
+                    left -= 1;
+                }
+                Ok(link) if link.is_none() => {
+                    if let Err(err) = obj.call_method0(intern!(py, "_notify_links")) {
+                        self.report(py, &obj, err)?;
+                    }
+                    left -= 1;
+                }
+                Ok(link) => {
+                    // One greenlet to resume and nothing to do after it:
+                    // while it runs, greenlets that park may hand over to the
+                    // next object's waiter themselves (`park`), each
+                    // spending the budget.
+                    sched.budget.set(left - 1);
+                    let called = link.call1((&obj,));
+                    left = sched.budget.replace(0);
+                    if let Err(err) = called {
+                        let context = PyTuple::new(py, [&link, &obj])?;
+                        self.report(py, context.as_any(), err)?;
+                    }
+                }
+            }
+            // Another callback queued meanwhile runs first, as it would have
+            // if every object had queued its own callback.
+            if left <= 0 || !self.callbacks.borrow_mut().is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// `Loop.park(hub)`: switch the current greenlet out until something
+    /// resumes it, and return what it was resumed with. If the running drain
+    /// has budget left and nothing else is queued, resume the next ready
+    /// object's single waiter directly instead of switching to `hub`.
+    pub(super) fn park_<'py>(
+        &self,
+        py: Python<'py>,
+        hub: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some((link, obj)) = self.take_hand_over(py)? {
+            return link.call1((obj,));
+        }
+        greenlet_api::switch(py, hub)
+    }
+
+    /// The link and object of a hand-over `park` may do now, already taken
+    /// off `ready` with the budget spent. Out of line: keeps `park`'s frame
+    /// (copied on every greenlet switch) small.
+    #[inline(never)]
+    fn take_hand_over<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        let sched = &self.sched;
+        if sched.budget.get() <= 0 || !self.callbacks.borrow_mut().is_empty() {
+            return Ok(None);
+        }
+        let Some(obj) = sched.pop_ready() else {
+            return Ok(None);
+        };
+        let obj = obj.into_bound(py);
+        let link = match obj.call_method0(intern!(py, "_single_link")) {
+            Ok(link) if !link.is_none() => link,
+            other => {
+                // Not ours to notify here: back to the head of the line,
+                // where the drain will find it. (`_single_link` switches no
+                // greenlet, so no drain ran meanwhile; anything made ready
+                // meanwhile, by a finalizer at most, went behind it.)
+                sched.ready.borrow_mut().push_front(obj.unbind());
+                return other.map(|_| None);
+            }
+        };
+        sched.budget.set(sched.budget.get() - 1);
+        Ok(Some((link, obj)))
+    }
+
+    /// GC: visits the ready objects.
+    pub(super) fn traverse_sched(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(ready) = self.sched.ready.try_borrow() {
+            for obj in ready.iter() {
+                visit.call(obj)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the ready objects (destroy, GC).
+    pub(super) fn clear_sched(&self) {
+        let old = self
+            .sched
+            .ready
+            .try_borrow_mut()
+            .ok()
+            .map(|mut ready| std::mem::take(&mut *ready));
+        self.sched.drains_queued.set(0);
+        self.sched.draining.set(false);
+        self.sched.budget.set(0);
+        drop(old); // after the borrow ends: a decref may run Python code
+    }
+}

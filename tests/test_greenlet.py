@@ -633,10 +633,13 @@ def test_spawn_link_helpers(quiet_hub):
 
 def test_throw_from_hub_into_unstarted_greenlet_reports_death():
     log = []
+    linked = gw.event.Event()
     g = Greenlet(log.append, 1)
-    g.rawlink(lambda s: log.append("linked"))
+    g.rawlink(lambda s: (log.append("linked"), linked.set()))
     gw.get_hub().loop.run_callback(g.throw)
-    gw.sleep(0.001)
+    # The link runs from a later loop callback: wait for it rather than for a
+    # wall-clock interval (a 1 ms sleep could end first on a loaded machine).
+    assert linked.wait(timeout=10)
     assert g.dead and g.successful() and isinstance(g.value, GreenletExit)
     assert log == ["linked"]
 

@@ -53,9 +53,10 @@ from ._greenlet import (
     spawn_link_exception,
     spawn_link_value,
 )
-from ._hub import Hub, get_hub, idle, iwait, kill, reinit, sleep, spawn_raw, wait
+from ._hub import Hub, get_hub, idle, kill, reinit, sleep, spawn_raw
 from ._sighandler import signal_handler
 from ._timeout import Timeout, with_timeout
+from ._wait import iwait, wait
 from .os import fork
 
 __all__ = [

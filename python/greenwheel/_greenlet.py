@@ -36,11 +36,10 @@ from ._hub import (
     _state,
     _tree_locals_for_child_of,
     get_hub,
-    iwait,
-    wait,
 )
 from ._timeout import _NEVER, Timeout
 from ._typecheck import TYPE_CHECKING, Generic, ParamSpec, TypeVar, overload
+from ._wait import iwait, wait
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable
@@ -48,7 +47,8 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn, Self, TypeAlias
 
     from ._core import Loop
-    from ._hub import _L, Hub
+    from ._hub import Hub
+    from ._wait import _L
 
     #: What kill()/throw() accept: an exception class or instance, or an exc_info triple.
     _KillException: TypeAlias = (

@@ -42,6 +42,7 @@ from greenlet import greenlet as _RawGreenlet
 from ._exceptions import BlockingSwitchOutError, InvalidThreadUseError
 from ._hub import Waiter, _check_seconds, _get_hub_if_exists, get_hub
 from ._typecheck import TYPE_CHECKING, Generic, ParamSpec, TypeVar
+from ._wait import iwait
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -700,8 +701,6 @@ class ThreadPool:
         self, fn: Callable[..., _R], *iterables: Iterable[Any], maxsize: int | None = None
     ) -> Iterator[_R]:
         """Like :meth:`imap`, yielding each result as soon as it is ready."""
-        from ._hub import iwait
-
         args_iter = zip(*iterables, strict=False)
         window = self._window(maxsize)
         pending = {self.spawn(fn, *args) for args in islice(args_iter, window)}

@@ -10,16 +10,15 @@ from ._hub import (
     get_hub_class,
     getcurrent,
     idle,
-    iwait,
     kill,
     reinit,
     set_default_hub_class,
     set_hub,
     sleep,
     spawn_raw,
-    wait,
 )
 from ._sighandler import signal_handler as signal  # gevent's older name for it
+from ._wait import iwait, wait
 
 __all__ = [
     "GreenletExit",

@@ -199,6 +199,7 @@ impl Loop {
         py: Python<'py>,
         hub: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        debug_assert!(self.shared.is_owner(), "park from another thread");
         if let Some((link, obj)) = self.take_hand_over(py)? {
             return link.call1((obj,));
         }

@@ -6,16 +6,21 @@ file covers what belongs to the scheduler's ownership: it is the loop's, so a
 loop that outlives its hub must not notify the dead hub's objects.
 """
 
+import pytest
+
 from _childproc import run_python
 
 
-def test_objects_of_a_destroyed_hub_are_not_notified_through_the_kept_loop():
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_objects_of_a_destroyed_hub_are_not_notified_through_the_kept_loop(when):
     # The main thread's default loop outlives hub.destroy(); the next hub
     # uses it.  A greenlet of the destroyed hub parked on an event must not be
-    # switched into when the event is set later (its hub, its parent, is
-    # gone), while the event itself keeps working for the new hub.
+    # switched into when the event is set (after the destroy, or just before
+    # it with the notification still queued): its hub, its parent, is gone.
+    # The event itself keeps working for the new hub.
     proc = run_python(
         """
+        import sys
         import greenwheel
         from greenwheel import get_hub, sleep
         from greenwheel.event import Event
@@ -31,16 +36,19 @@ def test_objects_of_a_destroyed_hub_are_not_notified_through_the_kept_loop():
         old = greenwheel.spawn(old_waiter)
         sleep(0)  # parked on ev
         loop = hub1.loop
+        if sys.argv[1] == "before":
+            ev.set()
         hub1.destroy()
         hub2 = get_hub()
         assert hub2 is not hub1 and hub2.loop is loop
-
-        ev.set()
+        if sys.argv[1] == "after":
+            ev.set()
         sleep(0.01)
         new = greenwheel.spawn(lambda: resumed.append(("new", ev.wait(1))))
         new.join(1)
         print("RESUMED", resumed, "OLD_DEAD", old.dead)
-        """
+        """,
+        when,
     )
     out = proc.stdout.strip().splitlines()[-1]
     assert out == "RESUMED [('new', True)] OLD_DEAD False", proc.stdout + proc.stderr

@@ -215,6 +215,9 @@ class _Scheduler:
         waiters were that hub's greenlets.)
         """
         self.make_ready = _dropped
+        if self.ident == _get_ident():
+            # Made ready before the destroy, not notified yet.
+            self.loop._forget_ready()
 
     # -- any thread -------------------------------------------------------
 

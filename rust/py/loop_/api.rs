@@ -222,6 +222,17 @@ impl Loop {
         self.park_(py, hub)
     }
 
+    /// Drop the objects whose notification is queued: their hub is being
+    /// destroyed and the loop kept for the next one. Internal, used by
+    /// `greenwheel._abstract_linkable`.
+    fn _forget_ready(&self) -> PyResult<()> {
+        // (Not check_usable: a destroyed loop has nothing queued, and
+        // Hub.destroy() may come after loop.destroy().)
+        self.check_owner()?;
+        self.forget_ready();
+        Ok(())
+    }
+
     /// Queue `func(*args)` to run at the next pass (FIFO).
     #[pyo3(signature = (func, *args))]
     fn run_callback(

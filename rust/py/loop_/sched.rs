@@ -237,6 +237,14 @@ impl Loop {
         Ok(Some((link, obj)))
     }
 
+    /// `Loop._forget_ready`: drops the objects waiting for notification
+    /// (their hub is being destroyed while the loop lives on). A drain still
+    /// queued then finds nothing to do.
+    pub(super) fn forget_ready(&self) {
+        let old = std::mem::take(&mut *self.sched.ready.borrow_mut());
+        drop(old); // after the borrow ends: a decref may run Python code
+    }
+
     /// GC: visits the ready objects.
     pub(super) fn traverse_sched(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Ok(ready) = self.sched.ready.try_borrow() {

@@ -13,21 +13,6 @@ use crate::py::timeout::Timeout;
 use crate::py::watchers::TimerWatcher;
 use crate::wheel::TimerHandle;
 
-/// The watcher's wheel handle, leaving None behind.
-///
-/// A load, and a store only when armed, instead of `HandleCell::take`'s
-/// swap: an atomic swap is a locked instruction on x86 (about 20 cycles),
-/// and arm + cancel of a reused timer did two of them. The GIL orders every
-/// access to the cell (see `sync`), so nothing can slip in between.
-#[inline(always)]
-fn take_handle(w: &TimerWatcher) -> Option<TimerHandle> {
-    let h = w.handle.get();
-    if h.is_some() {
-        w.handle.set(None);
-    }
-    h
-}
-
 impl Loop {
     pub(crate) fn timer_start(&self, slf: &Bound<'_, TimerWatcher>, update: bool) -> PyResult<()> {
         self.check_usable()?;
@@ -40,8 +25,7 @@ impl Loop {
         let deadline = now.saturating_add(w.after_ns);
         let mut displaced = None;
         self.with_state(|st| {
-            // `get` then `set` rather than `take`: see `take_handle`.
-            if let Some(h) = take_handle(w) {
+            if let Some(h) = w.handle.take() {
                 displaced = st.wheel.cancel(h);
             }
             w.handle.set(Some(
@@ -59,7 +43,7 @@ impl Loop {
 
     pub(crate) fn timer_stop(&self, py: Python<'_>, w: &TimerWatcher) {
         let mut removed = None;
-        if let Some(h) = take_handle(w) {
+        if let Some(h) = w.handle.take() {
             if let Ok(mut st) = self.state.try_borrow_mut() {
                 if let Some(st) = st.as_mut() {
                     removed = st.wheel.cancel(h);

@@ -400,10 +400,21 @@ def test_without_dnspython(monkeypatch):
     monkeypatch.delattr(package, "dnspython", raising=False)
     with pytest.raises(ImportError, match="pip install dnspython"):
         import greenwheel.resolver.dnspython  # noqa: F401
-    from greenwheel._resolver import resolver_class
-
-    with pytest.warns(RuntimeWarning, match="pip install dnspython"):
-        assert resolver_class("dnspython") is thread.Resolver
+    saved = dict(config._values)
+    hub = gw.get_hub()
+    saved_hub = {k: hub.__dict__[k] for k in ("_resolver", "_resolver_class") if k in hub.__dict__}
+    try:
+        with pytest.warns(RuntimeWarning, match="pip install dnspython"):
+            config.resolver = "dnspython"
+        for key in ("_resolver", "_resolver_class"):
+            hub.__dict__.pop(key, None)
+        assert hub.resolver_class is thread.Resolver
+    finally:
+        for key in ("_resolver", "_resolver_class"):
+            hub.__dict__.pop(key, None)
+        hub.__dict__.update(saved_hub)
+        config._values.clear()
+        config._values.update(saved)
 
 
 def test_config_nameservers_and_timeout():

@@ -22,12 +22,15 @@ from sys import getswitchinterval, setswitchinterval
 from greenlet import GreenletExit, getcurrent
 
 # _interpreter comes first: importing it refuses an unsupported interpreter
-# (a free-threaded build) before the extension module loads. Then the
-# submodules ``import gevent`` binds (hub, greenlet, timeout, ...) plus the
-# synchronisation modules, so that ``gevent.event.Event`` and friends work
-# after ``import greenwheel as gevent`` (their names stay in the submodules).
+# (a free-threaded build) before the extension module loads. _providers
+# tells the hub where its thread pool and monitor come from (the hub cannot
+# import them: they are built on it). Then the submodules ``import gevent``
+# binds (hub, greenlet, timeout, ...) plus the synchronisation modules, so
+# that ``gevent.event.Event`` and friends work after ``import greenwheel as
+# gevent`` (their names stay in the submodules).
 from . import (  # noqa: F401
     _interpreter,
+    _providers,
     event,
     exceptions,
     greenlet,

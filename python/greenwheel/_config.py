@@ -14,11 +14,24 @@ Ground rules:
   ``RuntimeWarning`` saying they have no effect, so ported start-up code
   keeps working; reading one gives what was assigned (or gevent's default).
 - Any other name is an ``AttributeError``: a typo must not pass silently.
+- Every other module imports this one, so it imports none of them (only
+  ``_typecheck``, and the extension module for ``config.loop``): a module
+  that copies a setting to where a hot path reads it registers with
+  :func:`on_change`, and a setting naming a class (``resolver``) imports it
+  by its dotted name.
 """
+
+from __future__ import annotations
 
 import importlib
 import os
 import warnings
+
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = ["Config", "config"]
 
@@ -154,8 +167,9 @@ class Resolver(ImportableSetting):
         try:
             return ImportableSetting.validate(self, value)
         except ImportError as ex:
-            from ._resolver import ThreadResolver
-
+            # By name, as the setting's values are: this module sits below
+            # everything else and imports none of it.
+            thread_resolver = self._import_one(self.shortname_map[self.default])
             names = value if isinstance(value, (list, tuple)) else [value]
             known = [n for n in names if isinstance(n, str) and "." in self._expand(n)]
             if known:
@@ -167,7 +181,7 @@ class Resolver(ImportableSetting):
                     "using 'thread'" % (",".join(str(n) for n in names),)
                 )
             warnings.warn(message, RuntimeWarning, stacklevel=4)
-            return ThreadResolver
+            return thread_resolver
 
     def _expand(self, name):
         return self.shortname_map.get(name.strip().lower(), name.strip())
@@ -365,12 +379,25 @@ class Config:
         )
 
 
-def _apply(name, value):
-    # Settings read on hot paths are copied where those paths look.
-    if name == "track_greenlet_tree":
-        from . import _greenlet, _hub
+#: name -> the callbacks :func:`on_change` registered for that setting.
+_on_change: dict[str, list[Callable[[Any], object]]] = {}
 
-        _greenlet._track_tree = _hub._track_tree = value
+
+def on_change(name: str, callback: Callable[[Any], object]) -> None:
+    """Call ``callback(value)`` whenever setting *name* is assigned.
+
+    For the modules that copy a setting to where a hot path looks (a module
+    global read per spawn), so that this module, which every other one
+    imports, need not import them to keep their copies current.
+    """
+    if name not in _SETTINGS:
+        raise AttributeError(Config._unknown(name))
+    _on_change.setdefault(name, []).append(callback)
+
+
+def _apply(name, value):
+    for callback in _on_change.get(name, ()):
+        callback(value)
 
 
 config = Config()

@@ -22,6 +22,7 @@ from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as _RawGreenlet
 
 from ._config import config as _config
+from ._config import on_change as _config_on_change
 from ._core import _as_method, _greenlet_run
 from ._exceptions import (
     BlockingSwitchOutError,
@@ -863,8 +864,17 @@ def _kill(glet: Greenlet[Any], exception: _KillException, waiter: Waiter | None)
         waiter.switch(None)
 
 
-#: config.track_greenlet_tree, where Greenlet.__init__ looks (set by the config).
+#: config.track_greenlet_tree, where Greenlet.__init__ looks (kept current by
+#: the config, which calls _set_track_tree when the setting is assigned).
 _track_tree = _config.track_greenlet_tree
+
+
+def _set_track_tree(value: bool) -> None:
+    global _track_tree
+    _track_tree = value
+
+
+_config_on_change("track_greenlet_tree", _set_track_tree)
 
 #: The callbacks of Greenlet.add_spawn_callback (None while there are none,
 #: so that start() pays one global lookup).

@@ -9,7 +9,16 @@ for can no longer happen.
 
 This module also holds the primitives other modules build on and that must
 stay importable from here: :func:`get_hub`, :class:`Waiter`, :func:`getcurrent`,
-:func:`sleep`.
+:func:`sleep`.  :func:`wait` and :func:`iwait` are in :mod:`greenwheel._wait`.
+
+Ground rules:
+- This is the lowest layer of the Python implementation: it imports only
+  ``_core``, ``_config``, ``_exceptions`` and ``_typecheck``, at module level
+  or inside functions (``tests/test_layers.py`` checks).  What a hub makes on
+  first use from the layers above, its thread pool and its monitoring
+  thread, comes from the functions :func:`register_providers` was given (by
+  ``greenwheel._providers``); its resolver class from ``config.resolver``.
+- Those are looked up when a hub first needs them, never on a switch.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from greenlet import greenlet as _RawGreenlet
 
 from . import _core
 from ._config import config as _config
+from ._config import on_change as _config_on_change
 from ._exceptions import (
     BlockingSwitchOutError,
     ConcurrentObjectUseError,
@@ -42,7 +52,7 @@ from ._typecheck import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import IO, Any, Literal
+    from typing import IO, Any, Literal, NoReturn
 
     from ._monitor import PeriodicMonitoringThread
     from ._threadpool import ThreadPool
@@ -124,6 +134,58 @@ def set_default_hub_class(hubtype: type[Hub]) -> None:
     if not (isinstance(hubtype, type) and issubclass(hubtype, Hub)):
         raise TypeError("hub class must be a subclass of greenwheel.hub.Hub, not %r" % (hubtype,))
     _hub_class = hubtype
+
+
+# --- what the layers above provide ----------------------------------------------
+
+
+def _unregistered() -> NoReturn:
+    raise RuntimeError(
+        "the hub's thread pool and monitor are not registered: import the greenwheel "
+        "package (its __init__ registers them; see greenwheel._providers)"
+    )
+
+
+class _Providers:
+    """What a hub makes on first use but cannot import.
+
+    :attr:`Hub.threadpool` and :meth:`Hub.start_periodic_monitoring_thread`
+    need classes from modules built on this one (they use :func:`get_hub`,
+    :class:`Waiter`...), so this module imports none of them: the module
+    ``greenwheel._providers``, which the package imports, fills these slots
+    with functions that import what they give on first call.  Each is called
+    when a hub first needs a pool or a monitor, never on a switch.
+    """
+
+    __slots__ = ("threadpool_class", "shared_threadpool", "monitor_class")
+
+    def __init__(self) -> None:
+        #: The default :attr:`Hub.threadpool_class`.
+        self.threadpool_class: Callable[[], type[ThreadPool]] = _unregistered
+        #: The process-wide pool that hubs with the default class and size share.
+        self.shared_threadpool: Callable[[], ThreadPool] = _unregistered
+        #: The class of :attr:`Hub.periodic_monitoring_thread`.
+        self.monitor_class: Callable[[], type[PeriodicMonitoringThread]] = _unregistered
+
+
+_provided = _Providers()
+
+
+def register_providers(
+    *,
+    threadpool_class: Callable[[], type[ThreadPool]],
+    shared_threadpool: Callable[[], ThreadPool],
+    monitor_class: Callable[[], type[PeriodicMonitoringThread]],
+) -> None:
+    """Fill the hub's :class:`_Providers` (done once, by ``greenwheel._providers``)."""
+    _provided.threadpool_class = threadpool_class
+    _provided.shared_threadpool = shared_threadpool
+    _provided.monitor_class = monitor_class
+
+
+#: Threads of the process-wide pool, and :attr:`Hub.threadpool_size`'s default:
+#: a hub left at both the default size and class shares that pool.
+DEFAULT_POOL_SIZE = 10
 
 
 def _main_greenlet_of_thread() -> _RawGreenlet:
@@ -237,11 +299,8 @@ class Hub(_RawGreenlet):
     #: Size of the pool :attr:`threadpool` makes (as in gevent; set it on
     #: the class or the hub before the pool is first used). Left at the
     #: shared pool's size with the default :attr:`threadpool_class`, the hub
-    #: uses the shared pool instead of making one. The literal must equal
-    #: ``_threadpool.DEFAULT_POOL_SIZE``, which :attr:`threadpool` compares
-    #: it with: this module cannot import that one at import time, since
-    #: ``_threadpool`` imports this module.
-    threadpool_size = 10
+    #: uses the shared pool instead of making one.
+    threadpool_size = DEFAULT_POOL_SIZE
 
     @property
     def threadpool_class(self) -> type[ThreadPool]:
@@ -249,9 +308,7 @@ class Hub(_RawGreenlet):
         ``threadpool_class(threadpool_size, hub=hub)``."""
         cls = self.__dict__.get("_threadpool_class")
         if cls is None:
-            from ._threadpool import ThreadPool
-
-            cls = ThreadPool
+            cls = _provided.threadpool_class()
         return cls
 
     @threadpool_class.setter
@@ -268,12 +325,10 @@ class Hub(_RawGreenlet):
         """
         pool = self.__dict__.get("_threadpool")
         if pool is None:
-            from ._threadpool import DEFAULT_POOL_SIZE, ThreadPool, get_threadpool
-
             cls = self.threadpool_class
-            if self.threadpool_size == DEFAULT_POOL_SIZE and cls is ThreadPool:
+            if self.threadpool_size == DEFAULT_POOL_SIZE and cls is _provided.threadpool_class():
                 # Shared, not owned: destroy() leaves it to the other hubs.
-                pool = self.__dict__["_threadpool"] = get_threadpool()
+                pool = self.__dict__["_threadpool"] = _provided.shared_threadpool()
                 return pool
             pool = self.__dict__["_threadpool"] = cls(self.threadpool_size, hub=self)
             self.__dict__["_owns_threadpool"] = True
@@ -300,11 +355,11 @@ class Hub(_RawGreenlet):
     def resolver_class(self) -> type[Any]:
         """The class of :attr:`resolver` (from ``greenwheel.config.resolver``
         unless assigned): see :mod:`greenwheel.resolver`."""
-        cls = self.__dict__.get("_resolver_class")
+        cls: type[Any] | None = self.__dict__.get("_resolver_class")
         if cls is None:
-            from ._resolver import resolver_class
-
-            cls = resolver_class(_config.resolver)
+            # The setting imports the class its value names (gevent's
+            # ImportableSetting), so this module need not know the resolvers.
+            cls = _config.resolver
         return cls
 
     @resolver_class.setter
@@ -471,9 +526,7 @@ class Hub(_RawGreenlet):
         """
         monitor = self.periodic_monitoring_thread
         if monitor is None or not monitor.is_alive():
-            from ._monitor import PeriodicMonitoringThread
-
-            monitor = PeriodicMonitoringThread(self, max_blocking_time)
+            monitor = _provided.monitor_class()(self, max_blocking_time)
             if monitor.can_monitor_memory_usage():  # psutil is installed
                 monitor.install_monitor_memory_usage()
             self.periodic_monitoring_thread = monitor
@@ -836,8 +889,17 @@ def _tree_locals_for_child_of(spawner: Any) -> dict[Any, Any]:
     return tree
 
 
-#: config.track_greenlet_tree, where spawn_raw looks (kept current by the config).
+#: config.track_greenlet_tree, where spawn_raw looks (kept current by the
+#: config, which calls _set_track_tree when the setting is assigned).
 _track_tree = _config.track_greenlet_tree
+
+
+def _set_track_tree(value: bool) -> None:
+    global _track_tree
+    _track_tree = value
+
+
+_config_on_change("track_greenlet_tree", _set_track_tree)
 
 
 def spawn_raw(function: Callable[..., object], *args: Any, **kwargs: Any) -> _RawGreenlet:

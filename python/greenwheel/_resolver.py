@@ -24,13 +24,8 @@ ones from a worker thread would recurse).
 from __future__ import annotations
 
 from . import _socket as _gs
-from ._typecheck import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import Any
-
-__all__ = ["BlockingResolver", "ThreadResolver", "resolver_class"]
+__all__ = ["BlockingResolver", "ThreadResolver"]
 
 
 class ThreadResolver:
@@ -115,37 +110,3 @@ class BlockingResolver:
 
     def __repr__(self):
         return "<%s at %#x>" % (type(self).__name__, id(self))
-
-
-_BY_NAME = {"thread": ThreadResolver, "block": BlockingResolver}
-
-
-def resolver_class(choice: str | Iterable[str] | type[Any]) -> type[Any]:
-    """The resolver class for a ``config.resolver`` value (a name or a class)."""
-    if isinstance(choice, type):
-        return choice
-    import warnings
-
-    # A string may list several names, the first available wins (gevent's "ares,thread").
-    names = choice.split(",") if isinstance(choice, str) else list(choice)
-    missing = None
-    for name in names:
-        name = name.strip().lower()
-        if name in _BY_NAME:
-            return _BY_NAME[name]
-        if name == "dnspython":
-            try:
-                from .resolver.dnspython import Resolver
-            except ImportError as ex:
-                missing = ex
-                continue
-            return Resolver
-    if missing is not None:
-        message = "%s: using 'thread'" % (missing,)
-    else:
-        message = (
-            "greenwheel has no resolver %r (it has 'thread', 'block' and 'dnspython'): "
-            "using 'thread'" % (choice,)
-        )
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
-    return ThreadResolver

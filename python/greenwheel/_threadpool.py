@@ -40,7 +40,7 @@ from greenlet import getcurrent
 from greenlet import greenlet as _RawGreenlet
 
 from ._exceptions import BlockingSwitchOutError, InvalidThreadUseError
-from ._hub import Waiter, _check_seconds, _get_hub_if_exists, get_hub
+from ._hub import DEFAULT_POOL_SIZE, Waiter, _check_seconds, _get_hub_if_exists, get_hub
 from ._typecheck import TYPE_CHECKING, Generic, ParamSpec, TypeVar
 from ._wait import iwait
 
@@ -1011,10 +1011,6 @@ class ThreadPoolExecutor(_cf.ThreadPoolExecutor):
 _all_pools: weakref.WeakSet[Any] = weakref.WeakSet()
 _default_pool = None
 _default_lock = _allocate_lock()
-
-
-#: Threads of the process-wide default pool (and gevent's ``Hub.threadpool_size``).
-DEFAULT_POOL_SIZE = 10
 
 
 def get_threadpool() -> ThreadPool:

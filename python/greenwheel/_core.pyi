@@ -313,14 +313,14 @@ class Loop:
         still pending."""
     def break_(self, how: int = ...) -> None:
         """Make :meth:`run` return after the current pass."""
-    def make_ready(self, obj: Any) -> bool:
+    def make_ready(self, obj: Any, /) -> bool:
         """Queue the notification of *obj* (its ``_single_link()`` /
         ``_notify_links()`` run from the loop soon); False, doing nothing,
         from another thread than the loop's (internal)."""
     def _forget_ready(self) -> None:
         """Drop the objects whose notification is queued (their hub is
         destroyed, the loop kept; internal)."""
-    def park(self, hub: Any) -> Any:
+    def park(self, hub: Any, /) -> Any:
         """Switch the current greenlet out (to *hub*, or straight to the next
         ready object's single waiter) until something switches back in;
         return the value switched in (internal)."""

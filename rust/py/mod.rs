@@ -59,6 +59,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     raw_fn::register(m, &fastpath::SLEEP_DEF)?;
     m.add_function(wrap_pyfunction!(greenlet_run::_as_method, m)?)?;
     m.add_class::<loop_::Loop>()?;
+    loop_::install_sched(m.py())?;
     m.add_class::<callback::Callback>()?;
     m.add_class::<watchers::TimerWatcher>()?;
     timer_raw::install(m.py())?;

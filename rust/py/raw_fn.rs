@@ -41,17 +41,35 @@ pub(crate) fn guard(py: Python<'_>, body: impl FnOnce() -> PyResult<()>) -> *mut
     let err = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return py.None().into_ptr(),
         Ok(Err(err)) => err,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "panic in greenwheel._core".to_owned());
-            PanicException::new_err(message)
-        }
+        Err(payload) => panic_error(payload),
     };
     err.restore(py);
     std::ptr::null_mut()
+}
+
+/// [`guard`] for a body that returns a value (passed on as a new reference).
+pub(crate) fn guard_value<'py>(
+    py: Python<'py>,
+    body: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+) -> *mut ffi::PyObject {
+    let err = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(value)) => return value.into_ptr(),
+        Ok(Err(err)) => err,
+        Err(payload) => panic_error(payload),
+    };
+    err.restore(py);
+    std::ptr::null_mut()
+}
+
+/// The `PanicException` a caught panic becomes.
+#[cold]
+fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "panic in greenwheel._core".to_owned());
+    PanicException::new_err(message)
 }
 
 /// Adds the function `def` describes to the module `m`.

@@ -204,24 +204,6 @@ impl Loop {
         self.break_requested.set(true);
     }
 
-    /// Queue the notification of `obj` (an event, semaphore or queue made
-    /// ready): the loop's scheduler calls its `_single_link()` /
-    /// `_notify_links()` soon (see `sched.rs`). Returns False, doing nothing,
-    /// when called from another thread than the loop's. Internal, used by
-    /// `greenwheel._abstract_linkable`.
-    fn make_ready(&self, obj: &Bound<'_, PyAny>) -> bool {
-        self.make_ready_(obj)
-    }
-
-    /// Park the current greenlet (a child of greenlet `hub`, already linked
-    /// where its waker will find it) until something switches back into it;
-    /// return the value switched in. May resume the next ready object's
-    /// waiter directly instead of switching to `hub` (a hand-over, see
-    /// `sched.rs`). Internal, used by `greenwheel._abstract_linkable`.
-    fn park<'py>(&self, py: Python<'py>, hub: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        self.park_(py, hub)
-    }
-
     /// Drop the objects whose notification is queued: their hub is being
     /// destroyed and the loop kept for the next one. Internal, used by
     /// `greenwheel._abstract_linkable`.

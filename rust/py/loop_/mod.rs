@@ -47,6 +47,7 @@ use crate::py::errors::os_error;
 use crate::py::timeout::Timeout;
 use crate::wheel::{TimerHandle, TimerWheel};
 pub(crate) use clock::LoopClock;
+pub(crate) use sched::install as install_sched;
 
 mod api;
 mod clock;

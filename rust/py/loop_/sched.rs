@@ -29,6 +29,11 @@
 //! `hold`/`unhold`, which keep the loop alive while a greenlet waits for a
 //! thread. Those are about threads, not about notification order.
 //!
+//! `make_ready` and `park` are called on every wake-up and every wait, so
+//! they are installed on `Loop` as plain CPython methods (`METH_O`, see
+//! `raw_fn`), not through `#[pymethods]`: no argument-description walk, no
+//! trampoline, and a smaller frame under every parked greenlet.
+//!
 //! Ground rules:
 //! - `ready`, `draining`, `budget` and `drains_queued` are touched only on the
 //!   loop's own thread (`make_ready` refuses others by returning False).
@@ -43,15 +48,18 @@
 //!   turn.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
+use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
-use pyo3::PyTraverseError;
+use pyo3::types::{PyBool, PyTuple};
+use pyo3::{Borrowed, PyTraverseError};
 
 use super::{Loop, Queued};
 use crate::py::greenlet_api;
+use crate::py::raw_fn::{guard_value, install_method, MethodDef};
 
 /// How many objects one drain notifies (hand-overs included) before the
 /// loop gets a chance to poll (timers, I/O, signals).
@@ -91,7 +99,7 @@ impl Scheduler {
 impl Loop {
     /// `Loop.make_ready`: queue `obj`'s notification. False (and nothing
     /// done) when called from another thread than the loop's.
-    pub(super) fn make_ready_(&self, obj: &Bound<'_, PyAny>) -> bool {
+    fn make_ready_(&self, obj: &Bound<'_, PyAny>) -> bool {
         if !self.shared.is_owner() {
             return false;
         }
@@ -194,11 +202,7 @@ impl Loop {
     /// resumes it, and return what it was resumed with. If the running drain
     /// has budget left and nothing else is queued, resume the next ready
     /// object's single waiter directly instead of switching to `hub`.
-    pub(super) fn park_<'py>(
-        &self,
-        py: Python<'py>,
-        hub: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    fn park_<'py>(&self, py: Python<'py>, hub: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         debug_assert!(self.shared.is_owner(), "park from another thread");
         if let Some((link, obj)) = self.take_hand_over(py)? {
             return link.call1((obj,));
@@ -268,4 +272,91 @@ impl Loop {
         self.sched.budget.set(0);
         drop(old); // after the borrow ends: a decref may run Python code
     }
+}
+
+static MAKE_READY_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"make_ready".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: make_ready_raw,
+    },
+    ml_flags: ffi::METH_O,
+    ml_doc: c"make_ready($self, obj, /)\n--\n\nQueue the notification of `obj` (an event, \
+semaphore or queue made ready): its `_single_link()` / `_notify_links()` run from the loop \
+soon. Returns False, doing nothing, from another thread than the loop's. Internal."
+        .as_ptr(),
+});
+
+static PARK_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"park".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: park_raw,
+    },
+    ml_flags: ffi::METH_O,
+    ml_doc: c"park($self, hub, /)\n--\n\nSwitch the current greenlet (a child of greenlet \
+`hub`, already linked where its waker finds it) out until something switches back in; \
+return the value switched in. May resume the next ready object's single waiter directly \
+instead of switching to `hub` (a hand-over). Internal."
+        .as_ptr(),
+});
+
+/// `Loop`'s type object, recorded by [`install`]: the class is final, so an
+/// exact match is the only match, and cheaper than PyO3's type check.
+static LOOP_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Puts the raw `make_ready` and `park` on `Loop`.
+pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
+    let ty = py.get_type::<Loop>();
+    // The module keeps the class alive for as long as its methods can run.
+    LOOP_TYPE.store(ty.as_type_ptr(), Ordering::Relaxed);
+    install_method(&ty, &MAKE_READY_DEF)?;
+    install_method(&ty, &PARK_DEF)
+}
+
+/// `self` as a `Loop`.
+///
+/// # Safety
+/// `slf` must be a live object pointer borrowed for the call.
+unsafe fn this_loop<'a, 'py>(
+    py: Python<'py>,
+    slf: *mut ffi::PyObject,
+) -> PyResult<Borrowed<'a, 'py, Loop>> {
+    // SAFETY: the caller's contract.
+    let obj = unsafe { Borrowed::from_ptr(py, slf) };
+    // SAFETY: `slf` is live, so reading its type is sound.
+    if unsafe { ffi::Py_TYPE(slf) } == LOOP_TYPE.load(Ordering::Relaxed) {
+        // SAFETY: the exact type was just checked.
+        return Ok(unsafe { obj.cast_unchecked::<Loop>() });
+    }
+    Ok(obj.cast::<Loop>()?)
+}
+
+unsafe extern "C" fn make_ready_raw(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_O methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard_value(py, || {
+        // SAFETY: `slf` and `arg` are borrowed for the call.
+        let this = unsafe { this_loop(py, slf) }?;
+        // SAFETY: as above.
+        let obj = unsafe { Borrowed::from_ptr(py, arg) };
+        let queued = this.get().make_ready_(&obj);
+        Ok(PyBool::new(py, queued).to_owned().into_any())
+    })
+}
+
+unsafe extern "C" fn park_raw(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_O methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard_value(py, || {
+        // SAFETY: `slf` and `arg` are borrowed for the call.
+        let this = unsafe { this_loop(py, slf) }?;
+        // SAFETY: as above.
+        let hub = unsafe { Borrowed::from_ptr(py, arg) };
+        this.get().park_(py, &hub)
+    })
 }

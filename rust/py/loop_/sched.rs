@@ -46,6 +46,9 @@
 //! - `budget` is positive only while a drain waits for the greenlet it just
 //!   resumed: how many hand-overs may still happen before the loop gets a
 //!   turn.
+//! - `make_ready` and `park` run as raw methods, without PyO3's attach count
+//!   (see `raw_fn`): they let go of references only through `Bound`, never
+//!   by dropping a plain `Py`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicPtr, Ordering};

@@ -92,8 +92,13 @@ unsafe extern "C" fn start_raw(
         let npos = usize::try_from(nargs).unwrap_or(0);
         // SAFETY: index < npos, inside the positional part.
         let arg = |i: usize| unsafe { Borrowed::from_ptr(py, *args.add(i)) };
-        // SAFETY: as above, for the keyword part that follows.
-        let (by_name, update) = unsafe { keywords(py, args, npos, kwnames) }?;
+        // No keywords is the common case: decided here, without the call.
+        let (by_name, update) = if kwnames.is_null() {
+            (None, true)
+        } else {
+            // SAFETY: as above, for the keyword part that follows.
+            unsafe { keywords(py, args, npos, kwnames) }?
+        };
         let (callback, first_arg) = match (npos, by_name) {
             (0, Some(callback)) => (callback, 0),
             (0, None) => {
@@ -120,6 +125,7 @@ unsafe extern "C" fn start_raw(
 ///
 /// # Safety
 /// `args`, `npos` and `kwnames` must be a vectorcall's arguments.
+#[cold]
 unsafe fn keywords<'a, 'py>(
     py: Python<'py>,
     args: *const *mut ffi::PyObject,

@@ -63,6 +63,7 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
 ///
 /// # Safety
 /// `slf` must be a live object pointer borrowed for the call.
+#[inline(always)]
 unsafe fn timer<'a, 'py>(
     py: Python<'py>,
     slf: *mut ffi::PyObject,
@@ -74,6 +75,13 @@ unsafe fn timer<'a, 'py>(
         // SAFETY: the exact type was just checked.
         return Ok(unsafe { obj.cast_unchecked::<TimerWatcher>() });
     }
+    not_exact(obj)
+}
+
+/// [`timer`]'s checked path, out of line (CPython's method descriptor only
+/// calls with a `TimerWatcher`, so it is not taken in practice).
+#[cold]
+fn not_exact<'a, 'py>(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Borrowed<'a, 'py, TimerWatcher>> {
     Ok(obj.cast::<TimerWatcher>()?)
 }
 
@@ -116,7 +124,8 @@ unsafe extern "C" fn start_raw(
         this.get()
             .core
             .set_call_from(callback, (first_arg..npos).map(arg))?;
-        TimerWatcher::arm(&this.to_owned(), update)
+        // Through the borrowed reference: no incref/decref of `self`.
+        TimerWatcher::arm(&this, update)
     })
 }
 

@@ -173,12 +173,6 @@ impl<T> Guarded<T> {
     }
 }
 
-impl<T: Default> Guarded<T> {
-    pub(crate) fn take(&self) -> T {
-        std::mem::take(&mut *self.borrow_mut())
-    }
-}
-
 /// An `Option<TimerHandle>` in one atomic word (`u64::MAX` is None): the
 /// timer start/stop path reads and writes it several times per call.
 pub(crate) struct HandleCell(AtomicU64);

@@ -63,6 +63,7 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
 ///
 /// # Safety
 /// `slf` must be a live object pointer borrowed for the call.
+#[inline(always)]
 unsafe fn timer<'a, 'py>(
     py: Python<'py>,
     slf: *mut ffi::PyObject,
@@ -74,6 +75,13 @@ unsafe fn timer<'a, 'py>(
         // SAFETY: the exact type was just checked.
         return Ok(unsafe { obj.cast_unchecked::<TimerWatcher>() });
     }
+    not_exact(obj)
+}
+
+/// [`timer`]'s checked path, out of line (CPython's method descriptor only
+/// calls with a `TimerWatcher`, so it is not taken in practice).
+#[cold]
+fn not_exact<'a, 'py>(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Borrowed<'a, 'py, TimerWatcher>> {
     Ok(obj.cast::<TimerWatcher>()?)
 }
 
@@ -92,8 +100,13 @@ unsafe extern "C" fn start_raw(
         let npos = usize::try_from(nargs).unwrap_or(0);
         // SAFETY: index < npos, inside the positional part.
         let arg = |i: usize| unsafe { Borrowed::from_ptr(py, *args.add(i)) };
-        // SAFETY: as above, for the keyword part that follows.
-        let (by_name, update) = unsafe { keywords(py, args, npos, kwnames) }?;
+        // No keywords is the common case: decided here, without the call.
+        let (by_name, update) = if kwnames.is_null() {
+            (None, true)
+        } else {
+            // SAFETY: as above, for the keyword part that follows.
+            unsafe { keywords(py, args, npos, kwnames) }?
+        };
         let (callback, first_arg) = match (npos, by_name) {
             (0, Some(callback)) => (callback, 0),
             (0, None) => {
@@ -111,7 +124,8 @@ unsafe extern "C" fn start_raw(
         this.get()
             .core
             .set_call_from(callback, (first_arg..npos).map(arg))?;
-        TimerWatcher::arm(&this.to_owned(), update)
+        // Through the borrowed reference: no incref/decref of `self`.
+        TimerWatcher::arm(&this, update)
     })
 }
 
@@ -120,6 +134,7 @@ unsafe extern "C" fn start_raw(
 ///
 /// # Safety
 /// `args`, `npos` and `kwnames` must be a vectorcall's arguments.
+#[cold]
 unsafe fn keywords<'a, 'py>(
     py: Python<'py>,
     args: *const *mut ffi::PyObject,

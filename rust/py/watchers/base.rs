@@ -2,7 +2,10 @@
 //! callback and arguments, the active / pending / ref flags) and the call of
 //! that callback from the loop ([`invoke`]).
 
+use std::sync::atomic::{AtomicPtr, Ordering};
+
 use pyo3::exceptions::{PyAttributeError, PyTypeError};
+use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -10,12 +13,21 @@ use pyo3::PyTraverseError;
 
 use crate::py::errors::check_callable;
 use crate::py::loop_::Loop;
-use crate::py::sync::{BoolCell, Guarded, I32Cell};
+use crate::py::sync::{BoolCell, Guarded, GuardedRef, I32Cell};
 
 /// State every watcher kind shares.
 pub(crate) struct WatcherCore {
     pub(crate) loop_: Py<Loop>,
     call: Guarded<Option<(Py<PyAny>, Py<PyTuple>)>>,
+    /// The callback's address while `call` holds it with no arguments, else
+    /// null: `start(same_callback)` on a reused watcher (the common case)
+    /// sees that nothing changes from one pointer comparison, without taking
+    /// the `call` lock (a locked compare-and-swap, issue 19). Only compared,
+    /// never dereferenced; every write of `call` goes through
+    /// [`WatcherCore::store_call`], which keeps it in step (the GIL orders
+    /// the two). While non-null the callback is alive (`call` owns a
+    /// reference), so the address cannot be reused by another object.
+    bare_callback: AtomicPtr<ffi::PyObject>,
     active: BoolCell,
     pub(super) pending: BoolCell,
     pub(super) ref_: BoolCell,
@@ -30,6 +42,7 @@ impl WatcherCore {
         WatcherCore {
             loop_,
             call: Guarded::new(None),
+            bare_callback: AtomicPtr::new(std::ptr::null_mut()),
             active: BoolCell::new(false),
             pending: BoolCell::new(false),
             ref_: BoolCell::new(ref_),
@@ -68,7 +81,10 @@ impl WatcherCore {
                     return Ok(());
                 }
             }
-            call.replace((callback.clone().unbind(), args.clone().unbind()))
+            self.store_call(
+                &mut call,
+                Some((callback.clone().unbind(), args.clone().unbind())),
+            )
         };
         drop(old); // after the lock is released: a decref may run Python code
         Ok(())
@@ -84,6 +100,12 @@ impl WatcherCore {
     ) -> PyResult<()> {
         check_callable(&callback)?;
         self.args_none.set(false);
+        if args.len() == 0 && callback.as_ptr() == self.bare_callback.load(Ordering::Relaxed) {
+            debug_assert!(self.call.try_borrow().is_ok_and(|c| c
+                .as_ref()
+                .is_some_and(|(f, a)| f.is(&*callback) && a.bind(callback.py()).is_empty())));
+            return Ok(());
+        }
         let py = callback.py();
         let old = {
             let mut call = self.call.borrow_mut();
@@ -98,7 +120,10 @@ impl WatcherCore {
             }
             // Building the tuple only increfs: no Python code runs here.
             let new_args = PyTuple::new(py, args)?;
-            call.replace((callback.to_owned().unbind(), new_args.unbind()))
+            self.store_call(
+                &mut call,
+                Some((callback.to_owned().unbind(), new_args.unbind())),
+            )
         };
         // After the lock is released (a decref may run Python code), and
         // through `drop_ref`: see `raw_fn` on references dropped there.
@@ -143,14 +168,31 @@ impl WatcherCore {
         }
     }
 
+    /// Replaces the stored call under its lock, keeping `bare_callback` in
+    /// step; returns the old one (drop it after the lock is released).
+    fn store_call(
+        &self,
+        call: &mut GuardedRef<'_, Option<(Py<PyAny>, Py<PyTuple>)>>,
+        new: Option<(Py<PyAny>, Py<PyTuple>)>,
+    ) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+        let bare = match &new {
+            // SAFETY: `a` is a live tuple (`new` owns a reference), and a
+            // tuple's size never changes after creation.
+            Some((f, a)) if unsafe { ffi::PyTuple_GET_SIZE(a.as_ptr()) } == 0 => f.as_ptr(),
+            _ => std::ptr::null_mut(),
+        };
+        self.bare_callback.store(bare, Ordering::Relaxed);
+        std::mem::replace(&mut **call, new)
+    }
+
     pub(super) fn clear_call(&self) {
-        let old = self.call.take();
-        drop(old);
+        drop(self.take_call());
     }
 
     /// Takes the callback and its arguments out (for a one-shot event).
     pub(crate) fn take_call(&self) -> Option<(Py<PyAny>, Py<PyTuple>)> {
-        self.call.take()
+        let mut call = self.call.borrow_mut();
+        self.store_call(&mut call, None)
     }
 
     /// The `callback` setter: a callable (the arguments stay), or None
@@ -172,7 +214,7 @@ impl WatcherCore {
                 Some((_, a)) => a.clone_ref(py),
                 None => PyTuple::empty(py).unbind(),
             };
-            call.replace((value.clone().unbind(), args))
+            self.store_call(&mut call, Some((value.clone().unbind(), args)))
         };
         drop(old); // after the lock: a decref may run Python code
         Ok(())
@@ -211,7 +253,7 @@ impl WatcherCore {
                 Some((f, _)) => f.clone_ref(py),
                 None => py.None(),
             };
-            call.replace((func, args.unbind()))
+            self.store_call(&mut call, Some((func, args.unbind())))
         };
         self.args_none.set(none);
         drop(old); // after the lock: a decref may run Python code

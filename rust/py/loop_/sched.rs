@@ -319,6 +319,7 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
 ///
 /// # Safety
 /// `slf` must be a live object pointer borrowed for the call.
+#[inline(always)]
 unsafe fn this_loop<'a, 'py>(
     py: Python<'py>,
     slf: *mut ffi::PyObject,
@@ -330,6 +331,11 @@ unsafe fn this_loop<'a, 'py>(
         // SAFETY: the exact type was just checked.
         return Ok(unsafe { obj.cast_unchecked::<Loop>() });
     }
+    not_exact(obj)
+}
+
+#[cold]
+fn not_exact<'a, 'py>(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Borrowed<'a, 'py, Loop>> {
     Ok(obj.cast::<Loop>()?)
 }
 

@@ -96,6 +96,25 @@ reveal_type(threads.spawn(work, 1))
 reveal_type(threads.apply(work, (1,)))
 threads.spawn(work, "1")
 greenwheel.signal_handler(signal.SIGUSR1, print, "received").cancel()
+
+from collections.abc import Iterable
+from wsgiref.types import StartResponse, WSGIEnvironment
+
+from greenwheel.pywsgi import WSGIHandler, WSGIServer
+
+
+def hello(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
+wsgi = WSGIServer(("127.0.0.1", 0), hello, log=None, keepalive_timeout=5.0)
+reveal_type(wsgi.application)
+reveal_type(wsgi.handler_class)
+reveal_type(wsgi.get_environ())
+reveal_type(WSGIHandler.start_response)
+WSGIServer(("127.0.0.1", 0), work)
+WSGIServer(("127.0.0.1", 0), hello, max_headers="many")
 """
 
 # file:line: what mypy prints. Line numbers are those of USER_PROGRAM.
@@ -133,6 +152,17 @@ EXPECTED = [
     'user.py:75: note: Revealed type is "greenwheel._threadpool.ThreadResult[str]"',
     'user.py:76: note: Revealed type is "str"',
     'user.py:77: error: Argument 2 to "spawn" of "ThreadPool" has incompatible type "str"; '
+    'expected "int"  [arg-type]',
+    'user.py:92: note: Revealed type is "def (dict[str, Any], wsgiref.types.StartResponse) '
+    '-> typing.Iterable[bytes]"',
+    'user.py:93: note: Revealed type is "type[greenwheel._pywsgi_handler.WSGIHandler]"',
+    'user.py:94: note: Revealed type is "dict[str, Any]"',
+    'user.py:95: note: Revealed type is "def (self: greenwheel._pywsgi_handler.WSGIHandler, '
+    "status: str, headers: list[tuple[str, str]], exc_info: tuple[type[BaseException], "
+    'BaseException, types.TracebackType] | tuple[None, None, None] | None =) -> def (bytes)"',
+    'user.py:96: error: Argument 2 to "WSGIServer" has incompatible type "Callable[[int], str]"; '
+    'expected "Callable[[dict[str, Any], StartResponse], Iterable[bytes]] | None"  [arg-type]',
+    'user.py:97: error: Argument "max_headers" to "WSGIServer" has incompatible type "str"; '
     'expected "int"  [arg-type]',
 ]
 
@@ -203,6 +233,8 @@ def test_program_text_is_what_the_lines_refer_to():
     assert lines[35] == 'q.put("one")'
     assert lines[50] == "pool.spawn(work)"
     assert lines[76] == 'threads.spawn(work, "1")'
+    assert lines[95] == 'WSGIServer(("127.0.0.1", 0), work)'
+    assert lines[96] == 'WSGIServer(("127.0.0.1", 0), hello, max_headers="many")'
     assert textwrap.dedent(USER_PROGRAM) == USER_PROGRAM
 
 

@@ -21,12 +21,20 @@ Ground rules:
   for :class:`_NoopLog`.
 """
 
+from __future__ import annotations
+
 import time
 import traceback
 from datetime import datetime
 from http.client import HTTPMessage as _HTTPMessage
 from http.client import LineTooLong as _LineTooLong
 from http.client import parse_headers as _parse_headers
+
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 _WEEKDAYNAME = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHNAME = (
@@ -46,7 +54,7 @@ _MONTHNAME = (
 )
 
 
-def format_date_time(timestamp):
+def format_date_time(timestamp: float) -> bytes:
     """The HTTP date (RFC 9110 IMF-fixdate) for *timestamp*, as bytes."""
     year, month, day, hh, mm, ss, wd, _y, _z = time.gmtime(timestamp)
     return (
@@ -99,7 +107,7 @@ def _headers_from_file(fp, *args):
 # --- environ classes -----------------------------------------------------------------
 
 
-class Environ(dict):
+class Environ(dict):  # type: ignore[type-arg]  # (dict[str, Any] would subscript at run time)
     """A dict for WSGI environs whose copies keep their class (provisional, as in gevent)."""
 
     __slots__ = ()
@@ -183,19 +191,19 @@ class LoggingLogAdapter:
 
     __slots__ = ("_logger", "_level")
 
-    def __init__(self, logger, level=20):
+    def __init__(self, logger: Any, level: int = 20) -> None:
         object.__setattr__(self, "_logger", logger)
         object.__setattr__(self, "_level", level)
 
-    def write(self, msg):
+    def write(self, msg: str) -> None:
         if msg and msg.endswith("\n"):
             msg = msg[:-1]
         self._logger.log(self._level, msg)
 
-    def flush(self):
+    def flush(self) -> None:
         """Nothing to flush."""
 
-    def writelines(self, lines):
+    def writelines(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.write(line)
 

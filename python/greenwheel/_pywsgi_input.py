@@ -25,9 +25,21 @@ Ground rules:
   per piece.
 """
 
+from __future__ import annotations
+
 import re
 
 from ._core import HttpParseError, parse_chunk_size
+from ._typecheck import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
+    from wsgiref.types import InputStream
+
+    def _input_is_an_input_stream(stream: Input) -> InputStream:
+        # mypy checks that Input satisfies PEP 3333's protocol here.
+        return stream
+
 
 #: The default request-line limit (WSGIServer.max_request_line starts from it);
 #: chunk size and trailer lines are held to it too.
@@ -202,7 +214,13 @@ class Input:
         "_error",
     )
 
-    def __init__(self, rfile, content_length, socket=None, chunked_input=False):
+    def __init__(
+        self,
+        rfile: Any,
+        content_length: int | None,
+        socket: Any = None,
+        chunked_input: bool = False,
+    ) -> None:
         if not hasattr(rfile, "_recv_body"):
             rfile = _StreamSource(rfile)
         self._src = rfile
@@ -415,7 +433,7 @@ class Input:
 
     # -- the file interface ------------------------------------------------------------
 
-    def read(self, length=None):
+    def read(self, length: int | None = None) -> bytes:
         """Up to *length* bytes (all the rest if None or negative); b'' at the end."""
         if self.chunked_input:
             return self._chunked_read(None if length is None or length < 0 else length, False)
@@ -449,7 +467,7 @@ class Input:
             self.position += have
         return b"".join(parts)
 
-    def readline(self, size=None):
+    def readline(self, size: int | None = None) -> bytes:
         """One line (up to and including b'\\n'), at most *size* bytes; b'' at the end."""
         if self.chunked_input:
             return self._chunked_read(None if size is None or size < 0 else size, True)
@@ -499,7 +517,7 @@ class Input:
             self.position += have
         return b"".join(parts)
 
-    def readlines(self, hint=None):
+    def readlines(self, hint: int | None = None) -> list[bytes]:
         """All remaining lines (stopping once *hint* bytes were read, if given)."""
         lines = []
         total = 0
@@ -513,10 +531,10 @@ class Input:
                 break
         return lines
 
-    def __iter__(self):
+    def __iter__(self) -> Input:
         return self
 
-    def __next__(self):
+    def __next__(self) -> bytes:
         line = self.readline()
         if not line:
             raise StopIteration

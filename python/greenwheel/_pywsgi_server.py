@@ -13,6 +13,8 @@ Ground rules:
   handshake first, within ``header_timeout``.
 """
 
+from __future__ import annotations
+
 import sys
 
 from . import _socket as _gsocket
@@ -20,11 +22,16 @@ from ._pywsgi_environ import LoggingLogAdapter, WSGISecureEnviron, _NoopLog
 from ._pywsgi_handler import WSGIHandler
 from ._pywsgi_input import MAX_REQUEST_LINE
 from ._server import StreamServer
+from ._typecheck import TYPE_CHECKING
 
-_DEFAULT = object()
+if TYPE_CHECKING:
+    from typing import Any
+    from wsgiref.types import WSGIApplication
+
+_DEFAULT: Any = object()
 
 
-def _version():
+def _version() -> str:
     # greenwheel's own release: under the gevent alias, the package's
     # __version__ names the gevent API instead.
     from ._core import __version__
@@ -50,14 +57,14 @@ class WSGIServer(StreamServer):
     keyword argument.  A timeout of None means "no limit".
     """
 
-    handler_class = WSGIHandler
+    handler_class: type[WSGIHandler] = WSGIHandler
     #: Object with a ``write`` method receiving access-log lines.
-    log = None
+    log: Any = None
     #: Object with ``write``/``writelines``/``flush`` receiving error reports.
-    error_log = None
+    error_log: Any = None
     #: The class of the environ passed to the application (``dict``).
-    environ_class = dict
-    secure_environ_class = WSGISecureEnviron
+    environ_class: type[dict[str, Any]] = dict
+    secure_environ_class: type[dict[str, Any]] = WSGISecureEnviron
 
     #: Longest request line (method, target, version), in bytes: else 414.
     max_request_line = MAX_REQUEST_LINE
@@ -66,20 +73,26 @@ class WSGIServer(StreamServer):
     #: Most header fields in a request: else 431.
     max_headers = 100
     #: Largest request body, in bytes (None: no limit): else 413.
-    max_body_size = 1 << 30
+    max_body_size: int | None = 1 << 30
     #: Seconds a kept-alive connection may sit idle before the next request.
-    keepalive_timeout = 20.0
+    keepalive_timeout: float | None = 20.0
     #: Seconds for the first request of a connection to start, and for any
     #: request head to arrive completely once it has started (else 408 and close).
-    header_timeout = 10.0
+    header_timeout: float | None = 10.0
     #: Seconds any single body read or response write may wait.
-    io_timeout = 60.0
+    io_timeout: float | None = 60.0
     #: Unread request body drained after a response to keep the connection (bytes).
-    discard_limit = 1 << 20
+    discard_limit: int | None = 1 << 20
     #: Seconds spent draining a connection the server closes on a client.
-    linger_timeout = 2.0
+    linger_timeout: float | None = 2.0
     #: Bytes asked for per recv.
     recv_size = 65536
+
+    if TYPE_CHECKING:
+        #: The WSGI application every request is served to.
+        application: WSGIApplication
+        #: The base environ each connection's requests start from.
+        environ: dict[str, Any]
 
     _LIMITS = (
         "max_request_line",
@@ -93,7 +106,7 @@ class WSGIServer(StreamServer):
         "linger_timeout",
     )
 
-    base_env = {
+    base_env: dict[str, Any] = {
         "GATEWAY_INTERFACE": "CGI/1.1",
         "SERVER_SOFTWARE": "greenwheel/%s Python/%d.%d" % ((_version(),) + sys.version_info[:2]),
         "SCRIPT_NAME": "",
@@ -105,27 +118,27 @@ class WSGIServer(StreamServer):
 
     def __init__(
         self,
-        listener,
-        application=None,
-        backlog=None,
-        spawn="default",
-        log="default",
-        error_log="default",
-        handler_class=None,
-        environ=None,
-        max_accept=None,
+        listener: Any,
+        application: WSGIApplication | None = None,
+        backlog: int | None = None,
+        spawn: Any = "default",
+        log: Any = "default",
+        error_log: Any = "default",
+        handler_class: type[WSGIHandler] | None = None,
+        environ: dict[str, Any] | None = None,
+        max_accept: int | None = None,
         *,
-        max_request_line=_DEFAULT,
-        max_header_size=_DEFAULT,
-        max_headers=_DEFAULT,
-        max_body_size=_DEFAULT,
-        keepalive_timeout=_DEFAULT,
-        header_timeout=_DEFAULT,
-        io_timeout=_DEFAULT,
-        discard_limit=_DEFAULT,
-        linger_timeout=_DEFAULT,
-        **ssl_args,
-    ):
+        max_request_line: int = _DEFAULT,
+        max_header_size: int = _DEFAULT,
+        max_headers: int = _DEFAULT,
+        max_body_size: int | None = _DEFAULT,
+        keepalive_timeout: float | None = _DEFAULT,
+        header_timeout: float | None = _DEFAULT,
+        io_timeout: float | None = _DEFAULT,
+        discard_limit: int | None = _DEFAULT,
+        linger_timeout: float | None = _DEFAULT,
+        **ssl_args: Any,
+    ) -> None:
         if "handle" in ssl_args:
             import warnings
 
@@ -157,7 +170,7 @@ class WSGIServer(StreamServer):
                 setattr(self, name, value)
         self._check_limits()
 
-        def _make_log(target, level=20):
+        def _make_log(target: Any, level: int = 20) -> Any:
             if target == "default":
                 return sys.stderr
             if target is None:
@@ -171,7 +184,7 @@ class WSGIServer(StreamServer):
         self.set_environ(environ)
         self.set_max_accept()
 
-    def _check_limits(self):
+    def _check_limits(self) -> None:
         for name in ("max_request_line", "max_header_size", "max_headers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -187,7 +200,7 @@ class WSGIServer(StreamServer):
         if self.discard_limit is None:
             self.discard_limit = 1 << 62
 
-    def set_environ(self, environ=None):
+    def set_environ(self, environ: dict[str, Any] | None = None) -> None:
         if environ is not None:
             self.environ = environ
         environ_update = getattr(self, "environ", None)
@@ -198,19 +211,19 @@ class WSGIServer(StreamServer):
         if self.environ.get("wsgi.errors") is None:
             self.environ["wsgi.errors"] = self.error_log
 
-    def set_max_accept(self):
+    def set_max_accept(self) -> None:
         if self.environ.get("wsgi.multiprocess"):
             self.max_accept = 1
 
-    def get_environ(self):
+    def get_environ(self) -> dict[str, Any]:
         """A fresh copy of the server's base environ."""
         return self.environ_class(self.environ)
 
-    def init_socket(self):
+    def init_socket(self) -> None:
         StreamServer.init_socket(self)
         self.update_environ()
 
-    def update_environ(self):
+    def update_environ(self) -> None:
         """Fill in SERVER_NAME and SERVER_PORT (once the socket is bound)."""
         address = self.address
         if isinstance(address, tuple):
@@ -225,7 +238,7 @@ class WSGIServer(StreamServer):
             self.environ.setdefault("SERVER_NAME", "")
             self.environ.setdefault("SERVER_PORT", "")
 
-    def wrap_socket_and_handle(self, client_socket, address):
+    def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> None:
         # The TLS handshake is limited by the header timeout (the client's
         # first bytes), unless a handshake_timeout was given explicitly.
         timeout = self.__dict__.get("handshake_timeout", self.header_timeout)
@@ -235,10 +248,10 @@ class WSGIServer(StreamServer):
         with ssl_socket:
             return self.handle(ssl_socket, address)
 
-    def _log_handshake_failure(self, address, ex):
+    def _log_handshake_failure(self, address: Any, ex: BaseException) -> None:
         self.error_log.write("TLS handshake with %s failed: %s\n" % (address, ex))
 
-    def handle(self, sock, address):
+    def handle(self, sock: Any, address: Any) -> None:
         """Serve one connection with a new :attr:`handler_class` instance."""
         handler = self.handler_class(sock, address, self)
         handler.handle()

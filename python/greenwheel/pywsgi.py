@@ -6,18 +6,17 @@ against abusive clients.  Request heads are parsed in Rust (httparse).  See
 :mod:`greenwheel._pywsgi` for the implementation notes.
 """
 
-from ._pywsgi import (  # noqa: F401 - re-exported
-    MAX_REQUEST_LINE,
+from ._pywsgi_environ import (  # noqa: F401 - re-exported
     Environ,
-    Input,
     LoggingLogAdapter,
     SecureEnviron,
-    WSGIHandler,
     WSGISecureEnviron,
-    WSGIServer,
     _NoopLog,
     format_date_time,
 )
+from ._pywsgi_handler import WSGIHandler
+from ._pywsgi_input import MAX_REQUEST_LINE, Input
+from ._pywsgi_server import WSGIServer
 
 __all__ = [
     "WSGIServer",

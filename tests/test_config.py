@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 import greenwheel as gw
-from greenwheel import _greenlet, config
+from greenwheel import config
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,9 @@ def restore_config(monkeypatch):
     yield
     config._values.clear()
     config._values.update(saved)
-    _greenlet._track_tree = config.track_greenlet_tree
+    # Assigned through the config, so every module's copy (_hub's and
+    # _greenlet's, kept by config.on_change) follows the restored value.
+    config.track_greenlet_tree = config.track_greenlet_tree
 
 
 def test_defaults_are_gevents():

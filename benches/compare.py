@@ -4,6 +4,7 @@
     python benches/compare.py                 # everything (~5 minutes), or: make bench-py
     python benches/compare.py --quick         # smoke test: tenfold smaller, ~1 minute
     python benches/compare.py --only sleep0,timer --libs greenwheel,gevent --repeat 3
+    python benches/compare.py --tree before=/tmp/old/python --libs greenwheel,gevent
 
 Install the other libraries first (whatever fails to install is skipped)::
 
@@ -14,6 +15,10 @@ Each (workload, library) pair runs in a fresh child process (``workloads.py
 run WORKLOAD LIB``) so that nothing is shared between libraries; the HTTP
 workloads start one more process for the server and run wrk against it.
 With ``--repeat N`` every pair runs N times and the best run is reported.
+
+``--tree LABEL=DIR`` adds a column that runs greenwheel from another source
+tree (DIR is that tree's ``python`` directory, holding its own built
+``_core``), in the same run: the before/after table of a structural change.
 
 Prints a table of each workload's rate (and its ratio to gevent), then the
 performance targets of the issue with PASS/MISS, and writes
@@ -56,16 +61,30 @@ CHILD_TIMEOUT = {False: 300, True: 120}
 # --- running the children -------------------------------------------------------------
 
 
-def run_child(name: str, lib: str, quick: bool) -> dict:
-    """Run one workload on one library in a fresh process; return its JSON outcome."""
+def run_child(name: str, lib: str, quick: bool, tree: str | None = None) -> dict:
+    """Run one workload on one library in a fresh process; return its JSON outcome.
+
+    With ``tree`` (a source tree's ``python`` directory), greenwheel is
+    imported from there: PYTHONPATH comes before the installed package, and
+    the HTTP workloads' server processes inherit it.
+    """
     command = [sys.executable, str(HERE / "workloads.py"), "run", name, lib]
     if quick:
         command.append("--quick")
+    env = None
+    if tree is not None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree, env.get("PYTHONPATH")]))
     started = time.perf_counter()
     # A session of its own, so a hung child can be killed together with the
     # server process an HTTP workload starts.
     child = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
     )
     try:
         stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT[quick])
@@ -365,14 +384,16 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _git_revision() -> str | None:
+def _git_revision(python_dir: str | Path = HERE) -> str | None:
+    """The short revision of the tree holding ``python_dir``, ``-dirty`` if its sources are."""
+    top = Path(python_dir).parent
     try:
         rev = subprocess.run(
-            ["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+            ["git", "-C", str(top), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
             # Untracked sources count: they are measured as much as tracked ones.
-            ["git", "-C", str(HERE.parent), "status", "--porcelain", "--", "python", "rust"],
+            ["git", "-C", str(top), "status", "--porcelain", "--", "python", "rust"],
             capture_output=True,
             text=True,
         ).stdout.strip()
@@ -571,9 +592,27 @@ def parse_args(argv=None):
         metavar="DIR",
         help="where results.json/.png go (default: benches/)",
     )
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="one more column: greenwheel from another tree's python dir (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    trees = {}
+    for item in args.tree:
+        label, sep, directory = item.partition("=")
+        if not sep or not label or not directory:
+            parser.error(f"--tree wants LABEL=DIR, not {item!r}")
+        if label in FAMILY or label in trees:
+            parser.error(f"--tree label {label!r} is taken")
+        if not (Path(directory) / "greenwheel" / "__init__.py").is_file():
+            parser.error(f"--tree {label}: {directory} holds no greenwheel package")
+        trees[label] = str(Path(directory).resolve())
+    args.trees = trees
     return args
 
 
@@ -581,7 +620,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     workloads = select_workloads(args.only)
     libs, unavailable = select_libraries(args.libs)
+    # A tree's column sits next to the installed greenwheel's.
+    at = libs.index(SUBJECT) + 1 if SUBJECT in libs else 0
+    libs[at:at] = list(args.trees)
     machine = machine_info()
+    machine["trees"] = {
+        label: {"dir": d, "git": _git_revision(d)} for label, d in args.trees.items()
+    }
     started = time.perf_counter()
 
     print(
@@ -604,7 +649,8 @@ def main(argv=None) -> int:
             # Libraries interleave across repeats, so a noisy moment on the
             # machine does not land on one library's runs only.
             for lib in libs:
-                outcome = run_child(workload.name, lib, args.quick)
+                tree = args.trees.get(lib)
+                outcome = run_child(workload.name, SUBJECT if tree else lib, args.quick, tree)
                 record = merge(results.records[workload.name].get(lib), outcome, workload)
                 results.records[workload.name][lib] = record
                 done += 1

@@ -92,3 +92,14 @@ def test_a_fresh_process_gets_the_pool_resolver_and_monitor_from_import_greenwhe
         "resolver: greenwheel._resolver 127.0.0.1",
         "monitor: PeriodicMonitoringThread True",
     ], out
+
+
+def test_no_import_cycle_anywhere_in_the_package():
+    # Beyond the hub's circle: the thread patching imported its primitives
+    # back from monkey, which imports it (now both build on _monkey_base).
+    graph = import_graph.graph()
+    runtime = {
+        importer: {t for t, kinds in targets.items() if kinds - {"types"} and t != importer}
+        for importer, targets in graph.items()
+    }
+    assert import_graph.cycles(sorted(graph), runtime) == []

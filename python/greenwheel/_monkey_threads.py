@@ -16,7 +16,7 @@ Ground rules:
 
 import sys
 
-from .monkey import (
+from ._monkey_base import (
     _import,
     _module_refs,
     _queue_warning,

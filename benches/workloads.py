@@ -15,11 +15,13 @@ Every workload has up to three implementations, one per API family:
   top-level package as ``g`` and only uses the API the two share, so the
   very same lines of code are measured on both;
 * ``eventlet``: eventlet's own API;
-* ``asyncio``: a coroutine, run on asyncio's default loop or on uvloop.
+* ``asyncio``: a coroutine, run on asyncio's default loop, uvloop or rloop.
 
 A missing implementation means "does not apply" (asyncio has no WSGI
 server); a library that lacks a module the workload needs (greenwheel.event
-while it is being written) makes the implementation raise :class:`Skip`.
+while it is being written) makes the implementation raise :class:`Skip`, and
+so does an API a library leaves unimplemented (``NotImplementedError``).
+granian, an HTTP server, has a family of its own with only WSGI servers.
 
 The HTTP workloads are different: the server runs in yet another process
 (``workloads.py serve KIND LIB``) and wrk hammers it, so the measuring child
@@ -1453,7 +1455,7 @@ register(
         "req/s",
         driver=http_driver,
         args={"kind": "wsgi_tls"},
-        note="TLS keep-alive: a self-signed RSA-2048 certificate made for the run; wrk"
+        note="a self-signed RSA-2048 certificate made for the run; wrk"
         " handshakes once per connection",
     )
 )

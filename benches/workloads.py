@@ -1054,8 +1054,9 @@ def serve_wsgi_granian(_granian, announce, tcp_nodelay, app="hello", tls_dir=Non
         command.append("wsgi_apps:hello_app")
     # Same process group as this one: compare.py's kill of a hung child's
     # group reaches granian too.
-    granian = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sys.stderr)
+    # SIGTERM unwinds through the finally below, which stops granian.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    granian = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sys.stderr)
     try:
         # The master binds before its worker runs: wait for a real answer.
         _wait_until_answering(port, tls_dir is not None, granian, timeout=60)

@@ -213,7 +213,8 @@ def print_table(results: Results) -> None:
                 text = "error" + note(f"{lib} / {w.name}: {record['error']}")
             else:
                 text = "-"
-            cells.append(f"{text:>{cell}}")
+            # A cell with a note may fill its width: keep it apart from its neighbour.
+            cells.append(f"{text:>{cell}}" if len(text) < cell else " " + text)
         print(f"{w.title:<{title_width}}{w.unit:<{unit_width}}" + "".join(cells))
     if {"timer_10k", "timer_1m"} <= set(results.records):
         cells = []

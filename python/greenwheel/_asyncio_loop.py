@@ -187,18 +187,24 @@ class _TimerHandle(events.TimerHandle):
 _running = threading.local()
 
 
-class GreenwheelEventLoop(unix_events.SelectorEventLoop):
+# (The ignore: call_soon returns the native Handle of rust/py/aio.rs, which
+# offers asyncio.Handle's interface without being its subclass, as uvloop's
+# does not either, so the checker sees two incompatible call_soons.)
+class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # type: ignore[misc]
     """asyncio's event loop, scheduled by greenwheel's loop (see the module docs).
 
     Bound to the thread that creates it (greenwheel's loops are per thread).
+    Its Rust base class (rust/py/aio.rs) holds ``call_soon``, its handles,
+    the ready queue (``_ready``) and the batch runner, and the state they read:
+    ``_closed``, ``_debug``, ``_drain_queued`` and ``_runners``.
     """
 
     def __init__(self):
         self._hub = get_hub()
         self._gw = self._hub.loop
         # Set before the base __init__, which already registers through them.
-        self._drain_queued = False
-        self._runners = 0  # run_forever plus greenlets in await_()
+        # (_runners, run_forever plus greenlets in await_(), and _drain_queued
+        # start at 0 and False in the Rust base.)
         self._forever = None  # the Waiter of the greenlet in run_forever()
         self._armed = set()  # timer handles whose wheel timer is armed
         self._signal_watchers = {}
@@ -213,6 +219,7 @@ class GreenwheelEventLoop(unix_events.SelectorEventLoop):
         # starts with fresh io events, as asyncio's _run_once does (a burst of
         # loop callbacks may skip the poll for up to a millisecond).
         self._kick = self._gw.timer(0.0, 0.0, False)
+        self._aio_setup(self._kick, self._drain)
         super().__init__(_WatcherSelector(self._gw, self._schedule_drain))
 
     # -- run_in_executor(None, ...) runs on the hub's thread pool ------------
@@ -268,19 +275,14 @@ class GreenwheelEventLoop(unix_events.SelectorEventLoop):
 
     # -- scheduling ----------------------------------------------------------
 
-    def _schedule_drain(self):
-        if not self._drain_queued and self._runners:
-            self._drain_queued = True
-            self._kick.start(self._drain)
-
+    # _schedule_drain() and call_soon() are the Rust base's. asyncio's
+    # call_soon (debug mode only) makes its handles here:
     def _call_soon(self, callback, args, context):
         handle = events.Handle(callback, args, self, context)
         if handle._source_traceback:
             del handle._source_traceback[-1]
         self._ready.append(handle)
-        if not self._drain_queued and self._runners:
-            self._drain_queued = True
-            self._kick.start(self._drain)
+        self._schedule_drain()
         return handle
 
     def _add_callback(self, handle):
@@ -353,13 +355,7 @@ class GreenwheelEventLoop(unix_events.SelectorEventLoop):
             if self._debug:
                 self._run_debug(self._ready)
             else:
-                ready = self._ready
-                popleft = ready.popleft
-                for _ in range(len(ready)):
-                    handle = popleft()
-                    if not handle._cancelled:
-                        handle._run()
-                handle = None
+                self._run_ready()
         except (SystemExit, KeyboardInterrupt) as exc:
             # What asyncio's run_forever() would raise goes to the greenlet
             # running it; with only await_() callers, the hub hands it to the
@@ -368,7 +364,6 @@ class GreenwheelEventLoop(unix_events.SelectorEventLoop):
                 raise
             escaped = exc
         finally:
-            handle = None
             events._set_running_loop(outer)
         if self._ready:
             self._schedule_drain()

@@ -6,8 +6,9 @@ bound to the OS thread that created the loop, except :meth:`AsyncWatcher.send`,
 which any thread may call.
 """
 
+import contextvars
 from collections.abc import Callable, Iterable
-from typing import Any, Final, final
+from typing import Any, Final, Self, TypeVarTuple, final
 
 from _typeshed import ReadableBuffer
 from typing_extensions import disjoint_base
@@ -43,6 +44,9 @@ __all__ = [
     "http_date",
     "recv_nowait",
     "send_nowait",
+    "AioLoopCore",
+    "Handle",
+    "ReadyQueue",
 ]
 
 __version__: Final[str]
@@ -527,3 +531,61 @@ def recv_nowait(fd: int, bufsize: int, flags: int = 0) -> bytes | None:
 def send_nowait(fd: int, data: ReadableBuffer, flags: int = 0) -> int | None:
     """``send()`` on a non-blocking fd: bytes sent, or None if it would block.
     *data* is bytes or any byte buffer (BufferError for one that is not flat)."""
+
+# --- greenwheel.asyncio's hot path (rust/py/aio.rs) ---------------------------------
+
+_Ts = TypeVarTuple("_Ts")
+
+@final
+class Handle:
+    """A callback scheduled by :meth:`AioLoopCore.call_soon` (asyncio's Handle, natively)."""
+
+    def cancel(self) -> None: ...
+    def cancelled(self) -> bool: ...
+    def get_context(self) -> contextvars.Context: ...
+    def _run(self) -> None: ...
+    @property
+    def _cancelled(self) -> bool: ...
+    @property
+    def _callback(self) -> Callable[..., object] | None: ...
+    @property
+    def _args(self) -> tuple[Any, ...] | None: ...
+    @property
+    def _context(self) -> contextvars.Context: ...
+    @property
+    def _loop(self) -> Any: ...
+    @property
+    def _source_traceback(self) -> None: ...
+
+@final
+class ReadyQueue:
+    """An asyncio loop's ``_ready``: the deque operations asyncio uses on it."""
+
+    def append(self, handle: object) -> None: ...
+    def popleft(self) -> Any: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    def __bool__(self) -> bool: ...
+
+@disjoint_base
+class AioLoopCore:
+    """The Rust base class of :class:`greenwheel.asyncio.GreenwheelEventLoop`."""
+
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> Self: ...
+    def _aio_setup(self, timer: object, drain: Callable[[], object]) -> None: ...
+    def call_soon(
+        self,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> Handle: ...
+    def _schedule_drain(self) -> None: ...
+    def _run_ready(self) -> None: ...
+    @property
+    def _ready(self) -> ReadyQueue: ...
+    @_ready.setter
+    def _ready(self, value: object) -> None: ...
+    _closed: bool
+    _debug: bool
+    _drain_queued: bool
+    _runners: int

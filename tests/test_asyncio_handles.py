@@ -37,17 +37,43 @@ def callback(*args):
     return args
 
 
-def test_the_native_handle_is_what_a_non_debug_call_soon_returns():
+def test_call_soon_and_call_later_return_the_native_handles():
     loop = gwa.new_event_loop()
     try:
         assert type(loop.call_soon(callback)) is core.Handle
-        loop.set_debug(True)
-        # Debug mode is asyncio's own call_soon, with its source tracebacks.
-        handle = loop.call_soon(callback)
-        assert type(handle) is asyncio.Handle
-        assert handle._source_traceback
+        assert type(loop.call_later(10, callback)) is core.TimerHandle
+        assert type(loop.call_at(loop.time() + 10, callback)) is core.TimerHandle
     finally:
         loop.close()
+
+
+def test_debug_mode_records_where_a_handle_was_made(loop):
+    loop.set_debug(True)
+    handle = loop.call_soon(callback)  # the line the traceback ends at
+    timer = loop.call_later(10, callback)
+    for made in (handle, timer):
+        last = made._source_traceback[-1]
+        assert last.filename == __file__ and last.name.startswith("test_debug_mode")
+        assert "created at %s:%d" % (__file__, last.lineno) in repr(made)
+    assert handle._source_traceback[-1].lineno + 1 == timer._source_traceback[-1].lineno
+    # A handle cancelled in debug mode keeps its call in its repr (asyncio's _repr).
+    handle.cancel()
+    assert repr(handle).startswith("<Handle cancelled callback() at ")
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_later", "call_at"])
+def test_debug_mode_refuses_what_asyncio_refuses(loop, method):
+    loop.set_debug(True)
+    schedule = getattr(loop, method)
+    leading = () if method == "call_soon" else (1,)
+
+    async def coroutine_function():
+        pass
+
+    with pytest.raises(TypeError, match="coroutines cannot be used with"):
+        schedule(*leading, coroutine_function)
+    with pytest.raises(TypeError, match="a callable object was expected"):
+        schedule(*leading, "not callable")
 
 
 def test_callbacks_run_in_order_with_their_arguments(loop):
@@ -224,3 +250,94 @@ def test_asyncio_handles_in_the_queue_run_too():
         assert seen == ["asyncio's", "native"]
     finally:
         loop.close()
+
+
+def test_timers_run_in_deadline_order_and_never_early(loop):
+    seen = []
+
+    def fired(name, handle_box):
+        seen.append((name, loop.time() >= handle_box[0].when()))
+
+    boxes = {}
+    for name, delay in [("c", 0.03), ("a", 0.01), ("b", 0.02)]:
+        box = []
+        box.append(loop.call_later(delay, fired, name, box))
+        boxes[name] = box
+    at_box = []
+    at_box.append(loop.call_at(loop.time() + 0.005, fired, "at", at_box))
+    done = loop.create_future()
+    loop.call_later(0.04, done.set_result, None)
+    loop.run_until_complete(done)
+    assert seen == [("at", True), ("a", True), ("b", True), ("c", True)]
+
+
+def test_none_for_when_or_delay_is_a_type_error(loop):
+    with pytest.raises(TypeError, match="when cannot be None"):
+        loop.call_at(None, callback)
+    with pytest.raises(TypeError, match="delay must not be None"):
+        loop.call_later(None, callback)
+
+
+def test_a_cancelled_timer_does_not_run(loop):
+    seen = []
+    timer = loop.call_later(0.001, seen.append, "no")
+    assert timer._scheduled
+    timer.cancel()
+    assert timer.cancelled() and timer._callback is None
+    done = loop.create_future()
+    loop.call_later(0.01, done.set_result, None)
+    loop.run_until_complete(done)
+    assert seen == []
+
+
+def test_a_cancel_or_a_fire_disarms_the_wheel_timer():
+    loop = gwa.new_event_loop()
+    try:
+        timers = [loop.call_later(60, callback) for _ in range(5)]
+        assert loop._armed_count() == 5
+        timers[1].cancel()
+        timers[3].cancel()
+        assert loop._armed_count() == 3
+        assert [t._scheduled for t in timers] == [True, False, True, False, True]
+        fired = loop.call_later(0, callback)
+        run_once(loop)
+        while fired._scheduled:
+            run_once(loop)
+        assert loop._armed_count() == 3
+        for timer in timers:
+            timer.cancel()
+        assert loop._armed_count() == 0
+    finally:
+        loop.close()
+
+
+def test_closing_disarms_pending_timers_and_drops_their_calls():
+    loop = gwa.new_event_loop()
+
+    class Payload:
+        pass
+
+    payload = Payload()
+    timer = loop.call_later(60, callback, payload)
+    gone = weakref.ref(payload)
+    del payload
+    loop.close()
+    assert loop._armed_count() == 0 and not timer._scheduled
+    del timer
+    gc.collect()
+    assert gone() is None
+
+
+def test_timer_handles_compare_hash_and_repr_as_asyncio_s(loop):
+    early = loop.call_at(100.0, callback, 1)
+    late = loop.call_at(200.0, callback, 1)
+    twin = loop.call_at(100.0, callback, 1)
+    assert early < late and late > early and early <= twin and early >= twin
+    assert early == twin and early != late and hash(early) == hash(twin)
+    assert early.when() == 100.0
+    assert re.fullmatch(r"<TimerHandle when=100\.0 callback\(1\) at .*\.py:\d+>", repr(early))
+    early.cancel()
+    assert early != twin
+    assert repr(early) == "<TimerHandle cancelled when=100.0>"
+    for timer in (late, twin):
+        timer.cancel()

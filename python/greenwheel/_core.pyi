@@ -46,6 +46,7 @@ __all__ = [
     "send_nowait",
     "AioLoopCore",
     "Handle",
+    "TimerHandle",
     "ReadyQueue",
 ]
 
@@ -536,9 +537,8 @@ def send_nowait(fd: int, data: ReadableBuffer, flags: int = 0) -> int | None:
 
 _Ts = TypeVarTuple("_Ts")
 
-@final
-class Handle:
-    """A callback scheduled by :meth:`AioLoopCore.call_soon` (asyncio's Handle, natively)."""
+class _HandleBase:
+    """What Handle and TimerHandle share (not a runtime class)."""
 
     def cancel(self) -> None: ...
     def cancelled(self) -> bool: ...
@@ -555,7 +555,27 @@ class Handle:
     @property
     def _loop(self) -> Any: ...
     @property
-    def _source_traceback(self) -> None: ...
+    def _source_traceback(self) -> list[Any] | None: ...
+
+@final
+class Handle(_HandleBase):
+    """A callback scheduled by :meth:`AioLoopCore.call_soon` (asyncio's Handle, natively)."""
+
+@final
+class TimerHandle(_HandleBase):
+    """A callback scheduled by :meth:`AioLoopCore.call_later` / ``call_at``
+    (asyncio's TimerHandle, natively), armed in the loop's wheel."""
+
+    def when(self) -> float: ...
+    @property
+    def _when(self) -> float: ...
+    @property
+    def _scheduled(self) -> bool: ...
+    def __lt__(self, other: object, /) -> bool: ...
+    def __le__(self, other: object, /) -> bool: ...
+    def __gt__(self, other: object, /) -> bool: ...
+    def __ge__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
 
 @final
 class ReadyQueue:
@@ -572,13 +592,30 @@ class AioLoopCore:
     """The Rust base class of :class:`greenwheel.asyncio.GreenwheelEventLoop`."""
 
     def __new__(cls, *_args: Any, **_kwargs: Any) -> Self: ...
-    def _aio_setup(self, timer: object, drain: Callable[[], object]) -> None: ...
+    def _aio_setup(self, gw_loop: Loop, timer: object, drain: Callable[[], object]) -> None: ...
     def call_soon(
         self,
         callback: Callable[[*_Ts], object],
         *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> Handle: ...
+    def call_at(
+        self,
+        when: float | None,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> TimerHandle: ...
+    def call_later(
+        self,
+        delay: float | None,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> TimerHandle: ...
+    def _timer_fired(self, handle: TimerHandle) -> None: ...
+    def _disarm_timers(self) -> None: ...
+    def _armed_count(self) -> int: ...
     def _schedule_drain(self) -> None: ...
     def _run_ready(self) -> None: ...
     @property

@@ -5,11 +5,14 @@ transports, protocols, streams, the ``sock_*`` methods, servers, subprocesses
 and ``run_in_executor`` are asyncio's proven code) with the parts that wait
 replaced by the hub's loop:
 
-* ``call_soon`` handles go to asyncio's ``_ready`` queue; one loop callback
-  (``run_callback``) per batch runs them, the way asyncio's ``_run_once`` runs
-  the handles that were ready when it started;
+* ``call_soon`` handles go to the ``_ready`` queue; a zero-delay wheel timer
+  per batch runs them, the way asyncio's ``_run_once`` runs the handles that
+  were ready when it started;
 * ``call_later`` / ``call_at`` arm a one-shot timer in the loop's timer wheel
   (never early: the wheel and :func:`time.monotonic` read the same clock);
+* those three, their handles, the ready queue and the batch runner are native
+  (``_core.AioLoopCore``, the loop's Rust base class, rust/py/aio.rs): they
+  were half of every ``asyncio.sleep(0)``'s time as asyncio's Python code;
 * ``add_reader`` / ``add_writer`` register an io watcher on the loop's poller,
   through :class:`_WatcherSelector`, a selector whose registrations are
   watchers;
@@ -176,31 +179,31 @@ class _WatcherSelector(selectors._BaseSelectorImpl):
         super().close()
 
 
-class _TimerHandle(events.TimerHandle):
-    """asyncio's TimerHandle plus the wheel timer that fires it."""
-
-    __slots__ = ("_watcher",)
-
-
 # The event loop a greenlet's await_() uses when none is given: per thread,
 # the first greenwheel loop that started running there.
 _running = threading.local()
 
 
-class GreenwheelEventLoop(unix_events.SelectorEventLoop):
+# (The ignore: call_soon returns the native Handle of rust/py/aio.rs, which
+# offers asyncio.Handle's interface without being its subclass, as uvloop's
+# does not either, so the checker sees two incompatible call_soons.)
+class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # type: ignore[misc]
     """asyncio's event loop, scheduled by greenwheel's loop (see the module docs).
 
     Bound to the thread that creates it (greenwheel's loops are per thread).
+    Its Rust base class (rust/py/aio.rs) holds ``call_soon``, ``call_later``
+    and ``call_at``, their handles, the armed timers, the ready queue
+    (``_ready``) and the batch runner, and the state they read: ``_closed``,
+    ``_debug``, ``_drain_queued`` and ``_runners``.
     """
 
     def __init__(self):
         self._hub = get_hub()
         self._gw = self._hub.loop
         # Set before the base __init__, which already registers through them.
-        self._drain_queued = False
-        self._runners = 0  # run_forever plus greenlets in await_()
+        # (_runners, run_forever plus greenlets in await_(), and _drain_queued
+        # start at 0 and False in the Rust base.)
         self._forever = None  # the Waiter of the greenlet in run_forever()
-        self._armed = set()  # timer handles whose wheel timer is armed
         self._signal_watchers = {}
         self._old_agen_hooks = None
         self._wakeup = None
@@ -213,6 +216,7 @@ class GreenwheelEventLoop(unix_events.SelectorEventLoop):
         # starts with fresh io events, as asyncio's _run_once does (a burst of
         # loop callbacks may skip the poll for up to a millisecond).
         self._kick = self._gw.timer(0.0, 0.0, False)
+        self._aio_setup(self._gw, self._kick, self._drain)
         super().__init__(_WatcherSelector(self._gw, self._schedule_drain))
 
     # -- run_in_executor(None, ...) runs on the hub's thread pool ------------
@@ -268,20 +272,8 @@ class GreenwheelEventLoop(unix_events.SelectorEventLoop):
 
     # -- scheduling ----------------------------------------------------------
 
-    def _schedule_drain(self):
-        if not self._drain_queued and self._runners:
-            self._drain_queued = True
-            self._kick.start(self._drain)
-
-    def _call_soon(self, callback, args, context):
-        handle = events.Handle(callback, args, self, context)
-        if handle._source_traceback:
-            del handle._source_traceback[-1]
-        self._ready.append(handle)
-        if not self._drain_queued and self._runners:
-            self._drain_queued = True
-            self._kick.start(self._drain)
-        return handle
+    # _schedule_drain(), call_soon(), call_later() and call_at() are the
+    # Rust base's.
 
     def _add_callback(self, handle):
         if not handle._cancelled:
@@ -301,41 +293,6 @@ class GreenwheelEventLoop(unix_events.SelectorEventLoop):
         self._write_to_self()
         return handle
 
-    def call_at(self, when, callback, *args, context=None):
-        if when is None:
-            raise TypeError("when cannot be None")
-        self._check_closed()
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, "call_at")
-        timer = _TimerHandle(when, callback, args, self, context)
-        if timer._source_traceback:
-            del timer._source_traceback[-1]
-        delay = when - self.time()
-        # ref=False: a pending call_later does not keep greenlets' hub.join()
-        # waiting while asyncio is not running.
-        watcher = self._gw.timer(delay if delay > 0.0 else 0.0, 0.0, False)
-        watcher.start(self._timer_fired, timer)
-        timer._watcher = watcher
-        timer._scheduled = True
-        self._armed.add(timer)
-        return timer
-
-    def _timer_fired(self, timer):
-        self._armed.discard(timer)
-        timer._watcher = None
-        timer._scheduled = False
-        if not timer._cancelled:
-            self._ready.append(timer)
-            self._schedule_drain()
-
-    def _timer_handle_cancelled(self, handle):
-        watcher = getattr(handle, "_watcher", None)
-        if watcher is not None:
-            handle._watcher = None
-            watcher.close()
-            self._armed.discard(handle)
-
     def _drain(self):
         """One batch: the io events seen, then the handles ready now (not
         those they schedule, which wait for the next batch, after a poll)."""
@@ -353,13 +310,7 @@ class GreenwheelEventLoop(unix_events.SelectorEventLoop):
             if self._debug:
                 self._run_debug(self._ready)
             else:
-                ready = self._ready
-                popleft = ready.popleft
-                for _ in range(len(ready)):
-                    handle = popleft()
-                    if not handle._cancelled:
-                        handle._run()
-                handle = None
+                self._run_ready()
         except (SystemExit, KeyboardInterrupt) as exc:
             # What asyncio's run_forever() would raise goes to the greenlet
             # running it; with only await_() callers, the hub hands it to the
@@ -368,7 +319,6 @@ class GreenwheelEventLoop(unix_events.SelectorEventLoop):
                 raise
             escaped = exc
         finally:
-            handle = None
             events._set_running_loop(outer)
         if self._ready:
             self._schedule_drain()
@@ -474,12 +424,7 @@ class GreenwheelEventLoop(unix_events.SelectorEventLoop):
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
-        armed, self._armed = self._armed, set()
-        for timer in armed:
-            watcher = timer._watcher
-            timer._watcher = None
-            if watcher is not None:
-                watcher.close()
+        self._disarm_timers()
         super().close()
         self._keepalive.close()
         self._kick.close()

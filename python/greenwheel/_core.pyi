@@ -6,8 +6,9 @@ bound to the OS thread that created the loop, except :meth:`AsyncWatcher.send`,
 which any thread may call.
 """
 
+import contextvars
 from collections.abc import Callable, Iterable
-from typing import Any, Final, final
+from typing import Any, Final, Self, TypeVarTuple, final
 
 from _typeshed import ReadableBuffer
 from typing_extensions import disjoint_base
@@ -43,6 +44,10 @@ __all__ = [
     "http_date",
     "recv_nowait",
     "send_nowait",
+    "AioLoopCore",
+    "Handle",
+    "TimerHandle",
+    "ReadyQueue",
 ]
 
 __version__: Final[str]
@@ -527,3 +532,97 @@ def recv_nowait(fd: int, bufsize: int, flags: int = 0) -> bytes | None:
 def send_nowait(fd: int, data: ReadableBuffer, flags: int = 0) -> int | None:
     """``send()`` on a non-blocking fd: bytes sent, or None if it would block.
     *data* is bytes or any byte buffer (BufferError for one that is not flat)."""
+
+# --- greenwheel.asyncio's hot path (rust/py/aio.rs) ---------------------------------
+
+_Ts = TypeVarTuple("_Ts")
+
+class _HandleBase:
+    """What Handle and TimerHandle share (not a runtime class)."""
+
+    def cancel(self) -> None: ...
+    def cancelled(self) -> bool: ...
+    def get_context(self) -> contextvars.Context: ...
+    def _run(self) -> None: ...
+    @property
+    def _cancelled(self) -> bool: ...
+    @property
+    def _callback(self) -> Callable[..., object] | None: ...
+    @property
+    def _args(self) -> tuple[Any, ...] | None: ...
+    @property
+    def _context(self) -> contextvars.Context: ...
+    @property
+    def _loop(self) -> Any: ...
+    @property
+    def _source_traceback(self) -> list[Any] | None: ...
+
+@final
+class Handle(_HandleBase):
+    """A callback scheduled by :meth:`AioLoopCore.call_soon` (asyncio's Handle, natively)."""
+
+@final
+class TimerHandle(_HandleBase):
+    """A callback scheduled by :meth:`AioLoopCore.call_later` / ``call_at``
+    (asyncio's TimerHandle, natively), armed in the loop's wheel."""
+
+    def when(self) -> float: ...
+    @property
+    def _when(self) -> float: ...
+    @property
+    def _scheduled(self) -> bool: ...
+    def __lt__(self, other: object, /) -> bool: ...
+    def __le__(self, other: object, /) -> bool: ...
+    def __gt__(self, other: object, /) -> bool: ...
+    def __ge__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class ReadyQueue:
+    """An asyncio loop's ``_ready``: the deque operations asyncio uses on it."""
+
+    def append(self, handle: object) -> None: ...
+    def popleft(self) -> Any: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    def __bool__(self) -> bool: ...
+
+@disjoint_base
+class AioLoopCore:
+    """The Rust base class of :class:`greenwheel.asyncio.GreenwheelEventLoop`."""
+
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> Self: ...
+    def _aio_setup(self, gw_loop: Loop, timer: object, drain: Callable[[], object]) -> None: ...
+    def call_soon(
+        self,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> Handle: ...
+    def call_at(
+        self,
+        when: float | None,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> TimerHandle: ...
+    def call_later(
+        self,
+        delay: float | None,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> TimerHandle: ...
+    def _timer_fired(self, handle: TimerHandle) -> None: ...
+    def _disarm_timers(self) -> None: ...
+    def _armed_count(self) -> int: ...
+    def _schedule_drain(self) -> None: ...
+    def _run_ready(self) -> None: ...
+    @property
+    def _ready(self) -> ReadyQueue: ...
+    @_ready.setter
+    def _ready(self, value: object) -> None: ...
+    _closed: bool
+    _debug: bool
+    _drain_queued: bool
+    _runners: int

@@ -19,6 +19,7 @@
 //!   `PanicException` rather than an abort (`panic = "unwind"`).
 //! - Every class holding Python objects implements `__traverse__`/`__clear__`.
 
+mod aio;
 mod async_watcher;
 mod callback;
 mod errors;
@@ -72,5 +73,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     http::register(m)?;
     wsgi::register(m)?;
     sockio::register(m)?;
+    aio::register(m)?;
     Ok(())
 }

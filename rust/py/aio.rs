@@ -1,0 +1,945 @@
+//! greenwheel.asyncio's hot path: `call_soon`, its handles, the ready queue
+//! and the batch that runs them.
+//!
+//! `GreenwheelEventLoop` (python/greenwheel/_asyncio_loop.py) is asyncio's
+//! selector loop scheduled by the hub's loop. Profiled on 100 tasks yielding
+//! with `asyncio.sleep(0)`, about half of each yield went to asyncio's
+//! Python `call_soon` (four Python frames: `call_soon`, `_check_closed`,
+//! `_call_soon`, `Handle.__init__`) and to `Handle._run`'s frame. Here those
+//! are one native call each: [`AioLoopCore`] is the Rust base class of the
+//! loop (its `call_soon` shadows asyncio's), [`Handle`] is the handle it
+//! returns, and [`AioLoopCore::_run_ready`] runs a batch.
+//!
+//! Ground rules:
+//! - The loop's state that `call_soon` reads (`_closed`, `_debug`, whether a
+//!   batch is queued, how many greenlets run the loop) lives here, exposed as
+//!   the attributes asyncio's own code reads and writes (`self._closed =
+//!   True` in `BaseEventLoop.close()` sets it here), so there is one copy.
+//! - In debug mode `call_soon` is asyncio's own (`BaseEventLoop.call_soon`:
+//!   the thread and callback checks, source tracebacks); the fast path is for
+//!   the non-debug loop, where asyncio checks nothing but `_closed` either.
+//! - The ready queue ([`ReadyQueue`]) is the loop's `_ready`: asyncio's code
+//!   and `call_soon_threadsafe` (another thread, holding the GIL) append to
+//!   it like a deque. Every access holds the GIL, so its lock is never
+//!   contended; no borrow is held across a call into Python (a handle's
+//!   callback may call `call_soon` again, or switch greenlets).
+//! - A batch runs the handles that were ready when it started, as asyncio's
+//!   `_run_once` does; those they schedule wait for the next batch.
+
+use std::collections::VecDeque;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyTuple};
+use pyo3::PyTraverseError;
+
+use super::loop_::{Loop, LoopClock};
+use super::sync::{BoolCell, Guarded, IsizeCell};
+use super::watchers::{self, TimerWatcher};
+
+/// What a handle calls: `context.run(callback, *args)`.
+struct Call {
+    callback: Py<PyAny>,
+    args: Py<PyTuple>,
+    context: Py<PyAny>,
+}
+
+/// What [`Handle`] and [`TimerHandle`] share: asyncio's `Handle` state.
+struct HandleCore {
+    /// The call until the handle is cancelled (asyncio drops the callback
+    /// and its arguments then, so a kept handle keeps nothing alive).
+    call: Guarded<Option<Call>>,
+    /// Kept after a cancel: `get_context()` still answers.
+    context: Py<PyAny>,
+    cancelled: BoolCell,
+    event_loop: Py<PyAny>,
+    /// Where the handle was made, in debug mode (asyncio's
+    /// `_source_traceback`), else None.
+    source_traceback: Option<Py<PyAny>>,
+    /// The repr a handle cancelled in debug mode keeps (asyncio's `_repr`).
+    cancelled_repr: Guarded<Option<String>>,
+}
+
+impl HandleCore {
+    fn new(
+        py: Python<'_>,
+        event_loop: &Bound<'_, AioLoopCore>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let context = match context {
+            Some(context) if !context.is_none(py) => context,
+            _ => copy_context(py)?,
+        };
+        let source_traceback = if event_loop.get().debug.get() {
+            Some(source_traceback(py)?)
+        } else {
+            None
+        };
+        Ok(HandleCore {
+            call: Guarded::new(Some(Call {
+                callback,
+                args,
+                context: context.clone_ref(py),
+            })),
+            context,
+            cancelled: BoolCell::new(false),
+            event_loop: event_loop.clone().into_any().unbind(),
+            source_traceback,
+            cancelled_repr: Guarded::new(None),
+        })
+    }
+
+    /// The call to make, unless cancelled (cloned out: no borrow is held
+    /// while it runs).
+    fn call(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>, Py<PyAny>)> {
+        self.call.borrow().as_ref().map(|c| {
+            (
+                c.callback.clone_ref(py),
+                c.args.clone_ref(py),
+                c.context.clone_ref(py),
+            )
+        })
+    }
+
+    /// Mark cancelled and drop the call; false if it already was. `handle` is the Python
+    /// object owning this core.
+    fn cancel(&self, handle: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if self.cancelled.get() {
+            return Ok(false);
+        }
+        self.cancelled.set(true);
+        // asyncio: the loop in debug mode keeps the repr (callback and
+        // arguments included, "cancelled" too) before the call is dropped.
+        let debug = self
+            .event_loop
+            .bind(handle.py())
+            .cast::<AioLoopCore>()
+            .is_ok_and(|l| l.get().debug.get());
+        if debug {
+            let text = handle.repr()?.to_string();
+            *self.cancelled_repr.borrow_mut() = Some(text);
+        }
+        let call = self.call.borrow_mut().take();
+        drop(call); // after the borrow: a decref may run Python code
+        Ok(true)
+    }
+
+    /// `context.run(callback, *args)`; an exception other than SystemExit or
+    /// KeyboardInterrupt goes to the loop's exception handler, as asyncio's
+    /// `Handle._run` does.
+    fn run(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = handle.py();
+        let Some((callback, args, context)) = self.call(py) else {
+            return Ok(());
+        };
+        let mut argv = Vec::with_capacity(1 + args.bind(py).len());
+        argv.push(callback.clone_ref(py).into_bound(py));
+        argv.extend(args.bind(py).iter());
+        let outcome = context
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "run"), PyTuple::new(py, argv)?);
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err.is_instance_of::<PySystemExit>(py)
+                    || err.is_instance_of::<PyKeyboardInterrupt>(py) =>
+            {
+                Err(err)
+            }
+            Err(err) => self.report(handle, &callback, &args, err),
+        }
+    }
+
+    /// The exception handler's context for a callback that raised, as
+    /// asyncio builds it (`Exception in callback <source>`).
+    fn report(
+        &self,
+        handle: &Bound<'_, PyAny>,
+        callback: &Py<PyAny>,
+        args: &Py<PyTuple>,
+        err: PyErr,
+    ) -> PyResult<()> {
+        let py = handle.py();
+        let source = format_helpers(py)?
+            .getattr("_format_callback_source")?
+            .call1((callback, args))?;
+        let context = PyDict::new(py);
+        context.set_item("message", format!("Exception in callback {source}"))?;
+        context.set_item("exception", err.value(py))?;
+        context.set_item("handle", handle)?;
+        if let Some(tb) = &self.source_traceback {
+            context.set_item("source_traceback", tb)?;
+        }
+        self.event_loop
+            .bind(py)
+            .call_method1("call_exception_handler", (context,))?;
+        Ok(())
+    }
+
+    /// asyncio's `_repr_info` words: the class, `cancelled`, (`when=`), the
+    /// callback's source, where the handle was created.
+    fn repr(&self, py: Python<'_>, class: &str, when: Option<f64>) -> PyResult<String> {
+        if let Some(kept) = self.cancelled_repr.borrow().as_ref() {
+            return Ok(kept.clone());
+        }
+        let mut info = vec![class.to_owned()];
+        if self.cancelled.get() {
+            info.push("cancelled".to_owned());
+        }
+        if let Some(when) = when {
+            info.push(format!("when={}", PyFloat::new(py, when).repr()?));
+        }
+        if let Some((callback, args, _)) = self.call(py) {
+            let source = format_helpers(py)?
+                .getattr("_format_callback_source")?
+                .call1((callback, args))?;
+            info.push(source.str()?.to_string());
+        }
+        if let Some(tb) = &self.source_traceback {
+            // asyncio: "created at FILE:LINE" of the last entry.
+            let last = tb.bind(py).get_item(-1)?;
+            info.push(format!(
+                "created at {}:{}",
+                last.getattr("filename")?,
+                last.getattr("lineno")?
+            ));
+        }
+        Ok(format!("<{}>", info.join(" ")))
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(call) = self.call.try_borrow() {
+            if let Some(c) = call.as_ref() {
+                visit.call(&c.callback)?;
+                visit.call(&c.args)?;
+                visit.call(&c.context)?;
+            }
+        }
+        visit.call(&self.context)?;
+        visit.call(&self.event_loop)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        Ok(())
+    }
+
+    fn clear(&self) {
+        if let Ok(mut call) = self.call.try_borrow_mut() {
+            let taken = call.take();
+            drop(call);
+            drop(taken);
+        }
+    }
+}
+
+/// Where a handle is being made: `format_helpers.extract_stack` of the
+/// calling Python frame (asyncio's handles take their own caller's and then
+/// drop the `call_soon` frame; natively there is no such frame to drop).
+fn source_traceback(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let frame = py.import("sys")?.getattr("_getframe")?.call1((0,))?;
+    Ok(format_helpers(py)?
+        .getattr("extract_stack")?
+        .call1((frame,))?
+        .unbind())
+}
+
+fn format_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    MODULE
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("asyncio.format_helpers")?.into_any().unbind())
+        })
+        .map(|m| m.bind(py))
+}
+
+/// The methods and attributes asyncio's `Handle` offers users and asyncio's
+/// own code, for a pyclass with a `core: HandleCore` field.
+macro_rules! handle_methods {
+    ($ty:ty) => {
+        #[pymethods]
+        impl $ty {
+            fn cancelled(&self) -> bool {
+                self.core.cancelled.get()
+            }
+
+            fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+                self.core.context.clone_ref(py)
+            }
+
+            fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+                slf.get().core.run(slf.as_any())
+            }
+
+            #[getter]
+            fn _cancelled(&self) -> bool {
+                self.core.cancelled.get()
+            }
+
+            #[getter]
+            fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+                self.core.call(py).map(|(callback, _, _)| callback)
+            }
+
+            #[getter]
+            fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+                self.core.call(py).map(|(_, args, _)| args)
+            }
+
+            #[getter]
+            fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+                self.core.context.clone_ref(py)
+            }
+
+            #[getter]
+            fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+                self.core.event_loop.clone_ref(py)
+            }
+
+            #[getter]
+            fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+                self.core
+                    .source_traceback
+                    .as_ref()
+                    .map(|tb| tb.clone_ref(py))
+            }
+        }
+    };
+}
+
+/// A callback scheduled with `call_soon` (asyncio's `Handle`, natively).
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
+pub(crate) struct Handle {
+    core: HandleCore,
+}
+
+handle_methods!(Handle);
+
+#[pymethods]
+impl Handle {
+    /// Cancel the call if it has not run yet.
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().core.cancel(slf.as_any())?;
+        Ok(())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        self.core.repr(py, "Handle", None)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.core.traverse(&visit)
+    }
+
+    fn __clear__(&self) {
+        self.core.clear();
+    }
+}
+
+/// A callback scheduled with `call_later` / `call_at` (asyncio's
+/// `TimerHandle`, natively), armed as a one-shot timer in the loop's wheel.
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
+pub(crate) struct TimerHandle {
+    core: HandleCore,
+    /// The loop time it is due at (`when()`).
+    when: f64,
+    /// Its wheel timer while armed; None once fired, cancelled or disarmed
+    /// by `close()` (asyncio's `_scheduled`).
+    watcher: Guarded<Option<Py<TimerWatcher>>>,
+    /// Its index in the loop's list of armed handles while armed, else -1.
+    slot: IsizeCell,
+}
+
+handle_methods!(TimerHandle);
+
+impl TimerHandle {
+    /// Stop and forget the wheel timer, if armed (cancel, close).
+    fn disarm(&self, py: Python<'_>) {
+        let watcher = self.watcher.borrow_mut().take();
+        if let Some(watcher) = watcher {
+            let w = watcher.get();
+            w.core.loop_.get().timer_stop(py, w);
+        }
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    /// Cancel the call if it has not run yet, disarming its timer.
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.core.cancel(slf.as_any())? {
+            this.disarm(py);
+            let event_loop = this.core.event_loop.bind(py);
+            if let Ok(core) = event_loop.cast::<AioLoopCore>() {
+                core.get().forget_armed(this);
+            }
+        }
+        Ok(())
+    }
+
+    fn when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _scheduled(&self) -> bool {
+        self.watcher.borrow().is_some()
+    }
+
+    fn __hash__(&self) -> u64 {
+        // asyncio hashes the deadline: equal handles hash alike.
+        let bits = if self.when == 0.0 {
+            0
+        } else {
+            self.when.to_bits()
+        };
+        bits ^ (bits >> 32)
+    }
+
+    /// asyncio's ordering: by deadline; equality also compares the call.
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get(), other.get());
+        let equal = || -> PyResult<bool> {
+            if a.when != b.when || a.core.cancelled.get() != b.core.cancelled.get() {
+                return Ok(false);
+            }
+            match (a.core.call(py), b.core.call(py)) {
+                (None, None) => Ok(true),
+                (Some((fa, aa, _)), Some((fb, ab, _))) => {
+                    Ok(fa.bind(py).eq(fb)? && aa.bind(py).eq(ab)?)
+                }
+                _ => Ok(false),
+            }
+        };
+        let outcome = match op {
+            CompareOp::Lt => a.when < b.when,
+            CompareOp::Gt => a.when > b.when,
+            CompareOp::Le => a.when < b.when || equal()?,
+            CompareOp::Ge => a.when > b.when || equal()?,
+            CompareOp::Eq => equal()?,
+            CompareOp::Ne => !equal()?,
+        };
+        Ok(PyBool::new(py, outcome).to_owned().into_any().unbind())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        self.core.repr(py, "TimerHandle", Some(self.when))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.core.traverse(&visit)?;
+        if let Ok(watcher) = self.watcher.try_borrow() {
+            if let Some(w) = watcher.as_ref() {
+                visit.call(w)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        self.core.clear();
+        if let Ok(mut watcher) = self.watcher.try_borrow_mut() {
+            let taken = watcher.take();
+            drop(watcher);
+            drop(taken);
+        }
+    }
+}
+
+/// The loop's `_ready`: the handles to run in the next batch, in order.
+///
+/// The subset of `collections.deque` that asyncio's code uses on `_ready`
+/// (`append`, `popleft`, `clear`, `len`, truth).
+#[pyclass(frozen, module = "greenwheel._core")]
+pub(crate) struct ReadyQueue {
+    items: Guarded<VecDeque<Py<PyAny>>>,
+}
+
+#[pymethods]
+impl ReadyQueue {
+    fn append(&self, handle: Py<PyAny>) {
+        self.items.borrow_mut().push_back(handle);
+    }
+
+    fn popleft(&self) -> PyResult<Py<PyAny>> {
+        let item = self.items.borrow_mut().pop_front();
+        item.ok_or_else(|| pyo3::exceptions::PyIndexError::new_err("pop from an empty queue"))
+    }
+
+    fn clear(&self) {
+        let items = std::mem::take(&mut *self.items.borrow_mut());
+        drop(items); // after the borrow: decrefs may run Python code
+    }
+
+    fn __len__(&self) -> usize {
+        self.items.borrow().len()
+    }
+
+    fn __bool__(&self) -> bool {
+        !self.items.borrow().is_empty()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<ReadyQueue of {} handles>", self.items.borrow().len())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(items) = self.items.try_borrow() {
+            for item in items.iter() {
+                visit.call(item)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        if let Ok(mut items) = self.items.try_borrow_mut() {
+            let taken = std::mem::take(&mut *items);
+            drop(items);
+            drop(taken);
+        }
+    }
+}
+
+/// What a loop schedules with, set once by `_aio_setup`.
+struct Kick {
+    /// The loop's zero-delay timer watcher that runs a batch.
+    timer: Py<PyAny>,
+    /// The bound method the timer calls (`GreenwheelEventLoop._drain`).
+    drain: Py<PyAny>,
+    /// The hub's loop, whose wheel arms the timer handles.
+    gw_loop: Py<Loop>,
+    /// This loop's `_timer_fired` (bound), what a timer handle's watcher calls.
+    fired: Py<PyAny>,
+}
+
+/// The Rust base class of `GreenwheelEventLoop` (see the module docs).
+#[pyclass(frozen, subclass, module = "greenwheel._core")]
+pub(crate) struct AioLoopCore {
+    ready: Py<ReadyQueue>,
+    closed: BoolCell,
+    debug: BoolCell,
+    /// A batch is queued on the kick timer.
+    drain_queued: BoolCell,
+    /// Greenlets running the loop (`run_forever` and `await_`); handles run
+    /// only while there is one.
+    runners: IsizeCell,
+    kick: Guarded<Option<Kick>>,
+    /// The timer handles whose wheel timer is armed, each at its `slot`, so
+    /// that `close()` can disarm them (asyncio's close drops its scheduled
+    /// handles) and a cancel or fire leaves in O(1).
+    armed: Guarded<Vec<Py<TimerHandle>>>,
+}
+
+impl AioLoopCore {
+    /// Queue a batch unless one is queued or nobody runs the loop.
+    fn schedule(&self, py: Python<'_>) -> PyResult<()> {
+        if self.drain_queued.get() || self.runners.get() <= 0 {
+            return Ok(());
+        }
+        let kick = self
+            .kick
+            .borrow()
+            .as_ref()
+            .map(|k| (k.timer.clone_ref(py), k.drain.clone_ref(py)));
+        let Some((timer, drain)) = kick else {
+            return Err(not_set_up());
+        };
+        self.drain_queued.set(true);
+        timer
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "start"), (drain,))?;
+        Ok(())
+    }
+
+    fn push_ready(&self, py: Python<'_>, handle: Py<PyAny>) -> PyResult<()> {
+        self.ready.get().items.borrow_mut().push_back(handle);
+        self.schedule(py)
+    }
+
+    /// asyncio's checks on entry to `call_soon` / `call_at`: a closed loop
+    /// refuses; debug mode also checks the thread and the callback.
+    fn check_call(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        method: &str,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        if this.closed.get() {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        if this.debug.get() {
+            slf.call_method0("_check_thread")?;
+            slf.call_method1("_check_callback", (callback, method))?;
+        }
+        Ok(())
+    }
+
+    /// Take `handle` out of the armed list (it fired or was cancelled).
+    fn forget_armed(&self, handle: &TimerHandle) {
+        let slot = handle.slot.replace(-1);
+        if slot < 0 {
+            return;
+        }
+        let removed = {
+            let mut armed = self.armed.borrow_mut();
+            let at = slot as usize;
+            debug_assert!(at < armed.len());
+            if at >= armed.len() {
+                return;
+            }
+            let removed = armed.swap_remove(at);
+            if let Some(moved) = armed.get(at) {
+                moved.get().slot.set(slot);
+            }
+            removed
+        };
+        debug_assert!(std::ptr::eq(removed.get(), handle));
+        drop(removed); // after the borrow: the last reference may go here
+    }
+}
+
+fn not_set_up() -> PyErr {
+    PyRuntimeError::new_err("the asyncio loop is not set up")
+}
+
+fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    static COPY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let copy = COPY.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("contextvars")?.getattr("copy_context")?.unbind())
+    })?;
+    Ok(copy.bind(py).call0()?.unbind())
+}
+
+#[pymethods]
+impl AioLoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(
+        py: Python<'_>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        Ok(AioLoopCore {
+            ready: Py::new(
+                py,
+                ReadyQueue {
+                    items: Guarded::new(VecDeque::new()),
+                },
+            )?,
+            closed: BoolCell::new(false),
+            debug: BoolCell::new(false),
+            drain_queued: BoolCell::new(false),
+            runners: IsizeCell::new(0),
+            kick: Guarded::new(None),
+            armed: Guarded::new(Vec::new()),
+        })
+    }
+
+    /// Give the loop the hub's loop, the timer that runs its batches and the
+    /// method it calls (once, from `GreenwheelEventLoop.__init__`).
+    fn _aio_setup(
+        slf: &Bound<'_, Self>,
+        gw_loop: Py<Loop>,
+        timer: Py<PyAny>,
+        drain: Py<PyAny>,
+    ) -> PyResult<()> {
+        let fired = slf.getattr("_timer_fired")?.unbind();
+        let mut kick = slf.get().kick.borrow_mut();
+        if kick.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "the asyncio loop is already set up",
+            ));
+        }
+        *kick = Some(Kick {
+            timer,
+            drain,
+            gw_loop,
+            fired,
+        });
+        Ok(())
+    }
+
+    /// asyncio's `call_soon(callback, *args, context=None)`.
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        AioLoopCore::check_call(slf, &callback, "call_soon")?;
+        let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
+        let handle = Py::new(py, Handle { core })?;
+        slf.get().push_ready(py, handle.clone_ref(py).into_any())?;
+        Ok(handle)
+    }
+
+    /// asyncio's `call_at(when, callback, *args, context=None)`: a timer
+    /// handle armed in the wheel, never early (the wheel reads the clock
+    /// `time()` reads, refreshed as it arms).
+    #[pyo3(signature = (when, callback, *args, context = None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let Some(when) = when else {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        };
+        AioLoopCore::arm(slf, when, callback, args, context)
+    }
+
+    /// asyncio's `call_later(delay, callback, *args, context=None)`.
+    #[pyo3(signature = (delay, callback, *args, context = None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let Some(delay) = delay else {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        };
+        let when = now_secs() + delay;
+        AioLoopCore::arm(slf, when, callback, args, context)
+    }
+
+    /// A timer handle's wheel timer fired: queue the handle for the next
+    /// batch (unless it was cancelled meanwhile).
+    fn _timer_fired(slf: &Bound<'_, Self>, handle: &Bound<'_, TimerHandle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let h = handle.get();
+        let watcher = h.watcher.borrow_mut().take();
+        drop(watcher);
+        this.forget_armed(h);
+        if h.core.cancelled.get() || this.closed.get() {
+            return Ok(());
+        }
+        this.push_ready(py, handle.clone().into_any().unbind())
+    }
+
+    /// Disarm every armed timer handle (`close()`: pending calls are lost,
+    /// as asyncio documents, and nothing stays in the wheel).
+    fn _disarm_timers(&self, py: Python<'_>) {
+        let armed = std::mem::take(&mut *self.armed.borrow_mut());
+        for handle in &armed {
+            let h = handle.get();
+            h.slot.set(-1);
+            h.disarm(py);
+        }
+        drop(armed);
+    }
+
+    /// The number of armed timer handles.
+    fn _armed_count(&self) -> usize {
+        self.armed.borrow().len()
+    }
+
+    /// Queue a batch if there is work and a runner (`_schedule_drain`).
+    fn _schedule_drain(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().schedule(slf.py())
+    }
+
+    /// Run the handles ready now, in order; not those they schedule. A
+    /// SystemExit or KeyboardInterrupt stops the batch and propagates (the
+    /// handles after it stay queued, as with asyncio's `_run_once`).
+    fn _run_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let ready = slf.get().ready.get();
+        let count = ready.items.borrow().len();
+        let cancelled = pyo3::intern!(py, "_cancelled");
+        let run = pyo3::intern!(py, "_run");
+        for _ in 0..count {
+            let Some(item) = ready.items.borrow_mut().pop_front() else {
+                break; // cleared by a callback (loop.close() from inside a batch)
+            };
+            let item = item.into_bound(py);
+            if let Ok(handle) = item.cast_exact::<Handle>() {
+                let core = &handle.get().core;
+                if !core.cancelled.get() {
+                    core.run(&item)?;
+                }
+            } else if let Ok(handle) = item.cast_exact::<TimerHandle>() {
+                let core = &handle.get().core;
+                if !core.cancelled.get() {
+                    core.run(&item)?;
+                }
+            } else if !item.getattr(cancelled)?.is_truthy()? {
+                item.call_method0(run)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn _ready(&self, py: Python<'_>) -> Py<ReadyQueue> {
+        self.ready.clone_ref(py)
+    }
+
+    /// asyncio's `BaseEventLoop.__init__` assigns a fresh deque; the loop's
+    /// queue stays (it is empty then), so nothing is lost.
+    #[setter(_ready)]
+    fn set_ready(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        if value.len()? != 0 {
+            return Err(PyRuntimeError::new_err(
+                "the loop's ready queue cannot be replaced by a non-empty one",
+            ));
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn _closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    #[setter(_closed)]
+    fn set_closed(&self, value: bool) {
+        self.closed.set(value);
+    }
+
+    #[getter]
+    fn _debug(&self) -> bool {
+        self.debug.get()
+    }
+
+    #[setter(_debug)]
+    fn set_debug_flag(&self, value: bool) {
+        self.debug.set(value);
+    }
+
+    #[getter]
+    fn _drain_queued(&self) -> bool {
+        self.drain_queued.get()
+    }
+
+    #[setter(_drain_queued)]
+    fn set_drain_queued(&self, value: bool) {
+        self.drain_queued.set(value);
+    }
+
+    #[getter]
+    fn _runners(&self) -> isize {
+        self.runners.get()
+    }
+
+    #[setter(_runners)]
+    fn set_runners(&self, value: isize) {
+        self.runners.set(value);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.ready)?;
+        if let Ok(kick) = self.kick.try_borrow() {
+            if let Some(k) = kick.as_ref() {
+                visit.call(&k.timer)?;
+                visit.call(&k.drain)?;
+                visit.call(&k.gw_loop)?;
+                visit.call(&k.fired)?;
+            }
+        }
+        if let Ok(armed) = self.armed.try_borrow() {
+            for handle in armed.iter() {
+                visit.call(handle)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        if let Ok(mut kick) = self.kick.try_borrow_mut() {
+            let taken = kick.take();
+            drop(kick);
+            drop(taken);
+        }
+        if let Ok(mut armed) = self.armed.try_borrow_mut() {
+            let taken = std::mem::take(&mut *armed);
+            drop(armed);
+            drop(taken);
+        }
+    }
+}
+
+impl AioLoopCore {
+    /// `call_at`'s work: the checks, the handle, its armed wheel timer.
+    fn arm(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        AioLoopCore::check_call(slf, &callback, "call_at")?;
+        let this = slf.get();
+        let (gw_loop, fired) = {
+            let kick = this.kick.borrow();
+            let k = kick.as_ref().ok_or_else(not_set_up)?;
+            (k.gw_loop.clone_ref(py), k.fired.clone_ref(py))
+        };
+        let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
+        let handle = Bound::new(
+            py,
+            TimerHandle {
+                core,
+                when,
+                watcher: Guarded::new(None),
+                slot: IsizeCell::new(-1),
+            },
+        )?;
+        let delay = (when - now_secs()).max(0.0);
+        // ref=False: a pending call_later does not keep greenlets' hub.join()
+        // waiting while asyncio is not running.
+        let watcher = Bound::new(py, TimerWatcher::new(gw_loop, delay, 0.0, false, None)?)?;
+        let args = PyTuple::new(py, [handle.as_any()])?;
+        // update=true: the wheel's "now" is refreshed, so the deadline is
+        // never before `when`.
+        watchers::start(&watcher, fired.bind(py), &args, true)?;
+        *handle.get().watcher.borrow_mut() = Some(watcher.unbind());
+        {
+            let mut armed = this.armed.borrow_mut();
+            handle.get().slot.set(armed.len() as isize);
+            armed.push(handle.clone().unbind());
+        }
+        Ok(handle.unbind())
+    }
+}
+
+/// asyncio's `BaseEventLoop.time()`: `time.monotonic()`, the clock the
+/// wheel reads.
+fn now_secs() -> f64 {
+    LoopClock::system_ns() as f64 / 1e9
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<AioLoopCore>()?;
+    m.add_class::<Handle>()?;
+    m.add_class::<TimerHandle>()?;
+    m.add_class::<ReadyQueue>()?;
+    Ok(())
+}

@@ -1,0 +1,343 @@
+"""greenwheel.asyncio's native call_soon and handles (rust/py/aio.rs).
+
+Each behaviour is asserted on asyncio's default loop and on greenwheel's in
+the same test: the native handles must do what asyncio's Python ones do.
+"""
+
+import asyncio
+import contextvars
+import gc
+import re
+import weakref
+
+import pytest
+
+import greenwheel._core as core
+import greenwheel.asyncio as gwa
+
+LOOPS = {"asyncio": asyncio.new_event_loop, "greenwheel": gwa.new_event_loop}
+
+
+@pytest.fixture(params=sorted(LOOPS))
+def loop(request):
+    loop = LOOPS[request.param]()
+    yield loop
+    if not loop.is_closed():
+        loop.close()
+
+
+def run_once(loop):
+    """Run the loop until the callbacks scheduled so far (and nothing else) ran."""
+    done = loop.create_future()
+    loop.call_soon(done.set_result, None)
+    loop.run_until_complete(done)
+
+
+def callback(*args):
+    return args
+
+
+def test_call_soon_and_call_later_return_the_native_handles():
+    loop = gwa.new_event_loop()
+    try:
+        assert type(loop.call_soon(callback)) is core.Handle
+        assert type(loop.call_later(10, callback)) is core.TimerHandle
+        assert type(loop.call_at(loop.time() + 10, callback)) is core.TimerHandle
+    finally:
+        loop.close()
+
+
+def test_debug_mode_records_where_a_handle_was_made(loop):
+    loop.set_debug(True)
+    handle = loop.call_soon(callback)  # the line the traceback ends at
+    timer = loop.call_later(10, callback)
+    for made in (handle, timer):
+        last = made._source_traceback[-1]
+        assert last.filename == __file__ and last.name.startswith("test_debug_mode")
+        assert "created at %s:%d" % (__file__, last.lineno) in repr(made)
+    assert handle._source_traceback[-1].lineno + 1 == timer._source_traceback[-1].lineno
+    # A handle cancelled in debug mode keeps its call in its repr (asyncio's _repr).
+    handle.cancel()
+    assert repr(handle).startswith("<Handle cancelled callback() at ")
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_later", "call_at"])
+def test_debug_mode_refuses_what_asyncio_refuses(loop, method):
+    loop.set_debug(True)
+    schedule = getattr(loop, method)
+    leading = () if method == "call_soon" else (1,)
+
+    async def coroutine_function():
+        pass
+
+    with pytest.raises(TypeError, match="coroutines cannot be used with"):
+        schedule(*leading, coroutine_function)
+    with pytest.raises(TypeError, match="a callable object was expected"):
+        schedule(*leading, "not callable")
+
+
+def test_callbacks_run_in_order_with_their_arguments(loop):
+    seen = []
+    for i in range(5):
+        loop.call_soon(seen.append, i)
+    loop.call_soon(lambda *a: seen.append(a), 1, "x", None)
+    run_once(loop)
+    assert seen == [0, 1, 2, 3, 4, (1, "x", None)]
+
+
+def test_a_cancelled_handle_does_not_run_and_drops_its_callback(loop):
+    seen = []
+    handle = loop.call_soon(seen.append, "no")
+    assert not handle.cancelled()
+    handle.cancel()
+    handle.cancel()  # twice is harmless
+    assert handle.cancelled() and handle._cancelled
+    # asyncio forgets the callback of a cancelled handle (non-debug mode).
+    assert handle._callback is None and handle._args is None
+    run_once(loop)
+    assert seen == []
+
+
+def test_the_handle_runs_in_its_context(loop):
+    var = contextvars.ContextVar("var", default="outer")
+    seen = []
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "given")
+    handle = loop.call_soon(lambda: seen.append(var.get()), context=ctx)
+    if hasattr(handle, "get_context"):  # asyncio's Handle has it from 3.12
+        assert handle.get_context() is ctx
+    var.set("at call_soon")  # no context given: a copy of the current one
+    loop.call_soon(lambda: seen.append(var.get()))
+    var.set("later")
+    run_once(loop)
+    assert seen == ["given", "at call_soon"]
+
+
+def test_the_repr_names_the_callback_as_asyncio_does(loop):
+    handle = loop.call_soon(callback, 1, "two")
+    text = repr(handle)
+    assert re.fullmatch(r"<Handle callback\(1, 'two'\) at .*test_asyncio_handles\.py:\d+>", text)
+    handle.cancel()
+    assert repr(handle) == "<Handle cancelled>"
+
+
+def test_an_exception_in_a_callback_goes_to_the_exception_handler(loop):
+    contexts = []
+    loop.set_exception_handler(lambda _loop, context: contexts.append(context))
+    seen = []
+
+    def boom():
+        raise ValueError("boom")
+
+    handle = loop.call_soon(boom)
+    loop.call_soon(seen.append, "after")  # the batch goes on
+    run_once(loop)
+    assert seen == ["after"]
+    [context] = contexts
+    assert context["handle"] is handle
+    assert isinstance(context["exception"], ValueError)
+    assert re.fullmatch(r"Exception in callback .*boom\(\) at .*", context["message"])
+
+
+def test_system_exit_from_a_callback_leaves_run_forever(loop):
+    seen = []
+
+    def leave():
+        raise SystemExit(3)
+
+    loop.call_soon(leave)
+    loop.call_soon(seen.append, "kept")
+    with pytest.raises(SystemExit):
+        loop.run_forever()
+    # The handle after it stays queued and runs next time, as in asyncio.
+    run_once(loop)
+    assert seen == ["kept"]
+
+
+def test_callbacks_scheduled_by_a_callback_wait_for_the_next_batch(loop):
+    order = []
+
+    def first():
+        order.append("first")
+        loop.call_soon(order.append, "scheduled by first")
+
+    loop.call_soon(first)
+    loop.call_soon(order.append, "second")
+    run_once(loop)
+    while len(order) < 3:
+        run_once(loop)
+    assert order == ["first", "second", "scheduled by first"]
+
+
+def test_a_closed_loop_refuses_call_soon(loop):
+    loop.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.call_soon(callback)
+
+
+def test_closing_drops_the_pending_handles(loop):
+    seen = []
+    handle = loop.call_soon(seen.append, "never")
+    loop.close()
+    assert seen == [] and not handle.cancelled()
+    assert len(loop._ready) == 0
+
+
+def test_a_loop_in_a_cycle_with_its_handles_is_collected():
+    loop = gwa.new_event_loop()
+    # loop -> ready queue -> handle -> loop, and the loop's own kick timer.
+    loop.call_soon(callback, loop)
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None
+
+
+def test_a_kept_handle_keeps_nothing_alive_after_cancel():
+    loop = gwa.new_event_loop()
+    try:
+
+        class Payload:
+            pass
+
+        payload = Payload()
+        handle = loop.call_soon(callback, payload)
+        gone = weakref.ref(payload)
+        del payload
+        handle.cancel()
+        run_once(loop)
+        gc.collect()
+        assert gone() is None
+    finally:
+        loop.close()
+
+
+def test_the_ready_queue_is_a_deque_for_asyncio_s_uses():
+    loop = gwa.new_event_loop()
+    try:
+        ready = loop._ready
+        assert not ready and len(ready) == 0
+        marker = asyncio.Handle(callback, (), loop)
+        ready.append(marker)
+        assert ready and len(ready) == 1
+        assert ready.popleft() is marker
+        with pytest.raises(IndexError):
+            ready.popleft()
+        ready.append(marker)
+        ready.clear()
+        assert len(ready) == 0
+        # asyncio's __init__ assigns a fresh deque; a non-empty one would lose work.
+        loop._ready = []
+        with pytest.raises(RuntimeError):
+            loop._ready = [marker]
+    finally:
+        loop.close()
+
+
+def test_asyncio_handles_in_the_queue_run_too():
+    # Readers and writers (selector_events) make asyncio.Handle objects
+    # directly: the batch runs them beside the native ones.
+    loop = gwa.new_event_loop()
+    try:
+        seen = []
+        loop._ready.append(asyncio.Handle(seen.append, ("asyncio's",), loop))
+        cancelled = asyncio.Handle(seen.append, ("cancelled",), loop)
+        cancelled.cancel()
+        loop._ready.append(cancelled)
+        loop.call_soon(seen.append, "native")
+        run_once(loop)
+        assert seen == ["asyncio's", "native"]
+    finally:
+        loop.close()
+
+
+def test_timers_run_in_deadline_order_and_never_early(loop):
+    seen = []
+
+    def fired(name, handle_box):
+        seen.append((name, loop.time() >= handle_box[0].when()))
+
+    boxes = {}
+    for name, delay in [("c", 0.03), ("a", 0.01), ("b", 0.02)]:
+        box = []
+        box.append(loop.call_later(delay, fired, name, box))
+        boxes[name] = box
+    at_box = []
+    at_box.append(loop.call_at(loop.time() + 0.005, fired, "at", at_box))
+    done = loop.create_future()
+    loop.call_later(0.04, done.set_result, None)
+    loop.run_until_complete(done)
+    assert seen == [("at", True), ("a", True), ("b", True), ("c", True)]
+
+
+def test_none_for_when_or_delay_is_a_type_error(loop):
+    with pytest.raises(TypeError, match="when cannot be None"):
+        loop.call_at(None, callback)
+    with pytest.raises(TypeError, match="delay must not be None"):
+        loop.call_later(None, callback)
+
+
+def test_a_cancelled_timer_does_not_run(loop):
+    seen = []
+    timer = loop.call_later(0.001, seen.append, "no")
+    assert timer._scheduled
+    timer.cancel()
+    assert timer.cancelled() and timer._callback is None
+    done = loop.create_future()
+    loop.call_later(0.01, done.set_result, None)
+    loop.run_until_complete(done)
+    assert seen == []
+
+
+def test_a_cancel_or_a_fire_disarms_the_wheel_timer():
+    loop = gwa.new_event_loop()
+    try:
+        timers = [loop.call_later(60, callback) for _ in range(5)]
+        assert loop._armed_count() == 5
+        timers[1].cancel()
+        timers[3].cancel()
+        assert loop._armed_count() == 3
+        assert [t._scheduled for t in timers] == [True, False, True, False, True]
+        fired = loop.call_later(0, callback)
+        run_once(loop)
+        while fired._scheduled:
+            run_once(loop)
+        assert loop._armed_count() == 3
+        for timer in timers:
+            timer.cancel()
+        assert loop._armed_count() == 0
+    finally:
+        loop.close()
+
+
+def test_closing_disarms_pending_timers_and_drops_their_calls():
+    loop = gwa.new_event_loop()
+
+    class Payload:
+        pass
+
+    payload = Payload()
+    timer = loop.call_later(60, callback, payload)
+    gone = weakref.ref(payload)
+    del payload
+    loop.close()
+    assert loop._armed_count() == 0 and not timer._scheduled
+    del timer
+    gc.collect()
+    assert gone() is None
+
+
+def test_timer_handles_compare_hash_and_repr_as_asyncio_s(loop):
+    early = loop.call_at(100.0, callback, 1)
+    late = loop.call_at(200.0, callback, 1)
+    twin = loop.call_at(100.0, callback, 1)
+    assert early < late and late > early and early <= twin and early >= twin
+    assert early == twin and early != late and hash(early) == hash(twin)
+    assert early.when() == 100.0
+    assert re.fullmatch(r"<TimerHandle when=100\.0 callback\(1\) at .*\.py:\d+>", repr(early))
+    early.cancel()
+    assert early != twin
+    assert repr(early) == "<TimerHandle cancelled when=100.0>"
+    for timer in (late, twin):
+        timer.cancel()

@@ -134,6 +134,7 @@ class _WatcherSelector(selectors._BaseSelectorImpl):
         seen = (_READ if revents & _core.READ else 0) | (_WRITE if revents & _core.WRITE else 0)
         events_ = self._events
         events_[fd] = events_.get(fd, 0) | seen
+        self._on_ready()  # (no batch is queued while asyncio is not running)
         if not self.running:
             # Nobody will run the handles until asyncio runs again; the fd stays
             # ready (level-triggered), so stop the watcher rather than have it
@@ -142,8 +143,6 @@ class _WatcherSelector(selectors._BaseSelectorImpl):
             if watcher is not None:
                 watcher.stop()
                 self._paused.add(fd)
-            return
-        self._on_ready()
 
     def resume(self):
         """Restart the watchers stopped while the event loop was not running."""
@@ -217,7 +216,7 @@ class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # 
         # loop callbacks may skip the poll for up to a millisecond).
         self._kick = self._gw.timer(0.0, 0.0, False)
         self._aio_setup(self._gw, self._kick, self._drain)
-        super().__init__(_WatcherSelector(self._gw, self._schedule_drain))
+        super().__init__(_WatcherSelector(self._gw, self._io_ready))
 
     # -- run_in_executor(None, ...) runs on the hub's thread pool ------------
 
@@ -293,40 +292,13 @@ class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # 
         self._write_to_self()
         return handle
 
-    def _drain(self):
-        """One batch: the io events seen, then the handles ready now (not
-        those they schedule, which wait for the next batch, after a poll)."""
-        self._drain_queued = False
-        if not self._runners:
-            return
-        outer = events._get_running_loop()
-        events._set_running_loop(self)
-        escaped = None
-        try:
-            event_list = self._selector.select(0)
-            if event_list:
-                self._process_events(event_list)
-            event_list = None
-            if self._debug:
-                self._run_debug(self._ready)
-            else:
-                self._run_ready()
-        except (SystemExit, KeyboardInterrupt) as exc:
-            # What asyncio's run_forever() would raise goes to the greenlet
-            # running it; with only await_() callers, the hub hands it to the
-            # main greenlet (as for any greenlet's SystemExit).
-            if self._forever is None:
-                raise
-            escaped = exc
-        finally:
-            events._set_running_loop(outer)
-        if self._ready:
-            self._schedule_drain()
-        forever = self._forever
-        if escaped is not None:
-            forever.throw(escaped)
-        elif self._stopping and forever is not None:
-            forever.switch(None)
+    # _drain() (a batch: the io events, then the ready handles) is the Rust
+    # base's; it calls these two for what stays in Python:
+
+    def _process_io(self):
+        event_list = self._selector.select(0)
+        if event_list:
+            self._process_events(event_list)
 
     def _run_debug(self, ready):
         for _ in range(len(ready)):

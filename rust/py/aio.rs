@@ -540,6 +540,9 @@ pub(crate) struct AioLoopCore {
     debug: BoolCell,
     /// A batch is queued on the kick timer.
     drain_queued: BoolCell,
+    /// An io watcher fired since the last batch: its events wait in the
+    /// selector for `_process_io`.
+    io_pending: BoolCell,
     /// Greenlets running the loop (`run_forever` and `await_`); handles run
     /// only while there is one.
     runners: IsizeCell,
@@ -649,6 +652,7 @@ impl AioLoopCore {
             closed: BoolCell::new(false),
             debug: BoolCell::new(false),
             drain_queued: BoolCell::new(false),
+            io_pending: BoolCell::new(false),
             runners: IsizeCell::new(0),
             kick: Guarded::new(None),
             armed: Guarded::new(Vec::new()),
@@ -758,6 +762,74 @@ impl AioLoopCore {
     /// The number of armed timer handles.
     fn _armed_count(&self) -> usize {
         self.armed.borrow().len()
+    }
+
+    /// An io watcher fired (the selector records its events): process them
+    /// in the next batch.
+    fn _io_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        this.io_pending.set(true);
+        this.schedule(slf.py())
+    }
+
+    /// One batch, run by the kick timer in the hub: the io events seen, then
+    /// the handles ready now (not those they schedule, which wait for the
+    /// next batch, after a poll), with this loop as the running loop.
+    ///
+    /// SystemExit or KeyboardInterrupt from a handle goes to the greenlet in
+    /// `run_forever` (as asyncio's `run_forever` would raise it); with only
+    /// `await_()` callers it propagates into the hub, which hands it to the
+    /// main greenlet. After a batch that `stop()`ped the loop,
+    /// `run_forever`'s greenlet resumes.
+    fn _drain(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.drain_queued.set(false);
+        if this.runners.get() <= 0 {
+            return Ok(());
+        }
+        // Batches run in the hub, where no asyncio loop ever runs (a
+        // greenwheel loop refuses to run there, see `_check_hub`), so the
+        // running loop to restore is None: no `_get_running_loop()` call,
+        // which costs a getpid() system call on 3.11.
+        let set_running = set_running_loop(py)?;
+        set_running.call1((slf,))?;
+        let outcome = AioLoopCore::batch(slf);
+        let restored = set_running.call1((py.None(),));
+        let forever = slf.getattr(pyo3::intern!(py, "_forever"))?;
+        let escaped = match outcome {
+            Ok(()) => None,
+            Err(err)
+                if !forever.is_none()
+                    && (err.is_instance_of::<PySystemExit>(py)
+                        || err.is_instance_of::<PyKeyboardInterrupt>(py)) =>
+            {
+                Some(err)
+            }
+            Err(err) => return Err(err),
+        };
+        restored?;
+        if !this.ready.get().items.borrow().is_empty() {
+            this.schedule(py)?;
+        }
+        if let Some(err) = escaped {
+            forever.call_method1(pyo3::intern!(py, "throw"), (err.value(py),))?;
+        } else if !forever.is_none() && slf.getattr(pyo3::intern!(py, "_stopping"))?.is_truthy()? {
+            forever.call_method1(pyo3::intern!(py, "switch"), (py.None(),))?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's `create_future()`: a Future of this loop.
+    fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let future = FUTURE.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("asyncio.futures")?.getattr("Future")?.unbind())
+        })?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
+        Ok(future.bind(py).call((), Some(&kwargs))?.unbind())
     }
 
     /// Queue a batch if there is work and a runner (`_schedule_drain`).
@@ -886,6 +958,21 @@ impl AioLoopCore {
 }
 
 impl AioLoopCore {
+    /// A batch's work, with the running loop set (see `_drain`).
+    fn batch(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.io_pending.replace(false) {
+            slf.call_method0(pyo3::intern!(py, "_process_io"))?;
+        }
+        if this.debug.get() {
+            slf.call_method1(pyo3::intern!(py, "_run_debug"), (this.ready.clone_ref(py),))?;
+            Ok(())
+        } else {
+            AioLoopCore::_run_ready(slf)
+        }
+    }
+
     /// `call_at`'s work: the checks, the handle, its armed wheel timer.
     fn arm(
         slf: &Bound<'_, Self>,
@@ -928,6 +1015,20 @@ impl AioLoopCore {
         }
         Ok(handle.unbind())
     }
+}
+
+/// asyncio's `_set_running_loop` (a C function).
+fn set_running_loop(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static FUNCTION: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    FUNCTION
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(
+                py.import("asyncio.events")?
+                    .getattr("_set_running_loop")?
+                    .unbind(),
+            )
+        })
+        .map(|f| f.bind(py))
 }
 
 /// asyncio's `BaseEventLoop.time()`: `time.monotonic()`, the clock the

@@ -28,6 +28,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{Borrowed, PyTypeInfo};
 
+use super::fastpath::attempt;
 use super::raw_fn::{guard, MethodDef};
 
 /// The start-event markers of `greenwheel._greenlet`.
@@ -65,24 +66,53 @@ unsafe extern "C" fn run_raw(
     _module: *mut ffi::PyObject,
     glet: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
+    // greenlet copies this frame (and its callers') to the heap for as long
+    // as the greenlet is parked, and back on every switch: it holds only the
+    // call; the steps before and after are out of line and each catches its
+    // own errors and panics as `guard` does, so nothing unwinds from here.
     // SAFETY: CPython calls METH_O functions with the GIL held and a
     // borrowed, non-NULL argument that outlives the call.
     let py = unsafe { Python::assume_attached() };
     // SAFETY: as above: a borrowed, non-NULL argument alive for the call.
     let glet = unsafe { Borrowed::from_ptr(py, glet) };
-    guard(py, || run(&glet))
+    let Some(prepared) = start(&glet) else {
+        return std::ptr::null_mut();
+    };
+    let Some(call) = prepared else {
+        // Killed before it ran: nothing to call or report.
+        return py.None().into_ptr();
+    };
+    let (func, args, kwargs) = &call;
+    let kwargs_ptr = if kwargs.is_empty() {
+        std::ptr::null_mut()
+    } else {
+        kwargs.as_ptr()
+    };
+    // SAFETY: all three are live objects of the right types (kwargs may be
+    // NULL); we hold the GIL. Returns a new reference or NULL with an
+    // exception set, which `end` takes before anything else runs.
+    let outcome = unsafe { ffi::PyObject_Call(func.as_ptr(), args.as_ptr(), kwargs_ptr) };
+    end(&glet, call, outcome)
 }
 
-fn run(glet: &Bound<'_, PyAny>) -> PyResult<()> {
-    // greenlet copies this frame (and its callers') out and back on every
-    // switch of a parked greenlet, so the call happens here in a small frame
-    // and the rest is out of line.
-    let Some((func, args, kwargs)) = prepare(glet)? else {
-        return Ok(());
-    };
-    let outcome = call(&func, &args, &kwargs);
-    drop((func, args, kwargs));
-    finish(glet, outcome)
+/// [`prepare`] out of line (see `run_raw`): None with the Python error set
+/// if it failed.
+#[inline(never)]
+fn start<'py>(glet: &Bound<'py, PyAny>) -> Option<Option<Call<'py>>> {
+    attempt(glet.py(), || prepare(glet))
+}
+
+/// After the call (out of line, see `run_raw`): take its outcome (`outcome`
+/// is the call's new reference or NULL with the exception set), release
+/// the function and arguments, report.
+#[inline(never)]
+fn end(glet: &Bound<'_, PyAny>, call: Call<'_>, outcome: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    let py = glet.py();
+    // SAFETY: see above; the exception (if any) is fetched at once, before
+    // the decrefs below can run Python code.
+    let outcome = unsafe { Bound::from_owned_ptr_or_err(py, outcome) };
+    drop(call);
+    guard(py, move || finish(glet, outcome))
 }
 
 /// What `prepare` hands to the call: the function and its arguments.
@@ -127,29 +157,6 @@ fn coerce<'py, T: PyTypeInfo>(obj: Bound<'py, PyAny>) -> PyResult<Bound<'py, T>>
             let obj = err.into_inner();
             Ok(obj.py().get_type::<T>().call1((obj,))?.cast_into::<T>()?)
         }
-    }
-}
-
-/// `func(*args, **kwargs)`.
-#[inline(always)]
-fn call<'py>(
-    func: &Bound<'py, PyAny>,
-    args: &Bound<'py, PyTuple>,
-    kwargs: &Bound<'py, PyDict>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let kwargs_ptr = if kwargs.is_empty() {
-        std::ptr::null_mut()
-    } else {
-        kwargs.as_ptr()
-    };
-    // SAFETY: all three are live objects of the right types (kwargs may be
-    // NULL); we hold the GIL. Returns a new reference or NULL with an
-    // exception set.
-    unsafe {
-        Bound::from_owned_ptr_or_err(
-            func.py(),
-            ffi::PyObject_Call(func.as_ptr(), args.as_ptr(), kwargs_ptr),
-        )
     }
 }
 

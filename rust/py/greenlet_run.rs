@@ -83,10 +83,9 @@ unsafe extern "C" fn run_raw(
         return py.None().into_ptr();
     };
     let (func, args, kwargs) = &call;
-    let kwargs_ptr = if kwargs.is_empty() {
-        std::ptr::null_mut()
-    } else {
-        kwargs.as_ptr()
+    let kwargs_ptr = match kwargs {
+        Some(kwargs) if !kwargs.is_empty() => kwargs.as_ptr(),
+        _ => std::ptr::null_mut(),
     };
     // SAFETY: all three are live objects of the right types (kwargs may be
     // NULL); we hold the GIL. Returns a new reference or NULL with an
@@ -116,7 +115,9 @@ fn end(glet: &Bound<'_, PyAny>, call: Call<'_>, outcome: *mut ffi::PyObject) -> 
 }
 
 /// What `prepare` hands to the call: the function and its arguments.
-type Call<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>, Bound<'py, PyDict>);
+/// No keyword arguments is None (what `Greenlet._kwargs` holds for a spawn
+/// without any).
+type Call<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>);
 
 /// The steps before the call; None if the greenlet was killed before start.
 #[inline(never)]
@@ -144,7 +145,12 @@ fn prepare<'py>(glet: &Bound<'py, PyAny>) -> PyResult<Option<Call<'py>>> {
     }
     // Any iterable and any mapping, as `f(*args, **kwargs)` accepts.
     let args = coerce::<PyTuple>(glet.getattr(intern!(py, "args"))?)?;
-    let kwargs = coerce::<PyDict>(glet.getattr(intern!(py, "kwargs"))?)?;
+    let kwargs = glet.getattr(intern!(py, "_kwargs"))?;
+    let kwargs = if kwargs.is_none() {
+        None
+    } else {
+        Some(coerce::<PyDict>(kwargs)?)
+    };
     Ok(Some((func, args, kwargs)))
 }
 

@@ -117,7 +117,11 @@ fn end(glet: &Bound<'_, PyAny>, call: Call<'_>, outcome: *mut ffi::PyObject) -> 
 /// What `prepare` hands to the call: the function and its arguments.
 /// No keyword arguments is None (what `Greenlet._kwargs` holds for a spawn
 /// without any).
-type Call<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>);
+type Call<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyTuple>,
+    Option<Bound<'py, PyDict>>,
+);
 
 /// The steps before the call; None if the greenlet was killed before start.
 #[inline(never)]

@@ -23,7 +23,7 @@ from greenlet import greenlet as _RawGreenlet
 
 from ._config import config as _config
 from ._config import on_change as _config_on_change
-from ._core import _as_method, _greenlet_run
+from ._core import _greenlet_run
 from ._exceptions import (
     BlockingSwitchOutError,
     InvalidSwitchError,
@@ -576,8 +576,13 @@ class Greenlet(_RawGreenlet, Generic[_T]):
     # honour a kill before start, mark started, close the start event, call
     # the function with args/kwargs, then _report_result / _report_error and
     # always _free.  Native code means no interpreter frame under the user's
-    # function (nor any frame stack at all for a native function).
-    run = _as_method(_greenlet_run)
+    # function (nor any frame stack at all for a native function).  A plain
+    # function, not a method: greenlet holds what ``self.run`` returns for as
+    # long as the greenlet lives, and a bound method would be one more object
+    # per parked greenlet.  Called without an argument it runs the current
+    # greenlet (the one greenlet is starting); ``Greenlet.run(glet)`` also
+    # works, as gevent's unbound method.
+    run = _greenlet_run
 
     def _free(self) -> None:
         # A finished greenlet must not keep its function and arguments alive.

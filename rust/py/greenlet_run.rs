@@ -28,14 +28,18 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{Borrowed, PyTypeInfo};
 
+use pyo3::exceptions::PyTypeError;
+
 use super::fastpath::attempt;
+use super::greenlet_api;
 use super::raw_fn::{guard, MethodDef};
 
-/// The start-event markers of `greenwheel._greenlet`.
+/// The start-event markers of `greenwheel._greenlet`, and its `Greenlet`.
 struct Markers {
     cancelled: Py<PyAny>,
     started: Py<PyAny>,
     scheduled: Py<PyAny>,
+    greenlet_class: Py<PyAny>,
 }
 
 static MARKERS: PyOnceLock<Markers> = PyOnceLock::new();
@@ -47,35 +51,44 @@ fn markers(py: Python<'_>) -> PyResult<&Markers> {
             cancelled: module.getattr("_CANCELLED")?.unbind(),
             started: module.getattr("_STARTED")?.unbind(),
             scheduled: module.getattr("_SCHEDULED")?.unbind(),
+            greenlet_class: module.getattr("Greenlet")?.unbind(),
         })
     })
 }
 
-/// `_greenlet_run(greenlet, /)`, a plain `METH_O` function (see `raw_fn`:
-/// its frame sits under every parked greenlet's function).
+/// `_greenlet_run(greenlet=<current>, /)`, a plain `METH_FASTCALL` function
+/// (see `raw_fn`: its frame sits under every parked greenlet's function).
+///
+/// `Greenlet.run` is this function itself, not a method: greenlet looks up
+/// `run` when it starts a greenlet and holds the result until the function
+/// returns, and a method would be a bound-method object per parked greenlet
+/// (64 bytes) plus one more C frame (`method_vectorcall`) on its stack.
+/// Without an argument it runs the current greenlet, which is the one
+/// greenlet is starting; `Greenlet.run(glet)` names it (as gevent's unbound
+/// method, e.g. from a subclass's own `run`).
 pub(crate) static RUN_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
     ml_name: c"_greenlet_run".as_ptr(),
     ml_meth: ffi::PyMethodDefPointer {
-        PyCFunction: run_raw,
+        PyCFunctionFast: run_raw,
     },
-    ml_flags: ffi::METH_O,
-    ml_doc: c"_greenlet_run(greenlet, /)\n--\n\nThe body of `Greenlet.run` (installed as that method by\n`greenwheel._greenlet`; not part of the public API).".as_ptr(),
+    ml_flags: ffi::METH_FASTCALL,
+    ml_doc: c"_greenlet_run(greenlet=<the current greenlet>, /)\n--\n\nThe body of `Greenlet.run` (installed as that attribute by\n`greenwheel._greenlet`; not part of the public API).".as_ptr(),
 });
 
 unsafe extern "C" fn run_raw(
     _module: *mut ffi::PyObject,
-    glet: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
     // greenlet copies this frame (and its callers') to the heap for as long
     // as the greenlet is parked, and back on every switch: it holds only the
     // call; the steps before and after are out of line and each catches its
     // own errors and panics as `guard` does, so nothing unwinds from here.
-    // SAFETY: CPython calls METH_O functions with the GIL held and a
-    // borrowed, non-NULL argument that outlives the call.
+    // SAFETY: CPython calls METH_FASTCALL functions with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    // SAFETY: as above: a borrowed, non-NULL argument alive for the call.
-    let glet = unsafe { Borrowed::from_ptr(py, glet) };
-    let Some(prepared) = start(&glet) else {
+    // SAFETY: the vectorcall convention: `args` holds `nargs` borrowed
+    // positional values, alive for the call.
+    let Some((glet, prepared)) = (unsafe { start(py, args, nargs) }) else {
         return std::ptr::null_mut();
     };
     let Some(call) = prepared else {
@@ -94,11 +107,57 @@ unsafe extern "C" fn run_raw(
     end(&glet, call, outcome)
 }
 
-/// [`prepare`] out of line (see `run_raw`): None with the Python error set
-/// if it failed.
+/// Which greenlet to run, then [`prepare`], out of line (see `run_raw`):
+/// None with the Python error set if either failed.
+///
+/// # Safety
+/// `args` and `nargs` must be a vectorcall's positional arguments.
 #[inline(never)]
-fn start<'py>(glet: &Bound<'py, PyAny>) -> Option<Option<Call<'py>>> {
-    attempt(glet.py(), || prepare(glet))
+unsafe fn start<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> Option<(Bound<'py, PyAny>, Option<Call<'py>>)> {
+    attempt(py, || {
+        let glet = match nargs {
+            0 => {
+                let glet = greenlet_api::getcurrent(py)?;
+                let markers = markers(py)?;
+                // Called by greenlet, `run` finds the greenlet it starts
+                // current and not started. Anything else is a call from
+                // elsewhere, which must not run the caller's own function.
+                if !glet.is_instance(markers.greenlet_class.bind(py))?
+                    || glet
+                        .getattr(intern!(py, "_start_event"))?
+                        .is(&markers.started)
+                {
+                    return Err(PyTypeError::new_err(
+                        "Greenlet.run() without an argument runs the greenlet being started \
+                         (greenlet calls it); use start() or spawn(), or Greenlet.run(glet)",
+                    ));
+                }
+                glet
+            }
+            1 => {
+                // SAFETY: index 0 < nargs == 1, a borrowed live object.
+                let glet = unsafe { Borrowed::from_ptr(py, *args) }.to_owned();
+                if !glet.is_instance(markers(py)?.greenlet_class.bind(py))? {
+                    return Err(PyTypeError::new_err(format!(
+                        "Greenlet.run() expects a Greenlet, not {}",
+                        glet.get_type().name()?
+                    )));
+                }
+                glet
+            }
+            n => {
+                return Err(PyTypeError::new_err(format!(
+                    "Greenlet.run() takes at most 1 argument ({n} given)"
+                )))
+            }
+        };
+        let prepared = prepare(&glet)?;
+        Ok((glet, prepared))
+    })
 }
 
 /// After the call (out of line, see `run_raw`): take its outcome (`outcome`

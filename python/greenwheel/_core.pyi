@@ -21,7 +21,6 @@ __all__ = [
     "_set_current_hub",
     "_frame_cache_info",
     "_greenlet_run",
-    "_as_method",
     "Loop",
     "Callback",
     "TimerWatcher",
@@ -256,10 +255,6 @@ def _greenlet_run(greenlet: object = ..., /) -> None:
     greenlet's function with its arguments, report the outcome, release the
     function. Without an argument, the current greenlet (the one greenlet is
     starting). Not public API."""
-
-def _as_method(func: Callable[..., Any]) -> Any:
-    """Wrap *func* so that, stored on a class, it binds to instances like a
-    Python function (``PyInstanceMethod_New``)."""
 
 def sleep(seconds: float = 0, ref: bool = True) -> None:
     """Suspend the current greenlet for at least *seconds*; ``sleep(0)`` yields

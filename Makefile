@@ -5,7 +5,7 @@ PIP ?= $(PYTHON) -m pip
 # the runtime dependencies for `make build`/`make demo`, plus the `test` extra
 # (which includes the applications tests/integration runs) for `make test`.
 REQUIREMENTS = $(PYTHON) -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb")); print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"] + [r for x in sys.argv[1:] for r in p["project"]["optional-dependencies"][x]]))'
-BENCH_DEPS = gevent pytest-benchmark matplotlib eventlet uvloop
+BENCH_DEPS = gevent pytest-benchmark matplotlib eventlet uvloop rloop granian flask
 
 .DEFAULT_GOAL := help
 SHELL := /bin/bash

@@ -1,4 +1,4 @@
-"""greenwheel.asyncio's event loop vs asyncio's default loop and uvloop, side by side.
+"""greenwheel.asyncio's event loop vs asyncio's default loop, uvloop and rloop, side by side.
 
 Runs the asyncio implementations of benches/workloads.py (the same coroutines
 compare.py measures), each workload and loop in its own child process, and
@@ -25,7 +25,9 @@ WORKLOADS = [
     "queue_pingpong",
     "tcp_echo",
 ]
-LOOPS = ("asyncio", "uvloop", "greenwheel")
+LOOPS = ("asyncio", "uvloop", "rloop", "greenwheel")
+#: The loops greenwheel's is compared with (a ratio column each).
+PEERS = LOOPS[:-1]
 
 
 def child(name, loop, quick):
@@ -54,7 +56,9 @@ def main():
     if args.child:
         child(*args.child, args.quick)
     print(
-        "%-15s" % "workload" + "".join("%12s" % loop for loop in LOOPS) + "  gw/asyncio  gw/uvloop"
+        "%-15s" % "workload"
+        + "".join("%12s" % loop for loop in LOOPS)
+        + "".join("%11s" % f"gw/{peer}" for peer in PEERS)
     )
     for name in args.workloads or WORKLOADS:
         rates = {}
@@ -64,17 +68,20 @@ def main():
                 cmd.append("--quick")
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
             try:
-                rates[loop] = json.loads(out.stdout.strip().splitlines()[-1])["value"]
-            except (IndexError, ValueError, KeyError):
-                rates[loop] = None
+                outcome = json.loads(out.stdout.strip().splitlines()[-1])
+            except (IndexError, ValueError):
+                outcome = {}
+            rates[loop] = outcome.get("value")
+            if "skip" in outcome:  # e.g. an API the loop does not implement
+                print("  %s/%s skipped: %s" % (name, loop, outcome["skip"]), file=sys.stderr)
+            elif rates[loop] is None:
                 print("  %s/%s failed: %s" % (name, loop, out.stderr[-300:]), file=sys.stderr)
         cells = "".join(
             "%12s" % ("-" if rates[loop] is None else "%.0f" % rates[loop]) for loop in LOOPS
         )
-        gw, aio, uv = rates["greenwheel"], rates["asyncio"], rates["uvloop"]
-        ratios = "%11s%11s" % (
-            "%.2f" % (gw / aio) if gw and aio else "-",
-            "%.2f" % (gw / uv) if gw and uv else "-",
+        gw = rates["greenwheel"]
+        ratios = "".join(
+            "%11s" % ("%.2f" % (gw / rates[peer]) if gw and rates[peer] else "-") for peer in PEERS
         )
         print("%-15s" % name + cells + ratios, flush=True)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""greenwheel vs gevent, eventlet, asyncio and uvloop: the same workloads, side by side.
+"""greenwheel vs gevent, eventlet, asyncio, uvloop, rloop, granian: same workloads, side by side.
 
     python benches/compare.py                 # everything (~5 minutes), or: make bench-py
     python benches/compare.py --quick         # smoke test: tenfold smaller, ~1 minute
@@ -8,8 +8,16 @@
 
 Install the other libraries first (whatever fails to install is skipped)::
 
-    python -m pip install -q gevent eventlet uvloop matplotlib pytest-benchmark
-    apt-get install -y wrk                    # for the HTTP workloads
+    python -m pip install -q gevent eventlet uvloop rloop granian flask matplotlib \
+        pytest-benchmark                      # or: python -m pip install -e '.[bench]'
+    apt-get install -y wrk openssl            # for the HTTP workloads (openssl: TLS row)
+
+rloop is an asyncio event loop like uvloop: it runs the asyncio rows.
+granian is a Rust HTTP server: it only has the WSGI rows (the same WSGI
+application, from ``benches/wsgi_apps.py``, served by ``granian --interface
+wsgi --workers 1``), and each of those runs it in every single-worker
+configuration of ``workloads.GRANIAN_CONFIGS`` (its default, and one
+blocking thread) and reports the best, naming it.
 
 Each (workload, library) pair runs in a fresh child process (``workloads.py
 run WORKLOAD LIB``) so that nothing is shared between libraries; the HTTP
@@ -21,7 +29,8 @@ tree (DIR is that tree's ``python`` directory, holding its own built
 ``_core``), in the same run: the before/after table of a structural change.
 
 Prints a table of each workload's rate (and its ratio to gevent), then the
-performance targets of the issue with PASS/MISS, and writes
+performance targets of the issues with PASS/MISS (INFO: reported, no target;
+N/A: a row or a peer the target reads was not measured), and writes
 ``benches/results.json`` (raw numbers and the machine) and
 ``benches/results.png`` (ratio to gevent per workload).
 
@@ -50,7 +59,7 @@ sys.path.insert(0, str(HERE))
 
 from workloads import FAMILY, WORKLOADS, Workload  # noqa: E402
 
-LIBS = ("greenwheel", "gevent", "eventlet", "asyncio", "uvloop")
+LIBS = ("greenwheel", "gevent", "eventlet", "asyncio", "uvloop", "rloop", "granian")
 BASELINE = "gevent"
 SUBJECT = "greenwheel"
 
@@ -190,13 +199,22 @@ def print_table(results: Results) -> None:
             if "value" in record:
                 ratio = results.ratio(w.name, lib)
                 text = si(record["value"]) + (f" {ratio:5.2f}x" if ratio is not None else "")
+                details = record.get("details", {})
+                if details.get("config"):
+                    # A library run in several configurations: which one is shown.
+                    tried = ", ".join(
+                        f"{config} {si(rate)}"
+                        for config, rate in details.get("rates_by_config", {}).items()
+                    )
+                    text += note(f"{lib} / {w.name}: {details['config']} (of {tried} {w.unit})")
             elif "skip" in record:
                 text = "skip" + note(f"{lib}: {record['skip']}")
             elif "error" in record:
                 text = "error" + note(f"{lib} / {w.name}: {record['error']}")
             else:
                 text = "-"
-            cells.append(f"{text:>{cell}}")
+            # A cell with a note may fill its width: keep it apart from its neighbour.
+            cells.append(f"{text:>{cell}}" if len(text) < cell else " " + text)
         print(f"{w.title:<{title_width}}{w.unit:<{unit_width}}" + "".join(cells))
     if {"timer_10k", "timer_1m"} <= set(results.records):
         cells = []
@@ -272,13 +290,73 @@ def _vs_standalone_part(name: str, minimum: float):
     return part
 
 
-def _memory_part(name: str, maximum_bytes: float):
+def _memory_part(name: str, maximum_bytes: float, label: str | None = None):
     def part(results: Results):
         value = results.value(name, SUBJECT)
         if value is None:
             return None, f"{name}: {results.why_missing(name)}"
-        label = name.split("_")[1].upper()
-        return value <= maximum_bytes, f"{value / 1024:.2f} KB @{label}"
+        return value <= maximum_bytes, f"{value / 1024:.2f} KB @{label or name}"
+
+    part.reads = (name,)
+    return part
+
+
+def _peer_label(results: Results, name: str, lib: str) -> str:
+    """``granian`` or, for a library run in several configurations, ``granian (its best)``."""
+    config = results.records.get(name, {}).get(lib, {}).get("details", {}).get("config")
+    return f"{lib} ({config})" if config else lib
+
+
+def best_peer(results: Results, name: str, peers: tuple[str, ...]) -> tuple[str | None, str]:
+    """The best of *peers* on row *name*, or (None, why) if any of them is missing.
+
+    Every peer must have been measured: "the best of uvloop and rloop" is no
+    claim if one of them did not run.
+    """
+    missing = [f"{peer}: {results.why_missing(name, peer)}" for peer in peers]
+    measured = [peer for peer in peers if results.value(name, peer)]
+    if len(measured) < len(peers):
+        return None, "; ".join(
+            m for peer, m in zip(peers, missing, strict=True) if peer not in measured
+        )
+    pick = min if WORKLOADS[name].lower_is_better else max
+    return pick(measured, key=lambda peer: results.value(name, peer)), ""
+
+
+def _vs_peer_part(name: str, peers: tuple[str, ...], minimum: float):
+    """greenwheel's rate on row *name* over the best of *peers* (each at its best config)."""
+
+    def part(results: Results):
+        value = results.value(name, SUBJECT)
+        if value is None:
+            return None, f"{name}: {results.why_missing(name)}"
+        peer, why = best_peer(results, name, peers)
+        if peer is None:
+            return None, f"{name}: {why}"
+        ratio = value / results.value(name, peer)
+        return ratio >= minimum, f"{ratio:.2f}x {_peer_label(results, name, peer)} @{name}"
+
+    part.reads = (name,)
+    return part
+
+
+#: What a report-only part returns instead of PASS/MISS.
+REPORT = "report"
+
+
+def _report_part(name: str, peers: tuple[str, ...]):
+    """No target: greenwheel's rate on row *name* and its ratio to each peer measured."""
+
+    def part(results: Results):
+        value = results.value(name, SUBJECT)
+        if value is None:
+            return None, f"{name}: {results.why_missing(name)}"
+        texts = [f"{si(value)} {WORKLOADS[name].unit}"]
+        for peer in peers:
+            if results.value(name, peer):
+                ratio = value / results.value(name, peer)
+                texts.append(f"{ratio:.2f}x {_peer_label(results, name, peer)}")
+        return REPORT, "; ".join(texts) + f" @{name}"
 
     part.reads = (name,)
     return part
@@ -319,7 +397,29 @@ TARGETS = [
     ),
     (
         "memory per parked greenlet <= 1.5 KB",
-        [_memory_part("memory_100k", 1536), _memory_part("memory_1m", 1536)],
+        [
+            _memory_part("memory_100k", 1536, label="100K"),
+            _memory_part("memory_1m", 1536, label="1M"),
+        ],
+    ),
+    # Issue 19: the Rust-native peers.  granian is compared at its best
+    # single-worker configuration (workloads.GRANIAN_CONFIGS, best of the run).
+    (
+        "WSGI hello world >= 1.1x granian (best single-worker configuration)",
+        [_vs_peer_part("http_wsgi", ("granian",), 1.1)],
+    ),
+    ("Flask app >= 1.1x granian", [_vs_peer_part("http_flask", ("granian",), 1.1)]),
+    (
+        "StreamServer HTTP >= 1.05x best of uvloop and rloop Protocol servers",
+        [_vs_peer_part("http_stream", ("uvloop", "rloop"), 1.05)],
+    ),
+    (
+        "idle keep-alive connection <= 8 KB of server RSS",
+        [_memory_part("memory_idle_keepalive", 8192)],
+    ),
+    (
+        "TLS keep-alive (reported, no target)",
+        [_report_part("http_wsgi_tls", ("granian", "gevent"))],
     ),
 ]
 
@@ -336,6 +436,8 @@ def evaluate_targets(results: Results) -> list[dict]:
             status = "MISS"
         elif None in passed:
             status = "N/A"
+        elif REPORT in passed:
+            status = "INFO"
         else:
             status = "PASS"
         measured = list(dict.fromkeys(text for _, text in checks))  # no repeated reasons
@@ -419,7 +521,17 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "versions": {
-            pkg: _version(pkg) for pkg in ("greenwheel", "greenlet", "gevent", "eventlet", "uvloop")
+            pkg: _version(pkg)
+            for pkg in (
+                "greenwheel",
+                "greenlet",
+                "gevent",
+                "eventlet",
+                "uvloop",
+                "rloop",
+                "granian",
+                "flask",
+            )
         },
         "greenwheel_git": _git_revision(),
         "wrk": _wrk_version(),
@@ -516,7 +628,8 @@ def write_chart(path: Path, results: Results, machine: dict) -> str | None:
     ax.set_xticklabels([w.title for w in rows], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("times better than gevent\n(memory: gevent bytes / library bytes)")
     ax.set_title(
-        "greenwheel vs gevent, eventlet, asyncio, uvloop: ratio to gevent, higher is better\n"
+        "greenwheel vs gevent, eventlet, asyncio, uvloop, rloop, granian: ratio to gevent,"
+        " higher is better\n"
         f"{machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
         f"{machine['date'][:10]}",
         fontsize=10,
@@ -570,7 +683,8 @@ def select_libraries(libs: str | None) -> tuple[list[str], dict[str, str]]:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description="Benchmark greenwheel against gevent, eventlet, asyncio and uvloop.",
+        description="Benchmark greenwheel against gevent, eventlet, asyncio, uvloop, rloop"
+        " and granian.",
         epilog="workloads: " + ", ".join(WORKLOADS),
     )
     parser.add_argument(

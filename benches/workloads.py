@@ -15,11 +15,13 @@ Every workload has up to three implementations, one per API family:
   top-level package as ``g`` and only uses the API the two share, so the
   very same lines of code are measured on both;
 * ``eventlet``: eventlet's own API;
-* ``asyncio``: a coroutine, run on asyncio's default loop or on uvloop.
+* ``asyncio``: a coroutine, run on asyncio's default loop, uvloop or rloop.
 
 A missing implementation means "does not apply" (asyncio has no WSGI
 server); a library that lacks a module the workload needs (greenwheel.event
-while it is being written) makes the implementation raise :class:`Skip`.
+while it is being written) makes the implementation raise :class:`Skip`, and
+so does an API a library leaves unimplemented (``NotImplementedError``).
+granian, an HTTP server, has a family of its own with only WSGI servers.
 
 The HTTP workloads are different: the server runs in yet another process
 (``workloads.py serve KIND LIB``) and wrk hammers it, so the measuring child
@@ -31,24 +33,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import importlib
+import importlib.util
 import json
 import os
 import random
 import re
+import resource
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from wsgi_apps import HELLO_BODY, hello_app, is_flask_body, make_flask_app  # noqa: E402
 
 #: Which implementation each library runs.
 FAMILY = {
@@ -57,7 +67,13 @@ FAMILY = {
     "eventlet": "eventlet",
     "asyncio": "asyncio",
     "uvloop": "asyncio",
+    "rloop": "asyncio",
+    # granian is a server, not a concurrency library: it only has HTTP rows.
+    "granian": "granian",
 }
+
+#: The asyncio-family libraries that replace asyncio's event loop.
+LOOP_FACTORIES = ("uvloop", "rloop")
 
 
 class Skip(Exception):
@@ -99,7 +115,7 @@ class Workload:
     note: str = ""
 
     def implementation(self, lib: str) -> Callable[..., Any] | None:
-        return getattr(self, FAMILY[lib])
+        return getattr(self, FAMILY[lib], None)
 
 
 WORKLOADS: dict[str, Workload] = {}
@@ -819,9 +835,11 @@ register(
 #
 # Servers: a StreamServer whose blocking-style handler counts complete requests
 # (GET, no body: each ends with a blank line) and answers each with a fixed
-# keep-alive response; and a WSGI hello world on the library's WSGI server.
+# keep-alive response (asyncio: a Protocol doing the same); and WSGI
+# applications (benches/wsgi_apps.py) on the library's WSGI server, or on
+# granian (a Rust HTTP server running the same WSGI application).
 
-HTTP_BODY = b"Hello, World!"
+HTTP_BODY = HELLO_BODY
 HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (
     len(HTTP_BODY),
     HTTP_BODY,
@@ -852,11 +870,19 @@ def _http_handler(sock, _address):
         sock.close()
 
 
-def hello_app(environ, start_response):
-    start_response(
-        "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(HTTP_BODY)))]
-    )
-    return [HTTP_BODY]
+def wsgi_app(name: str):
+    """The WSGI application a server kind serves: ``hello`` or ``flask``."""
+    if name != "flask":
+        return hello_app
+    try:
+        return make_flask_app()
+    except ImportError as exc:
+        raise Skip(f"Flask not installed ({exc})") from None
+
+
+def tls_files(tls_dir: str) -> tuple[str, str]:
+    """(certificate, key) in a directory made by :func:`self_signed_cert`."""
+    return os.path.join(tls_dir, "cert.pem"), os.path.join(tls_dir, "key.pem")
 
 
 # Every server gets TCP_NODELAY unless the variant asks for the server's own
@@ -874,13 +900,18 @@ def serve_stream_gevent(g, announce, tcp_nodelay):
     server.serve_forever()
 
 
-def serve_wsgi_gevent(g, announce, tcp_nodelay):
+def serve_wsgi_gevent(g, announce, tcp_nodelay, app="hello", tls_dir=None):
     WSGIServer = submodule(g, "pywsgi").WSGIServer
     listener = listening_socket(submodule(g, "socket"), tcp_nodelay)
+    application = wsgi_app(app)
+    tls = {}
+    if tls_dir is not None:
+        certfile, keyfile = tls_files(tls_dir)
+        tls = {"certfile": certfile, "keyfile": keyfile}
     try:
-        server = WSGIServer(listener, hello_app, log=None)  # no access log
+        server = WSGIServer(listener, application, log=None, **tls)  # no access log
     except TypeError:  # a server without the ``log`` knob
-        server = WSGIServer(listener, hello_app)
+        server = WSGIServer(listener, application, **tls)
     server.start()
     announce(listener.getsockname()[1])
     server.serve_forever()
@@ -896,9 +927,7 @@ def serve_wsgi_gunicorn(g, announce, tcp_nodelay):
     except ImportError as exc:
         raise Skip(f"gunicorn not installed ({exc})") from None
     worker = "greenwheel.gunicorn.Worker" if g.__name__ == "greenwheel" else "gevent_pywsgi"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
 
     class HelloApp(BaseApplication):
         def load_config(self):
@@ -944,20 +973,154 @@ def serve_wsgi_eventlet(eventlet, announce, tcp_nodelay):
     wsgi.server(listener, hello_app, log_output=False)
 
 
+class _HTTPProtocol(asyncio.Protocol):
+    """The StreamServer handler as an asyncio Protocol: the fastest asyncio server.
+
+    No streams layer (StreamReader/Writer and a task per connection) between
+    the loop and the bytes: what uvloop's and rloop's own benchmarks serve.
+    Responses are small and wrk waits for each, so no write backpressure.
+    """
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.pending = b""
+
+    def data_received(self, data):
+        count, self.pending = complete_requests(self.pending + data)
+        if count:
+            self.transport.write(HTTP_RESPONSE * count)
+
+
 async def serve_stream_asyncio(aio, announce, tcp_nodelay):
     # asyncio turns TCP_NODELAY on for every TCP transport, whatever we ask.
-    async def handle(reader, writer):
-        pending = b""
-        while data := await reader.read(65536):
-            count, pending = complete_requests(pending + data)
-            if count:
-                writer.write(HTTP_RESPONSE * count)
-                await writer.drain()
-        writer.close()
-
-    server = await aio.start_server(handle, "127.0.0.1", 0, backlog=BACKLOG)
+    loop = aio.get_running_loop()
+    # start_serving=False, then serve_forever(): rloop 0.5.0 panics ("entered
+    # unreachable code", event_loop.rs) on the first connection when
+    # serve_forever() is awaited on a server that already serves.
+    server = await loop.create_server(
+        _HTTPProtocol, "127.0.0.1", 0, backlog=BACKLOG, start_serving=False
+    )
     announce(server.sockets[0].getsockname()[1])
     await server.serve_forever()
+
+
+#: granian's single-worker configurations; the HTTP rows run each and report the
+#: best.  Its default WSGI setup allows up to 512 blocking threads running the
+#: application; one thread spares the GIL hand-offs between them.
+GRANIAN_CONFIGS = {
+    "default": [],
+    "blocking-threads-1": ["--blocking-threads", "1"],
+}
+
+
+def serve_wsgi_granian(_granian, announce, tcp_nodelay, app="hello", tls_dir=None, config=None):
+    """``granian --interface wsgi --workers 1`` serving benches/wsgi_apps.py.
+
+    This process only starts granian (a master and one worker process),
+    waits until it answers, announces the port and waits; on SIGTERM (the
+    end of :func:`http_server`) it stops granian and the worker.  granian
+    sets its own socket options (``tcp_nodelay`` does not apply).
+    """
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--workers",
+        "1",
+        "--http",
+        "1",  # as every other server here: HTTP/1.1 only, no h2 detection
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backlog",
+        str(BACKLOG),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--working-dir",
+        HERE,
+        *{**GRANIAN_CONFIGS, **GRANIAN_IDLE_CONFIG}[config or "default"],
+    ]
+    if tls_dir is not None:
+        certfile, keyfile = tls_files(tls_dir)
+        command += ["--ssl-certificate", certfile, "--ssl-keyfile", keyfile]
+    if app == "flask":
+        command += ["--factory", "wsgi_apps:make_flask_app"]
+    else:
+        command.append("wsgi_apps:hello_app")
+    # Same process group as this one: compare.py's kill of a hung child's
+    # group reaches granian too.
+    # SIGTERM unwinds through the finally below, which stops granian.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    granian = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sys.stderr)
+    try:
+        # The master binds before its worker runs: wait for a real answer.
+        _wait_until_answering(port, tls_dir is not None, granian, timeout=60)
+        announce(port)
+        status = granian.wait()
+        raise RuntimeError(f"granian exited with status {status}")
+    finally:
+        stop_process_tree(granian)
+
+
+def free_port() -> int:
+    # For servers that bind by themselves (granian, gunicorn): a port the
+    # kernel just handed out and released.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_answering(port: int, tls: bool, process, timeout: float) -> None:
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode}")
+        conn = _http_connection(port, tls, timeout=5)
+        try:
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            return
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"server not answering on port {port} after {timeout} s"
+                ) from None
+            time.sleep(0.05)  # polling a real condition: the port answers
+        finally:
+            conn.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(child) for child in f.read().split()]
+    except OSError:
+        return []
+    return children + [d for child in children for d in _descendants(child)]
+
+
+def stop_process_tree(process: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM *process*, then SIGKILL it and whatever it started, if still there."""
+    if process.poll() is not None:
+        return
+    # Found before the signal: once the master is gone its worker is reparented.
+    family = _descendants(process.pid)
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for pid in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 SERVERS = {
@@ -967,9 +1130,24 @@ SERVERS = {
         "asyncio": serve_stream_asyncio,
     },
     # asyncio ships no WSGI server, so it has no row here.
-    "wsgi": {"gevent": serve_wsgi_gevent, "eventlet": serve_wsgi_eventlet},
+    "wsgi": {
+        "gevent": serve_wsgi_gevent,
+        "eventlet": serve_wsgi_eventlet,
+        "granian": serve_wsgi_granian,
+    },
+    "flask": {
+        "gevent": functools.partial(serve_wsgi_gevent, app="flask"),
+        "granian": functools.partial(serve_wsgi_granian, app="flask"),
+    },
+    # The hello world over TLS (``--tls-dir``: a self-signed certificate).
+    "wsgi_tls": {"gevent": serve_wsgi_gevent, "granian": serve_wsgi_granian},
     "gunicorn": {"gevent": serve_wsgi_gunicorn},
 }
+
+#: Kinds whose server speaks TLS.
+TLS_KINDS = {"wsgi_tls"}
+#: Configurations a library's server is run in, the best reported (see http_driver).
+SERVER_CONFIGS = {"granian": tuple(GRANIAN_CONFIGS)}
 
 WRK_CONNECTIONS = 100
 WRK_THREADS = 2
@@ -986,18 +1164,37 @@ def _wait_for_port(server: subprocess.Popen, timeout: float) -> int:
     return message["port"]
 
 
-def _check_http(port: int) -> None:
-    """Two requests on one connection: the server must be correct before it is fast."""
+def _http_connection(port: int, tls: bool, timeout: float):
     import http.client
 
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    if not tls:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    import ssl
+
+    # The certificate is a throwaway self-signed one: encrypt, do not verify.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
+
+
+def _expected_body(kind: str) -> Callable[[bytes], bool]:
+    return is_flask_body if kind == "flask" else HTTP_BODY.__eq__
+
+
+def _check_http(port: int, kind: str = "wsgi", tls: bool = False) -> None:
+    """Two requests on one connection: the server must be correct before it is fast."""
+    conn = _http_connection(port, tls, timeout=10)
+    good_body = _expected_body(kind)
     try:
         for _ in range(2):
             conn.request("GET", "/")
             reply = conn.getresponse()
             body = reply.read()
-            if reply.status != 200 or body != HTTP_BODY:
+            if reply.status != 200 or not good_body(body):
                 raise RuntimeError(f"bad response: {reply.status} {body[:80]!r}")
+            if reply.will_close:
+                raise RuntimeError("the server closed a keep-alive connection")
     finally:
         conn.close()
 
@@ -1023,22 +1220,31 @@ def _parse_wrk(output: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def http_server(lib: str, kind: str, tcp_nodelay: bool = True):
+def http_server(
+    lib: str,
+    kind: str,
+    tcp_nodelay: bool = True,
+    tls_dir: str | None = None,
+    config: str | None = None,
+):
     """A ``workloads.py serve KIND LIB`` child, checked; yields (port, pid)."""
+    command = [sys.executable, os.path.abspath(__file__), "serve", kind, lib]
+    if not tcp_nodelay:
+        command.append("--no-nodelay")
+    if tls_dir is not None:
+        command += ["--tls-dir", tls_dir]
+    if config is not None:
+        command += ["--config", config]
     # stderr goes to a file: a server that logs every request must never
     # block on a full pipe nobody reads.
     with tempfile.TemporaryFile("w+") as log:
-        server = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "serve", kind, lib]
-            + ([] if tcp_nodelay else ["--no-nodelay"]),
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
         try:
             try:
-                port = _wait_for_port(server, timeout=30)
-                _check_http(port)
+                # granian starts two more processes and imports the app in
+                # its worker before it answers: more time on a busy machine.
+                port = _wait_for_port(server, timeout=90)
+                _check_http(port, kind, tls_dir is not None)
             except (RuntimeError, OSError) as exc:
                 log.seek(0)
                 raise RuntimeError(f"{exc}; server stderr: {log.read()[-2000:]}") from None
@@ -1052,14 +1258,15 @@ def http_server(lib: str, kind: str, tcp_nodelay: bool = True):
                 server.wait()
 
 
-def run_wrk(wrk: str, port: int, seconds: int) -> dict[str, Any]:
+def run_wrk(wrk: str, port: int, seconds: int, tls: bool = False) -> dict[str, Any]:
+    scheme = "https" if tls else "http"
     run = subprocess.run(
         [
             wrk,
             f"-t{WRK_THREADS}",
             f"-c{WRK_CONNECTIONS}",
             f"-d{seconds}s",
-            f"http://127.0.0.1:{port}/",
+            f"{scheme}://127.0.0.1:{port}/",
         ],
         capture_output=True,
         text=True,
@@ -1076,13 +1283,59 @@ def _need_server(lib: str, kind: str) -> str:
         raise Skip("wrk not installed (apt-get install -y wrk)")
     if FAMILY[lib] not in SERVERS[kind]:
         raise Skip(f"{lib} has no {kind} server")
+    # Checked here too: granian would only fail to load the app.
+    if kind == "flask" and importlib.util.find_spec("flask") is None:
+        raise Skip("Flask not installed (python -m pip install flask)")
     return wrk
 
 
+@contextlib.contextmanager
+def self_signed_cert():
+    """A temporary directory holding a fresh self-signed cert.pem and key.pem."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise Skip("openssl not installed: no certificate for the TLS row")
+    with tempfile.TemporaryDirectory(prefix="bench-tls-") as tls_dir:
+        certfile, keyfile = tls_files(tls_dir)
+        # OpenSSL 3 writes the key as PKCS#8, the one format granian reads.
+        made = subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]
+            + ["-days", "1", "-keyout", keyfile, "-out", certfile],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if made.returncode != 0:
+            raise RuntimeError(f"openssl req failed: {made.stderr}")
+        yield tls_dir
+
+
+def best_config(rates: dict[str | None, float]) -> str | None:
+    """The configuration with the highest rate (the first one on a tie)."""
+    return max(rates, key=lambda config: rates[config])
+
+
 def http_driver(lib, p, kind, tcp_nodelay=True):
+    """wrk against the library's server of *kind*.
+
+    A library with several server configurations (granian: its default and
+    one blocking thread) is measured in each, one after the other, and the
+    best is the row's value: the peer at its best.  Which one won, and every
+    configuration's rate, are in the details.
+    """
     wrk = _need_server(lib, kind)
-    with http_server(lib, kind, tcp_nodelay) as (port, _pid):
-        parsed = run_wrk(wrk, port, 1 if p.quick else 3)
+    seconds = 1 if p.quick else 3
+    runs: dict[str | None, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        tls_dir = stack.enter_context(self_signed_cert()) if kind in TLS_KINDS else None
+        for config in SERVER_CONFIGS.get(FAMILY[lib], (None,)):
+            with http_server(lib, kind, tcp_nodelay, tls_dir, config) as (port, _pid):
+                runs[config] = run_wrk(wrk, port, seconds, tls=tls_dir is not None)
+    best = best_config({config: run["requests_per_s"] for config, run in runs.items()})
+    parsed = dict(runs[best])
+    if best is not None:
+        parsed["config"] = best
+        parsed["rates_by_config"] = {c: round(r["requests_per_s"]) for c, r in runs.items()}
     return result(parsed.pop("requests_per_s"), **parsed)
 
 
@@ -1185,6 +1438,190 @@ register(
         args={"kind": "wsgi", "tcp_nodelay": False},
         note="the no-TCP_NODELAY row keeps each server's default; gevent's pywsgi then waits"
         " ~40 ms per response for a delayed ACK (it sends headers and body separately)",
+    )
+)
+register(
+    Workload(
+        "http_flask",
+        f"Flask app (one JSON route), wrk -c{WRK_CONNECTIONS}",
+        "req/s",
+        driver=http_driver,
+        args={"kind": "flask"},
+    )
+)
+register(
+    Workload(
+        "http_wsgi_tls",
+        f"WSGI hello world over TLS, wrk -c{WRK_CONNECTIONS}",
+        "req/s",
+        driver=http_driver,
+        args={"kind": "wsgi_tls"},
+        note="a self-signed RSA-2048 certificate made for the run; wrk"
+        " handshakes once per connection",
+    )
+)
+
+
+# --- 8b. memory per idle keep-alive connection ---------------------------------------
+#
+# A WSGI server holding many idle keep-alive connections, each of which has
+# done one request and stays open: the shape of a server behind many slow
+# clients.  The server's RSS (every process of it: granian's master and
+# worker) grows by the measured amount over the measured connections.  A
+# warm-up round opens a few first, so one-time costs (first arenas, pools,
+# granian's threads) are not charged to the measured ones.  The kernel's
+# socket buffers are not in RSS, for any server.
+
+IDLE_CONNECTIONS = 10_000
+IDLE_WARMUP = 200
+#: Connections opened before their requests are sent: well below the
+#: listener's backlog, so no connect waits for a SYN retransmit.
+IDLE_BATCH = 250
+IDLE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+#: granian in its default configuration otherwise (its configurations differ
+#: in the threads running the application, not in what a connection holds),
+#: but with room for the connections: its ``--backpressure`` caps the open
+#: connections of a worker (default 1024: the rest wait unaccepted), and an
+#: idle keep-alive connection is closed after ``--http1-header-read-timeout``
+#: (default 30 s, at most 60 s), which opening 10k on a busy machine may near.
+GRANIAN_IDLE_CONFIG = {
+    "many-idle": [
+        "--backpressure",
+        str(2 * IDLE_CONNECTIONS),
+        "--http1-header-read-timeout",
+        "60000",
+    ]
+}
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Raise RLIMIT_NOFILE's soft limit toward *wanted* (the hard limit caps it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        raise Skip(f"RLIMIT_NOFILE hard limit {hard} is below the {wanted} descriptors needed")
+
+
+def read_response(sock) -> bytes:
+    """One HTTP/1.1 response with a Content-Length; returns its body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("server closed the connection")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0]
+    if b" 200 " not in status + b" ":
+        raise RuntimeError(f"bad status line {status!r}")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    if length is None:
+        raise RuntimeError("response without Content-Length")
+    while len(body) < int(length.group(1)):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("server closed the connection")
+        body += chunk
+    return body
+
+
+def open_idle_connections(port: int, count: int) -> list[socket.socket]:
+    """*count* connections, each having done one keep-alive request."""
+    conns: list[socket.socket] = []
+    try:
+        while len(conns) < count:
+            batch = [
+                socket.create_connection(("127.0.0.1", port), timeout=60)
+                for _ in range(min(IDLE_BATCH, count - len(conns)))
+            ]
+            conns.extend(batch)
+            for sock in batch:
+                sock.sendall(IDLE_REQUEST)
+            for sock in batch:
+                if read_response(sock) != HTTP_BODY:
+                    raise RuntimeError("wrong body on an idle connection's request")
+    except BaseException:
+        for sock in conns:
+            sock.close()
+        raise
+    return conns
+
+
+def count_readable(socks) -> int:
+    """How many of *socks* are readable now (poll: select() stops at fd 1024).
+
+    An idle keep-alive connection has nothing to read; EOF (or anything
+    else the server sent) makes it readable.
+    """
+    poller = select.poll()
+    for sock in socks:
+        poller.register(sock, select.POLLIN)
+    return len(poller.poll(0))
+
+
+def tree_rss(pid: int) -> int:
+    """VmRSS of process *pid* and its descendants, in bytes."""
+    total = 0
+    for member in [pid, *_descendants(pid)]:
+        try:
+            with open(f"/proc/{member}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:  # gone in the meantime: counts as nothing
+            pass
+    return total
+
+
+def idle_keepalive_driver(lib, p):
+    if FAMILY[lib] not in SERVERS["wsgi"]:
+        raise Skip(f"{lib} has no wsgi server")
+    n = p.size(IDLE_CONNECTIONS)
+    # The server raises its own limit (see serve()); this is the client's.
+    raise_fd_limit(n + IDLE_WARMUP + 100)
+    config = "many-idle" if FAMILY[lib] == "granian" else None
+    with http_server(lib, "wsgi", config=config) as (port, pid):
+        warm = open_idle_connections(port, IDLE_WARMUP)
+        try:
+            before = tree_rss(pid)
+            watch = Stopwatch()
+            conns = open_idle_connections(port, n)
+            seconds = watch.elapsed()
+            after = tree_rss(pid)
+            try:
+                # Measured while held: a connection the server dropped meanwhile
+                # (a timeout, a limit) would make the number a lie.
+                closed = count_readable(conns + warm)
+                if closed:
+                    raise RuntimeError(f"the server closed {closed} idle connections")
+            finally:
+                for sock in conns:
+                    sock.close()
+        finally:
+            for sock in warm:
+                sock.close()
+    return result(
+        (after - before) / n,
+        connections=n,
+        rss_before=before,
+        rss_after=after,
+        open_seconds=round(seconds, 2),
+    )
+
+
+register(
+    Workload(
+        "memory_idle_keepalive",
+        f"memory per idle keep-alive connection, {IDLE_CONNECTIONS // 1000}k",
+        "bytes/conn",
+        lower_is_better=True,
+        driver=idle_keepalive_driver,
+        note="server RSS growth (all its processes) per keep-alive connection left idle"
+        " after one request; lower is better",
     )
 )
 
@@ -1323,8 +1760,8 @@ def _run_coroutine(lib: str, coroutine):
     # Not asyncio.run(): on the way out it cancels and unwinds every task
     # still alive, which for a million parked tasks takes longer than the
     # measurement.  The child exits with os._exit() right after anyway.
-    if lib == "uvloop":
-        loop = _import_library("uvloop").new_event_loop()
+    if lib in LOOP_FACTORIES:
+        loop = _import_library(lib).new_event_loop()
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -1340,26 +1777,47 @@ def run_workload(name: str, lib: str, quick: bool) -> dict[str, Any]:
     if implementation is None:
         raise Skip(f"no {name} for {lib}")
     module = _import_library("asyncio" if FAMILY[lib] == "asyncio" else lib)
-    if FAMILY[lib] == "asyncio":
-        return _run_coroutine(lib, implementation(module, params, **workload.args))
-    return implementation(module, params, **workload.args)
+    try:
+        if FAMILY[lib] == "asyncio":
+            return _run_coroutine(lib, implementation(module, params, **workload.args))
+        return implementation(module, params, **workload.args)
+    except NotImplementedError as exc:
+        raise Skip(_lacks(lib, exc)) from None
 
 
-def serve(kind: str, lib: str, tcp_nodelay: bool) -> None:
+def _lacks(lib: str, exc: NotImplementedError) -> str:
+    """Skip reason for an API the library does not implement (rloop: TLS, ...)."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{lib} does not implement {frame.name}() ({os.path.basename(frame.filename)})"
+
+
+def serve(kind: str, lib: str, tcp_nodelay: bool, **options) -> None:
+    """Serve *kind* on *lib*; *options* (tls_dir, config) are passed on when set."""
+    announced = []
+
     def announce(port):
+        announced.append(port)
         print(json.dumps({"port": port}), flush=True)
 
+    options = {key: value for key, value in options.items() if value is not None}
+    # Room for the idle keep-alive row's connections (granian inherits it).
+    with contextlib.suppress(Skip, ValueError, OSError):
+        raise_fd_limit(2 * IDLE_CONNECTIONS)
     try:
         server = SERVERS[kind].get(FAMILY[lib])
         if server is None:
             raise Skip(f"{lib} has no {kind} server")
         module = _import_library("asyncio" if FAMILY[lib] == "asyncio" else lib)
         if FAMILY[lib] == "asyncio":
-            _run_coroutine(lib, server(module, announce, tcp_nodelay))
+            _run_coroutine(lib, server(module, announce, tcp_nodelay, **options))
         else:
-            server(module, announce, tcp_nodelay)
+            server(module, announce, tcp_nodelay, **options)
     except Skip as exc:
         print(json.dumps({"skip": str(exc)}), flush=True)
+    except NotImplementedError as exc:
+        if announced:
+            raise
+        print(json.dumps({"skip": _lacks(lib, exc)}), flush=True)
 
 
 def main(argv=None) -> None:
@@ -1375,10 +1833,12 @@ def main(argv=None) -> None:
     srv.add_argument("kind", choices=sorted(SERVERS))
     srv.add_argument("lib", choices=list(FAMILY))
     srv.add_argument("--no-nodelay", dest="tcp_nodelay", action="store_false")
+    srv.add_argument("--tls-dir", help="serve TLS with cert.pem and key.pem from this directory")
+    srv.add_argument("--config", help="a server configuration (granian: GRANIAN_CONFIGS)")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
-        serve(args.kind, args.lib, args.tcp_nodelay)
+        serve(args.kind, args.lib, args.tcp_nodelay, tls_dir=args.tls_dir, config=args.config)
         return
     try:
         outcome = run_workload(args.workload, args.lib, args.quick)

@@ -22,7 +22,6 @@ __all__ = [
     "_set_current_hub",
     "_frame_cache_info",
     "_greenlet_run",
-    "_as_method",
     "Loop",
     "Callback",
     "TimerWatcher",
@@ -256,13 +255,11 @@ def _frame_cache_info() -> tuple[bool, int, int]:
     CPython's 16 KiB frame-stack chunks between greenlets (installed at
     import unless ``GREENWHEEL_FRAME_CACHE=0``). For tests and diagnostics."""
 
-def _greenlet_run(greenlet: object, /) -> None:
-    """The body of ``Greenlet.run``: call the greenlet's function with its
-    arguments, report the outcome, release the function (not public API)."""
-
-def _as_method(func: Callable[..., Any]) -> Any:
-    """Wrap *func* so that, stored on a class, it binds to instances like a
-    Python function (``PyInstanceMethod_New``)."""
+def _greenlet_run(greenlet: object = ..., /) -> None:
+    """The body of ``Greenlet.run`` (that attribute itself): call the
+    greenlet's function with its arguments, report the outcome, release the
+    function. Without an argument, the current greenlet (the one greenlet is
+    starting). Not public API."""
 
 def sleep(seconds: float = 0, ref: bool = True) -> None:
     """Suspend the current greenlet for at least *seconds*; ``sleep(0)`` yields

@@ -23,7 +23,7 @@ from greenlet import greenlet as _RawGreenlet
 
 from ._config import config as _config
 from ._config import on_change as _config_on_change
-from ._core import _as_method, _greenlet_run
+from ._core import _greenlet_run
 from ._exceptions import (
     BlockingSwitchOutError,
     InvalidSwitchError,
@@ -264,7 +264,7 @@ class Greenlet(_RawGreenlet, Generic[_T]):
     # ``name`` and for attributes users add.
     __slots__ = (
         "args",
-        "kwargs",
+        "_kwargs",
         "value",
         "_start_event",
         "_exc_info",
@@ -280,7 +280,7 @@ class Greenlet(_RawGreenlet, Generic[_T]):
     if TYPE_CHECKING:
         # The slots' types.
         args: tuple[Any, ...]
-        kwargs: dict[str, Any]
+        _kwargs: dict[str, Any] | None
         #: The function's return value once it succeeded (the GreenletExit
         #: instance if it was killed); None until then.
         value: _T
@@ -342,7 +342,10 @@ class Greenlet(_RawGreenlet, Generic[_T]):
         if not callable(self._run if run is None else run):
             raise TypeError("The run argument or self._run must be callable")
         self.args = args
-        self.kwargs = kwargs
+        # None for no keyword arguments (the common spawn): the empty dict
+        # the call made is freed now instead of living as long as the
+        # greenlet (see the kwargs property).
+        self._kwargs = kwargs or None
         # (None until the function returns; typed as its result for the
         # common read after join()/ready().)
         self.value = None  # type: ignore[assignment]
@@ -449,12 +452,27 @@ class Greenlet(_RawGreenlet, Generic[_T]):
         else:
             funcname = getattr(func, "__name__", "") or repr(func)
         args = [repr(arg)[:50] for arg in self.args]
-        args.extend("%s=%s" % (key, repr(value)[:50]) for key, value in self.kwargs.items())
+        kwargs = self._kwargs
+        if kwargs:
+            args.extend("%s=%s" % (key, repr(value)[:50]) for key, value in kwargs.items())
         if args:
             funcname += "(" + ", ".join(args) + ")"
         # Cached: the function and arguments are dropped when the greenlet ends.
         self._formatted_info = funcname
         return funcname
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments the function is called with (emptied when it ends)."""
+        kwargs = self._kwargs
+        if kwargs is None:
+            # Made on first use: a spawn without keyword arguments keeps none.
+            kwargs = self._kwargs = {}
+        return kwargs
+
+    @kwargs.setter
+    def kwargs(self, value: dict[str, Any]) -> None:
+        self._kwargs = value
 
     @property
     def spawn_tree_locals(self) -> dict[Any, Any] | None:
@@ -558,18 +576,23 @@ class Greenlet(_RawGreenlet, Generic[_T]):
     # honour a kill before start, mark started, close the start event, call
     # the function with args/kwargs, then _report_result / _report_error and
     # always _free.  Native code means no interpreter frame under the user's
-    # function (nor any frame stack at all for a native function).
-    run = _as_method(_greenlet_run)
+    # function (nor any frame stack at all for a native function).  A plain
+    # function, not a method: greenlet holds what ``self.run`` returns for as
+    # long as the greenlet lives, and a bound method would be one more object
+    # per parked greenlet.  Called without an argument it runs the current
+    # greenlet (the one greenlet is starting); ``Greenlet.run(glet)`` also
+    # works, as gevent's unbound method.
+    run = _greenlet_run
 
     def _free(self) -> None:
         # A finished greenlet must not keep its function and arguments alive.
         self._run_fn = None
         self.args = ()
-        kwargs = self.kwargs
+        kwargs = self._kwargs
         if type(kwargs) is dict:
             kwargs.clear()
-        else:  # a mapping assigned by the user: not ours to empty
-            self.kwargs = {}
+        elif kwargs is not None:  # a mapping assigned by the user: not ours to empty
+            self._kwargs = None
 
     def _report_result(self, result: Any) -> None:
         self._exc_info = _SUCCESS

@@ -25,6 +25,7 @@ use super::errors::delay_ns;
 use super::greenlet_api;
 use super::loop_::Loop;
 use super::raw_fn::{guard, MethodDef};
+use crate::wheel::TimerHandle;
 
 static HUB_STATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -187,14 +188,152 @@ unsafe extern "C" fn sleep_raw(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
+    // This frame stays on the stack of every sleeping greenlet (greenlet
+    // copies it to the heap while the greenlet is parked, and back on every
+    // switch), so it holds only what the switch itself needs: parsing,
+    // arming and the aftermath are out of line, and each catches its own
+    // errors and panics as `guard` does, so nothing unwinds from here.
     // SAFETY: CPython calls METH_FASTCALL functions with the GIL held.
     let py = unsafe { Python::assume_attached() };
+    // SAFETY: the vectorcall convention: `args` holds `nargs` positional
+    // values followed by one value per name in `kwnames` (a tuple of str, or
+    // NULL), all borrowed for the duration of the call.
+    let Some((seconds, r#ref)) = (unsafe { sleep_parse(py, args, nargs, kwnames) }) else {
+        return std::ptr::null_mut();
+    };
+    if seconds <= 0.0 {
+        return sleep_zero(py);
+    }
+    let Some(armed) = sleep_arm(py, seconds, r#ref) else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: `armed.hub` is a greenlet (checked when it was registered or
+    // looked up: `hub_and_loop`), kept alive by `armed`; GIL held. NULL args
+    // and kwargs mean "none". Returns a new reference or NULL with an
+    // exception set.
+    let result = unsafe {
+        (armed.switch)(
+            armed.hub.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    sleep_woken(py, armed, result)
+}
+
+/// [`sleep_args`] out of line (see `sleep_raw`); None with the Python error
+/// set if the arguments are wrong.
+///
+/// # Safety
+/// As for [`sleep_args`].
+#[inline(never)]
+unsafe fn sleep_parse(
+    py: Python<'_>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> Option<(f64, bool)> {
+    // SAFETY: the caller passes a vectorcall's arguments.
+    attempt(py, || unsafe { sleep_args(py, args, nargs, kwnames) })
+        .map(|(seconds, r#ref)| (seconds.0, r#ref))
+}
+
+/// Runs `body` inside `guard`, for a step whose value the caller needs: None
+/// means the Python error is set (a panic became `PanicException`).
+#[inline(always)]
+pub(crate) fn attempt<T>(py: Python<'_>, body: impl FnOnce() -> PyResult<T>) -> Option<T> {
+    let mut out = None;
+    let done = guard(py, || {
+        out = Some(body()?);
+        Ok(())
+    });
+    if done.is_null() {
+        return None;
+    }
+    // SAFETY: on success `guard` returns a new reference (to None).
+    unsafe { ffi::Py_DECREF(done) };
+    out
+}
+
+/// `sleep(0)`: yield to every greenlet that is ready (out of line, see
+/// `sleep_raw`).
+#[inline(never)]
+fn sleep_zero(py: Python<'_>) -> *mut ffi::PyObject {
     guard(py, || {
-        // SAFETY: the vectorcall convention: `args` holds `nargs` positional
-        // values followed by one value per name in `kwnames` (a tuple of
-        // str, or NULL), all borrowed for the duration of the call.
-        let (seconds, r#ref) = unsafe { sleep_args(py, args, nargs, kwnames) }?;
-        sleep(py, seconds, r#ref)
+        let (hub, lp, trusted) = hub_and_loop(py)?;
+        lp.get().yield_current(py, &hub, trusted)
+    })
+}
+
+/// A timed sleep between arming its wake-up and switching to the hub.
+struct Armed<'py> {
+    hub: Bound<'py, PyAny>,
+    lp: Bound<'py, Loop>,
+    current: Bound<'py, PyAny>,
+    handle: TimerHandle,
+    r#ref: bool,
+    switch: greenlet_api::SwitchFn,
+}
+
+/// Arms the wake-up of the current greenlet `secs` from now; None with the
+/// Python error set if it cannot sleep (out of line, see `sleep_raw`).
+#[inline(never)]
+fn sleep_arm(py: Python<'_>, secs: f64, r#ref: bool) -> Option<Armed<'_>> {
+    attempt(py, || {
+        let (hub, lp, _) = hub_and_loop(py)?;
+        let current = greenlet_api::getcurrent(py)?;
+        if current.is(&hub) {
+            return Err(blocking_from_hub(py));
+        }
+        let switch = greenlet_api::switch_fn(py)?;
+        let lpr = lp.get();
+        // Measured from now (not the loop's cached time) so it is never short.
+        let deadline = lpr
+            .clock()
+            .now_ns()
+            .saturating_add(delay_ns("seconds", secs)?);
+        let handle = lpr.sleep_arm(current.clone().unbind(), deadline, r#ref)?;
+        Ok(Armed {
+            hub,
+            lp,
+            current,
+            handle,
+            r#ref,
+            switch,
+        })
+    })
+}
+
+/// After the switch back: withdraw the wake-up whatever woke us (it must
+/// not fire into us later), then pass on the switch's error, or fail if
+/// something other than the wake-up switched us back (out of line, see
+/// `sleep_raw`).
+#[inline(never)]
+fn sleep_woken<'py>(
+    py: Python<'py>,
+    armed: Armed<'py>,
+    result: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: `result` is what `PyGreenlet_Switch` returned: a new reference
+    // or NULL with an exception set, which this takes (fetches) at once, so
+    // the cancel below runs with no exception pending.
+    let result = unsafe { Bound::from_owned_ptr_or_err(py, result) };
+    guard(py, move || {
+        let Armed {
+            hub,
+            lp,
+            current,
+            handle,
+            r#ref,
+            ..
+        } = armed;
+        drop(hub);
+        let woken_early = lp.get().sleep_cancel(py, handle, &current, r#ref);
+        result?;
+        if woken_early {
+            return Err(invalid_switch(py, &current));
+        }
+        Ok(())
     })
 }
 
@@ -258,46 +397,4 @@ unsafe fn sleep_args(
         None => true,
     };
     Ok((seconds, r#ref))
-}
-
-/// Suspend the current greenlet for at least `seconds` (see [`SLEEP_DEF`]).
-#[inline(always)]
-fn sleep(py: Python<'_>, seconds: Seconds, r#ref: bool) -> PyResult<()> {
-    let secs = seconds.0;
-    let (hub, lp, trusted) = hub_and_loop(py)?;
-    if secs <= 0.0 {
-        return lp.get().yield_current(py, &hub, trusted);
-    }
-    sleep_on_timer(py, &hub, lp, secs, r#ref)
-}
-
-/// The timed half of `sleep`, kept out of line so the `sleep(0)` frame (which
-/// greenlet copies on every switch) stays small.
-#[inline(never)]
-fn sleep_on_timer(
-    py: Python<'_>,
-    hub: &Bound<'_, PyAny>,
-    lp: Bound<'_, Loop>,
-    secs: f64,
-    r#ref: bool,
-) -> PyResult<()> {
-    let current = greenlet_api::getcurrent(py)?;
-    if current.is(hub) {
-        return Err(blocking_from_hub(py));
-    }
-    let lp = lp.get();
-    // Measured from now (not the loop's cached time) so it is never short.
-    let deadline = lp
-        .clock()
-        .now_ns()
-        .saturating_add(delay_ns("seconds", secs)?);
-    let handle = lp.sleep_arm(current.clone().unbind(), deadline, r#ref)?;
-    let result = greenlet_api::switch(py, hub);
-    // Whatever woke us, the wake-up must not fire into us later.
-    let woken_early = lp.sleep_cancel(py, handle, &current, r#ref);
-    result?;
-    if woken_early {
-        return Err(invalid_switch(py, &current));
-    }
-    Ok(())
 }

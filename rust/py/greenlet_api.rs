@@ -41,7 +41,7 @@ const _: () = assert!(
 
 type StartedFn = unsafe extern "C" fn(*mut ffi::PyObject) -> std::ffi::c_int;
 type GetCurrentFn = unsafe extern "C" fn() -> *mut ffi::PyObject;
-type SwitchFn = unsafe extern "C" fn(
+pub(crate) type SwitchFn = unsafe extern "C" fn(
     *mut ffi::PyObject,
     *mut ffi::PyObject,
     *mut ffi::PyObject,
@@ -102,6 +102,14 @@ fn api(py: Python<'_>) -> PyResult<&'static Api> {
     }
     let loaded = load(py)?;
     Ok(API.get_or_init(|| loaded))
+}
+
+/// `PyGreenlet_Switch` itself, for a caller that must switch from a frame as
+/// small as possible (see `fastpath::sleep_raw`): the greenlet it switches
+/// to must be a greenlet (the caller checks), the GIL held; NULL args and
+/// kwargs mean "no arguments".
+pub(crate) fn switch_fn(py: Python<'_>) -> PyResult<SwitchFn> {
+    Ok(api(py)?.switch)
 }
 
 /// Whether `obj` is a greenlet (or a subclass instance).

@@ -17,10 +17,15 @@
 //!   or the exception through the Python methods `_report_result` /
 //!   `_report_error` (subclasses and the hub stay in Python), and always
 //!   release the function and arguments (`_free`), even if reporting raised.
-//! - The markers are read from `greenwheel._greenlet` once and cached: they
-//!   are module constants that never change.
+//! - The markers (and the `Greenlet` class) are read from
+//!   `greenwheel._greenlet` once and cached: module constants that never
+//!   change.
+//! - What stays on the stack of a running (parked) greenlet is `run_raw`'s
+//!   frame alone, holding the function and its arguments: every other step
+//!   is out of line, so greenlet copies as few bytes as possible per park.
 //! - No Rust state is held across any of the Python calls.
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -28,13 +33,16 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{Borrowed, PyTypeInfo};
 
+use super::fastpath::attempt;
+use super::greenlet_api;
 use super::raw_fn::{guard, MethodDef};
 
-/// The start-event markers of `greenwheel._greenlet`.
+/// The start-event markers of `greenwheel._greenlet`, and its `Greenlet`.
 struct Markers {
     cancelled: Py<PyAny>,
     started: Py<PyAny>,
     scheduled: Py<PyAny>,
+    greenlet_class: Py<PyAny>,
 }
 
 static MARKERS: PyOnceLock<Markers> = PyOnceLock::new();
@@ -46,47 +54,136 @@ fn markers(py: Python<'_>) -> PyResult<&Markers> {
             cancelled: module.getattr("_CANCELLED")?.unbind(),
             started: module.getattr("_STARTED")?.unbind(),
             scheduled: module.getattr("_SCHEDULED")?.unbind(),
+            greenlet_class: module.getattr("Greenlet")?.unbind(),
         })
     })
 }
 
-/// `_greenlet_run(greenlet, /)`, a plain `METH_O` function (see `raw_fn`:
-/// its frame sits under every parked greenlet's function).
+/// `_greenlet_run(greenlet=<current>, /)`, a plain `METH_FASTCALL` function
+/// (see `raw_fn`: its frame sits under every parked greenlet's function).
+///
+/// `Greenlet.run` is this function itself, not a method: greenlet looks up
+/// `run` when it starts a greenlet and holds the result until the function
+/// returns, and a method would be a bound-method object per parked greenlet
+/// (64 bytes) plus one more C frame (`method_vectorcall`) on its stack.
+/// Without an argument it runs the current greenlet, which is the one
+/// greenlet is starting; `Greenlet.run(glet)` names it (as gevent's unbound
+/// method, e.g. from a subclass's own `run`).
 pub(crate) static RUN_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
     ml_name: c"_greenlet_run".as_ptr(),
     ml_meth: ffi::PyMethodDefPointer {
-        PyCFunction: run_raw,
+        PyCFunctionFast: run_raw,
     },
-    ml_flags: ffi::METH_O,
-    ml_doc: c"_greenlet_run(greenlet, /)\n--\n\nThe body of `Greenlet.run` (installed as that method by\n`greenwheel._greenlet`; not part of the public API).".as_ptr(),
+    ml_flags: ffi::METH_FASTCALL,
+    ml_doc: c"_greenlet_run(greenlet=<the current greenlet>, /)\n--\n\nThe body of `Greenlet.run` (installed as that attribute by\n`greenwheel._greenlet`; not part of the public API).".as_ptr(),
 });
 
 unsafe extern "C" fn run_raw(
     _module: *mut ffi::PyObject,
-    glet: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls METH_O functions with the GIL held and a
-    // borrowed, non-NULL argument that outlives the call.
+    // greenlet copies this frame (and its callers') to the heap for as long
+    // as the greenlet is parked, and back on every switch: it holds only the
+    // call; the steps before and after are out of line and each catches its
+    // own errors and panics as `guard` does, so nothing unwinds from here.
+    // SAFETY: CPython calls METH_FASTCALL functions with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    // SAFETY: as above: a borrowed, non-NULL argument alive for the call.
-    let glet = unsafe { Borrowed::from_ptr(py, glet) };
-    guard(py, || run(&glet))
+    // SAFETY: the vectorcall convention: `args` holds `nargs` borrowed
+    // positional values, alive for the call.
+    let Some((glet, prepared)) = (unsafe { start(py, args, nargs) }) else {
+        return std::ptr::null_mut();
+    };
+    let Some(call) = prepared else {
+        // Killed before it ran: nothing to call or report.
+        return py.None().into_ptr();
+    };
+    let (func, args, kwargs) = &call;
+    let kwargs_ptr = match kwargs {
+        Some(kwargs) if !kwargs.is_empty() => kwargs.as_ptr(),
+        _ => std::ptr::null_mut(),
+    };
+    // SAFETY: all three are live objects of the right types (kwargs may be
+    // NULL); we hold the GIL. Returns a new reference or NULL with an
+    // exception set, which `end` takes before anything else runs.
+    let outcome = unsafe { ffi::PyObject_Call(func.as_ptr(), args.as_ptr(), kwargs_ptr) };
+    end(&glet, call, outcome)
 }
 
-fn run(glet: &Bound<'_, PyAny>) -> PyResult<()> {
-    // greenlet copies this frame (and its callers') out and back on every
-    // switch of a parked greenlet, so the call happens here in a small frame
-    // and the rest is out of line.
-    let Some((func, args, kwargs)) = prepare(glet)? else {
-        return Ok(());
-    };
-    let outcome = call(&func, &args, &kwargs);
-    drop((func, args, kwargs));
-    finish(glet, outcome)
+/// Which greenlet to run, then [`prepare`], out of line (see `run_raw`):
+/// None with the Python error set if either failed.
+///
+/// # Safety
+/// `args` and `nargs` must be a vectorcall's positional arguments.
+#[inline(never)]
+unsafe fn start<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> Option<(Bound<'py, PyAny>, Option<Call<'py>>)> {
+    attempt(py, || {
+        let glet = match nargs {
+            0 => {
+                let glet = greenlet_api::getcurrent(py)?;
+                let markers = markers(py)?;
+                // Called by greenlet, `run` finds the greenlet it starts
+                // current and not started. Anything else is a call from
+                // elsewhere, which must not run the caller's own function.
+                if !glet.is_instance(markers.greenlet_class.bind(py))?
+                    || glet
+                        .getattr(intern!(py, "_start_event"))?
+                        .is(&markers.started)
+                {
+                    return Err(PyTypeError::new_err(
+                        "Greenlet.run() without an argument runs the greenlet being started \
+                         (greenlet calls it); use start() or spawn(), or Greenlet.run(glet)",
+                    ));
+                }
+                glet
+            }
+            1 => {
+                // SAFETY: index 0 < nargs == 1, a borrowed live object.
+                let glet = unsafe { Borrowed::from_ptr(py, *args) }.to_owned();
+                if !glet.is_instance(markers(py)?.greenlet_class.bind(py))? {
+                    return Err(PyTypeError::new_err(format!(
+                        "Greenlet.run() expects a Greenlet, not {}",
+                        glet.get_type().name()?
+                    )));
+                }
+                glet
+            }
+            n => {
+                return Err(PyTypeError::new_err(format!(
+                    "Greenlet.run() takes at most 1 argument ({n} given)"
+                )))
+            }
+        };
+        let prepared = prepare(&glet)?;
+        Ok((glet, prepared))
+    })
+}
+
+/// After the call (out of line, see `run_raw`): take its outcome (`outcome`
+/// is the call's new reference or NULL with the exception set), release
+/// the function and arguments, report.
+#[inline(never)]
+fn end(glet: &Bound<'_, PyAny>, call: Call<'_>, outcome: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    let py = glet.py();
+    // SAFETY: see above; the exception (if any) is fetched at once, before
+    // the decrefs below can run Python code.
+    let outcome = unsafe { Bound::from_owned_ptr_or_err(py, outcome) };
+    drop(call);
+    guard(py, move || finish(glet, outcome))
 }
 
 /// What `prepare` hands to the call: the function and its arguments.
-type Call<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>, Bound<'py, PyDict>);
+/// No keyword arguments is None (what `Greenlet._kwargs` holds for a spawn
+/// without any).
+type Call<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyTuple>,
+    Option<Bound<'py, PyDict>>,
+);
 
 /// The steps before the call; None if the greenlet was killed before start.
 #[inline(never)]
@@ -114,7 +211,12 @@ fn prepare<'py>(glet: &Bound<'py, PyAny>) -> PyResult<Option<Call<'py>>> {
     }
     // Any iterable and any mapping, as `f(*args, **kwargs)` accepts.
     let args = coerce::<PyTuple>(glet.getattr(intern!(py, "args"))?)?;
-    let kwargs = coerce::<PyDict>(glet.getattr(intern!(py, "kwargs"))?)?;
+    let kwargs = glet.getattr(intern!(py, "_kwargs"))?;
+    let kwargs = if kwargs.is_none() {
+        None
+    } else {
+        Some(coerce::<PyDict>(kwargs)?)
+    };
     Ok(Some((func, args, kwargs)))
 }
 
@@ -127,29 +229,6 @@ fn coerce<'py, T: PyTypeInfo>(obj: Bound<'py, PyAny>) -> PyResult<Bound<'py, T>>
             let obj = err.into_inner();
             Ok(obj.py().get_type::<T>().call1((obj,))?.cast_into::<T>()?)
         }
-    }
-}
-
-/// `func(*args, **kwargs)`.
-#[inline(always)]
-fn call<'py>(
-    func: &Bound<'py, PyAny>,
-    args: &Bound<'py, PyTuple>,
-    kwargs: &Bound<'py, PyDict>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let kwargs_ptr = if kwargs.is_empty() {
-        std::ptr::null_mut()
-    } else {
-        kwargs.as_ptr()
-    };
-    // SAFETY: all three are live objects of the right types (kwargs may be
-    // NULL); we hold the GIL. Returns a new reference or NULL with an
-    // exception set.
-    unsafe {
-        Bound::from_owned_ptr_or_err(
-            func.py(),
-            ffi::PyObject_Call(func.as_ptr(), args.as_ptr(), kwargs_ptr),
-        )
     }
 }
 
@@ -171,19 +250,4 @@ fn finish(glet: &Bound<'_, PyAny>, outcome: PyResult<Bound<'_, PyAny>>) -> PyRes
     // error (if any) wins over one from `_free`.
     let freed = glet.call_method0(intern!(py, "_free")).map(drop);
     reported.and(freed)
-}
-
-/// Makes `func` bind like a Python function when stored on a class, so that
-/// `Greenlet.run = _as_method(_greenlet_run)` receives the greenlet.
-#[pyfunction]
-pub(crate) fn _as_method(func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    extern "C" {
-        // Public CPython API since 3.0 (Include/cpython/classobject.h);
-        // pyo3-ffi does not declare it.
-        fn PyInstanceMethod_New(func: *mut ffi::PyObject) -> *mut ffi::PyObject;
-    }
-    let py = func.py();
-    // SAFETY: `func` is a live object and we hold the GIL; the call returns a
-    // new reference or NULL with an exception set.
-    unsafe { Py::from_owned_ptr_or_err(py, PyInstanceMethod_New(func.as_ptr())) }
 }

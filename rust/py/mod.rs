@@ -58,7 +58,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(frame_chunks::_frame_cache_info, m)?)?;
     raw_fn::register(m, &greenlet_run::RUN_DEF)?;
     raw_fn::register(m, &fastpath::SLEEP_DEF)?;
-    m.add_function(wrap_pyfunction!(greenlet_run::_as_method, m)?)?;
     m.add_class::<loop_::Loop>()?;
     loop_::install_sched(m.py())?;
     m.add_class::<callback::Callback>()?;

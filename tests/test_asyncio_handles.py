@@ -341,3 +341,49 @@ def test_timer_handles_compare_hash_and_repr_as_asyncio_s(loop):
     assert repr(early) == "<TimerHandle cancelled when=100.0>"
     for timer in (late, twin):
         timer.cancel()
+
+
+def test_create_task_makes_a_task_of_this_loop_with_its_name_and_context(loop):
+    var = contextvars.ContextVar("var", default="unset")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "given")
+
+    async def read():
+        return var.get()
+
+    task = loop.create_task(read(), name="reader", context=ctx)
+    assert isinstance(task, asyncio.Task) and task.get_loop() is loop
+    assert task.get_name() == "reader"
+    assert loop.run_until_complete(task) == "given"
+
+
+def test_create_task_goes_through_the_task_factory(loop):
+    made = []
+
+    def factory(loop_, coro, **kwargs):
+        made.append(kwargs)
+        return asyncio.Task(coro, loop=loop_, **kwargs)
+
+    loop.set_task_factory(factory)
+    assert loop.get_task_factory() is factory
+
+    async def answer():
+        return 42
+
+    task = loop.create_task(answer(), name="named")
+    assert loop.run_until_complete(task) == 42 and task.get_name() == "named"
+    assert made == [{}]
+    loop.set_task_factory(None)
+    assert loop.get_task_factory() is None
+
+
+def test_a_closed_loop_refuses_create_task(loop):
+    loop.close()
+
+    async def never():
+        pass
+
+    coro = never()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.create_task(coro)
+    coro.close()

@@ -250,11 +250,7 @@ fn source_traceback(py: Python<'_>) -> PyResult<Py<PyAny>> {
 
 fn format_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    MODULE
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("asyncio.format_helpers")?.into_any().unbind())
-        })
-        .map(|m| m.bind(py))
+    asyncio_attr(py, &MODULE, "format_helpers", &[])
 }
 
 /// The methods and attributes asyncio's `Handle` offers users and asyncio's
@@ -547,6 +543,8 @@ pub(crate) struct AioLoopCore {
     /// only while there is one.
     runners: IsizeCell,
     kick: Guarded<Option<Kick>>,
+    /// asyncio's `_task_factory` (None: tasks are `asyncio.Task`s).
+    task_factory: Guarded<Option<Py<PyAny>>>,
     /// The timer handles whose wheel timer is armed, each at its `slot`, so
     /// that `close()` can disarm them (asyncio's close drops its scheduled
     /// handles) and a cancel or fire leaves in O(1).
@@ -655,6 +653,7 @@ impl AioLoopCore {
             io_pending: BoolCell::new(false),
             runners: IsizeCell::new(0),
             kick: Guarded::new(None),
+            task_factory: Guarded::new(None),
             armed: Guarded::new(Vec::new()),
         })
     }
@@ -820,16 +819,58 @@ impl AioLoopCore {
         Ok(())
     }
 
+    /// asyncio's `create_task(coro, *, name=None, context=None)`: with no
+    /// task factory and not in debug mode, an `asyncio.Task` made here;
+    /// otherwise asyncio's own method (the factory's calling conventions,
+    /// which differ between versions, and the debug source traceback).
+    #[pyo3(signature = (coro, *, name = None, context = None))]
+    fn create_task(
+        slf: &Bound<'_, Self>,
+        coro: Bound<'_, PyAny>,
+        name: Option<Py<PyAny>>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.closed.get() {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(pyo3::intern!(py, "name"), name)?;
+        kwargs.set_item(pyo3::intern!(py, "context"), context)?;
+        if this.debug.get() || this.task_factory.borrow().is_some() {
+            let base = asyncio_attr(
+                py,
+                &BASE_CREATE_TASK,
+                "base_events",
+                &["BaseEventLoop", "create_task"],
+            )?;
+            return Ok(base.call((slf, coro), Some(&kwargs))?.unbind());
+        }
+        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
+        let task = asyncio_attr(py, &TASK, "tasks", &["Task"])?;
+        Ok(task.call((coro,), Some(&kwargs))?.unbind())
+    }
+
+    #[getter]
+    fn _task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.task_factory.borrow().as_ref().map(|f| f.clone_ref(py))
+    }
+
+    #[setter(_task_factory)]
+    fn set_task_factory_attr(&self, value: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut *self.task_factory.borrow_mut(), value);
+        drop(old); // after the borrow: a decref may run Python code
+    }
+
     /// asyncio's `create_future()`: a Future of this loop.
     fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let future = FUTURE.get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("asyncio.futures")?.getattr("Future")?.unbind())
-        })?;
+        let future = asyncio_attr(py, &FUTURE, "futures", &["Future"])?;
         let kwargs = PyDict::new(py);
         kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
-        Ok(future.bind(py).call((), Some(&kwargs))?.unbind())
+        Ok(future.call((), Some(&kwargs))?.unbind())
     }
 
     /// Queue a batch if there is work and a runner (`_schedule_drain`).
@@ -935,6 +976,11 @@ impl AioLoopCore {
                 visit.call(&k.fired)?;
             }
         }
+        if let Ok(factory) = self.task_factory.try_borrow() {
+            if let Some(f) = factory.as_ref() {
+                visit.call(f)?;
+            }
+        }
         if let Ok(armed) = self.armed.try_borrow() {
             for handle in armed.iter() {
                 visit.call(handle)?;
@@ -952,6 +998,11 @@ impl AioLoopCore {
         if let Ok(mut armed) = self.armed.try_borrow_mut() {
             let taken = std::mem::take(&mut *armed);
             drop(armed);
+            drop(taken);
+        }
+        if let Ok(mut factory) = self.task_factory.try_borrow_mut() {
+            let taken = factory.take();
+            drop(factory);
             drop(taken);
         }
     }
@@ -1017,18 +1068,30 @@ impl AioLoopCore {
     }
 }
 
+static BASE_CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `asyncio.<module>.<path...>`, looked up once into `cell`.
+fn asyncio_attr<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    path: &[&str],
+) -> PyResult<&'py Bound<'py, PyAny>> {
+    cell.get_or_try_init(py, || {
+        let mut obj = py.import(format!("asyncio.{module}"))?.into_any();
+        for name in path {
+            obj = obj.getattr(*name)?;
+        }
+        Ok::<_, PyErr>(obj.unbind())
+    })
+    .map(|f| f.bind(py))
+}
+
 /// asyncio's `_set_running_loop` (a C function).
 fn set_running_loop(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static FUNCTION: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    FUNCTION
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(
-                py.import("asyncio.events")?
-                    .getattr("_set_running_loop")?
-                    .unbind(),
-            )
-        })
-        .map(|f| f.bind(py))
+    asyncio_attr(py, &FUNCTION, "events", &["_set_running_loop"])
 }
 
 /// asyncio's `BaseEventLoop.time()`: `time.monotonic()`, the clock the

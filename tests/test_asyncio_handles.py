@@ -387,3 +387,67 @@ def test_a_closed_loop_refuses_create_task(loop):
     with pytest.raises(RuntimeError, match="Event loop is closed"):
         loop.create_task(coro)
     coro.close()
+
+
+def test_readers_and_writers_fire_and_are_replaced_and_removed_as_asyncio_s(loop):
+    import socket
+
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        b.setblocking(False)
+        seen = []
+        loop.add_reader(a, seen.append, "first reader")
+        loop.add_reader(a.fileno(), seen.append, "reader")  # replaces, by fd
+        loop.add_writer(a, seen.append, "writer")
+        run_once(loop)  # writable at once (each pass: level-triggered); nothing to read
+        assert set(seen) == {"writer"}
+        assert loop.remove_writer(a) is True and loop.remove_writer(a) is False
+        b.send(b"x")
+        while "reader" not in seen:
+            run_once(loop)
+        assert seen.count("first reader") == 0
+        key = loop._selector.get_key(a)
+        assert key.fd == a.fileno() and key.events == 1 and key.data[1] is None
+        assert loop.remove_reader(a) is True and loop.remove_reader(a) is False
+        with pytest.raises(KeyError):
+            loop._selector.get_key(a)
+        with pytest.raises(ValueError):
+            loop.add_reader(-1, callback)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_cancelled_reader_is_removed_when_its_fd_fires():
+    import socket
+
+    loop = gwa.new_event_loop()
+    a, b = socket.socketpair()
+    try:
+        handle = loop._add_reader(a.fileno(), callback)
+        handle.cancel()
+        b.send(b"x")
+        while a.fileno() in loop._selector.get_map():
+            run_once(loop)
+        assert loop._io_registrations() == {}
+    finally:
+        loop.close()
+        a.close()
+        b.close()
+
+
+def test_closing_the_loop_closes_its_fd_watchers():
+    import socket
+
+    loop = gwa.new_event_loop()
+    a, b = socket.socketpair()
+    try:
+        loop.add_reader(a, callback)
+        loop.add_writer(b, callback)
+        assert len(loop._io_registrations()) == 2
+        loop.close()
+        assert loop._io_registrations() == {}
+    finally:
+        a.close()
+        b.close()

@@ -13,9 +13,9 @@ replaced by the hub's loop:
 * those three, their handles, the ready queue and the batch runner are native
   (``_core.AioLoopCore``, the loop's Rust base class, rust/py/aio.rs): they
   were half of every ``asyncio.sleep(0)``'s time as asyncio's Python code;
-* ``add_reader`` / ``add_writer`` register an io watcher on the loop's poller,
-  through :class:`_WatcherSelector`, a selector whose registrations are
-  watchers;
+* ``add_reader`` / ``add_writer`` register an io watcher on the loop's poller
+  per fd (natively, in the Rust base; :class:`_Registrations` shows them as a
+  read-only selector);
 * ``call_soon_threadsafe`` wakes the loop through an async watcher instead of
   asyncio's self-pipe;
 * signal handlers are signal watchers of the loop, so asyncio and greenwheel
@@ -42,140 +42,49 @@ from ._hub import Waiter, _get_hub_if_exists, get_hub
 
 __all__ = ["EventLoopPolicy", "GreenwheelEventLoop", "new_event_loop", "run"]
 
-_READ = selectors.EVENT_READ
-_WRITE = selectors.EVENT_WRITE
-
-
-def _to_watcher_mask(events_):
-    return (_core.READ if events_ & _READ else 0) | (_core.WRITE if events_ & _WRITE else 0)
-
 
 def _noop():
     pass
 
 
-class _WatcherSelector(selectors._BaseSelectorImpl):
-    """A selector whose registrations are io watchers of a greenwheel loop.
+class _Registrations(selectors.BaseSelector):
+    """The loop's fd registrations seen as a selector, read-only.
 
-    asyncio's selector loop keeps its ``(reader, writer)`` handles in the
-    selector keys; this selector keeps that bookkeeping (the base class's) and
-    starts one watcher per fd with the registered events. A watcher that fires
-    records the fd's ready events and tells the event loop; :meth:`select`
-    hands over (and forgets) what was recorded. It never blocks: waiting is
-    greenwheel's loop's job.
+    asyncio's selector loop wants a selector, and code that inspects a loop
+    asks it for keys (``loop._selector.get_key(sock)``). The registrations
+    live in the loop's Rust base (``_add_reader`` / ``_add_writer``, one io
+    watcher per fd, rust/py/aio/io.rs); this shows them with asyncio's
+    ``(reader, writer)`` key data. It never selects: the hub's loop polls and
+    the io watchers dispatch.
     """
 
-    def __init__(self, gw_loop, on_ready):
-        super().__init__()
-        self._gw = gw_loop
-        self._on_ready = on_ready  # called (in the hub) after a watcher fired
-        self._watchers = {}  # fd -> IoWatcher
-        self._events = {}  # fd -> selector events seen since the last select()
-        self._paused = set()  # fds whose watcher was stopped while not running
-        self.running = False
+    def __init__(self, loop):
+        self._loop = loop
 
-    def register(self, fileobj, events_, data=None):
-        key = super().register(fileobj, events_, data)
-        try:
-            self._watch(key.fd, events_)
-        except BaseException:
-            super().unregister(fileobj)
-            raise
-        return key
+    def register(self, fileobj, events, data=None):
+        raise RuntimeError("register fds through the loop's add_reader() / add_writer()")
 
     def unregister(self, fileobj):
-        key = super().unregister(fileobj)
-        self._forget(key.fd)
-        return key
-
-    def modify(self, fileobj, events_, data=None):
-        # The base class modifies by unregister + register; doing it in place
-        # here keeps the fd's watcher object and saves the key churn.
-        try:
-            key = self._fd_to_key[self._fileobj_lookup(fileobj)]
-        except KeyError:
-            raise KeyError(f"{fileobj!r} is not registered") from None
-        if events_ != key.events:
-            if not events_ or events_ & ~(_READ | _WRITE):
-                raise ValueError(f"Invalid events: {events_!r}")
-            self._watch(key.fd, events_)
-            # Events no longer watched must not be reported.
-            seen = self._events.get(key.fd)
-            if seen is not None:
-                seen &= events_
-                if seen:
-                    self._events[key.fd] = seen
-                else:
-                    del self._events[key.fd]
-        if events_ != key.events or data is not key.data:
-            key = key._replace(events=events_, data=data)
-            self._fd_to_key[key.fd] = key
-        return key
-
-    def _watch(self, fd, events_):
-        old = self._watchers.pop(fd, None)
-        if old is not None:
-            old.close()
-        # ref=False: registrations alone do not keep the hub's loop alive
-        # (asyncio keeps it alive while it runs, see GreenwheelEventLoop).
-        watcher = self._gw.io(fd, _to_watcher_mask(events_), False)
-        self._paused.discard(fd)
-        watcher.start(self._fired, fd, pass_events=True)
-        self._watchers[fd] = watcher
-
-    def _forget(self, fd):
-        watcher = self._watchers.pop(fd, None)
-        if watcher is not None:
-            watcher.close()
-        self._events.pop(fd, None)
-        self._paused.discard(fd)
-
-    def _fired(self, revents, fd):
-        seen = (_READ if revents & _core.READ else 0) | (_WRITE if revents & _core.WRITE else 0)
-        events_ = self._events
-        events_[fd] = events_.get(fd, 0) | seen
-        self._on_ready()  # (no batch is queued while asyncio is not running)
-        if not self.running:
-            # Nobody will run the handles until asyncio runs again; the fd stays
-            # ready (level-triggered), so stop the watcher rather than have it
-            # fire on every pass of the hub meanwhile.
-            watcher = self._watchers.get(fd)
-            if watcher is not None:
-                watcher.stop()
-                self._paused.add(fd)
-
-    def resume(self):
-        """Restart the watchers stopped while the event loop was not running."""
-        self.running = True
-        paused, self._paused = self._paused, set()
-        for fd in paused:
-            watcher = self._watchers.get(fd)
-            if watcher is not None:
-                watcher.start(self._fired, fd, pass_events=True)
+        raise RuntimeError("unregister fds through the loop's remove_reader() / remove_writer()")
 
     def select(self, timeout=None):
-        """The ``(key, events)`` pairs seen since the last call; never waits
-        (greenwheel's loop does the waiting), whatever *timeout* says."""
-        if not self._events:
-            return []
-        seen, self._events = self._events, {}
-        ready = []
-        fd_to_key = self._fd_to_key
-        for fd, events_ in seen.items():
-            key = fd_to_key.get(fd)
-            if key is not None:
-                events_ &= key.events
-                if events_:
-                    ready.append((key, events_))
-        return ready
+        # Nothing is ever pending here: ready fds reach the loop's batches
+        # through their watchers.
+        return []
 
-    def close(self):
-        for watcher in self._watchers.values():
-            watcher.close()
-        self._watchers.clear()
-        self._events.clear()
-        self._paused.clear()
-        super().close()
+    def get_key(self, fileobj):
+        fd = selectors._fileobj_to_fd(fileobj)
+        try:
+            return self.get_map()[fd]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+
+    def get_map(self):
+        # Keyed by fd (selectors' own map also finds a key by its file object).
+        return {
+            fd: selectors.SelectorKey(fileobj, fd, events_, data)
+            for fd, (fileobj, events_, data) in self._loop._io_registrations().items()
+        }
 
 
 # The event loop a greenlet's await_() uses when none is given: per thread,
@@ -216,7 +125,7 @@ class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # 
         # loop callbacks may skip the poll for up to a millisecond).
         self._kick = self._gw.timer(0.0, 0.0, False)
         self._aio_setup(self._gw, self._kick, self._drain)
-        super().__init__(_WatcherSelector(self._gw, self._io_ready))
+        super().__init__(_Registrations(self))
 
     # -- run_in_executor(None, ...) runs on the hub's thread pool ------------
 
@@ -292,13 +201,9 @@ class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # 
         self._write_to_self()
         return handle
 
-    # _drain() (a batch: the io events, then the ready handles) is the Rust
-    # base's; it calls these two for what stays in Python:
-
-    def _process_io(self):
-        event_list = self._selector.select(0)
-        if event_list:
-            self._process_events(event_list)
+    # _drain() (a batch: the io events, then the ready handles) and the fd
+    # registrations (_add_reader, _remove_reader, _add_writer,
+    # _remove_writer) are the Rust base's.
 
     def _run_debug(self, ready):
         for _ in range(len(ready)):
@@ -334,7 +239,7 @@ class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # 
             firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
         )
         self._keepalive.start(_noop)
-        self._selector.resume()
+        self._resume_io()
         if self._ready or self._stopping:
             self._schedule_drain()
 
@@ -342,7 +247,6 @@ class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # 
         self._runners -= 1
         if self._runners:
             return
-        self._selector.running = False
         self._keepalive.stop()
         self._thread_id = None
         if getattr(_running, "loop", None) is self:
@@ -398,6 +302,7 @@ class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # 
             return
         self._disarm_timers()
         super().close()
+        self._close_io()
         self._keepalive.close()
         self._kick.close()
 

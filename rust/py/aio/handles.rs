@@ -1,0 +1,444 @@
+//! asyncio's `Handle` and `TimerHandle`, natively: what `call_soon`,
+//! `call_later` and `call_at` return, and what a batch runs.
+//!
+//! Ground rules:
+//! - A handle offers what asyncio's offers to users and to asyncio's own code
+//!   (`cancel`, `cancelled`, `get_context`, `when`, `_run`, the private
+//!   attributes asyncio reads, reprs in asyncio's words, a TimerHandle's
+//!   ordering and hash), so code written against asyncio's handles works.
+//! - Cancelling drops the callback and its arguments (asyncio does too), so
+//!   a kept handle keeps nothing alive; the call is cloned out before it
+//!   runs, so no borrow is held while Python code runs.
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyTuple};
+use pyo3::PyTraverseError;
+
+use super::{asyncio_attr, copy_context, AioLoopCore};
+use crate::py::sync::{BoolCell, Guarded, IsizeCell};
+use crate::py::watchers::TimerWatcher;
+
+/// What a handle calls: `context.run(callback, *args)`.
+struct Call {
+    callback: Py<PyAny>,
+    args: Py<PyTuple>,
+    context: Py<PyAny>,
+}
+
+/// What [`Handle`] and [`TimerHandle`] share: asyncio's `Handle` state.
+pub(super) struct HandleCore {
+    /// The call until the handle is cancelled (asyncio drops the callback
+    /// and its arguments then, so a kept handle keeps nothing alive).
+    call: Guarded<Option<Call>>,
+    /// Kept after a cancel: `get_context()` still answers.
+    context: Py<PyAny>,
+    pub(super) cancelled: BoolCell,
+    event_loop: Py<PyAny>,
+    /// Where the handle was made, in debug mode (asyncio's
+    /// `_source_traceback`), else None.
+    source_traceback: Option<Py<PyAny>>,
+    /// The repr a handle cancelled in debug mode keeps (asyncio's `_repr`).
+    cancelled_repr: Guarded<Option<String>>,
+}
+
+impl HandleCore {
+    pub(super) fn new(
+        py: Python<'_>,
+        event_loop: &Bound<'_, AioLoopCore>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let context = match context {
+            Some(context) if !context.is_none(py) => context,
+            _ => copy_context(py)?,
+        };
+        let source_traceback = if event_loop.get().debug.get() {
+            Some(source_traceback(py)?)
+        } else {
+            None
+        };
+        Ok(HandleCore {
+            call: Guarded::new(Some(Call {
+                callback,
+                args,
+                context: context.clone_ref(py),
+            })),
+            context,
+            cancelled: BoolCell::new(false),
+            event_loop: event_loop.clone().into_any().unbind(),
+            source_traceback,
+            cancelled_repr: Guarded::new(None),
+        })
+    }
+
+    /// The call to make, unless cancelled (cloned out: no borrow is held
+    /// while it runs).
+    fn call(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>, Py<PyAny>)> {
+        self.call.borrow().as_ref().map(|c| {
+            (
+                c.callback.clone_ref(py),
+                c.args.clone_ref(py),
+                c.context.clone_ref(py),
+            )
+        })
+    }
+
+    /// Mark cancelled and drop the call; false if it already was. `handle` is the Python
+    /// object owning this core.
+    fn cancel(&self, handle: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if self.cancelled.get() {
+            return Ok(false);
+        }
+        self.cancelled.set(true);
+        // asyncio: the loop in debug mode keeps the repr (callback and
+        // arguments included, "cancelled" too) before the call is dropped.
+        let debug = self
+            .event_loop
+            .bind(handle.py())
+            .cast::<AioLoopCore>()
+            .is_ok_and(|l| l.get().debug.get());
+        if debug {
+            let text = handle.repr()?.to_string();
+            *self.cancelled_repr.borrow_mut() = Some(text);
+        }
+        let call = self.call.borrow_mut().take();
+        drop(call); // after the borrow: a decref may run Python code
+        Ok(true)
+    }
+
+    /// `context.run(callback, *args)`; an exception other than SystemExit or
+    /// KeyboardInterrupt goes to the loop's exception handler, as asyncio's
+    /// `Handle._run` does.
+    pub(super) fn run(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = handle.py();
+        let Some((callback, args, context)) = self.call(py) else {
+            return Ok(());
+        };
+        let mut argv = Vec::with_capacity(1 + args.bind(py).len());
+        argv.push(callback.clone_ref(py).into_bound(py));
+        argv.extend(args.bind(py).iter());
+        let outcome = context
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "run"), PyTuple::new(py, argv)?);
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err.is_instance_of::<PySystemExit>(py)
+                    || err.is_instance_of::<PyKeyboardInterrupt>(py) =>
+            {
+                Err(err)
+            }
+            Err(err) => self.report(handle, &callback, &args, err),
+        }
+    }
+
+    /// The exception handler's context for a callback that raised, as
+    /// asyncio builds it (`Exception in callback <source>`).
+    fn report(
+        &self,
+        handle: &Bound<'_, PyAny>,
+        callback: &Py<PyAny>,
+        args: &Py<PyTuple>,
+        err: PyErr,
+    ) -> PyResult<()> {
+        let py = handle.py();
+        let source = format_helpers(py)?
+            .getattr("_format_callback_source")?
+            .call1((callback, args))?;
+        let context = PyDict::new(py);
+        context.set_item("message", format!("Exception in callback {source}"))?;
+        context.set_item("exception", err.value(py))?;
+        context.set_item("handle", handle)?;
+        if let Some(tb) = &self.source_traceback {
+            context.set_item("source_traceback", tb)?;
+        }
+        self.event_loop
+            .bind(py)
+            .call_method1("call_exception_handler", (context,))?;
+        Ok(())
+    }
+
+    /// asyncio's `_repr_info` words: the class, `cancelled`, (`when=`), the
+    /// callback's source, where the handle was created.
+    fn repr(&self, py: Python<'_>, class: &str, when: Option<f64>) -> PyResult<String> {
+        if let Some(kept) = self.cancelled_repr.borrow().as_ref() {
+            return Ok(kept.clone());
+        }
+        let mut info = vec![class.to_owned()];
+        if self.cancelled.get() {
+            info.push("cancelled".to_owned());
+        }
+        if let Some(when) = when {
+            info.push(format!("when={}", PyFloat::new(py, when).repr()?));
+        }
+        if let Some((callback, args, _)) = self.call(py) {
+            let source = format_helpers(py)?
+                .getattr("_format_callback_source")?
+                .call1((callback, args))?;
+            info.push(source.str()?.to_string());
+        }
+        if let Some(tb) = &self.source_traceback {
+            // asyncio: "created at FILE:LINE" of the last entry.
+            let last = tb.bind(py).get_item(-1)?;
+            info.push(format!(
+                "created at {}:{}",
+                last.getattr("filename")?,
+                last.getattr("lineno")?
+            ));
+        }
+        Ok(format!("<{}>", info.join(" ")))
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(call) = self.call.try_borrow() {
+            if let Some(c) = call.as_ref() {
+                visit.call(&c.callback)?;
+                visit.call(&c.args)?;
+                visit.call(&c.context)?;
+            }
+        }
+        visit.call(&self.context)?;
+        visit.call(&self.event_loop)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        Ok(())
+    }
+
+    fn clear(&self) {
+        if let Ok(mut call) = self.call.try_borrow_mut() {
+            let taken = call.take();
+            drop(call);
+            drop(taken);
+        }
+    }
+}
+
+/// Where a handle is being made: `format_helpers.extract_stack` of the
+/// calling Python frame (asyncio's handles take their own caller's and then
+/// drop the `call_soon` frame; natively there is no such frame to drop).
+fn source_traceback(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let frame = py.import("sys")?.getattr("_getframe")?.call1((0,))?;
+    Ok(format_helpers(py)?
+        .getattr("extract_stack")?
+        .call1((frame,))?
+        .unbind())
+}
+
+fn format_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static MODULE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    asyncio_attr(py, &MODULE, "format_helpers", &[])
+}
+
+/// The methods and attributes asyncio's `Handle` offers users and asyncio's
+/// own code, for a pyclass with a `core: HandleCore` field.
+macro_rules! handle_methods {
+    ($ty:ty) => {
+        #[pymethods]
+        impl $ty {
+            fn cancelled(&self) -> bool {
+                self.core.cancelled.get()
+            }
+
+            fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+                self.core.context.clone_ref(py)
+            }
+
+            fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+                slf.get().core.run(slf.as_any())
+            }
+
+            #[getter]
+            fn _cancelled(&self) -> bool {
+                self.core.cancelled.get()
+            }
+
+            #[getter]
+            fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+                self.core.call(py).map(|(callback, _, _)| callback)
+            }
+
+            #[getter]
+            fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+                self.core.call(py).map(|(_, args, _)| args)
+            }
+
+            #[getter]
+            fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+                self.core.context.clone_ref(py)
+            }
+
+            #[getter]
+            fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+                self.core.event_loop.clone_ref(py)
+            }
+
+            #[getter]
+            fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+                self.core
+                    .source_traceback
+                    .as_ref()
+                    .map(|tb| tb.clone_ref(py))
+            }
+        }
+    };
+}
+
+/// A callback scheduled with `call_soon` (asyncio's `Handle`, natively).
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
+pub(crate) struct Handle {
+    pub(super) core: HandleCore,
+}
+
+handle_methods!(Handle);
+
+#[pymethods]
+impl Handle {
+    /// Cancel the call if it has not run yet.
+    pub(super) fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().core.cancel(slf.as_any())?;
+        Ok(())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        self.core.repr(py, "Handle", None)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.core.traverse(&visit)
+    }
+
+    fn __clear__(&self) {
+        self.core.clear();
+    }
+}
+
+/// A callback scheduled with `call_later` / `call_at` (asyncio's
+/// `TimerHandle`, natively), armed as a one-shot timer in the loop's wheel.
+#[pyclass(frozen, weakref, module = "greenwheel._core")]
+pub(crate) struct TimerHandle {
+    pub(super) core: HandleCore,
+    /// The loop time it is due at (`when()`).
+    pub(super) when: f64,
+    /// Its wheel timer while armed; None once fired, cancelled or disarmed
+    /// by `close()` (asyncio's `_scheduled`).
+    pub(super) watcher: Guarded<Option<Py<TimerWatcher>>>,
+    /// Its index in the loop's list of armed handles while armed, else -1.
+    pub(super) slot: IsizeCell,
+}
+
+handle_methods!(TimerHandle);
+
+impl TimerHandle {
+    /// Stop and forget the wheel timer, if armed (cancel, close).
+    pub(super) fn disarm(&self, py: Python<'_>) {
+        let watcher = self.watcher.borrow_mut().take();
+        if let Some(watcher) = watcher {
+            let w = watcher.get();
+            w.core.loop_.get().timer_stop(py, w);
+        }
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    /// Cancel the call if it has not run yet, disarming its timer.
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.core.cancel(slf.as_any())? {
+            this.disarm(py);
+            let event_loop = this.core.event_loop.bind(py);
+            if let Ok(core) = event_loop.cast::<AioLoopCore>() {
+                core.get().forget_armed(this);
+            }
+        }
+        Ok(())
+    }
+
+    fn when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _scheduled(&self) -> bool {
+        self.watcher.borrow().is_some()
+    }
+
+    fn __hash__(&self) -> u64 {
+        // asyncio hashes the deadline: equal handles hash alike.
+        let bits = if self.when == 0.0 {
+            0
+        } else {
+            self.when.to_bits()
+        };
+        bits ^ (bits >> 32)
+    }
+
+    /// asyncio's ordering: by deadline; equality also compares the call.
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get(), other.get());
+        let equal = || -> PyResult<bool> {
+            if a.when != b.when || a.core.cancelled.get() != b.core.cancelled.get() {
+                return Ok(false);
+            }
+            match (a.core.call(py), b.core.call(py)) {
+                (None, None) => Ok(true),
+                (Some((fa, aa, _)), Some((fb, ab, _))) => {
+                    Ok(fa.bind(py).eq(fb)? && aa.bind(py).eq(ab)?)
+                }
+                _ => Ok(false),
+            }
+        };
+        let outcome = match op {
+            CompareOp::Lt => a.when < b.when,
+            CompareOp::Gt => a.when > b.when,
+            CompareOp::Le => a.when < b.when || equal()?,
+            CompareOp::Ge => a.when > b.when || equal()?,
+            CompareOp::Eq => equal()?,
+            CompareOp::Ne => !equal()?,
+        };
+        Ok(PyBool::new(py, outcome).to_owned().into_any().unbind())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        self.core.repr(py, "TimerHandle", Some(self.when))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.core.traverse(&visit)?;
+        if let Ok(watcher) = self.watcher.try_borrow() {
+            if let Some(w) = watcher.as_ref() {
+                visit.call(w)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        self.core.clear();
+        if let Ok(mut watcher) = self.watcher.try_borrow_mut() {
+            let taken = watcher.take();
+            drop(watcher);
+            drop(taken);
+        }
+    }
+}

@@ -1,0 +1,684 @@
+//! greenwheel.asyncio's hot path, natively: `call_soon`, `call_later`,
+//! `call_at`, `create_task`, `create_future`, their handles, the ready
+//! queue, the fd registrations and the batch that runs them.
+//!
+//! `GreenwheelEventLoop` (python/greenwheel/_asyncio_loop.py) is asyncio's
+//! selector loop scheduled by the hub's loop. Profiled on 100 tasks yielding
+//! with `asyncio.sleep(0)`, about half of each yield went to asyncio's
+//! Python `call_soon` (four Python frames: `call_soon`, `_check_closed`,
+//! `_call_soon`, `Handle.__init__`) and to `Handle._run`'s frame. Here those
+//! are one native call each: [`AioLoopCore`] is the Rust base class of the
+//! loop (its methods shadow asyncio's), `handles.rs` holds the handles it
+//! returns, `ready.rs` the ready queue, `io.rs` the fd registrations, and
+//! [`AioLoopCore::_drain`] runs a batch.
+//!
+//! Ground rules:
+//! - The loop's state these read (`_closed`, `_debug`, `_task_factory`,
+//!   whether a batch is queued, how many greenlets run the loop) lives here,
+//!   exposed as the attributes asyncio's own code reads and writes
+//!   (`self._closed = True` in `BaseEventLoop.close()` sets it here), so
+//!   there is one copy.
+//! - Debug mode takes the same paths plus asyncio's debug checks (thread,
+//!   callback) and source tracebacks; `create_task` with a task factory or
+//!   in debug mode is asyncio's own method.
+//! - The ready queue is the loop's `_ready`: asyncio's code and
+//!   `call_soon_threadsafe` (another thread, holding the GIL) append to it
+//!   like a deque. Every access holds the GIL, so the locks are never
+//!   contended; no borrow is held across a call into Python (a handle's
+//!   callback may call `call_soon` again, or switch greenlets).
+//! - A batch runs the handles that were ready when it started, as asyncio's
+//!   `_run_once` does; those they schedule wait for the next batch.
+
+mod handles;
+mod io;
+mod ready;
+
+pub(crate) use handles::{Handle, TimerHandle};
+pub(crate) use ready::ReadyQueue;
+
+use handles::HandleCore;
+
+use std::collections::{HashMap, VecDeque};
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::PyTraverseError;
+
+use super::loop_::{Loop, LoopClock};
+use super::sync::{BoolCell, Guarded, IsizeCell};
+use super::watchers::{self, IoWatcher, TimerWatcher};
+
+/// One fd's registration (asyncio's selector key): its reader and writer
+/// handles and the io watcher that watches for what they need.
+struct FdEntry {
+    /// asyncio keeps the object registered (a socket, a pipe), not only its fd.
+    fileobj: Py<PyAny>,
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
+    watcher: Py<IoWatcher>,
+    /// The events the watcher watches (READ | WRITE bits of the loop).
+    mask: i64,
+    /// Events seen since the last batch, for its io step.
+    seen: i64,
+    /// Stopped because nobody ran the loop when it fired (level-triggered:
+    /// it would fire on every pass meanwhile); restarted by `_resume_io`.
+    paused: bool,
+}
+
+impl FdEntry {
+    fn handles(&self, py: Python<'_>) -> [Option<Py<Handle>>; 2] {
+        [
+            self.reader.as_ref().map(|h| h.clone_ref(py)),
+            self.writer.as_ref().map(|h| h.clone_ref(py)),
+        ]
+    }
+}
+
+/// What a loop schedules with, set once by `_aio_setup`.
+struct Kick {
+    /// The loop's zero-delay timer watcher that runs a batch.
+    timer: Py<PyAny>,
+    /// The bound method the timer calls (`GreenwheelEventLoop._drain`).
+    drain: Py<PyAny>,
+    /// The hub's loop, whose wheel arms the timer handles.
+    gw_loop: Py<Loop>,
+    /// This loop's `_timer_fired` (bound), what a timer handle's watcher calls.
+    fired: Py<PyAny>,
+    /// This loop's `_io_fired` (bound), what an fd's io watcher calls.
+    io_fired: Py<PyAny>,
+}
+
+/// The Rust base class of `GreenwheelEventLoop` (see the module docs).
+#[pyclass(frozen, subclass, module = "greenwheel._core")]
+pub(crate) struct AioLoopCore {
+    ready: Py<ReadyQueue>,
+    closed: BoolCell,
+    debug: BoolCell,
+    /// A batch is queued on the kick timer.
+    drain_queued: BoolCell,
+    /// The registered fds (asyncio's selector map).
+    fds: Guarded<HashMap<i32, FdEntry>>,
+    /// The fds with events seen since the last batch, in order.
+    io_ready: Guarded<Vec<i32>>,
+    /// Greenlets running the loop (`run_forever` and `await_`); handles run
+    /// only while there is one.
+    runners: IsizeCell,
+    kick: Guarded<Option<Kick>>,
+    /// asyncio's `_task_factory` (None: tasks are `asyncio.Task`s).
+    task_factory: Guarded<Option<Py<PyAny>>>,
+    /// The timer handles whose wheel timer is armed, each at its `slot`, so
+    /// that `close()` can disarm them (asyncio's close drops its scheduled
+    /// handles) and a cancel or fire leaves in O(1).
+    armed: Guarded<Vec<Py<TimerHandle>>>,
+}
+
+impl AioLoopCore {
+    /// Queue a batch unless one is queued or nobody runs the loop.
+    fn schedule(&self, py: Python<'_>) -> PyResult<()> {
+        if self.drain_queued.get() || self.runners.get() <= 0 {
+            return Ok(());
+        }
+        let kick = self
+            .kick
+            .borrow()
+            .as_ref()
+            .map(|k| (k.timer.clone_ref(py), k.drain.clone_ref(py)));
+        let Some((timer, drain)) = kick else {
+            return Err(not_set_up());
+        };
+        self.drain_queued.set(true);
+        timer
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "start"), (drain,))?;
+        Ok(())
+    }
+
+    fn push_ready(&self, py: Python<'_>, handle: Py<PyAny>) -> PyResult<()> {
+        self.ready.get().items.borrow_mut().push_back(handle);
+        self.schedule(py)
+    }
+
+    /// asyncio's checks on entry to `call_soon` / `call_at`: a closed loop
+    /// refuses; debug mode also checks the thread and the callback.
+    fn check_call(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        method: &str,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        if this.closed.get() {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        if this.debug.get() {
+            slf.call_method0("_check_thread")?;
+            slf.call_method1("_check_callback", (callback, method))?;
+        }
+        Ok(())
+    }
+
+    /// Take `handle` out of the armed list (it fired or was cancelled).
+    fn forget_armed(&self, handle: &TimerHandle) {
+        let slot = handle.slot.replace(-1);
+        if slot < 0 {
+            return;
+        }
+        let removed = {
+            let mut armed = self.armed.borrow_mut();
+            let at = slot as usize;
+            debug_assert!(at < armed.len());
+            if at >= armed.len() {
+                return;
+            }
+            let removed = armed.swap_remove(at);
+            if let Some(moved) = armed.get(at) {
+                moved.get().slot.set(slot);
+            }
+            removed
+        };
+        debug_assert!(std::ptr::eq(removed.get(), handle));
+        drop(removed); // after the borrow: the last reference may go here
+    }
+}
+
+fn not_set_up() -> PyErr {
+    PyRuntimeError::new_err("the asyncio loop is not set up")
+}
+
+fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    static COPY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let copy = COPY.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("contextvars")?.getattr("copy_context")?.unbind())
+    })?;
+    Ok(copy.bind(py).call0()?.unbind())
+}
+
+#[pymethods]
+impl AioLoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(
+        py: Python<'_>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        Ok(AioLoopCore {
+            ready: Py::new(
+                py,
+                ReadyQueue {
+                    items: Guarded::new(VecDeque::new()),
+                },
+            )?,
+            closed: BoolCell::new(false),
+            debug: BoolCell::new(false),
+            drain_queued: BoolCell::new(false),
+            fds: Guarded::new(HashMap::new()),
+            io_ready: Guarded::new(Vec::new()),
+            runners: IsizeCell::new(0),
+            kick: Guarded::new(None),
+            task_factory: Guarded::new(None),
+            armed: Guarded::new(Vec::new()),
+        })
+    }
+
+    /// Give the loop the hub's loop, the timer that runs its batches and the
+    /// method it calls (once, from `GreenwheelEventLoop.__init__`).
+    fn _aio_setup(
+        slf: &Bound<'_, Self>,
+        gw_loop: Py<Loop>,
+        timer: Py<PyAny>,
+        drain: Py<PyAny>,
+    ) -> PyResult<()> {
+        let fired = slf.getattr("_timer_fired")?.unbind();
+        let io_fired = slf.getattr("_io_fired")?.unbind();
+        let mut kick = slf.get().kick.borrow_mut();
+        if kick.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "the asyncio loop is already set up",
+            ));
+        }
+        *kick = Some(Kick {
+            timer,
+            drain,
+            gw_loop,
+            fired,
+            io_fired,
+        });
+        Ok(())
+    }
+
+    /// asyncio's `call_soon(callback, *args, context=None)`.
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        AioLoopCore::check_call(slf, &callback, "call_soon")?;
+        let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
+        let handle = Py::new(py, Handle { core })?;
+        slf.get().push_ready(py, handle.clone_ref(py).into_any())?;
+        Ok(handle)
+    }
+
+    /// asyncio's `call_at(when, callback, *args, context=None)`: a timer
+    /// handle armed in the wheel, never early (the wheel reads the clock
+    /// `time()` reads, refreshed as it arms).
+    #[pyo3(signature = (when, callback, *args, context = None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let Some(when) = when else {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        };
+        AioLoopCore::arm(slf, when, callback, args, context)
+    }
+
+    /// asyncio's `call_later(delay, callback, *args, context=None)`.
+    #[pyo3(signature = (delay, callback, *args, context = None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: Option<f64>,
+        callback: Bound<'_, PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let Some(delay) = delay else {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        };
+        let when = now_secs() + delay;
+        AioLoopCore::arm(slf, when, callback, args, context)
+    }
+
+    /// A timer handle's wheel timer fired: queue the handle for the next
+    /// batch (unless it was cancelled meanwhile).
+    fn _timer_fired(slf: &Bound<'_, Self>, handle: &Bound<'_, TimerHandle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let h = handle.get();
+        let watcher = h.watcher.borrow_mut().take();
+        drop(watcher);
+        this.forget_armed(h);
+        if h.core.cancelled.get() || this.closed.get() {
+            return Ok(());
+        }
+        this.push_ready(py, handle.clone().into_any().unbind())
+    }
+
+    /// Disarm every armed timer handle (`close()`: pending calls are lost,
+    /// as asyncio documents, and nothing stays in the wheel).
+    fn _disarm_timers(&self, py: Python<'_>) {
+        let armed = std::mem::take(&mut *self.armed.borrow_mut());
+        for handle in &armed {
+            let h = handle.get();
+            h.slot.set(-1);
+            h.disarm(py);
+        }
+        drop(armed);
+    }
+
+    /// The number of armed timer handles.
+    fn _armed_count(&self) -> usize {
+        self.armed.borrow().len()
+    }
+
+    /// One batch, run by the kick timer in the hub: the io events seen, then
+    /// the handles ready now (not those they schedule, which wait for the
+    /// next batch, after a poll), with this loop as the running loop.
+    ///
+    /// SystemExit or KeyboardInterrupt from a handle goes to the greenlet in
+    /// `run_forever` (as asyncio's `run_forever` would raise it); with only
+    /// `await_()` callers it propagates into the hub, which hands it to the
+    /// main greenlet. After a batch that `stop()`ped the loop,
+    /// `run_forever`'s greenlet resumes.
+    fn _drain(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.drain_queued.set(false);
+        if this.runners.get() <= 0 {
+            return Ok(());
+        }
+        // Batches run in the hub, where no asyncio loop ever runs (a
+        // greenwheel loop refuses to run there, see `_check_hub`), so the
+        // running loop to restore is None: no `_get_running_loop()` call,
+        // which costs a getpid() system call on 3.11.
+        let set_running = set_running_loop(py)?;
+        set_running.call1((slf,))?;
+        let outcome = AioLoopCore::batch(slf);
+        let restored = set_running.call1((py.None(),));
+        let forever = slf.getattr(pyo3::intern!(py, "_forever"))?;
+        let escaped = match outcome {
+            Ok(()) => None,
+            Err(err)
+                if !forever.is_none()
+                    && (err.is_instance_of::<PySystemExit>(py)
+                        || err.is_instance_of::<PyKeyboardInterrupt>(py)) =>
+            {
+                Some(err)
+            }
+            Err(err) => return Err(err),
+        };
+        restored?;
+        if !this.ready.get().items.borrow().is_empty() {
+            this.schedule(py)?;
+        }
+        if let Some(err) = escaped {
+            forever.call_method1(pyo3::intern!(py, "throw"), (err.value(py),))?;
+        } else if !forever.is_none() && slf.getattr(pyo3::intern!(py, "_stopping"))?.is_truthy()? {
+            forever.call_method1(pyo3::intern!(py, "switch"), (py.None(),))?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's `create_task(coro, *, name=None, context=None)`: with no
+    /// task factory and not in debug mode, an `asyncio.Task` made here;
+    /// otherwise asyncio's own method (the factory's calling conventions,
+    /// which differ between versions, and the debug source traceback).
+    #[pyo3(signature = (coro, *, name = None, context = None))]
+    fn create_task(
+        slf: &Bound<'_, Self>,
+        coro: Bound<'_, PyAny>,
+        name: Option<Py<PyAny>>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.closed.get() {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(pyo3::intern!(py, "name"), name)?;
+        kwargs.set_item(pyo3::intern!(py, "context"), context)?;
+        if this.debug.get() || this.task_factory.borrow().is_some() {
+            let base = asyncio_attr(
+                py,
+                &BASE_CREATE_TASK,
+                "base_events",
+                &["BaseEventLoop", "create_task"],
+            )?;
+            return Ok(base.call((slf, coro), Some(&kwargs))?.unbind());
+        }
+        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
+        let task = asyncio_attr(py, &TASK, "tasks", &["Task"])?;
+        Ok(task.call((coro,), Some(&kwargs))?.unbind())
+    }
+
+    #[getter]
+    fn _task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.task_factory.borrow().as_ref().map(|f| f.clone_ref(py))
+    }
+
+    #[setter(_task_factory)]
+    fn set_task_factory_attr(&self, value: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut *self.task_factory.borrow_mut(), value);
+        drop(old); // after the borrow: a decref may run Python code
+    }
+
+    /// asyncio's `create_future()`: a Future of this loop.
+    fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let future = asyncio_attr(py, &FUTURE, "futures", &["Future"])?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
+        Ok(future.call((), Some(&kwargs))?.unbind())
+    }
+
+    /// Queue a batch if there is work and a runner (`_schedule_drain`).
+    fn _schedule_drain(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().schedule(slf.py())
+    }
+
+    /// Run the handles ready now, in order; not those they schedule. A
+    /// SystemExit or KeyboardInterrupt stops the batch and propagates (the
+    /// handles after it stay queued, as with asyncio's `_run_once`).
+    fn _run_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let ready = slf.get().ready.get();
+        let count = ready.items.borrow().len();
+        let cancelled = pyo3::intern!(py, "_cancelled");
+        let run = pyo3::intern!(py, "_run");
+        for _ in 0..count {
+            let Some(item) = ready.items.borrow_mut().pop_front() else {
+                break; // cleared by a callback (loop.close() from inside a batch)
+            };
+            let item = item.into_bound(py);
+            if let Ok(handle) = item.cast_exact::<Handle>() {
+                let core = &handle.get().core;
+                if !core.cancelled.get() {
+                    core.run(&item)?;
+                }
+            } else if let Ok(handle) = item.cast_exact::<TimerHandle>() {
+                let core = &handle.get().core;
+                if !core.cancelled.get() {
+                    core.run(&item)?;
+                }
+            } else if !item.getattr(cancelled)?.is_truthy()? {
+                item.call_method0(run)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn _ready(&self, py: Python<'_>) -> Py<ReadyQueue> {
+        self.ready.clone_ref(py)
+    }
+
+    /// asyncio's `BaseEventLoop.__init__` assigns a fresh deque; the loop's
+    /// queue stays (it is empty then), so nothing is lost.
+    #[setter(_ready)]
+    fn set_ready(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        if value.len()? != 0 {
+            return Err(PyRuntimeError::new_err(
+                "the loop's ready queue cannot be replaced by a non-empty one",
+            ));
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn _closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    #[setter(_closed)]
+    fn set_closed(&self, value: bool) {
+        self.closed.set(value);
+    }
+
+    #[getter]
+    fn _debug(&self) -> bool {
+        self.debug.get()
+    }
+
+    #[setter(_debug)]
+    fn set_debug_flag(&self, value: bool) {
+        self.debug.set(value);
+    }
+
+    #[getter]
+    fn _drain_queued(&self) -> bool {
+        self.drain_queued.get()
+    }
+
+    #[setter(_drain_queued)]
+    fn set_drain_queued(&self, value: bool) {
+        self.drain_queued.set(value);
+    }
+
+    #[getter]
+    fn _runners(&self) -> isize {
+        self.runners.get()
+    }
+
+    #[setter(_runners)]
+    fn set_runners(&self, value: isize) {
+        self.runners.set(value);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.ready)?;
+        if let Ok(kick) = self.kick.try_borrow() {
+            if let Some(k) = kick.as_ref() {
+                visit.call(&k.timer)?;
+                visit.call(&k.drain)?;
+                visit.call(&k.gw_loop)?;
+                visit.call(&k.fired)?;
+                visit.call(&k.io_fired)?;
+            }
+        }
+        if let Ok(factory) = self.task_factory.try_borrow() {
+            if let Some(f) = factory.as_ref() {
+                visit.call(f)?;
+            }
+        }
+        if let Ok(fds) = self.fds.try_borrow() {
+            for entry in fds.values() {
+                visit.call(&entry.fileobj)?;
+                visit.call(&entry.watcher)?;
+                if let Some(h) = &entry.reader {
+                    visit.call(h)?;
+                }
+                if let Some(h) = &entry.writer {
+                    visit.call(h)?;
+                }
+            }
+        }
+        if let Ok(armed) = self.armed.try_borrow() {
+            for handle in armed.iter() {
+                visit.call(handle)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        if let Ok(mut kick) = self.kick.try_borrow_mut() {
+            let taken = kick.take();
+            drop(kick);
+            drop(taken);
+        }
+        if let Ok(mut armed) = self.armed.try_borrow_mut() {
+            let taken = std::mem::take(&mut *armed);
+            drop(armed);
+            drop(taken);
+        }
+        if let Ok(mut factory) = self.task_factory.try_borrow_mut() {
+            let taken = factory.take();
+            drop(factory);
+            drop(taken);
+        }
+        if let Ok(mut fds) = self.fds.try_borrow_mut() {
+            let taken = std::mem::take(&mut *fds);
+            drop(fds);
+            drop(taken);
+        }
+    }
+}
+
+impl AioLoopCore {
+    /// A batch's work, with the running loop set (see `_drain`).
+    fn batch(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        AioLoopCore::process_io(slf)?;
+        if this.debug.get() {
+            slf.call_method1(pyo3::intern!(py, "_run_debug"), (this.ready.clone_ref(py),))?;
+            Ok(())
+        } else {
+            AioLoopCore::_run_ready(slf)
+        }
+    }
+
+    /// `call_at`'s work: the checks, the handle, its armed wheel timer.
+    fn arm(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        AioLoopCore::check_call(slf, &callback, "call_at")?;
+        let this = slf.get();
+        let (gw_loop, fired) = {
+            let kick = this.kick.borrow();
+            let k = kick.as_ref().ok_or_else(not_set_up)?;
+            (k.gw_loop.clone_ref(py), k.fired.clone_ref(py))
+        };
+        let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
+        let handle = Bound::new(
+            py,
+            TimerHandle {
+                core,
+                when,
+                watcher: Guarded::new(None),
+                slot: IsizeCell::new(-1),
+            },
+        )?;
+        let delay = (when - now_secs()).max(0.0);
+        // ref=False: a pending call_later does not keep greenlets' hub.join()
+        // waiting while asyncio is not running.
+        let watcher = Bound::new(py, TimerWatcher::new(gw_loop, delay, 0.0, false, None)?)?;
+        let args = PyTuple::new(py, [handle.as_any()])?;
+        // update=true: the wheel's "now" is refreshed, so the deadline is
+        // never before `when`.
+        watchers::start(&watcher, fired.bind(py), &args, true)?;
+        *handle.get().watcher.borrow_mut() = Some(watcher.unbind());
+        {
+            let mut armed = this.armed.borrow_mut();
+            handle.get().slot.set(armed.len() as isize);
+            armed.push(handle.clone().unbind());
+        }
+        Ok(handle.unbind())
+    }
+}
+
+static BASE_CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `asyncio.<module>.<path...>`, looked up once into `cell`.
+fn asyncio_attr<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    path: &[&str],
+) -> PyResult<&'py Bound<'py, PyAny>> {
+    cell.get_or_try_init(py, || {
+        let mut obj = py.import(format!("asyncio.{module}"))?.into_any();
+        for name in path {
+            obj = obj.getattr(*name)?;
+        }
+        Ok::<_, PyErr>(obj.unbind())
+    })
+    .map(|f| f.bind(py))
+}
+
+/// asyncio's `_set_running_loop` (a C function).
+fn set_running_loop(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static FUNCTION: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    asyncio_attr(py, &FUNCTION, "events", &["_set_running_loop"])
+}
+
+/// asyncio's `BaseEventLoop.time()`: `time.monotonic()`, the clock the
+/// wheel reads.
+fn now_secs() -> f64 {
+    LoopClock::system_ns() as f64 / 1e9
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<AioLoopCore>()?;
+    m.add_class::<Handle>()?;
+    m.add_class::<TimerHandle>()?;
+    m.add_class::<ReadyQueue>()?;
+    Ok(())
+}

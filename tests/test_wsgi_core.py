@@ -534,7 +534,7 @@ def test_repeated_cookie_headers_join_as_one_cookie_list():
     assert env["HTTP_COOKIE2"] == "c=3; d=4"
 
 
-def test_records_are_named_frozen_and_seen_by_the_collector():
+def test_records_are_named_and_frozen_and_cycles_through_them_are_freed():
     import gc
     import weakref
 
@@ -552,7 +552,40 @@ def test_records_are_named_frozen_and_seen_by_the_collector():
     del head, marker
     gc.collect()
     assert freed() is None
-    response = response_head("200 OK", [("Date", "d")])
-    assert response.date in gc.get_referents(response)
+    # A ResponseHead holds only exact str, bytes, int, bool or None (a str
+    # subclass, even one whose __str__ returns itself, is copied): nothing
+    # that could refer back to it, so the collector need not track it.
+
+    class Text(str):
+        def __str__(self):
+            return self
+
+    response = response_head(Text("200 OK"), [("Date", Text("d")), ("Connection", Text("x"))])
+    assert not gc.is_tracked(response)
+    assert (type(response.status), type(response.date), type(response.connection)) == (str,) * 3
+    assert (response.status, response.date, response.connection) == ("200 OK", "d", "x")
     with pytest.raises(AttributeError):
         response.code = 500
+
+
+@pytest.mark.parametrize(
+    "status, bodiless",
+    [
+        ("100 Continue", True),
+        ("101 Switching", True),
+        ("199 X", True),
+        ("200 OK", False),
+        ("204 No Content", True),
+        ("205 Reset", False),
+        ("304 Not Modified", True),
+        ("404 Not Found", False),
+    ],
+)
+def test_response_head_tells_a_bodiless_status(status, bodiless):
+    assert response_head(status, []).bodiless is bodiless
+
+
+def test_response_head_tells_whether_the_application_framed_the_body():
+    assert response_head("200 OK", [("X", "y")]).framed is False
+    assert response_head("200 OK", [("content-length", "3")]).framed is True
+    assert response_head("200 OK", [("Transfer-Encoding", "chunked")]).framed is True

@@ -492,6 +492,12 @@ class ResponseHead:
     @property
     def connection_close(self) -> bool:
         """Whether the Connection header lists ``close``."""
+    @property
+    def bodiless(self) -> bool:
+        """Whether the status forbids a body (1xx, 204, 304)."""
+    @property
+    def framed(self) -> bool:
+        """Whether a Content-Length or Transfer-Encoding was given."""
 
 def response_head(status: str, headers: Iterable[tuple[str, str]]) -> ResponseHead:
     """Check and encode a WSGI ``start_response(status, headers)``.

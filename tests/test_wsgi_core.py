@@ -335,6 +335,10 @@ def test_head_size_limit_and_parse_errors():
     assert info.value.args == (431, "request head larger than 100 bytes")
     with pytest.raises(TooManyHeaders):
         request_environ(b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 3 + b"\r\n", 2, BASE, LIMITS)
+    many = b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 200 + b"\r\n"  # past the 128 stack slots
+    assert request_environ(many, 200, BASE, LIMITS).environ["HTTP_A"] == ",".join(["b"] * 200)
+    with pytest.raises(TooManyHeaders):
+        request_environ(many, 199, BASE, LIMITS)
     with pytest.raises(HttpParseError):
         request_environ(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 100, BASE, LIMITS)
     assert request_environ(b"GET / HTTP/1.1\r\nHost:", 100, BASE, LIMITS) is None

@@ -498,6 +498,11 @@ class ResponseHead:
     @property
     def framed(self) -> bool:
         """Whether a Content-Length or Transfer-Encoding was given."""
+    def response_bytes(
+        self, content_length: int | None, chunked: bool, connection: int, body: bytes
+    ) -> bytes:
+        """:func:`response_bytes` with this head's status, header lines and a
+        Date unless one was given."""
 
 def response_head(status: str, headers: Iterable[tuple[str, str]]) -> ResponseHead:
     """Check and encode a WSGI ``start_response(status, headers)``.

@@ -53,7 +53,6 @@ from ._core import (
     RequestError,
     TooManyHeaders,
     request_environ,
-    response_bytes,
     response_head,
 )
 from ._hub import sleep as _sleep
@@ -929,15 +928,9 @@ class WSGIHandler(_AccessLog, _BodySource):
             connection = 2  # Connection: keep-alive
         else:
             connection = 0
-        return response_bytes(
-            self.status,
-            head.header_block,
-            self.provided_date is None,
-            length,
-            chunked,
-            connection,
-            body,
-        )
+        # The head's status line and header lines, a Date unless the
+        # application gave one, the framing decided here, then *body*.
+        return head.response_bytes(length, chunked, connection, body)
 
     def _log_length_error(self):
         self.close_connection = True

@@ -28,7 +28,9 @@ use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 
-use super::http::{latin1, parse_head, with_bytes, MAX_HEADERS_LIMIT};
+use std::mem::MaybeUninit;
+
+use super::http::{header_slots, latin1, parse_head, with_bytes, MAX_HEADERS_LIMIT, STACK_HEADERS};
 
 pyo3::create_exception!(
     greenwheel._core,
@@ -293,8 +295,10 @@ pub(crate) fn request_environ<'py>(
     let max_head = limit(&limits.2)?.unwrap_or(u64::MAX);
     let max_headers = max_headers.clamp(1, MAX_HEADERS_LIMIT);
     with_bytes(data, |bytes| {
-        let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-        let Some((req, consumed)) = parse_head(bytes, &mut headers)? else {
+        let mut stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+        let mut heap = Vec::new();
+        let slots = header_slots(&mut stack, &mut heap, max_headers);
+        let Some((req, consumed)) = parse_head(bytes, slots)? else {
             return Ok(None);
         };
         let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
@@ -820,6 +824,58 @@ fn http_date_bytes<'py>(py: Python<'py>, timestamp: Option<u64>) -> PyResult<Bou
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn response_bytes<'py>(
+    py: Python<'py>,
+    status: &[u8],
+    header_block: &[u8],
+    date: bool,
+    content_length: Option<u64>,
+    chunked: bool,
+    connection: u8,
+    body: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    assemble(
+        py,
+        status,
+        header_block,
+        date,
+        content_length,
+        chunked,
+        connection,
+        body,
+    )
+}
+
+#[pymethods]
+impl ResponseHead {
+    /// response_bytes(content_length, chunked, connection, body)
+    /// --
+    ///
+    /// `response_bytes` for this head: its status and header lines, and a
+    /// Date unless the application gave one.  (One call with four arguments
+    /// rather than seven: the handler makes one for every response.)
+    fn response_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        content_length: Option<u64>,
+        chunked: bool,
+        connection: u8,
+        body: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        assemble(
+            py,
+            self.status_bytes.as_bytes(py),
+            self.header_block.as_bytes(py),
+            self.date.is_none(py),
+            content_length,
+            chunked,
+            connection,
+            body,
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble<'py>(
     py: Python<'py>,
     status: &[u8],
     header_block: &[u8],

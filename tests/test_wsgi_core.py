@@ -19,6 +19,7 @@ from greenwheel._core import (
     HttpParseError,
     RequestError,
     RequestHead,
+    RequestParser,
     ResponseHead,
     TooManyHeaders,
     http_date,
@@ -593,3 +594,24 @@ def test_response_head_tells_whether_the_application_framed_the_body():
     assert response_head("200 OK", [("X", "y")]).framed is False
     assert response_head("200 OK", [("content-length", "3")]).framed is True
     assert response_head("200 OK", [("Transfer-Encoding", "chunked")]).framed is True
+
+
+def test_a_connections_parser_is_request_environ_with_its_settings_held():
+    base = dict(BASE)
+    parser = RequestParser(3, base, (10, 8192, 65536))
+    head = b"POST /p?q=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+    got, want = parser.parse(head), request_environ(head, 3, base, (10, 8192, 65536))
+    fields = ("method", "target", "version", "headers", "head_length", "environ")
+    assert [getattr(got, f) for f in fields] == [getattr(want, f) for f in fields]
+    assert (got.content_length, got.chunked, got.close_connection) == (5, False, False)
+    # The template is held, not copied: a key added in place is in the next environ.
+    base["gunicorn.socket"] = "sock"
+    assert parser.parse(head).environ["gunicorn.socket"] == "sock"
+    assert parser.parse(b"GET / HTTP/1.1\r\nHost:") is None
+    with pytest.raises(RequestError) as info:
+        parser.parse(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n")
+    assert info.value.args == (413, "Content-Length 11 over the limit 10")
+    with pytest.raises(TooManyHeaders):
+        parser.parse(b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 4 + b"\r\n")
+    with pytest.raises(TypeError, match="limits must be ints or None"):
+        RequestParser(3, base, (10, "8192", 65536))

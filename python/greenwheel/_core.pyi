@@ -36,6 +36,7 @@ __all__ = [
     "TooManyHeaders",
     "RequestError",
     "RequestHead",
+    "RequestParser",
     "ResponseHead",
     "request_environ",
     "response_head",
@@ -457,6 +458,22 @@ def request_environ(
     copy of *base_env* with the header keys, REQUEST_METHOD, QUERY_STRING,
     PATH_INFO and SERVER_PROTOCOL. Raises RequestError (414, 431, 400 or
     413), TooManyHeaders or HttpParseError."""
+
+@final
+class RequestParser:
+    """:func:`request_environ` for one connection, its settings converted once.
+
+    *base_env* is held, not copied: a change made to it in place shows in
+    the next request's environ."""
+
+    def __init__(
+        self,
+        max_headers: int,
+        base_env: dict[str, Any],
+        limits: tuple[int | None, int | None, int | None],
+    ) -> None: ...
+    def parse(self, data: bytes | bytearray | memoryview) -> RequestHead | None:
+        """``request_environ(data, max_headers, base_env, limits)``."""
 
 @final
 class ResponseHead:

@@ -51,8 +51,8 @@ from . import _socket as _gsocket
 from ._core import (
     HttpParseError,
     RequestError,
+    RequestParser,
     TooManyHeaders,
-    request_environ,
     response_head,
 )
 from ._hub import sleep as _sleep
@@ -161,6 +161,7 @@ class WSGIHandler(_AccessLog, _BodySource):
         "_max_headers",
         "_max_request_line",
         "_orig_status",
+        "_parser",
         "_rbuf",
         "_recv_size",
         "_requestline",
@@ -281,6 +282,10 @@ class WSGIHandler(_AccessLog, _BodySource):
             env["REMOTE_PORT"] = str(address[1])
         env["wsgi.input_terminated"] = True
         self._conn_env = env
+        # The connection's request_environ: the limits converted once.  It
+        # holds _conn_env itself, so a subclass may add keys to it in place
+        # (gunicorn's worker does).
+        self._parser = RequestParser(self._max_headers, env, self._input_limits)
         # The server's environ_class (a SecureEnviron, say): the parser
         # copies the template into a dict, _next_request_head converts it.
         self._env_class = None if type(env) is dict else type(env)
@@ -542,7 +547,7 @@ class WSGIHandler(_AccessLog, _BodySource):
             if not data:
                 return None
         try:
-            parsed = request_environ(data, self._max_headers, self._conn_env, self._input_limits)
+            parsed = self._parser.parse(data)
             if parsed is None:
                 try:
                     parsed = self._read_head(data)
@@ -630,7 +635,6 @@ class WSGIHandler(_AccessLog, _BodySource):
         sock = self.socket
         max_line = self._max_request_line
         max_size = self._max_header_size
-        max_headers = self._max_headers
         recv_size = self._recv_size
         fast = self._fast_timeout
         header_timeout = self.server.header_timeout
@@ -675,7 +679,7 @@ class WSGIHandler(_AccessLog, _BodySource):
             acc += chunk
             if b"\n" in chunk:
                 data = bytes(acc)
-                parsed = request_environ(data, max_headers, self._conn_env, self._input_limits)
+                parsed = self._parser.parse(data)
                 if parsed is not None:
                     return parsed, data
 

@@ -4,8 +4,9 @@ One handler serves every request of its connection, in :meth:`WSGIHandler.handle
 
 1. the prologue, :meth:`~WSGIHandler._next_request_head`: the next head from
    the buffer or one ``recv`` (header or keep-alive timeout), parsed and
-   checked in Rust (``_core.request_environ``, a ``RequestHead``: limits,
-   framing, the environ), refusals turned into ``_InvalidClientRequest``;
+   checked in Rust (the connection's ``_core.RequestParser``, a
+   ``RequestHead``: limits, framing, the environ), refusals turned into
+   ``_InvalidClientRequest``;
 2. the environ (``get_environ``: ``wsgi.input`` an
    :class:`~greenwheel._pywsgi_input.Input`), then the application;
 3. ``start_response`` checks and encodes the head in Rust
@@ -20,9 +21,9 @@ Ground rules:
 - The hooks are gevent's (``handle_one_request``, ``read_request``,
   ``get_environ``, ``read_requestline``, ``handle_one_response``,
   ``run_application``, ``log_request``...).  While a class keeps the base
-  versions of the first four, requests take the fused path
-  (inline in :meth:`~WSGIHandler.handle`), which must behave exactly as the general one:
-  ``tests/test_pywsgi.py`` runs every test on both.
+  versions of the first four, requests take the fused path (inline in
+  :meth:`~WSGIHandler.handle`), which must behave exactly as the general
+  one: ``tests/test_pywsgi.py`` runs every test on both.
 - One home per rule: receiving, limits and refusals of a head in
   ``_next_request_head``, response framing in ``_omit_body``/``_make_head``.
   Change a rule there, not in one of the paths.

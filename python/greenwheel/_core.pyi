@@ -466,12 +466,12 @@ class RequestParser:
     *base_env* is held, not copied: a change made to it in place shows in
     the next request's environ."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         max_headers: int,
         base_env: dict[str, Any],
         limits: tuple[int | None, int | None, int | None],
-    ) -> None: ...
+    ) -> RequestParser: ...
     def parse(self, data: bytes | bytearray | memoryview) -> RequestHead | None:
         """``request_environ(data, max_headers, base_env, limits)``."""
 

@@ -8,6 +8,8 @@ sends keep-alive requests one at a time, waiting a few milliseconds before
 each so that every request takes the same path (the server always waits for
 it in the loop).  The server's instructions for N2 requests minus those for N1
 requests, divided by N2 - N1, is the cost of one request without start-up.
+Both runs of a round, for every tree, use the same ``PYTHONHASHSEED`` (the
+round's number): with random seeds, the count moved by +-500 between runs.
 
     python benches/pywsgi_callgrind.py /tmp/old/python /work/main/python [--rounds 2]
 
@@ -73,11 +75,14 @@ def client(n, portfile, pause):
                 buf += data
 
 
-def instructions(tree, n, pause):
+def instructions(tree, n, pause, seed):
     with tempfile.TemporaryDirectory() as tmp:
         portfile = os.path.join(tmp, "port")
         out = os.path.join(tmp, "callgrind.out")
-        env = {**os.environ, "PYTHONPATH": tree}
+        # One hash seed for both counts of a round (and for every tree): str
+        # hashes decide how many probes each dict lookup takes, and a start-up
+        # under another seed differs by more than a request costs.
+        env = {**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": str(seed)}
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
             + [sys.executable, "-c", SERVER, str(n), portfile],
@@ -107,8 +112,8 @@ def main():
     args = parser.parse_args()
     for r in range(args.rounds):
         for tree in args.trees:
-            low = instructions(tree, args.n1, args.pause)
-            high = instructions(tree, args.n2, args.pause)
+            low = instructions(tree, args.n1, args.pause, r + 1)
+            high = instructions(tree, args.n2, args.pause, r + 1)
             per = (high - low) / (args.n2 - args.n1)
             print("round %d  %-40s %8.0f instructions per request" % (r + 1, tree, per))
 

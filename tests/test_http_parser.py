@@ -57,6 +57,21 @@ def test_too_many_headers_is_its_own_error():
     assert issubclass(HttpParseError, ValueError)
 
 
+@pytest.mark.parametrize("limit", [1, 127, 128, 129, 300])
+def test_header_limits_around_the_stack_slots(limit):
+    # Up to 128 header slots live on the stack, more on the heap: the limit
+    # is exact on both sides, and every header comes back in order.
+    def head(n):
+        return (
+            b"GET / HTTP/1.1\r\n" + b"".join(b"H%d: v%d\r\n" % (i, i) for i in range(n)) + b"\r\n"
+        )
+
+    headers = parse_request(head(limit), max_headers=limit)[3]
+    assert headers == [("H%d" % i, "v%d" % i) for i in range(limit)]
+    with pytest.raises(TooManyHeaders, match="more than %d header fields" % limit):
+        parse_request(head(limit + 1), max_headers=limit)
+
+
 def test_non_buffer_input_is_a_type_error():
     with pytest.raises(TypeError):
         parse_request("GET / HTTP/1.1\r\n\r\n")

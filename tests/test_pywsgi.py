@@ -46,7 +46,7 @@ class GeneralPathHandler(WSGIHandler):
 
 
 # Every test in this module runs twice: with the default handler, whose usual
-# requests take the fused path (WSGIHandler._plain_request), and with a
+# requests take the fused path (inline in WSGIHandler.handle), and with a
 # subclass that overrides a hook, so every request takes the general one.
 _default_handler = [WSGIHandler]
 

@@ -19,6 +19,7 @@ from greenwheel._core import (
     HttpParseError,
     RequestError,
     RequestHead,
+    RequestParser,
     ResponseHead,
     TooManyHeaders,
     http_date,
@@ -335,6 +336,10 @@ def test_head_size_limit_and_parse_errors():
     assert info.value.args == (431, "request head larger than 100 bytes")
     with pytest.raises(TooManyHeaders):
         request_environ(b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 3 + b"\r\n", 2, BASE, LIMITS)
+    many = b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 200 + b"\r\n"  # past the 128 stack slots
+    assert request_environ(many, 200, BASE, LIMITS).environ["HTTP_A"] == ",".join(["b"] * 200)
+    with pytest.raises(TooManyHeaders):
+        request_environ(many, 199, BASE, LIMITS)
     with pytest.raises(HttpParseError):
         request_environ(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 100, BASE, LIMITS)
     assert request_environ(b"GET / HTTP/1.1\r\nHost:", 100, BASE, LIMITS) is None
@@ -534,7 +539,7 @@ def test_repeated_cookie_headers_join_as_one_cookie_list():
     assert env["HTTP_COOKIE2"] == "c=3; d=4"
 
 
-def test_records_are_named_frozen_and_seen_by_the_collector():
+def test_records_are_named_and_frozen_and_cycles_through_them_are_freed():
     import gc
     import weakref
 
@@ -552,7 +557,61 @@ def test_records_are_named_frozen_and_seen_by_the_collector():
     del head, marker
     gc.collect()
     assert freed() is None
-    response = response_head("200 OK", [("Date", "d")])
-    assert response.date in gc.get_referents(response)
+    # A ResponseHead holds only exact str, bytes, int, bool or None (a str
+    # subclass, even one whose __str__ returns itself, is copied): nothing
+    # that could refer back to it, so the collector need not track it.
+
+    class Text(str):
+        def __str__(self):
+            return self
+
+    response = response_head(Text("200 OK"), [("Date", Text("d")), ("Connection", Text("x"))])
+    assert not gc.is_tracked(response)
+    assert (type(response.status), type(response.date), type(response.connection)) == (str,) * 3
+    assert (response.status, response.date, response.connection) == ("200 OK", "d", "x")
     with pytest.raises(AttributeError):
         response.code = 500
+
+
+@pytest.mark.parametrize(
+    "status, bodiless",
+    [
+        ("100 Continue", True),
+        ("101 Switching", True),
+        ("199 X", True),
+        ("200 OK", False),
+        ("204 No Content", True),
+        ("205 Reset", False),
+        ("304 Not Modified", True),
+        ("404 Not Found", False),
+    ],
+)
+def test_response_head_tells_a_bodiless_status(status, bodiless):
+    assert response_head(status, []).bodiless is bodiless
+
+
+def test_response_head_tells_whether_the_application_framed_the_body():
+    assert response_head("200 OK", [("X", "y")]).framed is False
+    assert response_head("200 OK", [("content-length", "3")]).framed is True
+    assert response_head("200 OK", [("Transfer-Encoding", "chunked")]).framed is True
+
+
+def test_a_connections_parser_is_request_environ_with_its_settings_held():
+    base = dict(BASE)
+    parser = RequestParser(3, base, (10, 8192, 65536))
+    head = b"POST /p?q=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+    got, want = parser.parse(head), request_environ(head, 3, base, (10, 8192, 65536))
+    fields = ("method", "target", "version", "headers", "head_length", "environ")
+    assert [getattr(got, f) for f in fields] == [getattr(want, f) for f in fields]
+    assert (got.content_length, got.chunked, got.close_connection) == (5, False, False)
+    # The template is held, not copied: a key added in place is in the next environ.
+    base["gunicorn.socket"] = "sock"
+    assert parser.parse(head).environ["gunicorn.socket"] == "sock"
+    assert parser.parse(b"GET / HTTP/1.1\r\nHost:") is None
+    with pytest.raises(RequestError) as info:
+        parser.parse(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n")
+    assert info.value.args == (413, "Content-Length 11 over the limit 10")
+    with pytest.raises(TooManyHeaders):
+        parser.parse(b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 4 + b"\r\n")
+    with pytest.raises(TypeError, match="limits must be ints or None"):
+        RequestParser(3, base, (10, "8192", 65536))

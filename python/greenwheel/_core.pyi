@@ -36,6 +36,7 @@ __all__ = [
     "TooManyHeaders",
     "RequestError",
     "RequestHead",
+    "RequestParser",
     "ResponseHead",
     "request_environ",
     "response_head",
@@ -461,6 +462,22 @@ def request_environ(
     413), TooManyHeaders or HttpParseError."""
 
 @final
+class RequestParser:
+    """:func:`request_environ` for one connection, its settings converted once.
+
+    *base_env* is held, not copied: a change made to it in place shows in
+    the next request's environ."""
+
+    def __new__(
+        cls,
+        max_headers: int,
+        base_env: dict[str, Any],
+        limits: tuple[int | None, int | None, int | None],
+    ) -> RequestParser: ...
+    def parse(self, data: bytes | bytearray | memoryview) -> RequestHead | None:
+        """``request_environ(data, max_headers, base_env, limits)``."""
+
+@final
 class ResponseHead:
     """A checked, encoded ``start_response`` (what :func:`response_head` returns)."""
 
@@ -494,6 +511,17 @@ class ResponseHead:
     @property
     def connection_close(self) -> bool:
         """Whether the Connection header lists ``close``."""
+    @property
+    def bodiless(self) -> bool:
+        """Whether the status forbids a body (1xx, 204, 304)."""
+    @property
+    def framed(self) -> bool:
+        """Whether a Content-Length or Transfer-Encoding was given."""
+    def response_bytes(
+        self, content_length: int | None, chunked: bool, connection: int, body: bytes
+    ) -> bytes:
+        """:func:`response_bytes` with this head's status, header lines and a
+        Date unless one was given."""
 
 def response_head(status: str, headers: Iterable[tuple[str, str]]) -> ResponseHead:
     """Check and encode a WSGI ``start_response(status, headers)``.

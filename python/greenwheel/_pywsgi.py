@@ -18,8 +18,8 @@ module's header stating its ground rules:
   connection (request prologue, response framing, errors);
 - ``_pywsgi_server``: :class:`WSGIServer`, its limits and base environ.
 
-Request heads are parsed by ``greenwheel._core.request_environ``, which
-runs the Rust ``httparse`` crate: a strict (no obsolete line folding, no bare
+Request heads are parsed by ``greenwheel._core.request_environ`` (through
+each connection's ``RequestParser``), which runs the Rust ``httparse`` crate: a strict (no obsolete line folding, no bare
 CR, no whitespace before the colon, only HTTP/1.0 and 1.1), zero-copy,
 SIMD-accelerated parser.  Chunk size lines go through
 ``greenwheel._core.parse_chunk_size`` (same crate).

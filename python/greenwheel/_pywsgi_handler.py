@@ -4,8 +4,9 @@ One handler serves every request of its connection, in :meth:`WSGIHandler.handle
 
 1. the prologue, :meth:`~WSGIHandler._next_request_head`: the next head from
    the buffer or one ``recv`` (header or keep-alive timeout), parsed and
-   checked in Rust (``_core.request_environ``, a ``RequestHead``: limits,
-   framing, the environ), refusals turned into ``_InvalidClientRequest``;
+   checked in Rust (the connection's ``_core.RequestParser``, a
+   ``RequestHead``: limits, framing, the environ), refusals turned into
+   ``_InvalidClientRequest``;
 2. the environ (``get_environ``: ``wsgi.input`` an
    :class:`~greenwheel._pywsgi_input.Input`), then the application;
 3. ``start_response`` checks and encodes the head in Rust
@@ -20,9 +21,9 @@ Ground rules:
 - The hooks are gevent's (``handle_one_request``, ``read_request``,
   ``get_environ``, ``read_requestline``, ``handle_one_response``,
   ``run_application``, ``log_request``...).  While a class keeps the base
-  versions of the first four, requests take the fused path
-  (``_plain_request``), which must behave exactly as the general one:
-  ``tests/test_pywsgi.py`` runs every test on both.
+  versions of the first four, requests take the fused path (inline in
+  :meth:`~WSGIHandler.handle`), which must behave exactly as the general
+  one: ``tests/test_pywsgi.py`` runs every test on both.
 - One home per rule: receiving, limits and refusals of a head in
   ``_next_request_head``, response framing in ``_omit_body``/``_make_head``.
   Change a rule there, not in one of the paths.
@@ -51,14 +52,13 @@ from . import _socket as _gsocket
 from ._core import (
     HttpParseError,
     RequestError,
+    RequestParser,
     TooManyHeaders,
-    request_environ,
-    response_bytes,
     response_head,
 )
 from ._hub import sleep as _sleep
 from ._pywsgi_environ import _AccessLog, _headers_from_file, _NoopLog, _OldMessage
-from ._pywsgi_input import Input, _ConnectionFile
+from ._pywsgi_input import Input, _BodySource, _ConnectionFile
 from ._typecheck import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
     from _typeshed import OptExcInfo
 
+    from ._core import ResponseHead
     from ._pywsgi_server import WSGIServer
 
 _SHUT_WR = _gsocket.__socket__.SHUT_WR
@@ -117,7 +118,7 @@ def _as_bytes(data):
 # --- the handler --------------------------------------------------------------------
 
 
-class WSGIHandler(_AccessLog):
+class WSGIHandler(_AccessLog, _BodySource):
     """Serves the HTTP requests of one connection to the WSGI application.
 
     Created by :meth:`WSGIServer.handle` as ``handler_class(socket, address,
@@ -152,7 +153,6 @@ class WSGIHandler(_AccessLog):
         "_rfile",
         "_fast_timeout",
         "_first",
-        "_header_block",
         "_header_list",
         "_headers_msg",
         "_input_limits",
@@ -162,11 +162,11 @@ class WSGIHandler(_AccessLog):
         "_max_headers",
         "_max_request_line",
         "_orig_status",
-        "_provided_connection",
-        "_provided_te",
+        "_parser",
         "_rbuf",
         "_recv_size",
         "_requestline",
+        "_response",
         "_rpos",
         "_served",
         "_socket_error",
@@ -214,8 +214,7 @@ class WSGIHandler(_AccessLog):
         response_headers: list[tuple[str, str]] | None
         provided_date: str | None
         provided_content_length: str | None
-        _provided_connection: str | None
-        _provided_te: str | None
+        _response: ResponseHead | None
         _cl_left: int | None
         time_start: float
         time_finish: float
@@ -239,10 +238,8 @@ class WSGIHandler(_AccessLog):
         self.response_headers = None  # the application's header list
         self.provided_date = None
         self.provided_content_length = None
-        self._provided_connection = None
-        self._provided_te = None
         self._cl_left = None
-        self._header_block = b""
+        self._response = None  # the ResponseHead of start_response
         self.close_connection = False
         self.time_start = 0
         self.time_finish = 0
@@ -286,6 +283,10 @@ class WSGIHandler(_AccessLog):
             env["REMOTE_PORT"] = str(address[1])
         env["wsgi.input_terminated"] = True
         self._conn_env = env
+        # The connection's request_environ: the limits converted once.  It
+        # holds _conn_env itself, so a subclass may add keys to it in place
+        # (gunicorn's worker does).
+        self._parser = RequestParser(self._max_headers, env, self._input_limits)
         # The server's environ_class (a SecureEnviron, say): the parser
         # copies the template into a dict, _next_request_head converts it.
         self._env_class = None if type(env) is dict else type(env)
@@ -320,13 +321,49 @@ class WSGIHandler(_AccessLog):
                 # Reading request bodies and sending take io_timeout; waiting
                 # for a request head has its own timeouts (read_request).
                 self._settimeout(self.server.io_timeout)
-            one_request = self._plain_request if self._plain else self.handle_one_request
+            plain = self._plain
             while self.socket is not None:
-                result = one_request()
-                if result is None:
-                    break
-                if result is True:
-                    continue
+                if plain:
+                    # The fused path: handle_one_request + read_request +
+                    # get_environ, inline (a Python call per request less),
+                    # used only while those hooks are the base ones.  The same
+                    # prologue (_next_request_head: receiving, limits,
+                    # refusals); the usual request (no body, no Expect, no
+                    # upgrade) also skips get_environ, its wsgi.input being an
+                    # empty Input.
+                    try:
+                        parsed = self._next_request_head()
+                    except _InvalidClientRequest as ex:
+                        self._requestline = self.command = None  # the log shows no request
+                        result = self._handle_client_error(ex)
+                    else:
+                        if parsed is None:
+                            break
+                        self._requestline = None
+                        self.time_finish = 0
+                        env = self._env
+                        if (
+                            parsed.content_length != 0
+                            or parsed.expect_continue
+                            or "HTTP_UPGRADE" in env
+                            or "HTTP_CONNECTION" in env
+                            and env["HTTP_CONNECTION"].lower() == "upgrade"
+                        ):
+                            self.environ = self.get_environ()
+                        else:
+                            self.environ = env
+                            self.wsgi_input = env["wsgi.input"] = Input(self, 0)
+                        self.application = self.server.application
+                        self.handle_one_response()
+                        if self.close_connection:
+                            break
+                        continue
+                else:
+                    result = self.handle_one_request()
+                    if result is None:
+                        break
+                    if result is True:
+                        continue
                 self.status, response = result
                 self.code = int(str(self.status).split(None, 1)[0])
                 self._orig_status = self.status
@@ -403,8 +440,8 @@ class WSGIHandler(_AccessLog):
     #: get_environ override, so that the fused request path stays on.
     raw_uri_key = None
 
-    # True while a class keeps the base versions of the hooks that
-    # _plain_request fuses (see __init_subclass__).
+    # True while a class keeps the base versions of the hooks that handle()
+    # fuses (see __init_subclass__).
     _plain = True
     _PLAIN_HOOKS = ("handle_one_request", "read_request", "get_environ", "read_requestline")
     # True when a subclass overrides read_requestline: handle_one_request
@@ -417,40 +454,6 @@ class WSGIHandler(_AccessLog):
             getattr(cls, name) is getattr(WSGIHandler, name) for name in cls._PLAIN_HOOKS
         )
         cls._custom_requestline = cls.read_requestline is not WSGIHandler.read_requestline
-
-    def _plain_request(self):
-        # handle_one_request + read_request + get_environ in one frame, used
-        # only while those hooks are the base ones: the same prologue
-        # (_next_request_head: receiving, limits, refusals), without the hook
-        # calls; the usual request (no body, no Expect, no upgrade) also
-        # skips get_environ, its wsgi.input being an empty Input.
-        # (handle() calls it only while there is a socket.)
-        try:
-            parsed = self._next_request_head()
-        except _InvalidClientRequest as ex:
-            self._requestline = self.command = None  # the log line shows no request
-            return self._handle_client_error(ex)
-        if parsed is None:
-            return None
-        self._requestline = None
-        self.time_finish = 0
-        env = self._env
-        if (
-            parsed.content_length != 0
-            or parsed.expect_continue
-            or "HTTP_UPGRADE" in env
-            or "HTTP_CONNECTION" in env
-            and env["HTTP_CONNECTION"].lower() == "upgrade"
-        ):
-            self.environ = self.get_environ()
-        else:
-            self.environ = env
-            self.wsgi_input = env["wsgi.input"] = Input(self, 0)
-        self.application = self.server.application
-        self.handle_one_response()
-        if self.close_connection:
-            return None
-        return True
 
     def handle_one_request(self):
         """Read one request and answer it.
@@ -545,7 +548,7 @@ class WSGIHandler(_AccessLog):
             if not data:
                 return None
         try:
-            parsed = request_environ(data, self._max_headers, self._conn_env, self._input_limits)
+            parsed = self._parser.parse(data)
             if parsed is None:
                 try:
                     parsed = self._read_head(data)
@@ -633,7 +636,6 @@ class WSGIHandler(_AccessLog):
         sock = self.socket
         max_line = self._max_request_line
         max_size = self._max_header_size
-        max_headers = self._max_headers
         recv_size = self._recv_size
         fast = self._fast_timeout
         header_timeout = self.server.header_timeout
@@ -678,7 +680,7 @@ class WSGIHandler(_AccessLog):
             acc += chunk
             if b"\n" in chunk:
                 data = bytes(acc)
-                parsed = request_environ(data, max_headers, self._conn_env, self._input_limits)
+                parsed = self._parser.parse(data)
                 if parsed is not None:
                     return parsed, data
 
@@ -870,9 +872,9 @@ class WSGIHandler(_AccessLog):
     # through them: a whole body (process_result) or a streamed one (write).
 
     def _omit_body(self):
-        # HEAD, 1xx, 204 and 304 responses have no body (RFC 9110 6.4.1).
-        code = self.code
-        return self.command == "HEAD" or code < 200 or code == 204 or code == 304
+        # HEAD, 1xx, 204 and 304 responses have no body (RFC 9110 6.4.1; the
+        # status part is decided in Rust, ResponseHead.bodiless).
+        return self.command == "HEAD" or self._response.bodiless
 
     def _make_head(self, body_length, body=b""):
         # The response head, with *body* after it in the same bytes object.
@@ -891,14 +893,16 @@ class WSGIHandler(_AccessLog):
         # keep it, and Connection is sent only when it differs from the
         # protocol's default (close in 1.1, keep-alive in 1.0), unless the
         # application gave one.
-        code = self.code
+        # (The checks read the ResponseHead once: each handler attribute
+        # read is a bytecode or two more, and this runs for every response.)
+        head = self._response
         length = None
         chunked = False
-        if code < 200 or code == 204 or code == 304:
-            if code == 101:
+        if head.bodiless:
+            if self.code == 101:
                 self.connection_upgraded = True
                 self.close_connection = True
-        elif self.provided_content_length is not None or self._provided_te is not None:
+        elif head.framed:
             pass
         elif body_length is not None:
             if body_length or self.command != "HEAD":
@@ -921,7 +925,7 @@ class WSGIHandler(_AccessLog):
             # (A client that sent the whole body anyway keeps its connection,
             # as in gevent: the body is dropped from what was received.)
             self.close_connection = True
-        if self._provided_connection is not None:
+        if head.connection is not None:
             connection = 0
         elif self.close_connection:
             connection = 1  # Connection: close
@@ -929,15 +933,9 @@ class WSGIHandler(_AccessLog):
             connection = 2  # Connection: keep-alive
         else:
             connection = 0
-        return response_bytes(
-            self.status,
-            self._header_block,
-            self.provided_date is None,
-            length,
-            chunked,
-            connection,
-            body,
-        )
+        # The head's status line and header lines, a Date unless the
+        # application gave one, the framing decided here, then *body*.
+        return head.response_bytes(length, chunked, connection, body)
 
     def _log_length_error(self):
         self.close_connection = True
@@ -1025,15 +1023,15 @@ class WSGIHandler(_AccessLog):
         else:
             self._cl_left = None
 
+        # The head itself is kept for the framing (_make_head); the
+        # attributes are gevent's.
+        self._response = head
         self.status = head.status_bytes
         self._orig_status = head.status
         self.code = code
         self.response_headers = headers
-        self._header_block = head.header_block
         self.provided_content_length = provided_cl
         self.provided_date = head.date
-        self._provided_connection = head.connection
-        self._provided_te = head.transfer_encoding
         if head.connection_close:
             self.close_connection = True
         return self.write

@@ -13,6 +13,8 @@
 //! - Header names and values become `str` decoded as latin-1, as PEP 3333
 //!   requires for the environ; every byte value is representable.
 
+use std::mem::MaybeUninit;
+
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -58,15 +60,38 @@ pub(super) fn with_bytes<R>(
     f(&bytes)
 }
 
+/// Header slots a parse keeps on the stack: the server's default limit is
+/// 100.  A heap buffer of initialized empty headers cost a malloc, a free and
+/// a write to every slot, for every request.
+pub(super) const STACK_HEADERS: usize = 128;
+
+/// A header slot for httparse to fill: uninitialized until it writes one.
+pub(super) type HeaderSlot<'b> = MaybeUninit<httparse::Header<'b>>;
+
+/// Room for a parse with at most `n` headers: `n` slots of `stack` when they
+/// fit, else of `heap` (grown here).
+pub(super) fn header_slots<'s, 'b>(
+    stack: &'s mut [HeaderSlot<'b>; STACK_HEADERS],
+    heap: &'s mut Vec<HeaderSlot<'b>>,
+    n: usize,
+) -> &'s mut [HeaderSlot<'b>] {
+    if n <= STACK_HEADERS {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, MaybeUninit::uninit());
+        &mut heap[..]
+    }
+}
+
 /// Parses a request head into `headers` (whose length is the header limit):
 /// None while incomplete, else the request and the head's length.
 pub(super) fn parse_head<'h, 'b>(
     bytes: &'b [u8],
-    headers: &'h mut [httparse::Header<'b>],
+    headers: &'h mut [HeaderSlot<'b>],
 ) -> PyResult<Option<(httparse::Request<'h, 'b>, usize)>> {
     let max_headers = headers.len();
-    let mut req = httparse::Request::new(headers);
-    match req.parse(bytes) {
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(bytes, headers) {
         Ok(httparse::Status::Complete(n)) => Ok(Some((req, n))),
         Ok(httparse::Status::Partial) => Ok(None),
         Err(httparse::Error::TooManyHeaders) => Err(TooManyHeaders::new_err(format!(
@@ -91,8 +116,10 @@ pub(crate) fn parse_request<'py>(
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
     let max_headers = max_headers.clamp(1, MAX_HEADERS_LIMIT);
     with_bytes(data, |bytes| {
-        let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-        let Some((req, consumed)) = parse_head(bytes, &mut headers)? else {
+        let mut stack = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+        let mut heap = Vec::new();
+        let slots = header_slots(&mut stack, &mut heap, max_headers);
+        let Some((req, consumed)) = parse_head(bytes, slots)? else {
             return Ok(None);
         };
         let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {

@@ -59,7 +59,16 @@ sys.path.insert(0, str(HERE))
 
 from workloads import FAMILY, WORKLOADS, Workload  # noqa: E402
 
-LIBS = ("greenwheel", "gevent", "eventlet", "asyncio", "uvloop", "rloop", "granian")
+LIBS = (
+    "greenwheel",
+    "gevent",
+    "eventlet",
+    "asyncio",
+    "uvloop",
+    "rloop",
+    "greenwheel.asyncio",
+    "granian",
+)
 BASELINE = "gevent"
 SUBJECT = "greenwheel"
 
@@ -186,7 +195,7 @@ def print_table(results: Results) -> None:
     title_width = max(len(w.title) for w in results.workloads) + 2
     title_width = max(title_width, len(flatness_label) + 2)
     unit_width = max(len(w.unit) for w in results.workloads) + 2
-    cell = 16
+    cell = max(16, *(len(lib) + 2 for lib in results.libs))
     header = f"{'workload':<{title_width}}{'unit':<{unit_width}}" + "".join(
         f"{lib:>{cell}}" for lib in results.libs
     )
@@ -323,13 +332,13 @@ def best_peer(results: Results, name: str, peers: tuple[str, ...]) -> tuple[str 
     return pick(measured, key=lambda peer: results.value(name, peer)), ""
 
 
-def _vs_peer_part(name: str, peers: tuple[str, ...], minimum: float):
-    """greenwheel's rate on row *name* over the best of *peers* (each at its best config)."""
+def _vs_peer_part(name: str, peers: tuple[str, ...], minimum: float, subject: str = SUBJECT):
+    """*subject*'s rate on row *name* over the best of *peers* (each at its best config)."""
 
     def part(results: Results):
-        value = results.value(name, SUBJECT)
+        value = results.value(name, subject)
         if value is None:
-            return None, f"{name}: {results.why_missing(name)}"
+            return None, f"{name}: {results.why_missing(name, subject)}"
         peer, why = best_peer(results, name, peers)
         if peer is None:
             return None, f"{name}: {why}"
@@ -416,6 +425,23 @@ TARGETS = [
     (
         "idle keep-alive connection <= 8 KB of server RSS",
         [_memory_part("memory_idle_keepalive", 8192)],
+    ),
+    # Issue 18: greenwheel's asyncio event loop against the fastest loops,
+    # workload by workload.
+    (
+        "greenwheel.asyncio >= 1.0x best of uvloop and rloop, each workload",
+        [
+            _vs_peer_part(name, ("uvloop", "rloop"), 1.0, subject="greenwheel.asyncio")
+            for name in (
+                "sleep0",
+                "spawn_join",
+                "timer_10k",
+                "staggered",
+                "tcp_echo",
+                "tcp_echo_protocol",
+                "http_stream",
+            )
+        ],
     ),
     (
         "TLS keep-alive (reported, no target)",
@@ -673,8 +699,9 @@ def select_libraries(libs: str | None) -> tuple[list[str], dict[str, str]]:
         sys.exit(f"unknown library {', '.join(unknown)}; choose from {', '.join(LIBS)}")
     available, unavailable = [], {}
     for lib in wanted:
-        # find_spec does not import: the parent stays free of every library.
-        if importlib.util.find_spec(lib) is None:
+        # find_spec does not import: the parent stays free of every library
+        # (a submodule's spec would import its package: look for the package).
+        if importlib.util.find_spec(lib.partition(".")[0]) is None:
             unavailable[lib] = "not installed (python -m pip install " + lib + ")"
         else:
             available.append(lib)

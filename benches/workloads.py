@@ -68,12 +68,15 @@ FAMILY = {
     "asyncio": "asyncio",
     "uvloop": "asyncio",
     "rloop": "asyncio",
+    # greenwheel's asyncio event loop (issue 18): the asyncio implementations
+    # on greenwheel's Rust loop.
+    "greenwheel.asyncio": "asyncio",
     # granian is a server, not a concurrency library: it only has HTTP rows.
     "granian": "granian",
 }
 
 #: The asyncio-family libraries that replace asyncio's event loop.
-LOOP_FACTORIES = ("uvloop", "rloop")
+LOOP_FACTORIES = ("uvloop", "rloop", "greenwheel.asyncio")
 
 
 class Skip(Exception):
@@ -819,6 +822,54 @@ async def tcp_echo_asyncio(aio, p):
     return result(total / elapsed, round_trips=total, seconds=elapsed)
 
 
+async def tcp_echo_protocol_asyncio(aio, p):
+    """tcp_echo with asyncio Protocols on both sides instead of streams."""
+    trips = p.size(ECHO_TRIPS)
+    loop = aio.get_running_loop()
+
+    class Echo(aio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+    class Client(aio.Protocol):
+        def __init__(self, done):
+            self.done, self.left, self.pending = done, trips, 0
+
+        def connection_made(self, transport):
+            self.transport = transport
+            self._send()
+
+        def _send(self):
+            self.pending = len(ECHO_MESSAGE)
+            self.transport.write(ECHO_MESSAGE)
+
+        def data_received(self, data):
+            self.pending -= len(data)
+            if self.pending > 0:
+                return
+            self.left -= 1
+            if self.left:
+                self._send()
+            else:
+                self.transport.close()
+                self.done.set_result(None)
+
+    server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=BACKLOG)
+    port = server.sockets[0].getsockname()[1]
+    watch = Stopwatch()
+    done = [loop.create_future() for _ in range(ECHO_CLIENTS)]
+    for future in done:
+        await loop.create_connection(lambda future=future: Client(future), "127.0.0.1", port)
+    await aio.gather(*done)
+    elapsed = watch.elapsed()
+    server.close()
+    total = ECHO_CLIENTS * trips
+    return result(total / elapsed, round_trips=total, seconds=elapsed)
+
+
 register(
     Workload(
         "tcp_echo",
@@ -827,6 +878,16 @@ register(
         gevent=tcp_echo_gevent,
         eventlet=tcp_echo_eventlet,
         asyncio=tcp_echo_asyncio,
+    )
+)
+
+register(
+    Workload(
+        "tcp_echo_protocol",
+        f"TCP echo with Protocols, {ECHO_CLIENTS} clients x 64 B",
+        "round trips/s",
+        asyncio=tcp_echo_protocol_asyncio,
+        note="asyncio family only: Protocols on both sides (tcp_echo uses streams)",
     )
 )
 

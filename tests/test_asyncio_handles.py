@@ -451,3 +451,18 @@ def test_closing_the_loop_closes_its_fd_watchers():
     finally:
         a.close()
         b.close()
+
+
+def test_a_context_that_cannot_be_entered_is_reported_not_raised(loop):
+    # The callback runs inside its context (entered and exited around the
+    # call); a context that cannot be entered is the callback's failure, for
+    # the exception handler, as with asyncio's Handle, and the batch goes on.
+    contexts = []
+    loop.set_exception_handler(lambda _loop, context: contexts.append(context))
+    seen = []
+    loop.call_soon(seen.append, "never", context=object())
+    loop.call_soon(seen.append, "after")
+    run_once(loop)
+    assert seen == ["after"]
+    [context] = contexts
+    assert context["message"].startswith("Exception in callback")

@@ -11,6 +11,7 @@
 //!   runs, so no borrow is held while Python code runs.
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
@@ -119,12 +120,7 @@ impl HandleCore {
         let Some((callback, args, context)) = self.call(py) else {
             return Ok(());
         };
-        let mut argv = Vec::with_capacity(1 + args.bind(py).len());
-        argv.push(callback.clone_ref(py).into_bound(py));
-        argv.extend(args.bind(py).iter());
-        let outcome = context
-            .bind(py)
-            .call_method1(pyo3::intern!(py, "run"), PyTuple::new(py, argv)?);
+        let outcome = run_in_context(context.bind(py), callback.bind(py), args.bind(py));
         match outcome {
             Ok(_) => Ok(()),
             Err(err)
@@ -217,6 +213,36 @@ impl HandleCore {
             drop(taken);
         }
     }
+}
+
+/// `context.run(callback, *args)` without its method lookup and argument
+/// tuple: enter the context, call, exit it (what `Context.run` does).
+fn run_in_context(
+    context: &Bound<'_, PyAny>,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<()> {
+    let py = context.py();
+    // SAFETY: `context` is a live object (borrowed for this call) and the
+    // GIL is held. PyContext_Enter checks that it is a Context (TypeError
+    // otherwise) and that it is not entered already (RuntimeError), as
+    // Context.run does; on failure it returns -1 with the error set.
+    if unsafe { ffi::PyContext_Enter(context.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let outcome = if args.is_empty() {
+        callback.call0()
+    } else {
+        callback.call1(args)
+    };
+    // SAFETY: the same context, entered above on this thread and not exited
+    // since (a callback that enters contexts exits them before returning);
+    // the callback's own error, if any, is already fetched into `outcome`,
+    // so no error indicator is set across the call.
+    if unsafe { ffi::PyContext_Exit(context.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    outcome.map(drop)
 }
 
 /// Where a handle is being made: `format_helpers.extract_stack` of the

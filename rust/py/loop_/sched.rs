@@ -52,6 +52,7 @@
 
 use std::collections::VecDeque;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::intern;
@@ -204,12 +205,21 @@ impl Loop {
     /// resumes it, and return what it was resumed with. If the running drain
     /// has budget left and nothing else is queued, resume the next ready
     /// object's single waiter directly instead of switching to `hub`.
+    ///
+    /// Inlined into `park_raw`, and every call it makes either returns
+    /// before the switch (`take_hand_over`) or is the switch itself: the
+    /// frames under a parked greenlet are copied by greenlet on every switch,
+    /// so they are kept to one.
+    #[inline(always)]
     fn park_<'py>(&self, py: Python<'py>, hub: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         debug_assert!(self.shared.is_owner(), "park from another thread");
         if let Some((link, obj)) = self.take_hand_over(py)? {
-            return link.call1((obj,));
+            return call_link(py, &link, &obj);
         }
-        greenlet_api::switch(py, hub)
+        if !greenlet_api::is_greenlet(py, hub)? {
+            return Err(not_a_greenlet(hub));
+        }
+        greenlet_api::switch_known(py, greenlet_api::Greenlet(hub))
     }
 
     /// The link and object of a hand-over `park` may do now, already taken
@@ -300,6 +310,44 @@ return the value switched in. May resume the next ready object's single waiter d
 instead of switching to `hub` (a hand-over). Internal."
         .as_ptr(),
 });
+
+/// `link(obj)`: a waiter's link called with the object that woke it (a
+/// greenlet's `switch`, usually). What `call1` does, without its frame: the
+/// call runs the woken greenlet while this frame sits on the waker's stack.
+#[inline(always)]
+fn call_link<'py>(
+    py: Python<'py>,
+    link: &Bound<'py, PyAny>,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: both are live objects and the GIL is held; the result is a new
+    // reference or NULL with an exception set.
+    let ret = unsafe { ffi::PyObject_CallOneArg(link.as_ptr(), obj.as_ptr()) };
+    if ret.is_null() {
+        return Err(fetch_error(py));
+    }
+    // SAFETY: a non-NULL result of a call is a new reference.
+    Ok(unsafe { Bound::from_owned_ptr(py, ret) })
+}
+
+/// The exception a failed call left set (out of line: see [`call_link`]).
+#[cold]
+#[inline(never)]
+fn fetch_error(py: Python<'_>) -> PyErr {
+    PyErr::fetch(py)
+}
+
+/// `park`'s error for a `hub` that is not a greenlet.
+#[cold]
+#[inline(never)]
+fn not_a_greenlet(hub: &Bound<'_, PyAny>) -> PyErr {
+    let name = hub
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    PyTypeError::new_err(format!("expected a greenlet, not {name}"))
+}
 
 /// `Loop`'s type object, for the raw methods' `self` check.
 static LOOP_TYPE: ExactType<Loop> = ExactType::new();

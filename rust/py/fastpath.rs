@@ -339,9 +339,14 @@ fn sleep_woken<'py>(
 
 /// Parses `(seconds=0, ref=True)` from a vectorcall.
 ///
+/// Out of line: it returns before the switch, so its locals (keyword
+/// parsing, error messages) need not sit in `sleep_raw`'s frame, which stays
+/// on the stack of every sleeping greenlet and is copied on every switch.
+///
 /// # Safety
 /// `args`, `nargs` and `kwnames` must be a vectorcall's arguments (see
 /// `sleep_raw`).
+#[inline(never)]
 unsafe fn sleep_args(
     py: Python<'_>,
     args: *const *mut ffi::PyObject,

@@ -150,6 +150,7 @@ pub(crate) struct Greenlet<'a, 'py>(pub(crate) &'a Bound<'py, PyAny>);
 
 /// [`switch`] for a value already known to be a greenlet (skips the subtype
 /// walk on the hottest path: resuming a greenlet queued by `yield_now`).
+#[inline(always)]
 pub(crate) fn switch_known<'py>(
     py: Python<'py>,
     glet: Greenlet<'_, 'py>,
@@ -157,6 +158,7 @@ pub(crate) fn switch_known<'py>(
     switch_checked(py, glet.0)
 }
 
+#[inline(always)]
 fn switch_checked<'py>(py: Python<'py>, glet: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let api = api(py)?;
     let args = PyTuple::empty(py);

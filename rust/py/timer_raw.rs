@@ -12,18 +12,18 @@
 //!   message: `start(callback, *args, update=None)` and `stop()`.
 //! - Bodies run inside `raw_fn::guard`, so errors are Python exceptions and a
 //!   panic never unwinds into C.
-//! - `self` is checked to be a `TimerWatcher` (CPython's method descriptor
-//!   already guarantees it; the check keeps this code sound on its own).
+//! - `self` is checked to be a `TimerWatcher` ([`ExactType::cast`]: CPython's
+//!   method descriptor already guarantees it; the check keeps this code sound
+//!   on its own).
 
 use pyo3::exceptions::PyTypeError;
-use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::Borrowed;
 
-use super::raw_fn::{guard, install_method, MethodDef};
+use super::raw_fn::{guard, ExactType, MethodDef};
 use super::watchers::{TimerWatcher, Watcher};
 
 static START_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
@@ -45,44 +45,13 @@ static STOP_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
         .as_ptr(),
 });
 
-/// `TimerWatcher`'s type object, recorded by [`install`]: comparing against
-/// it is cheaper than PyO3's lazily initialised type check, and the class is
-/// final (no `subclass`), so an exact match is the only match.
-static TIMER_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+/// `TimerWatcher`'s type object, for the raw methods' `self` check (the
+/// class is final: no `subclass`).
+static TIMER_TYPE: ExactType<TimerWatcher> = ExactType::new();
 
 /// Puts the raw `start` and `stop` on `TimerWatcher`.
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
-    let ty = py.get_type::<TimerWatcher>();
-    // The module keeps the class alive for as long as its methods can run.
-    TIMER_TYPE.store(ty.as_type_ptr(), Ordering::Relaxed);
-    install_method(&ty, &START_DEF)?;
-    install_method(&ty, &STOP_DEF)
-}
-
-/// `self` as a `TimerWatcher`.
-///
-/// # Safety
-/// `slf` must be a live object pointer borrowed for the call.
-#[inline(always)]
-unsafe fn timer<'a, 'py>(
-    py: Python<'py>,
-    slf: *mut ffi::PyObject,
-) -> PyResult<Borrowed<'a, 'py, TimerWatcher>> {
-    // SAFETY: the caller's contract.
-    let obj = unsafe { Borrowed::from_ptr(py, slf) };
-    // SAFETY: `slf` is live, so reading its type is sound.
-    if unsafe { ffi::Py_TYPE(slf) } == TIMER_TYPE.load(Ordering::Relaxed) {
-        // SAFETY: the exact type was just checked.
-        return Ok(unsafe { obj.cast_unchecked::<TimerWatcher>() });
-    }
-    not_exact(obj)
-}
-
-/// [`timer`]'s checked path, out of line (CPython's method descriptor only
-/// calls with a `TimerWatcher`, so it is not taken in practice).
-#[cold]
-fn not_exact<'a, 'py>(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Borrowed<'a, 'py, TimerWatcher>> {
-    Ok(obj.cast::<TimerWatcher>()?)
+    TIMER_TYPE.install(py, &[&START_DEF, &STOP_DEF])
 }
 
 unsafe extern "C" fn start_raw(
@@ -96,7 +65,7 @@ unsafe extern "C" fn start_raw(
     guard(py, || {
         // SAFETY: `slf` and the vectorcall arguments (`nargs` positional
         // values, then one per name in `kwnames`) are borrowed for the call.
-        let this = unsafe { timer(py, slf) }?;
+        let this = unsafe { TIMER_TYPE.cast(py, slf) }?;
         let npos = usize::try_from(nargs).unwrap_or(0);
         // SAFETY: index < npos, inside the positional part.
         let arg = |i: usize| unsafe { Borrowed::from_ptr(py, *args.add(i)) };
@@ -180,7 +149,7 @@ unsafe extern "C" fn stop_raw(
     let py = unsafe { Python::assume_attached() };
     guard(py, || {
         // SAFETY: `slf` is borrowed for the call.
-        let this = unsafe { timer(py, slf) }?;
+        let this = unsafe { TIMER_TYPE.cast(py, slf) }?;
         this.get().do_stop(py)
     })
 }

@@ -229,7 +229,7 @@ impl Loop {
             py,
             Callback::new(func.clone().unbind(), args.clone().unbind()),
         )?;
-        self.push_callback(py, Queued::Call(cb.clone_ref(py)))?;
+        self.push_callback(Queued::Call(cb.clone_ref(py)));
         Ok(cb)
     }
 
@@ -245,7 +245,8 @@ impl Loop {
                 glet.get_type().name()?
             )));
         }
-        self.push_callback(glet.py(), Queued::Start(glet.clone().unbind()))
+        self.push_callback(Queued::Start(glet.clone().unbind()));
+        Ok(())
     }
 
     /// `sleep(0)` for greenlet `hub`'s children: queue a resume of the current
@@ -460,7 +461,7 @@ impl Loop {
         for w in forks {
             if let Some((f, a)) = w.get().core.call_parts(py) {
                 let cb = Py::new(py, Callback::new(f, a))?;
-                self.push_callback(py, Queued::Call(cb))?;
+                self.push_callback(Queued::Call(cb));
             }
         }
         Ok(())

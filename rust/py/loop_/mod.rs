@@ -646,13 +646,10 @@ impl Loop {
         // Seq 0 is reserved for re-queued sleepers (see `sleep_cancel`).
         let seq = self.resume_seq.get().wrapping_add(1).max(1);
         self.resume_seq.set(seq);
-        self.push_callback(
-            py,
-            Queued::Resume {
-                glet: current.unbind(),
-                seq,
-            },
-        )?;
+        self.push_callback(Queued::Resume {
+            glet: current.unbind(),
+            seq,
+        });
         let switched = if trusted_hub {
             match self.hand_off(current_ptr) {
                 // Only `yield_current` queues Resume, with getcurrent()'s result.

@@ -51,18 +51,18 @@
 //!   by dropping a plain `Py`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicPtr, Ordering};
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyTuple};
-use pyo3::{Borrowed, PyTraverseError};
+use pyo3::PyTraverseError;
 
 use super::{Loop, Queued};
 use crate::py::greenlet_api;
-use crate::py::raw_fn::{guard_value, install_method, MethodDef};
+use crate::py::raw_fn::{meth_o, ExactType, MethodDef};
 
 /// How many objects one drain notifies (hand-overs included) before the
 /// loop gets a chance to poll (timers, I/O, signals).
@@ -130,12 +130,12 @@ impl Loop {
 
     /// Pushes `entry` onto the callback queue, after a drain if objects made
     /// ready earlier would otherwise wait behind it (see the module docs).
-    pub(super) fn push_callback(&self, _py: Python<'_>, entry: Queued) -> PyResult<()> {
+    /// Cannot fail: a drain is a `Queued::Drain` marker, not a Python object.
+    pub(super) fn push_callback(&self, entry: Queued) {
         if self.sched.drains_queued.get() == 0 && self.sched.has_ready() {
             self.queue_drain();
         }
         self.callbacks.borrow_mut().push_back(entry);
-        Ok(())
     }
 
     /// Runs a `Queued::Drain` entry just popped off the callback queue.
@@ -205,12 +205,21 @@ impl Loop {
     /// resumes it, and return what it was resumed with. If the running drain
     /// has budget left and nothing else is queued, resume the next ready
     /// object's single waiter directly instead of switching to `hub`.
+    ///
+    /// Inlined into `park_raw`, and every call it makes either returns
+    /// before the switch (`take_hand_over`) or is the switch itself: the
+    /// frames under a parked greenlet are copied by greenlet on every switch,
+    /// so they are kept to one.
+    #[inline(always)]
     fn park_<'py>(&self, py: Python<'py>, hub: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         debug_assert!(self.shared.is_owner(), "park from another thread");
         if let Some((link, obj)) = self.take_hand_over(py)? {
-            return link.call1((obj,));
+            return call_link(py, &link, &obj);
         }
-        greenlet_api::switch(py, hub)
+        if !greenlet_api::is_greenlet(py, hub)? {
+            return Err(not_a_greenlet(hub));
+        }
+        greenlet_api::switch_known(py, greenlet_api::Greenlet(hub))
     }
 
     /// The link and object of a hand-over `park` may do now, already taken
@@ -302,70 +311,70 @@ instead of switching to `hub` (a hand-over). Internal."
         .as_ptr(),
 });
 
-/// `Loop`'s type object, recorded by [`install`]: the class is final, so an
-/// exact match is the only match, and cheaper than PyO3's type check.
-static LOOP_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+/// `link(obj)`: a waiter's link called with the object that woke it (a
+/// greenlet's `switch`, usually). What `call1` does, without its frame: the
+/// call runs the woken greenlet while this frame sits on the waker's stack.
+#[inline(always)]
+fn call_link<'py>(
+    py: Python<'py>,
+    link: &Bound<'py, PyAny>,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: both are live objects and the GIL is held; the result is a new
+    // reference or NULL with an exception set.
+    let ret = unsafe { ffi::PyObject_CallOneArg(link.as_ptr(), obj.as_ptr()) };
+    if ret.is_null() {
+        return Err(fetch_error(py));
+    }
+    // SAFETY: a non-NULL result of a call is a new reference.
+    Ok(unsafe { Bound::from_owned_ptr(py, ret) })
+}
+
+/// The exception a failed call left set (out of line: see [`call_link`]).
+#[cold]
+#[inline(never)]
+fn fetch_error(py: Python<'_>) -> PyErr {
+    PyErr::fetch(py)
+}
+
+/// `park`'s error for a `hub` that is not a greenlet.
+#[cold]
+#[inline(never)]
+fn not_a_greenlet(hub: &Bound<'_, PyAny>) -> PyErr {
+    let name = hub
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    PyTypeError::new_err(format!("expected a greenlet, not {name}"))
+}
+
+/// `Loop`'s type object, for the raw methods' `self` check.
+static LOOP_TYPE: ExactType<Loop> = ExactType::new();
 
 /// Puts the raw `make_ready` and `park` on `Loop`.
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
-    let ty = py.get_type::<Loop>();
-    // The module keeps the class alive for as long as its methods can run.
-    LOOP_TYPE.store(ty.as_type_ptr(), Ordering::Relaxed);
-    install_method(&ty, &MAKE_READY_DEF)?;
-    install_method(&ty, &PARK_DEF)
-}
-
-/// `self` as a `Loop`.
-///
-/// # Safety
-/// `slf` must be a live object pointer borrowed for the call.
-#[inline(always)]
-unsafe fn this_loop<'a, 'py>(
-    py: Python<'py>,
-    slf: *mut ffi::PyObject,
-) -> PyResult<Borrowed<'a, 'py, Loop>> {
-    // SAFETY: the caller's contract.
-    let obj = unsafe { Borrowed::from_ptr(py, slf) };
-    // SAFETY: `slf` is live, so reading its type is sound.
-    if unsafe { ffi::Py_TYPE(slf) } == LOOP_TYPE.load(Ordering::Relaxed) {
-        // SAFETY: the exact type was just checked.
-        return Ok(unsafe { obj.cast_unchecked::<Loop>() });
-    }
-    not_exact(obj)
-}
-
-#[cold]
-fn not_exact<'a, 'py>(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Borrowed<'a, 'py, Loop>> {
-    Ok(obj.cast::<Loop>()?)
+    LOOP_TYPE.install(py, &[&MAKE_READY_DEF, &PARK_DEF])
 }
 
 unsafe extern "C" fn make_ready_raw(
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls METH_O methods with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    guard_value(py, || {
-        // SAFETY: `slf` and `arg` are borrowed for the call.
-        let this = unsafe { this_loop(py, slf) }?;
-        // SAFETY: as above.
-        let obj = unsafe { Borrowed::from_ptr(py, arg) };
-        let queued = this.get().make_ready_(&obj);
-        Ok(PyBool::new(py, queued).to_owned().into_any())
-    })
+    // SAFETY: CPython passes a METH_O method its own arguments.
+    unsafe {
+        meth_o(&LOOP_TYPE, slf, arg, |py, this, obj| {
+            Ok(PyBool::new(py, this.make_ready_(&obj))
+                .to_owned()
+                .into_any())
+        })
+    }
 }
 
 unsafe extern "C" fn park_raw(
     slf: *mut ffi::PyObject,
     arg: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls METH_O methods with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    guard_value(py, || {
-        // SAFETY: `slf` and `arg` are borrowed for the call.
-        let this = unsafe { this_loop(py, slf) }?;
-        // SAFETY: as above.
-        let hub = unsafe { Borrowed::from_ptr(py, arg) };
-        this.get().park_(py, &hub)
-    })
+    // SAFETY: CPython passes a METH_O method its own arguments.
+    unsafe { meth_o(&LOOP_TYPE, slf, arg, |py, this, hub| this.park_(py, &hub)) }
 }

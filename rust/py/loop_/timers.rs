@@ -259,7 +259,7 @@ impl Loop {
                             self.adjust_activecnt(-1);
                         }
                         self.requeued_sleeps.set(self.requeued_sleeps.get() + 1);
-                        self.push_callback(py, Queued::Resume { glet, seq: 0 })?;
+                        self.push_callback(Queued::Resume { glet, seq: 0 });
                     }
                 }
                 TimerEntry::Timeout(timeout) => {
@@ -270,7 +270,7 @@ impl Loop {
                             self.adjust_activecnt(-1);
                         }
                         let deliver = crate::py::timeout::deliver_later(py, target, raise)?;
-                        self.push_callback(py, Queued::Call(deliver))?;
+                        self.push_callback(Queued::Call(deliver));
                     }
                 }
             }

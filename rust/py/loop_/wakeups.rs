@@ -54,7 +54,7 @@ impl Loop {
                 Ok(cb) if a.bind(py).is_empty() => cb.clone().unbind(),
                 _ => Py::new(py, Callback::new(f, a))?,
             };
-            self.push_callback(py, Queued::Call(cb))?;
+            self.push_callback(Queued::Call(cb));
         }
         Ok(any)
     }

@@ -466,3 +466,30 @@ def test_a_context_that_cannot_be_entered_is_reported_not_raised(loop):
     assert seen == ["after"]
     [context] = contexts
     assert context["message"].startswith("Exception in callback")
+
+
+def test_timer_handles_are_entries_of_the_hubs_wheel_and_leave_it():
+    # call_later/call_at arm the hub loop's wheel directly; a cancel, a fire
+    # and close() each take the entry out, and none keeps the hub alive.
+    loop = gwa.new_event_loop()
+    wheel = loop._gw
+    base, active = wheel.timer_count, wheel.activecnt
+
+    def in_wheel():
+        # What this loop has in the wheel: its timer handles, and its batch
+        # kick while a batch is queued.
+        return wheel.timer_count - base - int(loop._drain_queued)
+
+    try:
+        timers = [loop.call_later(60, callback) for _ in range(3)]
+        assert in_wheel() == 3 and wheel.activecnt == active
+        timers[0].cancel()
+        assert in_wheel() == 2
+        fired = loop.call_later(0, callback)
+        assert in_wheel() == 3
+        while fired._scheduled:
+            run_once(loop)
+        assert in_wheel() == 2
+    finally:
+        loop.close()
+    assert wheel.timer_count == base and loop._armed_count() == 0

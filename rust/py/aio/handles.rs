@@ -20,8 +20,8 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyTuple};
 use pyo3::PyTraverseError;
 
 use super::{asyncio_attr, copy_context, AioLoopCore};
-use crate::py::sync::{BoolCell, Guarded, IsizeCell};
-use crate::py::watchers::TimerWatcher;
+use crate::py::loop_::Loop;
+use crate::py::sync::{BoolCell, Guarded, HandleCell, IsizeCell};
 
 /// What a handle calls: `context.run(callback, *args)`.
 struct Call {
@@ -38,7 +38,7 @@ pub(super) struct HandleCore {
     /// Kept after a cancel: `get_context()` still answers.
     context: Py<PyAny>,
     pub(super) cancelled: BoolCell,
-    event_loop: Py<PyAny>,
+    pub(super) event_loop: Py<PyAny>,
     /// Where the handle was made, in debug mode (asyncio's
     /// `_source_traceback`), else None.
     source_traceback: Option<Py<PyAny>>,
@@ -351,9 +351,11 @@ pub(crate) struct TimerHandle {
     pub(super) core: HandleCore,
     /// The loop time it is due at (`when()`).
     pub(super) when: f64,
-    /// Its wheel timer while armed; None once fired, cancelled or disarmed
+    /// The hub's loop, whose wheel holds it while armed.
+    pub(super) gw_loop: Py<Loop>,
+    /// Its wheel entry while armed; None once fired, cancelled or disarmed
     /// by `close()` (asyncio's `_scheduled`).
-    pub(super) watcher: Guarded<Option<Py<TimerWatcher>>>,
+    pub(super) wheel: HandleCell,
     /// Its index in the loop's list of armed handles while armed, else -1.
     pub(super) slot: IsizeCell,
 }
@@ -362,12 +364,29 @@ handle_methods!(TimerHandle);
 
 impl TimerHandle {
     /// Stop and forget the wheel timer, if armed (cancel, close).
-    pub(super) fn disarm(&self, py: Python<'_>) {
-        let watcher = self.watcher.borrow_mut().take();
-        if let Some(watcher) = watcher {
-            let w = watcher.get();
-            w.core.loop_.get().timer_stop(py, w);
+    pub(super) fn disarm(slf: &Bound<'_, Self>) {
+        if let Some(h) = TimerHandle::unarmed(slf) {
+            let removed = slf.get().gw_loop.get().aio_timer_disarm(h);
+            if let Some(entry) = removed {
+                entry.release(slf.py());
+            }
         }
+    }
+
+    /// Its wheel entry while armed (the loop checks an expiry against it).
+    pub(crate) fn wheel_handle(&self) -> Option<crate::wheel::TimerHandle> {
+        self.wheel.get()
+    }
+
+    /// Now in the loop's wheel as `h`.
+    pub(crate) fn armed_as(slf: &Bound<'_, Self>, h: crate::wheel::TimerHandle) {
+        slf.get().wheel.set(Some(h));
+    }
+
+    /// Out of the wheel (fired, cancelled, disarmed): the wheel entry it
+    /// had, if any.
+    pub(crate) fn unarmed(slf: &Bound<'_, Self>) -> Option<crate::wheel::TimerHandle> {
+        slf.get().wheel.take()
     }
 }
 
@@ -378,7 +397,7 @@ impl TimerHandle {
         let py = slf.py();
         let this = slf.get();
         if this.core.cancel(slf.as_any())? {
-            this.disarm(py);
+            TimerHandle::disarm(slf);
             let event_loop = this.core.event_loop.bind(py);
             if let Ok(core) = event_loop.cast::<AioLoopCore>() {
                 core.get().forget_armed(this);
@@ -398,7 +417,7 @@ impl TimerHandle {
 
     #[getter]
     fn _scheduled(&self) -> bool {
-        self.watcher.borrow().is_some()
+        self.wheel.get().is_some()
     }
 
     fn __hash__(&self) -> u64 {
@@ -451,20 +470,11 @@ impl TimerHandle {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.core.traverse(&visit)?;
-        if let Ok(watcher) = self.watcher.try_borrow() {
-            if let Some(w) = watcher.as_ref() {
-                visit.call(w)?;
-            }
-        }
+        visit.call(&self.gw_loop)?;
         Ok(())
     }
 
     fn __clear__(&self) {
         self.core.clear();
-        if let Ok(mut watcher) = self.watcher.try_borrow_mut() {
-            let taken = watcher.take();
-            drop(watcher);
-            drop(taken);
-        }
     }
 }

@@ -47,9 +47,11 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
 
+use super::errors::delay_ns;
 use super::loop_::{Loop, LoopClock};
+use super::sync::HandleCell;
 use super::sync::{BoolCell, Guarded, IsizeCell};
-use super::watchers::{self, IoWatcher, TimerWatcher};
+use super::watchers::IoWatcher;
 
 /// One fd's registration (asyncio's selector key): its reader and writer
 /// handles and the io watcher that watches for what they need.
@@ -85,8 +87,6 @@ struct Kick {
     drain: Py<PyAny>,
     /// The hub's loop, whose wheel arms the timer handles.
     gw_loop: Py<Loop>,
-    /// This loop's `_timer_fired` (bound), what a timer handle's watcher calls.
-    fired: Py<PyAny>,
     /// This loop's `_io_fired` (bound), what an fd's io watcher calls.
     io_fired: Py<PyAny>,
 }
@@ -231,7 +231,6 @@ impl AioLoopCore {
         timer: Py<PyAny>,
         drain: Py<PyAny>,
     ) -> PyResult<()> {
-        let fired = slf.getattr("_timer_fired")?.unbind();
         let io_fired = slf.getattr("_io_fired")?.unbind();
         let mut kick = slf.get().kick.borrow_mut();
         if kick.is_some() {
@@ -243,7 +242,6 @@ impl AioLoopCore {
             timer,
             drain,
             gw_loop,
-            fired,
             io_fired,
         });
         Ok(())
@@ -298,21 +296,6 @@ impl AioLoopCore {
         AioLoopCore::arm(slf, when, callback, args, context)
     }
 
-    /// A timer handle's wheel timer fired: queue the handle for the next
-    /// batch (unless it was cancelled meanwhile).
-    fn _timer_fired(slf: &Bound<'_, Self>, handle: &Bound<'_, TimerHandle>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let h = handle.get();
-        let watcher = h.watcher.borrow_mut().take();
-        drop(watcher);
-        this.forget_armed(h);
-        if h.core.cancelled.get() || this.closed.get() {
-            return Ok(());
-        }
-        this.push_ready(py, handle.clone().into_any().unbind())
-    }
-
     /// Disarm every armed timer handle (`close()`: pending calls are lost,
     /// as asyncio documents, and nothing stays in the wheel).
     fn _disarm_timers(&self, py: Python<'_>) {
@@ -320,7 +303,7 @@ impl AioLoopCore {
         for handle in &armed {
             let h = handle.get();
             h.slot.set(-1);
-            h.disarm(py);
+            TimerHandle::disarm(handle.bind(py));
         }
         drop(armed);
     }
@@ -532,7 +515,6 @@ impl AioLoopCore {
                 visit.call(&k.timer)?;
                 visit.call(&k.drain)?;
                 visit.call(&k.gw_loop)?;
-                visit.call(&k.fired)?;
                 visit.call(&k.io_fired)?;
             }
         }
@@ -610,10 +592,9 @@ impl AioLoopCore {
         let py = slf.py();
         AioLoopCore::check_call(slf, &callback, "call_at")?;
         let this = slf.get();
-        let (gw_loop, fired) = {
+        let gw_loop = {
             let kick = this.kick.borrow();
-            let k = kick.as_ref().ok_or_else(not_set_up)?;
-            (k.gw_loop.clone_ref(py), k.fired.clone_ref(py))
+            kick.as_ref().ok_or_else(not_set_up)?.gw_loop.clone_ref(py)
         };
         let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
         let handle = Bound::new(
@@ -621,19 +602,18 @@ impl AioLoopCore {
             TimerHandle {
                 core,
                 when,
-                watcher: Guarded::new(None),
+                gw_loop: gw_loop.clone_ref(py),
+                wheel: HandleCell::new(None),
                 slot: IsizeCell::new(-1),
             },
         )?;
-        let delay = (when - now_secs()).max(0.0);
-        // ref=False: a pending call_later does not keep greenlets' hub.join()
-        // waiting while asyncio is not running.
-        let watcher = Bound::new(py, TimerWatcher::new(gw_loop, delay, 0.0, false, None)?)?;
-        let args = PyTuple::new(py, [handle.as_any()])?;
-        // update=true: the wheel's "now" is refreshed, so the deadline is
-        // never before `when`.
-        watchers::start(&watcher, fired.bind(py), &args, true)?;
-        *handle.get().watcher.borrow_mut() = Some(watcher.unbind());
+        let after_ns = delay_ns("when", (when - now_secs()).max(0.0))?;
+        // An entry of the loop's wheel (no watcher object); the loop reads
+        // its clock afresh as it arms, so the deadline is never before `when`.
+        let h = gw_loop
+            .get()
+            .aio_timer_arm(handle.clone().unbind(), after_ns)?;
+        TimerHandle::armed_as(&handle, h);
         {
             let mut armed = this.armed.borrow_mut();
             handle.get().slot.set(armed.len() as isize);
@@ -661,6 +641,24 @@ fn asyncio_attr<'py>(
         Ok::<_, PyErr>(obj.unbind())
     })
     .map(|f| f.bind(py))
+}
+
+/// A timer handle's wheel entry expired (the loop checked it is current):
+/// queue the handle for the next batch, unless it was cancelled or its loop
+/// closed meanwhile.
+pub(crate) fn timer_fired(handle: &Bound<'_, TimerHandle>) -> PyResult<()> {
+    let py = handle.py();
+    let h = handle.get();
+    let event_loop = h.core.event_loop.bind(py);
+    let Ok(core) = event_loop.cast::<AioLoopCore>() else {
+        return Ok(());
+    };
+    let this = core.get();
+    this.forget_armed(h);
+    if h.core.cancelled.get() || this.closed.get() {
+        return Ok(());
+    }
+    this.push_ready(py, handle.clone().into_any().unbind())
 }
 
 /// asyncio's `_set_running_loop` (a C function).

@@ -535,6 +535,7 @@ impl Loop {
                         TimerEntry::Watcher(t) => visit.call(t)?,
                         TimerEntry::Timeout(t) => visit.call(t)?,
                         TimerEntry::Sleep { glet, .. } => visit.call(glet)?,
+                        TimerEntry::Aio(h) => visit.call(h)?,
                     }
                 }
                 for e in st.fds.values() {

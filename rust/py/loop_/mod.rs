@@ -195,6 +195,9 @@ pub(crate) enum TimerEntry {
         glet: Py<PyAny>,
         ref_: bool,
     },
+    /// A greenwheel.asyncio `call_later` / `call_at` handle (no watcher
+    /// object: its expiry queues the handle natively, see `aio`).
+    Aio(Py<crate::py::aio::TimerHandle>),
 }
 
 impl TimerEntry {
@@ -205,6 +208,7 @@ impl TimerEntry {
             TimerEntry::Watcher(w) => w.drop_ref(py),
             TimerEntry::Timeout(t) => t.drop_ref(py),
             TimerEntry::Sleep { glet, .. } => glet.drop_ref(py),
+            TimerEntry::Aio(h) => h.drop_ref(py),
         }
     }
 }
@@ -388,6 +392,11 @@ impl Loop {
                 // The sleeper stays blocked; it is woken (GreenletExit) when
                 // its hub is destroyed.
                 TimerEntry::Sleep { .. } => {}
+                // The handle reads as no longer scheduled; the asyncio loop
+                // on this loop cannot run any more anyway.
+                TimerEntry::Aio(h) => {
+                    crate::py::aio::TimerHandle::unarmed(h.bind(py));
+                }
             }
         }
         for entry in st.fds.values() {

@@ -70,7 +70,7 @@ impl Loop {
             match entry {
                 TimerEntry::Watcher(w) => w.get().core.set_pending(true),
                 TimerEntry::Sleep { .. } => sleeps.push(*handle),
-                TimerEntry::Timeout(_) => {}
+                TimerEntry::Timeout(_) | TimerEntry::Aio(_) => {}
             }
         }
         if !sleeps.is_empty() {
@@ -82,6 +82,7 @@ impl Loop {
                 TimerEntry::Watcher(watcher) => self.fire_watcher(py, handle, &watcher),
                 TimerEntry::Timeout(timeout) => self.fire_timeout(py, handle, &timeout),
                 TimerEntry::Sleep { glet, ref_ } => self.fire_sleep(py, handle, glet, ref_),
+                TimerEntry::Aio(h) => self.fire_aio(py, handle, &h),
             };
             if let Err(e) = outcome {
                 self.requeue_timers(py, rest.collect())?;
@@ -262,6 +263,14 @@ impl Loop {
                         self.push_callback(Queued::Resume { glet, seq: 0 });
                     }
                 }
+                TimerEntry::Aio(h) => {
+                    // Due now: armed again at 0, unless cancelled meanwhile.
+                    if h.get().wheel_handle() == Some(handle) {
+                        let again = TimerEntry::Aio(h.clone_ref(py));
+                        let re = self.with_state(|st| st.wheel.arm(0, again))?;
+                        crate::py::aio::TimerHandle::armed_as(h.bind(py), re);
+                    }
+                }
                 TimerEntry::Timeout(timeout) => {
                     // Fire it on the next pass rather than lose it.
                     let bound = timeout.bind(py);
@@ -276,6 +285,45 @@ impl Loop {
             }
         }
         Ok(())
+    }
+
+    /// An asyncio timer handle is due: unless it was cancelled or re-armed
+    /// meanwhile (its handle moved on), hand it to its event loop.
+    fn fire_aio(
+        &self,
+        py: Python<'_>,
+        handle: TimerHandle,
+        timer: &Py<crate::py::aio::TimerHandle>,
+    ) -> PyResult<()> {
+        let bound = timer.bind(py);
+        if bound.get().wheel_handle() != Some(handle) {
+            return Ok(());
+        }
+        crate::py::aio::TimerHandle::unarmed(bound);
+        if let Err(err) = crate::py::aio::timer_fired(bound) {
+            self.report(py, bound.as_any(), err)?;
+        }
+        Ok(())
+    }
+
+    /// Arms an asyncio timer handle `after_ns` from now (the clock read
+    /// afresh, so it never fires before its `when`). Asyncio's timers do
+    /// not keep the loop alive (a running asyncio loop does).
+    pub(crate) fn aio_timer_arm(
+        &self,
+        timer: Py<crate::py::aio::TimerHandle>,
+        after_ns: u64,
+    ) -> PyResult<TimerHandle> {
+        self.check_usable()?;
+        let deadline = self.refresh_now().saturating_add(after_ns);
+        self.with_state(|st| st.wheel.arm(deadline, TimerEntry::Aio(timer)))
+    }
+
+    /// Disarms an asyncio timer handle; the caller drops the returned entry
+    /// after releasing its own locks.
+    pub(crate) fn aio_timer_disarm(&self, handle: TimerHandle) -> Option<TimerEntry> {
+        let mut st = self.state.try_borrow_mut().ok()?;
+        st.as_mut()?.wheel.cancel(handle)
     }
 
     /// Arms a `Timeout` in the wheel (see `py/timeout.rs`).

@@ -1,4 +1,4 @@
-"""The Rust parts of pywsgi's request path: request_environ, response_head, response_bytes.
+"""The Rust parts of pywsgi's request path: request_environ, response_head, ResponseHead.response_bytes.
 
 Each is checked against a plain-Python model of the same rules (what
 pywsgi did in Python before the work moved to Rust), on examples and on
@@ -25,7 +25,6 @@ from greenwheel._core import (
     http_date,
     parse_request,
     request_environ,
-    response_bytes,
     response_head,
 )
 from greenwheel._pywsgi import format_date_time
@@ -516,19 +515,26 @@ def test_http_date_now_and_out_of_range():
 
 
 def test_response_bytes_assembles_head_and_body():
-    data = response_bytes(b"200 OK", b"X: y\r\n", False, 5, False, 0, b"hello")
-    assert data == b"HTTP/1.1 200 OK\r\nX: y\r\nContent-Length: 5\r\n\r\nhello"
-    data = response_bytes(b"200 OK", b"", False, None, True, 1, b"")
-    assert data == b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    data = response_bytes(b"204 No Content", b"", False, None, False, 2, b"")
-    assert data == b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
-    head, _, rest = response_bytes(b"200 OK", b"", True, 0, False, 0, b"").partition(b"Date: ")
-    assert head == b"HTTP/1.1 200 OK\r\n"
-    assert len(rest) == len(b"Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n")
+    def head(status, headers=()):
+        return response_head(status, list(headers))
+
+    # A Date of the current second unless the application gave one.
+    dated = head("200 OK", [("X", "y")]).response_bytes(5, False, 0, b"hello")
+    status_line, _, rest = dated.partition(b"X: y\r\nDate: ")
+    assert status_line == b"HTTP/1.1 200 OK\r\n"
+    assert rest.endswith(b" GMT\r\nContent-Length: 5\r\n\r\nhello")
+    assert len(rest) == len(b"Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 5\r\n\r\nhello")
+    given = [("Date", "then")]
+    data = head("200 OK", given).response_bytes(None, True, 1, b"")
+    assert data == (
+        b"HTTP/1.1 200 OK\r\nDate: then\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    data = head("204 No Content", given).response_bytes(None, False, 2, b"")
+    assert data == b"HTTP/1.1 204 No Content\r\nDate: then\r\nConnection: keep-alive\r\n\r\n"
     with pytest.raises(ValueError, match="connection"):
-        response_bytes(b"200 OK", b"", False, None, False, 3, b"")
+        head("200 OK", given).response_bytes(None, False, 3, b"")
     with pytest.raises(TypeError):
-        response_bytes("200 OK", b"", False, None, False, 0, b"")
+        head("200 OK", given).response_bytes(None, False, 0, "body")
 
 
 def test_repeated_cookie_headers_join_as_one_cookie_list():

@@ -40,7 +40,6 @@ __all__ = [
     "ResponseHead",
     "request_environ",
     "response_head",
-    "response_bytes",
     "http_date",
     "recv_nowait",
     "send_nowait",
@@ -520,8 +519,12 @@ class ResponseHead:
     def response_bytes(
         self, content_length: int | None, chunked: bool, connection: int, body: bytes
     ) -> bytes:
-        """:func:`response_bytes` with this head's status, header lines and a
-        Date unless one was given."""
+        """The response head, then *body*, as one bytes object: this head's
+        status line and header lines, a Date of the current second unless one
+        was given, a Content-Length line unless *content_length* is None,
+        ``Transfer-Encoding: chunked`` if *chunked*, ``Connection: close``
+        (*connection* 1) or ``keep-alive`` (2) or none (0), and the blank
+        line."""
 
 def response_head(status: str, headers: Iterable[tuple[str, str]]) -> ResponseHead:
     """Check and encode a WSGI ``start_response(status, headers)``.
@@ -530,21 +533,6 @@ def response_head(status: str, headers: Iterable[tuple[str, str]]) -> ResponseHe
     non-latin-1 values and ValueError for CR/LF, a bad status, a bad
     Content-Length, a header name that is not a token or a control
     character in a value or the status, with gevent's messages."""
-
-def response_bytes(
-    status: bytes,
-    header_block: bytes,
-    date: bool,
-    content_length: int | None,
-    chunked: bool,
-    connection: int,
-    body: bytes,
-) -> bytes:
-    """The response head, then *body*, as one bytes object: the status line,
-    *header_block*, a Date of the current second if *date*, a Content-Length
-    line unless *content_length* is None, ``Transfer-Encoding: chunked`` if
-    *chunked*, ``Connection: close`` (*connection* 1) or ``keep-alive`` (2)
-    or none (0), and the blank line."""
 
 def http_date(timestamp: int | None = None) -> bytes:
     """The IMF-fixdate (RFC 9110) of *timestamp* (seconds since the epoch,

@@ -64,7 +64,7 @@ def format_date_time(timestamp: float) -> bytes:
 
 
 # The access-log timestamp changes once a second: cache it.  (The Date header
-# has its own cache, in Rust: see ``_core.response_bytes``.)
+# has its own cache, in Rust: see ``_core.ResponseHead.response_bytes``.)
 _log_time_cache = [-1, ""]
 
 

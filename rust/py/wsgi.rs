@@ -895,46 +895,17 @@ fn http_date_bytes<'py>(py: Python<'py>, timestamp: Option<u64>) -> PyResult<Bou
     Ok(PyBytes::new(py, &date))
 }
 
-/// response_bytes(status, header_block, date, content_length, chunked, connection, body)
-/// --
-///
-/// The response head (and `body` after it) as one bytes object: the status
-/// line, `header_block`, a `Date` of the current second if `date`, then
-/// `Content-Length` (an int, or None for no such line), `Transfer-Encoding:
-/// chunked` if `chunked`, `Connection: close` (`connection` 1) or
-/// `keep-alive` (2) or nothing (0), and the blank line.
-#[pyfunction]
-#[allow(clippy::too_many_arguments)]
-fn response_bytes<'py>(
-    py: Python<'py>,
-    status: &[u8],
-    header_block: &[u8],
-    date: bool,
-    content_length: Option<u64>,
-    chunked: bool,
-    connection: u8,
-    body: &[u8],
-) -> PyResult<Bound<'py, PyBytes>> {
-    assemble(
-        py,
-        status,
-        header_block,
-        date,
-        content_length,
-        chunked,
-        connection,
-        body,
-    )
-}
-
 #[pymethods]
 impl ResponseHead {
     /// response_bytes(content_length, chunked, connection, body)
     /// --
     ///
-    /// `response_bytes` for this head: its status and header lines, and a
-    /// Date unless the application gave one.  (One call with four arguments
-    /// rather than seven: the handler makes one for every response.)
+    /// The response head (and `body` after it) as one bytes object: this
+    /// head's status line and header lines, a `Date` of the current second
+    /// unless the application gave one, then `Content-Length` (an int, or
+    /// None for no such line), `Transfer-Encoding: chunked` if `chunked`,
+    /// `Connection: close` (`connection` 1) or `keep-alive` (2) or nothing
+    /// (0), and the blank line.
     fn response_bytes<'py>(
         &self,
         py: Python<'py>,
@@ -1017,7 +988,6 @@ fn assemble<'py>(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(request_environ, m)?)?;
     m.add_function(wrap_pyfunction!(response_head, m)?)?;
-    m.add_function(wrap_pyfunction!(response_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(http_date_bytes, m)?)?;
     m.add("RequestError", m.py().get_type::<RequestError>())?;
     m.add_class::<RequestHead>()?;

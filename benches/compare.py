@@ -68,6 +68,7 @@ LIBS = (
     "rloop",
     "greenwheel.asyncio",
     "granian",
+    "greenlet",
 )
 BASELINE = "gevent"
 SUBJECT = "greenwheel"
@@ -310,6 +311,23 @@ def _memory_part(name: str, maximum_bytes: float, label: str | None = None):
     return part
 
 
+def _vs_floor_part(name: str, floor: str, maximum: float, label: str | None = None):
+    """greenwheel's bytes on row *name* over *floor*'s bytes (the same run)."""
+
+    def part(results: Results):
+        value, base = results.value(name, SUBJECT), results.value(name, floor)
+        if value is None or base is None:
+            lib = SUBJECT if value is None else floor
+            return None, f"{name}: {lib}: {results.why_missing(name, lib)}"
+        ratio = value / base
+        return ratio <= maximum, (
+            f"{ratio:.2f}x {floor} ({value / 1024:.2f} vs {base / 1024:.2f} KB) @{label or name}"
+        )
+
+    part.reads = (name,)
+    return part
+
+
 def _peer_label(results: Results, name: str, lib: str) -> str:
     """``granian`` or, for a library run in several configurations, ``granian (its best)``."""
     config = results.records.get(name, {}).get(lib, {}).get("details", {}).get("config")
@@ -421,6 +439,13 @@ TARGETS = [
     (
         "StreamServer HTTP >= 1.05x best of uvloop and rloop Protocol servers",
         [_vs_peer_part("http_stream", ("uvloop", "rloop"), 1.05)],
+    ),
+    (
+        "memory per parked greenlet <= 1.1x a bare greenlet parked in Python (same run)",
+        [
+            _vs_floor_part("memory_100k", "greenlet", 1.1, label="100K"),
+            _vs_floor_part("memory_1m", "greenlet", 1.1, label="1M"),
+        ],
     ),
     (
         "idle keep-alive connection <= 8 KB of server RSS",

@@ -71,6 +71,9 @@ FAMILY = {
     # greenwheel's asyncio event loop (issue 18): the asyncio implementations
     # on greenwheel's Rust loop.
     "greenwheel.asyncio": "asyncio",
+    # Bare greenlets, no scheduler: the floor of the memory rows (issue 19
+    # measures greenwheel's parked greenlet against it).
+    "greenlet": "greenlet",
     # granian is a server, not a concurrency library: it only has HTTP rows.
     "granian": "granian",
 }
@@ -110,6 +113,7 @@ class Workload:
     gevent: Callable[..., Any] | None = None
     eventlet: Callable[..., Any] | None = None
     asyncio: Callable[..., Any] | None = None
+    greenlet: Callable[..., Any] | None = None
     #: Runs instead of the per-family implementations (out-of-process workloads).
     driver: Callable[..., Any] | None = None
     #: Extra keyword arguments for the implementations (sizes of a variant).
@@ -1735,6 +1739,34 @@ def memory_gevent(g, p, count):
     return _memory_result(before, after, n, seconds)
 
 
+def memory_greenlet(greenlet_module, p, count):
+    """The floor: bare greenlets, each parked inside a small Python function
+    (switched back to the main greenlet) as the others park in sleep."""
+    n = p.size(count)
+    main = greenlet_module.getcurrent()
+
+    def park():
+        main.switch()
+
+    def spawn_parked(k):
+        glets = [greenlet_module.greenlet(park) for _ in range(k)]
+        for glet in glets:
+            glet.switch()  # runs park() until it switches back: parked
+        return glets
+
+    warm = spawn_parked(WARMUP)
+    gc.collect()
+    gc.disable()  # see the section comment
+    before = rss_bytes()
+    watch = Stopwatch()
+    parked = spawn_parked(n)
+    seconds = watch.elapsed()
+    gc.collect()
+    after = rss_bytes()
+    del warm, parked
+    return _memory_result(before, after, n, seconds)
+
+
 def memory_eventlet(eventlet, p, count):
     n = p.size(count)
     started = [0]
@@ -1801,6 +1833,7 @@ for _suffix, _count in (("100k", 100_000), ("1m", 1_000_000)):
             gevent=memory_gevent,
             eventlet=memory_eventlet,
             asyncio=memory_asyncio,
+            greenlet=memory_greenlet,
             args={"count": _count},
             note="RSS growth per greenlet (task) parked in sleep(1000); lower is better",
         )

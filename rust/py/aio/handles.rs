@@ -143,9 +143,7 @@ impl HandleCore {
         err: PyErr,
     ) -> PyResult<()> {
         let py = handle.py();
-        let source = format_helpers(py)?
-            .getattr("_format_callback_source")?
-            .call1((callback, args))?;
+        let source = self.callback_source(py, callback, args)?;
         let context = PyDict::new(py);
         context.set_item("message", format!("Exception in callback {source}"))?;
         context.set_item("exception", err.value(py))?;
@@ -157,6 +155,28 @@ impl HandleCore {
             .bind(py)
             .call_method1("call_exception_handler", (context,))?;
         Ok(())
+    }
+
+    /// asyncio's `format_helpers._format_callback_source`: since 3.13 it
+    /// shows the arguments only in debug mode (it takes the loop's `debug`).
+    fn callback_source<'py>(
+        &self,
+        py: Python<'py>,
+        callback: &Py<PyAny>,
+        args: &Py<PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let format = format_helpers(py)?.getattr("_format_callback_source")?;
+        if !takes_debug(py, &format)? {
+            return format.call1((callback, args));
+        }
+        let debug = self
+            .event_loop
+            .bind(py)
+            .cast::<AioLoopCore>()
+            .is_ok_and(|l| l.get().debug.get());
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("debug", debug)?;
+        format.call((callback, args), Some(&kwargs))
     }
 
     /// asyncio's `_repr_info` words: the class, `cancelled`, (`when=`), the
@@ -173,9 +193,7 @@ impl HandleCore {
             info.push(format!("when={}", PyFloat::new(py, when).repr()?));
         }
         if let Some((callback, args, _)) = self.call(py) {
-            let source = format_helpers(py)?
-                .getattr("_format_callback_source")?
-                .call1((callback, args))?;
+            let source = self.callback_source(py, &callback, &args)?;
             info.push(source.str()?.to_string());
         }
         if let Some(tb) = &self.source_traceback {
@@ -254,6 +272,17 @@ fn source_traceback(py: Python<'_>) -> PyResult<Py<PyAny>> {
         .getattr("extract_stack")?
         .call1((frame,))?
         .unbind())
+}
+
+/// Whether `_format_callback_source` takes `debug` (3.13 on), looked once.
+fn takes_debug(py: Python<'_>, format: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static TAKES: PyOnceLock<bool> = PyOnceLock::new();
+    TAKES
+        .get_or_try_init(py, || {
+            let names = format.getattr("__code__")?.getattr("co_varnames")?;
+            names.contains("debug")
+        })
+        .copied()
 }
 
 fn format_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {

@@ -51,7 +51,7 @@ use super::errors::delay_ns;
 use super::loop_::{Loop, LoopClock};
 use super::sync::HandleCell;
 use super::sync::{BoolCell, Guarded, IsizeCell};
-use super::watchers::IoWatcher;
+use super::watchers::{self, IoWatcher, TimerWatcher};
 
 /// One fd's registration (asyncio's selector key): its reader and writer
 /// handles and the io watcher that watches for what they need.
@@ -82,7 +82,7 @@ impl FdEntry {
 /// What a loop schedules with, set once by `_aio_setup`.
 struct Kick {
     /// The loop's zero-delay timer watcher that runs a batch.
-    timer: Py<PyAny>,
+    timer: Py<TimerWatcher>,
     /// The bound method the timer calls (`GreenwheelEventLoop._drain`).
     drain: Py<PyAny>,
     /// The hub's loop, whose wheel arms the timer handles.
@@ -130,10 +130,10 @@ impl AioLoopCore {
             return Err(not_set_up());
         };
         self.drain_queued.set(true);
-        timer
-            .bind(py)
-            .call_method1(pyo3::intern!(py, "start"), (drain,))?;
-        Ok(())
+        // Started natively (a zero-delay one-shot: due at the next timer
+        // pass); the same call as its Python `start(drain)`.
+        let args = PyTuple::empty(py);
+        watchers::start(timer.bind(py), drain.bind(py), &args, true)
     }
 
     fn push_ready(&self, py: Python<'_>, handle: Py<PyAny>) -> PyResult<()> {
@@ -228,7 +228,7 @@ impl AioLoopCore {
     fn _aio_setup(
         slf: &Bound<'_, Self>,
         gw_loop: Py<Loop>,
-        timer: Py<PyAny>,
+        timer: Py<TimerWatcher>,
         drain: Py<PyAny>,
     ) -> PyResult<()> {
         let io_fired = slf.getattr("_io_fired")?.unbind();

@@ -467,3 +467,17 @@ def test_asyncgens_are_finalized_by_shutdown_asyncgens(loop):
     loop.run_until_complete(loop.shutdown_asyncgens())
     assert closed == [True]
     del g
+
+
+def test_run_in_executor_turns_concurrent_cancellation_into_asyncio_s(loop):
+    # A function on the hub's pool that raises concurrent.futures'
+    # CancelledError (a cancelled run_coroutine_threadsafe future, say)
+    # reaches the coroutine as asyncio.CancelledError, as with asyncio's
+    # own executor futures.
+    import concurrent.futures
+
+    def cancelled():
+        raise concurrent.futures.CancelledError()
+
+    with pytest.raises(asyncio.CancelledError):
+        loop.run_until_complete(loop.run_in_executor(None, cancelled))

@@ -33,7 +33,7 @@ import selectors
 import signal
 import sys
 import threading
-from asyncio import base_events, events, unix_events
+from asyncio import base_events, events, futures, unix_events
 
 from greenlet import getcurrent
 
@@ -155,7 +155,10 @@ class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # 
             if outcome.successful():
                 future.set_result(outcome.value)
             else:
-                future.set_exception(outcome.exception)
+                # concurrent.futures' CancelledError (and InvalidStateError)
+                # raised by the function becomes asyncio's, as asyncio's
+                # executor futures convert it.
+                future.set_exception(futures._convert_future_exc(outcome.exception))
 
         result.rawlink(settle)
         return future

@@ -186,6 +186,12 @@ def si(value: float) -> str:
     return f"{value:.{digits}f}{suffix}"
 
 
+def _not_applicable(skip: str) -> bool:
+    """A skip because the library has no implementation of the row at all
+    (workloads.py: "no sleep0 for granian", "asyncio has no wsgi server")."""
+    return skip.startswith("no ") or " has no " in skip
+
+
 def print_table(results: Results) -> None:
     notes: dict[str, int] = {}
 
@@ -217,6 +223,10 @@ def print_table(results: Results) -> None:
                         for config, rate in details.get("rates_by_config", {}).items()
                     )
                     text += note(f"{lib} / {w.name}: {details['config']} (of {tried} {w.unit})")
+            elif "skip" in record and _not_applicable(record["skip"]):
+                # The library has no such thing (granian runs no sleep(0),
+                # asyncio ships no WSGI server): nothing to explain.
+                text = "-"
             elif "skip" in record:
                 text = "skip" + note(f"{lib}: {record['skip']}")
             elif "error" in record:
@@ -235,7 +245,8 @@ def print_table(results: Results) -> None:
     print()
     print(
         "ratio = times better than gevent: rate / gevent's rate; for memory (lower is"
-        " better) gevent's bytes / the library's bytes.  Best of the runs."
+        " better) gevent's bytes / the library's bytes.  Best of the runs.  -: the"
+        " library has no such workload."
     )
     # Variants of one workload share their note: print it once, under the family name.
     explained = {w.note: w.title.split(",")[0] for w in reversed(results.workloads) if w.note}

@@ -690,7 +690,7 @@ def write_chart(path: Path, results: Results, machine: dict) -> str | None:
     ax.set_xticklabels([w.title for w in rows], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("times better than gevent\n(memory: gevent bytes / library bytes)")
     ax.set_title(
-        "greenwheel vs gevent, eventlet, asyncio, uvloop, rloop, granian: ratio to gevent,"
+        f"{SUBJECT} vs {', '.join(lib for lib in libs if lib != SUBJECT)}: ratio to gevent,"
         " higher is better\n"
         f"{machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
         f"{machine['date'][:10]}",

@@ -271,7 +271,7 @@ class socket(_std_socket):
     object belongs to the hub of the thread that created it.
     """
 
-    __slots__ = ("hub", "timeout", "_read_event", "_write_event", "_ref")
+    __slots__ = ("hub", "timeout", "_read_event", "_write_event", "_ref", "_stream_read")
 
     if TYPE_CHECKING:
         hub: Hub
@@ -298,6 +298,9 @@ class socket(_std_socket):
         self._read_event = None
         self._write_event = None
         self._ref = True
+        # The read watcher of a stream socket, whose short reads mean an
+        # empty receive queue (see recv); None for datagram sockets.
+        self._stream_read = None
 
     # -- waiting ---------------------------------------------------------------
 
@@ -307,6 +310,8 @@ class socket(_std_socket):
             watcher.ref = False
         if events == _READ:
             self._read_event = watcher
+            if _ss_type(self) & 0xF == SOCK_STREAM:
+                self._stream_read = watcher
         else:
             self._write_event = watcher
         return watcher
@@ -387,6 +392,15 @@ class socket(_std_socket):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         # The Rust helper reports "would block" as None: no exception raised
         # and caught on every wait, which costs more than the system call.
+        watcher = self._stream_read
+        if watcher is not None and not flags and watcher.drained and self.timeout != 0.0:
+            # The last read emptied the queue and the loop has not polled
+            # since: a recv now could only say EAGAIN (anything newer is
+            # behind an edge still in the kernel), so go straight to the wait.
+            # A blocking handler's usual case: answer, then recv the next
+            # request.  Not for non-blocking sockets: their caller may poll
+            # without ever letting the loop run, and must see new data.
+            return self._recv_wait(bufsize, 0, self.timeout)
         data = _recv_nowait(self.fileno(), bufsize, flags)
         if data is not None:
             return data
@@ -706,7 +720,7 @@ class socket(_std_socket):
                 _ss_close(self)
                 return None
             return _ss_detach(self)
-        self._read_event = self._write_event = None
+        self._read_event = self._write_event = self._stream_read = None
         waiting = []
         for watcher in (read_event, write_event):
             if watcher is not None:

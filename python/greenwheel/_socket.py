@@ -300,7 +300,7 @@ class socket(_std_socket):
         self._ref = True
         # The read watcher of a stream socket, whose short reads mean an
         # empty receive queue (see recv); None for datagram sockets.
-        self._stream_read = None
+        self._stream_read: Any = None
 
     # -- waiting ---------------------------------------------------------------
 

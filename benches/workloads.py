@@ -1711,6 +1711,23 @@ def _memory_result(before: int, after: int, count: int, seconds: float):
     )
 
 
+def _measure_parked(spawn_parked, n: int):
+    """RSS per greenlet of ``spawn_parked(n)`` (which parks n greenlets and
+    returns them), after a warm-up round, the cyclic GC off (see the section
+    comment)."""
+    warm = spawn_parked(WARMUP)
+    gc.collect()
+    gc.disable()
+    before = rss_bytes()
+    watch = Stopwatch()
+    parked = spawn_parked(n)
+    seconds = watch.elapsed()
+    gc.collect()
+    after = rss_bytes()
+    del warm, parked
+    return _memory_result(before, after, n, seconds)
+
+
 def memory_gevent(g, p, count):
     n = p.size(count)
     started = [0]
@@ -1726,17 +1743,7 @@ def memory_gevent(g, p, count):
             g.sleep(0)
         return glets
 
-    warm = spawn_parked(WARMUP)
-    gc.collect()
-    gc.disable()  # see the section comment
-    before = rss_bytes()
-    watch = Stopwatch()
-    parked = spawn_parked(n)
-    seconds = watch.elapsed()
-    gc.collect()
-    after = rss_bytes()
-    del warm, parked
-    return _memory_result(before, after, n, seconds)
+    return _measure_parked(spawn_parked, n)
 
 
 def memory_greenlet(greenlet_module, p, count):
@@ -1754,17 +1761,7 @@ def memory_greenlet(greenlet_module, p, count):
             glet.switch()  # runs park() until it switches back: parked
         return glets
 
-    warm = spawn_parked(WARMUP)
-    gc.collect()
-    gc.disable()  # see the section comment
-    before = rss_bytes()
-    watch = Stopwatch()
-    parked = spawn_parked(n)
-    seconds = watch.elapsed()
-    gc.collect()
-    after = rss_bytes()
-    del warm, parked
-    return _memory_result(before, after, n, seconds)
+    return _measure_parked(spawn_parked, n)
 
 
 def memory_eventlet(eventlet, p, count):
@@ -1782,17 +1779,7 @@ def memory_eventlet(eventlet, p, count):
             eventlet.sleep(0)
         return threads
 
-    warm = spawn_parked(WARMUP)
-    gc.collect()
-    gc.disable()  # see the section comment
-    before = rss_bytes()
-    watch = Stopwatch()
-    parked = spawn_parked(n)
-    seconds = watch.elapsed()
-    gc.collect()
-    after = rss_bytes()
-    del warm, parked
-    return _memory_result(before, after, n, seconds)
+    return _measure_parked(spawn_parked, n)
 
 
 async def memory_asyncio(aio, p, count):

@@ -89,6 +89,15 @@ impl HandleCore {
         })
     }
 
+    /// Whether the handle's loop is in debug mode now (asyncio asks the
+    /// loop at each use, not at the handle's creation).
+    fn loop_debug(&self, py: Python<'_>) -> bool {
+        self.event_loop
+            .bind(py)
+            .cast::<AioLoopCore>()
+            .is_ok_and(|l| l.get().debug.get())
+    }
+
     /// Mark cancelled and drop the call; false if it already was. `handle` is the Python
     /// object owning this core.
     fn cancel(&self, handle: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -98,12 +107,7 @@ impl HandleCore {
         self.cancelled.set(true);
         // asyncio: the loop in debug mode keeps the repr (callback and
         // arguments included, "cancelled" too) before the call is dropped.
-        let debug = self
-            .event_loop
-            .bind(handle.py())
-            .cast::<AioLoopCore>()
-            .is_ok_and(|l| l.get().debug.get());
-        if debug {
+        if self.loop_debug(handle.py()) {
             let text = handle.repr()?.to_string();
             *self.cancelled_repr.borrow_mut() = Some(text);
         }
@@ -169,13 +173,8 @@ impl HandleCore {
         if !takes_debug(py, &format)? {
             return format.call1((callback, args));
         }
-        let debug = self
-            .event_loop
-            .bind(py)
-            .cast::<AioLoopCore>()
-            .is_ok_and(|l| l.get().debug.get());
         let kwargs = PyDict::new(py);
-        kwargs.set_item("debug", debug)?;
+        kwargs.set_item("debug", self.loop_debug(py))?;
         format.call((callback, args), Some(&kwargs))
     }
 

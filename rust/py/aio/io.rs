@@ -115,9 +115,7 @@ impl AioLoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
-        if this.closed.get() {
-            return Err(PyRuntimeError::new_err("Event loop is closed"));
-        }
+        this.check_open()?;
         let fd = fileobj_to_fd(&fileobj)?;
         let io_fired = this.io_fired_callback(py)?;
         let gw_loop = {

@@ -149,12 +149,18 @@ impl AioLoopCore {
         method: &str,
     ) -> PyResult<()> {
         let this = slf.get();
-        if this.closed.get() {
-            return Err(PyRuntimeError::new_err("Event loop is closed"));
-        }
+        this.check_open()?;
         if this.debug.get() {
             slf.call_method0("_check_thread")?;
             slf.call_method1("_check_callback", (callback, method))?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's `_check_closed`: a closed loop refuses new work.
+    fn check_open(&self) -> PyResult<()> {
+        if self.closed.get() {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
         }
         Ok(())
     }
@@ -374,9 +380,7 @@ impl AioLoopCore {
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let this = slf.get();
-        if this.closed.get() {
-            return Err(PyRuntimeError::new_err("Event loop is closed"));
-        }
+        this.check_open()?;
         let kwargs = PyDict::new(py);
         kwargs.set_item(pyo3::intern!(py, "name"), name)?;
         kwargs.set_item(pyo3::intern!(py, "context"), context)?;

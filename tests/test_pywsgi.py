@@ -45,15 +45,31 @@ class GeneralPathHandler(WSGIHandler):
         return WSGIHandler.read_request(self)
 
 
-# Every test in this module runs twice: with the default handler, whose usual
-# requests take the fused path (inline in WSGIHandler.handle), and with a
-# subclass that overrides a hook, so every request takes the general one.
+class FusedPathHandler(WSGIHandler):
+    """The base behaviour through an overridden response-side hook: the fused
+    request path, without the native request loop."""
+
+    def run_application(self):
+        return WSGIHandler.run_application(self)
+
+
+# Every test in this module runs three times: with the default handler, whose
+# usual requests take the native request loop (_core.serve_requests) and the
+# others the fused path (inline in WSGIHandler.handle); with a subclass that
+# overrides a response-side hook, so every request takes the fused path; and
+# with one that overrides a request-side hook, so every request takes the
+# general one.
 _default_handler = [WSGIHandler]
+_PATH_HANDLERS = {
+    "native": WSGIHandler,
+    "fused": FusedPathHandler,
+    "general": GeneralPathHandler,
+}
 
 
-@pytest.fixture(autouse=True, params=["fused", "general"])
+@pytest.fixture(autouse=True, params=list(_PATH_HANDLERS))
 def request_path(request):
-    _default_handler[0] = GeneralPathHandler if request.param == "general" else WSGIHandler
+    _default_handler[0] = _PATH_HANDLERS[request.param]
     yield request.param
     _default_handler[0] = WSGIHandler
 
@@ -223,6 +239,9 @@ def test_fused_path_only_while_the_fused_hooks_are_the_base_ones():
 
     assert WSGIHandler._plain and Logging._plain
     assert not Environ._plain and not Deeper._plain and not GeneralPathHandler._plain
+    # The native loop: only while every request-path hook is the base one.
+    assert WSGIHandler._native and Logging._native and not Environ._native
+    assert not FusedPathHandler._native and FusedPathHandler._plain
 
 
 def test_the_fused_path_calls_no_hook_and_builds_unusual_environs_in_full(monkeypatch):

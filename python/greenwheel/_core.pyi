@@ -41,6 +41,9 @@ __all__ = [
     "request_environ",
     "response_head",
     "http_date",
+    "serve_requests",
+    "start_response",
+    "write",
     "recv_nowait",
     "send_nowait",
     "AioLoopCore",
@@ -465,13 +468,15 @@ class RequestParser:
     """:func:`request_environ` for one connection, its settings converted once.
 
     *base_env* is held, not copied: a change made to it in place shows in
-    the next request's environ."""
+    the next request's environ.  With *raw_uri_key*, the environ also has
+    the request target exactly as sent under that key."""
 
     def __new__(
         cls,
         max_headers: int,
         base_env: dict[str, Any],
         limits: tuple[int | None, int | None, int | None],
+        raw_uri_key: str | None = None,
     ) -> RequestParser: ...
     def parse(self, data: bytes | bytearray | memoryview) -> RequestHead | None:
         """``request_environ(data, max_headers, base_env, limits)``."""
@@ -537,6 +542,29 @@ def response_head(status: str, headers: Iterable[tuple[str, str]]) -> ResponseHe
 def http_date(timestamp: int | None = None) -> bytes:
     """The IMF-fixdate (RFC 9110) of *timestamp* (seconds since the epoch,
     up to the end of 9999), or of the current second (cached)."""
+
+def serve_requests(handler: Any, clear: bool, input_class: Callable[..., Any]) -> bool | None:
+    """Serve the usual keep-alive requests of a ``WSGIHandler``'s connection
+    in Rust (pywsgi's native request loop).  None: close the connection;
+    True: the request in the handler's ``_rbuf`` is one for the Python path;
+    False: the handler finished a request the loop began."""
+
+@final
+class start_response:
+    """The WSGI ``start_response`` the native request loop gives the
+    application: the usual call is recorded in Rust, anything else handed to
+    the handler's own."""
+
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> write: ...
+
+@final
+class write:
+    """The ``write`` callable of :class:`start_response`: the handler frames
+    a written body (the request is handed over first)."""
+
+    def __call__(self, data: bytes) -> None: ...
 
 def recv_nowait(fd: int, bufsize: int, flags: int = 0) -> bytes | None:
     """``recv()`` on a non-blocking fd: the bytes read (``b""`` at EOF), or None

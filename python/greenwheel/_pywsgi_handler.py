@@ -56,6 +56,7 @@ from ._core import (
     TooManyHeaders,
     response_head,
 )
+from ._core import serve_requests as _serve_requests
 from ._hub import sleep as _sleep
 from ._pywsgi_environ import _AccessLog, _headers_from_file, _NoopLog, _OldMessage
 from ._pywsgi_input import Input, _BodySource, _ConnectionFile
@@ -286,7 +287,7 @@ class WSGIHandler(_AccessLog, _BodySource):
         # The connection's request_environ: the limits converted once.  It
         # holds _conn_env itself, so a subclass may add keys to it in place
         # (gunicorn's worker does).
-        self._parser = RequestParser(self._max_headers, env, self._input_limits)
+        self._parser = RequestParser(self._max_headers, env, self._input_limits, self.raw_uri_key)
         # The server's environ_class (a SecureEnviron, say): the parser
         # copies the template into a dict, _next_request_head converts it.
         self._env_class = None if type(env) is dict else type(env)
@@ -322,7 +323,33 @@ class WSGIHandler(_AccessLog, _BodySource):
                 # for a request head has its own timeouts (read_request).
                 self._settimeout(self.server.io_timeout)
             plain = self._plain
+            # The native request loop (``_core.serve_requests``) serves the
+            # usual requests of a handler class that keeps every hook of the
+            # request path (_native_hooks), when nothing per-request is to be
+            # logged; it hands anything else to the fused path below, one
+            # request at a time.  It asks to clear the last request's state
+            # once Python served one.
+            native = (
+                self._native
+                # The plain socket class: the loop sends on its fd (not TLS).
+                and type(self.socket) is _gsocket.socket
+                and self._env_class is None
+                and not self._logs_requests()
+            )
+            served_here = False
             while self.socket is not None:
+                if native:
+                    went = _serve_requests(self, served_here, Input)
+                    if went is None:
+                        break
+                    served_here = True
+                    if went is False:
+                        # A request it began, finished here (_adopt): its
+                        # response is sent.
+                        if self.close_connection:
+                            break
+                        continue
+                    # True: the request in _rbuf is one for the fused path.
                 if plain:
                     # The fused path: handle_one_request + read_request +
                     # get_environ, inline (a Python call per request less),
@@ -451,10 +478,33 @@ class WSGIHandler(_AccessLog, _BodySource):
     # then calls it first.
     _custom_requestline = False
 
+    # True while a class keeps the base versions of every hook the native
+    # request loop stands in for (see handle()).
+    _native = True
+    _NATIVE_HOOKS = _PLAIN_HOOKS + (
+        "handle_one_response",
+        "run_application",
+        "process_result",
+        "start_response",
+        "write",
+        "_next_request_head",
+        "_take_head",
+        "_begin_response",
+        "_respond",
+        "_finish_application",
+        "_started",
+        "_make_head",
+        "_omit_body",
+        "_sendall",
+    )
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls._plain = all(
             getattr(cls, name) is getattr(WSGIHandler, name) for name in cls._PLAIN_HOOKS
+        )
+        cls._native = all(
+            getattr(cls, name) is getattr(WSGIHandler, name) for name in cls._NATIVE_HOOKS
         )
         cls._custom_requestline = cls.read_requestline is not WSGIHandler.read_requestline
 
@@ -578,8 +628,14 @@ class WSGIHandler(_AccessLog, _BodySource):
             self._rbuf = data
             self._rpos = 0
             raise _InvalidClientRequest(400, "%s: %s" % (ex, self._first_line(data))) from None
-        # The environ, the limits and the body framing all come from Rust,
-        # checked in the order gevent checks them.
+        self._take_head(parsed, data)
+        return parsed
+
+    def _take_head(self, parsed, data):
+        # A parsed head (``RequestHead``) becomes the handler's request state;
+        # *data* holds it at its start, and whatever follows it.  The environ,
+        # the limits and the body framing all come from Rust, checked in the
+        # order gevent checks them.
         self.command = parsed.method
         self.path = parsed.target
         self.request_version = parsed.version
@@ -594,9 +650,6 @@ class WSGIHandler(_AccessLog, _BodySource):
         self._rbuf = data
         if self._env_class is not None:
             self._env = self._env_class(self._env)
-        if self.raw_uri_key is not None:
-            self._env[self.raw_uri_key] = self.path
-        return parsed
 
     #: Parses a header block from a binary file into a :attr:`headers`
     #: message (gevent's ``MessageClass``); a subclass's ``read_request``
@@ -738,9 +791,42 @@ class WSGIHandler(_AccessLog, _BodySource):
 
     # -- running the application ---------------------------------------------------------
 
+    def _logs_requests(self):
+        # Whether log_request does anything on this connection: the native
+        # request loop does not call it.  A subclass that overrides
+        # log_request overrides this too, or its requests take the fused path.
+        if type(self).log_request is not WSGIHandler.log_request:
+            return True
+        return type(self.server.log) is not _NoopLog
+
+    def _adopt(self, parsed, data, env, wsgi_input, application, time_start, head, headers):
+        # A request the native loop began and hands over part way, the
+        # application called (or calling, when it wrote): its state as the
+        # Python path would have made it, so that the rest runs here.  *head*
+        # is the ResponseHead of the application's start_response (None if
+        # not called yet), with its *headers*.
+        self._take_head(parsed, data)
+        self._requestline = None
+        self.time_finish = 0
+        self.environ = env
+        self.wsgi_input = wsgi_input
+        self.application = application
+        self._begin_response(time_start)
+        if head is not None:
+            self._started(head, headers)
+
+    def _reraise(self, error):
+        # _respond's step for an application that raised in the native loop.
+        raise error
+
     def handle_one_response(self):
         """Run the application for the current request and send its response."""
-        self.time_start = time.time()
+        self._begin_response(time.time())
+        self._respond(self.run_application)
+
+    def _begin_response(self, time_start):
+        # The response state of a new request.
+        self.time_start = time_start
         self.status = None
         self.headers_sent = False
         self.result = None
@@ -749,10 +835,15 @@ class WSGIHandler(_AccessLog, _BodySource):
         self.response_length = 0
         self._socket_error = False
         self._cl_left = None
+
+    def _respond(self, step, *args):
+        # ``step(*args)`` runs (or finishes) the application and sends the
+        # response; then the rest of the body is drained, errors are answered
+        # (a 500, a 4xx for a failed body read) and the request is logged.
         wsgi_input = self.wsgi_input
         try:
             try:
-                self.run_application()
+                step(*args)
             finally:
                 if wsgi_input is not None:
                     if wsgi_input._error is not None:
@@ -789,7 +880,11 @@ class WSGIHandler(_AccessLog, _BodySource):
 
     def run_application(self):
         """Call the application and send what it returns; close() the result."""
-        self.result = self.application(self.environ, self.start_response)
+        self._finish_application(self.application(self.environ, self.start_response))
+
+    def _finish_application(self, result):
+        # Send what the application returned, then close() it.
+        self.result = result
         try:
             self.process_result()
         finally:
@@ -1018,7 +1113,11 @@ class WSGIHandler(_AccessLog, _BodySource):
             raise self.ApplicationError("start_response() called again after the headers were sent")
         # Rust checks and encodes the status and headers (``_core.response_head``,
         # a ``ResponseHead``), with the errors and the order of gevent's checks.
-        head = response_head(status, headers)
+        self._started(response_head(status, headers), headers)
+        return self.write
+
+    def _started(self, head, headers):
+        # The response state of a checked start_response(status, headers).
         code = head.code
         provided_cl = head.content_length
         if provided_cl is not None:
@@ -1043,7 +1142,6 @@ class WSGIHandler(_AccessLog, _BodySource):
         self.provided_date = head.date
         if head.connection_close:
             self.close_connection = True
-        return self.write
 
     # -- errors ------------------------------------------------------------------------------
 

@@ -226,6 +226,12 @@ def _pywsgi_classes():
             # pywsgi worker "gunicorn.sock": applications look for either.
             env["gunicorn.socket"] = env["gunicorn.sock"] = sock
 
+        def _logs_requests(self):
+            # Requests are logged only to gunicorn's access log, when it is on.
+            if type(self).log_request is not PyWSGIHandler.log_request:
+                return True
+            return self.server.gunicorn_access is not None
+
         def log_request(self):
             # Building the access record (two datetimes, the request
             # headers) costs as much as a small request: skip it when

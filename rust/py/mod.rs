@@ -36,6 +36,7 @@ mod timeout;
 mod timer_raw;
 mod watchers;
 mod wsgi;
+mod wsgi_serve;
 
 use pyo3::prelude::*;
 
@@ -71,6 +72,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     timeout::install_init(m.py())?;
     http::register(m)?;
     wsgi::register(m)?;
+    wsgi_serve::register(m)?;
     sockio::register(m)?;
     aio::register(m)?;
     Ok(())

@@ -149,34 +149,34 @@ fn origin_path(path: &[u8]) -> &[u8] {
 pub(crate) struct RequestHead {
     /// The method, as sent (`'GET'`).
     #[pyo3(get)]
-    method: Py<PyString>,
+    pub(super) method: Py<PyString>,
     /// The request target exactly as sent (latin-1).
     #[pyo3(get)]
-    target: Py<PyString>,
+    pub(super) target: Py<PyString>,
     /// `'HTTP/1.0'` or `'HTTP/1.1'`.
     #[pyo3(get)]
-    version: Py<PyString>,
+    pub(super) version: Py<PyString>,
     /// The header fields as received: a list of `(name, value)` str pairs.
     #[pyo3(get)]
-    headers: Py<PyList>,
+    pub(super) headers: Py<PyList>,
     /// Bytes of `data` the head took, its blank line included.
     #[pyo3(get)]
-    head_length: Py<PyAny>,
+    pub(super) head_length: Py<PyAny>,
     /// A copy of the base environ with the request's keys.
     #[pyo3(get)]
-    environ: Py<PyDict>,
+    pub(super) environ: Py<PyDict>,
     /// The body's length (0 without one), None for a chunked body.
     #[pyo3(get)]
-    content_length: Py<PyAny>,
+    pub(super) content_length: Py<PyAny>,
     /// Whether the body is `Transfer-Encoding: chunked`.
     #[pyo3(get)]
-    chunked: Py<PyBool>,
+    pub(super) chunked: Py<PyBool>,
     /// Whether the client wants the connection closed after this request.
     #[pyo3(get)]
-    close_connection: Py<PyBool>,
+    pub(super) close_connection: Py<PyBool>,
     /// Whether the client waits for `100 Continue` before sending the body.
     #[pyo3(get)]
-    expect_continue: Py<PyBool>,
+    pub(super) expect_continue: Py<PyBool>,
 }
 
 #[pymethods]
@@ -201,41 +201,41 @@ impl RequestHead {
 pub(crate) struct ResponseHead {
     /// The status as a native str (`'200 OK'`).
     #[pyo3(get)]
-    status: Py<PyString>,
+    pub(super) status: Py<PyString>,
     /// The status line's text as latin-1 bytes (`b'200 OK'`).
     #[pyo3(get)]
-    status_bytes: Py<PyBytes>,
+    pub(super) status_bytes: Py<PyBytes>,
     /// The status code, an int.
     #[pyo3(get)]
-    code: Py<PyAny>,
+    pub(super) code: Py<PyAny>,
     /// Every header line, CRLF-terminated, as latin-1 bytes.
     #[pyo3(get)]
-    header_block: Py<PyBytes>,
+    pub(super) header_block: Py<PyBytes>,
     /// The Content-Length given, stripped (None when absent).
     #[pyo3(get)]
-    content_length: Py<PyAny>,
+    pub(super) content_length: Py<PyAny>,
     /// That Content-Length as an int (None when absent).
     #[pyo3(get)]
-    content_length_value: Py<PyAny>,
+    pub(super) content_length_value: Py<PyAny>,
     /// The Date given (None when absent).
     #[pyo3(get)]
-    date: Py<PyAny>,
+    pub(super) date: Py<PyAny>,
     /// The Connection given (None when absent).
     #[pyo3(get)]
-    connection: Py<PyAny>,
+    pub(super) connection: Py<PyAny>,
     /// The Transfer-Encoding given (None when absent).
     #[pyo3(get)]
-    transfer_encoding: Py<PyAny>,
+    pub(super) transfer_encoding: Py<PyAny>,
     /// Whether the Connection header lists `close`.
     #[pyo3(get)]
-    connection_close: Py<PyBool>,
+    pub(super) connection_close: Py<PyBool>,
     /// Whether the status forbids a body: 1xx, 204 and 304 (RFC 9110 6.4.1).
     #[pyo3(get)]
-    bodiless: Py<PyBool>,
+    pub(super) bodiless: Py<PyBool>,
     /// Whether the application framed the body itself: it gave a
     /// Content-Length or a Transfer-Encoding.
     #[pyo3(get)]
-    framed: Py<PyBool>,
+    pub(super) framed: Py<PyBool>,
 }
 
 fn py_bool(py: Python<'_>, value: bool) -> Py<PyBool> {
@@ -291,12 +291,12 @@ pub(crate) fn request_environ<'py>(
     limits: (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>),
 ) -> PyResult<Option<RequestHead>> {
     let settings = Settings::new(max_headers, &limits)?;
-    parse_environ(py, data, &settings, base_env)
+    parse_environ(py, data, &settings, base_env, None)
 }
 
 /// A server's limits for request heads, converted from Python ints.
 #[derive(Clone, Copy)]
-struct Settings {
+pub(super) struct Settings {
     max_headers: usize,
     max_body: Option<u64>,
     max_line: u64,
@@ -329,21 +329,27 @@ impl Settings {
 /// four arguments was about 500 instructions of every keep-alive request.
 #[pyclass(frozen, module = "greenwheel._core")]
 pub(crate) struct RequestParser {
-    settings: Settings,
-    base_env: Py<PyDict>,
+    pub(super) settings: Settings,
+    pub(super) base_env: Py<PyDict>,
+    /// The environ key that gets the request target exactly as sent (the
+    /// handler's `raw_uri_key`, gunicorn's `RAW_URI`), if any.
+    pub(super) raw_uri_key: Option<Py<PyString>>,
 }
 
 #[pymethods]
 impl RequestParser {
     #[new]
+    #[pyo3(signature = (max_headers, base_env, limits, raw_uri_key = None))]
     fn new(
         max_headers: usize,
         base_env: Bound<'_, PyDict>,
         limits: (Bound<'_, PyAny>, Bound<'_, PyAny>, Bound<'_, PyAny>),
+        raw_uri_key: Option<Bound<'_, PyString>>,
     ) -> PyResult<Self> {
         Ok(RequestParser {
             settings: Settings::new(max_headers, &limits)?,
             base_env: base_env.unbind(),
+            raw_uri_key: raw_uri_key.map(Bound::unbind),
         })
     }
 
@@ -356,11 +362,29 @@ impl RequestParser {
         py: Python<'py>,
         data: &Bound<'py, PyAny>,
     ) -> PyResult<Option<RequestHead>> {
-        parse_environ(py, data, &self.settings, self.base_env.bind(py))
+        self.parse_head(py, data)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.base_env)
+    }
+}
+
+impl RequestParser {
+    /// `parse(data)`, for Rust callers.
+    pub(super) fn parse_head<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<RequestHead>> {
+        let raw_uri_key = self.raw_uri_key.as_ref().map(|k| k.bind(py));
+        parse_environ(
+            py,
+            data,
+            &self.settings,
+            self.base_env.bind(py),
+            raw_uri_key,
+        )
     }
 }
 
@@ -369,6 +393,7 @@ fn parse_environ<'py>(
     data: &Bound<'py, PyAny>,
     settings: &Settings,
     base_env: &Bound<'py, PyDict>,
+    raw_uri_key: Option<&Bound<'py, PyString>>,
 ) -> PyResult<Option<RequestHead>> {
     let Settings {
         max_headers,
@@ -499,9 +524,13 @@ fn parse_environ<'py>(
             pyo3::intern!(py, "HTTP/1.0")
         };
         set_request_keys(&env, &method, target.as_bytes(), protocol)?;
+        let target = latin1(py, target.as_bytes());
+        if let Some(key) = raw_uri_key {
+            env.set_item(key, &target)?;
+        }
         Ok(Some(RequestHead {
             method: method.unbind(),
-            target: latin1(py, target.as_bytes()).unbind(),
+            target: target.unbind(),
             version: protocol.clone().unbind(),
             headers: list.unbind(),
             head_length: consumed.into_pyobject(py)?.into_any().unbind(),
@@ -928,7 +957,7 @@ impl ResponseHead {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn assemble<'py>(
+pub(super) fn assemble<'py>(
     py: Python<'py>,
     status: &[u8],
     header_block: &[u8],

@@ -1,0 +1,501 @@
+//! The native request loop of `greenwheel.pywsgi`: `serve_requests(handler,
+//! clear, input_class)` serves a connection's usual keep-alive requests in
+//! Rust, calling into Python only for the application (and for the wait on
+//! the socket, the socket's own `_recv_within`).
+//!
+//! Why: a keep-alive hello world cost about 52,000 instructions per request
+//! through the Python handler, against about 16,000 for a blocking-style
+//! `StreamServer` handler doing the same recv and send (callgrind,
+//! `benches/pywsgi_callgrind.py`); the difference was the handler's Python.
+//!
+//! Ground rules:
+//! - The Python handler stays the specification and the home of every rule
+//!   that is not the usual case. A request is served here only while it is
+//!   the usual one: a head parsed whole, no body, no `Expect`, no upgrade;
+//!   the application calls `start_response` without `exc_info` for a status
+//!   with a body, and returns a list or tuple of `bytes` of at most
+//!   [`WHOLE_BODY_MAX`] bytes that agrees with any Content-Length it gave,
+//!   for a method other than HEAD.
+//! - Anything else is handed over, at the point it is seen: before the
+//!   application runs, the data goes back into the handler's `_rbuf` and
+//!   `serve_requests` returns True (the handler's fused path serves that
+//!   request, parsing it again); once the application was called, the
+//!   request's state becomes the handler's (`WSGIHandler._adopt`, the same
+//!   attributes the Python path sets) and the handler finishes it
+//!   (`_respond`), and `serve_requests` returns False.
+//! - Returns None when the connection is to be closed: an end of file, a
+//!   reset, an idle timeout, a failed send, or a request that closes it.
+//! - Only for handler classes that keep every hook of the request path and
+//!   log nothing per request (checked by `WSGIHandler.handle`): nothing then
+//!   observes the handler's per-request attributes, which this loop does not
+//!   set.
+//! - No `Guarded` borrow is held across a call into Python: the application,
+//!   `start_response` and `write` may switch greenlets, or call back in.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pyo3::exceptions::PyOSError;
+use pyo3::gc::{PyTraverseError, PyVisit};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyInt, PyList, PyTuple};
+
+use super::sockio::send_nowait;
+use super::sync::{BoolCell, Guarded};
+use super::wsgi::{assemble, response_head, RequestHead, RequestParser, ResponseHead};
+
+/// The largest body sent in the same write as its head, as the Python path
+/// does (`process_result`); a larger one is handed over.
+const WHOLE_BODY_MAX: usize = 65536;
+
+/// Every how many requests the loop lets other greenlets run, when the next
+/// request is always already there (pipelining, a fast client): the Python
+/// path's rule (`_next_request_head`).
+const FAIRNESS_EVERY: u32 = 32;
+
+/// The request the application is running for: what `WSGIHandler._adopt`
+/// needs to take it over.
+struct Request {
+    parsed: Py<RequestHead>,
+    data: Py<PyBytes>,
+    input: Py<PyAny>,
+    app: Py<PyAny>,
+    time_start: f64,
+}
+
+/// The `start_response` callable the application gets from the native loop.
+///
+/// While the request is the usual one it only records the checked head
+/// (`_core.response_head`); anything else (exc_info, a status without a
+/// body, a call after the handler took the request over) takes the request
+/// over and calls the handler's own `start_response`.
+#[pyclass(frozen, module = "greenwheel._core", name = "start_response")]
+pub(crate) struct StartResponse {
+    handler: Py<PyAny>,
+    /// Set while the application runs in the native loop.
+    request: Guarded<Option<Request>>,
+    /// The last `start_response(status, headers)` recorded, with `headers`.
+    head: Guarded<Option<(Py<ResponseHead>, Py<PyAny>)>>,
+    /// The handler took the current request over.
+    adopted: BoolCell,
+}
+
+impl StartResponse {
+    /// Makes the running request the handler's (`WSGIHandler._adopt`); a
+    /// no-op once done, or outside a request.
+    fn adopt(&self, py: Python<'_>) -> PyResult<()> {
+        if self.adopted.get() {
+            return Ok(());
+        }
+        let request = self.request.replace(None);
+        let head = self.head.replace(None);
+        let Some(request) = request else {
+            return Ok(());
+        };
+        self.adopted.set(true);
+        let env = request.parsed.get().environ.clone_ref(py);
+        let (head, headers) = match head {
+            Some((h, hs)) => (h.into_any(), hs),
+            None => (py.None(), py.None()),
+        };
+        let args = PyTuple::new(
+            py,
+            [
+                request.parsed.into_any(),
+                request.data.into_any(),
+                env.into_any(),
+                request.input,
+                request.app,
+                request.time_start.into_pyobject(py)?.into_any().unbind(),
+                head,
+                headers,
+            ],
+        )?;
+        self.handler
+            .bind(py)
+            .call_method1(intern!(py, "_adopt"), args)?;
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__(
+        slf: &Bound<'_, Self>,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let active = this.request.borrow().is_some();
+        let with_exc = match exc_info {
+            Some(e) => e.is_truthy()?,
+            None => false,
+        };
+        if active && !with_exc {
+            // The Python version's checks and their errors, in Rust.
+            let head = response_head(py, status, headers)?;
+            if !head.bodiless.bind(py).is_true() {
+                let head = Py::new(py, head)?;
+                let old = this.head.replace(Some((head, headers.clone().unbind())));
+                drop(old);
+                return Ok(Write {
+                    start_response: slf.clone().unbind(),
+                }
+                .into_pyobject(py)?
+                .into_any()
+                .unbind());
+            }
+        }
+        this.adopt(py)?;
+        let handler = this.handler.bind(py);
+        let exc_info = exc_info.map_or_else(|| py.None(), |e| e.clone().unbind());
+        Ok(handler
+            .call_method1(intern!(py, "start_response"), (status, headers, exc_info))?
+            .unbind())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.handler)?;
+        // Skipped (not an error) if the value is being changed right now.
+        if let Ok(request) = self.request.try_borrow() {
+            if let Some(r) = request.as_ref() {
+                visit.call(&r.parsed)?;
+                visit.call(&r.input)?;
+                visit.call(&r.app)?;
+            }
+        }
+        if let Ok(head) = self.head.try_borrow() {
+            if let Some((_, headers)) = head.as_ref() {
+                visit.call(headers)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let request = self.request.replace(None);
+        let head = self.head.replace(None);
+        drop((request, head));
+    }
+}
+
+/// The `write` callable the native `start_response` returns: a body written
+/// this way is the handler's to frame, so the request is taken over first.
+#[pyclass(frozen, module = "greenwheel._core", name = "write")]
+pub(crate) struct Write {
+    start_response: Py<StartResponse>,
+}
+
+#[pymethods]
+impl Write {
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let sr = self.start_response.get();
+        sr.adopt(py)?;
+        Ok(sr
+            .handler
+            .bind(py)
+            .call_method1(intern!(py, "write"), (data,))?
+            .unbind())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.start_response)
+    }
+}
+
+/// The body of a usual response: a list or tuple of exact `bytes`.
+enum Body<'py> {
+    One(Bound<'py, PyBytes>),
+    Joined(Vec<u8>),
+}
+
+impl Body<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Body::One(b) => b.as_bytes(),
+            Body::Joined(v) => v,
+        }
+    }
+}
+
+fn whole_body<'py>(result: &Bound<'py, PyAny>) -> Option<Body<'py>> {
+    let items: Vec<Bound<'py, PyAny>> = if let Ok(list) = result.cast_exact::<PyList>() {
+        list.iter().collect()
+    } else if let Ok(tuple) = result.cast_exact::<PyTuple>() {
+        tuple.iter().collect()
+    } else {
+        return None;
+    };
+    if let [one] = items.as_slice() {
+        return one
+            .cast_exact::<PyBytes>()
+            .ok()
+            .map(|b| Body::One(b.clone()));
+    }
+    let mut joined = Vec::new();
+    for item in &items {
+        joined.extend_from_slice(item.cast_exact::<PyBytes>().ok()?.as_bytes());
+        if joined.len() > WHOLE_BODY_MAX {
+            return None;
+        }
+    }
+    Some(Body::Joined(joined))
+}
+
+/// The response bytes of a usual response, or None to hand it over.
+fn usual_response<'py>(
+    py: Python<'py>,
+    parsed: &RequestHead,
+    head: &ResponseHead,
+    result: &Bound<'py, PyAny>,
+) -> PyResult<Option<(Bound<'py, PyBytes>, bool)>> {
+    if parsed.method.bind(py).to_str()? == "HEAD" {
+        return Ok(None);
+    }
+    let Some(body) = whole_body(result) else {
+        return Ok(None);
+    };
+    let body = body.bytes();
+    if body.len() > WHOLE_BODY_MAX {
+        return Ok(None);
+    }
+    let declared = head.content_length_value.bind(py);
+    if !declared.is_none() && declared.extract::<u64>().ok() != Some(body.len() as u64) {
+        // More or fewer bytes than promised: the handler logs or closes.
+        return Ok(None);
+    }
+    let close =
+        parsed.close_connection.bind(py).is_true() || head.connection_close.bind(py).is_true();
+    let connection = if !head.connection.bind(py).is_none() {
+        0
+    } else if close {
+        1
+    } else if parsed.version.bind(py).to_str()? == "HTTP/1.0" {
+        2
+    } else {
+        0
+    };
+    let length = if head.framed.bind(py).is_true() {
+        None
+    } else {
+        Some(body.len() as u64)
+    };
+    let bytes = assemble(
+        py,
+        head.status_bytes.bind(py).as_bytes(),
+        head.header_block.bind(py).as_bytes(),
+        head.date.bind(py).is_none(),
+        length,
+        false,
+        connection,
+        body,
+    )?;
+    Ok(Some((bytes, close)))
+}
+
+fn unix_time() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Whether a parsed request is the usual one: no body, no `Expect`, no
+/// upgrade (the conditions of the handler's fused path for skipping
+/// `get_environ`).
+fn usual_request(py: Python<'_>, parsed: &RequestHead) -> PyResult<bool> {
+    let length = parsed.content_length.bind(py);
+    let no_body = length
+        .cast::<PyInt>()
+        .is_ok_and(|n| n.extract::<u64>().ok() == Some(0));
+    if !no_body || parsed.expect_continue.bind(py).is_true() {
+        return Ok(false);
+    }
+    let env = parsed.environ.bind(py);
+    if env.contains(intern!(py, "HTTP_UPGRADE"))? {
+        return Ok(false);
+    }
+    if let Some(conn) = env.get_item(intern!(py, "HTTP_CONNECTION"))? {
+        if conn.str()?.to_str()?.eq_ignore_ascii_case("upgrade") {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// serve_requests(handler, clear, input_class)
+/// --
+///
+/// Serve the usual requests of `handler`'s connection (see the module
+/// docs). `clear`: the handler served the last request, whose state it
+/// drops before waiting for the next. `input_class` makes each request's
+/// `wsgi.input` (`Input(handler, 0)`). Returns None to close the
+/// connection, True for a request in `_rbuf` that the handler serves, or
+/// False after a request the handler finished.
+#[pyfunction]
+pub(crate) fn serve_requests(
+    py: Python<'_>,
+    handler: &Bound<'_, PyAny>,
+    clear: bool,
+    input_class: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let sock = handler.getattr(intern!(py, "socket"))?;
+    let server = handler.getattr(intern!(py, "server"))?;
+    let parser = handler.getattr(intern!(py, "_parser"))?;
+    let parser = parser.cast::<RequestParser>()?.get();
+    let recv_size = handler.getattr(intern!(py, "_recv_size"))?;
+    let recv_within = sock.getattr(intern!(py, "_recv_within"))?;
+    let fd: i32 = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+    let mut first: bool = handler.getattr(intern!(py, "_first"))?.is_truthy()?;
+    let mut data: Bound<'_, PyBytes> = handler.getattr(intern!(py, "_rbuf"))?.cast_into()?;
+    let mut pos: usize = handler.getattr(intern!(py, "_rpos"))?.extract()?;
+    let mut clear = clear;
+    let mut served: u32 = 0;
+    let start_response = Bound::new(
+        py,
+        StartResponse {
+            handler: handler.clone().unbind(),
+            request: Guarded::new(None),
+            head: Guarded::new(None),
+            adopted: BoolCell::new(false),
+        },
+    )?;
+    let hand_back = |data: &Bound<'_, PyBytes>| -> PyResult<Py<PyAny>> {
+        handler.setattr(intern!(py, "_rbuf"), data)?;
+        handler.setattr(intern!(py, "_rpos"), 0)?;
+        Ok(true.into_pyobject(py)?.to_owned().into_any().unbind())
+    };
+    loop {
+        served = served.wrapping_add(1);
+        if served % FAIRNESS_EVERY == 0 {
+            py.import(intern!(py, "greenwheel._hub"))?
+                .getattr(intern!(py, "sleep"))?
+                .call1((0,))?;
+        }
+        let len = data.as_bytes().len();
+        if pos < len {
+            if pos > 0 {
+                data = PyBytes::new(py, &data.as_bytes()[pos..]);
+            }
+        } else {
+            if clear {
+                // What the handler kept of its last request (its environ,
+                // input, result, headers) is done with: an idle connection
+                // holds none of it while it waits.
+                let none = py.None();
+                for name in [
+                    intern!(py, "wsgi_input"),
+                    intern!(py, "environ"),
+                    intern!(py, "_env"),
+                    intern!(py, "result"),
+                    intern!(py, "_headers_msg"),
+                ] {
+                    handler.setattr(name, &none)?;
+                }
+                handler.setattr(intern!(py, "_header_list"), PyTuple::empty(py))?;
+                clear = false;
+            }
+            // The first request of a connection gets header_timeout, later
+            // ones the idle keep-alive timeout (as _next_request_head).
+            let timeout = if first {
+                first = false;
+                handler.setattr(intern!(py, "_first"), false)?;
+                server.getattr(intern!(py, "header_timeout"))?
+            } else {
+                server.getattr(intern!(py, "keepalive_timeout"))?
+            };
+            data = match recv_within.call1((&recv_size, timeout)) {
+                Ok(d) => d.cast_into()?,
+                // An idle timeout, a reset...: just close.
+                Err(e) if e.is_instance_of::<PyOSError>(py) => return Ok(py.None()),
+                Err(e) => return Err(e),
+            };
+            if data.as_bytes().is_empty() {
+                return Ok(py.None());
+            }
+        }
+        let parsed = match parser.parse_head(py, data.as_any()) {
+            Ok(Some(parsed)) => parsed,
+            // Incomplete or refused: the handler reads the rest, or answers.
+            _ => return hand_back(&data),
+        };
+        if !usual_request(py, &parsed)? {
+            return hand_back(&data);
+        }
+        let head_length: usize = parsed.head_length.extract(py)?;
+        let env = parsed.environ.clone_ref(py).into_bound(py);
+        let input = input_class.call1((handler, 0))?;
+        env.set_item(intern!(py, "wsgi.input"), &input)?;
+        let app = server.getattr(intern!(py, "application"))?;
+        let parsed = Py::new(py, parsed)?;
+        {
+            let sr = start_response.get();
+            sr.adopted.set(false);
+            let old = sr.request.replace(Some(Request {
+                parsed: parsed.clone_ref(py),
+                data: data.clone().unbind(),
+                input: input.unbind(),
+                app: app.clone().unbind(),
+                time_start: unix_time(),
+            }));
+            drop(old);
+        }
+        let outcome = app.call1((&env, &start_response));
+        let sr = start_response.get();
+        let result = match outcome {
+            Err(err) => {
+                sr.adopt(py)?;
+                let step = handler.getattr(intern!(py, "_reraise"))?;
+                handler.call_method1(intern!(py, "_respond"), (step, err.into_value(py)))?;
+                return Ok(false.into_pyobject(py)?.to_owned().into_any().unbind());
+            }
+            Ok(result) => result,
+        };
+        let recorded = if sr.adopted.get() {
+            None
+        } else {
+            sr.head.borrow().as_ref().map(|(h, _)| h.clone_ref(py))
+        };
+        let response = match recorded {
+            Some(head) => usual_response(py, parsed.get(), head.get(), &result)?,
+            None => None,
+        };
+        let Some((bytes, close)) = response else {
+            sr.adopt(py)?;
+            let step = handler.getattr(intern!(py, "_finish_application"))?;
+            handler.call_method1(intern!(py, "_respond"), (step, result))?;
+            return Ok(false.into_pyobject(py)?.to_owned().into_any().unbind());
+        };
+        let request = sr.request.replace(None);
+        let head = sr.head.replace(None);
+        drop((request, head));
+        pos = head_length;
+        let total = bytes.as_bytes().len();
+        let sent = match send_nowait(py, fd, bytes.as_any(), 0) {
+            Ok(n) => n.unwrap_or(0),
+            Err(e) if e.is_instance_of::<PyOSError>(py) => return Ok(py.None()),
+            Err(e) => return Err(e),
+        };
+        if sent < total {
+            // The kernel's buffer is full: the socket's sendall waits.
+            let rest = PyBytes::new(py, &bytes.as_bytes()[sent..]);
+            match sock.call_method1(intern!(py, "sendall"), (rest,)) {
+                Ok(_) => {}
+                Err(e) if e.is_instance_of::<PyOSError>(py) => return Ok(py.None()),
+                Err(e) => return Err(e),
+            }
+        }
+        if close {
+            return Ok(py.None());
+        }
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(serve_requests, m)?)?;
+    m.add_class::<StartResponse>()?;
+    m.add_class::<Write>()?;
+    Ok(())
+}

@@ -1,0 +1,254 @@
+"""The native request loop of pywsgi (``_core.serve_requests``) against the
+Python path it stands in for.
+
+The loop serves the usual keep-alive request in Rust and hands everything
+else to the handler at the point it sees it (see rust/py/wsgi_serve.rs).  The
+model test runs random applications and requests through two servers, one
+whose handler takes the native loop and one whose handler (a subclass
+overriding a response-side hook) takes the Python fused path for every
+request, and asserts that the client receives the same bytes from both, Date
+lines aside.  tests/test_pywsgi.py runs its whole suite on both paths too.
+"""
+
+import io
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from _netutil import run_in_thread
+from greenwheel import socket as gsocket
+from greenwheel.pywsgi import WSGIHandler, WSGIServer
+
+LOCALHOST = "127.0.0.1"
+
+
+class PythonPathHandler(WSGIHandler):
+    """Every request through the Python fused path (the specification)."""
+
+    def run_application(self):
+        return WSGIHandler.run_application(self)
+
+
+assert WSGIHandler._native and not PythonPathHandler._native and PythonPathHandler._plain
+
+
+class Boom(Exception):
+    pass
+
+
+# What the application does for the current example (both servers run the
+# same one, one after the other).
+_behaviour = {}
+
+
+def model_app(environ, start_response):
+    b = _behaviour
+    body = environ["wsgi.input"].read()
+    pieces = [p.replace(b"<body>", body) for p in b["pieces"]]
+    headers = [("Content-Type", "text/plain")]
+    declared = b["declared"]
+    total = sum(len(p) for p in pieces)
+    if declared is not None:
+        headers.append(("Content-Length", str(max(total + declared, 0))))
+    if b["close"]:
+        headers.append(("Connection", "close"))
+    mode = b["mode"]
+    if mode == "raise_before":
+        raise Boom("before start_response")
+    if mode != "no_start":
+        write = start_response(b["status"], headers)
+    if mode == "exc_info":
+        try:
+            raise Boom("replaced")
+        except Boom:
+            import sys
+
+            write = start_response("500 Internal Server Error", headers, sys.exc_info())
+    if mode == "raise_after":
+        raise Boom("after start_response")
+    if mode == "write":
+        for p in pieces:
+            write(p)
+        return []
+    kind = b["kind"]
+    if kind == "tuple":
+        return tuple(pieces)
+    if kind == "generator":
+        return iter(pieces)
+    if kind == "bytearray":
+        return [bytearray(p) for p in pieces]
+    return pieces
+
+
+def usually(value, *others):
+    """*value* about half the time (the usual case must come up often: it is
+    the one the native loop serves), else one of *others*."""
+    return st.one_of(st.just(value), st.sampled_from(others))
+
+
+@st.composite
+def behaviours(draw):
+    return {
+        "status": draw(
+            usually("200 OK", "201 Created", "204 No Content", "304 Not Modified", "404 Not Found")
+        ),
+        "pieces": draw(
+            st.lists(
+                usually(b"hello", b"", b"<body>", b"x" * 70000, b"\xff" * 3),
+                max_size=3,
+            )
+        ),
+        # The Content-Length the application gives, relative to its body
+        # (None: none given).
+        "declared": draw(usually(None, 0, 0, -1, 1)),
+        "close": draw(usually(False, True)),
+        "mode": draw(
+            usually("return", "write", "raise_before", "raise_after", "no_start", "exc_info")
+        ),
+        "kind": draw(usually("list", "tuple", "generator", "bytearray")),
+    }
+
+
+@st.composite
+def request_streams(draw):
+    """One to three requests sent at once; the last asks for the close."""
+    n = draw(st.integers(1, 3))
+    out = []
+    for i in range(n):
+        method = draw(usually("GET", "HEAD", "POST"))
+        version = draw(usually("HTTP/1.1", "HTTP/1.0"))
+        lines = ["%s /p?q=%d %s" % (method, i, version), "Host: x"]
+        last = i == n - 1
+        if version == "HTTP/1.0":
+            if not last:
+                lines.append("Connection: keep-alive")
+        elif last:
+            lines.append("Connection: close")
+        body = ""
+        if method == "POST":
+            body = "hi"
+            lines.append("Content-Length: 2")
+        out.append("\r\n".join(lines) + "\r\n\r\n" + body)
+    return "".join(out).encode("latin-1")
+
+
+def exchange(port, data):
+    def client():
+        with gsocket.__socket__.create_connection((LOCALHOST, port), timeout=15) as sock:
+            sock.sendall(data)
+            chunks = []
+            while True:
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    return run_in_thread(client)
+
+
+_DATE = re.compile(rb"Date: [^\r]*\r\n")
+
+
+def start(handler_class):
+    server = WSGIServer(
+        (LOCALHOST, 0), model_app, handler_class=handler_class, log=None, error_log=io.StringIO()
+    )
+    server.start()
+    return server
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(behaviour=behaviours(), data=request_streams())
+def test_the_native_loop_answers_as_the_python_path(behaviour, data):
+    native, python = start(WSGIHandler), start(PythonPathHandler)
+    try:
+        _behaviour.clear()
+        _behaviour.update(behaviour)
+        got = exchange(native.server_port, data)
+        want = exchange(python.server_port, data)
+        assert _DATE.sub(b"", got) == _DATE.sub(b"", want)
+        assert ("Error handling" in native.error_log.getvalue()) == (
+            "Error handling" in python.error_log.getvalue()
+        )
+    finally:
+        native.stop()
+        python.stop()
+
+
+def test_usual_requests_call_no_python_hook_and_the_others_are_handed_over(monkeypatch):
+    calls = []
+
+    def counting(name):
+        real = getattr(WSGIHandler, name)
+
+        def hook(self, *args):
+            calls.append(name)
+            return real(self, *args)
+
+        return hook
+
+    for name in ("_adopt", "handle_one_response", "_next_request_head"):
+        monkeypatch.setattr(WSGIHandler, name, counting(name))
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/stream":
+            return iter([b"a", b"b"])
+        return [b"usual"]
+
+    server = WSGIServer((LOCALHOST, 0), app, log=None)
+    server.start()
+    try:
+        usual = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        got = exchange(
+            server.server_port, usual * 3 + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
+        )
+        assert got.count(b"200 OK") == 4 and got.count(b"usual") == 4
+        assert calls == []
+        # A streamed body: begun natively, finished by the handler.
+        got = exchange(server.server_port, b"GET /stream HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert got.endswith(b"1\r\na\r\n1\r\nb\r\n0\r\n\r\n")
+        assert calls == ["_adopt"]
+        # A request with a body: the fused path, from the head on.
+        del calls[:]
+        got = exchange(
+            server.server_port,
+            b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"
+            + usual
+            + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+        assert got.count(b"200 OK") == 3
+        assert calls == ["_next_request_head", "handle_one_response"]
+    finally:
+        server.stop()
+
+
+def test_logging_servers_take_the_python_path(monkeypatch):
+    # The native loop writes no access log: a server that logs serves every
+    # request the Python way, and logs each.
+    log = io.StringIO()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    server = WSGIServer((LOCALHOST, 0), app, log=log)
+    server.start()
+    try:
+        exchange(
+            server.server_port,
+            b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+    finally:
+        server.stop()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2 and '"GET /a HTTP/1.1" 200' in lines[0], lines

@@ -252,3 +252,42 @@ def test_logging_servers_take_the_python_path(monkeypatch):
         server.stop()
     lines = log.getvalue().splitlines()
     assert len(lines) == 2 and '"GET /a HTTP/1.1" 200' in lines[0], lines
+
+
+def test_each_response_has_its_own_head_when_an_application_varies_it():
+    # The native loop reuses the last checked head while status and headers
+    # have the same texts: a head that changes in any part must show.
+    class Loud(str):
+        def __str__(self):
+            return "LOUD"
+
+    n = [0]
+    shared = [("Content-Type", "text/plain"), ("X-N", "0")]
+
+    def app(environ, start_response):
+        n[0] += 1
+        i = n[0]
+        if i == 2:
+            shared[1] = ("X-N", "2")  # the same list, changed in place
+        headers = shared
+        if i == 3:
+            headers = tuple(shared)
+        if i == 4:
+            headers = [("Content-Type", "text/plain"), ("X-N", Loud("4"))]
+        status = "200 OK" if i != 5 else "201 Created"
+        start_response(status, headers)
+        return [b"r%d" % i]
+
+    server = WSGIServer((LOCALHOST, 0), app, log=None)
+    server.start()
+    try:
+        got = exchange(
+            server.server_port,
+            b"GET / HTTP/1.1\r\n\r\n" * 5 + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+    finally:
+        server.stop()
+    heads = re.findall(rb"HTTP/1\.1 ([^\r]*)\r\n(.*?)\r\n\r\n", got, re.S)
+    assert [status for status, _ in heads] == [b"200 OK"] * 4 + [b"201 Created", b"200 OK"]
+    values = [re.search(rb"X-N: (\S+)", h).group(1) for _, h in heads]
+    assert values == [b"0", b"2", b"2", b"LOUD", b"2", b"2"]

@@ -38,14 +38,27 @@ pyo3::create_exception!(
 pub(super) const MAX_HEADERS_LIMIT: usize = 10_000;
 
 pub(super) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    if bytes.is_ascii() {
-        // Fast path: ASCII is valid UTF-8 and decodes the same in latin-1.
-        if let Ok(s) = std::str::from_utf8(bytes) {
-            return PyString::new(py, s);
-        }
+    // One pass with CPython's own decoder (it copies ASCII as it is), where
+    // decoding as UTF-8 took three (ASCII check, UTF-8 check, decode).
+    // SAFETY: `bytes` is valid for `bytes.len()` bytes during the call, which
+    // copies them; the length of a slice fits in `Py_ssize_t`; a null
+    // `errors` is the default ("strict"), and latin-1 decodes every byte.
+    let ptr = unsafe {
+        pyo3::ffi::PyUnicode_DecodeLatin1(
+            bytes.as_ptr().cast(),
+            bytes.len() as pyo3::ffi::Py_ssize_t,
+            std::ptr::null(),
+        )
+    };
+    if ptr.is_null() {
+        // Only a failed allocation; PyString::new reports it the usual way.
+        PyErr::take(py);
+        let s: String = bytes.iter().map(|&b| b as char).collect();
+        return PyString::new(py, &s);
     }
-    let s: String = bytes.iter().map(|&b| b as char).collect();
-    PyString::new(py, &s)
+    // SAFETY: a non-null result of PyUnicode_DecodeLatin1 is a new reference
+    // to a str.
+    unsafe { Bound::from_owned_ptr(py, ptr).cast_into_unchecked() }
 }
 
 pub(super) fn with_bytes<R>(

@@ -31,6 +31,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 use std::mem::MaybeUninit;
 
 use super::http::{header_slots, latin1, parse_head, with_bytes, MAX_HEADERS_LIMIT, STACK_HEADERS};
+use super::sync::Guarded;
 
 pyo3::create_exception!(
     greenwheel._core,
@@ -291,7 +292,57 @@ pub(crate) fn request_environ<'py>(
     limits: (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>),
 ) -> PyResult<Option<RequestHead>> {
     let settings = Settings::new(max_headers, &limits)?;
-    parse_environ(py, data, &settings, base_env, None)
+    parse_environ(py, data, &settings, base_env, None, None)
+}
+
+/// How many distinct header names a connection's parser remembers (see
+/// [`NameCache`]); a client sending more names than this gets the rest
+/// converted on every request, as before the cache.
+const NAME_CACHE_SIZE: usize = 48;
+
+/// A header name as received, with the `str` objects a request makes of it:
+/// the name itself (for the header list) and its environ key.
+struct KnownName {
+    raw: Box<[u8]>,
+    name: Py<PyString>,
+    /// None for a name with `_` (dropped from the environ, see [`environ_key`]).
+    key: Option<Py<PyString>>,
+}
+
+/// The header names a connection's requests use, with their `str` objects.
+///
+/// Why: a keep-alive client sends the same few names on every request, and
+/// making two new `str` objects per header (and hashing the key again when
+/// it goes into the environ) was about a third of `parse`'s instructions;
+/// a cached key's hash is computed once (callgrind,
+/// `benches/pywsgi_callgrind.py`). `str` objects are immutable, so sharing
+/// them between requests is invisible to applications.
+#[derive(Default)]
+pub(super) struct NameCache {
+    names: Vec<KnownName>,
+}
+
+impl NameCache {
+    /// The name and key objects of `raw`, made (and remembered, while there
+    /// is room) on first use.
+    fn get(&mut self, py: Python<'_>, raw: &str) -> (Py<PyString>, Option<Py<PyString>>) {
+        if let Some(known) = self.names.iter().find(|k| &*k.raw == raw.as_bytes()) {
+            return (
+                known.name.clone_ref(py),
+                known.key.as_ref().map(|k| k.clone_ref(py)),
+            );
+        }
+        let name = PyString::new(py, raw).unbind();
+        let key = environ_key(raw).map(|k| PyString::new(py, &k).unbind());
+        if self.names.len() < NAME_CACHE_SIZE {
+            self.names.push(KnownName {
+                raw: raw.as_bytes().into(),
+                name: name.clone_ref(py),
+                key: key.as_ref().map(|k| k.clone_ref(py)),
+            });
+        }
+        (name, key)
+    }
 }
 
 /// A server's limits for request heads, converted from Python ints.
@@ -334,6 +385,7 @@ pub(crate) struct RequestParser {
     /// The environ key that gets the request target exactly as sent (the
     /// handler's `raw_uri_key`, gunicorn's `RAW_URI`), if any.
     pub(super) raw_uri_key: Option<Py<PyString>>,
+    names: Guarded<NameCache>,
 }
 
 #[pymethods]
@@ -350,6 +402,7 @@ impl RequestParser {
             settings: Settings::new(max_headers, &limits)?,
             base_env: base_env.unbind(),
             raw_uri_key: raw_uri_key.map(Bound::unbind),
+            names: Guarded::new(NameCache::default()),
         })
     }
 
@@ -384,6 +437,7 @@ impl RequestParser {
             &self.settings,
             self.base_env.bind(py),
             raw_uri_key,
+            Some(&self.names),
         )
     }
 }
@@ -394,6 +448,7 @@ fn parse_environ<'py>(
     settings: &Settings,
     base_env: &Bound<'py, PyDict>,
     raw_uri_key: Option<&Bound<'py, PyString>>,
+    names: Option<&Guarded<NameCache>>,
 ) -> PyResult<Option<RequestHead>> {
     let Settings {
         max_headers,
@@ -427,17 +482,23 @@ fn parse_environ<'py>(
         let env = base_env.copy()?;
         let list = PyList::empty(py);
         for h in req.headers.iter() {
-            let name = PyString::new(py, h.name);
+            // The borrow ends before any dict operation (which could run a
+            // replaced value's __del__).
+            let (name, key_obj) = match names.map(Guarded::try_borrow_mut) {
+                Some(Ok(mut cache)) => cache.get(py, h.name),
+                _ => NameCache::default().get(py, h.name),
+            };
             let value = latin1(py, h.value);
-            list.append((&name, &value))?;
-            let Some(key) = environ_key(h.name) else {
+            list.append((name.bind(py), &value))?;
+            let Some(key_obj) = key_obj else {
                 continue;
             };
-            let key_obj = PyString::new(py, &key);
+            let key_obj = key_obj.into_bound(py);
             match env.get_item(&key_obj)? {
                 None => env.set_item(&key_obj, &value)?,
                 Some(old) => {
-                    if SINGLETON_KEYS.contains(&key.as_str()) {
+                    let key = key_obj.to_str()?;
+                    if SINGLETON_KEYS.contains(&key) {
                         return Err(refuse(400, format!("duplicate {} header", h.name)));
                     }
                     // Cookie headers (Cookie, Cookie2) are joined as one cookie

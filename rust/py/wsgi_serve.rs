@@ -38,7 +38,7 @@ use pyo3::exceptions::PyOSError;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyInt, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyInt, PyList, PyString, PyTuple};
 
 use super::sockio::send_nowait;
 use super::sync::{BoolCell, Guarded};
@@ -63,6 +63,99 @@ struct Request {
     time_start: f64,
 }
 
+/// The last `start_response(status, headers)` of a connection, checked: the
+/// exact `str` objects it was made of, and its [`ResponseHead`].
+///
+/// Why: an application usually answers with the same status and headers
+/// request after request, and checking and encoding them again was about
+/// 4,100 of a keep-alive hello world's 36,000 instructions (callgrind,
+/// `benches/pywsgi_callgrind.py`); comparing the strings is about 200. A
+/// `ResponseHead` is a pure function of the status and header texts and is
+/// immutable, so handing out the same one again is invisible.
+struct LastHead {
+    status: Py<PyString>,
+    headers: Vec<(Py<PyString>, Py<PyString>)>,
+    head: Py<ResponseHead>,
+}
+
+impl LastHead {
+    /// Whether `status` and `headers` (exact `str`s in a list or tuple of
+    /// 2-tuples, nothing else) have the texts this head was made of.
+    fn matches(&self, status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> bool {
+        let py = status.py();
+        let same_str = |a: &Py<PyString>, b: &Bound<'_, PyAny>| -> bool {
+            if a.as_ptr() == b.as_ptr() {
+                return true;
+            }
+            match b.cast_exact::<PyString>() {
+                Ok(b) => a
+                    .bind(py)
+                    .to_str()
+                    .ok()
+                    .is_some_and(|a| b.to_str().ok() == Some(a)),
+                Err(_) => false,
+            }
+        };
+        if !same_str(&self.status, status) {
+            return false;
+        }
+        let same_pair = |(name, value): &(Py<PyString>, Py<PyString>), item: Bound<'_, PyAny>| {
+            item.cast_exact::<PyTuple>().is_ok_and(|t| {
+                t.len() == 2
+                    && t.get_item(0).is_ok_and(|n| same_str(name, &n))
+                    && t.get_item(1).is_ok_and(|v| same_str(value, &v))
+            })
+        };
+        if let Ok(list) = headers.cast_exact::<PyList>() {
+            list.len() == self.headers.len()
+                && self
+                    .headers
+                    .iter()
+                    .zip(list.iter())
+                    .all(|(p, i)| same_pair(p, i))
+        } else if let Ok(tuple) = headers.cast_exact::<PyTuple>() {
+            tuple.len() == self.headers.len()
+                && self
+                    .headers
+                    .iter()
+                    .zip(tuple.iter())
+                    .all(|(p, i)| same_pair(p, i))
+        } else {
+            false
+        }
+    }
+
+    /// The record of a checked `start_response`, if its arguments are of
+    /// the exact types [`LastHead::matches`] compares.
+    fn of(
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        head: &Py<ResponseHead>,
+    ) -> Option<LastHead> {
+        let py = status.py();
+        let exact =
+            |o: &Bound<'_, PyAny>| o.cast_exact::<PyString>().ok().map(|s| s.clone().unbind());
+        let mut pairs = Vec::new();
+        let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = headers.cast_exact::<PyList>() {
+            list.iter().collect()
+        } else {
+            headers.cast_exact::<PyTuple>().ok()?.iter().collect()
+        };
+        for item in items {
+            let t = item.cast_exact::<PyTuple>().ok()?;
+            if t.len() != 2 {
+                return None;
+            }
+            pairs.push((exact(&t.get_item(0).ok()?)?, exact(&t.get_item(1).ok()?)?));
+        }
+        Some(LastHead {
+            status: exact(status)?,
+            headers: pairs,
+            head: head.clone_ref(py),
+        })
+    }
+}
+
 /// The `start_response` callable the application gets from the native loop.
 ///
 /// While the request is the usual one it only records the checked head
@@ -78,6 +171,10 @@ pub(crate) struct StartResponse {
     head: Guarded<Option<(Py<ResponseHead>, Py<PyAny>)>>,
     /// The handler took the current request over.
     adopted: BoolCell,
+    /// The connection's last usual head (see [`LastHead`]).
+    last: Guarded<Option<LastHead>>,
+    /// The `write` callable every call returns (made on first use).
+    write: Guarded<Option<Py<Write>>>,
 }
 
 impl StartResponse {
@@ -135,18 +232,39 @@ impl StartResponse {
             None => false,
         };
         if active && !with_exc {
-            // The Python version's checks and their errors, in Rust.
-            let head = response_head(py, status, headers)?;
-            if !head.bodiless.bind(py).is_true() {
-                let head = Py::new(py, head)?;
+            let cached = match this.last.borrow().as_ref() {
+                Some(last) if last.matches(status, headers) => Some(last.head.clone_ref(py)),
+                _ => None,
+            };
+            let head = match cached {
+                Some(head) => head,
+                None => {
+                    // The Python version's checks and their errors, in Rust.
+                    let head = Py::new(py, response_head(py, status, headers)?)?;
+                    let old = this.last.replace(LastHead::of(status, headers, &head));
+                    drop(old);
+                    head
+                }
+            };
+            if !head.get().bodiless.bind(py).is_true() {
                 let old = this.head.replace(Some((head, headers.clone().unbind())));
                 drop(old);
-                return Ok(Write {
-                    start_response: slf.clone().unbind(),
-                }
-                .into_pyobject(py)?
-                .into_any()
-                .unbind());
+                let made = this.write.borrow().as_ref().map(|w| w.clone_ref(py));
+                let write = match made {
+                    Some(write) => write,
+                    None => {
+                        let write = Py::new(
+                            py,
+                            Write {
+                                start_response: slf.clone().unbind(),
+                            },
+                        )?;
+                        let old = this.write.replace(Some(write.clone_ref(py)));
+                        drop(old);
+                        write
+                    }
+                };
+                return Ok(write.into_any());
             }
         }
         this.adopt(py)?;
@@ -172,13 +290,20 @@ impl StartResponse {
                 visit.call(headers)?;
             }
         }
+        if let Ok(write) = self.write.try_borrow() {
+            if let Some(write) = write.as_ref() {
+                visit.call(write)?;
+            }
+        }
         Ok(())
     }
 
     fn __clear__(&self) {
         let request = self.request.replace(None);
         let head = self.head.replace(None);
-        drop((request, head));
+        let last = self.last.replace(None);
+        let write = self.write.replace(None);
+        drop((request, head, last, write));
     }
 }
 
@@ -360,6 +485,8 @@ pub(crate) fn serve_requests(
             request: Guarded::new(None),
             head: Guarded::new(None),
             adopted: BoolCell::new(false),
+            last: Guarded::new(None),
+            write: Guarded::new(None),
         },
     )?;
     let hand_back = |data: &Bound<'_, PyBytes>| -> PyResult<Py<PyAny>> {

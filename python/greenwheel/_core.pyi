@@ -141,6 +141,12 @@ class IoWatcher(_WatcherBase):
         """``recv(bufsize, flags)`` on the non-blocking fd: the bytes (``b""``
         at EOF), or None if it would block; a short read without flags sets
         :attr:`drained`."""
+    def recv_within(
+        self, hub: Any, bufsize: int, timeout: float | None, timeout_args: tuple[Any, ...]
+    ) -> bytes:
+        """A stream socket's ``recv(bufsize)`` bounded by *timeout*: skips
+        the read while :attr:`drained`, waits (raising ``*timeout_args`` at
+        the deadline) and reads again until bytes or EOF (``b""``)."""
     events: int
     """The event mask (:data:`READ` | :data:`WRITE`)."""
     def start(self, callback: Callable[..., Any], *args: Any, pass_events: bool = False) -> None:

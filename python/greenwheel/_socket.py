@@ -414,22 +414,15 @@ class socket(_std_socket):
         For servers that wait for a client's next request with one timeout
         and do the rest of the connection's I/O with another (pywsgi): the
         socket's timeout is left alone, so it is not set twice per request.
+        All in Rust (``IoWatcher.recv_within``): while the last read emptied
+        the kernel's queue and the loop has not polled since (``drained``),
+        anything sent after it is behind an edge still in the kernel, so it
+        waits for the edge at once, skipping a recv that could only say
+        EAGAIN (the server's usual case: answer a request, then wait for the
+        next one).  Stream sockets only: see ``drained``.
         """
-        watcher = self._read_event
-        if watcher is None:
-            data = _recv_nowait(self.fileno(), bufsize, 0)
-        elif watcher.drained:
-            # The last read emptied the kernel's queue and the loop has not
-            # polled since, so anything sent after it is behind an edge still
-            # in the kernel: wait for the edge, skipping a recv that could
-            # only say EAGAIN.  The server's usual case: answer a request,
-            # then wait for the next one.  (Stream sockets only: see drained.)
-            data = None
-        else:
-            data = watcher.read_nowait(bufsize)
-        if data is not None:
-            return data
-        return self._recv_wait(bufsize, 0, timeout)
+        watcher = self._read_event or self._watcher(_READ)
+        return watcher.recv_within(self.hub, bufsize, timeout, _TIMED_OUT)
 
     def _recv_wait(self, bufsize: int, flags: int, timeout: float | None) -> bytes:
         # recv's slow path: the first attempt said EAGAIN.  Retries go through

@@ -32,6 +32,7 @@ use std::mem::MaybeUninit;
 
 use super::http::{header_slots, latin1, parse_head, with_bytes, MAX_HEADERS_LIMIT, STACK_HEADERS};
 use super::sync::Guarded;
+use pyo3::sync::PyOnceLock;
 
 pyo3::create_exception!(
     greenwheel._core,
@@ -292,13 +293,17 @@ pub(crate) fn request_environ<'py>(
     limits: (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>),
 ) -> PyResult<Option<RequestHead>> {
     let settings = Settings::new(max_headers, &limits)?;
-    parse_environ(py, data, &settings, base_env, None, None)
+    parse_environ(py, data, &settings, base_env, None)
 }
 
-/// How many distinct header names a connection's parser remembers (see
-/// [`NameCache`]); a client sending more names than this gets the rest
-/// converted on every request, as before the cache.
-const NAME_CACHE_SIZE: usize = 48;
+/// How many distinct header names the process remembers (see
+/// [`NameCache`]); names past these are converted on every request, as
+/// before the cache.
+const NAME_CACHE_SIZE: usize = 64;
+
+/// The process's [`NameCache`]. The GIL orders its users; `Guarded` makes
+/// it `Sync`, and a user that finds it busy converts without it.
+static NAMES: PyOnceLock<Guarded<NameCache>> = PyOnceLock::new();
 
 /// A header name as received, with the `str` objects a request makes of it:
 /// the name itself (for the header list) and its environ key.
@@ -309,16 +314,19 @@ struct KnownName {
     key: Option<Py<PyString>>,
 }
 
-/// The header names a connection's requests use, with their `str` objects.
+/// The header names requests use, with their `str` objects: one per
+/// process (see [`NAMES`]).
 ///
-/// Why: a keep-alive client sends the same few names on every request, and
-/// making two new `str` objects per header (and hashing the key again when
-/// it goes into the environ) was about a third of `parse`'s instructions;
-/// a cached key's hash is computed once (callgrind,
-/// `benches/pywsgi_callgrind.py`). `str` objects are immutable, so sharing
-/// them between requests is invisible to applications.
+/// Why: clients send the same few names on every request, and making two
+/// new `str` objects per header (and hashing the key again when it goes into
+/// the environ) was about a third of `parse`'s instructions; a cached key's
+/// hash is computed once (callgrind, `benches/pywsgi_callgrind.py`). `str`
+/// objects are immutable, so sharing them between requests is invisible to
+/// applications. One per process rather than per connection: an idle
+/// keep-alive connection should cost no more than before (issue 19), and a
+/// short connection gets the names of the ones before it.
 #[derive(Default)]
-pub(super) struct NameCache {
+struct NameCache {
     names: Vec<KnownName>,
 }
 
@@ -385,7 +393,6 @@ pub(crate) struct RequestParser {
     /// The environ key that gets the request target exactly as sent (the
     /// handler's `raw_uri_key`, gunicorn's `RAW_URI`), if any.
     pub(super) raw_uri_key: Option<Py<PyString>>,
-    names: Guarded<NameCache>,
 }
 
 #[pymethods]
@@ -402,7 +409,6 @@ impl RequestParser {
             settings: Settings::new(max_headers, &limits)?,
             base_env: base_env.unbind(),
             raw_uri_key: raw_uri_key.map(Bound::unbind),
-            names: Guarded::new(NameCache::default()),
         })
     }
 
@@ -437,7 +443,6 @@ impl RequestParser {
             &self.settings,
             self.base_env.bind(py),
             raw_uri_key,
-            Some(&self.names),
         )
     }
 }
@@ -448,7 +453,6 @@ fn parse_environ<'py>(
     settings: &Settings,
     base_env: &Bound<'py, PyDict>,
     raw_uri_key: Option<&Bound<'py, PyString>>,
-    names: Option<&Guarded<NameCache>>,
 ) -> PyResult<Option<RequestHead>> {
     let Settings {
         max_headers,
@@ -481,12 +485,13 @@ fn parse_environ<'py>(
 
         let env = base_env.copy()?;
         let list = PyList::empty(py);
+        let names = NAMES.get_or_init(py, || Guarded::new(NameCache::default()));
         for h in req.headers.iter() {
             // The borrow ends before any dict operation (which could run a
             // replaced value's __del__).
-            let (name, key_obj) = match names.map(Guarded::try_borrow_mut) {
-                Some(Ok(mut cache)) => cache.get(py, h.name),
-                _ => NameCache::default().get(py, h.name),
+            let (name, key_obj) = match names.try_borrow_mut() {
+                Ok(mut cache) => cache.get(py, h.name),
+                Err(_) => NameCache::default().get(py, h.name),
             };
             let value = latin1(py, h.value);
             list.append((name.bind(py), &value))?;

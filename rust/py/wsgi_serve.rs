@@ -42,7 +42,9 @@ use pyo3::types::{PyBytes, PyInt, PyList, PyString, PyTuple};
 
 use super::sockio::send_nowait;
 use super::sync::{BoolCell, Guarded};
+use super::watchers::IoWatcher;
 use super::wsgi::{assemble, response_head, RequestHead, RequestParser, ResponseHead};
+use pyo3::sync::PyOnceLock;
 
 /// The largest body sent in the same write as its head, as the Python path
 /// does (`process_result`); a larger one is handed over.
@@ -63,8 +65,10 @@ struct Request {
     time_start: f64,
 }
 
-/// The last `start_response(status, headers)` of a connection, checked: the
-/// exact `str` objects it was made of, and its [`ResponseHead`].
+/// The last usual `start_response(status, headers)` of the process,
+/// checked: the exact `str` objects it was made of, and its
+/// [`ResponseHead`]. One per process, not per connection, so that an idle
+/// keep-alive connection costs nothing more for it (issue 19).
 ///
 /// Why: an application usually answers with the same status and headers
 /// request after request, and checking and encoding them again was about
@@ -156,6 +160,9 @@ impl LastHead {
     }
 }
 
+/// The process's [`LastHead`]; a user that finds it busy goes without.
+static LAST_HEAD: PyOnceLock<Guarded<Option<LastHead>>> = PyOnceLock::new();
+
 /// The `start_response` callable the application gets from the native loop.
 ///
 /// While the request is the usual one it only records the checked head
@@ -171,8 +178,6 @@ pub(crate) struct StartResponse {
     head: Guarded<Option<(Py<ResponseHead>, Py<PyAny>)>>,
     /// The handler took the current request over.
     adopted: BoolCell,
-    /// The connection's last usual head (see [`LastHead`]).
-    last: Guarded<Option<LastHead>>,
     /// The `write` callable every call returns (made on first use).
     write: Guarded<Option<Py<Write>>>,
 }
@@ -232,17 +237,25 @@ impl StartResponse {
             None => false,
         };
         if active && !with_exc {
-            let cached = match this.last.borrow().as_ref() {
-                Some(last) if last.matches(status, headers) => Some(last.head.clone_ref(py)),
-                _ => None,
+            let last = LAST_HEAD.get_or_init(py, || Guarded::new(None));
+            let cached = match last.try_borrow() {
+                Ok(last) => match last.as_ref() {
+                    Some(last) if last.matches(status, headers) => Some(last.head.clone_ref(py)),
+                    _ => None,
+                },
+                Err(_) => None,
             };
             let head = match cached {
                 Some(head) => head,
                 None => {
                     // The Python version's checks and their errors, in Rust.
                     let head = Py::new(py, response_head(py, status, headers)?)?;
-                    let old = this.last.replace(LastHead::of(status, headers, &head));
-                    drop(old);
+                    if let Ok(mut slot) = last.try_borrow_mut() {
+                        let old =
+                            std::mem::replace(&mut *slot, LastHead::of(status, headers, &head));
+                        drop(slot);
+                        drop(old);
+                    }
                     head
                 }
             };
@@ -301,9 +314,8 @@ impl StartResponse {
     fn __clear__(&self) {
         let request = self.request.replace(None);
         let head = self.head.replace(None);
-        let last = self.last.replace(None);
         let write = self.write.replace(None);
-        drop((request, head, last, write));
+        drop((request, head, write));
     }
 }
 
@@ -450,6 +462,266 @@ fn usual_request(py: Python<'_>, parsed: &RequestHead) -> PyResult<bool> {
     Ok(true)
 }
 
+/// What a step of the loop decided.
+enum Next {
+    /// Serve the next request.
+    Again,
+    /// Return this to the handler (see `serve_requests`).
+    Done(Py<PyAny>),
+}
+
+fn done(py: Python<'_>, value: Option<bool>) -> PyResult<Next> {
+    Ok(Next::Done(match value {
+        None => py.None(),
+        Some(b) => b.into_pyobject(py)?.to_owned().into_any().unbind(),
+    }))
+}
+
+/// One `serve_requests` call's state: what it reads from the handler once.
+///
+/// Kept on the heap, with each step out of line (`#[inline(never)]`), so
+/// that the frame below the wait for the next request is small: a waiting
+/// greenlet keeps its C stack, and an idle keep-alive connection is mostly
+/// its waiting greenlet (issue 19's idle-connection memory).
+struct Connection {
+    handler: Py<PyAny>,
+    input_class: Py<PyAny>,
+    sock: Py<PyAny>,
+    server: Py<PyAny>,
+    parser: Py<RequestParser>,
+    watcher: Py<IoWatcher>,
+    hub: Py<PyAny>,
+    timed_out: Py<PyTuple>,
+    start_response: Py<StartResponse>,
+    fd: i32,
+    recv_size: isize,
+    first: bool,
+    clear: bool,
+    served: u32,
+    /// The bytes received and not served yet start at `pos`.
+    data: Py<PyBytes>,
+    pos: usize,
+}
+
+impl Connection {
+    #[inline(never)]
+    fn new(
+        py: Python<'_>,
+        handler: &Bound<'_, PyAny>,
+        clear: bool,
+        input_class: &Bound<'_, PyAny>,
+    ) -> PyResult<Box<Connection>> {
+        let sock = handler.getattr(intern!(py, "socket"))?;
+        // The socket's read watcher and hub: the wait for a request is the
+        // socket's `_recv_within`, called here without its Python frame.
+        let mut watcher = sock.getattr(intern!(py, "_read_event"))?;
+        if watcher.is_none() {
+            watcher = sock.call_method1(intern!(py, "_watcher"), (crate::poller::READ,))?;
+        }
+        let timed_out = PyTuple::new(
+            py,
+            [
+                py.import(intern!(py, "socket"))?
+                    .getattr(intern!(py, "timeout"))?,
+                intern!(py, "timed out").clone().into_any(),
+            ],
+        )?;
+        let start_response = Py::new(
+            py,
+            StartResponse {
+                handler: handler.clone().unbind(),
+                request: Guarded::new(None),
+                head: Guarded::new(None),
+                adopted: BoolCell::new(false),
+                write: Guarded::new(None),
+            },
+        )?;
+        Ok(Box::new(Connection {
+            handler: handler.clone().unbind(),
+            input_class: input_class.clone().unbind(),
+            server: handler.getattr(intern!(py, "server"))?.unbind(),
+            parser: handler
+                .getattr(intern!(py, "_parser"))?
+                .cast_into::<RequestParser>()?
+                .unbind(),
+            watcher: watcher.cast_into::<IoWatcher>()?.unbind(),
+            hub: sock.getattr(intern!(py, "hub"))?.unbind(),
+            timed_out: timed_out.unbind(),
+            start_response,
+            fd: sock.call_method0(intern!(py, "fileno"))?.extract()?,
+            recv_size: handler.getattr(intern!(py, "_recv_size"))?.extract()?,
+            first: handler.getattr(intern!(py, "_first"))?.is_truthy()?,
+            clear,
+            served: 0,
+            data: handler.getattr(intern!(py, "_rbuf"))?.cast_into()?.unbind(),
+            pos: handler.getattr(intern!(py, "_rpos"))?.extract()?,
+            sock: sock.unbind(),
+        }))
+    }
+
+    /// Before a wait: what the handler kept of its last request, and the
+    /// timeout of this wait.
+    #[inline(never)]
+    fn before_wait(&mut self, py: Python<'_>) -> PyResult<Option<f64>> {
+        let handler = self.handler.bind(py);
+        if self.clear {
+            // What the handler kept of its last request (its environ, input,
+            // result, headers) is done with: an idle connection holds none
+            // of it while it waits.
+            let none = py.None();
+            for name in [
+                intern!(py, "wsgi_input"),
+                intern!(py, "environ"),
+                intern!(py, "_env"),
+                intern!(py, "result"),
+                intern!(py, "_headers_msg"),
+            ] {
+                handler.setattr(name, &none)?;
+            }
+            handler.setattr(intern!(py, "_header_list"), PyTuple::empty(py))?;
+            self.clear = false;
+        }
+        // The first request of a connection gets header_timeout, later ones
+        // the idle keep-alive timeout (as _next_request_head).
+        let server = self.server.bind(py);
+        let timeout = if self.first {
+            self.first = false;
+            handler.setattr(intern!(py, "_first"), false)?;
+            server.getattr(intern!(py, "header_timeout"))?
+        } else {
+            server.getattr(intern!(py, "keepalive_timeout"))?
+        };
+        timeout.extract()
+    }
+
+    /// The next request's bytes (at `data[pos..]`), waited for if none are
+    /// buffered; Done(None) at the end of the connection.
+    fn receive(&mut self, py: Python<'_>) -> PyResult<Next> {
+        self.served = self.served.wrapping_add(1);
+        if self.served % FAIRNESS_EVERY == 0 {
+            py.import(intern!(py, "greenwheel._hub"))?
+                .getattr(intern!(py, "sleep"))?
+                .call1((0,))?;
+        }
+        if self.pos < self.data.bind(py).as_bytes().len() {
+            return Ok(Next::Again);
+        }
+        let timeout = self.before_wait(py)?;
+        let watcher = self.watcher.bind(py);
+        let got = IoWatcher::recv_within(
+            watcher,
+            self.hub.bind(py),
+            self.recv_size,
+            timeout,
+            self.timed_out.bind(py),
+        );
+        match got {
+            Ok(data) if !data.bind(py).as_bytes().is_empty() => {
+                self.data = data;
+                self.pos = 0;
+                Ok(Next::Again)
+            }
+            // The end, an idle timeout, a reset...: just close.
+            Ok(_) => done(py, None),
+            Err(e) if e.is_instance_of::<PyOSError>(py) => done(py, None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Serves the request at `data[pos..]`, or hands it over.
+    #[inline(never)]
+    fn serve_one(&mut self, py: Python<'_>) -> PyResult<Next> {
+        let handler = self.handler.bind(py);
+        if self.pos > 0 {
+            let rest = PyBytes::new(py, &self.data.bind(py).as_bytes()[self.pos..]);
+            self.data = rest.unbind();
+            self.pos = 0;
+        }
+        let data = self.data.bind(py).clone();
+        let hand_back = || -> PyResult<Next> {
+            handler.setattr(intern!(py, "_rbuf"), &data)?;
+            handler.setattr(intern!(py, "_rpos"), 0)?;
+            done(py, Some(true))
+        };
+        let parsed = match self.parser.get().parse_head(py, data.as_any()) {
+            Ok(Some(parsed)) => parsed,
+            // Incomplete or refused: the handler reads the rest, or answers.
+            _ => return hand_back(),
+        };
+        if !usual_request(py, &parsed)? {
+            return hand_back();
+        }
+        let head_length: usize = parsed.head_length.extract(py)?;
+        let env = parsed.environ.clone_ref(py).into_bound(py);
+        let input = self.input_class.bind(py).call1((handler, 0))?;
+        env.set_item(intern!(py, "wsgi.input"), &input)?;
+        let app = self.server.bind(py).getattr(intern!(py, "application"))?;
+        let parsed = Py::new(py, parsed)?;
+        let start_response = self.start_response.bind(py);
+        let sr = start_response.get();
+        sr.adopted.set(false);
+        let old = sr.request.replace(Some(Request {
+            parsed: parsed.clone_ref(py),
+            data: data.clone().unbind(),
+            input: input.unbind(),
+            app: app.clone().unbind(),
+            time_start: unix_time(),
+        }));
+        drop(old);
+        let result = match app.call1((&env, start_response)) {
+            Ok(result) => result,
+            Err(err) => {
+                sr.adopt(py)?;
+                let step = handler.getattr(intern!(py, "_reraise"))?;
+                handler.call_method1(intern!(py, "_respond"), (step, err.into_value(py)))?;
+                return done(py, Some(false));
+            }
+        };
+        let recorded = if sr.adopted.get() {
+            None
+        } else {
+            sr.head.borrow().as_ref().map(|(h, _)| h.clone_ref(py))
+        };
+        let response = match recorded {
+            Some(head) => usual_response(py, parsed.get(), head.get(), &result)?,
+            None => None,
+        };
+        let Some((bytes, close)) = response else {
+            sr.adopt(py)?;
+            let step = handler.getattr(intern!(py, "_finish_application"))?;
+            handler.call_method1(intern!(py, "_respond"), (step, result))?;
+            return done(py, Some(false));
+        };
+        let request = sr.request.replace(None);
+        let head = sr.head.replace(None);
+        drop((request, head));
+        self.pos = head_length;
+        let total = bytes.as_bytes().len();
+        let sent = match send_nowait(py, self.fd, bytes.as_any(), 0) {
+            Ok(n) => n.unwrap_or(0),
+            Err(e) if e.is_instance_of::<PyOSError>(py) => return done(py, None),
+            Err(e) => return Err(e),
+        };
+        if sent < total {
+            // The kernel's buffer is full: the socket's sendall waits.
+            let rest = PyBytes::new(py, &bytes.as_bytes()[sent..]);
+            match self
+                .sock
+                .bind(py)
+                .call_method1(intern!(py, "sendall"), (rest,))
+            {
+                Ok(_) => {}
+                Err(e) if e.is_instance_of::<PyOSError>(py) => return done(py, None),
+                Err(e) => return Err(e),
+            }
+        }
+        if close {
+            return done(py, None);
+        }
+        Ok(Next::Again)
+    }
+}
+
 /// serve_requests(handler, clear, input_class)
 /// --
 ///
@@ -466,156 +738,13 @@ pub(crate) fn serve_requests(
     clear: bool,
     input_class: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    let sock = handler.getattr(intern!(py, "socket"))?;
-    let server = handler.getattr(intern!(py, "server"))?;
-    let parser = handler.getattr(intern!(py, "_parser"))?;
-    let parser = parser.cast::<RequestParser>()?.get();
-    let recv_size = handler.getattr(intern!(py, "_recv_size"))?;
-    let recv_within = sock.getattr(intern!(py, "_recv_within"))?;
-    let fd: i32 = sock.call_method0(intern!(py, "fileno"))?.extract()?;
-    let mut first: bool = handler.getattr(intern!(py, "_first"))?.is_truthy()?;
-    let mut data: Bound<'_, PyBytes> = handler.getattr(intern!(py, "_rbuf"))?.cast_into()?;
-    let mut pos: usize = handler.getattr(intern!(py, "_rpos"))?.extract()?;
-    let mut clear = clear;
-    let mut served: u32 = 0;
-    let start_response = Bound::new(
-        py,
-        StartResponse {
-            handler: handler.clone().unbind(),
-            request: Guarded::new(None),
-            head: Guarded::new(None),
-            adopted: BoolCell::new(false),
-            last: Guarded::new(None),
-            write: Guarded::new(None),
-        },
-    )?;
-    let hand_back = |data: &Bound<'_, PyBytes>| -> PyResult<Py<PyAny>> {
-        handler.setattr(intern!(py, "_rbuf"), data)?;
-        handler.setattr(intern!(py, "_rpos"), 0)?;
-        Ok(true.into_pyobject(py)?.to_owned().into_any().unbind())
-    };
+    let mut conn = Connection::new(py, handler, clear, input_class)?;
     loop {
-        served = served.wrapping_add(1);
-        if served % FAIRNESS_EVERY == 0 {
-            py.import(intern!(py, "greenwheel._hub"))?
-                .getattr(intern!(py, "sleep"))?
-                .call1((0,))?;
+        if let Next::Done(value) = conn.receive(py)? {
+            return Ok(value);
         }
-        let len = data.as_bytes().len();
-        if pos < len {
-            if pos > 0 {
-                data = PyBytes::new(py, &data.as_bytes()[pos..]);
-            }
-        } else {
-            if clear {
-                // What the handler kept of its last request (its environ,
-                // input, result, headers) is done with: an idle connection
-                // holds none of it while it waits.
-                let none = py.None();
-                for name in [
-                    intern!(py, "wsgi_input"),
-                    intern!(py, "environ"),
-                    intern!(py, "_env"),
-                    intern!(py, "result"),
-                    intern!(py, "_headers_msg"),
-                ] {
-                    handler.setattr(name, &none)?;
-                }
-                handler.setattr(intern!(py, "_header_list"), PyTuple::empty(py))?;
-                clear = false;
-            }
-            // The first request of a connection gets header_timeout, later
-            // ones the idle keep-alive timeout (as _next_request_head).
-            let timeout = if first {
-                first = false;
-                handler.setattr(intern!(py, "_first"), false)?;
-                server.getattr(intern!(py, "header_timeout"))?
-            } else {
-                server.getattr(intern!(py, "keepalive_timeout"))?
-            };
-            data = match recv_within.call1((&recv_size, timeout)) {
-                Ok(d) => d.cast_into()?,
-                // An idle timeout, a reset...: just close.
-                Err(e) if e.is_instance_of::<PyOSError>(py) => return Ok(py.None()),
-                Err(e) => return Err(e),
-            };
-            if data.as_bytes().is_empty() {
-                return Ok(py.None());
-            }
-        }
-        let parsed = match parser.parse_head(py, data.as_any()) {
-            Ok(Some(parsed)) => parsed,
-            // Incomplete or refused: the handler reads the rest, or answers.
-            _ => return hand_back(&data),
-        };
-        if !usual_request(py, &parsed)? {
-            return hand_back(&data);
-        }
-        let head_length: usize = parsed.head_length.extract(py)?;
-        let env = parsed.environ.clone_ref(py).into_bound(py);
-        let input = input_class.call1((handler, 0))?;
-        env.set_item(intern!(py, "wsgi.input"), &input)?;
-        let app = server.getattr(intern!(py, "application"))?;
-        let parsed = Py::new(py, parsed)?;
-        {
-            let sr = start_response.get();
-            sr.adopted.set(false);
-            let old = sr.request.replace(Some(Request {
-                parsed: parsed.clone_ref(py),
-                data: data.clone().unbind(),
-                input: input.unbind(),
-                app: app.clone().unbind(),
-                time_start: unix_time(),
-            }));
-            drop(old);
-        }
-        let outcome = app.call1((&env, &start_response));
-        let sr = start_response.get();
-        let result = match outcome {
-            Err(err) => {
-                sr.adopt(py)?;
-                let step = handler.getattr(intern!(py, "_reraise"))?;
-                handler.call_method1(intern!(py, "_respond"), (step, err.into_value(py)))?;
-                return Ok(false.into_pyobject(py)?.to_owned().into_any().unbind());
-            }
-            Ok(result) => result,
-        };
-        let recorded = if sr.adopted.get() {
-            None
-        } else {
-            sr.head.borrow().as_ref().map(|(h, _)| h.clone_ref(py))
-        };
-        let response = match recorded {
-            Some(head) => usual_response(py, parsed.get(), head.get(), &result)?,
-            None => None,
-        };
-        let Some((bytes, close)) = response else {
-            sr.adopt(py)?;
-            let step = handler.getattr(intern!(py, "_finish_application"))?;
-            handler.call_method1(intern!(py, "_respond"), (step, result))?;
-            return Ok(false.into_pyobject(py)?.to_owned().into_any().unbind());
-        };
-        let request = sr.request.replace(None);
-        let head = sr.head.replace(None);
-        drop((request, head));
-        pos = head_length;
-        let total = bytes.as_bytes().len();
-        let sent = match send_nowait(py, fd, bytes.as_any(), 0) {
-            Ok(n) => n.unwrap_or(0),
-            Err(e) if e.is_instance_of::<PyOSError>(py) => return Ok(py.None()),
-            Err(e) => return Err(e),
-        };
-        if sent < total {
-            // The kernel's buffer is full: the socket's sendall waits.
-            let rest = PyBytes::new(py, &bytes.as_bytes()[sent..]);
-            match sock.call_method1(intern!(py, "sendall"), (rest,)) {
-                Ok(_) => {}
-                Err(e) if e.is_instance_of::<PyOSError>(py) => return Ok(py.None()),
-                Err(e) => return Err(e),
-            }
-        }
-        if close {
-            return Ok(py.None());
+        if let Next::Done(value) = conn.serve_one(py)? {
+            return Ok(value);
         }
     }
 }

@@ -537,6 +537,13 @@ def test_response_bytes_assembles_head_and_body():
         head("200 OK", given).response_bytes(None, False, 0, "body")
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 9, 10, 99, 100, 2**64 - 1])))
+def test_response_bytes_writes_any_content_length_in_decimal(length):
+    data = response_head("200 OK", [("Date", "then")]).response_bytes(length, False, 0, b"")
+    assert data == b"HTTP/1.1 200 OK\r\nDate: then\r\nContent-Length: %d\r\n\r\n" % length
+
+
 def test_repeated_cookie_headers_join_as_one_cookie_list():
     # Every header whose name has COOKIE (Cookie, Cookie2) joins with "; ", as in gevent.
     head = b"GET / HTTP/1.1\r\nCookie: a=1\r\nCookie: b=2\r\nCookie2: c=3\r\nCookie2: d=4\r\n\r\n"

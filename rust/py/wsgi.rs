@@ -1033,10 +1033,31 @@ pub(super) fn assemble<'py>(
     connection: u8,
     body: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let mut length = String::new();
-    if let Some(n) = content_length {
-        length = format!("Content-Length: {n}\r\n");
-    }
+    // "Content-Length: " and up to 20 digits and CRLF, on the stack.
+    let mut length_line = [0u8; 38];
+    let length: &[u8] = match content_length {
+        None => b"",
+        Some(n) => {
+            let mut digits = [0u8; 20];
+            let mut at = digits.len();
+            let mut rest = n;
+            loop {
+                at -= 1;
+                digits[at] = b'0' + (rest % 10) as u8;
+                rest /= 10;
+                if rest == 0 {
+                    break;
+                }
+            }
+            let prefix = b"Content-Length: ";
+            let number = &digits[at..];
+            let end = prefix.len() + number.len() + 2;
+            length_line[..prefix.len()].copy_from_slice(prefix);
+            length_line[prefix.len()..end - 2].copy_from_slice(number);
+            length_line[end - 2..end].copy_from_slice(b"\r\n");
+            &length_line[..end]
+        }
+    };
     let connection: &[u8] = match connection {
         0 => b"",
         1 => b"Connection: close\r\n",
@@ -1060,7 +1081,7 @@ pub(super) fn assemble<'py>(
         if date_line.is_some() { b"Date: " } else { b"" },
         date_line.as_ref().map_or(&b""[..], |d| &d[..]),
         if date_line.is_some() { b"\r\n" } else { b"" },
-        length.as_bytes(),
+        length,
         if chunked {
             b"Transfer-Encoding: chunked\r\n"
         } else {

@@ -393,14 +393,16 @@ class socket(_std_socket):
         # The Rust helper reports "would block" as None: no exception raised
         # and caught on every wait, which costs more than the system call.
         watcher = self._stream_read
-        if watcher is not None and not flags and watcher.drained and self.timeout != 0.0:
-            # The last read emptied the queue and the loop has not polled
-            # since: a recv now could only say EAGAIN (anything newer is
-            # behind an edge still in the kernel), so go straight to the wait.
-            # A blocking handler's usual case: answer, then recv the next
-            # request.  Not for non-blocking sockets: their caller may poll
-            # without ever letting the loop run, and must see new data.
-            return self._recv_wait(bufsize, 0, self.timeout)
+        if watcher is not None and not flags and self.timeout != 0.0:
+            # A stream socket that has waited before: all in Rust
+            # (IoWatcher.recv_within).  While the last read emptied the queue
+            # and the loop has not polled since, a recv could only say EAGAIN
+            # (anything newer is behind an edge still in the kernel), so it
+            # goes straight to the wait: a blocking handler's usual case,
+            # answer then recv the next request.  Not for non-blocking
+            # sockets: their caller may poll without ever letting the loop
+            # run, and must see new data.
+            return watcher.recv_within(self.hub, bufsize, self.timeout, _TIMED_OUT)
         data = _recv_nowait(self.fileno(), bufsize, flags)
         if data is not None:
             return data

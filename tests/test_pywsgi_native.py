@@ -291,3 +291,42 @@ def test_each_response_has_its_own_head_when_an_application_varies_it():
     assert [status for status, _ in heads] == [b"200 OK"] * 4 + [b"201 Created", b"200 OK"]
     values = [re.search(rb"X-N: (\S+)", h).group(1) for _, h in heads]
     assert values == [b"0", b"2", b"2", b"LOUD", b"2", b"2"]
+
+
+def test_connections_leave_no_handler_or_start_response_behind():
+    # The native start_response refers to its handler (and the application
+    # may keep it): once the connections are over, the collector frees both.
+    import gc
+
+    from greenwheel import _core
+
+    kept = []
+
+    def app(environ, start_response):
+        kept.append(start_response)  # an application that holds on to it
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    server = WSGIServer((LOCALHOST, 0), app, log=None)
+    server.start()
+    try:
+        for _ in range(5):
+            exchange(
+                server.server_port,
+                b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+            )
+    finally:
+        server.stop()
+    assert len(kept) == 10 and all(type(s) is _core.start_response for s in kept)
+
+    def alive(kind):
+        return [o for o in gc.get_objects() if type(o) is kind]
+
+    # Without the collector: nothing of a finished connection is in a cycle.
+    gc.disable()
+    try:
+        gc.collect()
+        del kept[:]
+        assert alive(WSGIHandler) == [] and alive(_core.start_response) == []
+    finally:
+        gc.enable()

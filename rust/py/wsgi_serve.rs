@@ -751,14 +751,26 @@ pub(crate) fn serve_requests(
     input_class: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
     let mut conn = Connection::new(py, handler, clear, input_class)?;
-    loop {
-        if let Next::Done(value) = conn.receive(py)? {
-            return Ok(value);
+    let outcome = loop {
+        match conn.receive(py) {
+            Ok(Next::Again) => {}
+            Ok(Next::Done(value)) => break Ok(value),
+            Err(err) => break Err(err),
         }
-        if let Next::Done(value) = conn.serve_one(py)? {
-            return Ok(value);
+        match conn.serve_one(py) {
+            Ok(Next::Again) => {}
+            Ok(Next::Done(value)) => break Ok(value),
+            Err(err) => break Err(err),
         }
-    }
+    };
+    // The start_response and its write refer to each other: let go of the
+    // write now, so that the handler (which an application holding on to
+    // start_response keeps) is freed by reference counting, not left for
+    // the cyclic collector.
+    let start_response = conn.start_response.bind(py).get();
+    let write = start_response.write.replace(None);
+    drop(write);
+    outcome
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

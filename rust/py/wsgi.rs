@@ -179,6 +179,9 @@ pub(crate) struct RequestHead {
     /// Whether the client waits for `100 Continue` before sending the body.
     #[pyo3(get)]
     pub(super) expect_continue: Py<PyBool>,
+    /// Whether the request asks for a protocol upgrade: an `Upgrade` header,
+    /// or `Connection: upgrade` (for Rust callers only).
+    pub(super) upgrade: bool,
 }
 
 #[pymethods]
@@ -244,6 +247,22 @@ fn py_bool(py: Python<'_>, value: bool) -> Py<PyBool> {
     PyBool::new(py, value).to_owned().unbind()
 }
 
+/// The method as a `str`: the common ones are interned once (a new object
+/// for every request was an allocation and a free per request), any other
+/// made as received.
+fn method_str<'py>(py: Python<'py>, method: &str) -> Bound<'py, PyString> {
+    match method {
+        "GET" => pyo3::intern!(py, "GET").clone(),
+        "HEAD" => pyo3::intern!(py, "HEAD").clone(),
+        "POST" => pyo3::intern!(py, "POST").clone(),
+        "PUT" => pyo3::intern!(py, "PUT").clone(),
+        "DELETE" => pyo3::intern!(py, "DELETE").clone(),
+        "OPTIONS" => pyo3::intern!(py, "OPTIONS").clone(),
+        "PATCH" => pyo3::intern!(py, "PATCH").clone(),
+        other => PyString::new(py, other),
+    }
+}
+
 /// Sets REQUEST_METHOD, QUERY_STRING, PATH_INFO and SERVER_PROTOCOL.
 fn set_request_keys(
     env: &Bound<'_, PyDict>,
@@ -257,7 +276,12 @@ fn set_request_keys(
         Some(q) => (&target[..q], &target[q + 1..]),
         None => (target, &b""[..]),
     };
-    env.set_item(pyo3::intern!(py, "QUERY_STRING"), latin1(py, query))?;
+    let query = if query.is_empty() {
+        pyo3::intern!(py, "").clone()
+    } else {
+        latin1(py, query)
+    };
+    env.set_item(pyo3::intern!(py, "QUERY_STRING"), query)?;
     let path = origin_path(path);
     let path_info = if path.contains(&b'%') {
         latin1(py, &unquote_latin1(path))
@@ -571,6 +595,12 @@ fn parse_environ<'py>(
         };
 
         let conn = get_str(&env, pyo3::intern!(py, "HTTP_CONNECTION"))?;
+        // What the handler's fused path checks to skip get_environ, found
+        // here where the Connection value is at hand.
+        let upgrade = conn
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case("upgrade"))
+            || env.contains(pyo3::intern!(py, "HTTP_UPGRADE"))?;
         let (close, expect_continue) = if minor == 1 {
             let close = conn.as_deref().is_some_and(|c| lists_token(c, "close"));
             let expect = get_str(&env, pyo3::intern!(py, "HTTP_EXPECT"))?;
@@ -583,7 +613,7 @@ fn parse_environ<'py>(
             (!keep, false)
         };
 
-        let method = PyString::new(py, method);
+        let method = method_str(py, method);
         let protocol = if minor == 1 {
             pyo3::intern!(py, "HTTP/1.1")
         } else {
@@ -605,6 +635,7 @@ fn parse_environ<'py>(
             chunked: py_bool(py, chunked),
             close_connection: py_bool(py, close),
             expect_continue: py_bool(py, expect_continue),
+            upgrade,
         }))
     })
 }

@@ -452,24 +452,13 @@ fn unix_time() -> f64 {
 /// Whether a parsed request is the usual one: no body, no `Expect`, no
 /// upgrade (the conditions of the handler's fused path for skipping
 /// `get_environ`).
-fn usual_request(py: Python<'_>, parsed: &RequestHead) -> PyResult<bool> {
-    let length = parsed.content_length.bind(py);
-    let no_body = length
+fn usual_request(py: Python<'_>, parsed: &RequestHead) -> bool {
+    let no_body = parsed
+        .content_length
+        .bind(py)
         .cast::<PyInt>()
         .is_ok_and(|n| n.extract::<u64>().ok() == Some(0));
-    if !no_body || parsed.expect_continue.bind(py).is_true() {
-        return Ok(false);
-    }
-    let env = parsed.environ.bind(py);
-    if env.contains(intern!(py, "HTTP_UPGRADE"))? {
-        return Ok(false);
-    }
-    if let Some(conn) = env.get_item(intern!(py, "HTTP_CONNECTION"))? {
-        if conn.str()?.to_str()?.eq_ignore_ascii_case("upgrade") {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    no_body && !parsed.expect_continue.bind(py).is_true() && !parsed.upgrade
 }
 
 /// What a step of the loop decided.
@@ -658,7 +647,7 @@ impl Connection {
             // Incomplete or refused: the handler reads the rest, or answers.
             _ => return hand_back(),
         };
-        if !usual_request(py, &parsed)? {
+        if !usual_request(py, &parsed) {
             return hand_back();
         }
         let head_length: usize = parsed.head_length.extract(py)?;

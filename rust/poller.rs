@@ -29,6 +29,7 @@
 //!   kernel's queue is empty and wait for another edge.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::unix::io::RawFd;
 use std::sync::Arc;
@@ -48,6 +49,47 @@ pub const ALL: u8 = READ | WRITE;
 const WAKER_TOKEN: Token = Token(usize::MAX);
 /// How many kernel events one `poll` call can return.
 const EVENTS_CAPACITY: usize = 1024;
+
+/// Hashes file descriptors for the maps keyed by fd (here and in the loop).
+///
+/// Every wait on a socket looks its fd up several times (the loop's watcher
+/// table, the registration, the hang-up set), and std's SipHash costs more
+/// than the rest of such a lookup. Fds are small integers the kernel hands
+/// out, never chosen by a peer, so there is no flooding to resist: one
+/// multiplication by an odd constant (Fibonacci hashing) spreads them. The
+/// low bits of the product, which pick the bucket, are a bijection of the
+/// fd's low bits (distinct fds in a small table never collide), and the high
+/// bits, which the table keeps as a tag, depend on every bit of the fd.
+#[derive(Clone, Copy, Default)]
+pub struct FdHasher(u64);
+
+/// 2^64 / golden ratio, odd.
+const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Hasher for FdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        // Reinterpret the bits: a negative fd never reaches a map, and if it
+        // did it would only hash like another number.
+        self.0 = (self.0 ^ u64::from(n as u32)).wrapping_mul(FIBONACCI);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `i32` keys use this hasher; any other key still hashes
+        // correctly, a byte at a time.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(FIBONACCI);
+        }
+    }
+}
+
+/// A map keyed by fd, hashed with [`FdHasher`].
+pub type FdMap<V> = HashMap<RawFd, V, BuildHasherDefault<FdHasher>>;
+/// A set of fds, hashed with [`FdHasher`].
+pub type FdSet = HashSet<RawFd, BuildHasherDefault<FdHasher>>;
 
 /// One ready descriptor reported by [`Poller::poll`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,12 +113,12 @@ pub struct Poller {
     events: Events,
     waker: Arc<Waker>,
     /// fds known to the kernel, with the interest last registered.
-    registered: HashMap<RawFd, u8>,
+    registered: FdMap<u8>,
     /// fds the kernel refused with `EPERM`, with the interest asked for.
-    always_ready: HashMap<RawFd, u8>,
+    always_ready: FdMap<u8>,
     /// fds for which a hang-up or error was reported (sticky; see the module
     /// docs). A stale entry only makes [`Poller::hung_up`] over-cautious.
-    hung_up: HashSet<RawFd>,
+    hung_up: FdSet,
 }
 
 fn to_interest(mask: u8) -> Option<Interest> {
@@ -101,9 +143,9 @@ impl Poller {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
             waker,
-            registered: HashMap::new(),
-            always_ready: HashMap::new(),
-            hung_up: HashSet::new(),
+            registered: FdMap::default(),
+            always_ready: FdMap::default(),
+            hung_up: FdSet::default(),
         })
     }
 

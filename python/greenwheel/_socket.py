@@ -393,7 +393,11 @@ class socket(_std_socket):
         # The Rust helper reports "would block" as None: no exception raised
         # and caught on every wait, which costs more than the system call.
         watcher = self._stream_read
-        if watcher is not None and not flags and self.timeout != 0.0:
+        timeout = self.timeout
+        # `timeout is None or timeout`: "not 0.0" for the None or float a
+        # timeout always is, without comparing None with a float (the
+        # interpreter's slow path: both sides' comparisons are tried).
+        if watcher is not None and not flags and (timeout is None or timeout):
             # A stream socket that has waited before: all in Rust
             # (IoWatcher.recv_within).  While the last read emptied the queue
             # and the loop has not polled since, a recv could only say EAGAIN
@@ -402,7 +406,7 @@ class socket(_std_socket):
             # answer then recv the next request.  Not for non-blocking
             # sockets: their caller may poll without ever letting the loop
             # run, and must see new data.
-            return watcher.recv_within(self.hub, bufsize, self.timeout, _TIMED_OUT)
+            return watcher.recv_within(self.hub, bufsize, timeout, _TIMED_OUT)
         data = _recv_nowait(self.fileno(), bufsize, flags)
         if data is not None:
             return data
@@ -536,7 +540,8 @@ class socket(_std_socket):
 
     def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
         """Send all of *data*; the timeout bounds the whole call, as in the stdlib."""
-        if self.timeout == 0.0:
+        timeout = self.timeout
+        if timeout is not None and not timeout:  # 0.0 (see recv)
             return _ss_sendall(self, data, flags)
         try:
             sent = _send_nowait(self.fileno(), data, flags) or 0

@@ -1,6 +1,6 @@
 //! The Python-facing methods of `Loop` (see `greenwheel/_core.pyi`).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::os::unix::io::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use pyo3::PyTraverseError;
 
 use super::{close_fds, make_pipe, CallbackPass, Loop, LoopClock, Queued, State, TimerEntry};
 use crate::clock::ns_to_secs;
-use crate::poller::{Poller, READ};
+use crate::poller::{FdMap, Poller, READ};
 use crate::py::async_watcher::{lock, AsyncWatcher, Shared};
 use crate::py::callback::Callback;
 use crate::py::errors::os_error;
@@ -50,7 +50,7 @@ impl Loop {
         let mut st = State {
             wheel: TimerWheel::new(clock.now_ns()),
             poller,
-            fds: HashMap::new(),
+            fds: FdMap::default(),
             asyncs: Vec::new(),
             signals: BTreeMap::new(),
             prepare: Vec::new(),
@@ -431,7 +431,14 @@ impl Loop {
         };
         self.with_state(|st| {
             st.poller.forget(fd);
-            st.fds.get(&fd).is_some_and(|e| !e.watchers.is_empty())
+            // `io_stop` keeps an fd's entry while the fd is open; a closed
+            // fd's empty entry goes here (an empty Vec: no object dropped
+            // under the borrow).
+            let active = st.fds.get(&fd).is_some_and(|e| !e.watchers.is_empty());
+            if !active {
+                st.fds.remove(&fd);
+            }
+            active
         })
     }
 

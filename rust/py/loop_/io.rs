@@ -84,7 +84,13 @@ impl Loop {
                         removed = Some(entry.watchers.remove(pos));
                     }
                     if entry.watchers.is_empty() {
-                        st.fds.remove(&w.fd);
+                        // The entry stays (its Vec keeps its capacity): a
+                        // socket stops and restarts its watcher on every
+                        // wait, and removing it would cost a removal, an
+                        // insertion and an allocation each time. Entries go
+                        // when the fd is closed (`Loop.closing_fd`); one
+                        // left by an fd closed otherwise is an empty Vec
+                        // that the fd's next user takes over.
                         st.poller.disarm(w.fd);
                     }
                 }
@@ -97,7 +103,8 @@ impl Loop {
     pub(super) fn dispatch_io(&self, py: Python<'_>, ready: &[Ready]) -> PyResult<bool> {
         let mut any = false;
         for (idx, r) in ready.iter().enumerate() {
-            let snapshot: Vec<Py<IoWatcher>> = {
+            // The usual fd has one watcher: it is held without allocating.
+            let (one, many): (Option<Py<IoWatcher>>, Vec<Py<IoWatcher>>) = {
                 let mut st = self.state.borrow_mut();
                 let Some(st) = st.as_mut() else {
                     return Err(Self::closed());
@@ -105,12 +112,20 @@ impl Loop {
                 match st.fds.get_mut(&r.fd) {
                     Some(entry) => {
                         entry.needs_rearm = true;
-                        entry.watchers.iter().map(|w| w.clone_ref(py)).collect()
+                        match entry.watchers.as_slice() {
+                            [] => continue, // stray edge for an fd nobody waits on
+                            [w] => (Some(w.clone_ref(py)), Vec::new()),
+                            ws => (None, ws.iter().map(|w| w.clone_ref(py)).collect()),
+                        }
                     }
                     None => continue, // stray edge for an fd nobody waits on
                 }
             };
-            for w in &snapshot {
+            let snapshot = match &one {
+                Some(w) => std::slice::from_ref(w),
+                None => many.as_slice(),
+            };
+            for w in snapshot {
                 let w = w.get();
                 if w.core.is_active() && w.events.get() & r.events != 0 {
                     w.core.set_pending(true);

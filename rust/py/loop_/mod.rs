@@ -25,7 +25,7 @@
 //!   type, value, tb)`; with no handler it is printed (and SystemExit /
 //!   KeyboardInterrupt propagate out of `run()`).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::os::unix::io::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ use super::callback::Callback;
 use super::greenlet_api;
 use super::sync::{BoolCell, Guarded, I32Cell, IsizeCell, U64Cell};
 use super::watchers::{invoke, IoWatcher, Phase, PhaseWatcher, SignalWatcher, TimerWatcher};
-use crate::poller::{Poller, Ready};
+use crate::poller::{FdMap, Poller, Ready};
 use crate::py::errors::os_error;
 use crate::py::timeout::Timeout;
 use crate::wheel::{TimerHandle, TimerWheel};
@@ -232,7 +232,7 @@ struct SignalSlot {
 struct State {
     wheel: TimerWheel<TimerEntry>,
     poller: Poller,
-    fds: HashMap<RawFd, FdEntry>,
+    fds: FdMap<FdEntry>,
     asyncs: Vec<Py<AsyncWatcher>>,
     /// Ordered so signal watchers dispatch in a stable order.
     signals: BTreeMap<i32, SignalSlot>,

@@ -33,6 +33,11 @@ pub(crate) struct IoWatcher {
     /// count is unchanged, every byte that arrived since is behind an edge
     /// still queued in the kernel, so a wait needs no recv first.
     drained_at: U64Cell,
+    /// The last greenlet that waited here and its bound `switch` (the
+    /// callback while it waits). A socket is usually waited on by one
+    /// greenlet again and again: reusing its `switch` spares creating and
+    /// freeing a bound method per wait.
+    last_switch: Guarded<Option<(Py<PyAny>, Py<PyAny>)>>,
 }
 
 impl IoWatcher {
@@ -56,6 +61,7 @@ impl IoWatcher {
             pass_events: BoolCell::new(false),
             resume: Guarded::new(None),
             drained_at: U64Cell::new(0),
+            last_switch: Guarded::new(None),
         })
     }
 }
@@ -89,12 +95,51 @@ impl Watcher for IoWatcher {
                 visit.call(glet)?;
             }
         }
+        if let Ok(last) = self.last_switch.try_borrow() {
+            if let Some((glet, switch)) = last.as_ref() {
+                visit.call(glet)?;
+                visit.call(switch)?;
+            }
+        }
         Ok(())
     }
 
     fn clear_extra(&self) {
         let old = self.resume.try_borrow().ok().and_then(|mut r| r.take());
         drop(old);
+        let old = self
+            .last_switch
+            .try_borrow()
+            .ok()
+            .and_then(|mut r| r.take());
+        drop(old);
+    }
+}
+
+impl IoWatcher {
+    /// `glet.switch`, the same bound method as last time when `glet` waited
+    /// here last (see `last_switch`).
+    fn switch_of<'py>(&self, glet: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = glet.py();
+        // Cloned out under the lock, which is released before anything runs.
+        let cached = match self.last_switch.try_borrow() {
+            Ok(last) => last
+                .as_ref()
+                .filter(|(g, _)| g.is(glet))
+                .map(|(_, switch)| switch.clone_ref(py)),
+            Err(_) => None,
+        };
+        if let Some(switch) = cached {
+            return Ok(switch.into_bound(py));
+        }
+        let switch = glet.getattr(pyo3::intern!(py, "switch"))?;
+        // The old pair is dropped after the lock is released: a decref may
+        // run Python code (a finished greenlet's last reference).
+        let old = self
+            .last_switch
+            .replace(Some((glet.clone().unbind(), switch.clone().unbind())));
+        drop(old);
+        Ok(switch)
     }
 }
 
@@ -198,7 +243,7 @@ impl IoWatcher {
             }
             None => None,
         };
-        let switch = current.getattr(pyo3::intern!(py, "switch"))?;
+        let switch = this.switch_of(&current)?;
         this.core.set_call(&switch, &PyTuple::empty(py))?;
         let old = this.resume.replace(Some(current.clone().unbind()));
         drop(old);

@@ -92,10 +92,8 @@ class _Registrations(selectors.BaseSelector):
 _running = threading.local()
 
 
-# (The ignore: call_soon returns the native Handle of rust/py/aio.rs, which
-# offers asyncio.Handle's interface without being its subclass, as uvloop's
-# does not either, so the checker sees two incompatible call_soons.)
-class _SocketTransport(selector_events._SelectorSocketTransport):
+# (The ignore: typeshed does not declare asyncio's private transport class.)
+class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignore[name-defined]
     """asyncio's socket transport, reading at most 64 KiB per ``recv()``.
 
     asyncio's 256 KiB ``max_size`` makes every ``recv()`` allocate a 256 KiB
@@ -111,6 +109,9 @@ class _SocketTransport(selector_events._SelectorSocketTransport):
     max_size = 64 * 1024
 
 
+# (The ignore: call_soon returns the native Handle of rust/py/aio.rs, which
+# offers asyncio.Handle's interface without being its subclass, as uvloop's
+# does not either, so the checker sees two incompatible call_soons.)
 class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # type: ignore[misc]
     """asyncio's event loop, scheduled by greenwheel's loop (see the module docs).
 

@@ -53,23 +53,28 @@ class FusedPathHandler(WSGIHandler):
         return WSGIHandler.run_application(self)
 
 
-# Every test in this module runs three times: with the default handler, whose
+# Every test in this module runs four times: with the default handler, whose
 # usual requests take the native request loop (_core.serve_requests) and the
-# others the fused path (inline in WSGIHandler.handle); with a subclass that
-# overrides a response-side hook, so every request takes the fused path; and
-# with one that overrides a request-side hook, so every request takes the
-# general one.
+# others the fused path (inline in WSGIHandler.handle); the same with every
+# server parking its connections whenever they wait for a request
+# (park_idle_after=0: each such wait ends the greenlet, and a new one serves
+# the next request); with a subclass that overrides a response-side hook, so
+# every request takes the fused path; and with one that overrides a
+# request-side hook, so every request takes the general one.
 _default_handler = [WSGIHandler]
 _PATH_HANDLERS = {
     "native": WSGIHandler,
+    "parked": WSGIHandler,
     "fused": FusedPathHandler,
     "general": GeneralPathHandler,
 }
 
 
 @pytest.fixture(autouse=True, params=list(_PATH_HANDLERS))
-def request_path(request):
+def request_path(request, monkeypatch):
     _default_handler[0] = _PATH_HANDLERS[request.param]
+    if request.param == "parked":
+        monkeypatch.setattr(WSGIServer, "park_idle_after", 0)
     yield request.param
     _default_handler[0] = WSGIHandler
 

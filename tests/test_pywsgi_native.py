@@ -154,9 +154,14 @@ def exchange(port, data):
 _DATE = re.compile(rb"Date: [^\r]*\r\n")
 
 
-def start(handler_class):
+def start(handler_class, **kwargs):
     server = WSGIServer(
-        (LOCALHOST, 0), model_app, handler_class=handler_class, log=None, error_log=io.StringIO()
+        (LOCALHOST, 0),
+        model_app,
+        handler_class=handler_class,
+        log=None,
+        error_log=io.StringIO(),
+        **kwargs,
     )
     server.start()
     return server
@@ -169,18 +174,24 @@ def start(handler_class):
 )
 @given(behaviour=behaviours(), data=request_streams())
 def test_the_native_loop_answers_as_the_python_path(behaviour, data):
-    native, python = start(WSGIHandler), start(PythonPathHandler)
+    # The native loop, and the native loop parking its connection whenever it
+    # waits for bytes (a new greenlet each time they come), against the
+    # Python path.
+    python = start(PythonPathHandler)
+    native = start(WSGIHandler)
+    parked = start(WSGIHandler, park_idle_after=0)
     try:
         _behaviour.clear()
         _behaviour.update(behaviour)
-        got = exchange(native.server_port, data)
         want = exchange(python.server_port, data)
-        assert _DATE.sub(b"", got) == _DATE.sub(b"", want)
-        assert ("Error handling" in native.error_log.getvalue()) == (
-            "Error handling" in python.error_log.getvalue()
-        )
+        wanted_error = "Error handling" in python.error_log.getvalue()
+        for server in (native, parked):
+            got = exchange(server.server_port, data)
+            assert _DATE.sub(b"", got) == _DATE.sub(b"", want)
+            assert ("Error handling" in server.error_log.getvalue()) == wanted_error
     finally:
         native.stop()
+        parked.stop()
         python.stop()
 
 

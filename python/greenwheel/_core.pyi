@@ -549,11 +549,15 @@ def http_date(timestamp: int | None = None) -> bytes:
     """The IMF-fixdate (RFC 9110) of *timestamp* (seconds since the epoch,
     up to the end of 9999), or of the current second (cached)."""
 
-def serve_requests(handler: Any, clear: bool, input_class: Callable[..., Any]) -> bool | None:
+def serve_requests(
+    handler: Any, clear: bool, input_class: Callable[..., Any], park_after: float | None = None
+) -> Any:
     """Serve the usual keep-alive requests of a ``WSGIHandler``'s connection
     in Rust (pywsgi's native request loop).  None: close the connection;
     True: the request in the handler's ``_rbuf`` is one for the Python path;
-    False: the handler finished a request the loop began."""
+    False: the handler finished a request the loop began; else what
+    ``handler._park(left)`` returned once the connection waited *park_after*
+    seconds for a request (``left``: the rest of its idle timeout)."""
 
 @final
 class start_response:

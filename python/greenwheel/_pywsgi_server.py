@@ -10,7 +10,9 @@ Ground rules:
   handler, into the template each request's environ is copied from.
 - Each accepted connection gets one ``handler_class(socket, address,
   server)`` that serves it to the end; TLS connections finish their
-  handshake first, within ``header_timeout``.
+  handshake first, within ``header_timeout``.  A connection idle for
+  ``park_idle_after`` seconds may park: its greenlet ends, and the next
+  request gets a new one running the same handler (``_park_idle_after``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from __future__ import annotations
 import sys
 
 from . import _socket as _gsocket
+from ._greenlet import Greenlet
 from ._pywsgi_environ import LoggingLogAdapter, WSGISecureEnviron, _NoopLog
 from ._pywsgi_handler import WSGIHandler
 from ._pywsgi_input import MAX_REQUEST_LINE
-from ._server import StreamServer
+from ._server import BaseServer, StreamServer
 from ._typecheck import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -87,6 +90,13 @@ class WSGIServer(StreamServer):
     linger_timeout: float | None = 2.0
     #: Bytes asked for per recv.
     recv_size = 65536
+    #: Seconds a kept-alive connection waits for its next request in its
+    #: greenlet before it parks: the greenlet ends, the loop watches the
+    #: socket alone, and the next request starts a new greenlet (None: never).
+    #: Only connections spawned a default greenlet each park: not with a
+    #: Pool, another spawn, an overridden handle() or do_handle(), or a
+    #: handler class that overrides handle() or leaves the native loop.
+    park_idle_after: float | None = 0.1
 
     if TYPE_CHECKING:
         #: The WSGI application every request is served to.
@@ -104,6 +114,7 @@ class WSGIServer(StreamServer):
         "io_timeout",
         "discard_limit",
         "linger_timeout",
+        "park_idle_after",
     )
 
     base_env: dict[str, Any] = {
@@ -137,6 +148,7 @@ class WSGIServer(StreamServer):
         io_timeout: float | None = _DEFAULT,
         discard_limit: int | None = _DEFAULT,
         linger_timeout: float | None = _DEFAULT,
+        park_idle_after: float | None = _DEFAULT,
         **ssl_args: Any,
     ) -> None:
         if "handle" in ssl_args:
@@ -164,6 +176,7 @@ class WSGIServer(StreamServer):
             io_timeout=io_timeout,
             discard_limit=discard_limit,
             linger_timeout=linger_timeout,
+            park_idle_after=park_idle_after,
         )
         for name, value in given.items():
             if value is not _DEFAULT:
@@ -193,7 +206,13 @@ class WSGIServer(StreamServer):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError("%s must be None or an int >= 0, not %r" % (name, value))
-        for name in ("keepalive_timeout", "header_timeout", "io_timeout", "linger_timeout"):
+        for name in (
+            "keepalive_timeout",
+            "header_timeout",
+            "io_timeout",
+            "linger_timeout",
+            "park_idle_after",
+        ):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ValueError("%s must be None or >= 0, not %r" % (name, value))
@@ -238,7 +257,7 @@ class WSGIServer(StreamServer):
             self.environ.setdefault("SERVER_NAME", "")
             self.environ.setdefault("SERVER_PORT", "")
 
-    def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> None:
+    def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
         # The TLS handshake is limited by the header timeout (the client's
         # first bytes), unless a handshake_timeout was given explicitly.
         timeout = self.__dict__.get("handshake_timeout", self.header_timeout)
@@ -251,7 +270,24 @@ class WSGIServer(StreamServer):
     def _log_handshake_failure(self, address: Any, ex: BaseException) -> None:
         self.error_log.write("TLS handshake with %s failed: %s\n" % (address, ex))
 
-    def handle(self, sock: Any, address: Any) -> None:
+    def handle(self, sock: Any, address: Any) -> Any:
         """Serve one connection with a new :attr:`handler_class` instance."""
         handler = self.handler_class(sock, address, self)
-        handler.handle()
+        return handler.handle()
+
+    def _park_idle_after(self) -> float | None:
+        # park_idle_after, if this server's connections may park: each is
+        # spawned a default greenlet (a Pool counts connections by their
+        # greenlets; another spawn may expect one greenlet per connection),
+        # by do_handle, into _handle_and_close_when_done, which leaves a
+        # parked one open, running this class's handle() (an override may
+        # close the connection when the handler returns).
+        if (
+            self.park_idle_after is None
+            or self.pool is not None
+            or self._spawn != Greenlet.spawn
+            or getattr(getattr(self, "_handle", None), "__func__", None) is not WSGIServer.handle
+            or type(self).do_handle is not BaseServer.do_handle
+        ):
+            return None
+        return self.park_idle_after

@@ -116,13 +116,29 @@ def parse_address(address: Any) -> tuple[int, Any]:
         raise ValueError("Failed to parse address %r: %s" % (address, ex)) from None
 
 
+class _Parked:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PARKED"
+
+
+#: What a handler returns when its connection parked instead of ending: it
+#: watches its socket from the hub and is taken up again by a new greenlet
+#: (pywsgi's idle keep-alive connections); the connection stays open.
+PARKED: Any = _Parked()
+
+
 def _handle_and_close_when_done(
     handle: Callable[..., object], close: Callable[..., object], args_tuple: tuple[Any, ...]
 ) -> object:
+    result = None
     try:
-        return handle(*args_tuple)
+        result = handle(*args_tuple)
     finally:
-        close(*args_tuple)
+        if result is not PARKED:
+            close(*args_tuple)
+    return None if result is PARKED else result
 
 
 # --- the base server ------------------------------------------------------------------

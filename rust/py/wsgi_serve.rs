@@ -25,6 +25,11 @@
 //!   (`_respond`), and `serve_requests` returns False.
 //! - Returns None when the connection is to be closed: an end of file, a
 //!   reset, an idle timeout, a failed send, or a request that closes it.
+//! - Parks an idle connection when asked (`park_after`): once it has waited
+//!   that long for its next request, the loop calls `handler._park(left)`
+//!   (`left`: what remains of the idle timeout) and returns what it returned.
+//!   The handler then watches the socket from the hub and its greenlet ends,
+//!   so an idle connection holds no greenlet (issue 19's idle memory).
 //! - Only for handler classes that keep every hook of the request path and
 //!   log nothing per request (checked by `WSGIHandler.handle`): nothing then
 //!   observes the handler's per-request attributes, which this loop does not
@@ -34,7 +39,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyTimeoutError};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -496,6 +501,9 @@ struct Connection {
     recv_size: isize,
     first: bool,
     clear: bool,
+    /// Seconds of waiting for a request after which the connection parks
+    /// (None: never).
+    park_after: Option<f64>,
     served: u32,
     /// The bytes received and not served yet start at `pos`.
     data: Py<PyBytes>,
@@ -509,6 +517,7 @@ impl Connection {
         handler: &Bound<'_, PyAny>,
         clear: bool,
         input_class: &Bound<'_, PyAny>,
+        park_after: Option<f64>,
     ) -> PyResult<Box<Connection>> {
         let sock = handler.getattr(intern!(py, "socket"))?;
         // The socket's read watcher and hub: the wait for a request is the
@@ -551,6 +560,7 @@ impl Connection {
             recv_size: handler.getattr(intern!(py, "_recv_size"))?.extract()?,
             first: handler.getattr(intern!(py, "_first"))?.is_truthy()?,
             clear,
+            park_after,
             served: 0,
             data: handler.getattr(intern!(py, "_rbuf"))?.cast_into()?.unbind(),
             pos: handler.getattr(intern!(py, "_rpos"))?.extract()?,
@@ -605,13 +615,17 @@ impl Connection {
         if self.pos < self.data.bind(py).as_bytes().len() {
             return Ok(Next::Again);
         }
-        let timeout = self.before_wait(py)?;
+        let limit = self.before_wait(py)?;
+        // Parking applies only when it comes before the idle timeout.
+        let park_after = self
+            .park_after
+            .filter(|after| limit.map_or(true, |limit| *after < limit));
         let watcher = self.watcher.bind(py);
         let got = IoWatcher::recv_within(
             watcher,
             self.hub.bind(py),
             self.recv_size,
-            timeout,
+            park_after.or(limit),
             self.timed_out.bind(py),
         );
         match got {
@@ -620,11 +634,26 @@ impl Connection {
                 self.pos = 0;
                 Ok(Next::Again)
             }
+            Err(e) if e.is_instance_of::<PyTimeoutError>(py) && park_after.is_some() => {
+                let left = limit.zip(park_after).map(|(limit, after)| limit - after);
+                self.park(py, left)
+            }
             // The end, an idle timeout, a reset...: just close.
             Ok(_) => done(py, None),
             Err(e) if e.is_instance_of::<PyOSError>(py) => done(py, None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Parks the idle connection: everything received was served, and the
+    /// handler watches the socket from the hub (`_park`) once this returns.
+    #[inline(never)]
+    fn park(&mut self, py: Python<'_>, left: Option<f64>) -> PyResult<Next> {
+        let handler = self.handler.bind(py);
+        handler.setattr(intern!(py, "_rbuf"), PyBytes::new(py, b""))?;
+        handler.setattr(intern!(py, "_rpos"), 0)?;
+        let parked = handler.call_method1(intern!(py, "_park"), (left,))?;
+        Ok(Next::Done(parked.unbind()))
     }
 
     /// Serves the request at `data[pos..]`, or hands it over.
@@ -723,23 +752,27 @@ impl Connection {
     }
 }
 
-/// serve_requests(handler, clear, input_class)
+/// serve_requests(handler, clear, input_class, park_after=None)
 /// --
 ///
 /// Serve the usual requests of `handler`'s connection (see the module
 /// docs). `clear`: the handler served the last request, whose state it
 /// drops before waiting for the next. `input_class` makes each request's
-/// `wsgi.input` (`Input(handler, 0)`). Returns None to close the
-/// connection, True for a request in `_rbuf` that the handler serves, or
-/// False after a request the handler finished.
+/// `wsgi.input` (`Input(handler, 0)`). `park_after`: seconds of waiting for
+/// a request after which the connection parks (None: never). Returns None to
+/// close the connection, True for a request in `_rbuf` that the handler
+/// serves, False after a request the handler finished, or what
+/// `handler._park(left)` returned when the connection parked.
 #[pyfunction]
+#[pyo3(signature = (handler, clear, input_class, park_after = None))]
 pub(crate) fn serve_requests(
     py: Python<'_>,
     handler: &Bound<'_, PyAny>,
     clear: bool,
     input_class: &Bound<'_, PyAny>,
+    park_after: Option<f64>,
 ) -> PyResult<Py<PyAny>> {
-    let mut conn = Connection::new(py, handler, clear, input_class)?;
+    let mut conn = Connection::new(py, handler, clear, input_class, park_after)?;
     let outcome = loop {
         match conn.receive(py) {
             Ok(Next::Again) => {}

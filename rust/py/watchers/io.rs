@@ -77,6 +77,16 @@ impl Watcher for IoWatcher {
     fn arm(slf: &Bound<'_, Self>, pass_events: bool) -> PyResult<()> {
         let this = slf.get();
         this.pass_events.set(pass_events);
+        // A callback watches now, not the greenlet that waited last: let it
+        // go (a parked pywsgi connection's greenlet has ended, and would
+        // otherwise stay alive with the socket). Dropped after the lock is
+        // released, as the decref may run Python code.
+        let last = this
+            .last_switch
+            .try_borrow()
+            .ok()
+            .and_then(|mut l| l.take());
+        drop(last);
         this.core.loop_.get().io_start(slf, false)
     }
 

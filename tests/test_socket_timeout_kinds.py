@@ -79,3 +79,45 @@ def test_sendall_with_each_kind_of_timeout_when_the_buffer_is_full():
     finally:
         a.close()
         b.close()
+
+
+class Recorded(Exception):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.given = args
+
+
+@pytest.mark.parametrize(
+    "timeout_args, kind, given",
+    [
+        ((Recorded, "x"), Recorded, ("x",)),
+        ((Recorded, (1, 2)), Recorded, (1, 2)),
+        ((Recorded, None), Recorded, ()),
+        ((Recorded, Recorded("made")), Recorded, ("made",)),
+        ((Recorded,), Recorded, ()),
+        ((gsocket.timeout, "timed out"), TimeoutError, ("timed out",)),
+    ],
+)
+def test_a_timed_out_wait_raises_what_throw_would(timeout_args, kind, given):
+    # The wait makes the usual (class, value) error itself rather than
+    # throwing it into the waiting greenlet (which costs greenlet a C++
+    # exception): the error must be the one `throw` would have raised.
+    a, b = gsocket.socketpair()
+    hub = greenwheel.get_hub()
+    watcher = hub.loop.io(a.fileno(), 1)
+
+    def wait():
+        try:
+            watcher.wait(hub, False, time.monotonic() + 0.001, timeout_args)
+        except BaseException as ex:
+            return ex
+        return None
+
+    try:
+        error = greenwheel.spawn(wait).get()
+        assert type(error) is kind
+        assert getattr(error, "given", error.args) == given
+    finally:
+        watcher.close()
+        a.close()
+        b.close()

@@ -27,6 +27,8 @@ With ``--repeat N`` every pair runs N times and the best run is reported.
 ``--tree LABEL=DIR`` adds a column that runs greenwheel from another source
 tree (DIR is that tree's ``python`` directory, holding its own built
 ``_core``), in the same run: the before/after table of a structural change.
+With ``--tree-lib greenwheel.asyncio`` the tree's column runs the asyncio
+workloads on that tree's ``greenwheel.asyncio`` loop instead.
 
 Prints a table of each workload's rate (and its ratio to gevent), then the
 performance targets of the issues with PASS/MISS (INFO: reported, no target;
@@ -776,9 +778,17 @@ def parse_args(argv=None):
         metavar="LABEL=DIR",
         help="one more column: greenwheel from another tree's python dir (repeatable)",
     )
+    parser.add_argument(
+        "--tree-lib",
+        default=SUBJECT,
+        metavar="LIB",
+        help=f"what the --tree columns run: {SUBJECT} (default) or greenwheel.asyncio",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.tree_lib not in (SUBJECT, "greenwheel.asyncio"):
+        parser.error(f"--tree-lib is {SUBJECT} or greenwheel.asyncio, not {args.tree_lib!r}")
     trees = {}
     for item in args.tree:
         label, sep, directory = item.partition("=")
@@ -797,8 +807,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     workloads = select_workloads(args.only)
     libs, unavailable = select_libraries(args.libs)
-    # A tree's column sits next to the installed greenwheel's.
-    at = libs.index(SUBJECT) + 1 if SUBJECT in libs else 0
+    # A tree's column sits next to the installed library it runs.
+    at = libs.index(args.tree_lib) + 1 if args.tree_lib in libs else 0
     libs[at:at] = list(args.trees)
     machine = machine_info()
     machine["trees"] = {
@@ -827,7 +837,7 @@ def main(argv=None) -> int:
             # machine does not land on one library's runs only.
             for lib in libs:
                 tree = args.trees.get(lib)
-                outcome = run_child(workload.name, SUBJECT if tree else lib, args.quick, tree)
+                outcome = run_child(workload.name, args.tree_lib if tree else lib, args.quick, tree)
                 record = merge(results.records[workload.name].get(lib), outcome, workload)
                 results.records[workload.name][lib] = record
                 done += 1

@@ -33,7 +33,7 @@ import selectors
 import signal
 import sys
 import threading
-from asyncio import base_events, events, futures, selector_events, unix_events
+from asyncio import base_events, events, futures, protocols, selector_events, unix_events
 
 from greenlet import getcurrent
 
@@ -107,6 +107,30 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
     """
 
     max_size = 64 * 1024
+
+    # Reading into data_received and the write() that sends at once are
+    # native (rust/py/aio_transport.rs): four Python frames of every echo
+    # round trip.  They are instance attributes shadowing asyncio's methods,
+    # set before asyncio's __init__ registers _read_ready with the loop.
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        fd = sock.fileno()
+        self._read_ready = _core.TransportReader(self, fd, self.max_size)
+        self.write = _core.TransportWriter(self, fd, selector_events._SelectorSocketTransport.write)
+        super().__init__(loop, sock, protocol, waiter, extra, server)
+
+    def set_protocol(self, protocol):
+        super().set_protocol(protocol)
+        reader = self.__dict__.get("_read_ready")  # (gone once the connection is lost)
+        if reader is not None:
+            reader.data_path = not isinstance(protocol, protocols.BufferedProtocol)
+
+    def _call_connection_lost(self, exc):
+        try:
+            super()._call_connection_lost(exc)
+        finally:
+            # They refer to the transport: let it go by reference counting.
+            self.__dict__.pop("_read_ready", None)
+            self.__dict__.pop("write", None)
 
 
 # (The ignore: call_soon returns the native Handle of rust/py/aio.rs, which

@@ -35,6 +35,8 @@ __all__ = [
     "HttpParseError",
     "TooManyHeaders",
     "RequestError",
+    "TransportReader",
+    "TransportWriter",
     "RequestHead",
     "RequestParser",
     "ResponseHead",
@@ -694,3 +696,22 @@ class AioLoopCore:
     _debug: bool
     _drain_queued: bool
     _runners: int
+
+# --- greenwheel.asyncio's socket transport (rust/py/aio_transport.rs) -------
+
+@final
+class TransportReader:
+    """A socket transport's ``_read_ready``: reads into ``data_received``."""
+
+    def __new__(cls, transport: Any, fd: int, max_size: int) -> Self: ...
+    data_path: bool
+    # Called with no arguments; a native __call__ shows stubtest only
+    # (*args, **kwargs), which a stub without parameters does not match.
+    def __call__(self, *args: Any, **kwargs: Any) -> None: ...
+
+@final
+class TransportWriter:
+    """A socket transport's ``write``: sends at once when asyncio's would."""
+
+    def __new__(cls, transport: Any, fd: int, base_write: Callable[[Any, Any], object]) -> Self: ...
+    def __call__(self, data: Any) -> None: ...

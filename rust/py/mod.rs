@@ -20,6 +20,7 @@
 //! - Every class holding Python objects implements `__traverse__`/`__clear__`.
 
 mod aio;
+mod aio_transport;
 mod async_watcher;
 mod callback;
 mod errors;
@@ -75,5 +76,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     wsgi_serve::register(m)?;
     sockio::register(m)?;
     aio::register(m)?;
+    aio_transport::register(m)?;
     Ok(())
 }

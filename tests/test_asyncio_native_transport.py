@@ -1,0 +1,279 @@
+"""The native read and write paths of greenwheel.asyncio's socket transport
+(rust/py/aio_transport.rs) against asyncio's own transport on the default
+loop: the same programs of writes, peer sends, pauses and protocol switches
+must give the same bytes, the same protocol calls and the same errors.
+"""
+
+import asyncio
+import gc
+import socket
+import weakref
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import greenwheel.asyncio as gasyncio
+
+SIZES = st.sampled_from([0, 1, 64, 5000, 300_000])  # 300 kB fills the socket buffers
+
+
+def payload(kind, size, seed):
+    data = bytes((seed + i) % 251 for i in range(size))
+    return {"bytes": data, "bytearray": bytearray(data), "memoryview": memoryview(data)}[kind]
+
+
+actions = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("write"),
+            st.sampled_from(["bytes", "bytearray", "memoryview"]),
+            SIZES,
+        ),
+        st.tuples(st.just("peer_send"), SIZES),
+        st.tuples(st.just("pause_reading")),
+        st.tuples(st.just("resume_reading")),
+        st.tuples(st.just("buffered_protocol")),
+        st.tuples(st.just("plain_protocol")),
+    ),
+    max_size=12,
+)
+
+
+class Record:
+    def __init__(self):
+        self.events = []
+        self.received = bytearray()
+        self.lost = asyncio.Event()
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", type(exc).__name__ if exc else None))
+        self.lost.set()
+
+    def eof_received(self):
+        self.events.append(("eof",))
+
+
+class Plain(asyncio.Protocol):
+    def __init__(self, record):
+        self.r = record
+
+    def data_received(self, data):
+        assert type(data) is bytes
+        self.r.received += data
+
+    def eof_received(self):
+        self.r.eof_received()
+
+    def connection_lost(self, exc):
+        self.r.connection_lost(exc)
+
+
+class Buffered(asyncio.BufferedProtocol):
+    def __init__(self, record):
+        self.r = record
+        self.buffer = bytearray(1000)
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.r.received += self.buffer[:nbytes]
+
+    def eof_received(self):
+        self.r.eof_received()
+
+    def connection_lost(self, exc):
+        self.r.connection_lost(exc)
+
+
+async def play(program):
+    loop = asyncio.get_running_loop()
+    ours, peer = socket.socketpair()
+    peer.setblocking(False)
+    record = Record()
+    transport, _ = await loop.create_connection(lambda: Plain(record), sock=ours)
+    written = bytearray()
+    sent = bytearray()
+    backlog = bytearray()
+    paused = False
+    for action in program:
+        if action[0] == "write":
+            data = payload(action[1], action[2], len(written))
+            written += data
+            transport.write(data)
+        elif action[0] == "peer_send":
+            # As much as the kernel takes now: the transport may be paused.
+            data = payload("bytes", action[1], 7 + len(sent))
+            sent += data
+            backlog += data
+            try:
+                while backlog:
+                    del backlog[: peer.send(backlog)]
+            except BlockingIOError:
+                pass
+        elif action[0] == "pause_reading":
+            if not paused:
+                transport.pause_reading()
+                paused = True
+        elif action[0] == "resume_reading":
+            if paused:
+                transport.resume_reading()
+                paused = False
+        elif action[0] == "buffered_protocol":
+            transport.set_protocol(Buffered(record))
+        else:
+            transport.set_protocol(Plain(record))
+        await asyncio.sleep(0)
+    if paused:
+        transport.resume_reading()
+    await loop.sock_sendall(peer, backlog)
+    transport.write_eof()
+    got = bytearray()
+    while True:
+        chunk = await loop.sock_recv(peer, 1 << 16)
+        if not chunk:
+            break
+        got += chunk
+    # (Until the protocol has everything, or the connection is lost: a
+    # transport that drops bytes ends here too and fails the comparison.)
+    while len(record.received) < len(sent) and not record.lost.is_set():
+        await asyncio.sleep(0)
+    peer.close()
+    await record.lost.wait()
+    return {
+        "peer got": bytes(got) == bytes(written),
+        "protocol got": bytes(record.received) == bytes(sent),
+        "events": record.events,
+        "buffered": transport.get_write_buffer_size(),
+    }
+
+
+def on_both_loops(program_factory):
+    default = asyncio.new_event_loop()
+    ours = gasyncio.new_event_loop()
+    try:
+        # wait_for only turns a hang into a failure; no program comes near it.
+        want = default.run_until_complete(asyncio.wait_for(program_factory(), 60))
+        got = ours.run_until_complete(asyncio.wait_for(program_factory(), 60))
+    finally:
+        default.close()
+        ours.close()
+    return got, want
+
+
+@settings(max_examples=60, deadline=None)
+@given(program=actions)
+def test_the_native_paths_behave_as_asyncios_transport(program):
+    got, want = on_both_loops(lambda: play(program))
+    assert got == want
+    assert got["peer got"] and got["protocol got"]
+
+
+async def failing_data_received():
+    # data_received raises: asyncio reports it and closes the transport,
+    # connection_lost gets the error.
+    loop = asyncio.get_running_loop()
+    reported = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+    ours, peer = socket.socketpair()
+    record = Record()
+
+    class Failing(Plain):
+        def data_received(self, data):
+            raise ZeroDivisionError("in data_received")
+
+    transport, _ = await loop.create_connection(lambda: Failing(record), sock=ours)
+    peer.send(b"x")
+    await record.lost.wait()
+    peer.close()
+    return reported, record.events, transport.is_closing()
+
+
+def test_an_error_in_data_received_is_reported_and_closes_as_in_asyncio():
+    got, want = on_both_loops(failing_data_received)
+    assert got == want
+    assert got[0] == ["Fatal error: protocol.data_received() call failed."]
+
+
+async def bad_writes():
+    loop = asyncio.get_running_loop()
+    ours, peer = socket.socketpair()
+    record = Record()
+    transport, _ = await loop.create_connection(lambda: Plain(record), sock=ours)
+    errors = []
+    for data in ("text", 12, None):
+        try:
+            transport.write(data)
+        except Exception as ex:
+            errors.append((type(ex).__name__, str(ex)))
+    transport.write_eof()
+    try:
+        transport.write(b"after eof")
+    except Exception as ex:
+        errors.append((type(ex).__name__, str(ex)))
+    peer.close()
+    await record.lost.wait()
+    try:
+        transport.write(b"after close")
+    except Exception as ex:
+        errors.append((type(ex).__name__, str(ex)))
+    return errors, record.events
+
+
+def test_bad_writes_raise_as_in_asyncio():
+    got, want = on_both_loops(bad_writes)
+    assert got == want
+    assert got[0][0][0] == "TypeError"
+
+
+async def write_to_a_reset_peer():
+    loop = asyncio.get_running_loop()
+    reported = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+    ours, peer = socket.socketpair()
+    record = Record()
+    transport, _ = await loop.create_connection(lambda: Plain(record), sock=ours)
+    peer.close()
+    transport.write(b"x" * 100)  # EPIPE: a fatal write error
+    await record.lost.wait()
+    return reported, record.events
+
+
+def test_a_failed_send_is_fatal_as_in_asyncio():
+    got, want = on_both_loops(write_to_a_reset_peer)
+    assert got == want
+
+
+def test_a_closed_transport_lets_go_of_its_native_paths():
+    # The native reader and writer refer to their transport: once the
+    # connection is lost they are dropped (later calls take asyncio's own
+    # methods), and the collector frees the transport.
+    async def main():
+        loop = asyncio.get_running_loop()
+        ours, peer = socket.socketpair()
+        record = Record()
+        transport, protocol = await loop.create_connection(lambda: Plain(record), sock=ours)
+        assert type(transport.write).__name__ == "TransportWriter"
+        assert type(transport._read_ready).__name__ == "TransportReader"
+        transport.write(b"hello")
+        assert peer.recv(100) == b"hello"
+        transport.close()
+        await record.lost.wait()
+        peer.close()
+        assert "write" not in vars(transport) and "_read_ready" not in vars(transport)
+        return weakref.ref(transport)
+
+    loop = gasyncio.new_event_loop()
+    try:
+        ref = loop.run_until_complete(main())
+        gc.collect()
+        assert ref() is None
+    finally:
+        loop.close()
+
+
+@pytest.fixture(autouse=True)
+def no_default_loop_policy_leak():
+    yield
+    asyncio.set_event_loop(None)

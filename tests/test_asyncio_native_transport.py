@@ -277,3 +277,59 @@ def test_a_closed_transport_lets_go_of_its_native_paths():
 def no_default_loop_policy_leak():
     yield
     asyncio.set_event_loop(None)
+
+
+async def data_then_close(size):
+    # The peer's bytes and its FIN arrive before the loop reads: the FIN's
+    # one edge is spent on the event that also announced the bytes, so
+    # after reading them the transport must still learn of the EOF.
+    loop = asyncio.get_running_loop()
+    ours, peer = socket.socketpair()
+    record = Record()
+    peer.sendall(payload("bytes", size, 3))
+    peer.shutdown(socket.SHUT_WR)
+    transport, _ = await loop.create_connection(lambda: Plain(record), sock=ours)
+    await record.lost.wait()
+    peer.close()
+    return bytes(record.received) == payload("bytes", size, 3), record.events
+
+
+@pytest.mark.parametrize("size", [1, 5000, 200_000])
+def test_bytes_then_eof_in_one_event_reach_the_protocol_as_in_asyncio(size):
+    got, want = on_both_loops(lambda: data_then_close(size))
+    assert got == want
+    assert got[0] and got[1] == [("eof",), ("lost", None)]
+
+
+async def trickle(rounds):
+    # The peer sends only after the transport has read everything (a short
+    # read), and the loop then blocks in the kernel: the next bytes must be
+    # reported by their own edge, with no re-arming of the fd in between.
+    loop = asyncio.get_running_loop()
+    ours, peer = socket.socketpair()
+    peer.setblocking(False)
+    record = Record()
+    waiting = {}
+
+    class Counting(Plain):
+        def data_received(self, data):
+            super().data_received(data)
+            want, fut = waiting.get("now", (None, None))
+            if fut is not None and len(self.r.received) >= want and not fut.done():
+                fut.set_result(None)
+
+    transport, _ = await loop.create_connection(lambda: Counting(record), sock=ours)
+    for i in range(rounds):
+        fut = loop.create_future()
+        waiting["now"] = (sum(range(1, i + 2)), fut)
+        await loop.sock_sendall(peer, bytes([i % 256]) * (i + 1))
+        await fut
+    transport.close()
+    peer.close()
+    await record.lost.wait()
+    return len(record.received)
+
+
+def test_bytes_sent_after_a_short_read_arrive_by_their_own_edge():
+    got, want = on_both_loops(lambda: trickle(200))
+    assert got == want == sum(range(1, 201))

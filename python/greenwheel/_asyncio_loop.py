@@ -31,6 +31,7 @@ asyncio loop is *running*: while some greenlet is in ``run_forever`` /
 import asyncio
 import selectors
 import signal
+import socket
 import sys
 import threading
 from asyncio import base_events, events, futures, protocols, selector_events, unix_events
@@ -93,6 +94,10 @@ _running = threading.local()
 
 
 # (The ignore: typeshed does not declare asyncio's private transport class.)
+# Stream sockets whose short reads mean the receive queue was emptied.
+_STREAM_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+
+
 class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignore[name-defined]
     """asyncio's socket transport, reading at most 64 KiB per ``recv()``.
 
@@ -114,7 +119,13 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
     # set before asyncio's __init__ registers _read_ready with the loop.
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         fd = sock.fileno()
-        self._read_ready = _core.TransportReader(self, fd, self.max_size)
+        # The greenwheel loop is told when a read empties the socket (it
+        # then needs no epoll_ctl before the next wait): for stream sockets
+        # of these families, whose short reads mean an empty queue.
+        stream = sock.type == socket.SOCK_STREAM and sock.family in _STREAM_FAMILIES
+        self._read_ready = _core.TransportReader(
+            self, fd, self.max_size, loop._gw if stream else None
+        )
         self.write = _core.TransportWriter(self, fd, selector_events._SelectorSocketTransport.write)
         super().__init__(loop, sock, protocol, waiter, extra, server)
 

@@ -703,7 +703,9 @@ class AioLoopCore:
 class TransportReader:
     """A socket transport's ``_read_ready``: reads into ``data_received``."""
 
-    def __new__(cls, transport: Any, fd: int, max_size: int) -> Self: ...
+    def __new__(
+        cls, transport: Any, fd: int, max_size: int, gw_loop: Loop | None = None
+    ) -> Self: ...
     data_path: bool
     # Called with no arguments; a native __call__ shows stubtest only
     # (*args, **kwargs), which a stub without parameters does not match.

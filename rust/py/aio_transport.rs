@@ -29,8 +29,10 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use super::loop_::Loop;
 use super::sockio::{recv_once, send_nowait};
 use super::sync::BoolCell;
+use crate::poller::READ;
 
 /// Whether an error is one asyncio lets through (`SystemExit`,
 /// `KeyboardInterrupt`) rather than handing it to `_fatal_error`.
@@ -60,17 +62,23 @@ pub(crate) struct TransportReader {
     /// reads go to `data_received`, here. Otherwise the transport's
     /// `_read_ready_cb` reads.
     data_path: BoolCell,
+    /// The greenwheel loop watching the fd, told when a read emptied it
+    /// (`Loop::io_drained`: no `epoll_ctl` before the next wait). None for
+    /// sockets whose short reads do not mean an empty queue.
+    gw_loop: Option<Py<Loop>>,
 }
 
 #[pymethods]
 impl TransportReader {
     #[new]
-    fn new(transport: Py<PyAny>, fd: i32, max_size: isize) -> Self {
+    #[pyo3(signature = (transport, fd, max_size, gw_loop = None))]
+    fn new(transport: Py<PyAny>, fd: i32, max_size: isize, gw_loop: Option<Py<Loop>>) -> Self {
         TransportReader {
             transport,
             fd,
             max_size,
             data_path: BoolCell::new(false),
+            gw_loop,
         }
     }
 
@@ -95,8 +103,18 @@ impl TransportReader {
             return Ok(());
         }
         let data = match recv_once(py, self.fd, self.max_size, 0) {
-            Ok(Some((data, _))) => data,
-            Ok(None) => return Ok(()),
+            Ok(Some((data, short))) => {
+                // A short read of a stream socket emptied its queue. (EOF
+                // is not short: asyncio stops reading there.)
+                if short {
+                    self.drained(py);
+                }
+                data
+            }
+            Ok(None) => {
+                self.drained(py);
+                return Ok(());
+            }
             Err(err)
                 if err.is_instance_of::<PyBlockingIOError>(py)
                     || err.is_instance_of::<PyInterruptedError>(py) =>
@@ -121,7 +139,20 @@ impl TransportReader {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.transport)
+        visit.call(&self.transport)?;
+        if let Some(lp) = &self.gw_loop {
+            visit.call(lp)?;
+        }
+        Ok(())
+    }
+}
+
+impl TransportReader {
+    /// The socket's receive queue is empty now (see the field `gw_loop`).
+    fn drained(&self, py: Python<'_>) {
+        if let Some(lp) = &self.gw_loop {
+            lp.bind(py).get().io_drained(self.fd, READ);
+        }
     }
 }
 

@@ -59,6 +59,7 @@ impl Loop {
             fork: Vec::new(),
             ready: Vec::new(),
             carry: Vec::new(),
+            rearm_pending: Vec::new(),
             last_poll_ns: 0,
             inflight_sleeps: HashSet::new(),
             sig_read,

@@ -5,7 +5,7 @@ use std::os::unix::io::RawFd;
 
 use pyo3::prelude::*;
 
-use super::{same, FdEntry, Loop};
+use super::{same, FdEntry, Loop, State};
 use crate::poller::Ready;
 use crate::py::errors::os_error;
 use crate::py::greenlet_api;
@@ -162,7 +162,10 @@ impl Loop {
                     return Err(e);
                 }
             }
-            self.rearm_fds(py, std::iter::once(r.fd))?;
+            // Re-armed at the start of the next pass, not now: the callback may
+            // only have queued the read (asyncio), and a reader that then
+            // empties the fd reports it (`io_drained`) and spares the syscall.
+            self.with_state(|st| st.rearm_pending.push(r.fd))?;
         }
         Ok(any)
     }
@@ -198,18 +201,66 @@ impl Loop {
             return Err(Self::closed());
         };
         for fd in fds {
-            if let Some(entry) = st.fds.get_mut(&fd) {
-                if entry.needs_rearm && !entry.watchers.is_empty() {
-                    entry.needs_rearm = false;
-                    let mask = Self::union_mask(&entry.watchers);
-                    // A failure means the fd was closed under its watchers;
-                    // they are woken on the next pass to see the error.
-                    if st.poller.arm(fd, mask).is_err() {
-                        st.carry.push(Ready { fd, events: mask });
-                    }
+            st.rearm(fd);
+        }
+        Ok(())
+    }
+
+    /// A reader emptied `fd` of the events in `drained` (a short read of a
+    /// stream socket, or EAGAIN) after the loop dispatched its last event
+    /// and before the next kernel poll: every byte that arrives from now on
+    /// raises a new edge, so the registration needs no re-arm for it. Only
+    /// when the fd's watchers want nothing else and the kernel never
+    /// reported a hang-up or error on it (a FIN or RST has one edge only,
+    /// already spent). (TCP urgent data and Unix-socket credentials can end
+    /// a read early: the rest is then read when more bytes arrive.)
+    ///
+    /// Why: one `epoll_ctl` per read event was a quarter of the system
+    /// calls of an asyncio echo round trip (strace: 40,143 `epoll_ctl` for
+    /// 40,020 `recvfrom`; uvloop makes none).
+    pub(crate) fn io_drained(&self, fd: RawFd, drained: u8) {
+        let Ok(mut st) = self.state.try_borrow_mut() else {
+            return;
+        };
+        let Some(st) = st.as_mut() else {
+            return;
+        };
+        if st.poller.hung_up(fd) {
+            return;
+        }
+        if let Some(entry) = st.fds.get_mut(&fd) {
+            let mask = Self::union_mask(&entry.watchers);
+            if entry.needs_rearm && mask & !drained == 0 && st.poller.covers(fd, mask) {
+                entry.needs_rearm = false;
+            }
+        }
+    }
+}
+
+impl State {
+    /// Re-arms `fd` if an event was delivered since its last arming and it
+    /// still has watchers. A failure means the fd was closed under its
+    /// watchers; they are woken on the next pass to see the error.
+    fn rearm(&mut self, fd: RawFd) {
+        if let Some(entry) = self.fds.get_mut(&fd) {
+            if entry.needs_rearm && !entry.watchers.is_empty() {
+                entry.needs_rearm = false;
+                let mask = Loop::union_mask(&entry.watchers);
+                if self.poller.arm(fd, mask).is_err() {
+                    self.carry.push(Ready { fd, events: mask });
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Re-arms the fds dispatched in the last pass (see `rearm_pending`);
+    /// called at the start of the next pass, before it polls the kernel.
+    pub(super) fn rearm_pending(&mut self) {
+        let mut pending = std::mem::take(&mut self.rearm_pending);
+        for fd in pending.drain(..) {
+            self.rearm(fd);
+        }
+        // The Vec keeps its capacity for the next pass.
+        self.rearm_pending = pending;
     }
 }

@@ -217,7 +217,8 @@ impl TimerEntry {
 struct FdEntry {
     watchers: Vec<Py<IoWatcher>>,
     /// An event was delivered since the fd was last armed, so the kernel
-    /// registration must be re-armed (edge-triggered) if watchers stay.
+    /// registration must be re-armed (edge-triggered) if watchers stay,
+    /// unless a reader reports it emptied the fd ([`Loop::io_drained`]).
     needs_rearm: bool,
 }
 
@@ -246,6 +247,10 @@ struct State {
     /// Readiness taken out of the kernel but not dispatched (an exception
     /// unwound `run()`, or a re-arm failed): dispatched first on the next pass.
     carry: Vec<Ready>,
+    /// Fds dispatched in a pass, re-armed at the start of the next one (see
+    /// `State::rearm_pending`): a reader that empties its fd meanwhile
+    /// spares the `epoll_ctl` (`Loop::io_drained`).
+    rearm_pending: Vec<RawFd>,
     /// When the kernel was last polled (system clock ns: see `clock.rs`).
     last_poll_ns: u64,
     /// Sleep wake-ups taken out of the wheel for the batch being dispatched.
@@ -708,6 +713,8 @@ impl Loop {
     fn pass(&self, py: Python<'_>, nowait: bool, once: bool) -> PyResult<()> {
         let busy = self.has_callbacks() || self.signal_pending.get();
         let (mut ready, last_poll) = self.with_state(|st| {
+            // First, so a failed re-arm's carry is dispatched in this pass.
+            st.rearm_pending();
             let mut ready = std::mem::take(&mut st.ready);
             ready.clear();
             ready.append(&mut st.carry);

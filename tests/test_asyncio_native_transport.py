@@ -254,8 +254,8 @@ def test_a_closed_transport_lets_go_of_its_native_paths():
         ours, peer = socket.socketpair()
         record = Record()
         transport, protocol = await loop.create_connection(lambda: Plain(record), sock=ours)
-        assert type(transport.write).__name__ == "TransportWriter"
-        assert type(transport._read_ready).__name__ == "TransportReader"
+        assert type(transport.write.__self__).__name__ == "TransportWriter"
+        assert type(transport._read_ready.__self__).__name__ == "TransportReader"
         transport.write(b"hello")
         assert peer.recv(100) == b"hello"
         transport.close()

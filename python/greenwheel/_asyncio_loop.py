@@ -115,25 +115,26 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
 
     # Reading into data_received and the write() that sends at once are
     # native (rust/py/aio_transport.rs): four Python frames of every echo
-    # round trip.  They are instance attributes shadowing asyncio's methods,
-    # set before asyncio's __init__ registers _read_ready with the loop.
+    # round trip.  Their bound methods are instance attributes shadowing
+    # asyncio's, set before asyncio's __init__ registers _read_ready with
+    # the loop.
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         fd = sock.fileno()
         # The greenwheel loop is told when a read empties the socket (it
         # then needs no epoll_ctl before the next wait): for stream sockets
         # of these families, whose short reads mean an empty queue.
         stream = sock.type == socket.SOCK_STREAM and sock.family in _STREAM_FAMILIES
-        self._read_ready = _core.TransportReader(
-            self, fd, self.max_size, loop._gw if stream else None
-        )
-        self.write = _core.TransportWriter(self, fd, selector_events._SelectorSocketTransport.write)
+        reader = _core.TransportReader(self, fd, self.max_size, loop._gw if stream else None)
+        self._read_ready = reader.read_ready
+        writer = _core.TransportWriter(self, fd, selector_events._SelectorSocketTransport.write)
+        self.write = writer.write
         super().__init__(loop, sock, protocol, waiter, extra, server)
 
     def set_protocol(self, protocol):
         super().set_protocol(protocol)
-        reader = self.__dict__.get("_read_ready")  # (gone once the connection is lost)
-        if reader is not None:
-            reader.data_path = not isinstance(protocol, protocols.BufferedProtocol)
+        read_ready = self.__dict__.get("_read_ready")  # (gone once the connection is lost)
+        if read_ready is not None:
+            read_ready.__self__.data_path = not isinstance(protocol, protocols.BufferedProtocol)
 
     def _call_connection_lost(self, exc):
         try:

@@ -9,17 +9,21 @@
 //!
 //! Ground rules:
 //! - asyncio's `_SelectorSocketTransport` stays the specification and does
-//!   everything else. [`TransportReader`] is the transport's `_read_ready`
-//!   and does what `_read_ready__data_received` does (the same checks, the
-//!   same calls, the same error messages) while the protocol is not a
-//!   `BufferedProtocol`; [`TransportWriter`] is its `write` and sends a
-//!   non-empty `bytes` itself only when asyncio's `write` would send it at
-//!   once (nothing buffered, no EOF written, no sendfile, connection not
-//!   lost). Everything else goes to asyncio's own methods.
-//! - They hold their transport, and the transport holds them (instance
-//!   attributes shadowing the methods): the Python side
+//!   everything else. [`TransportReader`]'s `read_ready` is the transport's
+//!   `_read_ready` and does what `_read_ready__data_received` does (the
+//!   same checks, the same calls, the same error messages) while the
+//!   protocol is not a `BufferedProtocol`; [`TransportWriter`]'s `write` is
+//!   its `write` and sends a non-empty `bytes` itself only when asyncio's
+//!   `write` would send it at once (nothing buffered, no EOF written, no
+//!   sendfile, connection not lost). Everything else goes to asyncio's own
+//!   methods.
+//! - They hold their transport, and the transport holds them (their bound
+//!   methods are instance attributes shadowing asyncio's): the Python side
 //!   (`_asyncio_loop._SocketTransport`) removes them when the connection is
 //!   lost, and they take part in the cyclic GC meanwhile.
+//! - Those two methods are plain CPython methods (`raw_fn`): called as a
+//!   `__call__` they cost a tuple, PyO3's argument parsing and its
+//!   trampoline each time, about 300 instructions a call (callgrind).
 //! - No borrow is held across a call into Python (there is no interior
 //!   state but a `BoolCell`).
 //! - The transport's state (`_conn_lost`, `_buffer`, ...) is read from its
@@ -29,12 +33,14 @@
 //!   (callgrind, an echo round trip reads twelve).
 
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PySystemExit};
+use pyo3::ffi;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::loop_::Loop;
+use super::raw_fn::{guard, meth_o, ExactType, MethodDef};
 use super::sockio::{recv_once, send_nowait};
 use super::sync::BoolCell;
 use crate::poller::READ;
@@ -140,7 +146,18 @@ impl TransportReader {
         self.data_path.set(value);
     }
 
-    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.state.traverse(&visit)?;
+        if let Some(lp) = &self.gw_loop {
+            visit.call(lp)?;
+        }
+        Ok(())
+    }
+}
+
+impl TransportReader {
+    /// `transport._read_ready()`.
+    fn read_ready(&self, py: Python<'_>) -> PyResult<()> {
         let transport = self.state.transport.bind(py);
         if !self.data_path.get() {
             transport.getattr(intern!(py, "_read_ready_cb"))?.call0()?;
@@ -185,16 +202,6 @@ impl TransportReader {
         }
     }
 
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.state.traverse(&visit)?;
-        if let Some(lp) = &self.gw_loop {
-            visit.call(lp)?;
-        }
-        Ok(())
-    }
-}
-
-impl TransportReader {
     /// The socket's receive queue is empty now (see the field `gw_loop`).
     fn drained(&self, py: Python<'_>) {
         if let Some(lp) = &self.gw_loop {
@@ -214,29 +221,8 @@ pub(crate) struct TransportWriter {
 }
 
 impl TransportWriter {
-    /// Whether asyncio's `write` would try to send `data` at once: nothing
-    /// buffered, no EOF written, no sendfile, the connection not lost.
-    fn sends_at_once(&self, py: Python<'_>) -> PyResult<bool> {
-        let st = &self.state;
-        Ok(!st.get(py, intern!(py, "_eof"))?.is_truthy()?
-            && st.get(py, intern!(py, "_empty_waiter"))?.is_none()
-            && !st.get(py, intern!(py, "_conn_lost"))?.is_truthy()?
-            && st.get(py, intern!(py, "_buffer"))?.len()? == 0)
-    }
-}
-
-#[pymethods]
-impl TransportWriter {
-    #[new]
-    fn new(py: Python<'_>, transport: Py<PyAny>, fd: i32, base_write: Py<PyAny>) -> PyResult<Self> {
-        Ok(TransportWriter {
-            state: State::new(py, transport)?,
-            fd,
-            base_write,
-        })
-    }
-
-    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// `transport.write(data)`.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let transport = self.state.transport.bind(py);
         let whole = match data.cast_exact::<PyBytes>() {
             Ok(bytes) if !bytes.as_bytes().is_empty() && self.sends_at_once(py)? => bytes,
@@ -264,14 +250,90 @@ impl TransportWriter {
         }
     }
 
+    /// Whether asyncio's `write` would try to send `data` at once: nothing
+    /// buffered, no EOF written, no sendfile, the connection not lost.
+    fn sends_at_once(&self, py: Python<'_>) -> PyResult<bool> {
+        let st = &self.state;
+        Ok(!st.get(py, intern!(py, "_eof"))?.is_truthy()?
+            && st.get(py, intern!(py, "_empty_waiter"))?.is_none()
+            && !st.get(py, intern!(py, "_conn_lost"))?.is_truthy()?
+            && st.get(py, intern!(py, "_buffer"))?.len()? == 0)
+    }
+}
+
+#[pymethods]
+impl TransportWriter {
+    #[new]
+    fn new(py: Python<'_>, transport: Py<PyAny>, fd: i32, base_write: Py<PyAny>) -> PyResult<Self> {
+        Ok(TransportWriter {
+            state: State::new(py, transport)?,
+            fd,
+            base_write,
+        })
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.state.traverse(&visit)?;
         visit.call(&self.base_write)
     }
 }
 
+static READ_READY_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"read_ready".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: read_ready_raw,
+    },
+    ml_flags: ffi::METH_NOARGS,
+    ml_doc: c"read_ready($self, /)\n--\n\nThe transport's `_read_ready`: read into \
+`data_received` (or let `_read_ready_cb` read, for a BufferedProtocol)."
+        .as_ptr(),
+});
+
+static WRITE_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"write".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: write_raw,
+    },
+    ml_flags: ffi::METH_O,
+    ml_doc: c"write($self, data, /)\n--\n\nThe transport's `write`: send at once when \
+asyncio's would, else hand `data` to asyncio's `write`."
+        .as_ptr(),
+});
+
+/// The classes' type objects, for the raw methods' `self` check (both
+/// classes are final).
+static READER_TYPE: ExactType<TransportReader> = ExactType::new();
+static WRITER_TYPE: ExactType<TransportWriter> = ExactType::new();
+
+unsafe extern "C" fn read_ready_raw(
+    slf: *mut ffi::PyObject,
+    _unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_NOARGS methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard(py, || {
+        // SAFETY: `slf` is borrowed for the call.
+        let this = unsafe { READER_TYPE.cast(py, slf) }?;
+        this.get().read_ready(py)
+    })
+}
+
+unsafe extern "C" fn write_raw(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython passes a METH_O method its own arguments.
+    unsafe {
+        meth_o(&WRITER_TYPE, slf, arg, |py, this, data| {
+            this.write(py, &data)
+        })
+    }
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
     m.add_class::<TransportReader>()?;
     m.add_class::<TransportWriter>()?;
-    Ok(())
+    READER_TYPE.install(py, &[&READ_READY_DEF])?;
+    WRITER_TYPE.install(py, &[&WRITE_DEF])
 }

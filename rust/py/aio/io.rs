@@ -26,6 +26,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use super::handles::{Handle, HandleCore};
 use super::{AioLoopCore, FdEntry};
+use crate::py::loop_::Loop;
 use crate::py::watchers::{self, IoWatcher};
 
 /// The loop's event bits (`_core.READ`, `_core.WRITE`).
@@ -99,6 +100,57 @@ impl Aftermath {
 }
 
 impl AioLoopCore {
+    /// An fd's io watcher fired with `revents` (`_io_fired`, also called
+    /// by the loop's dispatch directly: see `IoWatcher::aio`).
+    pub(crate) fn io_fired(slf: &Bound<'_, Self>, revents: u8, fd: i32) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let running = this.runners.get() > 0;
+        let pause = {
+            let mut fds = this.fds.borrow_mut();
+            let Some(entry) = fds.get_mut(&fd) else {
+                return Ok(());
+            };
+            if entry.seen == 0 {
+                this.io_ready.borrow_mut().push(fd);
+            }
+            entry.seen |= i64::from(revents) & (READ | WRITE);
+            if running {
+                None
+            } else {
+                entry.paused = true;
+                Some(entry.watcher.clone_ref(py))
+            }
+        };
+        match pause {
+            Some(watcher) => {
+                watcher.bind(py).call_method0(pyo3::intern!(py, "stop"))?;
+                Ok(())
+            }
+            None => this.schedule(py),
+        }
+    }
+
+    /// A new fd watcher for `mask`, dispatched straight to this core unless
+    /// a subclass overrides `_io_fired` (then the watcher calls it).
+    fn fd_watcher(
+        slf: &Bound<'_, Self>,
+        gw_loop: Py<Loop>,
+        fd: i32,
+        mask: i64,
+    ) -> PyResult<Py<IoWatcher>> {
+        let watcher = Py::new(
+            slf.py(),
+            IoWatcher::new(gw_loop, i64::from(fd), mask, false, None)?,
+        )?;
+        let name = pyo3::intern!(slf.py(), "_io_fired");
+        let ours = slf.py().get_type::<AioLoopCore>().getattr(name)?;
+        if slf.get_type().getattr(name)?.is(&ours) {
+            *watcher.get().aio.borrow_mut() = Some(slf.clone().unbind());
+        }
+        Ok(watcher)
+    }
+
     fn io_fired_callback<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let kick = self.kick.borrow();
         let k = kick.as_ref().ok_or_else(super::not_set_up)?;
@@ -134,10 +186,7 @@ impl AioLoopCore {
         let new_watcher = if old_mask == Some(mask) {
             None
         } else {
-            Some(Py::new(
-                py,
-                IoWatcher::new(gw_loop, i64::from(fd), mask, false, None)?,
-            )?)
+            Some(Self::fd_watcher(slf, gw_loop, fd, mask)?)
         };
         let mut after = Aftermath::default();
         {
@@ -193,10 +242,7 @@ impl AioLoopCore {
         };
         let mask = old_mask & !side.bit();
         let new_watcher = if mask != 0 && mask != old_mask {
-            Some(Py::new(
-                py,
-                IoWatcher::new(gw_loop, i64::from(fd), mask, false, None)?,
-            )?)
+            Some(Self::fd_watcher(slf, gw_loop, fd, mask)?)
         } else {
             None
         };
@@ -301,34 +347,9 @@ impl AioLoopCore {
     /// batch. With nobody running the loop, stop the watcher (see the
     /// module docs).
     fn _io_fired(slf: &Bound<'_, Self>, revents: i64, fd: i32) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let running = this.runners.get() > 0;
-        let pause = {
-            let mut fds = this.fds.borrow_mut();
-            let Some(entry) = fds.get_mut(&fd) else {
-                return Ok(());
-            };
-            if entry.seen == 0 {
-                this.io_ready.borrow_mut().push(fd);
-            }
-            entry.seen |= revents & (READ | WRITE);
-            if running {
-                None
-            } else {
-                entry.paused = true;
-                Some(entry.watcher.clone_ref(py))
-            }
-        };
-        match pause {
-            Some(watcher) => {
-                watcher.bind(py).call_method0(pyo3::intern!(py, "stop"))?;
-                Ok(())
-            }
-            None => this.schedule(py),
-        }
+        // (Only the READ and WRITE bits count: the cast keeps them.)
+        Self::io_fired(slf, (revents & (READ | WRITE)) as u8, fd)
     }
-
     /// Restart the watchers stopped while nobody ran the loop, and queue a
     /// batch for what they recorded.
     fn _resume_io(slf: &Bound<'_, Self>) -> PyResult<()> {

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 use super::{same, FdEntry, Loop, State};
 use crate::poller::Ready;
+use crate::py::aio::AioLoopCore;
 use crate::py::errors::os_error;
 use crate::py::greenlet_api;
 use crate::py::watchers::IoWatcher;
@@ -150,9 +151,24 @@ impl Loop {
                         }
                     }
                     None => {
-                        let call = w.core.call_parts(py);
-                        let prefix = w.pass_events.get().then_some(hit);
-                        self.call_reporting(py, watcher.bind(py).as_any(), call, prefix)
+                        let aio = w
+                            .aio
+                            .try_borrow()
+                            .ok()
+                            .and_then(|a| a.as_ref().map(|c| c.clone_ref(py)));
+                        match aio {
+                            // greenwheel.asyncio's watcher: what its callback
+                            // (`_io_fired(revents, fd)`) does, without the call.
+                            Some(core) => match AioLoopCore::io_fired(core.bind(py), hit, r.fd) {
+                                Ok(()) => Ok(()),
+                                Err(err) => self.report(py, watcher.bind(py).as_any(), err),
+                            },
+                            None => {
+                                let call = w.core.call_parts(py);
+                                let prefix = w.pass_events.get().then_some(hit);
+                                self.call_reporting(py, watcher.bind(py).as_any(), call, prefix)
+                            }
+                        }
                     }
                 };
                 if let Err(e) = outcome {

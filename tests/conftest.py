@@ -130,8 +130,12 @@ def _greenlets_left_running():
     # loop run what is ready -- zero-timeout turns, no timer is waited for,
     # so a greenlet parked in a sleep or a wait that never comes stays
     # caught -- as the thread check below joins threads that are ending.
+    # At least two turns even when no greenlet runs: a pywsgi connection
+    # parked without one (park_idle_after) whose client has closed needs a
+    # turn for its read watcher to spawn the greenlet that reads the EOF
+    # and closes it, and one for that greenlet.
     turns = 0
-    while turns < 5 and any(found):
+    while turns < 5 and (turns < 2 or any(found)):
         turns += 1
         try:
             gw.sleep(0)

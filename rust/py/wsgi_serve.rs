@@ -190,7 +190,9 @@ pub(crate) struct StartResponse {
     write: Guarded<Option<Py<Write>>>,
     /// Set once the native loop sent the head and body of a result it
     /// iterates ([`Connection::serve_iterable`]): the bytes sent. The
-    /// handler then takes the request over with its headers sent.
+    /// handler then takes the request over with its headers sent. Every
+    /// way out of `serve_iterable` clears it (or ends the connection, and
+    /// with it this `start_response`).
     sent: Guarded<Option<usize>>,
 }
 
@@ -715,7 +717,6 @@ impl Connection {
         let start_response = self.start_response.bind(py);
         let sr = start_response.get();
         sr.adopted.set(false);
-        sr.sent.replace(None);
         let old = sr.request.replace(Some(Request {
             parsed,
             data: data.clone().unbind(),
@@ -732,10 +733,10 @@ impl Connection {
                 return done(py, Some(false));
             }
         };
-        if !sr.adopted.get()
-            && sr.head.borrow().is_some()
-            && !result.is_exact_instance_of::<PyList>()
+        if !result.is_exact_instance_of::<PyList>()
             && !result.is_exact_instance_of::<PyTuple>()
+            && !sr.adopted.get()
+            && sr.head.borrow().is_some()
             && self.not_head(py)
         {
             return self.serve_iterable(py, &result, head_length);
@@ -773,6 +774,7 @@ impl Connection {
     }
 
     /// Sends `bytes`; false if the connection failed (an `OSError`).
+    #[inline]
     fn send(&self, py: Python<'_>, bytes: &Bound<'_, PyBytes>) -> PyResult<bool> {
         let total = bytes.as_bytes().len();
         let sent = match send_nowait(py, self.fd, bytes.as_any(), 0) {

@@ -12,6 +12,11 @@ Both runs of a round, for every tree, use the same ``PYTHONHASHSEED`` (the
 round's number): with random seeds, the count moved by +-500 between runs.
 
     python benches/pywsgi_callgrind.py /tmp/old/python /work/main/python [--rounds 2]
+    python benches/pywsgi_callgrind.py --app flask /tmp/old/python /work/main/python
+
+``--app flask`` serves the Flask application of ``benches/wsgi_apps.py``
+(compare.py's ``http_flask`` row) instead of the hello world: Flask returns
+a Werkzeug iterable with a ``close()``, not a list.
 
 Needs valgrind.  Each round takes about 15 s per tree.
 """
@@ -27,7 +32,7 @@ import time
 
 SERVER = r"""
 import os, sys
-n, portfile = int(sys.argv[1]), sys.argv[2]
+n, portfile, kind = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 from greenwheel.event import Event
 from greenwheel.pywsgi import WSGIServer
 
@@ -43,6 +48,17 @@ def app(environ, start_response):
         done.set()
     start_response("200 OK", HEADERS)
     return [BODY]
+
+if kind == "flask":
+    from wsgi_apps import make_flask_app
+    flask_app = make_flask_app()
+
+    def app(environ, start_response):
+        global count
+        count += 1
+        if count == n:
+            done.set()
+        return flask_app(environ, start_response)
 
 server = WSGIServer(("127.0.0.1", 0), app, log=None)
 server.start()
@@ -68,24 +84,38 @@ def client(n, portfile, pause):
             time.sleep(pause)
             s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
             buf = b""
-            while not buf.endswith(b"Hello, World!\n"):
+            while not complete(buf):
                 data = s.recv(4096)
                 if not data:
                     raise RuntimeError("connection closed after %d responses" % i)
                 buf += data
 
 
-def instructions(tree, n, pause, seed):
+def complete(buf):
+    # A whole response: its head and the Content-Length bytes after it.
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    length = re.search(rb"(?im)^content-length: *(\d+)", buf[:end])
+    return length is not None and len(buf) >= end + 4 + int(length.group(1))
+
+
+def instructions(tree, n, pause, seed, kind):
     with tempfile.TemporaryDirectory() as tmp:
         portfile = os.path.join(tmp, "port")
         out = os.path.join(tmp, "callgrind.out")
         # One hash seed for both counts of a round (and for every tree): str
         # hashes decide how many probes each dict lookup takes, and a start-up
         # under another seed differs by more than a request costs.
-        env = {**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": str(seed)}
+        benches = os.path.dirname(os.path.abspath(__file__))
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([tree, benches]),
+            "PYTHONHASHSEED": str(seed),
+        }
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
-            + [sys.executable, "-c", SERVER, str(n), portfile],
+            + [sys.executable, "-c", SERVER, str(n), portfile, kind],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -108,12 +138,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--n1", type=int, default=200)
     parser.add_argument("--n2", type=int, default=1200)
+    parser.add_argument("--app", choices=["hello", "flask"], default="hello")
     parser.add_argument("--pause", type=float, default=0.006, help="seconds between requests")
     args = parser.parse_args()
     for r in range(args.rounds):
         for tree in args.trees:
-            low = instructions(tree, args.n1, args.pause, r + 1)
-            high = instructions(tree, args.n2, args.pause, r + 1)
+            low = instructions(tree, args.n1, args.pause, r + 1, args.app)
+            high = instructions(tree, args.n2, args.pause, r + 1, args.app)
             per = (high - low) / (args.n2 - args.n1)
             print("round %d  %-40s %8.0f instructions per request" % (r + 1, tree, per))
 

@@ -40,6 +40,35 @@ class Boom(Exception):
 # What the application does for the current example (both servers run the
 # same one, one after the other).
 _behaviour = {}
+# One entry per close() of an application's result.
+_closes = []
+
+
+class Bytes(bytes):
+    pass
+
+
+class Closing:
+    """An iterable with close(), as Werkzeug's (so Flask's) results are; it
+    raises Boom before its item number *raise_at* (len(items): at the end)."""
+
+    def __init__(self, items, raise_at=None, close_raises=False):
+        self.items = items
+        self.raise_at = raise_at
+        self.close_raises = close_raises
+
+    def __iter__(self):
+        for i, item in enumerate(self.items):
+            if i == self.raise_at:
+                raise Boom("mid-way")
+            yield item
+        if self.raise_at == len(self.items):
+            raise Boom("at the end")
+
+    def close(self):
+        _closes.append(1)
+        if self.close_raises:
+            raise Boom("in close")
 
 
 def model_app(environ, start_response):
@@ -54,6 +83,14 @@ def model_app(environ, start_response):
     if b["close"]:
         headers.append(("Connection", "close"))
     mode = b["mode"]
+    kind = b["kind"]
+    if kind == "late":
+        # A generator that starts the response when first iterated.
+        def late():
+            start_response(b["status"], headers)
+            yield from pieces
+
+        return late()
     if mode == "raise_before":
         raise Boom("before start_response")
     if mode != "no_start":
@@ -71,13 +108,39 @@ def model_app(environ, start_response):
         for p in pieces:
             write(p)
         return []
-    kind = b["kind"]
     if kind == "tuple":
         return tuple(pieces)
     if kind == "generator":
         return iter(pieces)
     if kind == "bytearray":
         return [bytearray(p) for p in pieces]
+    if kind == "closing":
+        return Closing(pieces)
+    if kind == "closing_raises":
+        return Closing(pieces, close_raises=True)
+    if kind == "raising":
+        return Closing(pieces, raise_at=b["raise_at"] % (len(pieces) + 1))
+    if kind == "subclass":
+        return Closing([Bytes(p) for p in pieces])
+    if kind == "str":
+        return Closing([p.decode("latin-1") for p in pieces])
+    if kind == "restart":
+        # start_response again from the iteration, before and after the
+        # first item (refused once the head was sent).
+        def restart():
+            for p in pieces:
+                start_response("201 Created", headers)
+                yield p
+
+        return restart()
+    if kind == "write_mid":
+
+        def write_mid():
+            for p in pieces:
+                yield p
+                write(p)
+
+        return write_mid()
     return pieces
 
 
@@ -106,7 +169,25 @@ def behaviours(draw):
         "mode": draw(
             usually("return", "write", "raise_before", "raise_after", "no_start", "exc_info")
         ),
-        "kind": draw(usually("list", "tuple", "generator", "bytearray")),
+        "kind": draw(
+            st.sampled_from(
+                [
+                    "list",
+                    "tuple",
+                    "generator",
+                    "bytearray",
+                    "closing",
+                    "closing_raises",
+                    "raising",
+                    "subclass",
+                    "str",
+                    "late",
+                    "restart",
+                    "write_mid",
+                ]
+            )
+        ),
+        "raise_at": draw(st.integers(0, 3)),
     }
 
 
@@ -183,12 +264,16 @@ def test_the_native_loop_answers_as_the_python_path(behaviour, data):
     try:
         _behaviour.clear()
         _behaviour.update(behaviour)
+        del _closes[:]
         want = exchange(python.server_port, data)
         wanted_error = "Error handling" in python.error_log.getvalue()
+        wanted_closes = len(_closes)
         for server in (native, parked):
+            del _closes[:]
             got = exchange(server.server_port, data)
             assert _DATE.sub(b"", got) == _DATE.sub(b"", want)
             assert ("Error handling" in server.error_log.getvalue()) == wanted_error
+            assert len(_closes) == wanted_closes
     finally:
         native.stop()
         parked.stop()
@@ -241,6 +326,50 @@ def test_usual_requests_call_no_python_hook_and_the_others_are_handed_over(monke
         assert calls == ["_next_request_head", "handle_one_response"]
     finally:
         server.stop()
+
+
+def test_a_whole_body_iterable_with_close_is_served_natively(monkeypatch):
+    # Werkzeug's (so Flask's) result: an iterable with close(), one item of
+    # the Content-Length given.  Served without the handler, and closed once
+    # per request; a result that is not the usual one (here a second
+    # non-empty item) is handed over part way and closed once too.
+    adopted = []
+    real = WSGIHandler._adopt
+
+    def _adopt(self, *args):
+        adopted.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(WSGIHandler, "_adopt", _adopt)
+    closed = []
+
+    class Result:
+        def __init__(self, items):
+            self.items = items
+
+        def __iter__(self):
+            return iter(self.items)
+
+        def close(self):
+            closed.append(1)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        if environ["PATH_INFO"] == "/two":
+            return Result([b"he", b"llo"])
+        return Result([b"", b"hello", b""])
+
+    server = WSGIServer((LOCALHOST, 0), app, log=None)
+    server.start()
+    try:
+        usual = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        got = exchange(
+            server.server_port, usual * 3 + b"GET /two HTTP/1.1\r\nConnection: close\r\n\r\n"
+        )
+    finally:
+        server.stop()
+    assert got.count(b"200 OK") == 4 and got.count(b"\r\n\r\nhello") == 4
+    assert adopted == [1] and len(closed) == 4
 
 
 def test_logging_servers_take_the_python_path(monkeypatch):

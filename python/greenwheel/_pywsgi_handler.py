@@ -118,6 +118,46 @@ def _as_bytes(data):
     raise TypeError("WSGI response data must be bytes, not %s" % (type(data).__name__,))
 
 
+class _Resumed:
+    # The result of an application whose iteration the native request loop
+    # (rust/py/wsgi_serve.rs) began, handed to the Python path part way: it
+    # yields the *items* the loop took and did not send, then raises the
+    # *error* the loop got from the result, or yields the rest of *rest*
+    # (the result's iterator; None once it was exhausted).  close() closes
+    # *result* (None: already closed).  process_result then serves it as it
+    # would have served the result itself from the start.
+    __slots__ = ("_result", "_items", "_rest", "_error")
+
+    def __init__(self, result, items, rest, error):
+        self._result = result
+        self._items = items
+        self._rest = rest
+        self._error = error
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        items = self._items
+        if items:
+            return items.pop(0)
+        error = self._error
+        if error is not None:
+            self._error = None
+            raise error
+        rest = self._rest
+        if rest is None:
+            raise StopIteration
+        return next(rest)
+
+    def close(self):
+        result = self._result
+        self._result = None
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+
 # --- the handler --------------------------------------------------------------------
 
 

@@ -15,7 +15,9 @@
 //!   the application calls `start_response` without `exc_info` for a status
 //!   with a body, and returns a list or tuple of `bytes` of at most
 //!   [`WHOLE_BODY_MAX`] bytes that agrees with any Content-Length it gave,
-//!   for a method other than HEAD.
+//!   for a method other than HEAD; or returns another iterable (Werkzeug's,
+//!   so Flask's) whose only non-empty item is `bytes` of the Content-Length
+//!   it gave (`Connection::serve_iterable`).
 //! - Anything else is handed over, at the point it is seen: before the
 //!   application runs, the data goes back into the handler's `_rbuf` and
 //!   `serve_requests` returns True (the handler's fused path serves that
@@ -43,7 +45,7 @@ use pyo3::exceptions::{PyOSError, PyTimeoutError};
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyInt, PyIterator, PyList, PyString, PyTuple};
 
 use super::sockio::send_nowait;
 use super::sync::{BoolCell, Guarded};
@@ -186,6 +188,12 @@ pub(crate) struct StartResponse {
     adopted: BoolCell,
     /// The `write` callable every call returns (made on first use).
     write: Guarded<Option<Py<Write>>>,
+    /// Set once the native loop sent the head and body of a result it
+    /// iterates ([`Connection::serve_iterable`]): the bytes sent. The
+    /// handler then takes the request over with its headers sent. Every
+    /// way out of `serve_iterable` clears it (or ends the connection, and
+    /// with it this `start_response`).
+    sent: Guarded<Option<usize>>,
 }
 
 impl StartResponse {
@@ -222,9 +230,16 @@ impl StartResponse {
                 headers,
             ],
         )?;
-        self.handler
-            .bind(py)
-            .call_method1(intern!(py, "_adopt"), args)?;
+        let handler = self.handler.bind(py);
+        handler.call_method1(intern!(py, "_adopt"), args)?;
+        let sent = self.sent.replace(None);
+        if let Some(sent) = sent {
+            // What the Python path's write() leaves after sending a head
+            // and the whole Content-Length of body.
+            handler.setattr(intern!(py, "headers_sent"), true)?;
+            handler.setattr(intern!(py, "response_length"), sent)?;
+            handler.setattr(intern!(py, "_cl_left"), 0)?;
+        }
         Ok(())
     }
 }
@@ -240,7 +255,9 @@ impl StartResponse {
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let this = slf.get();
-        let active = this.request.borrow().is_some();
+        // After the native loop sent the head, a call is the handler's: it
+        // refuses it (or re-raises exc_info), as after any sent head.
+        let active = this.request.borrow().is_some() && this.sent.borrow().is_none();
         let with_exc = match exc_info {
             Some(e) => e.is_truthy()?,
             None => false,
@@ -419,6 +436,18 @@ fn usual_response<'py>(
         // More or fewer bytes than promised: the handler logs or closes.
         return Ok(None);
     }
+    response_bytes(py, parsed, head, body).map(Some)
+}
+
+/// The head and `body` of a response whose body is whole and agrees with
+/// any Content-Length the application gave, and whether the connection
+/// closes after it (`_make_head` for that case).
+fn response_bytes<'py>(
+    py: Python<'py>,
+    parsed: &RequestHead,
+    head: &ResponseHead,
+    body: &[u8],
+) -> PyResult<(Bound<'py, PyBytes>, bool)> {
     let close =
         parsed.close_connection.bind(py).is_true() || head.connection_close.bind(py).is_true();
     let connection = if !head.connection.bind(py).is_none() {
@@ -445,7 +474,7 @@ fn usual_response<'py>(
         connection,
         body,
     )?;
-    Ok(Some((bytes, close)))
+    Ok((bytes, close))
 }
 
 fn unix_time() -> f64 {
@@ -542,6 +571,7 @@ impl Connection {
                 head: Guarded::new(None),
                 adopted: BoolCell::new(false),
                 write: Guarded::new(None),
+                sent: Guarded::new(None),
             },
         )?;
         Ok(Box::new(Connection {
@@ -703,6 +733,14 @@ impl Connection {
                 return done(py, Some(false));
             }
         };
+        if !result.is_exact_instance_of::<PyList>()
+            && !result.is_exact_instance_of::<PyTuple>()
+            && !sr.adopted.get()
+            && sr.head.borrow().is_some()
+            && self.not_head(py)
+        {
+            return self.serve_iterable(py, &result, head_length);
+        }
         let recorded = if sr.adopted.get() {
             None
         } else {
@@ -726,10 +764,22 @@ impl Connection {
         let head = sr.head.replace(None);
         drop((request, head));
         self.pos = head_length;
+        if !self.send(py, &bytes)? {
+            return done(py, None);
+        }
+        if close {
+            return done(py, None);
+        }
+        Ok(Next::Again)
+    }
+
+    /// Sends `bytes`; false if the connection failed (an `OSError`).
+    #[inline]
+    fn send(&self, py: Python<'_>, bytes: &Bound<'_, PyBytes>) -> PyResult<bool> {
         let total = bytes.as_bytes().len();
         let sent = match send_nowait(py, self.fd, bytes.as_any(), 0) {
             Ok(n) => n.unwrap_or(0),
-            Err(e) if e.is_instance_of::<PyOSError>(py) => return done(py, None),
+            Err(e) if e.is_instance_of::<PyOSError>(py) => return Ok(false),
             Err(e) => return Err(e),
         };
         if sent < total {
@@ -741,15 +791,206 @@ impl Connection {
                 .call_method1(intern!(py, "sendall"), (rest,))
             {
                 Ok(_) => {}
-                Err(e) if e.is_instance_of::<PyOSError>(py) => return done(py, None),
+                Err(e) if e.is_instance_of::<PyOSError>(py) => return Ok(false),
                 Err(e) => return Err(e),
             }
         }
+        Ok(true)
+    }
+
+    /// Whether the running request's method is not HEAD.
+    fn not_head(&self, py: Python<'_>) -> bool {
+        let sr = self.start_response.bind(py).get();
+        let request = sr.request.borrow();
+        request
+            .as_ref()
+            .is_some_and(|r| r.parsed.method.bind(py).to_str().ok() != Some("HEAD"))
+    }
+
+    /// Serves a result that is not a list or tuple (Werkzeug's, so Flask's;
+    /// a generator...), for a request that is not HEAD and whose
+    /// application called `start_response`: the Python path's
+    /// `process_result` loop (`for data in result: write(data)`), step for
+    /// step, while each step is the usual one.
+    ///
+    /// Usual: the first non-empty item is exact `bytes` of exactly the
+    /// Content-Length the application gave (at most [`WHOLE_BODY_MAX`]);
+    /// its head and it go out in one write, as `write` sends them; then
+    /// every further item is an empty `bytes` until the end; then `close()`.
+    /// An empty result with `Content-Length: 0` is usual too (the head
+    /// alone, as `write(b"")` sends it).
+    ///
+    /// Anything else is handed over where it is seen ([`Self::resume`]):
+    /// the handler gets the request (with its head sent, if it was), and
+    /// serves the item in hand, the error got, or the rest of the iterator,
+    /// as if it had iterated the result itself from the start. `close()`
+    /// is then the handler's, so it is called once whatever happens.
+    ///
+    /// Why: Flask's result is Werkzeug's `ClosingIterator`; handed over,
+    /// a Flask request took the Python path's adopt, `_respond`,
+    /// `process_result` and `write` (callgrind, `benches/pywsgi_callgrind.py
+    /// --app flask`).
+    #[inline(never)]
+    fn serve_iterable(
+        &mut self,
+        py: Python<'_>,
+        result: &Bound<'_, PyAny>,
+        head_length: usize,
+    ) -> PyResult<Next> {
+        let sr = self.start_response.bind(py).get();
+        let mut iter = match result.try_iter() {
+            Ok(iter) => iter,
+            Err(e) => return self.resume(py, Some(result), None, None, Some(e)),
+        };
+        let mut close = false;
+        let mut sent = false;
+        loop {
+            let item = match iter.next() {
+                None => None,
+                Some(Ok(item)) => Some(item),
+                Some(Err(e)) => return self.resume(py, Some(result), None, None, Some(e)),
+            };
+            if sr.adopted.get() {
+                // The application called write(), or start_response with
+                // exc_info: the handler serves the rest.
+                let rest = item.is_some().then_some(&iter);
+                return self.resume(py, Some(result), item, rest, None);
+            }
+            let Some(item) = item else { break };
+            let body = match item.cast_exact::<PyBytes>() {
+                // Skipped, as the Python path skips a false item.
+                Ok(b) if b.as_bytes().is_empty() => continue,
+                Ok(b) if !sent => b.clone(),
+                // A second non-empty item, or not bytes.
+                _ => return self.resume(py, Some(result), Some(item), Some(&iter), None),
+            };
+            match self.whole_response(py, body.as_bytes())? {
+                Some((bytes, closes)) => {
+                    sent = true;
+                    close = closes;
+                    sr.sent.replace(Some(bytes.as_bytes().len()));
+                    self.pos = head_length;
+                    if !self.send(py, &bytes)? {
+                        return self.close_failed(py, result);
+                    }
+                }
+                None => return self.resume(py, Some(result), Some(item), Some(&iter), None),
+            }
+        }
+        if !sent {
+            // Nothing but empty items: usual only if the head promised no body.
+            match self.whole_response(py, b"")? {
+                Some((bytes, closes)) => {
+                    close = closes;
+                    sr.sent.replace(Some(bytes.as_bytes().len()));
+                    self.pos = head_length;
+                    if !self.send(py, &bytes)? {
+                        return self.close_failed(py, result);
+                    }
+                }
+                None => return self.resume(py, Some(result), None, None, None),
+            }
+        }
+        // The request is still the running one while close() runs, as in
+        // the Python path's `_finish_application`.
+        if let Err(e) = close_result(result) {
+            return self.resume(py, None, None, None, Some(e));
+        }
+        if sr.adopted.get() {
+            return self.resume(py, None, None, None, None);
+        }
+        let request = sr.request.replace(None);
+        let head = sr.head.replace(None);
+        let sent = sr.sent.replace(None);
+        drop((request, head, sent));
         if close {
             return done(py, None);
         }
         Ok(Next::Again)
     }
+
+    /// The response bytes for `body` under the running request's last
+    /// recorded head, if `body` is all of the Content-Length it gave (and
+    /// no more than [`WHOLE_BODY_MAX`]); with whether the connection
+    /// closes after it.
+    fn whole_response<'py>(
+        &self,
+        py: Python<'py>,
+        body: &[u8],
+    ) -> PyResult<Option<(Bound<'py, PyBytes>, bool)>> {
+        let sr = self.start_response.bind(py).get();
+        let head = sr.head.borrow().as_ref().map(|(h, _)| h.clone_ref(py));
+        let Some(head) = head else {
+            return Ok(None);
+        };
+        let declared = head.get().content_length_value.bind(py);
+        if body.len() > WHOLE_BODY_MAX
+            || declared.is_none()
+            || declared.extract::<u64>().ok() != Some(body.len() as u64)
+        {
+            return Ok(None);
+        }
+        // Taken out and put back: no borrow is held while the bytes are made.
+        let Some(request) = sr.request.replace(None) else {
+            return Ok(None);
+        };
+        let made = response_bytes(py, &request.parsed, head.get(), body);
+        let old = sr.request.replace(Some(request));
+        drop(old);
+        made.map(Some)
+    }
+
+    /// The send failed (the client went away): as the Python path, close
+    /// the result, and the connection, without reporting an error.
+    fn close_failed(&self, py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<Next> {
+        let sr = self.start_response.bind(py).get();
+        let request = sr.request.replace(None);
+        let head = sr.head.replace(None);
+        let sent = sr.sent.replace(None);
+        drop((request, head, sent));
+        match close_result(result) {
+            Err(e) if !e.is_instance_of::<pyo3::exceptions::PyException>(py) => Err(e),
+            _ => done(py, None),
+        }
+    }
+
+    /// Hands the running request over to the handler part way through
+    /// [`Self::serve_iterable`]: the handler serves, with its own
+    /// `process_result`, a `_Resumed` of `item` (taken, not sent), then
+    /// `error` or the rest of `rest`, and closes `result`.
+    fn resume(
+        &self,
+        py: Python<'_>,
+        result: Option<&Bound<'_, PyAny>>,
+        item: Option<Bound<'_, PyAny>>,
+        rest: Option<&Bound<'_, PyIterator>>,
+        error: Option<PyErr>,
+    ) -> PyResult<Next> {
+        let sr = self.start_response.bind(py).get();
+        sr.adopt(py)?;
+        let resumed = py
+            .import(intern!(py, "greenwheel._pywsgi_handler"))?
+            .getattr(intern!(py, "_Resumed"))?
+            .call1((
+                result.map_or_else(|| py.None(), |r| r.clone().unbind()),
+                PyList::new(py, item)?,
+                rest.map_or_else(|| py.None(), |r| r.clone().into_any().unbind()),
+                error.map_or_else(|| py.None(), |e| e.into_value(py).into_any()),
+            ))?;
+        let handler = self.handler.bind(py);
+        let step = handler.getattr(intern!(py, "_finish_application"))?;
+        handler.call_method1(intern!(py, "_respond"), (step, resumed))?;
+        done(py, Some(false))
+    }
+}
+
+/// `getattr(result, "close", None)`, called if there (PEP 3333).
+fn close_result(result: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = result.py();
+    if let Some(close) = result.getattr_opt(intern!(py, "close"))? {
+        close.call0()?;
+    }
+    Ok(())
 }
 
 /// serve_requests(handler, clear, input_class, park_after=None)

@@ -402,6 +402,30 @@ def _report_part(name: str, peers: tuple[str, ...]):
     return part
 
 
+def _flask_ceiling_part():
+    """What a server that runs the application in its own thread could reach
+    on the Flask row: the application alone (``flask_alone``) plus the
+    server's own cost per request, taken as greenwheel's hello-world request
+    (``http_wsgi``), against granian's Flask rate."""
+
+    def part(results: Results):
+        app = results.value("flask_alone", "greenlet")
+        hello = results.value("http_wsgi", SUBJECT)
+        peer, why = best_peer(results, "http_flask", ("granian",))
+        if app is None or hello is None or peer is None:
+            return None, why or "flask_alone (greenlet) and http_wsgi (greenwheel) are needed"
+        ceiling = 1 / (1 / app + 1 / hello)
+        granian = results.value("http_flask", peer)
+        return REPORT, (
+            f"ceiling {si(ceiling)} req/s = {ceiling / granian:.2f}x"
+            f" {_peer_label(results, 'http_flask', peer)} (app alone {si(app)} calls/s,"
+            f" hello world {si(hello)} req/s)"
+        )
+
+    part.reads = ("flask_alone", "http_flask")
+    return part
+
+
 #: (target as the issue states it, the checks that must all pass)
 TARGETS = [
     ("sleep(0) >= 2.5x gevent", [_ratio_part("sleep0", 2.5)]),
@@ -449,6 +473,7 @@ TARGETS = [
         [_vs_peer_part("http_wsgi", ("granian",), 1.1)],
     ),
     ("Flask app >= 1.1x granian", [_vs_peer_part("http_flask", ("granian",), 1.1)]),
+    ("Flask app: one-thread ceiling vs granian (floor, same run)", [_flask_ceiling_part()]),
     (
         "StreamServer HTTP >= 1.05x best of uvloop and rloop Protocol servers",
         [_vs_peer_part("http_stream", ("uvloop", "rloop"), 1.05)],

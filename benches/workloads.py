@@ -37,6 +37,7 @@ import functools
 import gc
 import importlib
 import importlib.util
+import io
 import json
 import os
 import random
@@ -1512,6 +1513,65 @@ register(
         "req/s",
         driver=http_driver,
         args={"kind": "flask"},
+    )
+)
+
+
+def flask_alone_greenlet(_greenlet_module, p):
+    """The Flask row's floor: the same application called in a loop in this
+    process, with a fresh environ per call and its body joined and closed as
+    a server would, but no server, no socket and no client."""
+    app = make_flask_app()
+    template = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+    def start_response(status, headers, exc_info=None):
+        return None
+
+    def call():
+        environ = dict(template)
+        environ["wsgi.input"] = io.BytesIO()
+        result = app(environ, start_response)
+        try:
+            return b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    if not is_flask_body(call()):
+        raise RuntimeError("the Flask app did not answer its JSON")
+    meter = Meter(p.duration)
+    while meter.running():
+        for _ in range(100):
+            call()
+        meter.add(100)
+    return meter.result()
+
+
+register(
+    Workload(
+        "flask_alone",
+        "Flask app alone, called in a loop (no server)",
+        "calls/s",
+        greenlet=flask_alone_greenlet,
+        note="the Flask row's floor: its application called in one process without a server"
+        " (the greenlet column: it needs no library)",
     )
 )
 register(

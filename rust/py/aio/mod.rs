@@ -265,6 +265,7 @@ impl AioLoopCore {
         AioLoopCore::check_call(slf, &callback, "call_soon")?;
         let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
         let handle = Py::new(py, Handle { core })?;
+        handles::untrack(handle.bind(py).as_any());
         slf.get().push_ready(py, handle.clone_ref(py).into_any())?;
         Ok(handle)
     }
@@ -310,6 +311,7 @@ impl AioLoopCore {
             let h = handle.get();
             h.slot.set(-1);
             TimerHandle::disarm(handle.bind(py));
+            handles::retrack(handle.bind(py).as_any());
         }
         drop(armed);
     }
@@ -438,6 +440,7 @@ impl AioLoopCore {
                 break; // cleared by a callback (loop.close() from inside a batch)
             };
             let item = item.into_bound(py);
+            handles::retrack_shared(&item);
             if let Ok(handle) = item.cast_exact::<Handle>() {
                 let core = &handle.get().core;
                 if !core.cancelled.get() {
@@ -541,6 +544,9 @@ impl AioLoopCore {
         }
         if let Ok(armed) = self.armed.try_borrow() {
             for handle in armed.iter() {
+                // Armed: this list's reference and the wheel's (checked
+                // before the visit, which may take one: gc.get_referents).
+                handles::traverse_owned(handle.as_any(), 2, &visit)?;
                 visit.call(handle)?;
             }
         }
@@ -556,6 +562,11 @@ impl AioLoopCore {
         if let Ok(mut armed) = self.armed.try_borrow_mut() {
             let taken = std::mem::take(&mut *armed);
             drop(armed);
+            // SAFETY: __clear__ runs with the GIL held (from the collector).
+            let py = unsafe { Python::assume_attached() };
+            for handle in &taken {
+                handles::retrack(handle.bind(py).as_any());
+            }
             drop(taken);
         }
         if let Ok(mut factory) = self.task_factory.try_borrow_mut() {
@@ -617,6 +628,7 @@ impl AioLoopCore {
         let h = gw_loop
             .get()
             .aio_timer_arm(handle.clone().unbind(), after_ns)?;
+        handles::untrack(handle.as_any());
         TimerHandle::armed_as(&handle, h);
         {
             let mut armed = this.armed.borrow_mut();
@@ -660,6 +672,7 @@ pub(crate) fn timer_fired(handle: &Bound<'_, TimerHandle>) -> PyResult<()> {
     let this = core.get();
     this.forget_armed(h);
     if h.core.cancelled.get() || this.closed.get() {
+        handles::retrack(handle.as_any());
         return Ok(());
     }
     this.push_ready(py, handle.clone().into_any().unbind())

@@ -128,3 +128,78 @@ def test_handles_only_the_loop_holds_are_visited_through_it():
         assert box == ["x"]
     finally:
         loop.close()
+
+
+# -- call_soon handles reused after they ran (rust/py/aio/handles.rs, spares) --
+
+VAR = __import__("contextvars").ContextVar("VAR", default="unset")
+
+# Per call_soon: keep the handle, keep a weak reference to it, run it in a
+# context of its own (VAR set to its tag), cancel it.
+SOON = st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()), max_size=8)
+
+
+def play_soon(make, batches):
+    loop = make()
+    log, kept, weak = [], [], []
+
+    def seen(tag):
+        log.append((tag, VAR.get()))
+
+    try:
+        for number, batch in enumerate(batches):
+            for index, (keep, weakly, own_context, cancel) in enumerate(batch):
+                tag = f"{number}.{index}"
+                context = None
+                if own_context:
+                    context = __import__("contextvars").copy_context()
+                    context.run(VAR.set, tag)
+                handle = loop.call_soon(seen, tag, context=context)
+                if keep:
+                    kept.append((tag, handle, context))
+                if weakly:
+                    weak.append(weakref.ref(handle))
+                if cancel:
+                    handle.cancel()
+                del handle
+            # One batch runs them; the next batch's call_soon may reuse them.
+            loop.run_until_complete(asyncio.sleep(0))
+        # A kept handle is still itself: its call and context, not a later one's.
+        kept_state = [
+            (tag, h._callback is seen, h._args, h._context is c if c else True)
+            for tag, h, c in kept
+        ]
+        assert len({id(h) for _, h, _ in kept}) == len(kept)
+        dead = [ref() is None for ref in weak]
+    finally:
+        loop.close()
+    return log, kept_state, dead
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(SOON, max_size=5))
+def test_reused_call_soon_handles_behave_as_asyncio_s_fresh_ones(batches):
+    expected = play_soon(LOOPS["asyncio"], batches)
+    assert play_soon(LOOPS["greenwheel"], batches) == expected
+
+
+def test_many_yields_reuse_handles_without_mixing_contexts():
+    # 50 tasks, each in its own context, yield 100 times: every handle of
+    # a task's step runs in that task's context whichever spare carries it.
+    loop = gwa.new_event_loop()
+    try:
+        seen = {}
+
+        async def yielder(name):
+            VAR.set(name)
+            for _ in range(100):
+                await asyncio.sleep(0)
+                seen.setdefault(name, set()).add(VAR.get())
+
+        async def main():
+            await asyncio.gather(*[yielder(f"t{i}") for i in range(50)])
+
+        loop.run_until_complete(main())
+        assert seen == {f"t{i}": {f"t{i}"} for i in range(50)}
+    finally:
+        loop.close()

@@ -113,7 +113,13 @@ pub(crate) struct AioLoopCore {
     /// that `close()` can disarm them (asyncio's close drops its scheduled
     /// handles) and a cancel or fire leaves in O(1).
     armed: Guarded<Vec<Py<TimerHandle>>>,
+    /// Emptied `call_soon` handles to reuse (handles.rs, spares).
+    spares: Guarded<Vec<Py<Handle>>>,
 }
+
+/// At most this many spares per loop (a task's step and wake-up reuse them
+/// at once; a batch of 200k wake-ups needs no more than a few).
+const MAX_SPARES: usize = 256;
 
 impl AioLoopCore {
     /// Queue a batch unless one is queued or nobody runs the loop.
@@ -163,6 +169,16 @@ impl AioLoopCore {
             return Err(PyRuntimeError::new_err("Event loop is closed"));
         }
         Ok(())
+    }
+
+    /// Keep `handle` (recyclable: nobody else holds it) as a spare.
+    fn keep_spare(&self, handle: &Bound<'_, Handle>) {
+        if self.spares.borrow().len() >= MAX_SPARES {
+            return;
+        }
+        let held = handle.get().core.recycle();
+        self.spares.borrow_mut().push(handle.clone().unbind());
+        drop(held); // after the borrows: a decref may run Python code
     }
 
     /// Take `handle` out of the armed list (it fired or was cancelled).
@@ -226,6 +242,7 @@ impl AioLoopCore {
             kick: Guarded::new(None),
             task_factory: Guarded::new(None),
             armed: Guarded::new(Vec::new()),
+            spares: Guarded::new(Vec::new()),
         })
     }
 
@@ -263,10 +280,29 @@ impl AioLoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         AioLoopCore::check_call(slf, &callback, "call_soon")?;
-        let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
-        let handle = Py::new(py, Handle { core })?;
-        handles::untrack(handle.bind(py).as_any());
-        slf.get().push_ready(py, handle.clone_ref(py).into_any())?;
+        let this = slf.get();
+        let spare = if this.debug.get() {
+            None
+        } else {
+            this.spares.borrow_mut().pop()
+        };
+        let handle = match spare {
+            Some(handle) => {
+                // (Still untracked: spares are never tracked again.)
+                handle
+                    .get()
+                    .core
+                    .refill(py, callback.unbind(), args, context)?;
+                handle
+            }
+            None => {
+                let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
+                let handle = Py::new(py, Handle { core })?;
+                handles::untrack(handle.bind(py).as_any());
+                handle
+            }
+        };
+        this.push_ready(py, handle.clone_ref(py).into_any())?;
         Ok(handle)
     }
 
@@ -306,6 +342,8 @@ impl AioLoopCore {
     /// Disarm every armed timer handle (`close()`: pending calls are lost,
     /// as asyncio documents, and nothing stays in the wheel).
     fn _disarm_timers(&self, py: Python<'_>) {
+        let spares = std::mem::take(&mut *self.spares.borrow_mut());
+        drop(spares);
         let armed = std::mem::take(&mut *self.armed.borrow_mut());
         for handle in &armed {
             let h = handle.get();
@@ -446,6 +484,10 @@ impl AioLoopCore {
                 if !core.cancelled.get() {
                     core.run(&item)?;
                 }
+                // (A spare serves its own loop's call_soon only.)
+                if handles::recyclable(handle) && core.event_loop.is(slf) {
+                    slf.get().keep_spare(handle);
+                }
             } else if let Ok(handle) = item.cast_exact::<TimerHandle>() {
                 let core = &handle.get().core;
                 if !core.cancelled.get() {
@@ -550,6 +592,12 @@ impl AioLoopCore {
                 visit.call(handle)?;
             }
         }
+        if let Ok(spares) = self.spares.try_borrow() {
+            for handle in spares.iter() {
+                handles::traverse_owned(handle.as_any(), 1, &visit)?;
+                visit.call(handle)?;
+            }
+        }
         Ok(())
     }
 
@@ -567,6 +615,11 @@ impl AioLoopCore {
             for handle in &taken {
                 handles::retrack(handle.bind(py).as_any());
             }
+            drop(taken);
+        }
+        if let Ok(mut spares) = self.spares.try_borrow_mut() {
+            let taken = std::mem::take(&mut *spares);
+            drop(spares);
             drop(taken);
         }
         if let Ok(mut factory) = self.task_factory.try_borrow_mut() {

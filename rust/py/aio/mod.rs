@@ -47,8 +47,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
 
+use pyo3::ffi;
+use pyo3::Borrowed;
+
 use super::errors::delay_ns;
 use super::loop_::{Loop, LoopClock};
+use super::raw_fn::{guard, ExactType, MethodDef};
 use super::sync::HandleCell;
 use super::sync::{BoolCell, Guarded, IsizeCell};
 use super::watchers::{self, IoWatcher, TimerWatcher};
@@ -270,7 +274,8 @@ impl AioLoopCore {
         Ok(())
     }
 
-    /// asyncio's `call_soon(callback, *args, context=None)`.
+    /// asyncio's `call_soon(callback, *args, context=None)` (PyO3's entry;
+    /// the class's `call_soon` is `call_soon_raw`, installed over it).
     #[pyo3(signature = (callback, *args, context = None))]
     fn call_soon(
         slf: &Bound<'_, Self>,
@@ -278,32 +283,7 @@ impl AioLoopCore {
         args: Py<PyTuple>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        AioLoopCore::check_call(slf, &callback, "call_soon")?;
-        let this = slf.get();
-        let spare = if this.debug.get() {
-            None
-        } else {
-            this.spares.borrow_mut().pop()
-        };
-        let handle = match spare {
-            Some(handle) => {
-                // (Still untracked: spares are never tracked again.)
-                handle
-                    .get()
-                    .core
-                    .refill(py, callback.unbind(), args, context)?;
-                handle
-            }
-            None => {
-                let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
-                let handle = Py::new(py, Handle { core })?;
-                handles::untrack(handle.bind(py).as_any());
-                handle
-            }
-        };
-        this.push_ready(py, handle.clone_ref(py).into_any())?;
-        Ok(handle)
+        AioLoopCore::soon(slf, callback, args, context)
     }
 
     /// asyncio's `call_at(when, callback, *args, context=None)`: a timer
@@ -636,6 +616,42 @@ impl AioLoopCore {
 }
 
 impl AioLoopCore {
+    /// `call_soon`'s work: the checks, a handle (a spare if there is one),
+    /// queued.
+    fn soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        AioLoopCore::check_call(slf, &callback, "call_soon")?;
+        let this = slf.get();
+        let spare = if this.debug.get() {
+            None
+        } else {
+            this.spares.borrow_mut().pop()
+        };
+        let handle = match spare {
+            Some(handle) => {
+                // (Still untracked: spares are never tracked again.)
+                handle
+                    .get()
+                    .core
+                    .refill(py, callback.unbind(), args, context)?;
+                handle
+            }
+            None => {
+                let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
+                let handle = Py::new(py, Handle { core })?;
+                handles::untrack(handle.bind(py).as_any());
+                handle
+            }
+        };
+        this.push_ready(py, handle.clone_ref(py).into_any())?;
+        Ok(handle)
+    }
+
     /// A batch's work, with the running loop set (see `_drain`).
     fn batch(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
@@ -743,8 +759,107 @@ fn now_secs() -> f64 {
     LoopClock::system_ns() as f64 / 1e9
 }
 
+// -- call_soon on CPython's calling convention ------------------------------
+//
+// PyO3's argument parsing (`*args` and the `context` keyword) was 530 of the
+// 616 instructions of each `call_soon` (callgrind, asyncio.sleep(0) yields),
+// the call every task step and wake-up makes; parsed here by hand.
+
+static CALL_SOON_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"call_soon".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: call_soon_raw,
+    },
+    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    ml_doc: c"call_soon($self, callback, *args, context=None)\n--\n\nasyncio's call_soon: a Handle that calls callback(*args) in the next batch.".as_ptr(),
+});
+
+/// `AioLoopCore`'s type object (`GreenwheelEventLoop`, its subclass, takes
+/// the full check in `ExactType::cast`).
+static LOOP_TYPE: ExactType<AioLoopCore> = ExactType::new();
+
+unsafe extern "C" fn call_soon_raw(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_FASTCALL methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard(py, || {
+        // SAFETY: `slf` and the vectorcall arguments (`nargs` positional
+        // values, then one per name in `kwnames`) are borrowed for the call.
+        let this = unsafe { LOOP_TYPE.cast(py, slf) }?;
+        let npos = usize::try_from(nargs).unwrap_or(0);
+        // SAFETY: index < npos, inside the positional part.
+        let arg = |i: usize| unsafe { Borrowed::from_ptr(py, *args.add(i)) };
+        let (by_name, context) = if kwnames.is_null() {
+            (None, None)
+        } else {
+            // SAFETY: as above, for the keyword part that follows.
+            unsafe { soon_keywords(py, args, npos, kwnames) }?
+        };
+        let callback = match (npos, by_name) {
+            (0, Some(callback)) => callback,
+            (0, None) => {
+                return Err(PyTypeError::new_err(
+                    "call_soon() missing 1 required positional argument: 'callback'",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(PyTypeError::new_err(
+                    "call_soon() got multiple values for argument 'callback'",
+                ))
+            }
+            (_, None) => arg(0).to_owned(),
+        };
+        let call_args = if npos <= 1 {
+            PyTuple::empty(py)
+        } else {
+            PyTuple::new(py, (1..npos).map(arg))?
+        };
+        let handle = AioLoopCore::soon(&this, callback, call_args.unbind(), context)?;
+        Ok(handle.into_bound(py).into_any())
+    })
+}
+
+/// What `call_soon` got by name: (`callback`, `context`).
+type SoonKeywords<'py> = (Option<Bound<'py, PyAny>>, Option<Py<PyAny>>);
+
+/// `call_soon`'s keywords: `context`, and `callback` when not positional.
+///
+/// # Safety
+/// `args`, `npos` and `kwnames` must be a vectorcall's arguments.
+#[cold]
+unsafe fn soon_keywords<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    npos: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<SoonKeywords<'py>> {
+    // SAFETY: non-NULL kwnames is a live tuple (vectorcall convention).
+    let names = unsafe { Borrowed::from_ptr(py, kwnames) };
+    let names = names.cast::<PyTuple>()?;
+    let (mut callback, mut context) = (None, None);
+    for (k, name) in names.iter().enumerate() {
+        // SAFETY: the keyword values follow the positional ones, one per name.
+        let value = unsafe { Borrowed::from_ptr(py, *args.add(npos + k)) };
+        match name.extract::<&str>()? {
+            "context" => context = Some(value.to_owned().unbind()),
+            "callback" => callback = Some(value.to_owned()),
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "call_soon() got an unexpected keyword argument '{name}'"
+                )))
+            }
+        }
+    }
+    Ok((callback, context))
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AioLoopCore>()?;
+    LOOP_TYPE.install(m.py(), &[&CALL_SOON_DEF])?;
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
     m.add_class::<ReadyQueue>()?;

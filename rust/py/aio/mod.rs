@@ -39,6 +39,7 @@ pub(crate) use ready::ReadyQueue;
 use handles::HandleCore;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
 use pyo3::gc::PyVisit;
@@ -795,6 +796,11 @@ unsafe extern "C" fn call_soon_raw(
         let arg = |i: usize| unsafe { Borrowed::from_ptr(py, *args.add(i)) };
         let (by_name, context) = if kwnames.is_null() {
             (None, None)
+        } else if kwnames == CONTEXT_ONLY.load(Ordering::Relaxed) {
+            // SAFETY: kwnames is `("context",)`: one keyword value follows
+            // the positional ones.
+            let value = unsafe { Borrowed::from_ptr(py, *args.add(npos)) };
+            (None, Some(value.to_owned().unbind()))
         } else {
             // SAFETY: as above, for the keyword part that follows.
             unsafe { soon_keywords(py, args, npos, kwnames) }?
@@ -822,6 +828,12 @@ unsafe extern "C" fn call_soon_raw(
         Ok(handle.into_bound(py).into_any())
     })
 }
+
+/// The first `("context",)` keyword-names tuple `call_soon` was called
+/// with, kept (one reference, never released, so its address is never
+/// another tuple's): CPython's Task and Future pass the same tuple on every
+/// call (`call_soon(step, context=...)`), which is then known by its address.
+static CONTEXT_ONLY: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
 
 /// What `call_soon` got by name: (`callback`, `context`).
 type SoonKeywords<'py> = (Option<Bound<'py, PyAny>>, Option<Py<PyAny>>);
@@ -853,6 +865,11 @@ unsafe fn soon_keywords<'py>(
                 )))
             }
         }
+    }
+    if names.len() == 1 && callback.is_none() && CONTEXT_ONLY.load(Ordering::Relaxed).is_null() {
+        // Kept for good (see CONTEXT_ONLY): a tuple is immutable, and the
+        // reference leaked here keeps its address its own.
+        CONTEXT_ONLY.store(names.to_owned().into_ptr(), Ordering::Relaxed);
     }
     Ok((callback, context))
 }

@@ -496,3 +496,33 @@ def test_timer_handles_are_entries_of_the_hubs_wheel_and_leave_it():
     finally:
         loop.close()
     assert wheel.timer_count == base and loop._armed_count() == 0
+
+
+def test_call_soon_takes_its_arguments_as_asyncio_s(loop):
+    with pytest.raises(TypeError):
+        loop.call_soon()
+    with pytest.raises(TypeError):
+        loop.call_soon(callback, bogus=1)
+    with pytest.raises(TypeError):
+        loop.call_soon(callback, callback=callback)
+    seen = []
+
+    def record(*args):
+        seen.append((args, VAR.get()))
+
+    context = contextvars.copy_context()
+    context.run(VAR.set, "given")
+    loop.call_soon(record, "positional")
+    loop.call_soon(callback=record)
+    loop.call_soon(record, 1, 2, 3, context=context)
+    loop.call_soon(record, "context None", context=None)
+    run_once(loop)
+    assert seen == [
+        (("positional",), "unset"),
+        ((), "unset"),
+        ((1, 2, 3), "given"),
+        (("context None",), "unset"),
+    ]
+
+
+VAR = contextvars.ContextVar("VAR", default="unset")

@@ -39,6 +39,7 @@ pub(crate) use ready::ReadyQueue;
 use handles::HandleCore;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::poller::FdMap;
 
@@ -49,8 +50,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::PyTraverseError;
 
+use pyo3::ffi;
+use pyo3::Borrowed;
+
 use super::errors::delay_ns;
 use super::loop_::{Loop, LoopClock};
+use super::raw_fn::{guard, ExactType, MethodDef};
 use super::sync::HandleCell;
 use super::sync::{BoolCell, Guarded, IsizeCell};
 use super::watchers::{self, IoWatcher, TimerWatcher};
@@ -117,7 +122,13 @@ pub(crate) struct AioLoopCore {
     /// that `close()` can disarm them (asyncio's close drops its scheduled
     /// handles) and a cancel or fire leaves in O(1).
     armed: Guarded<Vec<Py<TimerHandle>>>,
+    /// Emptied `call_soon` handles to reuse (handles.rs, spares).
+    spares: Guarded<Vec<Py<Handle>>>,
 }
+
+/// At most this many spares per loop (a task's step and wake-up reuse them
+/// at once; a batch of 200k wake-ups needs no more than a few).
+const MAX_SPARES: usize = 256;
 
 impl AioLoopCore {
     /// Queue a batch unless one is queued or nobody runs the loop.
@@ -167,6 +178,16 @@ impl AioLoopCore {
             return Err(PyRuntimeError::new_err("Event loop is closed"));
         }
         Ok(())
+    }
+
+    /// Keep `handle` (recyclable: nobody else holds it) as a spare.
+    fn keep_spare(&self, handle: &Bound<'_, Handle>) {
+        if self.spares.borrow().len() >= MAX_SPARES {
+            return;
+        }
+        let held = handle.get().core.recycle();
+        self.spares.borrow_mut().push(handle.clone().unbind());
+        drop(held); // after the borrows: a decref may run Python code
     }
 
     /// Take `handle` out of the armed list (it fired or was cancelled).
@@ -230,6 +251,7 @@ impl AioLoopCore {
             kick: Guarded::new(None),
             task_factory: Guarded::new(None),
             armed: Guarded::new(Vec::new()),
+            spares: Guarded::new(Vec::new()),
         })
     }
 
@@ -257,7 +279,8 @@ impl AioLoopCore {
         Ok(())
     }
 
-    /// asyncio's `call_soon(callback, *args, context=None)`.
+    /// asyncio's `call_soon(callback, *args, context=None)` (PyO3's entry;
+    /// the class's `call_soon` is `call_soon_raw`, installed over it).
     #[pyo3(signature = (callback, *args, context = None))]
     fn call_soon(
         slf: &Bound<'_, Self>,
@@ -265,12 +288,7 @@ impl AioLoopCore {
         args: Py<PyTuple>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        AioLoopCore::check_call(slf, &callback, "call_soon")?;
-        let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
-        let handle = Py::new(py, Handle { core })?;
-        slf.get().push_ready(py, handle.clone_ref(py).into_any())?;
-        Ok(handle)
+        AioLoopCore::soon(slf, callback, args, context)
     }
 
     /// asyncio's `call_at(when, callback, *args, context=None)`: a timer
@@ -309,11 +327,14 @@ impl AioLoopCore {
     /// Disarm every armed timer handle (`close()`: pending calls are lost,
     /// as asyncio documents, and nothing stays in the wheel).
     fn _disarm_timers(&self, py: Python<'_>) {
+        let spares = std::mem::take(&mut *self.spares.borrow_mut());
+        drop(spares);
         let armed = std::mem::take(&mut *self.armed.borrow_mut());
         for handle in &armed {
             let h = handle.get();
             h.slot.set(-1);
             TimerHandle::disarm(handle.bind(py));
+            handles::retrack(handle.bind(py).as_any());
         }
         drop(armed);
     }
@@ -442,10 +463,15 @@ impl AioLoopCore {
                 break; // cleared by a callback (loop.close() from inside a batch)
             };
             let item = item.into_bound(py);
+            handles::retrack_shared(&item);
             if let Ok(handle) = item.cast_exact::<Handle>() {
                 let core = &handle.get().core;
                 if !core.cancelled.get() {
                     core.run(&item)?;
+                }
+                // (A spare serves its own loop's call_soon only.)
+                if handles::recyclable(handle) && core.event_loop.is(slf) {
+                    slf.get().keep_spare(handle);
                 }
             } else if let Ok(handle) = item.cast_exact::<TimerHandle>() {
                 let core = &handle.get().core;
@@ -545,6 +571,15 @@ impl AioLoopCore {
         }
         if let Ok(armed) = self.armed.try_borrow() {
             for handle in armed.iter() {
+                // Armed: this list's reference and the wheel's (checked
+                // before the visit, which may take one: gc.get_referents).
+                handles::traverse_owned(handle.as_any(), 2, &visit)?;
+                visit.call(handle)?;
+            }
+        }
+        if let Ok(spares) = self.spares.try_borrow() {
+            for handle in spares.iter() {
+                handles::traverse_owned(handle.as_any(), 1, &visit)?;
                 visit.call(handle)?;
             }
         }
@@ -560,6 +595,16 @@ impl AioLoopCore {
         if let Ok(mut armed) = self.armed.try_borrow_mut() {
             let taken = std::mem::take(&mut *armed);
             drop(armed);
+            // SAFETY: __clear__ runs with the GIL held (from the collector).
+            let py = unsafe { Python::assume_attached() };
+            for handle in &taken {
+                handles::retrack(handle.bind(py).as_any());
+            }
+            drop(taken);
+        }
+        if let Ok(mut spares) = self.spares.try_borrow_mut() {
+            let taken = std::mem::take(&mut *spares);
+            drop(spares);
             drop(taken);
         }
         if let Ok(mut factory) = self.task_factory.try_borrow_mut() {
@@ -576,6 +621,42 @@ impl AioLoopCore {
 }
 
 impl AioLoopCore {
+    /// `call_soon`'s work: the checks, a handle (a spare if there is one),
+    /// queued.
+    fn soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        AioLoopCore::check_call(slf, &callback, "call_soon")?;
+        let this = slf.get();
+        let spare = if this.debug.get() {
+            None
+        } else {
+            this.spares.borrow_mut().pop()
+        };
+        let handle = match spare {
+            Some(handle) => {
+                // (Still untracked: spares are never tracked again.)
+                handle
+                    .get()
+                    .core
+                    .refill(py, callback.unbind(), args, context)?;
+                handle
+            }
+            None => {
+                let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
+                let handle = Py::new(py, Handle { core })?;
+                handles::untrack(handle.bind(py).as_any());
+                handle
+            }
+        };
+        this.push_ready(py, handle.clone_ref(py).into_any())?;
+        Ok(handle)
+    }
+
     /// A batch's work, with the running loop set (see `_drain`).
     fn batch(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
@@ -621,6 +702,7 @@ impl AioLoopCore {
         let h = gw_loop
             .get()
             .aio_timer_arm(handle.clone().unbind(), after_ns)?;
+        handles::untrack(handle.as_any());
         TimerHandle::armed_as(&handle, h);
         {
             let mut armed = this.armed.borrow_mut();
@@ -664,6 +746,7 @@ pub(crate) fn timer_fired(handle: &Bound<'_, TimerHandle>) -> PyResult<()> {
     let this = core.get();
     this.forget_armed(h);
     if h.core.cancelled.get() || this.closed.get() {
+        handles::retrack(handle.as_any());
         return Ok(());
     }
     this.push_ready(py, handle.clone().into_any().unbind())
@@ -681,8 +764,123 @@ fn now_secs() -> f64 {
     LoopClock::system_ns() as f64 / 1e9
 }
 
+// -- call_soon on CPython's calling convention ------------------------------
+//
+// PyO3's argument parsing (`*args` and the `context` keyword) was 530 of the
+// 616 instructions of each `call_soon` (callgrind, asyncio.sleep(0) yields),
+// the call every task step and wake-up makes; parsed here by hand.
+
+static CALL_SOON_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"call_soon".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: call_soon_raw,
+    },
+    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    ml_doc: c"call_soon($self, callback, *args, context=None)\n--\n\nasyncio's call_soon: a Handle that calls callback(*args) in the next batch.".as_ptr(),
+});
+
+/// `AioLoopCore`'s type object (`GreenwheelEventLoop`, its subclass, takes
+/// the full check in `ExactType::cast`).
+static LOOP_TYPE: ExactType<AioLoopCore> = ExactType::new();
+
+unsafe extern "C" fn call_soon_raw(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_FASTCALL methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard(py, || {
+        // SAFETY: `slf` and the vectorcall arguments (`nargs` positional
+        // values, then one per name in `kwnames`) are borrowed for the call.
+        let this = unsafe { LOOP_TYPE.cast(py, slf) }?;
+        let npos = usize::try_from(nargs).unwrap_or(0);
+        // SAFETY: index < npos, inside the positional part.
+        let arg = |i: usize| unsafe { Borrowed::from_ptr(py, *args.add(i)) };
+        let (by_name, context) = if kwnames.is_null() {
+            (None, None)
+        } else if kwnames == CONTEXT_ONLY.load(Ordering::Relaxed) {
+            // SAFETY: kwnames is `("context",)`: one keyword value follows
+            // the positional ones.
+            let value = unsafe { Borrowed::from_ptr(py, *args.add(npos)) };
+            (None, Some(value.to_owned().unbind()))
+        } else {
+            // SAFETY: as above, for the keyword part that follows.
+            unsafe { soon_keywords(py, args, npos, kwnames) }?
+        };
+        let callback = match (npos, by_name) {
+            (0, Some(callback)) => callback,
+            (0, None) => {
+                return Err(PyTypeError::new_err(
+                    "call_soon() missing 1 required positional argument: 'callback'",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(PyTypeError::new_err(
+                    "call_soon() got multiple values for argument 'callback'",
+                ))
+            }
+            (_, None) => arg(0).to_owned(),
+        };
+        let call_args = if npos <= 1 {
+            PyTuple::empty(py)
+        } else {
+            PyTuple::new(py, (1..npos).map(arg))?
+        };
+        let handle = AioLoopCore::soon(&this, callback, call_args.unbind(), context)?;
+        Ok(handle.into_bound(py).into_any())
+    })
+}
+
+/// The first `("context",)` keyword-names tuple `call_soon` was called
+/// with, kept (one reference, never released, so its address is never
+/// another tuple's): CPython's Task and Future pass the same tuple on every
+/// call (`call_soon(step, context=...)`), which is then known by its address.
+static CONTEXT_ONLY: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
+
+/// What `call_soon` got by name: (`callback`, `context`).
+type SoonKeywords<'py> = (Option<Bound<'py, PyAny>>, Option<Py<PyAny>>);
+
+/// `call_soon`'s keywords: `context`, and `callback` when not positional.
+///
+/// # Safety
+/// `args`, `npos` and `kwnames` must be a vectorcall's arguments.
+#[cold]
+unsafe fn soon_keywords<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    npos: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<SoonKeywords<'py>> {
+    // SAFETY: non-NULL kwnames is a live tuple (vectorcall convention).
+    let names = unsafe { Borrowed::from_ptr(py, kwnames) };
+    let names = names.cast::<PyTuple>()?;
+    let (mut callback, mut context) = (None, None);
+    for (k, name) in names.iter().enumerate() {
+        // SAFETY: the keyword values follow the positional ones, one per name.
+        let value = unsafe { Borrowed::from_ptr(py, *args.add(npos + k)) };
+        match name.extract::<&str>()? {
+            "context" => context = Some(value.to_owned().unbind()),
+            "callback" => callback = Some(value.to_owned()),
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                    "call_soon() got an unexpected keyword argument '{name}'"
+                )))
+            }
+        }
+    }
+    if names.len() == 1 && callback.is_none() && CONTEXT_ONLY.load(Ordering::Relaxed).is_null() {
+        // Kept for good (see CONTEXT_ONLY): a tuple is immutable, and the
+        // reference leaked here keeps its address its own.
+        CONTEXT_ONLY.store(names.to_owned().into_ptr(), Ordering::Relaxed);
+    }
+    Ok((callback, context))
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AioLoopCore>()?;
+    LOOP_TYPE.install(m.py(), &[&CALL_SOON_DEF])?;
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
     m.add_class::<ReadyQueue>()?;

@@ -6,6 +6,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
+use super::handles;
 use crate::py::sync::Guarded;
 
 /// The loop's `_ready`: the handles to run in the next batch, in order.
@@ -23,14 +24,18 @@ impl ReadyQueue {
         self.items.borrow_mut().push_back(handle);
     }
 
-    fn popleft(&self) -> PyResult<Py<PyAny>> {
+    fn popleft(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let item = self.items.borrow_mut().pop_front();
-        item.ok_or_else(|| pyo3::exceptions::PyIndexError::new_err("pop from an empty queue"))
+        let item =
+            item.ok_or_else(|| pyo3::exceptions::PyIndexError::new_err("pop from an empty queue"))?;
+        // Handed to Python code: tracked again (see handles.rs, cyclic GC).
+        handles::retrack(item.bind(py));
+        Ok(item)
     }
 
-    fn clear(&self) {
+    fn clear(&self, py: Python<'_>) {
         let items = std::mem::take(&mut *self.items.borrow_mut());
-        drop(items); // after the borrow: decrefs may run Python code
+        release(py, items);
     }
 
     fn __len__(&self) -> usize {
@@ -48,6 +53,9 @@ impl ReadyQueue {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Ok(items) = self.items.try_borrow() {
             for item in items.iter() {
+                // Before visiting the item itself: gc.get_referents' visit
+                // takes a reference to what it visits.
+                handles::traverse_owned(item, 1, &visit)?;
                 visit.call(item)?;
             }
         }
@@ -58,7 +66,18 @@ impl ReadyQueue {
         if let Ok(mut items) = self.items.try_borrow_mut() {
             let taken = std::mem::take(&mut *items);
             drop(items);
-            drop(taken);
+            // SAFETY: __clear__ runs with the GIL held (from the collector).
+            release(unsafe { Python::assume_attached() }, taken);
         }
     }
+}
+
+/// Drop the queue's references to `items`, the handles that outlive that
+/// tracked again first (see handles.rs, cyclic GC); after the queue's borrow,
+/// as the decrefs may run Python code.
+fn release(py: Python<'_>, items: VecDeque<Py<PyAny>>) {
+    for item in &items {
+        handles::retrack_shared(item.bind(py));
+    }
+    drop(items);
 }

@@ -1,0 +1,205 @@
+"""greenwheel.asyncio's handles and the cyclic garbage collector.
+
+The loop's native handles are left out of the collector's lists while only
+the loop holds them (queued in ``_ready`` or armed in the wheel; see
+rust/py/aio/handles.rs). These tests hold that to what users see, on
+asyncio's default loop and on greenwheel's alike: the same callbacks run,
+and whatever a kept handle is in a reference cycle with is still collected
+once the loop lets go of the handle (it ran, was cancelled, or the loop was
+closed), and so is a loop abandoned with handles pending.
+"""
+
+import asyncio
+import gc
+import weakref
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import greenwheel.asyncio as gwa
+
+LOOPS = {"asyncio": asyncio.new_event_loop, "greenwheel": gwa.new_event_loop}
+
+
+class Payload:
+    """What a callback gets; it keeps the handle that will call it."""
+
+    def __init__(self, tag):
+        self.tag = tag
+        self.handle = None
+
+
+def record(log, payload):
+    log.append(payload.tag)
+
+
+def settle(loop):
+    """Run until the zero-delay handles scheduled so far have run."""
+    loop.run_until_complete(asyncio.sleep(0.01))
+
+
+# kind: "soon" (call_soon), "later" (call_later(0), fires), "far" (an hour
+# out, never fires); keep: the payload keeps its handle (a cycle payload ->
+# handle -> args -> payload); cancel: cancelled before the loop runs.
+OPS = st.lists(
+    st.tuples(st.sampled_from(["soon", "later", "far"]), st.booleans(), st.booleans()),
+    max_size=12,
+)
+
+
+def play(make, ops, close_before_running):
+    loop = make()
+    log, refs = [], []
+    for tag, (kind, keep, cancel) in enumerate(ops):
+        payload = Payload(tag)
+        if kind == "soon":
+            handle = loop.call_soon(record, log, payload)
+        elif kind == "later":
+            handle = loop.call_later(0, record, log, payload)
+        else:
+            handle = loop.call_later(3600, record, log, payload)
+        if keep:
+            payload.handle = handle
+        if cancel:
+            handle.cancel()
+        refs.append(weakref.ref(payload))
+        del payload, handle
+    if not close_before_running:
+        settle(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    return sorted(log), [tag for tag, ref in enumerate(refs) if ref() is not None]
+
+
+@settings(max_examples=40, deadline=None)
+@given(OPS, st.booleans())
+def test_kept_handles_in_cycles_are_collected_as_with_asyncio_s_loop(ops, close_before_running):
+    expected = play(LOOPS["asyncio"], ops, close_before_running)
+    got = play(LOOPS["greenwheel"], ops, close_before_running)
+    assert got == expected
+    assert got[1] == []  # nothing outlives the loop and its handles
+
+
+@pytest.mark.parametrize("name", sorted(LOOPS))
+def test_a_timer_handle_kept_by_a_sleeper_is_tracked_again_once_it_fires(name):
+    # asyncio.sleep keeps its TimerHandle: after the sleep the task, its
+    # coroutine and that handle are ordinary garbage when dropped.
+    loop = LOOPS[name]()
+    try:
+        kept = []
+
+        async def sleeper():
+            kept.append(asyncio.current_task())
+            await asyncio.sleep(0.001)
+
+        loop.run_until_complete(sleeper())
+        gone = weakref.ref(kept.pop())
+        gc.collect()
+        assert gone() is None
+    finally:
+        loop.close()
+
+
+def test_a_loop_abandoned_with_handles_pending_is_collected_once_closed():
+    loop = gwa.new_event_loop()
+    payload = Payload("never")
+    payload.handle = loop.call_soon(record, [], payload)
+    timer_payload = Payload("never either")
+    timer_payload.handle = loop.call_later(3600, record, [], timer_payload)
+    refs = [weakref.ref(loop), weakref.ref(payload), weakref.ref(timer_payload)]
+    loop.close()
+    del loop, payload, timer_payload
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
+
+
+def test_handles_only_the_loop_holds_are_visited_through_it():
+    # The collector finds a cycle through an untracked queued handle: the
+    # loop's ready queue reports the handle's references for it.
+    loop = gwa.new_event_loop()
+    try:
+        box = []
+        loop.call_soon(record, box, Payload("x"))
+        referents = gc.get_referents(loop._ready)
+        assert any(type(r) is tuple and r and r[0] is box for r in referents)
+        settle(loop)
+        assert box == ["x"]
+    finally:
+        loop.close()
+
+
+# -- call_soon handles reused after they ran (rust/py/aio/handles.rs, spares) --
+
+VAR = __import__("contextvars").ContextVar("VAR", default="unset")
+
+# Per call_soon: keep the handle, keep a weak reference to it, run it in a
+# context of its own (VAR set to its tag), cancel it.
+SOON = st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()), max_size=8)
+
+
+def play_soon(make, batches):
+    loop = make()
+    log, kept, weak = [], [], []
+
+    def seen(tag):
+        log.append((tag, VAR.get()))
+
+    try:
+        for number, batch in enumerate(batches):
+            for index, (keep, weakly, own_context, cancel) in enumerate(batch):
+                tag = f"{number}.{index}"
+                context = None
+                if own_context:
+                    context = __import__("contextvars").copy_context()
+                    context.run(VAR.set, tag)
+                handle = loop.call_soon(seen, tag, context=context)
+                if keep:
+                    kept.append((tag, handle, context))
+                if weakly:
+                    weak.append(weakref.ref(handle))
+                if cancel:
+                    handle.cancel()
+                del handle
+            # One batch runs them; the next batch's call_soon may reuse them.
+            loop.run_until_complete(asyncio.sleep(0))
+        # A kept handle is still itself: its call and context, not a later one's.
+        kept_state = [
+            (tag, h._callback is seen, h._args, h._context is c if c else True)
+            for tag, h, c in kept
+        ]
+        assert len({id(h) for _, h, _ in kept}) == len(kept)
+        dead = [ref() is None for ref in weak]
+    finally:
+        loop.close()
+    return log, kept_state, dead
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(SOON, max_size=5))
+def test_reused_call_soon_handles_behave_as_asyncio_s_fresh_ones(batches):
+    expected = play_soon(LOOPS["asyncio"], batches)
+    assert play_soon(LOOPS["greenwheel"], batches) == expected
+
+
+def test_many_yields_reuse_handles_without_mixing_contexts():
+    # 50 tasks, each in its own context, yield 100 times: every handle of
+    # a task's step runs in that task's context whichever spare carries it.
+    loop = gwa.new_event_loop()
+    try:
+        seen = {}
+
+        async def yielder(name):
+            VAR.set(name)
+            for _ in range(100):
+                await asyncio.sleep(0)
+                seen.setdefault(name, set()).add(VAR.get())
+
+        async def main():
+            await asyncio.gather(*[yielder(f"t{i}") for i in range(50)])
+
+        loop.run_until_complete(main())
+        assert seen == {f"t{i}": {f"t{i}"} for i in range(50)}
+    finally:
+        loop.close()

@@ -108,6 +108,27 @@ fn raise_panic(py: Python<'_>, payload: Box<dyn std::any::Any + Send>) -> *mut f
     raise(py, PanicException::new_err(message))
 }
 
+/// The `callback` of a raw method that takes it first, positionally or by
+/// name (`by_name`), with Python's errors for a missing or doubled one: the
+/// callback and the index of the first positional argument after it.
+pub(crate) fn callback_arg<T>(
+    function: &str,
+    npos: usize,
+    by_name: Option<T>,
+    first: impl FnOnce() -> T,
+) -> PyResult<(T, usize)> {
+    match (npos, by_name) {
+        (0, Some(callback)) => Ok((callback, 0)),
+        (0, None) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{function}() missing 1 required positional argument: 'callback'"
+        ))),
+        (_, Some(_)) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{function}() got multiple values for argument 'callback'"
+        ))),
+        (_, None) => Ok((first(), 1)),
+    }
+}
+
 /// Adds the function `def` describes to the module `m`.
 pub(crate) fn register(m: &Bound<'_, PyModule>, def: &'static MethodDef) -> PyResult<()> {
     let py = m.py();

@@ -23,7 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use pyo3::Borrowed;
 
-use super::raw_fn::{guard, ExactType, MethodDef};
+use super::raw_fn::{callback_arg, guard, ExactType, MethodDef};
 use super::watchers::{TimerWatcher, Watcher};
 
 static START_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
@@ -76,20 +76,7 @@ unsafe extern "C" fn start_raw(
             // SAFETY: as above, for the keyword part that follows.
             unsafe { keywords(py, args, npos, kwnames) }?
         };
-        let (callback, first_arg) = match (npos, by_name) {
-            (0, Some(callback)) => (callback, 0),
-            (0, None) => {
-                return Err(PyTypeError::new_err(
-                    "TimerWatcher.start() missing 1 required positional argument: 'callback'",
-                ))
-            }
-            (_, Some(_)) => {
-                return Err(PyTypeError::new_err(
-                    "TimerWatcher.start() got multiple values for argument 'callback'",
-                ))
-            }
-            (_, None) => (arg(0), 1),
-        };
+        let (callback, first_arg) = callback_arg("TimerWatcher.start", npos, by_name, || arg(0))?;
         this.get()
             .core
             .set_call_from(callback, (first_arg..npos).map(arg))?;

@@ -55,7 +55,7 @@ use pyo3::Borrowed;
 
 use super::errors::delay_ns;
 use super::loop_::{Loop, LoopClock};
-use super::raw_fn::{guard, ExactType, MethodDef};
+use super::raw_fn::{callback_arg, guard, ExactType, MethodDef};
 use super::sync::HandleCell;
 use super::sync::{BoolCell, Guarded, IsizeCell};
 use super::watchers::{self, IoWatcher, TimerWatcher};
@@ -809,20 +809,7 @@ unsafe extern "C" fn call_soon_raw(
             // SAFETY: as above, for the keyword part that follows.
             unsafe { soon_keywords(py, args, npos, kwnames) }?
         };
-        let callback = match (npos, by_name) {
-            (0, Some(callback)) => callback,
-            (0, None) => {
-                return Err(PyTypeError::new_err(
-                    "call_soon() missing 1 required positional argument: 'callback'",
-                ))
-            }
-            (_, Some(_)) => {
-                return Err(PyTypeError::new_err(
-                    "call_soon() got multiple values for argument 'callback'",
-                ))
-            }
-            (_, None) => arg(0).to_owned(),
-        };
+        let (callback, _) = callback_arg("call_soon", npos, by_name, || arg(0).to_owned())?;
         let call_args = if npos <= 1 {
             PyTuple::empty(py)
         } else {

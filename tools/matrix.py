@@ -116,9 +116,12 @@ def cmd_wheels() -> None:
     cmd += ["--compatibility", MANYLINUX, "--out", dist]
     for python in found.values():
         cmd += ["--interpreter", python]
-    run(
-        cmd, cwd=ROOT, env=dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target", "wheels"))
-    )
+    # maturin finds zig as `python3 -m ziglang` with the python3 on PATH, so
+    # the build venv (which has ziglang) goes first: without it a machine
+    # whose own python3 lacks ziglang fails with "Failed to find zig".
+    env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(ROOT, "target", "wheels"))
+    env["PATH"] = os.pathsep.join([os.path.dirname(build_python), env.get("PATH", "")])
+    run(cmd, cwd=ROOT, env=env)
     run([build_python, "-m", "maturin", "sdist", "--out", dist], cwd=ROOT)
 
 

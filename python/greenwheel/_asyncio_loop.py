@@ -93,11 +93,11 @@ class _Registrations(selectors.BaseSelector):
 _running = threading.local()
 
 
-# (The ignore: typeshed does not declare asyncio's private transport class.)
 # Stream sockets whose short reads mean the receive queue was emptied.
 _STREAM_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
 
 
+# (The ignore: typeshed does not declare asyncio's private transport class.)
 class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignore[name-defined]
     """asyncio's socket transport, reading at most 64 KiB per ``recv()``.
 

@@ -32,7 +32,7 @@
 //!   instructions a name, a third of the native paths' own cost
 //!   (callgrind, an echo round trip reads twelve).
 
-use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PySystemExit};
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
@@ -175,15 +175,10 @@ impl TransportReader {
                 }
                 data
             }
+            // EAGAIN (recv_once retries EINTR itself).
             Ok(None) => {
                 self.drained(py);
                 return Ok(());
-            }
-            Err(err)
-                if err.is_instance_of::<PyBlockingIOError>(py)
-                    || err.is_instance_of::<PyInterruptedError>(py) =>
-            {
-                return Ok(())
             }
             Err(err) => return fatal(transport, err, "Fatal read error on socket transport"),
         };

@@ -350,6 +350,7 @@ impl AioLoopCore {
         // (Only the READ and WRITE bits count: the cast keeps them.)
         Self::io_fired(slf, (revents & (READ | WRITE)) as u8, fd)
     }
+
     /// Restart the watchers stopped while nobody ran the loop, and queue a
     /// batch for what they recorded.
     fn _resume_io(slf: &Bound<'_, Self>) -> PyResult<()> {

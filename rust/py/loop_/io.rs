@@ -174,7 +174,7 @@ impl Loop {
                 if let Err(e) = outcome {
                     // Nothing taken from the kernel may be lost: re-arming
                     // makes it report whatever is still ready on the next pass.
-                    self.rearm_after_unwind(py, &ready[idx..]);
+                    self.rearm_after_unwind(&ready[idx..]);
                     return Err(e);
                 }
             }
@@ -188,38 +188,22 @@ impl Loop {
 
     /// After an exception cut a dispatch short: clear stale `pending` flags
     /// and re-arm every fd in `ready`, so their readiness is reported again.
-    pub(super) fn rearm_after_unwind(&self, py: Python<'_>, ready: &[Ready]) {
-        if let Ok(mut st) = self.state.try_borrow_mut() {
-            if let Some(st) = st.as_mut() {
-                for r in ready {
-                    if let Some(entry) = st.fds.get_mut(&r.fd) {
-                        entry.needs_rearm = true;
-                        for w in &entry.watchers {
-                            w.get().core.set_pending(false);
-                        }
-                    }
+    pub(super) fn rearm_after_unwind(&self, ready: &[Ready]) {
+        let Ok(mut st) = self.state.try_borrow_mut() else {
+            return;
+        };
+        let Some(st) = st.as_mut() else {
+            return;
+        };
+        for r in ready {
+            if let Some(entry) = st.fds.get_mut(&r.fd) {
+                entry.needs_rearm = true;
+                for w in &entry.watchers {
+                    w.get().core.set_pending(false);
                 }
             }
+            st.rearm(r.fd);
         }
-        let _ = self.rearm_fds(py, ready.iter().map(|r| r.fd));
-    }
-
-    /// Re-arms fds that got an event and still have watchers (edge-triggered
-    /// registrations otherwise would not report remaining readiness).
-    pub(super) fn rearm_fds(
-        &self,
-        py: Python<'_>,
-        fds: impl Iterator<Item = RawFd>,
-    ) -> PyResult<()> {
-        let _ = py;
-        let mut st = self.state.borrow_mut();
-        let Some(st) = st.as_mut() else {
-            return Err(Self::closed());
-        };
-        for fd in fds {
-            st.rearm(fd);
-        }
-        Ok(())
     }
 
     /// A reader emptied `fd` of the events in `drained` (a short read of a

@@ -470,3 +470,168 @@ def test_connections_leave_no_handler_or_start_response_behind():
         assert alive(WSGIHandler) == [] and alive(_core.start_response) == []
     finally:
         gc.enable()
+
+
+def _plain_clients(port, n):
+    """n connected stdlib sockets: what they send is in the kernel before
+    the loop runs again (none of this yields to it)."""
+    return [gsocket.__socket__.create_connection((LOCALHOST, port)) for _ in range(n)]
+
+
+def _get(sock, path):
+    sock.sendall(b"GET %s HTTP/1.1\r\n\r\n" % path)
+
+
+def _response_or_end(sock, body):
+    """The bytes up to the end of a response whose body is *body*, or all
+    that came before the connection was closed."""
+    from greenwheel.socket import wait_read
+
+    got = b""
+    while not got.endswith(b"\r\n\r\n" + body):
+        wait_read(sock.fileno(), timeout=10, timeout_exc=AssertionError(f"no response: {got}"))
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def _read_response(sock, body):
+    """The bytes up to the end of a response whose body is *body*."""
+    got = _response_or_end(sock, body)
+    assert got.endswith(b"\r\n\r\n" + body), f"closed after {got}"
+    return got
+
+
+def _waiting_bytes(sock):
+    try:
+        return sock.recv(1, gsocket.__socket__.MSG_PEEK | gsocket.__socket__.MSG_DONTWAIT)
+    except BlockingIOError:
+        return b""
+
+
+def _body_app(seen, peek):
+    def app(environ, start_response):
+        me = environ["PATH_INFO"]
+        seen.append((me, peek(me)))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [me.encode()]
+
+    return app
+
+
+def test_the_responses_of_one_poll_leave_after_all_its_applications_ran():
+    # Two keep-alive connections whose next requests one poll finds ready:
+    # neither response is sent before both applications have run (one burst
+    # of sends, one wake-up of the client), whichever is dispatched first.
+    seen = []
+    clients = {}
+    server = WSGIServer(
+        (LOCALHOST, 0),
+        _body_app(seen, lambda me: _waiting_bytes(clients[b"/b" if me == "/a" else b"/a"])),
+        log=None,
+    )
+    server.start()
+    a, b = _plain_clients(server.server_port, 2)
+    clients.update({b"/a": a, b"/b": b})
+    try:
+        for path, sock in clients.items():  # each connection's first request
+            _get(sock, path)
+            _read_response(sock, path)
+        del seen[:]
+        for path, sock in clients.items():
+            _get(sock, path)
+        for path, sock in clients.items():
+            _read_response(sock, path)
+    finally:
+        a.close()
+        b.close()
+        server.stop()
+    assert sorted(seen) == [("/a", b""), ("/b", b"")]
+
+
+def test_a_response_does_not_wait_for_callbacks_its_application_queued():
+    # As in gevent: what the application queued (a spawn, a callback) runs
+    # after its response was sent, when no other connection is waiting.
+    from greenwheel import get_hub
+
+    seen = []
+    later = []
+    clients = []
+
+    def peek(me):
+        get_hub().loop.run_callback(lambda: later.append(_waiting_bytes(clients[0])))
+        return b""
+
+    server = WSGIServer((LOCALHOST, 0), _body_app(seen, peek), log=None)
+    server.start()
+    clients.extend(_plain_clients(server.server_port, 1))
+    try:
+        for _ in range(2):  # the first request, then a keep-alive one
+            _get(clients[0], b"/")
+            _read_response(clients[0], b"/")
+    finally:
+        clients[0].close()
+        server.stop()
+    assert later == [b"H", b"H"]
+
+
+def test_a_handler_killed_while_its_response_waits_closes_the_result():
+    # The first application of the poll returned an iterable with close()
+    # (as Flask's); its handler is killed while the response waits for the
+    # other connection's application: the result is closed, nothing is
+    # sent, and the connection is closed.  The other connection is served.
+    import greenlet
+
+    from greenwheel import get_hub
+
+    closed = []
+    first = []
+    clients = {}
+    state = {"kill": False}
+
+    class Result:
+        def __init__(self, body):
+            self.body = body
+
+        def __iter__(self):
+            return iter([self.body])
+
+        def close(self):
+            closed.append(self.body)
+
+    def app(environ, start_response):
+        me = environ["PATH_INFO"].encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(me)))])
+        if state["kill"]:
+            if not first:
+                first.append((me, greenlet.getcurrent()))
+            else:
+                # Come back here once the killed handler is done.
+                current = greenlet.getcurrent()
+                get_hub().loop.run_callback(current.switch)
+                first[0][1].throw()
+        return Result(me)
+
+    server = WSGIServer((LOCALHOST, 0), app, log=None)
+    server.start()
+    a, b = _plain_clients(server.server_port, 2)
+    clients.update({b"/a": a, b"/b": b})
+    try:
+        for path, sock in clients.items():
+            _get(sock, path)
+            _read_response(sock, path)
+        del closed[:]
+        state["kill"] = True
+        for path, sock in clients.items():
+            _get(sock, path)
+        got = {path: _response_or_end(sock, path) for path, sock in clients.items()}
+    finally:
+        a.close()
+        b.close()
+        server.stop()
+    killed = first[0][0]
+    served = b"/b" if killed == b"/a" else b"/a"
+    assert got[killed] == b"" and got[served].endswith(b"\r\n\r\n" + served)
+    assert sorted(closed) == [b"/a", b"/b"]

@@ -32,6 +32,10 @@
 //!   (`left`: what remains of the idle timeout) and returns what it returned.
 //!   The handler then watches the socket from the hub and its greenlet ends,
 //!   so an idle connection holds no greenlet (issue 19's idle memory).
+//! - A response waits, before it is sent, for the other connections the
+//!   same kernel poll found ready (`Connection::pass_end`): one poll's
+//!   responses leave in one burst, so the client is woken once for them,
+//!   not once each. Nothing else delays a response.
 //! - Only for handler classes that keep every hook of the request path and
 //!   log nothing per request (checked by `WSGIHandler.handle`): nothing then
 //!   observes the handler's per-request attributes, which this loop does not
@@ -47,6 +51,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyIterator, PyList, PyString, PyTuple};
 
+use super::fastpath::hub_and_loop;
 use super::sockio::send_nowait;
 use super::sync::{BoolCell, Guarded};
 use super::watchers::IoWatcher;
@@ -773,9 +778,37 @@ impl Connection {
         Ok(Next::Again)
     }
 
-    /// Sends `bytes`; false if the connection failed (an `OSError`).
+    /// Waits, when the poll that woke this connection found others ready
+    /// too and they are still to be dispatched, until they have been: the
+    /// responses of one poll's connections then leave together, after all
+    /// of their applications ran.
+    ///
+    /// Why: a response sent to a client thread that sleeps in its poll wakes
+    /// that thread, and the wake-up is paid by the sender, in the kernel
+    /// (`sock_def_readable` -> `try_to_wake_up`: 17.6% of the server's CPU
+    /// time in a Flask run under wrk -c100, about 14 us per response on this
+    /// machine's VM). Sent in one burst, the first response wakes the client
+    /// and the others find it awake. Flask under wrk -c100 went from 12.0k
+    /// to 15.6k requests/s; hello world, whose responses already came close
+    /// together, did not change (both in one A/B run, 2026-12-05).
+    ///
+    /// The last connection of the poll, a lone one, and one resumed from a
+    /// callback (its first request) send at once, without a switch.
+    #[inline]
+    fn pass_end(&self, py: Python<'_>) -> PyResult<()> {
+        let (hub, lp, trusted) = hub_and_loop(py)?;
+        let lp = lp.get();
+        if lp.more_io_in_pass() {
+            lp.yield_current(py, &hub, trusted)?;
+        }
+        Ok(())
+    }
+
+    /// Sends a response's `bytes`, at the end of the loop pass (see
+    /// [`Self::pass_end`]); false if the connection failed (an `OSError`).
     #[inline]
     fn send(&self, py: Python<'_>, bytes: &Bound<'_, PyBytes>) -> PyResult<bool> {
+        self.pass_end(py)?;
         let total = bytes.as_bytes().len();
         let sent = match send_nowait(py, self.fd, bytes.as_any(), 0) {
             Ok(n) => n.unwrap_or(0),
@@ -870,7 +903,7 @@ impl Connection {
                     close = closes;
                     sr.sent.replace(Some(bytes.as_bytes().len()));
                     self.pos = head_length;
-                    if !self.send(py, &bytes)? {
+                    if !self.send_closing(py, &bytes, result)? {
                         return self.close_failed(py, result);
                     }
                 }
@@ -884,7 +917,7 @@ impl Connection {
                     close = closes;
                     sr.sent.replace(Some(bytes.as_bytes().len()));
                     self.pos = head_length;
-                    if !self.send(py, &bytes)? {
+                    if !self.send_closing(py, &bytes, result)? {
                         return self.close_failed(py, result);
                     }
                 }
@@ -938,6 +971,31 @@ impl Connection {
         let old = sr.request.replace(Some(request));
         drop(old);
         made.map(Some)
+    }
+
+    /// [`Self::send`] for a result that is still to be closed: closed here
+    /// if the send raised (a kill while it waited), as the Python path's
+    /// `finally` closes it; a `close()` that raises too raises in its place,
+    /// with the first exception as its context, as that `finally` would.
+    fn send_closing(
+        &self,
+        py: Python<'_>,
+        bytes: &Bound<'_, PyBytes>,
+        result: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let err = match self.send(py, bytes) {
+            Ok(sent) => return Ok(sent),
+            Err(err) => err,
+        };
+        match close_result(result) {
+            Ok(()) => Err(err),
+            Err(closing) => {
+                closing
+                    .value(py)
+                    .setattr(intern!(py, "__context__"), err.into_value(py))?;
+                Err(closing)
+            }
+        }
     }
 
     /// The send failed (the client went away): as the Python path, close

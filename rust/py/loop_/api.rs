@@ -82,6 +82,7 @@ impl Loop {
             clock,
             iteration: U64Cell::new(0),
             kernel_polls: U64Cell::new(0),
+            io_left: U64Cell::new(0),
             break_requested: BoolCell::new(false),
             destroyed: BoolCell::new(false),
             signal_pending: BoolCell::new(false),

@@ -102,8 +102,16 @@ impl Loop {
 
     /// Dispatches fd readiness collected by the last poll.
     pub(super) fn dispatch_io(&self, py: Python<'_>, ready: &[Ready]) -> PyResult<bool> {
+        let outcome = self.dispatch_ready(py, ready);
+        self.io_left.set(0);
+        outcome
+    }
+
+    /// `dispatch_io`, with `io_left` kept up to date for each fd.
+    fn dispatch_ready(&self, py: Python<'_>, ready: &[Ready]) -> PyResult<bool> {
         let mut any = false;
         for (idx, r) in ready.iter().enumerate() {
+            self.io_left.set((ready.len() - idx - 1) as u64);
             // The usual fd has one watcher: it is held without allocating.
             let (one, many): (Option<Py<IoWatcher>>, Vec<Py<IoWatcher>>) = {
                 let mut st = self.state.borrow_mut();

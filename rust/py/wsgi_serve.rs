@@ -788,9 +788,14 @@ impl Connection {
     /// (`sock_def_readable` -> `try_to_wake_up`: 17.6% of the server's CPU
     /// time in a Flask run under wrk -c100, about 14 us per response on this
     /// machine's VM). Sent in one burst, the first response wakes the client
-    /// and the others find it awake. Flask under wrk -c100 went from 12.0k
-    /// to 15.6k requests/s; hello world, whose responses already came close
-    /// together, did not change (both in one A/B run, 2026-12-05).
+    /// and the others find it awake. Flask under wrk -c100 went from 11.9k
+    /// to 15.3k requests/s (compare.py, one run, 2026-12-05).
+    ///
+    /// Hello world pays the two greenlet switches and gains little, its
+    /// responses coming 7 us apart to a client that is mostly awake: 1-4%
+    /// of its rate (compare.py, best of 3 against the tree before). Holding
+    /// only responses that came 10 us or more after the loop's last one
+    /// cost it 10% instead (wrk A/B, same build; why is not understood).
     ///
     /// The last connection of the poll, a lone one, and one resumed from a
     /// callback (its first request) send at once, without a switch.

@@ -13,6 +13,7 @@ lines aside.  tests/test_pywsgi.py runs its whole suite on both paths too.
 import io
 import re
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -521,16 +522,23 @@ def _body_app(seen, peek):
     return app
 
 
-def test_the_responses_of_one_poll_leave_after_all_its_applications_ran():
+@pytest.mark.parametrize(
+    "handler_class, log",
+    [(WSGIHandler, None), (PythonPathHandler, None), (WSGIHandler, "log")],
+    ids=["native", "python-path", "logging"],
+)
+def test_the_responses_of_one_poll_leave_after_all_its_applications_ran(handler_class, log):
     # Two keep-alive connections whose next requests one poll finds ready:
     # neither response is sent before both applications have run (one burst
-    # of sends, one wake-up of the client), whichever is dispatched first.
+    # of sends, one wake-up of the client), whichever is dispatched first;
+    # on the native loop and the Python handler (a logging server takes it).
     seen = []
     clients = {}
     server = WSGIServer(
         (LOCALHOST, 0),
         _body_app(seen, lambda me: _waiting_bytes(clients[b"/b" if me == "/a" else b"/a"])),
-        log=None,
+        handler_class=handler_class,
+        log=io.StringIO() if log else None,
     )
     server.start()
     a, b = _plain_clients(server.server_port, 2)
@@ -549,6 +557,8 @@ def test_the_responses_of_one_poll_leave_after_all_its_applications_ran():
         b.close()
         server.stop()
     assert sorted(seen) == [("/a", b""), ("/b", b"")]
+    if log:
+        assert server.log.getvalue().count(" 200 ") == 4
 
 
 def test_a_response_does_not_wait_for_callbacks_its_application_queued():

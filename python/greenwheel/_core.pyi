@@ -20,6 +20,7 @@ __all__ = [
     "monotonic_ns",
     "sleep",
     "_set_current_hub",
+    "_yield_to_poll",
     "_frame_cache_info",
     "_greenlet_run",
     "Loop",
@@ -260,6 +261,11 @@ class Timeout(BaseException):
 def _set_current_hub(hub: object) -> None:
     """Register *hub* (or None) as this thread's hub for the Rust fast paths
     (called by ``greenwheel._hub``)."""
+
+def _yield_to_poll() -> bool:
+    """When the current greenlet was resumed by the dispatch of a kernel
+    poll that found other fds ready too, yield until they were dispatched;
+    whether it yielded (pywsgi, before each response's first write)."""
 
 def _frame_cache_info() -> tuple[bool, int, int]:
     """``(installed, cached, capacity)`` of the free list that recycles

@@ -54,6 +54,7 @@ from ._core import (
     RequestError,
     RequestParser,
     TooManyHeaders,
+    _yield_to_poll,
     response_head,
 )
 from ._core import serve_requests as _serve_requests
@@ -351,6 +352,12 @@ class WSGIHandler(_AccessLog, _BodySource):
         return self.socket.recv(n)
 
     def _sendall(self, data):
+        if not self.response_length:
+            # A response's first write waits for the other connections the
+            # same kernel poll found ready, as in the native request loop:
+            # one wake-up of the client for all of their responses
+            # (_core._yield_to_poll; rust/py/wsgi_serve.rs says why).
+            _yield_to_poll()
         try:
             self.socket.sendall(data)
         except OSError:

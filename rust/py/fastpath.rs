@@ -75,6 +75,29 @@ pub(crate) fn hub_and_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<
     hub_and_loop_slow(py)
 }
 
+/// _yield_to_poll()
+/// --
+///
+/// When the current greenlet was resumed by the dispatch of a kernel poll
+/// that found other fds ready too, and they are still to be dispatched,
+/// yield until they have been (the greenlet runs again before the next
+/// poll). Returns whether it yielded. Not part of the public API.
+///
+/// pywsgi calls this before the first write of each response, in the
+/// native request loop (`wsgi_serve.rs`, which explains why) and in the
+/// handler's `_sendall`: the responses of one poll's connections then
+/// leave together.
+#[pyfunction]
+pub(crate) fn _yield_to_poll(py: Python<'_>) -> PyResult<bool> {
+    let (hub, lp, trusted) = hub_and_loop(py)?;
+    let lp = lp.get();
+    if !lp.more_io_in_pass() {
+        return Ok(false);
+    }
+    lp.yield_current(py, &hub, trusted)?;
+    Ok(true)
+}
+
 /// `hub_and_loop` without a usable registration: ask the Python state. Out of
 /// line so the hot caller's stack frame (copied on every greenlet switch)
 /// stays small.

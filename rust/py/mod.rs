@@ -57,6 +57,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WRITE", crate::poller::WRITE)?;
     m.add_function(wrap_pyfunction!(monotonic_ns, m)?)?;
     m.add_function(wrap_pyfunction!(fastpath::_set_current_hub, m)?)?;
+    m.add_function(wrap_pyfunction!(fastpath::_yield_to_poll, m)?)?;
     m.add_function(wrap_pyfunction!(frame_chunks::_frame_cache_info, m)?)?;
     raw_fn::register(m, &greenlet_run::RUN_DEF)?;
     raw_fn::register(m, &fastpath::SLEEP_DEF)?;

@@ -51,7 +51,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyIterator, PyList, PyString, PyTuple};
 
-use super::fastpath::hub_and_loop;
+use super::fastpath::_yield_to_poll;
 use super::sockio::send_nowait;
 use super::sync::{BoolCell, Guarded};
 use super::watchers::IoWatcher;
@@ -801,12 +801,7 @@ impl Connection {
     /// callback (its first request) send at once, without a switch.
     #[inline]
     fn pass_end(&self, py: Python<'_>) -> PyResult<()> {
-        let (hub, lp, trusted) = hub_and_loop(py)?;
-        let lp = lp.get();
-        if lp.more_io_in_pass() {
-            lp.yield_current(py, &hub, trusted)?;
-        }
-        Ok(())
+        _yield_to_poll(py).map(drop)
     }
 
     /// Sends a response's `bytes`, at the end of the loop pass (see

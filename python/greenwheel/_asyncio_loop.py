@@ -124,9 +124,12 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
         # then needs no epoll_ctl before the next wait): for stream sockets
         # of these families, whose short reads mean an empty queue.
         stream = sock.type == socket.SOCK_STREAM and sock.family in _STREAM_FAMILIES
-        reader = _core.TransportReader(self, fd, self.max_size, loop._gw if stream else None)
+        attrs = self._gw_attrs = _core.TransportAttrs()
+        reader = _core.TransportReader(self, attrs, fd, self.max_size, loop._gw if stream else None)
         self._read_ready = reader.read_ready
-        writer = _core.TransportWriter(self, fd, selector_events._SelectorSocketTransport.write)
+        writer = _core.TransportWriter(
+            self, attrs, fd, selector_events._SelectorSocketTransport.write
+        )
         self.write = writer.write
         super().__init__(loop, sock, protocol, waiter, extra, server)
 
@@ -143,6 +146,26 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
             # They refer to the transport: let it go by reference counting.
             self.__dict__.pop("_read_ready", None)
             self.__dict__.pop("write", None)
+
+
+def _native_attr(name):
+    """A property storing asyncio's attribute *name* in the transport's
+    ``_core.TransportAttrs``, where the native paths read it without a
+    dict lookup (rust/py/aio_transport.rs)."""
+
+    def get(self):
+        return getattr(self._gw_attrs, name)
+
+    def set(self, value):
+        setattr(self._gw_attrs, name, value)
+
+    return property(get, set, doc=f"asyncio's ``{name}``, stored natively.")
+
+
+# The attributes the native read and write paths read on every call.
+for _name in ("_conn_lost", "_eof", "_empty_waiter", "_buffer", "_protocol"):
+    setattr(_SocketTransport, _name, _native_attr(_name))
+del _name
 
 
 # (The ignore: call_soon returns the native Handle of rust/py/aio.rs, which

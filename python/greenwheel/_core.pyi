@@ -35,6 +35,7 @@ __all__ = [
     "HttpParseError",
     "TooManyHeaders",
     "RequestError",
+    "TransportAttrs",
     "TransportReader",
     "TransportWriter",
     "RequestHead",
@@ -700,11 +701,27 @@ class AioLoopCore:
 # --- greenwheel.asyncio's socket transport (rust/py/aio_transport.rs) -------
 
 @final
+class TransportAttrs:
+    """The transport attributes the native paths read, stored natively."""
+
+    def __new__(cls) -> Self: ...
+    _conn_lost: Any
+    _eof: Any
+    _empty_waiter: Any
+    _buffer: Any
+    _protocol: Any
+
+@final
 class TransportReader:
     """A socket transport's ``_read_ready``: reads into ``data_received``."""
 
     def __new__(
-        cls, transport: Any, fd: int, max_size: int, gw_loop: Loop | None = None
+        cls,
+        transport: Any,
+        attrs: TransportAttrs,
+        fd: int,
+        max_size: int,
+        gw_loop: Loop | None = None,
     ) -> Self: ...
     data_path: bool
     def read_ready(self, /) -> None: ...
@@ -713,5 +730,11 @@ class TransportReader:
 class TransportWriter:
     """A socket transport's ``write``: sends at once when asyncio's would."""
 
-    def __new__(cls, transport: Any, fd: int, base_write: Callable[[Any, Any], object]) -> Self: ...
+    def __new__(
+        cls,
+        transport: Any,
+        attrs: TransportAttrs,
+        fd: int,
+        base_write: Callable[[Any, Any], object],
+    ) -> Self: ...
     def write(self, data: Any, /) -> None: ...

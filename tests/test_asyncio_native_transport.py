@@ -255,14 +255,17 @@ def test_a_closed_transport_lets_go_of_its_native_paths():
         ours, peer = socket.socketpair()
         record = Record()
         transport, protocol = await loop.create_connection(lambda: Plain(record), sock=ours)
-        assert type(transport.write.__self__).__name__ == "TransportWriter"
+        assert type(transport._gw_writer).__name__ == "TransportWriter"
         assert type(transport._read_ready.__self__).__name__ == "TransportReader"
         transport.write(b"hello")
         assert peer.recv(100) == b"hello"
         transport.close()
         await record.lost.wait()
         peer.close()
-        assert "write" not in vars(transport) and "_read_ready" not in vars(transport)
+        assert transport._gw_writer is None and "_read_ready" not in vars(transport)
+        # asyncio's write, for a lost connection: counted, not sent.
+        transport.write(b"late")
+        assert transport._conn_lost == 2
         return weakref.ref(transport)
 
     loop = gasyncio.new_event_loop()

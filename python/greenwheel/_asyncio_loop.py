@@ -113,11 +113,16 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
 
     max_size = 64 * 1024
 
+    # The native writer (a TransportWriter, or None once the connection is
+    # lost), in a slot: the class's write (installed below) reads it there
+    # without a dict lookup.
+    __slots__ = ("_gw_writer",)
+
     # Reading into data_received and the write() that sends at once are
     # native (rust/py/aio_transport.rs): four Python frames of every echo
-    # round trip.  Their bound methods are instance attributes shadowing
-    # asyncio's, set before asyncio's __init__ registers _read_ready with
-    # the loop.
+    # round trip. The reader's bound method is an instance attribute
+    # shadowing asyncio's _read_ready, set before asyncio's __init__
+    # registers it with the loop; write is the class's own (see below).
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         fd = sock.fileno()
         # The greenwheel loop is told when a read empties the socket (it
@@ -127,10 +132,9 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
         attrs = self._gw_attrs = _core.TransportAttrs()
         reader = _core.TransportReader(self, attrs, fd, self.max_size, loop._gw if stream else None)
         self._read_ready = reader.read_ready
-        writer = _core.TransportWriter(
+        self._gw_writer = _core.TransportWriter(
             self, attrs, fd, selector_events._SelectorSocketTransport.write
         )
-        self.write = writer.write
         super().__init__(loop, sock, protocol, waiter, extra, server)
 
     def set_protocol(self, protocol):
@@ -145,7 +149,7 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
         finally:
             # They refer to the transport: let it go by reference counting.
             self.__dict__.pop("_read_ready", None)
-            self.__dict__.pop("write", None)
+            self._gw_writer = None
 
 
 def _native_attr(name):
@@ -161,6 +165,13 @@ def _native_attr(name):
 
     return property(get, set, doc=f"asyncio's ``{name}``, stored natively.")
 
+
+# write(): natively through _gw_writer while it holds a TransportWriter,
+# else asyncio's. (The ignore: as for the class above.)
+_core.install_transport_write(
+    _SocketTransport,
+    selector_events._SelectorSocketTransport.write,  # type: ignore[attr-defined]
+)
 
 # The attributes the native read and write paths read on every call.
 for _name in ("_conn_lost", "_eof", "_empty_waiter", "_buffer", "_protocol"):

@@ -36,6 +36,7 @@ __all__ = [
     "TooManyHeaders",
     "RequestError",
     "TransportAttrs",
+    "install_transport_write",
     "TransportReader",
     "TransportWriter",
     "RequestHead",
@@ -699,6 +700,9 @@ class AioLoopCore:
     _runners: int
 
 # --- greenwheel.asyncio's socket transport (rust/py/aio_transport.rs) -------
+
+def install_transport_write(cls: type, base_write: Callable[[Any, Any], object]) -> None:
+    """Make ``cls.write`` the native write through the ``_gw_writer`` slot."""
 
 @final
 class TransportAttrs:

@@ -17,10 +17,12 @@
 //!   `write` would send it at once (nothing buffered, no EOF written, no
 //!   sendfile, connection not lost). Everything else goes to asyncio's own
 //!   methods.
-//! - They hold their transport, and the transport holds them (their bound
-//!   methods are instance attributes shadowing asyncio's): the Python side
-//!   (`_asyncio_loop._SocketTransport`) removes them when the connection is
-//!   lost, and they take part in the cyclic GC meanwhile.
+//! - They hold their transport, and the transport holds them (the reader's
+//!   bound method is an instance attribute shadowing asyncio's
+//!   `_read_ready`; the writer sits in the `_gw_writer` slot the class's
+//!   native `write` reads, see [`install_transport_write`]): the Python
+//!   side (`_asyncio_loop._SocketTransport`) lets go of them when the
+//!   connection is lost, and they take part in the cyclic GC meanwhile.
 //! - Those two methods are plain CPython methods (`raw_fn`): called as a
 //!   `__call__` they cost a tuple, PyO3's argument parsing and its
 //!   trampoline each time, about 300 instructions a call (callgrind).
@@ -34,15 +36,19 @@
 //!   (callgrind: 9,000 instructions a round trip with the dict, 7,400
 //!   without).
 
-use pyo3::exceptions::{PyAttributeError, PyKeyboardInterrupt, PySystemExit};
+use pyo3::exceptions::{
+    PyAttributeError, PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError,
+};
 use pyo3::ffi;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyType};
+use pyo3::Borrowed;
 
 use super::loop_::Loop;
-use super::raw_fn::{guard, meth_o, ExactType, MethodDef};
+use super::raw_fn::{guard, install_method, meth_o, ExactType, MethodDef};
 use super::sockio::{recv_once, send_nowait};
 use super::sync::{BoolCell, Guarded};
 use crate::poller::READ;
@@ -392,6 +398,119 @@ asyncio's would, else hand `data` to asyncio's `write`."
         .as_ptr(),
 });
 
+/// `_SocketTransport.write`: a method of the transport class itself, so
+/// that `transport.write(data)` is a specialised method call in Python
+/// code. As an instance attribute shadowing the class's (a bound method of
+/// the writer), each `transport.write` lookup took CPython's generic path
+/// (`_PyObject_GetMethod`: the type's attribute, then the instance dict),
+/// about 180 instructions, twice a round trip.
+static TRANSPORT_WRITE_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"write".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: transport_write_raw,
+    },
+    ml_flags: ffi::METH_O,
+    ml_doc: c"write($self, data, /)\n--\n\nasyncio's `write`: sent at once natively when \
+asyncio's would send at once (the transport's `_gw_writer`), else asyncio's `write`."
+        .as_ptr(),
+});
+
+/// Where `transport_write_raw` finds a transport's writer: the class's
+/// `_gw_writer` slot, and asyncio's `write` for when it holds none.
+struct WriterSlot {
+    /// The slot's member descriptor (kept alive: `member` points into it).
+    _descr: Py<PyAny>,
+    /// Its `PyMemberDef`, as an address (`*mut` is not `Sync`).
+    member: usize,
+    /// `_SelectorSocketTransport.write`.
+    base_write: Py<PyAny>,
+}
+
+static WRITER_SLOT: PyOnceLock<WriterSlot> = PyOnceLock::new();
+
+/// `install_transport_write(cls, base_write)`: makes `cls.write` the native
+/// write, which sends through the `TransportWriter` in the instance's
+/// `_gw_writer` slot (declared in `cls.__slots__`) and calls `base_write`
+/// (asyncio's `write`) when the slot holds anything else. Once per process.
+#[pyfunction]
+pub(crate) fn install_transport_write(
+    cls: &Bound<'_, PyType>,
+    base_write: Py<PyAny>,
+) -> PyResult<()> {
+    let py = cls.py();
+    let descr = cls
+        .getattr(intern!(py, "__dict__"))?
+        .get_item(intern!(py, "_gw_writer"))?;
+    // SAFETY: reading the type of a live object.
+    let is_member =
+        unsafe { ffi::Py_TYPE(descr.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) };
+    if !is_member {
+        return Err(PyTypeError::new_err(
+            "_gw_writer must be a slot of the class",
+        ));
+    }
+    // SAFETY: a PyMemberDescr_Type object is a PyMemberDescrObject, whose
+    // `d_member` is the class's `PyMemberDef` (pyo3-ffi types the field as
+    // a `PyGetSetDef` pointer; CPython's is a `PyMemberDef` pointer), which
+    // lives as long as the class, which the descriptor keeps alive.
+    let member = unsafe { (*descr.as_ptr().cast::<ffi::PyMemberDescrObject>()).d_member } as usize;
+    let mut fresh = false;
+    WRITER_SLOT.get_or_init(py, || {
+        fresh = true;
+        WriterSlot {
+            _descr: descr.clone().unbind(),
+            member,
+            base_write,
+        }
+    });
+    if !fresh {
+        return Err(PyRuntimeError::new_err(
+            "the transport write is installed already",
+        ));
+    }
+    install_method(cls, &TRANSPORT_WRITE_DEF)
+}
+
+unsafe extern "C" fn transport_write_raw(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_O methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard(py, || {
+        // SAFETY: CPython passes a METH_O method its own arguments, borrowed
+        // for the call.
+        let (transport, data) =
+            unsafe { (Borrowed::from_ptr(py, slf), Borrowed::from_ptr(py, arg)) };
+        let Some(slot) = WRITER_SLOT.get(py) else {
+            return Err(PyRuntimeError::new_err(
+                "the transport write is not installed",
+            ));
+        };
+        // SAFETY: the method descriptor only calls this with an instance of
+        // the class whose slot `member` describes (or of a subclass, which
+        // has the slot at the same offset); PyMember_GetOne returns a new
+        // reference, or NULL with an AttributeError for an empty slot.
+        let writer = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyMember_GetOne(
+                    slf.cast::<std::ffi::c_char>(),
+                    slot.member as *mut ffi::PyMemberDef,
+                ),
+            )
+        };
+        if let Ok(writer) = writer {
+            // SAFETY: `writer` is live (owned here).
+            if let Ok(this) = unsafe { WRITER_TYPE.cast(py, writer.as_ptr()) } {
+                return this.get().write(py, &data);
+            }
+        }
+        slot.base_write.bind(py).call1((transport, data))?;
+        Ok(())
+    })
+}
+
 /// The classes' type objects, for the raw methods' `self` check (both
 /// classes are final).
 static READER_TYPE: ExactType<TransportReader> = ExactType::new();
@@ -427,6 +546,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TransportAttrs>()?;
     m.add_class::<TransportReader>()?;
     m.add_class::<TransportWriter>()?;
+    m.add_function(wrap_pyfunction!(install_transport_write, m)?)?;
     READER_TYPE.install(py, &[&READ_READY_DEF])?;
     WRITER_TYPE.install(py, &[&WRITE_DEF])
 }

@@ -512,6 +512,15 @@ impl AioLoopCore {
         self.closed.set(value);
     }
 
+    /// asyncio's `get_debug()`. Native because asyncio's C `Future`
+    /// calls it for every future it makes (a stream read's waiter, ...):
+    /// as `BaseEventLoop`'s Python method reading the native `_debug`
+    /// through a generic attribute lookup it cost about 450 instructions,
+    /// twice an echo round trip over streams (callgrind).
+    fn get_debug(&self) -> bool {
+        self.debug.get()
+    }
+
     #[getter]
     fn _debug(&self) -> bool {
         self.debug.get()

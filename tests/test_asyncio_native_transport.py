@@ -266,6 +266,8 @@ def test_a_closed_transport_lets_go_of_its_native_paths():
         # asyncio's write, for a lost connection: counted, not sent.
         transport.write(b"late")
         assert transport._conn_lost == 2
+        transport.set_protocol(Buffered(record))  # (no native reader to tell)
+        assert isinstance(transport.get_protocol(), Buffered)
         return weakref.ref(transport)
 
     loop = gasyncio.new_event_loop()

@@ -115,8 +115,12 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
 
     # The native writer (a TransportWriter, or None once the connection is
     # lost), in a slot: the class's write (installed below) reads it there
-    # without a dict lookup.
-    __slots__ = ("_gw_writer",)
+    # without a dict lookup. The reader (None once the connection is lost)
+    # has one too: nothing here reads `self.__dict__`, which would
+    # materialise the instance dict, and CPython 3.11 then no longer
+    # specialises method calls on the transport (`transport.write(...)`,
+    # `transport.is_closing()`: each took the generic lookup).
+    __slots__ = ("_gw_writer", "_gw_reader")
 
     # Reading into data_received and the write() that sends at once are
     # native (rust/py/aio_transport.rs): four Python frames of every echo
@@ -130,7 +134,9 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
         # of these families, whose short reads mean an empty queue.
         stream = sock.type == socket.SOCK_STREAM and sock.family in _STREAM_FAMILIES
         attrs = self._gw_attrs = _core.TransportAttrs()
-        reader = _core.TransportReader(self, attrs, fd, self.max_size, loop._gw if stream else None)
+        reader = self._gw_reader = _core.TransportReader(
+            self, attrs, fd, self.max_size, loop._gw if stream else None
+        )
         self._read_ready = reader.read_ready
         self._gw_writer = _core.TransportWriter(
             self, attrs, fd, selector_events._SelectorSocketTransport.write
@@ -139,16 +145,18 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
 
     def set_protocol(self, protocol):
         super().set_protocol(protocol)
-        read_ready = self.__dict__.get("_read_ready")  # (gone once the connection is lost)
-        if read_ready is not None:
-            read_ready.__self__.data_path = not isinstance(protocol, protocols.BufferedProtocol)
+        reader = self._gw_reader  # (None once the connection is lost)
+        if reader is not None:
+            reader.data_path = not isinstance(protocol, protocols.BufferedProtocol)
 
     def _call_connection_lost(self, exc):
         try:
             super()._call_connection_lost(exc)
         finally:
             # They refer to the transport: let it go by reference counting.
-            self.__dict__.pop("_read_ready", None)
+            if self._gw_reader is not None:
+                self._gw_reader = None
+                del self._read_ready  # (asyncio's own _read_ready shows again)
             self._gw_writer = None
 
 

@@ -364,6 +364,24 @@ def test_the_natively_kept_attributes_can_be_assigned():
         transport._eof = False
         transport.write(b"y")
         assert peer.recv(10) == b"y"
+
+        # Values of other types are tested by their truth and length, as
+        # asyncio's write tests them.
+        class Flag:
+            def __init__(self, value):
+                self.value = value
+
+            def __bool__(self):
+                return self.value
+
+        transport._eof = Flag(True)
+        with pytest.raises(RuntimeError, match="after write_eof"):
+            transport.write(b"x")
+        transport._eof = Flag(False)
+        transport._buffer = Flag(False)  # asyncio asks `not self._buffer`
+        transport.write(b"z")
+        assert peer.recv(10) == b"z"
+        transport._buffer = bytearray()
         transport.close()
         await record.lost.wait()
         peer.close()

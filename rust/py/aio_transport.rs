@@ -104,6 +104,74 @@ fn read_attr<'py>(
     }
 }
 
+/// The truth of a field's value (`bool(transport.<name>)`). asyncio keeps
+/// bools and ints there: their truth is read under the borrow, without a
+/// reference taken and released; anything else is tested after the borrow
+/// ends (its `__bool__` may run Python code).
+fn attr_truthy(py: Python<'_>, field: &Guarded<Option<Py<PyAny>>>, name: &str) -> PyResult<bool> {
+    let other = {
+        let value = field.borrow();
+        let Some(v) = value.as_ref() else {
+            return Err(missing(name));
+        };
+        let p = v.as_ptr();
+        // SAFETY: `p` is a live object (the field holds a reference); the
+        // singletons are compared by address; the truth of an exact int is
+        // its being non-zero (`PyObject_IsTrue` cannot fail or run Python
+        // code for one).
+        unsafe {
+            if p == ffi::Py_False() || p == ffi::Py_None() {
+                return Ok(false);
+            }
+            if p == ffi::Py_True() {
+                return Ok(true);
+            }
+            if ffi::PyLong_CheckExact(p) != 0 {
+                return Ok(ffi::PyObject_IsTrue(p) > 0);
+            }
+        }
+        v.clone_ref(py)
+    };
+    other.bind(py).is_truthy()
+}
+
+/// Whether a field holds None (`transport.<name> is None`).
+fn attr_is_none(field: &Guarded<Option<Py<PyAny>>>, name: &str) -> PyResult<bool> {
+    match field.borrow().as_ref() {
+        // SAFETY: comparing addresses only.
+        Some(v) => Ok(v.as_ptr() == unsafe { ffi::Py_None() }),
+        None => Err(missing(name)),
+    }
+}
+
+/// `not transport.<name>` (asyncio's test of its write buffer), under the
+/// borrow for the `bytearray` asyncio keeps there (3.11; empty when its
+/// size field is 0), else after it (a `__bool__` or `__len__` may run
+/// Python code).
+fn attr_falsy(py: Python<'_>, field: &Guarded<Option<Py<PyAny>>>, name: &str) -> PyResult<bool> {
+    let other = {
+        let value = field.borrow();
+        let Some(v) = value.as_ref() else {
+            return Err(missing(name));
+        };
+        // SAFETY: `v` is a live object; an exact bytearray's `ob_size` is
+        // its length.
+        unsafe {
+            if ffi::PyByteArray_CheckExact(v.as_ptr()) != 0 {
+                return Ok(ffi::Py_SIZE(v.as_ptr()) == 0);
+            }
+        }
+        v.clone_ref(py)
+    };
+    Ok(!other.bind(py).is_truthy()?)
+}
+
+/// The length of a `bytes` object, read from its header.
+fn bytes_len(data: &Bound<'_, PyBytes>) -> usize {
+    // SAFETY: a live bytes object's `ob_size` is its length (never negative).
+    unsafe { ffi::Py_SIZE(data.as_ptr()) as usize }
+}
+
 #[cold]
 fn missing(name: &str) -> PyErr {
     PyAttributeError::new_err(format!(
@@ -261,7 +329,7 @@ impl TransportReader {
             return Ok(());
         }
         let attrs = self.state.attrs();
-        if read_attr(py, &attrs.conn_lost, "_conn_lost")?.is_truthy()? {
+        if attr_truthy(py, &attrs.conn_lost, "_conn_lost")? {
             return Ok(());
         }
         let data = match recv_once(py, self.fd, self.max_size, 0) {
@@ -280,7 +348,7 @@ impl TransportReader {
             }
             Err(err) => return fatal(transport, err, "Fatal read error on socket transport"),
         };
-        if data.bind(py).as_bytes().is_empty() {
+        if bytes_len(data.bind(py)) == 0 {
             transport.call_method0(intern!(py, "_read_ready__on_eof"))?;
             return Ok(());
         }
@@ -318,13 +386,13 @@ impl TransportWriter {
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let transport = self.state.transport.bind(py);
         let whole = match data.cast_exact::<PyBytes>() {
-            Ok(bytes) if !bytes.as_bytes().is_empty() && self.sends_at_once(py)? => bytes,
+            Ok(bytes) if bytes_len(bytes) != 0 && self.sends_at_once(py)? => bytes,
             _ => {
                 self.base_write.bind(py).call1((transport, data))?;
                 return Ok(());
             }
         };
-        let total = whole.as_bytes().len();
+        let total = bytes_len(whole);
         match send_nowait(py, self.fd, whole.as_any(), 0) {
             Ok(Some(n)) if n == total => Ok(()),
             // Sent in part or not at all: asyncio's write sends or buffers
@@ -347,10 +415,10 @@ impl TransportWriter {
     /// buffered, no EOF written, no sendfile, the connection not lost.
     fn sends_at_once(&self, py: Python<'_>) -> PyResult<bool> {
         let a = self.state.attrs();
-        Ok(!read_attr(py, &a.eof, "_eof")?.is_truthy()?
-            && read_attr(py, &a.empty_waiter, "_empty_waiter")?.is_none()
-            && !read_attr(py, &a.conn_lost, "_conn_lost")?.is_truthy()?
-            && read_attr(py, &a.buffer, "_buffer")?.len()? == 0)
+        Ok(!attr_truthy(py, &a.eof, "_eof")?
+            && attr_is_none(&a.empty_waiter, "_empty_waiter")?
+            && !attr_truthy(py, &a.conn_lost, "_conn_lost")?
+            && attr_falsy(py, &a.buffer, "_buffer")?)
     }
 }
 

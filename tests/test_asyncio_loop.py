@@ -352,6 +352,27 @@ def test_get_debug_follows_set_debug_and_futures_see_it(loop):
     assert asyncio.Future(loop=loop)._source_traceback is None
 
 
+def test_create_future_belongs_to_its_loop_running_or_not(loop):
+    # Made while the loop runs, while it does not, and while another loop
+    # runs: each future is this loop's.
+    other = gwa.new_event_loop()
+    try:
+        assert loop.create_future().get_loop() is loop
+
+        async def inside():
+            return loop.create_future(), other.create_future()
+
+        mine, theirs = loop.run_until_complete(inside())
+        assert mine.get_loop() is loop and theirs.get_loop() is other
+
+        async def from_other():
+            return loop.create_future()
+
+        assert other.run_until_complete(from_other()).get_loop() is loop
+    finally:
+        other.close()
+
+
 def test_debug_mode_logs_slow_callbacks(loop, caplog):
     loop.set_debug(True)
     loop.slow_callback_duration = 0.01

@@ -523,15 +523,6 @@ impl AioLoopCore {
         self.closed.set(value);
     }
 
-    /// asyncio's `get_debug()`. Native because asyncio's C `Future`
-    /// calls it for every future it makes (a stream read's waiter, ...):
-    /// as `BaseEventLoop`'s Python method reading the native `_debug`
-    /// through a generic attribute lookup it cost about 450 instructions,
-    /// twice an echo round trip over streams (callgrind).
-    fn get_debug(&self) -> bool {
-        self.debug.get()
-    }
-
     #[getter]
     fn _debug(&self) -> bool {
         self.debug.get()
@@ -799,6 +790,36 @@ static CALL_SOON_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
     ml_doc: c"call_soon($self, callback, *args, context=None)\n--\n\nasyncio's call_soon: a Handle that calls callback(*args) in the next batch.".as_ptr(),
 });
 
+static GET_DEBUG_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"get_debug".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: get_debug_raw,
+    },
+    ml_flags: ffi::METH_NOARGS,
+    ml_doc: c"get_debug($self, /)\n--\n\nasyncio's get_debug: whether the loop is in debug mode."
+        .as_ptr(),
+});
+
+/// asyncio's `get_debug()`, natively and without PyO3's method trampoline:
+/// asyncio's C `Future` calls it for every future it makes (a stream
+/// read's waiter, ...). As `BaseEventLoop`'s Python method reading the
+/// native `_debug` it cost about 450 instructions, twice an echo round trip
+/// over streams; as a `#[pymethods]` method still about 250 (callgrind).
+unsafe extern "C" fn get_debug_raw(
+    slf: *mut ffi::PyObject,
+    _unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_NOARGS methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard(py, || {
+        // SAFETY: `slf` is borrowed for the call.
+        let this = unsafe { LOOP_TYPE.cast(py, slf) }?;
+        Ok(pyo3::types::PyBool::new(py, this.get().debug.get())
+            .to_owned()
+            .into_any())
+    })
+}
+
 /// `AioLoopCore`'s type object (`GreenwheelEventLoop`, its subclass, takes
 /// the full check in `ExactType::cast`).
 static LOOP_TYPE: ExactType<AioLoopCore> = ExactType::new();
@@ -922,7 +943,7 @@ unsafe fn soon_keywords<'py>(
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AioLoopCore>()?;
-    LOOP_TYPE.install(m.py(), &[&CALL_SOON_DEF])?;
+    LOOP_TYPE.install(m.py(), &[&CALL_SOON_DEF, &GET_DEBUG_DEF])?;
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
     m.add_class::<ReadyQueue>()?;

@@ -338,6 +338,41 @@ def test_keyboard_interrupt_in_a_callback_leaves_run_forever(loop):
     assert loop.run_until_complete(asyncio.sleep(0, "again")) == "again"
 
 
+def test_get_debug_follows_set_debug_and_futures_see_it(loop):
+    # get_debug() is native (asyncio's Future asks it for every future):
+    # it reports what set_debug() and the _debug attribute say, and a
+    # future made in debug mode records where it was made, as in asyncio.
+    assert loop.get_debug() is False
+    assert loop.create_future()._source_traceback is None
+    loop.set_debug(True)
+    assert loop.get_debug() is True
+    assert loop.create_future()._source_traceback is not None
+    loop._debug = False
+    assert loop.get_debug() is False
+    assert asyncio.Future(loop=loop)._source_traceback is None
+
+
+def test_create_future_belongs_to_its_loop_running_or_not(loop):
+    # Made while the loop runs, while it does not, and while another loop
+    # runs: each future is this loop's.
+    other = gwa.new_event_loop()
+    try:
+        assert loop.create_future().get_loop() is loop
+
+        async def inside():
+            return loop.create_future(), other.create_future()
+
+        mine, theirs = loop.run_until_complete(inside())
+        assert mine.get_loop() is loop and theirs.get_loop() is other
+
+        async def from_other():
+            return loop.create_future()
+
+        assert other.run_until_complete(from_other()).get_loop() is loop
+    finally:
+        other.close()
+
+
 def test_debug_mode_logs_slow_callbacks(loop, caplog):
     loop.set_debug(True)
     loop.slow_callback_duration = 0.01

@@ -6,6 +6,7 @@ must give the same bytes, the same protocol calls and the same errors.
 
 import asyncio
 import gc
+import logging
 import socket
 import weakref
 
@@ -254,14 +255,19 @@ def test_a_closed_transport_lets_go_of_its_native_paths():
         ours, peer = socket.socketpair()
         record = Record()
         transport, protocol = await loop.create_connection(lambda: Plain(record), sock=ours)
-        assert type(transport.write.__self__).__name__ == "TransportWriter"
+        assert type(transport._gw_writer).__name__ == "TransportWriter"
         assert type(transport._read_ready.__self__).__name__ == "TransportReader"
         transport.write(b"hello")
         assert peer.recv(100) == b"hello"
         transport.close()
         await record.lost.wait()
         peer.close()
-        assert "write" not in vars(transport) and "_read_ready" not in vars(transport)
+        assert transport._gw_writer is None and "_read_ready" not in vars(transport)
+        # asyncio's write, for a lost connection: counted, not sent.
+        transport.write(b"late")
+        assert transport._conn_lost == 2
+        transport.set_protocol(Buffered(record))  # (no native reader to tell)
+        assert isinstance(transport.get_protocol(), Buffered)
         return weakref.ref(transport)
 
     loop = gasyncio.new_event_loop()
@@ -269,6 +275,120 @@ def test_a_closed_transport_lets_go_of_its_native_paths():
         ref = loop.run_until_complete(main())
         gc.collect()
         assert ref() is None
+    finally:
+        loop.close()
+
+
+async def writes_after_loss():
+    # After the connection is lost asyncio counts further writes in
+    # `_conn_lost` and warns from the fifth on: the count is kept natively
+    # (TransportAttrs) and asyncio's `+= 1` must reach it.
+    loop = asyncio.get_running_loop()
+    warnings = []
+
+    class Collect(logging.Handler):
+        def emit(self, rec):
+            warnings.append(rec.getMessage())
+
+    handler = Collect(logging.WARNING)
+    logging.getLogger("asyncio").addHandler(handler)
+    try:
+        ours, peer = socket.socketpair()
+        record = Record()
+        transport, _ = await loop.create_connection(lambda: Plain(record), sock=ours)
+        transport.abort()
+        await record.lost.wait()
+        peer.close()
+        for _ in range(7):
+            transport.write(b"lost")
+    finally:
+        logging.getLogger("asyncio").removeHandler(handler)
+    return warnings, transport._conn_lost
+
+
+def test_writes_after_the_connection_is_lost_are_counted_as_in_asyncio():
+    got, want = on_both_loops(writes_after_loss)
+    assert got == want
+    assert got[0] == ["socket.send() raised exception."] * 3
+
+
+async def attribute_states():
+    # The attributes the native paths read (stored natively) read back as
+    # asyncio wrote them, through the transport's life.
+    loop = asyncio.get_running_loop()
+    ours, peer = socket.socketpair()
+    record = Record()
+    transport, protocol = await loop.create_connection(lambda: Plain(record), sock=ours)
+
+    def state():
+        return (
+            transport._conn_lost,
+            transport._eof,
+            transport._empty_waiter,
+            bytes(transport._buffer),
+            transport._protocol is transport.get_protocol(),
+            type(transport._protocol).__name__,
+        )
+
+    states = [state()]
+    transport.write(b"x" * 300_000)  # more than the socket takes: the rest is buffered
+    states.append(state()[:3] + (len(transport._buffer) > 0,) + state()[4:])
+    transport.set_protocol(Buffered(record))
+    states.append(state()[:3] + state()[4:])
+    transport.write_eof()
+    states.append(state()[:3] + state()[4:])
+    transport.abort()
+    await record.lost.wait()
+    peer.close()
+    states.append(state())
+    return states
+
+
+def test_the_natively_kept_attributes_read_as_in_asyncio():
+    got, want = on_both_loops(attribute_states)
+    assert got == want
+    assert got[0] == (0, False, None, b"", True, "Plain")
+
+
+def test_the_natively_kept_attributes_can_be_assigned():
+    # asyncio assigns them (and programs may): the native write path sees
+    # an assigned `_eof` and refuses as asyncio's write does.
+    async def main():
+        loop = asyncio.get_running_loop()
+        ours, peer = socket.socketpair()
+        record = Record()
+        transport, _ = await loop.create_connection(lambda: Plain(record), sock=ours)
+        transport._eof = True
+        with pytest.raises(RuntimeError, match="Cannot call write\\(\\) after write_eof\\(\\)"):
+            transport.write(b"x")
+        transport._eof = False
+        transport.write(b"y")
+        assert peer.recv(10) == b"y"
+
+        # Values of other types are tested by their truth and length, as
+        # asyncio's write tests them.
+        class Flag:
+            def __init__(self, value):
+                self.value = value
+
+            def __bool__(self):
+                return self.value
+
+        transport._eof = Flag(True)
+        with pytest.raises(RuntimeError, match="after write_eof"):
+            transport.write(b"x")
+        transport._eof = Flag(False)
+        transport._buffer = Flag(False)  # asyncio asks `not self._buffer`
+        transport.write(b"z")
+        assert peer.recv(10) == b"z"
+        transport._buffer = bytearray()
+        transport.close()
+        await record.lost.wait()
+        peer.close()
+
+    loop = gasyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
     finally:
         loop.close()
 

@@ -113,36 +113,78 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
 
     max_size = 64 * 1024
 
+    # The native writer (a TransportWriter, or None once the connection is
+    # lost), in a slot: the class's write (installed below) reads it there
+    # without a dict lookup. The reader (None once the connection is lost)
+    # has one too: nothing here reads `self.__dict__`, which would
+    # materialise the instance dict, and CPython 3.11 then no longer
+    # specialises method calls on the transport (`transport.write(...)`,
+    # `transport.is_closing()`: each took the generic lookup).
+    __slots__ = ("_gw_writer", "_gw_reader")
+
     # Reading into data_received and the write() that sends at once are
     # native (rust/py/aio_transport.rs): four Python frames of every echo
-    # round trip.  Their bound methods are instance attributes shadowing
-    # asyncio's, set before asyncio's __init__ registers _read_ready with
-    # the loop.
+    # round trip. The reader's bound method is an instance attribute
+    # shadowing asyncio's _read_ready, set before asyncio's __init__
+    # registers it with the loop; write is the class's own (see below).
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         fd = sock.fileno()
         # The greenwheel loop is told when a read empties the socket (it
         # then needs no epoll_ctl before the next wait): for stream sockets
         # of these families, whose short reads mean an empty queue.
         stream = sock.type == socket.SOCK_STREAM and sock.family in _STREAM_FAMILIES
-        reader = _core.TransportReader(self, fd, self.max_size, loop._gw if stream else None)
+        attrs = self._gw_attrs = _core.TransportAttrs()
+        reader = self._gw_reader = _core.TransportReader(
+            self, attrs, fd, self.max_size, loop._gw if stream else None
+        )
         self._read_ready = reader.read_ready
-        writer = _core.TransportWriter(self, fd, selector_events._SelectorSocketTransport.write)
-        self.write = writer.write
+        self._gw_writer = _core.TransportWriter(
+            self, attrs, fd, selector_events._SelectorSocketTransport.write
+        )
         super().__init__(loop, sock, protocol, waiter, extra, server)
 
     def set_protocol(self, protocol):
         super().set_protocol(protocol)
-        read_ready = self.__dict__.get("_read_ready")  # (gone once the connection is lost)
-        if read_ready is not None:
-            read_ready.__self__.data_path = not isinstance(protocol, protocols.BufferedProtocol)
+        reader = self._gw_reader  # (None once the connection is lost)
+        if reader is not None:
+            reader.data_path = not isinstance(protocol, protocols.BufferedProtocol)
 
     def _call_connection_lost(self, exc):
         try:
             super()._call_connection_lost(exc)
         finally:
             # They refer to the transport: let it go by reference counting.
-            self.__dict__.pop("_read_ready", None)
-            self.__dict__.pop("write", None)
+            if self._gw_reader is not None:
+                self._gw_reader = None
+                del self._read_ready  # (asyncio's own _read_ready shows again)
+            self._gw_writer = None
+
+
+def _native_attr(name):
+    """A property storing asyncio's attribute *name* in the transport's
+    ``_core.TransportAttrs``, where the native paths read it without a
+    dict lookup (rust/py/aio_transport.rs)."""
+
+    def get(self):
+        return getattr(self._gw_attrs, name)
+
+    def set(self, value):
+        setattr(self._gw_attrs, name, value)
+
+    return property(get, set, doc=f"asyncio's ``{name}``, stored natively.")
+
+
+# write(): natively through _gw_writer while it holds a TransportWriter,
+# else asyncio's. (The ignore: as for the class above.)
+_core.install_transport_write(
+    _SocketTransport,
+    selector_events._SelectorSocketTransport.write,  # type: ignore[attr-defined]
+)
+
+# The attributes the native read and write paths read on every call.
+for _name in ("_conn_lost", "_eof", "_empty_waiter", "_buffer", "_protocol"):
+    setattr(_SocketTransport, _name, _native_attr(_name))
+del _name
 
 
 # (The ignore: call_soon returns the native Handle of rust/py/aio.rs, which

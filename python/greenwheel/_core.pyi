@@ -36,6 +36,8 @@ __all__ = [
     "HttpParseError",
     "TooManyHeaders",
     "RequestError",
+    "TransportAttrs",
+    "install_transport_write",
     "TransportReader",
     "TransportWriter",
     "RequestHead",
@@ -677,6 +679,7 @@ class AioLoopCore:
     def _disarm_timers(self) -> None: ...
     def _armed_count(self) -> int: ...
     def _schedule_drain(self) -> None: ...
+    def get_debug(self) -> bool: ...
     def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle: ...
     def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle: ...
     def _remove_reader(self, fd: Any) -> bool: ...
@@ -705,12 +708,31 @@ class AioLoopCore:
 
 # --- greenwheel.asyncio's socket transport (rust/py/aio_transport.rs) -------
 
+def install_transport_write(cls: type, base_write: Callable[[Any, Any], object]) -> None:
+    """Make ``cls.write`` the native write through the ``_gw_writer`` slot."""
+
+@final
+class TransportAttrs:
+    """The transport attributes the native paths read, stored natively."""
+
+    def __new__(cls) -> Self: ...
+    _conn_lost: Any
+    _eof: Any
+    _empty_waiter: Any
+    _buffer: Any
+    _protocol: Any
+
 @final
 class TransportReader:
     """A socket transport's ``_read_ready``: reads into ``data_received``."""
 
     def __new__(
-        cls, transport: Any, fd: int, max_size: int, gw_loop: Loop | None = None
+        cls,
+        transport: Any,
+        attrs: TransportAttrs,
+        fd: int,
+        max_size: int,
+        gw_loop: Loop | None = None,
     ) -> Self: ...
     data_path: bool
     def read_ready(self, /) -> None: ...
@@ -719,5 +741,11 @@ class TransportReader:
 class TransportWriter:
     """A socket transport's ``write``: sends at once when asyncio's would."""
 
-    def __new__(cls, transport: Any, fd: int, base_write: Callable[[Any, Any], object]) -> Self: ...
+    def __new__(
+        cls,
+        transport: Any,
+        attrs: TransportAttrs,
+        fd: int,
+        base_write: Callable[[Any, Any], object],
+    ) -> Self: ...
     def write(self, data: Any, /) -> None: ...

@@ -17,33 +17,42 @@
 //!   `write` would send it at once (nothing buffered, no EOF written, no
 //!   sendfile, connection not lost). Everything else goes to asyncio's own
 //!   methods.
-//! - They hold their transport, and the transport holds them (their bound
-//!   methods are instance attributes shadowing asyncio's): the Python side
-//!   (`_asyncio_loop._SocketTransport`) removes them when the connection is
-//!   lost, and they take part in the cyclic GC meanwhile.
+//! - They hold their transport, and the transport holds them (the reader's
+//!   bound method is an instance attribute shadowing asyncio's
+//!   `_read_ready`; the writer sits in the `_gw_writer` slot the class's
+//!   native `write` reads, see [`install_transport_write`]): the Python
+//!   side (`_asyncio_loop._SocketTransport`) lets go of them when the
+//!   connection is lost, and they take part in the cyclic GC meanwhile.
 //! - Those two methods are plain CPython methods (`raw_fn`): called as a
 //!   `__call__` they cost a tuple, PyO3's argument parsing and its
 //!   trampoline each time, about 300 instructions a call (callgrind).
 //! - No borrow is held across a call into Python (there is no interior
 //!   state but a `BoolCell`).
-//! - The transport's state (`_conn_lost`, `_buffer`, ...) is read from its
-//!   instance `__dict__`, held from the start, falling back to `getattr`
-//!   when a name is not there: a generic `getattr` cost about 220
-//!   instructions a name, a third of the native paths' own cost
-//!   (callgrind, an echo round trip reads twelve).
+//! - The transport state they read (`_conn_lost`, `_eof`, `_empty_waiter`,
+//!   `_buffer`, `_protocol`) is stored natively, in a [`TransportAttrs`]
+//!   the transport's properties of those names read and write: a generic
+//!   `getattr` cost about 220 instructions a name and a lookup in the
+//!   instance `__dict__` about 160, and an echo round trip reads twelve
+//!   (callgrind: 9,000 instructions a round trip with the dict, 7,400
+//!   without).
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::exceptions::{
+    PyAttributeError, PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError,
+};
 use pyo3::ffi;
 use pyo3::gc::{PyTraverseError, PyVisit};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyType};
+use pyo3::Borrowed;
 
 use super::loop_::Loop;
-use super::raw_fn::{guard, meth_o, ExactType, MethodDef};
+use super::raw_fn::{guard, install_method, meth_o, ExactType, MethodDef};
 use super::sockio::{recv_once, send_nowait};
-use super::sync::BoolCell;
+use super::sync::{BoolCell, Guarded};
 use crate::poller::READ;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Whether an error is one asyncio lets through (`SystemExit`,
 /// `KeyboardInterrupt`) rather than handing it to `_fatal_error`.
@@ -61,39 +70,239 @@ fn fatal(transport: &Bound<'_, PyAny>, err: PyErr, message: &'static str) -> PyR
     Ok(())
 }
 
-/// A transport's instance attributes, read through its `__dict__`.
+/// The transport attributes the native paths read, stored natively.
+///
+/// Why: read from the instance `__dict__`, each cost about 160
+/// instructions (a dict lookup through `PyDict_GetItemWithError`), and an
+/// echo round trip reads twelve: a fifth of its cost (callgrind). Here a
+/// read is a lock-free borrow of a field.
+///
+/// `_SocketTransport` makes `_conn_lost`, `_eof`, `_empty_waiter`,
+/// `_buffer` and `_protocol` properties that read and write these fields,
+/// so asyncio's own code (which assigns them: `self._conn_lost += 1`, ...)
+/// and the native paths see one copy. A field not assigned yet raises
+/// `AttributeError`, as the missing instance attribute did.
+#[pyclass(frozen, module = "greenwheel._core")]
+pub(crate) struct TransportAttrs {
+    conn_lost: Attr,
+    eof: Attr,
+    empty_waiter: Attr,
+    buffer: Attr,
+    protocol: Attr,
+}
+
+/// One attribute: its value, and what is known of it without looking.
+struct Attr {
+    value: Guarded<Option<Py<PyAny>>>,
+    /// [`UNKNOWN`], [`FALSY`], [`TRUTHY`] or [`NONE`], set with the value.
+    /// asyncio keeps bools, ints and None in `_conn_lost`, `_eof` and
+    /// `_empty_waiter`, whose truth cannot change: read here, a write's
+    /// three tests cost a load each instead of a borrow and a truth test
+    /// (about 45 instructions a test, callgrind).
+    known: AtomicU8,
+}
+
+/// Not assigned, or a value whose truth is tested when read (its
+/// `__bool__` may run Python code, and may change its answer).
+const UNKNOWN: u8 = 0;
+/// False, or an int equal to 0.
+const FALSY: u8 = 1;
+/// True, or a non-zero int.
+const TRUTHY: u8 = 2;
+/// None.
+const NONE: u8 = 3;
+
+impl Attr {
+    const fn new() -> Self {
+        Attr {
+            value: Guarded::new(None),
+            known: AtomicU8::new(UNKNOWN),
+        }
+    }
+
+    /// What `value` is known to be (see the field `known`).
+    fn classify(value: &Bound<'_, PyAny>) -> u8 {
+        let p = value.as_ptr();
+        // SAFETY: `p` is live (borrowed); the singletons are compared by
+        // address; `PyObject_IsTrue` cannot fail or run Python code for an
+        // exact int.
+        unsafe {
+            if p == ffi::Py_None() {
+                NONE
+            } else if p == ffi::Py_True() {
+                TRUTHY
+            } else if p == ffi::Py_False() {
+                FALSY
+            } else if ffi::PyLong_CheckExact(p) != 0 {
+                if ffi::PyObject_IsTrue(p) > 0 {
+                    TRUTHY
+                } else {
+                    FALSY
+                }
+            } else {
+                UNKNOWN
+            }
+        }
+    }
+
+    /// Assign. The old value is released after the borrow ends (its
+    /// release may run Python code). (asyncio never deletes these.)
+    fn set(&self, value: &Bound<'_, PyAny>) {
+        let old = self.value.replace(Some(value.clone().unbind()));
+        self.known.store(Self::classify(value), Ordering::Relaxed);
+        drop(old);
+    }
+
+    fn clear(&self) {
+        if let Ok(mut v) = self.value.try_borrow_mut() {
+            let taken = v.take();
+            drop(v);
+            self.known.store(UNKNOWN, Ordering::Relaxed);
+            drop(taken);
+        }
+    }
+}
+
+/// A field's value (a new reference: the borrow ends before the caller
+/// can run Python code with it), or asyncio's `AttributeError`.
+fn read_attr<'py>(py: Python<'py>, field: &Attr, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let value = field.value.borrow().as_ref().map(|v| v.clone_ref(py));
+    match value {
+        Some(v) => Ok(v.into_bound(py)),
+        None => Err(missing(name)),
+    }
+}
+
+/// The truth of a field's value (`bool(transport.<name>)`): known for
+/// the values asyncio keeps there (see `Attr::known`); anything else is
+/// tested after the borrow ends (its `__bool__` may run Python code).
+fn attr_truthy(py: Python<'_>, field: &Attr, name: &str) -> PyResult<bool> {
+    match field.known.load(Ordering::Relaxed) {
+        FALSY | NONE => return Ok(false),
+        TRUTHY => return Ok(true),
+        _ => {}
+    }
+    read_attr(py, field, name)?.is_truthy()
+}
+
+/// Whether a field holds None (`transport.<name> is None`).
+fn attr_is_none(field: &Attr, name: &str) -> PyResult<bool> {
+    match field.known.load(Ordering::Relaxed) {
+        NONE => return Ok(true),
+        FALSY | TRUTHY => return Ok(false),
+        _ => {}
+    }
+    match field.value.borrow().as_ref() {
+        // SAFETY: comparing addresses only.
+        Some(v) => Ok(v.as_ptr() == unsafe { ffi::Py_None() }),
+        None => Err(missing(name)),
+    }
+}
+
+/// `not transport.<name>` (asyncio's test of its write buffer), under the
+/// borrow for the `bytearray` asyncio keeps there (3.11; empty when its
+/// size field is 0), else after it (a `__bool__` or `__len__` may run
+/// Python code).
+fn attr_falsy(py: Python<'_>, field: &Attr, name: &str) -> PyResult<bool> {
+    let other = {
+        let value = field.value.borrow();
+        let Some(v) = value.as_ref() else {
+            return Err(missing(name));
+        };
+        // SAFETY: `v` is a live object; an exact bytearray's `ob_size` is
+        // its length.
+        unsafe {
+            if ffi::PyByteArray_CheckExact(v.as_ptr()) != 0 {
+                return Ok(ffi::Py_SIZE(v.as_ptr()) == 0);
+            }
+        }
+        v.clone_ref(py)
+    };
+    Ok(!other.bind(py).is_truthy()?)
+}
+
+/// The length of a `bytes` object, read from its header.
+fn bytes_len(data: &Bound<'_, PyBytes>) -> usize {
+    // SAFETY: a live bytes object's `ob_size` is its length (never negative).
+    unsafe { ffi::Py_SIZE(data.as_ptr()) as usize }
+}
+
+#[cold]
+fn missing(name: &str) -> PyErr {
+    PyAttributeError::new_err(format!(
+        "'_SocketTransport' object has no attribute '{name}'"
+    ))
+}
+
+macro_rules! attr_accessors {
+    ($($field:ident, $get:ident, $set:ident, $name:literal;)*) => {
+        #[pymethods]
+        impl TransportAttrs {
+            #[new]
+            fn new() -> Self {
+                TransportAttrs {
+                    conn_lost: Attr::new(),
+                    eof: Attr::new(),
+                    empty_waiter: Attr::new(),
+                    buffer: Attr::new(),
+                    protocol: Attr::new(),
+                }
+            }
+
+            $(
+                #[getter($name)]
+                fn $get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                    read_attr(py, &self.$field, $name)
+                }
+
+                #[setter($name)]
+                fn $set(&self, value: Bound<'_, PyAny>) {
+                    self.$field.set(&value)
+                }
+            )*
+
+            fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+                $(
+                    if let Ok(v) = self.$field.value.try_borrow() {
+                        if let Some(v) = v.as_ref() {
+                            visit.call(v)?;
+                        }
+                    }
+                )*
+                Ok(())
+            }
+
+            fn __clear__(&self) {
+                $(
+                    self.$field.clear();
+                )*
+            }
+        }
+    };
+}
+
+attr_accessors! {
+    conn_lost, get_conn_lost, set_conn_lost, "_conn_lost";
+    eof, get_eof, set_eof, "_eof";
+    empty_waiter, get_empty_waiter, set_empty_waiter, "_empty_waiter";
+    buffer, get_buffer, set_buffer, "_buffer";
+    protocol, get_protocol, set_protocol, "_protocol";
+}
+
+/// What the native paths hold of their transport.
 struct State {
     transport: Py<PyAny>,
-    /// `transport.__dict__` (the same object for the instance's life unless
-    /// a program assigns `__dict__`, which only costs the fast path).
-    dict: Py<PyDict>,
+    attrs: Py<TransportAttrs>,
 }
 
 impl State {
-    fn new(py: Python<'_>, transport: Py<PyAny>) -> PyResult<Self> {
-        let dict = transport
-            .bind(py)
-            .getattr(intern!(py, "__dict__"))?
-            .cast_into::<PyDict>()?
-            .unbind();
-        Ok(State { transport, dict })
-    }
-
-    /// `transport.<name>`: from the instance dict when it is there.
-    fn get<'py>(
-        &self,
-        py: Python<'py>,
-        name: &Bound<'py, PyString>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        match self.dict.bind(py).get_item(name)? {
-            Some(value) => Ok(value),
-            None => self.transport.bind(py).getattr(name),
-        }
+    fn attrs(&self) -> &TransportAttrs {
+        self.attrs.get()
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.transport)?;
-        visit.call(&self.dict)
+        visit.call(&self.attrs)
     }
 }
 
@@ -118,16 +327,16 @@ pub(crate) struct TransportReader {
 #[pymethods]
 impl TransportReader {
     #[new]
-    #[pyo3(signature = (transport, fd, max_size, gw_loop = None))]
+    #[pyo3(signature = (transport, attrs, fd, max_size, gw_loop = None))]
     fn new(
-        py: Python<'_>,
         transport: Py<PyAny>,
+        attrs: Py<TransportAttrs>,
         fd: i32,
         max_size: isize,
         gw_loop: Option<Py<Loop>>,
     ) -> PyResult<Self> {
         Ok(TransportReader {
-            state: State::new(py, transport)?,
+            state: State { transport, attrs },
             fd,
             max_size,
             data_path: BoolCell::new(false),
@@ -163,7 +372,8 @@ impl TransportReader {
             transport.getattr(intern!(py, "_read_ready_cb"))?.call0()?;
             return Ok(());
         }
-        if self.state.get(py, intern!(py, "_conn_lost"))?.is_truthy()? {
+        let attrs = self.state.attrs();
+        if attr_truthy(py, &attrs.conn_lost, "_conn_lost")? {
             return Ok(());
         }
         let data = match recv_once(py, self.fd, self.max_size, 0) {
@@ -182,11 +392,11 @@ impl TransportReader {
             }
             Err(err) => return fatal(transport, err, "Fatal read error on socket transport"),
         };
-        if data.bind(py).as_bytes().is_empty() {
+        if bytes_len(data.bind(py)) == 0 {
             transport.call_method0(intern!(py, "_read_ready__on_eof"))?;
             return Ok(());
         }
-        let protocol = self.state.get(py, intern!(py, "_protocol"))?;
+        let protocol = read_attr(py, &attrs.protocol, "_protocol")?;
         match protocol.call_method1(intern!(py, "data_received"), (data,)) {
             Ok(_) => Ok(()),
             Err(err) => fatal(
@@ -220,13 +430,13 @@ impl TransportWriter {
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let transport = self.state.transport.bind(py);
         let whole = match data.cast_exact::<PyBytes>() {
-            Ok(bytes) if !bytes.as_bytes().is_empty() && self.sends_at_once(py)? => bytes,
+            Ok(bytes) if bytes_len(bytes) != 0 && self.sends_at_once(py)? => bytes,
             _ => {
                 self.base_write.bind(py).call1((transport, data))?;
                 return Ok(());
             }
         };
-        let total = whole.as_bytes().len();
+        let total = bytes_len(whole);
         match send_nowait(py, self.fd, whole.as_any(), 0) {
             Ok(Some(n)) if n == total => Ok(()),
             // Sent in part or not at all: asyncio's write sends or buffers
@@ -248,20 +458,25 @@ impl TransportWriter {
     /// Whether asyncio's `write` would try to send `data` at once: nothing
     /// buffered, no EOF written, no sendfile, the connection not lost.
     fn sends_at_once(&self, py: Python<'_>) -> PyResult<bool> {
-        let st = &self.state;
-        Ok(!st.get(py, intern!(py, "_eof"))?.is_truthy()?
-            && st.get(py, intern!(py, "_empty_waiter"))?.is_none()
-            && !st.get(py, intern!(py, "_conn_lost"))?.is_truthy()?
-            && st.get(py, intern!(py, "_buffer"))?.len()? == 0)
+        let a = self.state.attrs();
+        Ok(!attr_truthy(py, &a.eof, "_eof")?
+            && attr_is_none(&a.empty_waiter, "_empty_waiter")?
+            && !attr_truthy(py, &a.conn_lost, "_conn_lost")?
+            && attr_falsy(py, &a.buffer, "_buffer")?)
     }
 }
 
 #[pymethods]
 impl TransportWriter {
     #[new]
-    fn new(py: Python<'_>, transport: Py<PyAny>, fd: i32, base_write: Py<PyAny>) -> PyResult<Self> {
+    fn new(
+        transport: Py<PyAny>,
+        attrs: Py<TransportAttrs>,
+        fd: i32,
+        base_write: Py<PyAny>,
+    ) -> PyResult<Self> {
         Ok(TransportWriter {
-            state: State::new(py, transport)?,
+            state: State { transport, attrs },
             fd,
             base_write,
         })
@@ -295,6 +510,119 @@ asyncio's would, else hand `data` to asyncio's `write`."
         .as_ptr(),
 });
 
+/// `_SocketTransport.write`: a method of the transport class itself, so
+/// that `transport.write(data)` is a specialised method call in Python
+/// code. As an instance attribute shadowing the class's (a bound method of
+/// the writer), each `transport.write` lookup took CPython's generic path
+/// (`_PyObject_GetMethod`: the type's attribute, then the instance dict),
+/// about 180 instructions, twice a round trip.
+static TRANSPORT_WRITE_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"write".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: transport_write_raw,
+    },
+    ml_flags: ffi::METH_O,
+    ml_doc: c"write($self, data, /)\n--\n\nasyncio's `write`: sent at once natively when \
+asyncio's would send at once (the transport's `_gw_writer`), else asyncio's `write`."
+        .as_ptr(),
+});
+
+/// Where `transport_write_raw` finds a transport's writer: the class's
+/// `_gw_writer` slot, and asyncio's `write` for when it holds none.
+struct WriterSlot {
+    /// The slot's member descriptor (kept alive: `member` points into it).
+    _descr: Py<PyAny>,
+    /// Its `PyMemberDef`, as an address (`*mut` is not `Sync`).
+    member: usize,
+    /// `_SelectorSocketTransport.write`.
+    base_write: Py<PyAny>,
+}
+
+static WRITER_SLOT: PyOnceLock<WriterSlot> = PyOnceLock::new();
+
+/// `install_transport_write(cls, base_write)`: makes `cls.write` the native
+/// write, which sends through the `TransportWriter` in the instance's
+/// `_gw_writer` slot (declared in `cls.__slots__`) and calls `base_write`
+/// (asyncio's `write`) when the slot holds anything else. Once per process.
+#[pyfunction]
+pub(crate) fn install_transport_write(
+    cls: &Bound<'_, PyType>,
+    base_write: Py<PyAny>,
+) -> PyResult<()> {
+    let py = cls.py();
+    let descr = cls
+        .getattr(intern!(py, "__dict__"))?
+        .get_item(intern!(py, "_gw_writer"))?;
+    // SAFETY: reading the type of a live object.
+    let is_member =
+        unsafe { ffi::Py_TYPE(descr.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) };
+    if !is_member {
+        return Err(PyTypeError::new_err(
+            "_gw_writer must be a slot of the class",
+        ));
+    }
+    // SAFETY: a PyMemberDescr_Type object is a PyMemberDescrObject, whose
+    // `d_member` is the class's `PyMemberDef` (pyo3-ffi types the field as
+    // a `PyGetSetDef` pointer; CPython's is a `PyMemberDef` pointer), which
+    // lives as long as the class, which the descriptor keeps alive.
+    let member = unsafe { (*descr.as_ptr().cast::<ffi::PyMemberDescrObject>()).d_member } as usize;
+    let mut fresh = false;
+    WRITER_SLOT.get_or_init(py, || {
+        fresh = true;
+        WriterSlot {
+            _descr: descr.clone().unbind(),
+            member,
+            base_write,
+        }
+    });
+    if !fresh {
+        return Err(PyRuntimeError::new_err(
+            "the transport write is installed already",
+        ));
+    }
+    install_method(cls, &TRANSPORT_WRITE_DEF)
+}
+
+unsafe extern "C" fn transport_write_raw(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_O methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard(py, || {
+        // SAFETY: CPython passes a METH_O method its own arguments, borrowed
+        // for the call.
+        let (transport, data) =
+            unsafe { (Borrowed::from_ptr(py, slf), Borrowed::from_ptr(py, arg)) };
+        let Some(slot) = WRITER_SLOT.get(py) else {
+            return Err(PyRuntimeError::new_err(
+                "the transport write is not installed",
+            ));
+        };
+        // SAFETY: the method descriptor only calls this with an instance of
+        // the class whose slot `member` describes (or of a subclass, which
+        // has the slot at the same offset); PyMember_GetOne returns a new
+        // reference, or NULL with an AttributeError for an empty slot.
+        let writer = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyMember_GetOne(
+                    slf.cast::<std::ffi::c_char>(),
+                    slot.member as *mut ffi::PyMemberDef,
+                ),
+            )
+        };
+        if let Ok(writer) = writer {
+            // SAFETY: `writer` is live (owned here).
+            if let Ok(this) = unsafe { WRITER_TYPE.cast(py, writer.as_ptr()) } {
+                return this.get().write(py, &data);
+            }
+        }
+        slot.base_write.bind(py).call1((transport, data))?;
+        Ok(())
+    })
+}
+
 /// The classes' type objects, for the raw methods' `self` check (both
 /// classes are final).
 static READER_TYPE: ExactType<TransportReader> = ExactType::new();
@@ -327,8 +655,10 @@ unsafe extern "C" fn write_raw(
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    m.add_class::<TransportAttrs>()?;
     m.add_class::<TransportReader>()?;
     m.add_class::<TransportWriter>()?;
+    m.add_function(wrap_pyfunction!(install_transport_write, m)?)?;
     READER_TYPE.install(py, &[&READ_READY_DEF])?;
     WRITER_TYPE.install(py, &[&WRITE_DEF])
 }

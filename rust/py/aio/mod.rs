@@ -435,10 +435,21 @@ impl AioLoopCore {
     }
 
     /// asyncio's `create_future()`: a Future of this loop.
+    ///
+    /// While this loop is the running one, `Future()` (which takes the
+    /// running loop) makes the same future as `Future(loop=self)` without
+    /// a keywords dict: building and releasing it was about 440 of the
+    /// 1,750 instructions a future cost (callgrind), and a stream read
+    /// makes one.
     fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        static RUNNING: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         let future = asyncio_attr(py, &FUTURE, "futures", &["Future"])?;
+        let running = asyncio_attr(py, &RUNNING, "events", &["_get_running_loop"])?;
+        if running.call0()?.is(slf) {
+            return Ok(future.call0()?.unbind());
+        }
         let kwargs = PyDict::new(py);
         kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
         Ok(future.call((), Some(&kwargs))?.unbind())
@@ -779,6 +790,36 @@ static CALL_SOON_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
     ml_doc: c"call_soon($self, callback, *args, context=None)\n--\n\nasyncio's call_soon: a Handle that calls callback(*args) in the next batch.".as_ptr(),
 });
 
+static GET_DEBUG_DEF: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"get_debug".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunction: get_debug_raw,
+    },
+    ml_flags: ffi::METH_NOARGS,
+    ml_doc: c"get_debug($self, /)\n--\n\nasyncio's get_debug: whether the loop is in debug mode."
+        .as_ptr(),
+});
+
+/// asyncio's `get_debug()`, natively and without PyO3's method trampoline:
+/// asyncio's C `Future` calls it for every future it makes (a stream
+/// read's waiter, ...). As `BaseEventLoop`'s Python method reading the
+/// native `_debug` it cost about 450 instructions, twice an echo round trip
+/// over streams; as a `#[pymethods]` method still about 250 (callgrind).
+unsafe extern "C" fn get_debug_raw(
+    slf: *mut ffi::PyObject,
+    _unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls METH_NOARGS methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    guard(py, || {
+        // SAFETY: `slf` is borrowed for the call.
+        let this = unsafe { LOOP_TYPE.cast(py, slf) }?;
+        Ok(pyo3::types::PyBool::new(py, this.get().debug.get())
+            .to_owned()
+            .into_any())
+    })
+}
+
 /// `AioLoopCore`'s type object (`GreenwheelEventLoop`, its subclass, takes
 /// the full check in `ExactType::cast`).
 static LOOP_TYPE: ExactType<AioLoopCore> = ExactType::new();
@@ -813,11 +854,46 @@ unsafe extern "C" fn call_soon_raw(
         let call_args = if npos <= 1 {
             PyTuple::empty(py)
         } else {
-            PyTuple::new(py, (1..npos).map(arg))?
+            // SAFETY: as above, for the positional values after the
+            // callback.
+            unsafe { rest_tuple(py, args, npos) }?
         };
         let handle = AioLoopCore::soon(&this, callback, call_args.unbind(), context)?;
         Ok(handle.into_bound(py).into_any())
     })
+}
+
+/// The positional arguments after the first, as a tuple (the callback's
+/// arguments: asyncio's Future passes one, itself, for each done callback).
+///
+/// Why not `PyTuple::new` from an iterator: about 145 instructions a call
+/// there against a third of it here (callgrind), twice a streams echo
+/// round trip.
+///
+/// # Safety
+/// `args` must hold `npos` live object pointers, borrowed for the call, and
+/// `npos` must be at least 2.
+unsafe fn rest_tuple<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    npos: usize,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let len = npos - 1;
+    // SAFETY: PyTuple_New returns a new tuple of `len` empty slots or NULL
+    // with an exception set (then a PyErr here).
+    let tuple =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(len as ffi::Py_ssize_t)) }?;
+    for i in 0..len {
+        // SAFETY: `i + 1 < npos` (the caller's contract); each slot of the
+        // fresh tuple is filled once, with a new reference it then owns.
+        unsafe {
+            let item = *args.add(i + 1);
+            ffi::Py_INCREF(item);
+            ffi::PyTuple_SET_ITEM(tuple.as_ptr(), i as ffi::Py_ssize_t, item);
+        }
+    }
+    // SAFETY: PyTuple_New made a tuple.
+    Ok(unsafe { tuple.cast_into_unchecked::<PyTuple>() })
 }
 
 /// The first `("context",)` keyword-names tuple `call_soon` was called
@@ -867,7 +943,7 @@ unsafe fn soon_keywords<'py>(
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AioLoopCore>()?;
-    LOOP_TYPE.install(m.py(), &[&CALL_SOON_DEF])?;
+    LOOP_TYPE.install(m.py(), &[&CALL_SOON_DEF, &GET_DEBUG_DEF])?;
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
     m.add_class::<ReadyQueue>()?;

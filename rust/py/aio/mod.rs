@@ -240,6 +240,7 @@ impl AioLoopCore {
                 py,
                 ReadyQueue {
                     items: Guarded::new(VecDeque::new()),
+                    loop_running: BoolCell::new(false),
                 },
             )?,
             closed: BoolCell::new(false),
@@ -540,6 +541,7 @@ impl AioLoopCore {
     #[setter(_runners)]
     fn set_runners(&self, value: isize) {
         self.runners.set(value);
+        self.ready.get().loop_running.set(value > 0);
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -569,7 +571,10 @@ impl AioLoopCore {
                 }
             }
         }
-        if let Ok(armed) = self.armed.try_borrow() {
+        // While a greenlet runs the loop, the handles it holds are left out
+        // (handles.rs, cyclic GC: what running changes).
+        let running = self.runners.get() > 0;
+        if let (false, Ok(armed)) = (running, self.armed.try_borrow()) {
             for handle in armed.iter() {
                 // Armed: this list's reference and the wheel's (checked
                 // before the visit, which may take one: gc.get_referents).

@@ -123,6 +123,23 @@ def test_the_repr_names_the_callback_as_asyncio_does(loop):
     assert repr(handle) == "<Handle cancelled>"
 
 
+@pytest.mark.parametrize("args", [(), ("one",), ((1, "in a tuple"),), (1, "two")])
+def test_a_handle_passes_and_shows_its_arguments_as_asyncio_s_does(loop, args):
+    # A single argument is kept without a tuple (rust/py/aio/handles.rs,
+    # Args): it is still passed as itself, a tuple one not unpacked, and
+    # shown as asyncio shows it, in a one-tuple.
+    seen = []
+
+    def take(*got):
+        seen.append(got)
+
+    handle = loop.call_soon(take, *args)
+    assert handle._args == args
+    assert repr(handle) == repr(asyncio.Handle(take, args, loop))
+    run_once(loop)
+    assert seen == [args]
+
+
 def test_an_exception_in_a_callback_goes_to_the_exception_handler(loop):
     contexts = []
     loop.set_exception_handler(lambda _loop, context: contexts.append(context))

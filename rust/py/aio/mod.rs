@@ -33,6 +33,7 @@ mod handles;
 mod io;
 mod ready;
 
+use handles::Args;
 pub(crate) use handles::{Handle, TimerHandle};
 pub(crate) use ready::ReadyQueue;
 
@@ -289,7 +290,7 @@ impl AioLoopCore {
         args: Py<PyTuple>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        AioLoopCore::soon(slf, callback, args, context)
+        AioLoopCore::soon(slf, callback, Args::Tuple(args), context)
     }
 
     /// asyncio's `call_at(when, callback, *args, context=None)`: a timer
@@ -631,7 +632,7 @@ impl AioLoopCore {
     fn soon(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
-        args: Py<PyTuple>,
+        args: Args,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
@@ -690,7 +691,7 @@ impl AioLoopCore {
             let kick = this.kick.borrow();
             kick.as_ref().ok_or_else(not_set_up)?.gw_loop.clone_ref(py)
         };
-        let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
+        let core = HandleCore::new(py, slf, callback.unbind(), Args::Tuple(args), context)?;
         let handle = Bound::new(
             py,
             TimerHandle {
@@ -815,12 +816,12 @@ unsafe extern "C" fn call_soon_raw(
             unsafe { soon_keywords(py, args, npos, kwnames) }?
         };
         let (callback, _) = callback_arg("call_soon", npos, by_name, || arg(0).to_owned())?;
-        let call_args = if npos <= 1 {
-            PyTuple::empty(py)
-        } else {
-            PyTuple::new(py, (1..npos).map(arg))?
+        let call_args = match npos {
+            0 | 1 => Args::Tuple(PyTuple::empty(py).unbind()),
+            2 => Args::One(arg(1).to_owned().unbind()),
+            _ => Args::Tuple(PyTuple::new(py, (1..npos).map(arg))?.unbind()),
         };
-        let handle = AioLoopCore::soon(&this, callback, call_args.unbind(), context)?;
+        let handle = AioLoopCore::soon(&this, callback, call_args, context)?;
         Ok(handle.into_bound(py).into_any())
     })
 }

@@ -694,6 +694,7 @@ class AioLoopCore:
     def _ready(self, value: object) -> None: ...
     _closed: bool
     _debug: bool
+    def get_debug(self) -> bool: ...
     _drain_queued: bool
     _runners: int
 

@@ -408,9 +408,15 @@ impl AioLoopCore {
         let py = slf.py();
         let this = slf.get();
         this.check_open()?;
+        // Only what was given (each a dict insertion, 250 instructions):
+        // None is the default of both, in asyncio's method and in Task.
         let kwargs = PyDict::new(py);
-        kwargs.set_item(pyo3::intern!(py, "name"), name)?;
-        kwargs.set_item(pyo3::intern!(py, "context"), context)?;
+        if let Some(name) = name.filter(|n| !n.is_none(py)) {
+            kwargs.set_item(pyo3::intern!(py, "name"), name)?;
+        }
+        if let Some(context) = context.filter(|c| !c.is_none(py)) {
+            kwargs.set_item(pyo3::intern!(py, "context"), context)?;
+        }
         if this.debug.get() || this.task_factory.borrow().is_some() {
             let base = asyncio_attr(
                 py,
@@ -516,6 +522,13 @@ impl AioLoopCore {
 
     #[getter]
     fn _debug(&self) -> bool {
+        self.debug.get()
+    }
+
+    /// asyncio's `get_debug()`, natively: every Future and Task asks its
+    /// loop at creation (CPython's `future_init`), and asyncio's is a Python
+    /// method, a frame per Future.
+    fn get_debug(&self) -> bool {
         self.debug.get()
     }
 

@@ -168,6 +168,31 @@ def test_a_collection_while_the_loop_runs_keeps_queued_work_and_frees_it_once_ru
         loop.close()
 
 
+@pytest.mark.parametrize("name", sorted(LOOPS))
+def test_a_fired_timer_handle_kept_in_a_cycle_is_collected_while_the_loop_runs(name):
+    # A timer handle that ran while someone else held it stays untracked
+    # for one more batch (handles.rs, fired timer handles); a cycle through
+    # it is still found once the loop has run on.
+    loop = LOOPS[name]()
+    try:
+
+        async def main():
+            log = []
+            payload = Payload("fired")
+            payload.handle = loop.call_later(0.001, record, log, payload)
+            ref = weakref.ref(payload)
+            del payload
+            await asyncio.sleep(0.01)  # the earlier timer runs first
+            for _ in range(3):
+                await asyncio.sleep(0)  # batches go by
+            gc.collect()
+            return log, ref() is None
+
+        assert loop.run_until_complete(main()) == (["fired"], True)
+    finally:
+        loop.close()
+
+
 # -- call_soon handles reused after they ran (rust/py/aio/handles.rs, spares) --
 
 VAR = __import__("contextvars").ContextVar("VAR", default="unset")

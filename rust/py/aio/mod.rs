@@ -125,6 +125,11 @@ pub(crate) struct AioLoopCore {
     armed: Guarded<Vec<Py<TimerHandle>>>,
     /// Emptied `call_soon` handles to reuse (handles.rs, spares).
     spares: Guarded<Vec<Py<Handle>>>,
+    /// Timer handles that ran in this batch while someone else held them,
+    /// still untracked (handles.rs, fired timer handles).
+    fired_now: Guarded<Vec<Py<TimerHandle>>>,
+    /// Those of the batch before, let go of at the end of this one.
+    fired_before: Guarded<Vec<Py<TimerHandle>>>,
 }
 
 /// At most this many spares per loop (a task's step and wake-up reuse them
@@ -191,6 +196,23 @@ impl AioLoopCore {
         drop(held); // after the borrows: a decref may run Python code
     }
 
+    /// Let go of the fired timer handles of the batch before this one (all
+    /// of them with `all`: the loop stops running or closes), tracking
+    /// again those still held elsewhere (handles.rs, fired timer handles).
+    fn release_fired(&self, py: Python<'_>, all: bool) {
+        let mut old = std::mem::take(&mut *self.fired_before.borrow_mut());
+        let now = std::mem::take(&mut *self.fired_now.borrow_mut());
+        if all {
+            old.extend(now);
+        } else {
+            *self.fired_before.borrow_mut() = now;
+        }
+        for handle in &old {
+            handles::retrack_shared(handle.bind(py).as_any());
+        }
+        drop(old); // after the borrows: the last reference may go here
+    }
+
     /// Take `handle` out of the armed list (it fired or was cancelled).
     fn forget_armed(&self, handle: &TimerHandle) {
         let slot = handle.slot.replace(-1);
@@ -254,6 +276,8 @@ impl AioLoopCore {
             task_factory: Guarded::new(None),
             armed: Guarded::new(Vec::new()),
             spares: Guarded::new(Vec::new()),
+            fired_now: Guarded::new(Vec::new()),
+            fired_before: Guarded::new(Vec::new()),
         })
     }
 
@@ -331,6 +355,7 @@ impl AioLoopCore {
     fn _disarm_timers(&self, py: Python<'_>) {
         let spares = std::mem::take(&mut *self.spares.borrow_mut());
         drop(spares);
+        self.release_fired(py, true);
         let armed = std::mem::take(&mut *self.armed.borrow_mut());
         for handle in &armed {
             let h = handle.get();
@@ -369,6 +394,7 @@ impl AioLoopCore {
         let set_running = set_running_loop(py)?;
         set_running.call1((slf,))?;
         let outcome = AioLoopCore::batch(slf);
+        this.release_fired(py, false);
         let restored = set_running.call1((py.None(),));
         let forever = slf.getattr(pyo3::intern!(py, "_forever"))?;
         let escaped = match outcome {
@@ -471,6 +497,22 @@ impl AioLoopCore {
                 break; // cleared by a callback (loop.close() from inside a batch)
             };
             let item = item.into_bound(py);
+            if let Ok(handle) = item.cast_exact::<TimerHandle>() {
+                // Held elsewhere too (asyncio.sleep keeps its handle): kept
+                // untracked a batch longer (handles.rs, fired timer handles).
+                // SAFETY: `item` is live (owned here) and the GIL is held.
+                if unsafe { ffi::Py_REFCNT(item.as_ptr()) } > 1 {
+                    slf.get()
+                        .fired_now
+                        .borrow_mut()
+                        .push(handle.clone().unbind());
+                }
+                let core = &handle.get().core;
+                if !core.cancelled.get() {
+                    core.run(&item)?;
+                }
+                continue;
+            }
             handles::retrack_shared(&item);
             if let Ok(handle) = item.cast_exact::<Handle>() {
                 let core = &handle.get().core;
@@ -480,11 +522,6 @@ impl AioLoopCore {
                 // (A spare serves its own loop's call_soon only.)
                 if handles::recyclable(handle) && core.event_loop.is(slf) {
                     slf.get().keep_spare(handle);
-                }
-            } else if let Ok(handle) = item.cast_exact::<TimerHandle>() {
-                let core = &handle.get().core;
-                if !core.cancelled.get() {
-                    core.run(&item)?;
                 }
             } else if !item.getattr(cancelled)?.is_truthy()? {
                 item.call_method0(run)?;
@@ -553,9 +590,12 @@ impl AioLoopCore {
     }
 
     #[setter(_runners)]
-    fn set_runners(&self, value: isize) {
+    fn set_runners(&self, py: Python<'_>, value: isize) {
         self.runners.set(value);
         self.ready.get().loop_running.set(value > 0);
+        if value <= 0 {
+            self.release_fired(py, true);
+        }
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -602,6 +642,14 @@ impl AioLoopCore {
                 visit.call(handle)?;
             }
         }
+        for fired in [&self.fired_now, &self.fired_before] {
+            if let (false, Ok(fired)) = (running, fired.try_borrow()) {
+                for handle in fired.iter() {
+                    handles::traverse_owned(handle.as_any(), 1, &visit)?;
+                    visit.call(handle)?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -625,6 +673,18 @@ impl AioLoopCore {
             let taken = std::mem::take(&mut *spares);
             drop(spares);
             drop(taken);
+        }
+        for fired in [&self.fired_now, &self.fired_before] {
+            if let Ok(mut fired) = fired.try_borrow_mut() {
+                let taken = std::mem::take(&mut *fired);
+                drop(fired);
+                // SAFETY: __clear__ runs with the GIL held (from the collector).
+                let py = unsafe { Python::assume_attached() };
+                for handle in &taken {
+                    handles::retrack_shared(handle.bind(py).as_any());
+                }
+                drop(taken);
+            }
         }
         if let Ok(mut factory) = self.task_factory.try_borrow_mut() {
             let taken = factory.take();

@@ -622,6 +622,8 @@ pub(crate) struct TimerHandle {
     pub(super) wheel: HandleCell,
     /// Its index in the loop's list of armed handles while armed, else -1.
     pub(super) slot: IsizeCell,
+    /// In its loop's fired lists: that loop tracks it again if need be.
+    pub(super) held_fired: BoolCell,
 }
 
 handle_methods!(TimerHandle);
@@ -666,8 +668,12 @@ impl TimerHandle {
             if let Ok(core) = event_loop.cast::<AioLoopCore>() {
                 core.get().forget_armed(this);
             }
-            // Whoever cancels holds it: the collector must see it again.
-            retrack(slf.as_any());
+            // Whoever cancels holds it: the collector must see it again
+            // (held in the fired lists, the loop decides when it lets go:
+            // asyncio.sleep cancels its handle as the task wakes).
+            if !this.held_fired.get() {
+                retrack(slf.as_any());
+            }
         }
         Ok(())
     }

@@ -208,6 +208,7 @@ impl AioLoopCore {
             *self.fired_before.borrow_mut() = now;
         }
         for handle in &old {
+            handle.get().held_fired.set(false);
             handles::retrack_shared(handle.bind(py).as_any());
         }
         drop(old); // after the borrows: the last reference may go here
@@ -502,6 +503,7 @@ impl AioLoopCore {
                 // untracked a batch longer (handles.rs, fired timer handles).
                 // SAFETY: `item` is live (owned here) and the GIL is held.
                 if unsafe { ffi::Py_REFCNT(item.as_ptr()) } > 1 {
+                    handle.get().held_fired.set(true);
                     slf.get()
                         .fired_now
                         .borrow_mut()
@@ -681,6 +683,7 @@ impl AioLoopCore {
                 // SAFETY: __clear__ runs with the GIL held (from the collector).
                 let py = unsafe { Python::assume_attached() };
                 for handle in &taken {
+                    handle.get().held_fired.set(false);
                     handles::retrack_shared(handle.bind(py).as_any());
                 }
                 drop(taken);
@@ -773,6 +776,7 @@ impl AioLoopCore {
                 gw_loop: gw_loop.clone_ref(py),
                 wheel: HandleCell::new(None),
                 slot: IsizeCell::new(-1),
+                held_fired: BoolCell::new(false),
             },
         )?;
         let after_ns = delay_ns("when", (when - now_secs()).max(0.0))?;

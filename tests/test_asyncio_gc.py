@@ -130,6 +130,69 @@ def test_handles_only_the_loop_holds_are_visited_through_it():
         loop.close()
 
 
+@pytest.mark.parametrize("name", sorted(LOOPS))
+def test_a_collection_while_the_loop_runs_keeps_queued_work_and_frees_it_once_run(name):
+    # While the loop runs, the handles it queues and arms are left out of
+    # the collector's walk (handles.rs, what running changes): a collection
+    # then keeps all their work alive, and what only they held, in a cycle
+    # with a kept handle or not, is freed once they ran.
+    loop = LOOPS[name]()
+    try:
+        log = []
+
+        async def main():
+            refs = []
+            for tag in range(60):
+                payload = Payload(tag)
+                if tag % 3 == 0:
+                    handle = loop.call_soon(record, log, payload)
+                elif tag % 3 == 1:
+                    handle = loop.call_later(0.001, record, log, payload)
+                else:
+                    handle = loop.call_at(loop.time() + 0.002, record, log, payload)
+                if tag % 2:
+                    payload.handle = handle  # a cycle: payload -> handle -> args
+                refs.append(weakref.ref(payload))
+                del payload, handle
+            gc.collect()
+            alive_while_queued = [ref() is not None for ref in refs]
+            await asyncio.sleep(0.05)
+            gc.collect()
+            return alive_while_queued, [ref() is not None for ref in refs]
+
+        queued, after = loop.run_until_complete(main())
+        assert queued == [True] * 60
+        assert after == [False] * 60
+        assert sorted(log) == list(range(60))
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("name", sorted(LOOPS))
+def test_a_fired_timer_handle_kept_in_a_cycle_is_collected_while_the_loop_runs(name):
+    # A timer handle that ran while someone else held it stays untracked
+    # for one more batch (handles.rs, fired timer handles); a cycle through
+    # it is still found once the loop has run on.
+    loop = LOOPS[name]()
+    try:
+
+        async def main():
+            log = []
+            payload = Payload("fired")
+            payload.handle = loop.call_later(0.001, record, log, payload)
+            ref = weakref.ref(payload)
+            del payload
+            await asyncio.sleep(0.01)  # the earlier timer runs first
+            for _ in range(3):
+                await asyncio.sleep(0)  # batches go by
+            gc.collect()
+            return log, ref() is None
+
+        assert loop.run_until_complete(main()) == (["fired"], True)
+    finally:
+        loop.close()
+
+
 # -- call_soon handles reused after they ran (rust/py/aio/handles.rs, spares) --
 
 VAR = __import__("contextvars").ContextVar("VAR", default="unset")

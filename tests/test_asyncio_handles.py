@@ -123,6 +123,23 @@ def test_the_repr_names_the_callback_as_asyncio_does(loop):
     assert repr(handle) == "<Handle cancelled>"
 
 
+@pytest.mark.parametrize("args", [(), ("one",), ((1, "in a tuple"),), (1, "two")])
+def test_a_handle_passes_and_shows_its_arguments_as_asyncio_s_does(loop, args):
+    # A single argument is kept without a tuple (rust/py/aio/handles.rs,
+    # Args): it is still passed as itself, a tuple one not unpacked, and
+    # shown as asyncio shows it, in a one-tuple.
+    seen = []
+
+    def take(*got):
+        seen.append(got)
+
+    handle = loop.call_soon(take, *args)
+    assert handle._args == args
+    assert repr(handle) == repr(asyncio.Handle(take, args, loop))
+    run_once(loop)
+    assert seen == [args]
+
+
 def test_an_exception_in_a_callback_goes_to_the_exception_handler(loop):
     contexts = []
     loop.set_exception_handler(lambda _loop, context: contexts.append(context))
@@ -526,3 +543,30 @@ def test_call_soon_takes_its_arguments_as_asyncio_s(loop):
 
 
 VAR = contextvars.ContextVar("VAR", default="unset")
+
+
+def test_get_debug_follows_set_debug_and_futures_see_it(loop):
+    # get_debug() is native (every Future asks it at creation).
+    assert loop.get_debug() is False
+    loop.set_debug(True)
+    assert loop.get_debug() is True
+    assert loop.create_future()._source_traceback  # where it was made
+    loop.set_debug(False)
+    assert loop.get_debug() is False
+    assert loop.create_future()._source_traceback is None
+
+
+def test_create_task_takes_a_name_and_a_context_or_none_as_asyncio_does(loop):
+    var = contextvars.ContextVar("var", default="unset")
+
+    async def read():
+        return var.get()
+
+    context = contextvars.copy_context()
+    context.run(var.set, "given")
+    plain = loop.create_task(read(), name=None, context=None)
+    named = loop.create_task(read(), name="named", context=context)
+    assert plain.get_name().startswith("Task-")
+    assert named.get_name() == "named"
+    loop.run_until_complete(asyncio.gather(plain, named))
+    assert (plain.result(), named.result()) == ("unset", "given")

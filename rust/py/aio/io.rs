@@ -24,7 +24,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::handles::{Handle, HandleCore};
+use super::handles::{Args, Handle, HandleCore};
 use super::{AioLoopCore, FdEntry};
 use crate::py::loop_::Loop;
 use crate::py::watchers::{self, IoWatcher};
@@ -177,7 +177,7 @@ impl AioLoopCore {
                 .gw_loop
                 .clone_ref(py)
         };
-        let core = HandleCore::new(py, slf, callback.unbind(), args, None)?;
+        let core = HandleCore::new(py, slf, callback.unbind(), Args::Tuple(args), None)?;
         let handle = Py::new(py, Handle { core })?;
         // A watcher for the new mask, made before the registry is borrowed
         // (making a Python object may run the garbage collector).

@@ -33,6 +33,7 @@ mod handles;
 mod io;
 mod ready;
 
+use handles::Args;
 pub(crate) use handles::{Handle, TimerHandle};
 pub(crate) use ready::ReadyQueue;
 
@@ -124,6 +125,11 @@ pub(crate) struct AioLoopCore {
     armed: Guarded<Vec<Py<TimerHandle>>>,
     /// Emptied `call_soon` handles to reuse (handles.rs, spares).
     spares: Guarded<Vec<Py<Handle>>>,
+    /// Timer handles that ran in this batch while someone else held them,
+    /// still untracked (handles.rs, fired timer handles).
+    fired_now: Guarded<Vec<Py<TimerHandle>>>,
+    /// Those of the batch before, let go of at the end of this one.
+    fired_before: Guarded<Vec<Py<TimerHandle>>>,
 }
 
 /// At most this many spares per loop (a task's step and wake-up reuse them
@@ -190,6 +196,24 @@ impl AioLoopCore {
         drop(held); // after the borrows: a decref may run Python code
     }
 
+    /// Let go of the fired timer handles of the batch before this one (all
+    /// of them with `all`: the loop stops running or closes), tracking
+    /// again those still held elsewhere (handles.rs, fired timer handles).
+    fn release_fired(&self, py: Python<'_>, all: bool) {
+        let mut old = std::mem::take(&mut *self.fired_before.borrow_mut());
+        let now = std::mem::take(&mut *self.fired_now.borrow_mut());
+        if all {
+            old.extend(now);
+        } else {
+            *self.fired_before.borrow_mut() = now;
+        }
+        for handle in &old {
+            handle.get().held_fired.set(false);
+            handles::retrack_shared(handle.bind(py).as_any());
+        }
+        drop(old); // after the borrows: the last reference may go here
+    }
+
     /// Take `handle` out of the armed list (it fired or was cancelled).
     fn forget_armed(&self, handle: &TimerHandle) {
         let slot = handle.slot.replace(-1);
@@ -240,6 +264,7 @@ impl AioLoopCore {
                 py,
                 ReadyQueue {
                     items: Guarded::new(VecDeque::new()),
+                    loop_running: BoolCell::new(false),
                 },
             )?,
             closed: BoolCell::new(false),
@@ -252,6 +277,8 @@ impl AioLoopCore {
             task_factory: Guarded::new(None),
             armed: Guarded::new(Vec::new()),
             spares: Guarded::new(Vec::new()),
+            fired_now: Guarded::new(Vec::new()),
+            fired_before: Guarded::new(Vec::new()),
         })
     }
 
@@ -288,7 +315,7 @@ impl AioLoopCore {
         args: Py<PyTuple>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        AioLoopCore::soon(slf, callback, args, context)
+        AioLoopCore::soon(slf, callback, Args::Tuple(args), context)
     }
 
     /// asyncio's `call_at(when, callback, *args, context=None)`: a timer
@@ -329,6 +356,7 @@ impl AioLoopCore {
     fn _disarm_timers(&self, py: Python<'_>) {
         let spares = std::mem::take(&mut *self.spares.borrow_mut());
         drop(spares);
+        self.release_fired(py, true);
         let armed = std::mem::take(&mut *self.armed.borrow_mut());
         for handle in &armed {
             let h = handle.get();
@@ -367,6 +395,7 @@ impl AioLoopCore {
         let set_running = set_running_loop(py)?;
         set_running.call1((slf,))?;
         let outcome = AioLoopCore::batch(slf);
+        this.release_fired(py, false);
         let restored = set_running.call1((py.None(),));
         let forever = slf.getattr(pyo3::intern!(py, "_forever"))?;
         let escaped = match outcome {
@@ -406,9 +435,15 @@ impl AioLoopCore {
         let py = slf.py();
         let this = slf.get();
         this.check_open()?;
+        // Only what was given (each a dict insertion, 250 instructions):
+        // None is the default of both, in asyncio's method and in Task.
         let kwargs = PyDict::new(py);
-        kwargs.set_item(pyo3::intern!(py, "name"), name)?;
-        kwargs.set_item(pyo3::intern!(py, "context"), context)?;
+        if let Some(name) = name.filter(|n| !n.is_none(py)) {
+            kwargs.set_item(pyo3::intern!(py, "name"), name)?;
+        }
+        if let Some(context) = context.filter(|c| !c.is_none(py)) {
+            kwargs.set_item(pyo3::intern!(py, "context"), context)?;
+        }
         if this.debug.get() || this.task_factory.borrow().is_some() {
             let base = asyncio_attr(
                 py,
@@ -474,6 +509,23 @@ impl AioLoopCore {
                 break; // cleared by a callback (loop.close() from inside a batch)
             };
             let item = item.into_bound(py);
+            if let Ok(handle) = item.cast_exact::<TimerHandle>() {
+                // Held elsewhere too (asyncio.sleep keeps its handle): kept
+                // untracked a batch longer (handles.rs, fired timer handles).
+                // SAFETY: `item` is live (owned here) and the GIL is held.
+                if unsafe { ffi::Py_REFCNT(item.as_ptr()) } > 1 {
+                    handle.get().held_fired.set(true);
+                    slf.get()
+                        .fired_now
+                        .borrow_mut()
+                        .push(handle.clone().unbind());
+                }
+                let core = &handle.get().core;
+                if !core.cancelled.get() {
+                    core.run(&item)?;
+                }
+                continue;
+            }
             handles::retrack_shared(&item);
             if let Ok(handle) = item.cast_exact::<Handle>() {
                 let core = &handle.get().core;
@@ -483,11 +535,6 @@ impl AioLoopCore {
                 // (A spare serves its own loop's call_soon only.)
                 if handles::recyclable(handle) && core.event_loop.is(slf) {
                     slf.get().keep_spare(handle);
-                }
-            } else if let Ok(handle) = item.cast_exact::<TimerHandle>() {
-                let core = &handle.get().core;
-                if !core.cancelled.get() {
-                    core.run(&item)?;
                 }
             } else if !item.getattr(cancelled)?.is_truthy()? {
                 item.call_method0(run)?;
@@ -549,8 +596,12 @@ impl AioLoopCore {
     }
 
     #[setter(_runners)]
-    fn set_runners(&self, value: isize) {
+    fn set_runners(&self, py: Python<'_>, value: isize) {
         self.runners.set(value);
+        self.ready.get().loop_running.set(value > 0);
+        if value <= 0 {
+            self.release_fired(py, true);
+        }
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -580,7 +631,10 @@ impl AioLoopCore {
                 }
             }
         }
-        if let Ok(armed) = self.armed.try_borrow() {
+        // While a greenlet runs the loop, the handles it holds are left out
+        // (handles.rs, cyclic GC: what running changes).
+        let running = self.runners.get() > 0;
+        if let (false, Ok(armed)) = (running, self.armed.try_borrow()) {
             for handle in armed.iter() {
                 // Armed: this list's reference and the wheel's (checked
                 // before the visit, which may take one: gc.get_referents).
@@ -592,6 +646,14 @@ impl AioLoopCore {
             for handle in spares.iter() {
                 handles::traverse_owned(handle.as_any(), 1, &visit)?;
                 visit.call(handle)?;
+            }
+        }
+        for fired in [&self.fired_now, &self.fired_before] {
+            if let (false, Ok(fired)) = (running, fired.try_borrow()) {
+                for handle in fired.iter() {
+                    handles::traverse_owned(handle.as_any(), 1, &visit)?;
+                    visit.call(handle)?;
+                }
             }
         }
         Ok(())
@@ -618,6 +680,19 @@ impl AioLoopCore {
             drop(spares);
             drop(taken);
         }
+        for fired in [&self.fired_now, &self.fired_before] {
+            if let Ok(mut fired) = fired.try_borrow_mut() {
+                let taken = std::mem::take(&mut *fired);
+                drop(fired);
+                // SAFETY: __clear__ runs with the GIL held (from the collector).
+                let py = unsafe { Python::assume_attached() };
+                for handle in &taken {
+                    handle.get().held_fired.set(false);
+                    handles::retrack_shared(handle.bind(py).as_any());
+                }
+                drop(taken);
+            }
+        }
         if let Ok(mut factory) = self.task_factory.try_borrow_mut() {
             let taken = factory.take();
             drop(factory);
@@ -637,7 +712,7 @@ impl AioLoopCore {
     fn soon(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
-        args: Py<PyTuple>,
+        args: Args,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
@@ -696,7 +771,7 @@ impl AioLoopCore {
             let kick = this.kick.borrow();
             kick.as_ref().ok_or_else(not_set_up)?.gw_loop.clone_ref(py)
         };
-        let core = HandleCore::new(py, slf, callback.unbind(), args, context)?;
+        let core = HandleCore::new(py, slf, callback.unbind(), Args::Tuple(args), context)?;
         let handle = Bound::new(
             py,
             TimerHandle {
@@ -705,6 +780,7 @@ impl AioLoopCore {
                 gw_loop: gw_loop.clone_ref(py),
                 wheel: HandleCell::new(None),
                 slot: IsizeCell::new(-1),
+                held_fired: BoolCell::new(false),
             },
         )?;
         let after_ns = delay_ns("when", (when - now_secs()).max(0.0))?;
@@ -851,14 +927,14 @@ unsafe extern "C" fn call_soon_raw(
             unsafe { soon_keywords(py, args, npos, kwnames) }?
         };
         let (callback, _) = callback_arg("call_soon", npos, by_name, || arg(0).to_owned())?;
-        let call_args = if npos <= 1 {
-            PyTuple::empty(py)
-        } else {
+        let call_args = match npos {
+            0 | 1 => Args::Tuple(PyTuple::empty(py).unbind()),
+            2 => Args::One(arg(1).to_owned().unbind()),
             // SAFETY: as above, for the positional values after the
             // callback.
-            unsafe { rest_tuple(py, args, npos) }?
+            _ => Args::Tuple(unsafe { rest_tuple(py, args, npos) }?.unbind()),
         };
-        let handle = AioLoopCore::soon(&this, callback, call_args.unbind(), context)?;
+        let handle = AioLoopCore::soon(&this, callback, call_args, context)?;
         Ok(handle.into_bound(py).into_any())
     })
 }

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 
 use super::handles;
-use crate::py::sync::Guarded;
+use crate::py::sync::{BoolCell, Guarded};
 
 /// The loop's `_ready`: the handles to run in the next batch, in order.
 ///
@@ -16,6 +16,9 @@ use crate::py::sync::Guarded;
 #[pyclass(frozen, module = "greenwheel._core")]
 pub(crate) struct ReadyQueue {
     pub(super) items: Guarded<VecDeque<Py<PyAny>>>,
+    /// Some greenlet runs the queue's loop (`AioLoopCore::set_runners`
+    /// keeps it): the traverse then reports nothing (handles.rs, cyclic GC).
+    pub(super) loop_running: BoolCell,
 }
 
 #[pymethods]
@@ -51,6 +54,9 @@ impl ReadyQueue {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if self.loop_running.get() {
+            return Ok(());
+        }
         if let Ok(items) = self.items.try_borrow() {
             for item in items.iter() {
                 // Before visiting the item itself: gc.get_referents' visit

@@ -356,7 +356,7 @@ class WSGIHandler(_AccessLog, _BodySource):
             # A response's first write waits for the other connections the
             # same kernel poll found ready, as in the native request loop:
             # one wake-up of the client for all of their responses
-            # (_core._yield_to_poll; rust/py/wsgi_serve.rs says why).
+            # (_core._yield_to_poll; rust/py/fastpath.rs says why).
             _yield_to_poll()
         try:
             self.socket.sendall(data)

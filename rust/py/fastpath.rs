@@ -75,6 +75,26 @@ pub(crate) fn hub_and_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<
     hub_and_loop_slow(py)
 }
 
+// Why pywsgi holds a response for the rest of its poll: a response sent to
+// a client thread that sleeps in its poll wakes that thread, and the wake-up
+// is paid by the sender, in the kernel (`sock_def_readable` ->
+// `try_to_wake_up`: 17.6% of the server's CPU time in a Flask run under wrk
+// -c100, about 14 us per response on this machine's VM). Sent in one burst,
+// the first response wakes the client and the others find it awake. Flask
+// under wrk -c100 went from 11.9k to 15.3k requests/s (compare.py, one run,
+// 2026-12-05); on a logging server (the handler's Python path) from 10.0k to
+// 13.0k (wrk A/B).
+//
+// Hello world pays the two greenlet switches and gains little, its responses
+// coming 7 us apart to a client that is mostly awake: 1-4% of its rate
+// (compare.py, best of 3 against the tree before). Holding only responses
+// that came 10 us or more after the loop's last one cost it 10% instead (wrk
+// A/B, same build; why is not understood).
+//
+// The last connection of the poll, a lone one, and one resumed from a
+// callback (its first request) send at once, without a switch; nothing an
+// application queued delays its response, as in gevent.
+
 /// _yield_to_poll()
 /// --
 ///
@@ -84,9 +104,8 @@ pub(crate) fn hub_and_loop(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Bound<
 /// poll). Returns whether it yielded. Not part of the public API.
 ///
 /// pywsgi calls this before the first write of each response, in the
-/// native request loop (`wsgi_serve.rs`, which explains why) and in the
-/// handler's `_sendall`: the responses of one poll's connections then
-/// leave together.
+/// native request loop (`wsgi_serve.rs`) and in the handler's `_sendall`:
+/// the responses of one poll's connections then leave together.
 #[pyfunction]
 pub(crate) fn _yield_to_poll(py: Python<'_>) -> PyResult<bool> {
     let (hub, lp, trusted) = hub_and_loop(py)?;

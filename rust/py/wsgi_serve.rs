@@ -33,7 +33,7 @@
 //!   The handler then watches the socket from the hub and its greenlet ends,
 //!   so an idle connection holds no greenlet (issue 19's idle memory).
 //! - A response waits, before it is sent, for the other connections the
-//!   same kernel poll found ready (`Connection::pass_end`): one poll's
+//!   same kernel poll found ready (`fastpath::_yield_to_poll`): one poll's
 //!   responses leave in one burst, so the client is woken once for them,
 //!   not once each. Nothing else delays a response.
 //! - Only for handler classes that keep every hook of the request path and
@@ -778,37 +778,12 @@ impl Connection {
         Ok(Next::Again)
     }
 
-    /// Waits, when the poll that woke this connection found others ready
-    /// too and they are still to be dispatched, until they have been: the
-    /// responses of one poll's connections then leave together, after all
-    /// of their applications ran.
-    ///
-    /// Why: a response sent to a client thread that sleeps in its poll wakes
-    /// that thread, and the wake-up is paid by the sender, in the kernel
-    /// (`sock_def_readable` -> `try_to_wake_up`: 17.6% of the server's CPU
-    /// time in a Flask run under wrk -c100, about 14 us per response on this
-    /// machine's VM). Sent in one burst, the first response wakes the client
-    /// and the others find it awake. Flask under wrk -c100 went from 11.9k
-    /// to 15.3k requests/s (compare.py, one run, 2026-12-05).
-    ///
-    /// Hello world pays the two greenlet switches and gains little, its
-    /// responses coming 7 us apart to a client that is mostly awake: 1-4%
-    /// of its rate (compare.py, best of 3 against the tree before). Holding
-    /// only responses that came 10 us or more after the loop's last one
-    /// cost it 10% instead (wrk A/B, same build; why is not understood).
-    ///
-    /// The last connection of the poll, a lone one, and one resumed from a
-    /// callback (its first request) send at once, without a switch.
-    #[inline]
-    fn pass_end(&self, py: Python<'_>) -> PyResult<()> {
-        _yield_to_poll(py).map(drop)
-    }
-
-    /// Sends a response's `bytes`, at the end of the loop pass (see
-    /// [`Self::pass_end`]); false if the connection failed (an `OSError`).
+    /// Sends a response's `bytes`, once the rest of the kernel poll that
+    /// woke this connection was dispatched (`_yield_to_poll`); false if the
+    /// connection failed (an `OSError`).
     #[inline]
     fn send(&self, py: Python<'_>, bytes: &Bound<'_, PyBytes>) -> PyResult<bool> {
-        self.pass_end(py)?;
+        _yield_to_poll(py)?;
         let total = bytes.as_bytes().len();
         let sent = match send_nowait(py, self.fd, bytes.as_any(), 0) {
             Ok(n) => n.unwrap_or(0),

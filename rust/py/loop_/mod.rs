@@ -288,7 +288,7 @@ pub(crate) struct Loop {
     /// (`IoWatcher::drained_at`) is only as old as this count.
     kernel_polls: U64Cell,
     /// While `dispatch_io` runs a watcher: how many of the pass's ready fds
-    /// come after it (zero otherwise). See [`Loop::pass_has_more`].
+    /// come after it (zero otherwise). See [`Loop::more_io_in_pass`].
     io_left: U64Cell,
     break_requested: BoolCell,
     /// `destroy()` ran (or GC cleared the loop): every entry point raises.
@@ -709,10 +709,10 @@ impl Loop {
     /// pass's ready fds: a greenlet that yields now (`yield_current`) runs
     /// again once the others were dispatched, before the next kernel poll.
     ///
-    /// The native WSGI loop asks this before sending a response, so the
-    /// responses of the connections one poll found ready leave in one burst
-    /// (`wsgi_serve.rs`). Queued callbacks do not count: a response does not
-    /// wait for work an application queued, as in gevent.
+    /// pywsgi asks this before sending a response (`_yield_to_poll`), so
+    /// the responses of the connections one poll found ready leave in one
+    /// burst. Queued callbacks do not count: a response does not wait for
+    /// work an application queued, as in gevent.
     pub(crate) fn more_io_in_pass(&self) -> bool {
         self.io_left.get() > 0
     }

@@ -207,11 +207,7 @@ impl AioLoopCore {
         } else {
             *self.fired_before.borrow_mut() = now;
         }
-        for handle in &old {
-            handle.get().held_fired.set(false);
-            handles::retrack_shared(handle.bind(py).as_any());
-        }
-        drop(old); // after the borrows: the last reference may go here
+        let_go_fired(py, old);
     }
 
     /// Take `handle` out of the armed list (it fired or was cancelled).
@@ -685,12 +681,7 @@ impl AioLoopCore {
                 let taken = std::mem::take(&mut *fired);
                 drop(fired);
                 // SAFETY: __clear__ runs with the GIL held (from the collector).
-                let py = unsafe { Python::assume_attached() };
-                for handle in &taken {
-                    handle.get().held_fired.set(false);
-                    handles::retrack_shared(handle.bind(py).as_any());
-                }
-                drop(taken);
+                let_go_fired(unsafe { Python::assume_attached() }, taken);
             }
         }
         if let Ok(mut factory) = self.task_factory.try_borrow_mut() {
@@ -894,6 +885,18 @@ unsafe extern "C" fn get_debug_raw(
             .to_owned()
             .into_any())
     })
+}
+
+/// Lets go of fired timer handles taken out of the loop's fired lists,
+/// tracking again those still held elsewhere (handles.rs, fired timer
+/// handles). Called after the lists' borrows end: the last reference to a
+/// handle may go here.
+fn let_go_fired(py: Python<'_>, fired: Vec<Py<TimerHandle>>) {
+    for handle in &fired {
+        handle.get().held_fired.set(false);
+        handles::retrack_shared(handle.bind(py).as_any());
+    }
+    drop(fired);
 }
 
 /// `AioLoopCore`'s type object (`GreenwheelEventLoop`, its subclass, takes

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from _netutil import run_in_thread
 from greenwheel import socket as gsocket
-from greenwheel.pywsgi import WSGIHandler, WSGIServer
+from greenwheel.pywsgi import Input, WSGIHandler, WSGIServer
 
 LOCALHOST = "127.0.0.1"
 
@@ -645,3 +645,42 @@ def test_a_handler_killed_while_its_response_waits_closes_the_result():
     served = b"/b" if killed == b"/a" else b"/a"
     assert got[killed] == b"" and got[served].endswith(b"\r\n\r\n" + served)
     assert sorted(closed) == [b"/a", b"/b"]
+
+
+def test_each_request_gets_a_wsgi_input_of_its_own():
+    # The native loop serves a bodiless request's wsgi.input again when the
+    # last request let go of it (wsgi_serve.rs, new_input): it must be
+    # indistinguishable from a new one, whatever the last application did to
+    # it, and one an application still holds is never handed out again.
+    seen = []
+    kept = []
+
+    def app(environ, start_response):
+        stream = environ["wsgi.input"]
+        seen.append((type(stream), stream.position, stream.content_length, stream.read()))
+        n = len(seen)
+        if n == 1:
+            stream.position = 7  # an application tampering with it
+            stream.content_length = 9
+        elif n == 2:
+            stream.chunked_input = True
+        elif n == 3:
+            kept.append(stream)
+        elif n == 4:
+            seen.append(stream is kept[0])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    server = WSGIServer((LOCALHOST, 0), app, log=None)
+    server.start()
+    try:
+        got = exchange(
+            server.server_port,
+            b"GET / HTTP/1.1\r\n\r\n" * 4 + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        )
+    finally:
+        server.stop()
+    assert got.count(b"HTTP/1.1 200 OK") == 5
+    fresh = (Input, 0, 0, b"")
+    assert seen == [fresh, fresh, fresh, fresh, False, fresh]
+    assert (kept[0].position, kept[0].content_length, kept[0].read()) == (0, 0, b"")

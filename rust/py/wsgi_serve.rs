@@ -814,6 +814,8 @@ impl Connection {
     /// 2026-12-05), running `__init__` on the old one again 1.1k of that.
     /// Reading a bodiless input changes none of its state, so `__init__`
     /// runs again only if someone assigned one of its public attributes.
+    /// A connection waiting for its next request keeps it: 75 bytes
+    /// (compare.py's idle keep-alive row, 3.66 -> 3.74 KB, same run).
     #[inline(never)]
     fn new_input<'py>(
         spare_input: &mut Option<Py<PyAny>>,

@@ -158,6 +158,30 @@ def test_an_exception_in_a_callback_goes_to_the_exception_handler(loop):
     assert re.fullmatch(r"Exception in callback .*boom\(\) at .*", context["message"])
 
 
+def test_a_raising_callback_whose_handle_nobody_kept_is_reported_whole(loop):
+    # Nobody holds the handle but the loop (a task's step and wake-up): the
+    # exception handler still gets it with its call, as asyncio shows it, and
+    # the handle stays so after the loop's later callbacks.
+    contexts = []
+    loop.set_exception_handler(lambda _loop, context: contexts.append(context))
+
+    def boom(arg):
+        raise ValueError(arg)
+
+    loop.call_soon(boom, "x")
+    run_once(loop)
+    [context] = contexts
+    handle = context["handle"]
+    assert handle._callback is boom
+    assert handle._args == ("x",)
+    assert re.fullmatch(r"<Handle .*boom\('x'\) at .*>", repr(handle))
+    for _ in range(3):
+        run_once(loop)
+    assert handle._callback is boom
+    assert handle._args == ("x",)
+    assert contexts == [context]
+
+
 def test_system_exit_from_a_callback_leaves_run_forever(loop):
     seen = []
 

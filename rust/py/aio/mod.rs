@@ -187,13 +187,22 @@ impl AioLoopCore {
     }
 
     /// Keep `handle` (recyclable: nobody else holds it) as a spare.
-    fn keep_spare(&self, handle: &Bound<'_, Handle>) {
-        if self.spares.borrow().len() >= MAX_SPARES {
-            return;
+    fn keep_spare(&self, handle: Bound<'_, Handle>) {
+        let py = handle.py();
+        let (call, context) = {
+            let mut spares = self.spares.borrow_mut();
+            if spares.len() >= MAX_SPARES {
+                return;
+            }
+            let held = handle.get().core.recycle();
+            spares.push(handle.unbind());
+            held
+        };
+        // After the borrows: a decref may run Python code.
+        if let Some(call) = call {
+            call.release(py);
         }
-        let held = handle.get().core.recycle();
-        self.spares.borrow_mut().push(handle.clone().unbind());
-        drop(held); // after the borrows: a decref may run Python code
+        drop(context.map(|c| c.into_bound(py)));
     }
 
     /// Let go of the fired timer handles of the batch before this one (all
@@ -522,14 +531,30 @@ impl AioLoopCore {
                 }
                 continue;
             }
-            handles::retrack_shared(&item);
             if let Ok(handle) = item.cast_exact::<Handle>() {
                 let core = &handle.get().core;
+                // (A spare serves its own loop's call_soon only.)
+                let own = core.event_loop.is(slf);
+                if own && handles::recyclable(handle) {
+                    // Nobody else can reach it: run without copying the
+                    // call out, then keep it as a spare (unless the run let
+                    // someone take it: the exception handler's context).
+                    if !core.cancelled.get() {
+                        core.run_private(&item)?;
+                    }
+                    if handles::recyclable(handle) {
+                        // SAFETY: cast_exact above checked the type.
+                        let handle = unsafe { item.cast_into_unchecked::<Handle>() };
+                        slf.get().keep_spare(handle);
+                    }
+                    continue;
+                }
+                handles::retrack_shared(&item);
                 if !core.cancelled.get() {
                     core.run(&item)?;
                 }
-                // (A spare serves its own loop's call_soon only.)
-                if handles::recyclable(handle) && core.event_loop.is(slf) {
+                if own && handles::recyclable(handle) {
+                    let handle = handle.clone();
                     slf.get().keep_spare(handle);
                 }
             } else if !item.getattr(cancelled)?.is_truthy()? {

@@ -81,14 +81,21 @@ impl Args {
     }
 }
 
-/// What [`Handle`] and [`TimerHandle`] share: asyncio's `Handle` state.
-pub(super) struct HandleCore {
+/// A handle's call and context.
+struct State {
     /// The call until the handle is cancelled (asyncio drops the callback
     /// and its arguments then, so a kept handle keeps nothing alive).
-    call: Guarded<Option<Call>>,
+    call: Option<Call>,
     /// Kept after a cancel: `get_context()` still answers. None only while
     /// the handle waits in its loop's spares (see `recycle`).
-    context: Guarded<Option<Py<PyAny>>>,
+    context: Option<Py<PyAny>>,
+}
+
+/// What [`Handle`] and [`TimerHandle`] share: asyncio's `Handle` state.
+pub(super) struct HandleCore {
+    /// Its call and context, under one lock (a `call_soon` fills both in
+    /// and its recycling empties both: one lock each, not two).
+    state: Guarded<State>,
     pub(super) cancelled: BoolCell,
     pub(super) event_loop: Py<PyAny>,
     /// Where the handle was made, in debug mode (asyncio's
@@ -113,12 +120,14 @@ impl HandleCore {
             None
         };
         Ok(HandleCore {
-            call: Guarded::new(Some(Call {
-                callback,
-                args,
-                context: context.clone_ref(py),
-            })),
-            context: Guarded::new(Some(context)),
+            state: Guarded::new(State {
+                call: Some(Call {
+                    callback,
+                    args,
+                    context: context.clone_ref(py),
+                }),
+                context: Some(context),
+            }),
             cancelled: BoolCell::new(false),
             event_loop: event_loop.clone().into_any().unbind(),
             source_traceback,
@@ -128,13 +137,17 @@ impl HandleCore {
 
     /// The handle's context (None only for a spare, which nobody sees).
     fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.context.borrow().as_ref().map(|c| c.clone_ref(py))
+        self.state
+            .borrow()
+            .context
+            .as_ref()
+            .map(|c| c.clone_ref(py))
     }
 
     /// The call to make, unless cancelled (cloned out: no borrow is held
     /// while it runs).
     fn call(&self, py: Python<'_>) -> Option<(Py<PyAny>, Args, Py<PyAny>)> {
-        self.call.borrow().as_ref().map(|c| {
+        self.state.borrow().call.as_ref().map(|c| {
             (
                 c.callback.clone_ref(py),
                 c.args.clone_ref(py),
@@ -165,7 +178,7 @@ impl HandleCore {
             let text = handle.repr()?.to_string();
             *self.cancelled_repr.borrow_mut() = Some(text);
         }
-        let call = self.call.borrow_mut().take();
+        let call = self.state.borrow_mut().call.take();
         drop(call); // after the borrow: a decref may run Python code
         Ok(true)
     }
@@ -199,7 +212,7 @@ impl HandleCore {
     /// handle, so it shows the handle as `run` would.
     pub(super) fn run_private(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = handle.py();
-        let taken = self.call.borrow_mut().take();
+        let taken = self.state.borrow_mut().call.take();
         let Some(call) = taken else {
             return Ok(());
         };
@@ -217,7 +230,7 @@ impl HandleCore {
             }
             Err(err) => {
                 let (callback, args) = (call.callback.clone_ref(py), call.args.clone_ref(py));
-                *self.call.borrow_mut() = Some(call);
+                self.state.borrow_mut().call = Some(call);
                 self.report(handle, &callback, &args, err)
             }
         }
@@ -295,15 +308,13 @@ impl HandleCore {
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(call) = self.call.try_borrow() {
-            if let Some(c) = call.as_ref() {
+        if let Ok(state) = self.state.try_borrow() {
+            if let Some(c) = state.call.as_ref() {
                 visit.call(&c.callback)?;
                 c.args.traverse(visit)?;
                 visit.call(&c.context)?;
             }
-        }
-        if let Ok(context) = self.context.try_borrow() {
-            if let Some(c) = context.as_ref() {
+            if let Some(c) = state.context.as_ref() {
                 visit.call(c)?;
             }
         }
@@ -315,9 +326,9 @@ impl HandleCore {
     }
 
     fn clear(&self) {
-        if let Ok(mut call) = self.call.try_borrow_mut() {
-            let taken = call.take();
-            drop(call);
+        if let Ok(mut state) = self.state.try_borrow_mut() {
+            let taken = state.call.take();
+            drop(state);
             drop(taken);
         }
     }
@@ -481,9 +492,8 @@ impl HandleCore {
             self.cancelled.set(false);
             *self.cancelled_repr.borrow_mut() = None;
         }
-        let call = self.call.borrow_mut().take();
-        let context = self.context.borrow_mut().take();
-        (call, context)
+        let mut state = self.state.borrow_mut();
+        (state.call.take(), state.context.take())
     }
 
     /// Fill in a spare for a new `call_soon`.
@@ -495,12 +505,18 @@ impl HandleCore {
         context: Option<Py<PyAny>>,
     ) -> PyResult<()> {
         let context = resolve_context(py, context)?;
-        *self.call.borrow_mut() = Some(Call {
+        let call = Call {
             callback,
             args,
             context: context.clone_ref(py),
-        });
-        *self.context.borrow_mut() = Some(context);
+        };
+        let old = {
+            let mut state = self.state.borrow_mut();
+            (state.call.replace(call), state.context.replace(context))
+        };
+        // (None for a spare, which `recycle` emptied; dropped after the
+        // borrow all the same: a decref may run Python code.)
+        drop(old);
         Ok(())
     }
 }

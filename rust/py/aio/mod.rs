@@ -32,6 +32,7 @@
 mod handles;
 mod io;
 mod ready;
+mod soon_attr;
 
 use handles::Args;
 pub(crate) use handles::{Handle, TimerHandle};
@@ -130,6 +131,12 @@ pub(crate) struct AioLoopCore {
     fired_now: Guarded<Vec<Py<TimerHandle>>>,
     /// Those of the batch before, let go of at the end of this one.
     fired_before: Guarded<Vec<Py<TimerHandle>>>,
+    /// `call_soon` bound to this loop, what `loop.call_soon` gives
+    /// (soon_attr.rs).
+    soon_bound: soon_attr::BoundCache,
+    /// The loop was given a `call_soon` of its own (`loop.call_soon = f`),
+    /// kept in its instance dict (soon_attr.rs).
+    soon_set: BoolCell,
 }
 
 /// At most this many spares per loop (a task's step and wake-up reuse them
@@ -284,6 +291,8 @@ impl AioLoopCore {
             spares: Guarded::new(Vec::new()),
             fired_now: Guarded::new(Vec::new()),
             fired_before: Guarded::new(Vec::new()),
+            soon_bound: soon_attr::BoundCache::new(),
+            soon_set: BoolCell::new(false),
         })
     }
 
@@ -627,6 +636,7 @@ impl AioLoopCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.ready)?;
+        self.soon_bound.traverse(&visit)?;
         if let Ok(kick) = self.kick.try_borrow() {
             if let Some(k) = kick.as_ref() {
                 visit.call(&k.timer)?;
@@ -681,6 +691,8 @@ impl AioLoopCore {
     }
 
     fn __clear__(&self) {
+        // SAFETY: __clear__ runs with the GIL held (from the collector).
+        drop(self.soon_bound.take(unsafe { Python::assume_attached() }));
         if let Ok(mut kick) = self.kick.try_borrow_mut() {
             let taken = kick.take();
             drop(kick);
@@ -1048,6 +1060,7 @@ unsafe fn soon_keywords<'py>(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AioLoopCore>()?;
     LOOP_TYPE.install(m.py(), &[&CALL_SOON_DEF, &GET_DEBUG_DEF])?;
+    soon_attr::install(m)?;
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
     m.add_class::<ReadyQueue>()?;

@@ -111,6 +111,7 @@ fn raise_panic(py: Python<'_>, payload: Box<dyn std::any::Any + Send>) -> *mut f
 /// The `callback` of a raw method that takes it first, positionally or by
 /// name (`by_name`), with Python's errors for a missing or doubled one: the
 /// callback and the index of the first positional argument after it.
+#[inline]
 pub(crate) fn callback_arg<T>(
     function: &str,
     npos: usize,

@@ -171,6 +171,7 @@ impl AioLoopCore {
 
     /// asyncio's checks on entry to `call_soon` / `call_at`: a closed loop
     /// refuses; debug mode also checks the thread and the callback.
+    #[inline]
     fn check_call(
         slf: &Bound<'_, Self>,
         callback: &Bound<'_, PyAny>,
@@ -186,6 +187,7 @@ impl AioLoopCore {
     }
 
     /// asyncio's `_check_closed`: a closed loop refuses new work.
+    #[inline]
     fn check_open(&self) -> PyResult<()> {
         if self.closed.get() {
             return Err(PyRuntimeError::new_err("Event loop is closed"));

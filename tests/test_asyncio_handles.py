@@ -9,6 +9,7 @@ import contextvars
 import gc
 import re
 import weakref
+from unittest import mock
 
 import pytest
 
@@ -156,6 +157,81 @@ def test_an_exception_in_a_callback_goes_to_the_exception_handler(loop):
     assert context["handle"] is handle
     assert isinstance(context["exception"], ValueError)
     assert re.fullmatch(r"Exception in callback .*boom\(\) at .*", context["message"])
+
+
+def test_a_raising_callback_whose_handle_nobody_kept_is_reported_whole(loop):
+    # Nobody holds the handle but the loop (a task's step and wake-up): the
+    # exception handler still gets it with its call, as asyncio shows it, and
+    # the handle stays so after the loop's later callbacks.
+    contexts = []
+    loop.set_exception_handler(lambda _loop, context: contexts.append(context))
+
+    def boom(arg):
+        raise ValueError(arg)
+
+    loop.call_soon(boom, "x")
+    run_once(loop)
+    [context] = contexts
+    handle = context["handle"]
+    assert handle._callback is boom
+    assert handle._args == ("x",)
+    assert re.fullmatch(r"<Handle .*boom\('x'\) at .*>", repr(handle))
+    for _ in range(3):
+        run_once(loop)
+    assert handle._callback is boom
+    assert handle._args == ("x",)
+    assert contexts == [context]
+
+
+def test_call_soon_given_to_a_loop_is_its_own_until_deleted(loop):
+    # (greenwheel's call_soon is a data descriptor: rust/py/aio/soon_attr.rs.)
+    seen = []
+    original = loop.call_soon
+    loop.call_soon = lambda callback, *args, context=None: seen.append(("own", args))
+    loop.call_soon(seen.append, 1)
+    assert seen == [("own", (1,))]
+    assert "call_soon" in vars(loop)
+    del loop.call_soon
+    assert "call_soon" not in vars(loop)
+    with pytest.raises(AttributeError, match=r"object has no attribute 'call_soon'"):
+        del loop.call_soon
+    loop.call_soon(seen.append, "queued")
+    run_once(loop)
+    assert seen == [("own", (1,)), "queued"]
+    assert loop.call_soon == original
+    assert type(loop).call_soon(loop, seen.append, "unbound") is not None
+    run_once(loop)
+    assert seen[-1] == "unbound"
+
+
+def test_a_patched_call_soon_sees_the_task_steps(loop):
+    async def yields():
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    with mock.patch.object(loop, "call_soon", wraps=loop.call_soon) as spy:
+        loop.run_until_complete(yields())
+    # The task's first step and its two wake-ups at least.
+    assert spy.call_count >= 3
+    assert "call_soon" not in vars(loop)
+    loop.run_until_complete(yields())
+    assert spy.call_count >= 3
+
+
+def test_a_loop_class_that_defines_call_soon_is_used():
+    calls = []
+
+    class Loop(gwa.GreenwheelEventLoop):
+        def call_soon(self, callback, *args, context=None):
+            calls.append(callback)
+            return super().call_soon(callback, *args, context=context)
+
+    loop = Loop()
+    try:
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    assert calls
 
 
 def test_system_exit_from_a_callback_leaves_run_forever(loop):

@@ -44,6 +44,19 @@ pub(super) enum Args {
     One(Py<PyAny>),
 }
 
+impl Call {
+    /// Drop the call's references (with the GIL known held: no check per
+    /// reference, as dropping a `Py` makes).
+    pub(super) fn release(self, py: Python<'_>) {
+        drop(self.callback.into_bound(py));
+        drop(self.context.into_bound(py));
+        match self.args {
+            Args::Tuple(t) => drop(t.into_bound(py)),
+            Args::One(a) => drop(a.into_bound(py)),
+        }
+    }
+}
+
 impl Args {
     fn clone_ref(&self, py: Python<'_>) -> Args {
         match self {
@@ -68,14 +81,21 @@ impl Args {
     }
 }
 
-/// What [`Handle`] and [`TimerHandle`] share: asyncio's `Handle` state.
-pub(super) struct HandleCore {
+/// A handle's call and context.
+struct State {
     /// The call until the handle is cancelled (asyncio drops the callback
     /// and its arguments then, so a kept handle keeps nothing alive).
-    call: Guarded<Option<Call>>,
+    call: Option<Call>,
     /// Kept after a cancel: `get_context()` still answers. None only while
     /// the handle waits in its loop's spares (see `recycle`).
-    context: Guarded<Option<Py<PyAny>>>,
+    context: Option<Py<PyAny>>,
+}
+
+/// What [`Handle`] and [`TimerHandle`] share: asyncio's `Handle` state.
+pub(super) struct HandleCore {
+    /// Its call and context, under one lock (a `call_soon` fills both in
+    /// and its recycling empties both: one lock each, not two).
+    state: Guarded<State>,
     pub(super) cancelled: BoolCell,
     pub(super) event_loop: Py<PyAny>,
     /// Where the handle was made, in debug mode (asyncio's
@@ -100,12 +120,14 @@ impl HandleCore {
             None
         };
         Ok(HandleCore {
-            call: Guarded::new(Some(Call {
-                callback,
-                args,
-                context: context.clone_ref(py),
-            })),
-            context: Guarded::new(Some(context)),
+            state: Guarded::new(State {
+                call: Some(Call {
+                    callback,
+                    args,
+                    context: context.clone_ref(py),
+                }),
+                context: Some(context),
+            }),
             cancelled: BoolCell::new(false),
             event_loop: event_loop.clone().into_any().unbind(),
             source_traceback,
@@ -115,13 +137,17 @@ impl HandleCore {
 
     /// The handle's context (None only for a spare, which nobody sees).
     fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.context.borrow().as_ref().map(|c| c.clone_ref(py))
+        self.state
+            .borrow()
+            .context
+            .as_ref()
+            .map(|c| c.clone_ref(py))
     }
 
     /// The call to make, unless cancelled (cloned out: no borrow is held
     /// while it runs).
     fn call(&self, py: Python<'_>) -> Option<(Py<PyAny>, Args, Py<PyAny>)> {
-        self.call.borrow().as_ref().map(|c| {
+        self.state.borrow().call.as_ref().map(|c| {
             (
                 c.callback.clone_ref(py),
                 c.args.clone_ref(py),
@@ -152,7 +178,7 @@ impl HandleCore {
             let text = handle.repr()?.to_string();
             *self.cancelled_repr.borrow_mut() = Some(text);
         }
-        let call = self.call.borrow_mut().take();
+        let call = self.state.borrow_mut().call.take();
         drop(call); // after the borrow: a decref may run Python code
         Ok(true)
     }
@@ -175,6 +201,38 @@ impl HandleCore {
                 Err(err)
             }
             Err(err) => self.report(handle, &callback, &args, err),
+        }
+    }
+
+    /// `run` for a handle nobody but the running batch can reach (see
+    /// [`recyclable`]): the call is moved out for the run instead of cloned,
+    /// sparing three reference count pairs per handle (every task step and
+    /// wake-up). Nobody can look at the handle meanwhile; if the callback
+    /// raises, the call is put back before the exception handler sees the
+    /// handle, so it shows the handle as `run` would.
+    pub(super) fn run_private(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = handle.py();
+        let taken = self.state.borrow_mut().call.take();
+        let Some(call) = taken else {
+            return Ok(());
+        };
+        match run_in_context(call.context.bind(py), call.callback.bind(py), &call.args) {
+            Ok(()) => {
+                call.release(py);
+                Ok(())
+            }
+            Err(err)
+                if err.is_instance_of::<PySystemExit>(py)
+                    || err.is_instance_of::<PyKeyboardInterrupt>(py) =>
+            {
+                call.release(py);
+                Err(err)
+            }
+            Err(err) => {
+                let (callback, args) = (call.callback.clone_ref(py), call.args.clone_ref(py));
+                self.state.borrow_mut().call = Some(call);
+                self.report(handle, &callback, &args, err)
+            }
         }
     }
 
@@ -250,15 +308,13 @@ impl HandleCore {
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(call) = self.call.try_borrow() {
-            if let Some(c) = call.as_ref() {
+        if let Ok(state) = self.state.try_borrow() {
+            if let Some(c) = state.call.as_ref() {
                 visit.call(&c.callback)?;
                 c.args.traverse(visit)?;
                 visit.call(&c.context)?;
             }
-        }
-        if let Ok(context) = self.context.try_borrow() {
-            if let Some(c) = context.as_ref() {
+            if let Some(c) = state.context.as_ref() {
                 visit.call(c)?;
             }
         }
@@ -270,9 +326,9 @@ impl HandleCore {
     }
 
     fn clear(&self) {
-        if let Ok(mut call) = self.call.try_borrow_mut() {
-            let taken = call.take();
-            drop(call);
+        if let Ok(mut state) = self.state.try_borrow_mut() {
+            let taken = state.call.take();
+            drop(state);
             drop(taken);
         }
     }
@@ -431,11 +487,13 @@ impl HandleCore {
     /// Empty a handle becoming a spare; what it held is returned, to be
     /// dropped after the caller's borrows.
     pub(super) fn recycle(&self) -> (Option<Call>, Option<Py<PyAny>>) {
-        self.cancelled.set(false);
-        *self.cancelled_repr.borrow_mut() = None;
-        let call = self.call.borrow_mut().take();
-        let context = self.context.borrow_mut().take();
-        (call, context)
+        // Only a cancel sets the kept repr.
+        if self.cancelled.get() {
+            self.cancelled.set(false);
+            *self.cancelled_repr.borrow_mut() = None;
+        }
+        let mut state = self.state.borrow_mut();
+        (state.call.take(), state.context.take())
     }
 
     /// Fill in a spare for a new `call_soon`.
@@ -447,12 +505,18 @@ impl HandleCore {
         context: Option<Py<PyAny>>,
     ) -> PyResult<()> {
         let context = resolve_context(py, context)?;
-        *self.call.borrow_mut() = Some(Call {
+        let call = Call {
             callback,
             args,
             context: context.clone_ref(py),
-        });
-        *self.context.borrow_mut() = Some(context);
+        };
+        let old = {
+            let mut state = self.state.borrow_mut();
+            (state.call.replace(call), state.context.replace(context))
+        };
+        // (None for a spare, which `recycle` emptied; dropped after the
+        // borrow all the same: a decref may run Python code.)
+        drop(old);
         Ok(())
     }
 }

@@ -32,6 +32,7 @@
 mod handles;
 mod io;
 mod ready;
+mod soon_attr;
 
 use handles::Args;
 pub(crate) use handles::{Handle, TimerHandle};
@@ -130,6 +131,12 @@ pub(crate) struct AioLoopCore {
     fired_now: Guarded<Vec<Py<TimerHandle>>>,
     /// Those of the batch before, let go of at the end of this one.
     fired_before: Guarded<Vec<Py<TimerHandle>>>,
+    /// `call_soon` bound to this loop, what `loop.call_soon` gives
+    /// (soon_attr.rs).
+    soon_bound: soon_attr::BoundCache,
+    /// The loop was given a `call_soon` of its own (`loop.call_soon = f`),
+    /// kept in its instance dict (soon_attr.rs).
+    soon_set: BoolCell,
 }
 
 /// At most this many spares per loop (a task's step and wake-up reuse them
@@ -164,6 +171,7 @@ impl AioLoopCore {
 
     /// asyncio's checks on entry to `call_soon` / `call_at`: a closed loop
     /// refuses; debug mode also checks the thread and the callback.
+    #[inline]
     fn check_call(
         slf: &Bound<'_, Self>,
         callback: &Bound<'_, PyAny>,
@@ -179,6 +187,7 @@ impl AioLoopCore {
     }
 
     /// asyncio's `_check_closed`: a closed loop refuses new work.
+    #[inline]
     fn check_open(&self) -> PyResult<()> {
         if self.closed.get() {
             return Err(PyRuntimeError::new_err("Event loop is closed"));
@@ -187,13 +196,22 @@ impl AioLoopCore {
     }
 
     /// Keep `handle` (recyclable: nobody else holds it) as a spare.
-    fn keep_spare(&self, handle: &Bound<'_, Handle>) {
-        if self.spares.borrow().len() >= MAX_SPARES {
-            return;
+    fn keep_spare(&self, handle: Bound<'_, Handle>) {
+        let py = handle.py();
+        let (call, context) = {
+            let mut spares = self.spares.borrow_mut();
+            if spares.len() >= MAX_SPARES {
+                return;
+            }
+            let held = handle.get().core.recycle();
+            spares.push(handle.unbind());
+            held
+        };
+        // After the borrows: a decref may run Python code.
+        if let Some(call) = call {
+            call.release(py);
         }
-        let held = handle.get().core.recycle();
-        self.spares.borrow_mut().push(handle.clone().unbind());
-        drop(held); // after the borrows: a decref may run Python code
+        drop(context.map(|c| c.into_bound(py)));
     }
 
     /// Let go of the fired timer handles of the batch before this one (all
@@ -275,6 +293,8 @@ impl AioLoopCore {
             spares: Guarded::new(Vec::new()),
             fired_now: Guarded::new(Vec::new()),
             fired_before: Guarded::new(Vec::new()),
+            soon_bound: soon_attr::BoundCache::new(),
+            soon_set: BoolCell::new(false),
         })
     }
 
@@ -522,14 +542,30 @@ impl AioLoopCore {
                 }
                 continue;
             }
-            handles::retrack_shared(&item);
             if let Ok(handle) = item.cast_exact::<Handle>() {
                 let core = &handle.get().core;
+                // (A spare serves its own loop's call_soon only.)
+                let own = core.event_loop.is(slf);
+                if own && handles::recyclable(handle) {
+                    // Nobody else can reach it: run without copying the
+                    // call out, then keep it as a spare (unless the run let
+                    // someone take it: the exception handler's context).
+                    if !core.cancelled.get() {
+                        core.run_private(&item)?;
+                    }
+                    if handles::recyclable(handle) {
+                        // SAFETY: cast_exact above checked the type.
+                        let handle = unsafe { item.cast_into_unchecked::<Handle>() };
+                        slf.get().keep_spare(handle);
+                    }
+                    continue;
+                }
+                handles::retrack_shared(&item);
                 if !core.cancelled.get() {
                     core.run(&item)?;
                 }
-                // (A spare serves its own loop's call_soon only.)
-                if handles::recyclable(handle) && core.event_loop.is(slf) {
+                if own && handles::recyclable(handle) {
+                    let handle = handle.clone();
                     slf.get().keep_spare(handle);
                 }
             } else if !item.getattr(cancelled)?.is_truthy()? {
@@ -602,6 +638,7 @@ impl AioLoopCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.ready)?;
+        self.soon_bound.traverse(&visit)?;
         if let Ok(kick) = self.kick.try_borrow() {
             if let Some(k) = kick.as_ref() {
                 visit.call(&k.timer)?;
@@ -656,6 +693,8 @@ impl AioLoopCore {
     }
 
     fn __clear__(&self) {
+        // SAFETY: __clear__ runs with the GIL held (from the collector).
+        drop(self.soon_bound.take(unsafe { Python::assume_attached() }));
         if let Ok(mut kick) = self.kick.try_borrow_mut() {
             let taken = kick.take();
             drop(kick);
@@ -1023,6 +1062,7 @@ unsafe fn soon_keywords<'py>(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AioLoopCore>()?;
     LOOP_TYPE.install(m.py(), &[&CALL_SOON_DEF, &GET_DEBUG_DEF])?;
+    soon_attr::install(m)?;
     m.add_class::<Handle>()?;
     m.add_class::<TimerHandle>()?;
     m.add_class::<ReadyQueue>()?;

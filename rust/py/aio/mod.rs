@@ -137,6 +137,15 @@ pub(crate) struct AioLoopCore {
     /// The loop was given a `call_soon` of its own (`loop.call_soon = f`),
     /// kept in its instance dict (soon_attr.rs).
     soon_set: BoolCell,
+    /// `_forever` (the Waiter of the greenlet in `run_forever()`, or None)
+    /// and asyncio's `_stopping`, which every batch reads: stored here, as
+    /// properties of those names, because a generic `getattr` of an
+    /// instance attribute cost about 450 instructions a batch each
+    /// (callgrind), and a keep-alive server with few connections ready per
+    /// poll runs a batch per one or two requests. None: not assigned yet
+    /// (reading it raises `AttributeError`, as the missing attribute did).
+    forever: Guarded<Option<Py<PyAny>>>,
+    stopping: Guarded<Option<Py<PyAny>>>,
 }
 
 /// At most this many spares per loop (a task's step and wake-up reuse them
@@ -162,6 +171,16 @@ impl AioLoopCore {
         // pass); the same call as its Python `start(drain)`.
         let args = PyTuple::empty(py);
         watchers::start(timer.bind(py), drain.bind(py), &args, true)
+    }
+
+    /// `self._forever` (see the field `forever`).
+    fn forever_value<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        read_stored(py, &self.forever, "_forever")
+    }
+
+    /// `self._stopping` (see the field `forever`).
+    fn stopping_value<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        read_stored(py, &self.stopping, "_stopping")
     }
 
     fn push_ready(&self, py: Python<'_>, handle: Py<PyAny>) -> PyResult<()> {
@@ -295,6 +314,8 @@ impl AioLoopCore {
             fired_before: Guarded::new(Vec::new()),
             soon_bound: soon_attr::BoundCache::new(),
             soon_set: BoolCell::new(false),
+            forever: Guarded::new(None),
+            stopping: Guarded::new(None),
         })
     }
 
@@ -413,7 +434,7 @@ impl AioLoopCore {
         let outcome = AioLoopCore::batch(slf);
         this.release_fired(py, false);
         let restored = set_running.call1((py.None(),));
-        let forever = slf.getattr(pyo3::intern!(py, "_forever"))?;
+        let forever = this.forever_value(py)?;
         let escaped = match outcome {
             Ok(()) => None,
             Err(err)
@@ -431,7 +452,7 @@ impl AioLoopCore {
         }
         if let Some(err) = escaped {
             forever.call_method1(pyo3::intern!(py, "throw"), (err.value(py),))?;
-        } else if !forever.is_none() && slf.getattr(pyo3::intern!(py, "_stopping"))?.is_truthy()? {
+        } else if !forever.is_none() && this.stopping_value(py)?.is_truthy()? {
             forever.call_method1(pyo3::intern!(py, "switch"), (py.None(),))?;
         }
         Ok(())
@@ -612,6 +633,26 @@ impl AioLoopCore {
         self.debug.set(value);
     }
 
+    #[getter(_forever)]
+    fn get_forever<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.forever_value(py)
+    }
+
+    #[setter(_forever)]
+    fn set_forever(&self, value: Py<PyAny>) {
+        store(&self.forever, value)
+    }
+
+    #[getter(_stopping)]
+    fn get_stopping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.stopping_value(py)
+    }
+
+    #[setter(_stopping)]
+    fn set_stopping(&self, value: Py<PyAny>) {
+        store(&self.stopping, value)
+    }
+
     #[getter]
     fn _drain_queued(&self) -> bool {
         self.drain_queued.get()
@@ -675,6 +716,13 @@ impl AioLoopCore {
                 visit.call(handle)?;
             }
         }
+        for stored in [&self.forever, &self.stopping] {
+            if let Ok(v) = stored.try_borrow() {
+                if let Some(v) = v.as_ref() {
+                    visit.call(v)?;
+                }
+            }
+        }
         if let Ok(spares) = self.spares.try_borrow() {
             for handle in spares.iter() {
                 handles::traverse_owned(handle.as_any(), 1, &visit)?;
@@ -727,6 +775,13 @@ impl AioLoopCore {
             let taken = factory.take();
             drop(factory);
             drop(taken);
+        }
+        for stored in [&self.forever, &self.stopping] {
+            if let Ok(mut v) = stored.try_borrow_mut() {
+                let taken = v.take();
+                drop(v);
+                drop(taken);
+            }
         }
         if let Ok(mut fds) = self.fds.try_borrow_mut() {
             let taken = std::mem::take(&mut *fds);
@@ -828,6 +883,29 @@ impl AioLoopCore {
         }
         Ok(handle.unbind())
     }
+}
+
+/// A stored attribute's value (a new reference: the borrow ends before the
+/// caller can run Python code with it), or the missing attribute's error.
+fn read_stored<'py>(
+    py: Python<'py>,
+    field: &Guarded<Option<Py<PyAny>>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let value = field.borrow().as_ref().map(|v| v.clone_ref(py));
+    value.map(|v| v.into_bound(py)).ok_or_else(|| {
+        pyo3::exceptions::PyAttributeError::new_err(format!(
+            "'GreenwheelEventLoop' object has no attribute '{name}'"
+        ))
+    })
+}
+
+/// Assign a stored attribute (PyO3 refuses `del`: asyncio never deletes
+/// these). The old value is released after the borrow ends (its release
+/// may run Python code).
+fn store(field: &Guarded<Option<Py<PyAny>>>, value: Py<PyAny>) {
+    let old = field.replace(Some(value));
+    drop(old);
 }
 
 static BASE_CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

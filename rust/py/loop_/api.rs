@@ -60,6 +60,7 @@ impl Loop {
             ready: Vec::new(),
             carry: Vec::new(),
             rearm_pending: Vec::new(),
+            timer_batch: Vec::new(),
             last_poll_ns: 0,
             inflight_sleeps: HashSet::new(),
             sig_read,

@@ -13,6 +13,9 @@ use crate::py::timeout::Timeout;
 use crate::py::watchers::TimerWatcher;
 use crate::wheel::TimerHandle;
 
+/// The largest timer batch buffer a loop keeps between passes (entries).
+const KEPT_TIMER_BATCH: usize = 1024;
+
 impl Loop {
     pub(crate) fn timer_start(&self, slf: &Bound<'_, TimerWatcher>, update: bool) -> PyResult<()> {
         self.check_usable()?;
@@ -57,16 +60,29 @@ impl Loop {
     }
 
     /// Expires due timers and runs them. On unwind, re-queues the rest.
+    ///
+    /// The batch Vec is the state's `timer_batch`, reused while it holds
+    /// at most [`KEPT_TIMER_BATCH`] entries' room.
     pub(super) fn dispatch_timers(&self, py: Python<'_>) -> PyResult<bool> {
         let now = self.now_ns.get();
-        let mut batch: Vec<(TimerHandle, TimerEntry)> = Vec::new();
-        self.with_state(|st| st.wheel.expire(now, &mut batch))?;
-        if batch.is_empty() {
+        // The state's buffer (a nested pass, from a callback, finds it
+        // taken and uses a fresh one).
+        let batch = self.with_state(|st| {
+            let mut batch = std::mem::take(&mut st.timer_batch);
+            st.wheel.expire(now, &mut batch);
+            if batch.is_empty() {
+                st.timer_batch = batch;
+                None
+            } else {
+                Some(batch)
+            }
+        })?;
+        let Some(mut batch) = batch else {
             return Ok(false);
-        }
+        };
         // Everything in the batch is due: `pending` until its turn comes.
         let mut sleeps = Vec::new();
-        for (handle, entry) in &batch {
+        for (handle, entry) in batch.iter() {
             match entry {
                 TimerEntry::Watcher(w) => w.get().core.set_pending(true),
                 TimerEntry::Sleep { .. } => sleeps.push(*handle),
@@ -76,7 +92,7 @@ impl Loop {
         if !sleeps.is_empty() {
             self.with_state(|st| st.inflight_sleeps.extend(sleeps))?;
         }
-        let mut rest = batch.into_iter();
+        let mut rest = batch.drain(..);
         while let Some((handle, entry)) = rest.next() {
             let outcome = match entry {
                 TimerEntry::Watcher(watcher) => self.fire_watcher(py, handle, &watcher),
@@ -87,6 +103,20 @@ impl Loop {
             if let Err(e) = outcome {
                 self.requeue_timers(py, rest.collect())?;
                 return Err(e);
+            }
+        }
+        drop(rest);
+        // Empty again: back for the next pass (unless a nested pass put
+        // one back meanwhile, the loop was destroyed, or a burst of timers
+        // made it big: not kept for ever).
+        if batch.capacity() > KEPT_TIMER_BATCH {
+            return Ok(true);
+        }
+        if let Ok(mut st) = self.state.try_borrow_mut() {
+            if let Some(st) = st.as_mut() {
+                if st.timer_batch.capacity() == 0 {
+                    st.timer_batch = batch;
+                }
             }
         }
         Ok(true)

@@ -705,6 +705,8 @@ class AioLoopCore:
     _debug: bool
     _drain_queued: bool
     _runners: int
+    _forever: Any
+    _stopping: Any
 
 # --- greenwheel.asyncio's socket transport (rust/py/aio_transport.rs) -------
 

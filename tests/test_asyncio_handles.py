@@ -175,7 +175,8 @@ def test_a_raising_callback_whose_handle_nobody_kept_is_reported_whole(loop):
     handle = context["handle"]
     assert handle._callback is boom
     assert handle._args == ("x",)
-    assert re.fullmatch(r"<Handle .*boom\('x'\) at .*>", repr(handle))
+    # 3.13 shows a callback's arguments in a repr only in debug mode.
+    assert re.fullmatch(r"<Handle .*boom\(('x')?\) at .*>", repr(handle))
     for _ in range(3):
         run_once(loop)
     assert handle._callback is boom

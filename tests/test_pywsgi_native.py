@@ -233,6 +233,17 @@ def exchange(port, data):
     return run_in_thread(client)
 
 
+def exchange_with(app, data, log=None):
+    """What a client sending *data* on one connection gets back from a
+    WSGIServer serving *app* (started for this and stopped after)."""
+    server = WSGIServer((LOCALHOST, 0), app, log=log)
+    server.start()
+    try:
+        return exchange(server.server_port, data)
+    finally:
+        server.stop()
+
+
 _DATE = re.compile(rb"Date: [^\r]*\r\n")
 
 
@@ -360,15 +371,8 @@ def test_a_whole_body_iterable_with_close_is_served_natively(monkeypatch):
             return Result([b"he", b"llo"])
         return Result([b"", b"hello", b""])
 
-    server = WSGIServer((LOCALHOST, 0), app, log=None)
-    server.start()
-    try:
-        usual = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-        got = exchange(
-            server.server_port, usual * 3 + b"GET /two HTTP/1.1\r\nConnection: close\r\n\r\n"
-        )
-    finally:
-        server.stop()
+    usual = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    got = exchange_with(app, usual * 3 + b"GET /two HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert got.count(b"200 OK") == 4 and got.count(b"\r\n\r\nhello") == 4
     assert adopted == [1] and len(closed) == 4
 
@@ -382,15 +386,9 @@ def test_logging_servers_take_the_python_path(monkeypatch):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    server = WSGIServer((LOCALHOST, 0), app, log=log)
-    server.start()
-    try:
-        exchange(
-            server.server_port,
-            b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n",
-        )
-    finally:
-        server.stop()
+    exchange_with(
+        app, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n", log=log
+    )
     lines = log.getvalue().splitlines()
     assert len(lines) == 2 and '"GET /a HTTP/1.1" 200' in lines[0], lines
 
@@ -419,15 +417,9 @@ def test_each_response_has_its_own_head_when_an_application_varies_it():
         start_response(status, headers)
         return [b"r%d" % i]
 
-    server = WSGIServer((LOCALHOST, 0), app, log=None)
-    server.start()
-    try:
-        got = exchange(
-            server.server_port,
-            b"GET / HTTP/1.1\r\n\r\n" * 5 + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
-        )
-    finally:
-        server.stop()
+    got = exchange_with(
+        app, b"GET / HTTP/1.1\r\n\r\n" * 5 + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
+    )
     heads = re.findall(rb"HTTP/1\.1 ([^\r]*)\r\n(.*?)\r\n\r\n", got, re.S)
     assert [status for status, _ in heads] == [b"200 OK"] * 4 + [b"201 Created", b"200 OK"]
     values = [re.search(rb"X-N: (\S+)", h).group(1) for _, h in heads]
@@ -671,15 +663,9 @@ def test_each_request_gets_a_wsgi_input_of_its_own():
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    server = WSGIServer((LOCALHOST, 0), app, log=None)
-    server.start()
-    try:
-        got = exchange(
-            server.server_port,
-            b"GET / HTTP/1.1\r\n\r\n" * 4 + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
-        )
-    finally:
-        server.stop()
+    got = exchange_with(
+        app, b"GET / HTTP/1.1\r\n\r\n" * 4 + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
+    )
     assert got.count(b"HTTP/1.1 200 OK") == 5
     fresh = (Input, 0, 0, b"")
     assert seen == [fresh, fresh, fresh, fresh, False, fresh]

@@ -523,12 +523,7 @@ fn done(py: Python<'_>, value: Option<bool>) -> PyResult<Next> {
 /// its waiting greenlet (issue 19's idle-connection memory).
 struct Connection {
     handler: Py<PyAny>,
-    input_class: Py<PyAny>,
-    /// `input_class.__init__`, which re-arms `spare_input`.
-    input_init: Py<PyAny>,
-    /// The last request's `wsgi.input`, re-armed for the next request when
-    /// nothing else holds it (see `new_input`).
-    spare_input: Option<Py<PyAny>>,
+    inputs: Inputs,
     sock: Py<PyAny>,
     server: Py<PyAny>,
     parser: Py<RequestParser>,
@@ -547,6 +542,49 @@ struct Connection {
     /// The bytes received and not served yet start at `pos`.
     data: Py<PyBytes>,
     pos: usize,
+}
+
+/// Where a connection's bodiless requests get their `wsgi.input`.
+struct Inputs {
+    /// `serve_requests`' `input_class` (pywsgi's `Input`).
+    class: Py<PyAny>,
+    /// `Input.__init__`, which re-arms `spare`.
+    init: Py<PyAny>,
+    /// The last request's input (see `next`).
+    spare: Option<Py<PyAny>>,
+}
+
+impl Inputs {
+    /// A bodiless request's `wsgi.input`: `Input(handler, 0)`.
+    ///
+    /// When only this connection still holds the last request's input (the
+    /// application and its environ let go of it), that object serves again:
+    /// no one can tell it from a new one. A fresh one cost 1.9k of 21.9k
+    /// instructions per hello-world request (a type call, `__init__`, an
+    /// allocation and a deallocation; benches/pywsgi_callgrind.py,
+    /// 2026-12-05), running `__init__` on the old one again 1.1k of that.
+    /// Reading a bodiless input changes none of its state, so `__init__`
+    /// runs again only if someone assigned one of its public attributes.
+    /// A connection waiting for its next request keeps it: 75 bytes
+    /// (compare.py's idle keep-alive row, 3.66 -> 3.74 KB, same run).
+    #[inline(never)]
+    fn next<'py>(&mut self, handler: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = handler.py();
+        let input = match self.spare.take() {
+            // One reference: ours. `wsgi.input` has no `__weakref__` slot,
+            // so nothing else can reach it.
+            Some(spare) if spare.get_refcnt(py) == 1 => {
+                let spare = spare.into_bound(py);
+                if !untouched_bodiless(&spare)? {
+                    self.init.bind(py).call1((&spare, handler, 0))?;
+                }
+                spare
+            }
+            _ => self.class.bind(py).call1((handler, 0))?,
+        };
+        self.spare = Some(input.clone().unbind());
+        Ok(input)
+    }
 }
 
 /// Whether a bodiless `wsgi.input` is as `__init__(handler, 0)` left it, as
@@ -600,9 +638,11 @@ impl Connection {
         )?;
         Ok(Box::new(Connection {
             handler: handler.clone().unbind(),
-            input_class: input_class.clone().unbind(),
-            input_init: input_class.getattr(intern!(py, "__init__"))?.unbind(),
-            spare_input: None,
+            inputs: Inputs {
+                class: input_class.clone().unbind(),
+                init: input_class.getattr(intern!(py, "__init__"))?.unbind(),
+                spare: None,
+            },
             server: handler.getattr(intern!(py, "server"))?.unbind(),
             parser: handler
                 .getattr(intern!(py, "_parser"))?
@@ -737,12 +777,7 @@ impl Connection {
         }
         let head_length: usize = parsed.head_length.extract(py)?;
         let env = parsed.environ.clone_ref(py).into_bound(py);
-        let input = Self::new_input(
-            &mut self.spare_input,
-            &self.input_init,
-            &self.input_class,
-            handler,
-        )?;
+        let input = self.inputs.next(handler)?;
         env.set_item(intern!(py, "wsgi.input"), &input)?;
         let app = self.server.bind(py).getattr(intern!(py, "application"))?;
         let start_response = self.start_response.bind(py);
@@ -802,42 +837,6 @@ impl Connection {
             return done(py, None);
         }
         Ok(Next::Again)
-    }
-
-    /// A bodiless request's `wsgi.input`: `input_class(handler, 0)`.
-    ///
-    /// When only this connection still holds the last request's input (the
-    /// application and its environ let go of it), that object serves again:
-    /// no one can tell it from a new one. A fresh one cost 1.9k of 21.9k
-    /// instructions per hello-world request (a type call, `__init__`, an
-    /// allocation and a deallocation; benches/pywsgi_callgrind.py,
-    /// 2026-12-05), running `__init__` on the old one again 1.1k of that.
-    /// Reading a bodiless input changes none of its state, so `__init__`
-    /// runs again only if someone assigned one of its public attributes.
-    /// A connection waiting for its next request keeps it: 75 bytes
-    /// (compare.py's idle keep-alive row, 3.66 -> 3.74 KB, same run).
-    #[inline(never)]
-    fn new_input<'py>(
-        spare_input: &mut Option<Py<PyAny>>,
-        input_init: &Py<PyAny>,
-        input_class: &Py<PyAny>,
-        handler: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = handler.py();
-        let input = match spare_input.take() {
-            // One reference: ours. `wsgi.input` has no `__weakref__` slot,
-            // so nothing else can reach it.
-            Some(spare) if spare.get_refcnt(py) == 1 => {
-                let spare = spare.into_bound(py);
-                if !untouched_bodiless(&spare)? {
-                    input_init.bind(py).call1((&spare, handler, 0))?;
-                }
-                spare
-            }
-            _ => input_class.bind(py).call1((handler, 0))?,
-        };
-        *spare_input = Some(input.clone().unbind());
-        Ok(input)
     }
 
     /// Sends a response's `bytes`, once the rest of the kernel poll that

@@ -567,26 +567,24 @@ impl AioLoopCore {
                 let core = &handle.get().core;
                 // (A spare serves its own loop's call_soon only.)
                 let own = core.event_loop.is(slf);
-                if own && handles::recyclable(handle) {
-                    // Nobody else can reach it: run without copying the
-                    // call out, then keep it as a spare (unless the run let
-                    // someone take it: the exception handler's context).
-                    if !core.cancelled.get() {
-                        core.run_private(&item)?;
-                    }
-                    if handles::recyclable(handle) {
-                        // SAFETY: cast_exact above checked the type.
-                        let handle = unsafe { item.cast_into_unchecked::<Handle>() };
-                        slf.get().keep_spare(handle);
-                    }
-                    continue;
+                // Nobody else can reach it: it runs without its call copied
+                // out.
+                let private = own && handles::recyclable(handle);
+                if !private {
+                    handles::retrack_shared(&item);
                 }
-                handles::retrack_shared(&item);
                 if !core.cancelled.get() {
-                    core.run(&item)?;
+                    if private {
+                        core.run_private(&item)?;
+                    } else {
+                        core.run(&item)?;
+                    }
                 }
+                // Kept as a spare unless the run let someone take it (the
+                // exception handler's context).
                 if own && handles::recyclable(handle) {
-                    let handle = handle.clone();
+                    // SAFETY: cast_exact above checked the type.
+                    let handle = unsafe { item.cast_into_unchecked::<Handle>() };
                     slf.get().keep_spare(handle);
                 }
             } else if !item.getattr(cancelled)?.is_truthy()? {

@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Whether an error is one asyncio lets through (`SystemExit`,
 /// `KeyboardInterrupt`) rather than handing it to `_fatal_error`.
-fn passes_through(py: Python<'_>, err: &PyErr) -> bool {
+pub(crate) fn passes_through(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
 }
 

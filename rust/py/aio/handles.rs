@@ -10,7 +10,7 @@
 //!   a kept handle keeps nothing alive; the call is cloned out before it
 //!   runs, so no borrow is held while Python code runs.
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use crate::py::aio_transport::passes_through;
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -194,12 +194,7 @@ impl HandleCore {
         let outcome = run_in_context(context.bind(py), callback.bind(py), &args);
         match outcome {
             Ok(_) => Ok(()),
-            Err(err)
-                if err.is_instance_of::<PySystemExit>(py)
-                    || err.is_instance_of::<PyKeyboardInterrupt>(py) =>
-            {
-                Err(err)
-            }
+            Err(err) if passes_through(py, &err) => Err(err),
             Err(err) => self.report(handle, &callback, &args, err),
         }
     }
@@ -221,10 +216,7 @@ impl HandleCore {
                 call.release(py);
                 Ok(())
             }
-            Err(err)
-                if err.is_instance_of::<PySystemExit>(py)
-                    || err.is_instance_of::<PyKeyboardInterrupt>(py) =>
-            {
+            Err(err) if passes_through(py, &err) => {
                 call.release(py);
                 Err(err)
             }

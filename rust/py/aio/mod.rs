@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::poller::FdMap;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -55,6 +55,7 @@ use pyo3::PyTraverseError;
 use pyo3::ffi;
 use pyo3::Borrowed;
 
+use super::aio_transport::passes_through;
 use super::errors::delay_ns;
 use super::loop_::{Loop, LoopClock};
 use super::raw_fn::{callback_arg, guard, ExactType, MethodDef};
@@ -437,13 +438,7 @@ impl AioLoopCore {
         let forever = this.forever_value(py)?;
         let escaped = match outcome {
             Ok(()) => None,
-            Err(err)
-                if !forever.is_none()
-                    && (err.is_instance_of::<PySystemExit>(py)
-                        || err.is_instance_of::<PyKeyboardInterrupt>(py)) =>
-            {
-                Some(err)
-            }
+            Err(err) if !forever.is_none() && passes_through(py, &err) => Some(err),
             Err(err) => return Err(err),
         };
         restored?;

@@ -23,15 +23,21 @@ use pyo3::PyTraverseError;
 use super::errors::check_callable;
 use super::loop_::Loop;
 
-thread_local! {
-    /// Its address identifies the current thread cheaply (no `Arc` clone, as
-    /// `thread::current()` would do); unique among live threads.
-    static THREAD_TOKEN: u8 = const { 0 };
-}
-
-/// An identifier of the calling thread, unique among live threads.
+/// An identifier of the calling thread, unique among live threads: its
+/// `pthread_t`.
+///
+/// Why not a `thread_local!`'s address: in a dynamically loaded extension a
+/// Rust thread-local is reached through `__tls_get_addr` (the general-dynamic
+/// TLS model), about 11 instructions plus a call; `pthread_self` reads the
+/// thread pointer. Every `start`/`stop` of a watcher checks its owner, so this
+/// is 2 of the loop's calls per timer arm + cancel (issue 19, callgrind).
+#[inline]
 pub(crate) fn thread_token() -> usize {
-    THREAD_TOKEN.with(|t| t as *const u8 as usize)
+    // SAFETY: `pthread_self` has no preconditions and cannot fail.
+    let id = unsafe { libc::pthread_self() };
+    // `pthread_t` is an integer on Linux and a pointer on macOS and the BSDs:
+    // either way a value unique among live threads.
+    id as usize
 }
 
 /// Loop state other threads may touch.

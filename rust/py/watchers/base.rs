@@ -93,6 +93,14 @@ impl WatcherCore {
     /// [`set_call`](Self::set_call) for a callback and arguments that arrive
     /// as a vectorcall's borrowed values: the argument tuple is only built
     /// when the call differs from the stored one.
+    ///
+    /// Inline up to the common case (a reused watcher started again with
+    /// the same bare callback); the rest is [`replace_call_from`]. As one
+    /// function, the common case paid the whole function's register saves
+    /// and restores: 34 instructions where it needs a handful (issue 19).
+    ///
+    /// [`replace_call_from`]: Self::replace_call_from
+    #[inline(always)]
     pub(crate) fn set_call_from<'a, 'py>(
         &self,
         callback: Borrowed<'a, 'py, PyAny>,
@@ -106,6 +114,16 @@ impl WatcherCore {
                 .is_some_and(|(f, a)| f.is(&*callback) && a.bind(callback.py()).is_empty())));
             return Ok(());
         }
+        self.replace_call_from(callback, args)
+    }
+
+    /// [`set_call_from`](Self::set_call_from) past its common case.
+    #[inline(never)]
+    fn replace_call_from<'a, 'py>(
+        &self,
+        callback: Borrowed<'a, 'py, PyAny>,
+        args: impl ExactSizeIterator<Item = Borrowed<'a, 'py, PyAny>> + Clone,
+    ) -> PyResult<()> {
         let py = callback.py();
         let old = {
             let mut call = self.call.borrow_mut();

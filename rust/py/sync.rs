@@ -7,10 +7,19 @@
 //! PyO3 turns that into a panic (or a leak) for unsendable classes.
 //!
 //! Ground rules:
-//! - All access except `try_*` happens with the GIL held, on the loop's own
-//!   thread (public entry points check it; see `Shared::check_owner`), so the
-//!   locks are uncontended: they exist for soundness, not for coordination.
-//! - Atomics use `Relaxed`: the GIL already orders every access that matters.
+//! - All access happens with the GIL held: the loop's own methods, on the
+//!   loop's own thread (public entry points check it; see
+//!   `Shared::check_owner`), and the GC hooks, on any thread. The only code
+//!   that runs without the GIL, the kernel poll inside `py.detach`, takes no
+//!   lock (it may hold one taken before). So the locks are uncontended: they
+//!   exist for soundness, not for coordination.
+//! - Hence no read-modify-write atomics: the GIL already excludes a
+//!   concurrent writer, and a locked instruction costs about 20 cycles and a
+//!   full barrier on x86. Atomics use `Relaxed` (or `Acquire`/`Release`
+//!   where a lock hands data over): the GIL orders every access that
+//!   matters. A free-threaded interpreter keeps this true: `_core` does not
+//!   declare itself GIL-free (`gil_used` stays true), so importing it turns
+//!   such an interpreter's GIL on.
 //! - [`Guarded::borrow_mut`] never blocks: contention can only mean re-entry
 //!   (a bug: a lock held across a call into Python) or misuse from another
 //!   thread; both raise instead of hanging.
@@ -37,9 +46,13 @@ macro_rules! atomic_cell {
             pub(crate) fn set(&self, v: $t) {
                 self.0.store(v, Ordering::Relaxed)
             }
+            /// A load and a store, not a swap (a locked instruction): see
+            /// the module's ground rules.
             #[allow(dead_code)] // not every instantiation swaps
             pub(crate) fn replace(&self, v: $t) -> $t {
-                self.0.swap(v, Ordering::Relaxed)
+                let old = self.0.load(Ordering::Relaxed);
+                self.0.store(v, Ordering::Relaxed);
+                old
             }
         }
     };
@@ -71,10 +84,10 @@ atomic_cell!(
 ///
 /// Not a `std::sync::Mutex`: nobody ever waits on a `Guarded` value (see the
 /// module docs), so there are no waiters to wake and the futex protocol is
-/// pure cost. Taking the lock is one compare-and-swap; releasing it is a
-/// plain release store, where `Mutex` paid a second locked instruction (a
-/// swap, about 20 cycles on x86). Timer arm + cancel takes two of these
-/// locks per call (issue 19).
+/// pure cost. Taking the lock is a load and a store, releasing it a release
+/// store, where `Mutex` paid two locked instructions (a compare-and-swap and
+/// a swap, about 20 cycles each on x86). Timer arm + cancel takes two of
+/// these locks per call and an asyncio task step several (issues 18, 19).
 pub(crate) struct Guarded<T> {
     /// True while a [`GuardedRef`] exists.
     held: AtomicBool,
@@ -82,9 +95,11 @@ pub(crate) struct Guarded<T> {
 }
 
 // SAFETY: `value` is only reached through a `GuardedRef`, and at most one
-// exists at a time (`held` is set by a successful acquire compare-and-swap
-// and cleared with a release store when it drops), so `Guarded` hands out
-// exclusive access like a `Mutex` does, and needs what `Mutex` needs.
+// exists at a time: `held` is set by an acquire that found it clear and
+// cleared by a release store when the guard drops, and every acquire runs
+// with the GIL held (module ground rules; debug builds assert it), so no
+// two acquires interleave between their load and store. So `Guarded` hands
+// out exclusive access like a `Mutex` does, and needs what `Mutex` needs.
 unsafe impl<T: Send> Sync for Guarded<T> {}
 
 /// The guard of a [`Guarded`] value: exclusive access until dropped.
@@ -117,6 +132,14 @@ impl<T> Drop for GuardedRef<'_, T> {
     }
 }
 
+/// Whether this thread holds the GIL (true before Python is initialized:
+/// the Rust unit tests have no interpreter and no other thread).
+fn gil_held() -> bool {
+    // SAFETY: both only read the runtime's state; `PyGILState_Check` is
+    // only asked once the interpreter exists.
+    unsafe { pyo3::ffi::Py_IsInitialized() == 0 || pyo3::ffi::PyGILState_Check() == 1 }
+}
+
 /// Contention on a [`Guarded`] value (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Busy;
@@ -133,14 +156,16 @@ impl<T> Guarded<T> {
     /// releases the lock as the guard unwinds (as a recovered poisoned
     /// `Mutex` did): the values are plain data, left consistent by every
     /// holder before any call that can panic.
+    #[inline]
     pub(crate) fn try_borrow(&self) -> Result<GuardedRef<'_, T>, Busy> {
-        match self
-            .held
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        {
-            Ok(_) => Ok(GuardedRef { lock: self }),
-            Err(_) => Err(Busy),
+        debug_assert!(gil_held(), "a Guarded lock taken without the GIL");
+        // A load and a store, not a compare-and-swap: the GIL (held, see
+        // above) keeps any other acquire from running between the two.
+        if self.held.load(Ordering::Acquire) {
+            return Err(Busy);
         }
+        self.held.store(true, Ordering::Relaxed);
+        Ok(GuardedRef { lock: self })
     }
 
     /// Like `RefCell::borrow_mut`: panics (a `PanicException` in Python, not

@@ -187,6 +187,11 @@ impl<T> Guarded<T> {
         self.try_borrow()
     }
 
+    /// The value, taking the lock apart (we own it).
+    pub(crate) fn into_inner(self) -> T {
+        self.value.into_inner()
+    }
+
     /// Exclusive access without locking (we hold `&mut`).
     pub(crate) fn get_mut(&mut self) -> &mut T {
         self.value.get_mut()

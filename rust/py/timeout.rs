@@ -8,17 +8,17 @@
 //! Ground rules:
 //! - It is an exception, so it may travel between threads (stored in an
 //!   `AsyncResult`, re-raised elsewhere). The class is therefore `Sync`: its
-//!   state sits behind a `Mutex`, and loop operations check that they run on
-//!   the thread that owns the loop (`RuntimeError` otherwise).
+//!   state sits behind a `Guarded` lock (every access holds the GIL, see
+//!   `sync`; a `Mutex` cost four locked instructions per start + cancel),
+//!   and loop operations check that they run on the thread that owns the
+//!   loop (`RuntimeError` otherwise).
 //! - Armed means: the wheel holds a strong reference to the Timeout (entry
 //!   `TimerEntry::Timeout`), `handle` is `Some`, and when `ref` is true the
 //!   loop's `activecnt` counts it. Disarming reverses all three.
 //! - When it fires it is thrown into the greenlet that called `start()`, unless
 //!   that greenlet has died meanwhile (throwing into a dead greenlet would land
 //!   in its parent, the hub).
-//! - The mutex is never held across a call into Python.
-
-use std::sync::Mutex;
+//! - The lock is never held across a call into Python.
 
 use pyo3::exceptions::{PyAssertionError, PyBaseException, PyRuntimeError, PyTypeError};
 use pyo3::ffi;
@@ -28,11 +28,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3::{intern, PyTraverseError};
 
-use super::async_watcher::{lock, thread_token};
+use super::async_watcher::thread_token;
 use super::errors::delay_ns;
 use super::fastpath::hub_and_loop;
 use super::greenlet_api;
 use super::loop_::Loop;
+use super::sync::Guarded;
 use crate::wheel::TimerHandle;
 
 struct Armed {
@@ -59,7 +60,7 @@ struct State {
 /// Timeout(seconds=None, exception=None, ref=True, priority=-1)
 #[pyclass(extends = PyBaseException, subclass, frozen, weakref, module = "greenwheel.timeout", name = "Timeout")]
 pub(crate) struct Timeout {
-    state: Mutex<State>,
+    state: Guarded<State>,
 }
 
 static NEVER: PyOnceLock<Py<Timeout>> = PyOnceLock::new();
@@ -96,7 +97,7 @@ impl Timeout {
     ) -> PyResult<Self> {
         let delay = parse_seconds(seconds)?;
         Ok(Timeout {
-            state: Mutex::new(State {
+            state: Guarded::new(State {
                 seconds: if delay.is_some() {
                     Some(seconds.clone().unbind())
                 } else {
@@ -117,7 +118,7 @@ impl Timeout {
     /// Disarms if armed. The wheel entry is dropped after the lock is released.
     fn disarm(&self) -> PyResult<()> {
         let armed = {
-            let mut st = lock(&self.state);
+            let mut st = self.state.borrow_mut();
             if let Some(a) = st.armed.as_ref() {
                 if a.owner != thread_token() {
                     return Err(PyRuntimeError::new_err(
@@ -145,7 +146,7 @@ impl Timeout {
         handle: TimerHandle,
     ) -> Option<(Py<PyAny>, Py<PyAny>, bool)> {
         let this = slf.get();
-        let mut st = lock(&this.state);
+        let mut st = this.state.borrow_mut();
         if st.armed.as_ref().map(|a| a.handle) != Some(handle) {
             return None;
         }
@@ -164,14 +165,14 @@ impl Timeout {
     }
 
     fn is_pending(&self) -> bool {
-        lock(&self.state).armed.is_some()
+        self.state.borrow_mut().armed.is_some()
     }
 
     fn start_impl(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let (delay, ref_) = {
             let this = slf.get();
-            let st = lock(&this.state);
+            let st = this.state.borrow_mut();
             if st.armed.is_some() {
                 drop(st);
                 return Err(PyAssertionError::new_err(format!(
@@ -196,7 +197,7 @@ impl Timeout {
             .borrow()
             .timeout_arm(slf.clone().unbind(), deadline, ref_)?;
         let this = slf.get();
-        lock(&this.state).armed = Some(Armed {
+        this.state.borrow_mut().armed = Some(Armed {
             loop_: lp.unbind(),
             owner: thread_token(),
             handle,
@@ -305,14 +306,19 @@ impl Timeout {
     /// The seconds given (None: never expires).
     #[getter]
     fn seconds(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.state).seconds.as_ref().map(|s| s.clone_ref(py))
+        self.state
+            .borrow_mut()
+            .seconds
+            .as_ref()
+            .map(|s| s.clone_ref(py))
     }
 
     /// What is raised: None (the Timeout itself), False (itself, swallowed by
     /// `with`), an exception class or instance.
     #[getter]
     fn exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.state)
+        self.state
+            .borrow_mut()
             .exception
             .as_ref()
             .map(|e| e.clone_ref(py))
@@ -320,7 +326,7 @@ impl Timeout {
 
     #[setter]
     fn set_exception(&self, value: Option<Py<PyAny>>) {
-        let old = std::mem::replace(&mut lock(&self.state).exception, value);
+        let old = std::mem::replace(&mut self.state.borrow_mut().exception, value);
         drop(old);
     }
 
@@ -348,13 +354,10 @@ impl Timeout {
             r#ref,
             _one_shot,
         )?;
-        let fresh = fresh
-            .state
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let fresh = fresh.state.into_inner();
         // The replaced objects are dropped after the lock is released.
         let (old_seconds, old_exception) = {
-            let mut st = lock(&slf.get().state);
+            let mut st = slf.get().state.borrow_mut();
             st.delay_ns = fresh.delay_ns;
             st.ref_ = fresh.ref_;
             st.one_shot = fresh.one_shot;
@@ -370,7 +373,7 @@ impl Timeout {
     /// Disarm; the Timeout may be started again (call `close()` when done).
     fn cancel(&self) -> PyResult<()> {
         self.disarm()?;
-        if lock(&self.state).one_shot {
+        if self.state.borrow_mut().one_shot {
             self.close()?;
         }
         Ok(())
@@ -379,7 +382,7 @@ impl Timeout {
     /// Disarm for good.
     fn close(&self) -> PyResult<()> {
         self.disarm()?;
-        let mut st = lock(&self.state);
+        let mut st = self.state.borrow_mut();
         if st.seconds.is_some() {
             st.closed = true;
         }
@@ -403,7 +406,9 @@ impl Timeout {
         let py = slf.py();
         let this = slf.get();
         this.close()?;
-        let silent = lock(&this.state)
+        let silent = this
+            .state
+            .borrow_mut()
             .exception
             .as_ref()
             .is_some_and(|e| e.bind(py).is(&*pyo3::types::PyBool::new(py, false)));
@@ -414,7 +419,7 @@ impl Timeout {
         let py = slf.py();
         let this = slf.get();
         let (seconds, exception, pending) = {
-            let st = lock(&this.state);
+            let st = this.state.borrow_mut();
             (
                 st.seconds.as_ref().map(|s| s.clone_ref(py)),
                 st.exception.as_ref().map(|e| e.clone_ref(py)),
@@ -441,7 +446,7 @@ impl Timeout {
 
     fn __str__(&self, py: Python<'_>) -> PyResult<String> {
         let (seconds, exception) = {
-            let st = lock(&self.state);
+            let st = self.state.borrow_mut();
             (
                 st.seconds.as_ref().map(|s| s.clone_ref(py)),
                 st.exception.as_ref().map(|e| e.clone_ref(py)),
@@ -464,7 +469,12 @@ impl Timeout {
     }
 
     fn __lt__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let mine = lock(&self.state).seconds.as_ref().map(|s| s.clone_ref(py));
+        let mine = self
+            .state
+            .borrow_mut()
+            .seconds
+            .as_ref()
+            .map(|s| s.clone_ref(py));
         let mine = mine.unwrap_or_else(|| py.None());
         let theirs = match other.cast::<Timeout>() {
             Ok(t) => t
@@ -484,7 +494,7 @@ impl Timeout {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(st) = self.state.try_lock() {
+        if let Ok(st) = self.state.try_borrow() {
             if let Some(s) = st.seconds.as_ref() {
                 visit.call(s)?;
             }

@@ -366,7 +366,7 @@ impl TransportReader {
 
 impl TransportReader {
     /// `transport._read_ready()`.
-    fn read_ready(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn read_ready(&self, py: Python<'_>) -> PyResult<()> {
         let transport = self.state.transport.bind(py);
         if !self.data_path.get() {
             transport.getattr(intern!(py, "_read_ready_cb"))?.call0()?;
@@ -621,6 +621,36 @@ unsafe extern "C" fn transport_write_raw(
         slot.base_write.bind(py).call1((transport, data))?;
         Ok(())
     })
+}
+
+/// The reader whose `read_ready` the bound method `callback` is, if it is
+/// one (`transport._read_ready`, which asyncio registers with
+/// `add_reader`): the loop's reader handle then calls it directly (see
+/// `HandleCore::run`).
+pub(crate) fn bound_read_ready(callback: &Bound<'_, PyAny>) -> Option<Py<TransportReader>> {
+    let p = callback.as_ptr();
+    // SAFETY: `p` is live (borrowed) and the GIL is held; an exact
+    // `builtin_function_or_method` is a `PyCFunctionObject`, whose `m_ml`
+    // is the method's definition and `m_self` the object it is bound to
+    // (NULL for a module-less function).
+    unsafe {
+        if ffi::PyCFunction_CheckExact(p) == 0 {
+            return None;
+        }
+        let func = p.cast::<ffi::PyCFunctionObject>();
+        if !std::ptr::eq(
+            (*func).m_ml.cast_const(),
+            std::ptr::addr_of!(READ_READY_DEF.0),
+        ) {
+            return None;
+        }
+        let bound = (*func).m_self;
+        if bound.is_null() {
+            return None;
+        }
+        let reader = READER_TYPE.cast(callback.py(), bound).ok()?;
+        Some(reader.to_owned().unbind())
+    }
 }
 
 /// The classes' type objects, for the raw methods' `self` check (both

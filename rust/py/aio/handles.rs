@@ -10,7 +10,7 @@
 //!   a kept handle keeps nothing alive; the call is cloned out before it
 //!   runs, so no borrow is held while Python code runs.
 
-use crate::py::aio_transport::{passes_through, TransportReader};
+use crate::py::aio_transport::{passes_through, TransportIO};
 use pyo3::ffi;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -28,12 +28,6 @@ pub(super) struct Call {
     callback: Py<PyAny>,
     args: Args,
     context: Py<PyAny>,
-    /// The transport reader whose bound `read_ready` is `callback` (with no
-    /// arguments), for a reader handle of `add_reader`: `run` calls it
-    /// directly, so a read does not touch the bound method object (a
-    /// cache line missed per read with many connections: callgrind
-    /// --cache-sim, keep-alive HTTP with 100 connections).
-    reader: Option<Py<TransportReader>>,
 }
 
 /// A call's positional arguments.
@@ -48,6 +42,12 @@ pub(super) struct Call {
 pub(super) enum Args {
     Tuple(Py<PyTuple>),
     One(Py<PyAny>),
+    /// No arguments, and the callback is this transport reader's bound
+    /// `read_ready` (a reader handle of `add_reader`): `run` calls the
+    /// reader directly, so a read does not touch the bound method object,
+    /// a cache line missed per read with many connections (callgrind
+    /// --cache-sim, keep-alive HTTP with 100 connections).
+    Reader(Py<TransportIO>),
 }
 
 impl Call {
@@ -56,10 +56,10 @@ impl Call {
     pub(super) fn release(self, py: Python<'_>) {
         drop(self.callback.into_bound(py));
         drop(self.context.into_bound(py));
-        drop(self.reader.map(|r| r.into_bound(py)));
         match self.args {
             Args::Tuple(t) => drop(t.into_bound(py)),
             Args::One(a) => drop(a.into_bound(py)),
+            Args::Reader(r) => drop(r.into_bound(py)),
         }
     }
 }
@@ -69,6 +69,7 @@ impl Args {
         match self {
             Args::Tuple(t) => Args::Tuple(t.clone_ref(py)),
             Args::One(a) => Args::One(a.clone_ref(py)),
+            Args::Reader(r) => Args::Reader(r.clone_ref(py)),
         }
     }
 
@@ -77,6 +78,7 @@ impl Args {
         match self {
             Args::Tuple(t) => Ok(t.bind(py).clone()),
             Args::One(a) => PyTuple::new(py, [a]),
+            Args::Reader(_) => Ok(PyTuple::empty(py)),
         }
     }
 
@@ -84,6 +86,7 @@ impl Args {
         match self {
             Args::Tuple(t) => visit.call(t),
             Args::One(a) => visit.call(a),
+            Args::Reader(r) => visit.call(r),
         }
     }
 }
@@ -132,7 +135,6 @@ impl HandleCore {
                     callback,
                     args,
                     context: context.clone_ref(py),
-                    reader: None,
                 }),
                 context: Some(context),
             }),
@@ -196,11 +198,15 @@ impl HandleCore {
     /// `Handle._run` does.
     pub(super) fn run(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = handle.py();
-        let direct = self.state.borrow().call.as_ref().and_then(|c| {
-            c.reader
-                .as_ref()
-                .map(|r| (r.clone_ref(py), c.context.clone_ref(py)))
-        });
+        let direct = self
+            .state
+            .borrow()
+            .call
+            .as_ref()
+            .and_then(|c| match &c.args {
+                Args::Reader(r) => Some((r.clone_ref(py), c.context.clone_ref(py))),
+                _ => None,
+            });
         if let Some((reader, context)) = direct {
             return self.run_reader(handle, reader.bind(py), context.bind(py));
         }
@@ -216,14 +222,14 @@ impl HandleCore {
     }
 
     /// A reader handle's call to `read_ready(reader)`, made directly in its
-    /// context: what calling the bound method does (see `Call::reader`).
+    /// context: what calling the bound method does (see `Args::Reader`).
     /// An error goes where `run` sends it; the exception handler is shown
     /// the handle's callback, or, if the read cancelled the handle
     /// meanwhile (dropping its call), an equal bound method of the reader.
     fn run_reader(
         &self,
         handle: &Bound<'_, PyAny>,
-        reader: &Bound<'_, TransportReader>,
+        reader: &Bound<'_, TransportIO>,
         context: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = handle.py();
@@ -250,19 +256,6 @@ impl HandleCore {
                 self.report(handle, &callback, &args, err)
             }
         }
-    }
-
-    /// Make this reader handle call `reader.read_ready()` directly (its
-    /// callback is that bound method, with no arguments: see
-    /// `Call::reader`).
-    pub(super) fn set_direct_reader(&self, reader: Py<TransportReader>) {
-        let old = self
-            .state
-            .borrow_mut()
-            .call
-            .as_mut()
-            .and_then(|c| c.reader.replace(reader));
-        drop(old); // (None: set once, as the handle is made)
     }
 
     /// `run` for a handle nobody but the running batch can reach (see
@@ -371,9 +364,6 @@ impl HandleCore {
                 visit.call(&c.callback)?;
                 c.args.traverse(visit)?;
                 visit.call(&c.context)?;
-                if let Some(r) = &c.reader {
-                    visit.call(r)?;
-                }
             }
             if let Some(c) = state.context.as_ref() {
                 visit.call(c)?;
@@ -570,7 +560,6 @@ impl HandleCore {
             callback,
             args,
             context: context.clone_ref(py),
-            reader: None,
         };
         let old = {
             let mut state = self.state.borrow_mut();
@@ -600,6 +589,7 @@ fn run_in_context(
     }
     let outcome = match args {
         Args::Tuple(t) if t.bind(py).is_empty() => callback.call0(),
+        Args::Reader(_) => callback.call0(),
         Args::Tuple(t) => callback.call1(t.bind(py)),
         // SAFETY: both are live objects borrowed for the call and the GIL
         // is held; PyObject_CallOneArg returns a new reference, or NULL

@@ -178,15 +178,17 @@ impl AioLoopCore {
                 .gw_loop
                 .clone_ref(py)
         };
+        // A transport's `_read_ready` (see `Args::Reader`).
         let direct = if side == Side::Reader && args.bind(py).is_empty() {
             bound_read_ready(&callback)
         } else {
             None
         };
-        let core = HandleCore::new(py, slf, callback.unbind(), Args::Tuple(args), None)?;
-        if let Some(reader) = direct {
-            core.set_direct_reader(reader);
-        }
+        let args = match direct {
+            Some(reader) => Args::Reader(reader),
+            None => Args::Tuple(args),
+        };
+        let core = HandleCore::new(py, slf, callback.unbind(), args, None)?;
         let handle = Py::new(py, Handle { core })?;
         // A watcher for the new mask, made before the registry is borrowed
         // (making a Python object may run the garbage collector).

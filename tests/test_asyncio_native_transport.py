@@ -299,8 +299,8 @@ def test_a_closed_transport_lets_go_of_its_native_paths():
         ours, peer = socket.socketpair()
         record = Record()
         transport, protocol = await loop.create_connection(lambda: Plain(record), sock=ours)
-        assert type(transport._gw_writer).__name__ == "TransportWriter"
-        assert type(transport._read_ready.__self__).__name__ == "TransportReader"
+        assert type(transport._gw_writer).__name__ == "TransportIO"
+        assert transport._read_ready.__self__ is transport._gw_writer
         transport.write(b"hello")
         assert peer.recv(100) == b"hello"
         transport.close()

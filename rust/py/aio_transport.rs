@@ -9,20 +9,24 @@
 //!
 //! Ground rules:
 //! - asyncio's `_SelectorSocketTransport` stays the specification and does
-//!   everything else. [`TransportReader`]'s `read_ready` is the transport's
+//!   everything else. [`TransportIO`]'s `read_ready` is the transport's
 //!   `_read_ready` and does what `_read_ready__data_received` does (the
 //!   same checks, the same calls, the same error messages) while the
-//!   protocol is not a `BufferedProtocol`; [`TransportWriter`]'s `write` is
-//!   its `write` and sends a non-empty `bytes` itself only when asyncio's
+//!   protocol is not a `BufferedProtocol`; its `write` is the transport's
+//!   `write` and sends a non-empty `bytes` itself only when asyncio's
 //!   `write` would send it at once (nothing buffered, no EOF written, no
 //!   sendfile, connection not lost). Everything else goes to asyncio's own
 //!   methods.
-//! - They hold their transport, and the transport holds them (the reader's
-//!   bound method is an instance attribute shadowing asyncio's
-//!   `_read_ready`; the writer sits in the `_gw_writer` slot the class's
-//!   native `write` reads, see [`install_transport_write`]): the Python
-//!   side (`_asyncio_loop._SocketTransport`) lets go of them when the
-//!   connection is lost, and they take part in the cyclic GC meanwhile.
+//! - It holds its transport, and the transport holds it (its bound
+//!   `read_ready` is an instance attribute shadowing asyncio's
+//!   `_read_ready`; it sits in the `_gw_writer` slot the class's native
+//!   `write` reads, see [`install_transport_write`]): the Python side
+//!   (`_asyncio_loop._SocketTransport`) lets go of it when the connection
+//!   is lost, and it takes part in the cyclic GC meanwhile.
+//! - One object for both paths, not a reader and a writer: a keep-alive
+//!   request reads and then writes, and with many connections each object
+//!   it touches is a cache line missed (callgrind --cache-sim, HTTP with
+//!   100 connections).
 //! - Those two methods are plain CPython methods (`raw_fn`): called as a
 //!   `__call__` they cost a tuple, PyO3's argument parsing and its
 //!   trampoline each time, about 300 instructions a call (callgrind).
@@ -306,9 +310,9 @@ impl State {
     }
 }
 
-/// A socket transport's `_read_ready`.
+/// A socket transport's `_read_ready` and `write`.
 #[pyclass(frozen, module = "greenwheel._core")]
-pub(crate) struct TransportReader {
+pub(crate) struct TransportIO {
     state: State,
     /// The transport's socket (`_sock_fd`, fixed for its life).
     fd: i32,
@@ -322,25 +326,30 @@ pub(crate) struct TransportReader {
     /// (`Loop::io_drained`: no `epoll_ctl` before the next wait). None for
     /// sockets whose short reads do not mean an empty queue.
     gw_loop: Option<Py<Loop>>,
+    /// asyncio's `_SelectorSocketTransport.write`, for every write not sent
+    /// here at once.
+    base_write: Py<PyAny>,
 }
 
 #[pymethods]
-impl TransportReader {
+impl TransportIO {
     #[new]
-    #[pyo3(signature = (transport, attrs, fd, max_size, gw_loop = None))]
+    #[pyo3(signature = (transport, attrs, fd, max_size, base_write, gw_loop = None))]
     fn new(
         transport: Py<PyAny>,
         attrs: Py<TransportAttrs>,
         fd: i32,
         max_size: isize,
+        base_write: Py<PyAny>,
         gw_loop: Option<Py<Loop>>,
     ) -> PyResult<Self> {
-        Ok(TransportReader {
+        Ok(TransportIO {
             state: State { transport, attrs },
             fd,
             max_size,
             data_path: BoolCell::new(false),
             gw_loop,
+            base_write,
         })
     }
 
@@ -360,11 +369,11 @@ impl TransportReader {
         if let Some(lp) = &self.gw_loop {
             visit.call(lp)?;
         }
-        Ok(())
+        visit.call(&self.base_write)
     }
 }
 
-impl TransportReader {
+impl TransportIO {
     /// `transport._read_ready()`.
     pub(crate) fn read_ready(&self, py: Python<'_>) -> PyResult<()> {
         let transport = self.state.transport.bind(py);
@@ -415,17 +424,7 @@ impl TransportReader {
     }
 }
 
-/// A socket transport's `write`.
-#[pyclass(frozen, module = "greenwheel._core")]
-pub(crate) struct TransportWriter {
-    state: State,
-    /// The transport's socket (`_sock_fd`, fixed for its life).
-    fd: i32,
-    /// asyncio's `_SelectorSocketTransport.write`, for every other case.
-    base_write: Py<PyAny>,
-}
-
-impl TransportWriter {
+impl TransportIO {
     /// `transport.write(data)`.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let transport = self.state.transport.bind(py);
@@ -463,28 +462,6 @@ impl TransportWriter {
             && attr_is_none(&a.empty_waiter, "_empty_waiter")?
             && !attr_truthy(py, &a.conn_lost, "_conn_lost")?
             && attr_falsy(py, &a.buffer, "_buffer")?)
-    }
-}
-
-#[pymethods]
-impl TransportWriter {
-    #[new]
-    fn new(
-        transport: Py<PyAny>,
-        attrs: Py<TransportAttrs>,
-        fd: i32,
-        base_write: Py<PyAny>,
-    ) -> PyResult<Self> {
-        Ok(TransportWriter {
-            state: State { transport, attrs },
-            fd,
-            base_write,
-        })
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.state.traverse(&visit)?;
-        visit.call(&self.base_write)
     }
 }
 
@@ -541,7 +518,7 @@ struct WriterSlot {
 static WRITER_SLOT: PyOnceLock<WriterSlot> = PyOnceLock::new();
 
 /// `install_transport_write(cls, base_write)`: makes `cls.write` the native
-/// write, which sends through the `TransportWriter` in the instance's
+/// write, which sends through the `TransportIO` in the instance's
 /// `_gw_writer` slot (declared in `cls.__slots__`) and calls `base_write`
 /// (asyncio's `write`) when the slot holds anything else. Once per process.
 #[pyfunction]
@@ -614,7 +591,7 @@ unsafe extern "C" fn transport_write_raw(
         };
         if let Ok(writer) = writer {
             // SAFETY: `writer` is live (owned here).
-            if let Ok(this) = unsafe { WRITER_TYPE.cast(py, writer.as_ptr()) } {
+            if let Ok(this) = unsafe { IO_TYPE.cast(py, writer.as_ptr()) } {
                 return this.get().write(py, &data);
             }
         }
@@ -627,7 +604,7 @@ unsafe extern "C" fn transport_write_raw(
 /// one (`transport._read_ready`, which asyncio registers with
 /// `add_reader`): the loop's reader handle then calls it directly (see
 /// `HandleCore::run`).
-pub(crate) fn bound_read_ready(callback: &Bound<'_, PyAny>) -> Option<Py<TransportReader>> {
+pub(crate) fn bound_read_ready(callback: &Bound<'_, PyAny>) -> Option<Py<TransportIO>> {
     let p = callback.as_ptr();
     // SAFETY: `p` is live (borrowed) and the GIL is held; an exact
     // `builtin_function_or_method` is a `PyCFunctionObject`, whose `m_ml`
@@ -648,15 +625,14 @@ pub(crate) fn bound_read_ready(callback: &Bound<'_, PyAny>) -> Option<Py<Transpo
         if bound.is_null() {
             return None;
         }
-        let reader = READER_TYPE.cast(callback.py(), bound).ok()?;
+        let reader = IO_TYPE.cast(callback.py(), bound).ok()?;
         Some(reader.to_owned().unbind())
     }
 }
 
-/// The classes' type objects, for the raw methods' `self` check (both
-/// classes are final).
-static READER_TYPE: ExactType<TransportReader> = ExactType::new();
-static WRITER_TYPE: ExactType<TransportWriter> = ExactType::new();
+/// The class's type object, for the raw methods' `self` check (the class
+/// is final).
+static IO_TYPE: ExactType<TransportIO> = ExactType::new();
 
 unsafe extern "C" fn read_ready_raw(
     slf: *mut ffi::PyObject,
@@ -666,7 +642,7 @@ unsafe extern "C" fn read_ready_raw(
     let py = unsafe { Python::assume_attached() };
     guard(py, || {
         // SAFETY: `slf` is borrowed for the call.
-        let this = unsafe { READER_TYPE.cast(py, slf) }?;
+        let this = unsafe { IO_TYPE.cast(py, slf) }?;
         this.get().read_ready(py)
     })
 }
@@ -676,19 +652,13 @@ unsafe extern "C" fn write_raw(
     arg: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython passes a METH_O method its own arguments.
-    unsafe {
-        meth_o(&WRITER_TYPE, slf, arg, |py, this, data| {
-            this.write(py, &data)
-        })
-    }
+    unsafe { meth_o(&IO_TYPE, slf, arg, |py, this, data| this.write(py, &data)) }
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<TransportAttrs>()?;
-    m.add_class::<TransportReader>()?;
-    m.add_class::<TransportWriter>()?;
+    m.add_class::<TransportIO>()?;
     m.add_function(wrap_pyfunction!(install_transport_write, m)?)?;
-    READER_TYPE.install(py, &[&READ_READY_DEF])?;
-    WRITER_TYPE.install(py, &[&WRITE_DEF])
+    IO_TYPE.install(py, &[&READ_READY_DEF, &WRITE_DEF])
 }

@@ -88,12 +88,14 @@ fn fatal(transport: &Bound<'_, PyAny>, err: PyErr, message: &'static str) -> PyR
 /// `AttributeError`, as the missing instance attribute did.
 ///
 /// Laid out (`repr(C)`) with what a request reads first: the five `known`
-/// bytes, then `_protocol` (each read) and `_buffer` (each write), within
-/// the first cache line of the object (a 120-byte allocation, 64-byte
-/// aligned by CPython's allocator); the three others, whose `known` byte
-/// is all a request reads, after them. As five 24-byte (value, known)
-/// pairs a request touched all three lines of the object, each a miss
-/// with many connections (callgrind --cache-sim, keep-alive HTTP).
+/// bytes, then `_protocol` (each read) and `_buffer` (each write), in the
+/// object's first 56 bytes; the three other values, of which a request
+/// reads only the `known` bytes, after them. With its GC header the object
+/// is a 120-byte allocation: in pymalloc's 128-byte blocks (after the
+/// 48-byte pool header) the object starts on a cache line, so a request
+/// touches one line of it. As five 24-byte (value, known) pairs it touched
+/// all three, each a miss with many connections (callgrind --cache-sim,
+/// keep-alive HTTP).
 #[pyclass(frozen, module = "greenwheel._core")]
 #[repr(C)]
 pub(crate) struct TransportAttrs {

@@ -197,6 +197,50 @@ def test_an_error_in_data_received_is_reported_and_closes_as_in_asyncio():
     assert got[0] == ["Fatal error: protocol.data_received() call failed."]
 
 
+async def read_error_escaping(cancel_first):
+    # The transport's _fatal_error itself raises: the error leaves the
+    # read and reaches the loop's exception handler through the reader
+    # handle, as any callback's error does.
+    loop = asyncio.get_running_loop()
+    reported = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    ours, peer = socket.socketpair()
+    record = Record()
+
+    class Failing(Plain):
+        def data_received(self, data):
+            if cancel_first:
+                loop._selector.get_key(ours.fileno()).data[0].cancel()
+            raise ZeroDivisionError("in data_received")
+
+    transport, _ = await loop.create_connection(lambda: Failing(record), sock=ours)
+    reader = loop._selector.get_key(ours.fileno()).data[0]
+
+    def fatal_error(exc, message):
+        raise KeyError("from _fatal_error")
+
+    transport._fatal_error = fatal_error
+    peer.send(b"x")
+    while not reported:
+        await asyncio.sleep(0)
+    del transport._fatal_error
+    transport.close()
+    await record.lost.wait()
+    peer.close()
+    (context,) = reported
+    return context, reader
+
+
+@pytest.mark.parametrize("cancel_first", [False, True])
+def test_an_error_escaping_a_read_goes_to_the_exception_handler(cancel_first):
+    (got, reader), (want, _) = on_both_loops(lambda: read_error_escaping(cancel_first))
+    for context in (got, want):
+        assert isinstance(context["exception"], KeyError)
+        assert context["message"].startswith("Exception in callback ")
+    assert got["handle"] is reader
+    assert "read_ready" in got["message"]
+
+
 async def bad_writes():
     loop = asyncio.get_running_loop()
     ours, peer = socket.socketpair()
@@ -255,8 +299,8 @@ def test_a_closed_transport_lets_go_of_its_native_paths():
         ours, peer = socket.socketpair()
         record = Record()
         transport, protocol = await loop.create_connection(lambda: Plain(record), sock=ours)
-        assert type(transport._gw_writer).__name__ == "TransportWriter"
-        assert type(transport._read_ready.__self__).__name__ == "TransportReader"
+        assert type(transport._gw_writer).__name__ == "TransportIO"
+        assert transport._read_ready.__self__ is transport._gw_writer
         transport.write(b"hello")
         assert peer.recv(100) == b"hello"
         transport.close()

@@ -113,10 +113,10 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
 
     max_size = 64 * 1024
 
-    # The native writer (a TransportWriter, or None once the connection is
-    # lost), in a slot: the class's write (installed below) reads it there
-    # without a dict lookup. The reader (None once the connection is lost)
-    # has one too: nothing here reads `self.__dict__`, which would
+    # The native reader and writer (one TransportIO, or None once the
+    # connection is lost), in slots: the class's write (installed below)
+    # reads `_gw_writer` there without a dict lookup. `_gw_reader` is a
+    # slot too: nothing here reads `self.__dict__`, which would
     # materialise the instance dict, and CPython 3.11 then no longer
     # specialises method calls on the transport (`transport.write(...)`,
     # `transport.is_closing()`: each took the generic lookup).
@@ -134,13 +134,15 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
         # of these families, whose short reads mean an empty queue.
         stream = sock.type == socket.SOCK_STREAM and sock.family in _STREAM_FAMILIES
         attrs = self._gw_attrs = _core.TransportAttrs()
-        reader = self._gw_reader = _core.TransportReader(
-            self, attrs, fd, self.max_size, loop._gw if stream else None
+        native = self._gw_reader = self._gw_writer = _core.TransportIO(
+            self,
+            attrs,
+            fd,
+            self.max_size,
+            selector_events._SelectorSocketTransport.write,
+            loop._gw if stream else None,
         )
-        self._read_ready = reader.read_ready
-        self._gw_writer = _core.TransportWriter(
-            self, attrs, fd, selector_events._SelectorSocketTransport.write
-        )
+        self._read_ready = native.read_ready
         super().__init__(loop, sock, protocol, waiter, extra, server)
 
     def set_protocol(self, protocol):
@@ -153,7 +155,7 @@ class _SocketTransport(selector_events._SelectorSocketTransport):  # type: ignor
         try:
             super()._call_connection_lost(exc)
         finally:
-            # They refer to the transport: let it go by reference counting.
+            # It refers to the transport: let it go by reference counting.
             if self._gw_reader is not None:
                 self._gw_reader = None
                 del self._read_ready  # (asyncio's own _read_ready shows again)
@@ -174,7 +176,7 @@ def _native_attr(name):
     return property(get, set, doc=f"asyncio's ``{name}``, stored natively.")
 
 
-# write(): natively through _gw_writer while it holds a TransportWriter,
+# write(): natively through _gw_writer while it holds a TransportIO,
 # else asyncio's. (The ignore: as for the class above.)
 _core.install_transport_write(
     _SocketTransport,

@@ -38,8 +38,7 @@ __all__ = [
     "RequestError",
     "TransportAttrs",
     "install_transport_write",
-    "TransportReader",
-    "TransportWriter",
+    "TransportIO",
     "RequestHead",
     "RequestParser",
     "ResponseHead",
@@ -725,8 +724,9 @@ class TransportAttrs:
     _protocol: Any
 
 @final
-class TransportReader:
-    """A socket transport's ``_read_ready``: reads into ``data_received``."""
+class TransportIO:
+    """A socket transport's ``_read_ready`` (reads into ``data_received``)
+    and ``write`` (sends at once when asyncio's would)."""
 
     def __new__(
         cls,
@@ -734,20 +734,9 @@ class TransportReader:
         attrs: TransportAttrs,
         fd: int,
         max_size: int,
+        base_write: Callable[[Any, Any], object],
         gw_loop: Loop | None = None,
     ) -> Self: ...
     data_path: bool
     def read_ready(self, /) -> None: ...
-
-@final
-class TransportWriter:
-    """A socket transport's ``write``: sends at once when asyncio's would."""
-
-    def __new__(
-        cls,
-        transport: Any,
-        attrs: TransportAttrs,
-        fd: int,
-        base_write: Callable[[Any, Any], object],
-    ) -> Self: ...
     def write(self, data: Any, /) -> None: ...

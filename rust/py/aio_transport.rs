@@ -9,20 +9,24 @@
 //!
 //! Ground rules:
 //! - asyncio's `_SelectorSocketTransport` stays the specification and does
-//!   everything else. [`TransportReader`]'s `read_ready` is the transport's
+//!   everything else. [`TransportIO`]'s `read_ready` is the transport's
 //!   `_read_ready` and does what `_read_ready__data_received` does (the
 //!   same checks, the same calls, the same error messages) while the
-//!   protocol is not a `BufferedProtocol`; [`TransportWriter`]'s `write` is
-//!   its `write` and sends a non-empty `bytes` itself only when asyncio's
+//!   protocol is not a `BufferedProtocol`; its `write` is the transport's
+//!   `write` and sends a non-empty `bytes` itself only when asyncio's
 //!   `write` would send it at once (nothing buffered, no EOF written, no
 //!   sendfile, connection not lost). Everything else goes to asyncio's own
 //!   methods.
-//! - They hold their transport, and the transport holds them (the reader's
-//!   bound method is an instance attribute shadowing asyncio's
-//!   `_read_ready`; the writer sits in the `_gw_writer` slot the class's
-//!   native `write` reads, see [`install_transport_write`]): the Python
-//!   side (`_asyncio_loop._SocketTransport`) lets go of them when the
-//!   connection is lost, and they take part in the cyclic GC meanwhile.
+//! - It holds its transport, and the transport holds it (its bound
+//!   `read_ready` is an instance attribute shadowing asyncio's
+//!   `_read_ready`; it sits in the `_gw_writer` slot the class's native
+//!   `write` reads, see [`install_transport_write`]): the Python side
+//!   (`_asyncio_loop._SocketTransport`) lets go of it when the connection
+//!   is lost, and it takes part in the cyclic GC meanwhile.
+//! - One object for both paths, not a reader and a writer: a keep-alive
+//!   request reads and then writes, and with many connections each object
+//!   it touches is a cache line missed (callgrind --cache-sim, HTTP with
+//!   100 connections).
 //! - Those two methods are plain CPython methods (`raw_fn`): called as a
 //!   `__call__` they cost a tuple, PyO3's argument parsing and its
 //!   trampoline each time, about 300 instructions a call (callgrind).
@@ -82,24 +86,52 @@ fn fatal(transport: &Bound<'_, PyAny>, err: PyErr, message: &'static str) -> PyR
 /// so asyncio's own code (which assigns them: `self._conn_lost += 1`, ...)
 /// and the native paths see one copy. A field not assigned yet raises
 /// `AttributeError`, as the missing instance attribute did.
+///
+/// Laid out (`repr(C)`) with what a request reads first: the five `known`
+/// bytes, then `_protocol` (each read) and `_buffer` (each write), in the
+/// object's first 56 bytes; the three other values, of which a request
+/// reads only the `known` bytes, after them. With its GC header the object
+/// is a 120-byte allocation: in pymalloc's 128-byte blocks (after the
+/// 48-byte pool header) the object starts on a cache line, so a request
+/// touches one line of it. As five 24-byte (value, known) pairs it touched
+/// all three, each a miss with many connections (callgrind --cache-sim,
+/// keep-alive HTTP).
 #[pyclass(frozen, module = "greenwheel._core")]
+#[repr(C)]
 pub(crate) struct TransportAttrs {
-    conn_lost: Attr,
-    eof: Attr,
-    empty_waiter: Attr,
-    buffer: Attr,
-    protocol: Attr,
-}
-
-/// One attribute: its value, and what is known of it without looking.
-struct Attr {
-    value: Guarded<Option<Py<PyAny>>>,
-    /// [`UNKNOWN`], [`FALSY`], [`TRUTHY`] or [`NONE`], set with the value.
-    /// asyncio keeps bools, ints and None in `_conn_lost`, `_eof` and
+    /// Per attribute (by index: [`PROTOCOL`], ...): [`UNKNOWN`],
+    /// [`FALSY`], [`TRUTHY`] or [`NONE`], set with the value. asyncio
+    /// keeps bools, ints and None in `_conn_lost`, `_eof` and
     /// `_empty_waiter`, whose truth cannot change: read here, a write's
     /// three tests cost a load each instead of a borrow and a truth test
     /// (about 45 instructions a test, callgrind).
-    known: AtomicU8,
+    known: [AtomicU8; 5],
+    /// The values, by the same index.
+    values: [Guarded<Option<Py<PyAny>>>; 5],
+}
+
+/// The attributes' indexes in `TransportAttrs`.
+const PROTOCOL: usize = 0;
+const BUFFER: usize = 1;
+const CONN_LOST: usize = 2;
+const EOF: usize = 3;
+const EMPTY_WAITER: usize = 4;
+
+impl TransportAttrs {
+    /// The attribute at `index`.
+    fn at(&self, index: usize) -> Attr<'_> {
+        Attr {
+            value: &self.values[index],
+            known: &self.known[index],
+        }
+    }
+}
+
+/// One attribute: its value, and what is known of it without looking.
+struct Attr<'a> {
+    value: &'a Guarded<Option<Py<PyAny>>>,
+    /// See `TransportAttrs::known`.
+    known: &'a AtomicU8,
 }
 
 /// Not assigned, or a value whose truth is tested when read (its
@@ -112,14 +144,7 @@ const TRUTHY: u8 = 2;
 /// None.
 const NONE: u8 = 3;
 
-impl Attr {
-    const fn new() -> Self {
-        Attr {
-            value: Guarded::new(None),
-            known: AtomicU8::new(UNKNOWN),
-        }
-    }
-
+impl Attr<'_> {
     /// What `value` is known to be (see the field `known`).
     fn classify(value: &Bound<'_, PyAny>) -> u8 {
         let p = value.as_ptr();
@@ -165,7 +190,7 @@ impl Attr {
 
 /// A field's value (a new reference: the borrow ends before the caller
 /// can run Python code with it), or asyncio's `AttributeError`.
-fn read_attr<'py>(py: Python<'py>, field: &Attr, name: &str) -> PyResult<Bound<'py, PyAny>> {
+fn read_attr<'py>(py: Python<'py>, field: Attr<'_>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     let value = field.value.borrow().as_ref().map(|v| v.clone_ref(py));
     match value {
         Some(v) => Ok(v.into_bound(py)),
@@ -176,7 +201,7 @@ fn read_attr<'py>(py: Python<'py>, field: &Attr, name: &str) -> PyResult<Bound<'
 /// The truth of a field's value (`bool(transport.<name>)`): known for
 /// the values asyncio keeps there (see `Attr::known`); anything else is
 /// tested after the borrow ends (its `__bool__` may run Python code).
-fn attr_truthy(py: Python<'_>, field: &Attr, name: &str) -> PyResult<bool> {
+fn attr_truthy(py: Python<'_>, field: Attr<'_>, name: &str) -> PyResult<bool> {
     match field.known.load(Ordering::Relaxed) {
         FALSY | NONE => return Ok(false),
         TRUTHY => return Ok(true),
@@ -186,7 +211,7 @@ fn attr_truthy(py: Python<'_>, field: &Attr, name: &str) -> PyResult<bool> {
 }
 
 /// Whether a field holds None (`transport.<name> is None`).
-fn attr_is_none(field: &Attr, name: &str) -> PyResult<bool> {
+fn attr_is_none(field: Attr<'_>, name: &str) -> PyResult<bool> {
     match field.known.load(Ordering::Relaxed) {
         NONE => return Ok(true),
         FALSY | TRUTHY => return Ok(false),
@@ -203,7 +228,7 @@ fn attr_is_none(field: &Attr, name: &str) -> PyResult<bool> {
 /// borrow for the `bytearray` asyncio keeps there (3.11; empty when its
 /// size field is 0), else after it (a `__bool__` or `__len__` may run
 /// Python code).
-fn attr_falsy(py: Python<'_>, field: &Attr, name: &str) -> PyResult<bool> {
+fn attr_falsy(py: Python<'_>, field: Attr<'_>, name: &str) -> PyResult<bool> {
     let other = {
         let value = field.value.borrow();
         let Some(v) = value.as_ref() else {
@@ -241,52 +266,61 @@ macro_rules! attr_accessors {
             #[new]
             fn new() -> Self {
                 TransportAttrs {
-                    conn_lost: Attr::new(),
-                    eof: Attr::new(),
-                    empty_waiter: Attr::new(),
-                    buffer: Attr::new(),
-                    protocol: Attr::new(),
+                    known: [
+                        AtomicU8::new(UNKNOWN),
+                        AtomicU8::new(UNKNOWN),
+                        AtomicU8::new(UNKNOWN),
+                        AtomicU8::new(UNKNOWN),
+                        AtomicU8::new(UNKNOWN),
+                    ],
+                    values: [
+                        Guarded::new(None),
+                        Guarded::new(None),
+                        Guarded::new(None),
+                        Guarded::new(None),
+                        Guarded::new(None),
+                    ],
                 }
             }
 
             $(
                 #[getter($name)]
                 fn $get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-                    read_attr(py, &self.$field, $name)
+                    read_attr(py, self.at($field), $name)
                 }
 
                 #[setter($name)]
                 fn $set(&self, value: Bound<'_, PyAny>) {
-                    self.$field.set(&value)
+                    self.at($field).set(&value)
                 }
             )*
 
             fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-                $(
-                    if let Ok(v) = self.$field.value.try_borrow() {
+                for value in &self.values {
+                    if let Ok(v) = value.try_borrow() {
                         if let Some(v) = v.as_ref() {
                             visit.call(v)?;
                         }
                     }
-                )*
+                }
                 Ok(())
             }
 
             fn __clear__(&self) {
-                $(
-                    self.$field.clear();
-                )*
+                for index in 0..self.values.len() {
+                    self.at(index).clear();
+                }
             }
         }
     };
 }
 
 attr_accessors! {
-    conn_lost, get_conn_lost, set_conn_lost, "_conn_lost";
-    eof, get_eof, set_eof, "_eof";
-    empty_waiter, get_empty_waiter, set_empty_waiter, "_empty_waiter";
-    buffer, get_buffer, set_buffer, "_buffer";
-    protocol, get_protocol, set_protocol, "_protocol";
+    CONN_LOST, get_conn_lost, set_conn_lost, "_conn_lost";
+    EOF, get_eof, set_eof, "_eof";
+    EMPTY_WAITER, get_empty_waiter, set_empty_waiter, "_empty_waiter";
+    BUFFER, get_buffer, set_buffer, "_buffer";
+    PROTOCOL, get_protocol, set_protocol, "_protocol";
 }
 
 /// What the native paths hold of their transport.
@@ -306,9 +340,9 @@ impl State {
     }
 }
 
-/// A socket transport's `_read_ready`.
+/// A socket transport's `_read_ready` and `write`.
 #[pyclass(frozen, module = "greenwheel._core")]
-pub(crate) struct TransportReader {
+pub(crate) struct TransportIO {
     state: State,
     /// The transport's socket (`_sock_fd`, fixed for its life).
     fd: i32,
@@ -322,25 +356,30 @@ pub(crate) struct TransportReader {
     /// (`Loop::io_drained`: no `epoll_ctl` before the next wait). None for
     /// sockets whose short reads do not mean an empty queue.
     gw_loop: Option<Py<Loop>>,
+    /// asyncio's `_SelectorSocketTransport.write`, for every write not sent
+    /// here at once.
+    base_write: Py<PyAny>,
 }
 
 #[pymethods]
-impl TransportReader {
+impl TransportIO {
     #[new]
-    #[pyo3(signature = (transport, attrs, fd, max_size, gw_loop = None))]
+    #[pyo3(signature = (transport, attrs, fd, max_size, base_write, gw_loop = None))]
     fn new(
         transport: Py<PyAny>,
         attrs: Py<TransportAttrs>,
         fd: i32,
         max_size: isize,
+        base_write: Py<PyAny>,
         gw_loop: Option<Py<Loop>>,
     ) -> PyResult<Self> {
-        Ok(TransportReader {
+        Ok(TransportIO {
             state: State { transport, attrs },
             fd,
             max_size,
             data_path: BoolCell::new(false),
             gw_loop,
+            base_write,
         })
     }
 
@@ -360,20 +399,20 @@ impl TransportReader {
         if let Some(lp) = &self.gw_loop {
             visit.call(lp)?;
         }
-        Ok(())
+        visit.call(&self.base_write)
     }
 }
 
-impl TransportReader {
+impl TransportIO {
     /// `transport._read_ready()`.
-    fn read_ready(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn read_ready(&self, py: Python<'_>) -> PyResult<()> {
         let transport = self.state.transport.bind(py);
         if !self.data_path.get() {
             transport.getattr(intern!(py, "_read_ready_cb"))?.call0()?;
             return Ok(());
         }
         let attrs = self.state.attrs();
-        if attr_truthy(py, &attrs.conn_lost, "_conn_lost")? {
+        if attr_truthy(py, attrs.at(CONN_LOST), "_conn_lost")? {
             return Ok(());
         }
         let data = match recv_once(py, self.fd, self.max_size, 0) {
@@ -396,7 +435,7 @@ impl TransportReader {
             transport.call_method0(intern!(py, "_read_ready__on_eof"))?;
             return Ok(());
         }
-        let protocol = read_attr(py, &attrs.protocol, "_protocol")?;
+        let protocol = read_attr(py, attrs.at(PROTOCOL), "_protocol")?;
         match protocol.call_method1(intern!(py, "data_received"), (data,)) {
             Ok(_) => Ok(()),
             Err(err) => fatal(
@@ -415,17 +454,7 @@ impl TransportReader {
     }
 }
 
-/// A socket transport's `write`.
-#[pyclass(frozen, module = "greenwheel._core")]
-pub(crate) struct TransportWriter {
-    state: State,
-    /// The transport's socket (`_sock_fd`, fixed for its life).
-    fd: i32,
-    /// asyncio's `_SelectorSocketTransport.write`, for every other case.
-    base_write: Py<PyAny>,
-}
-
-impl TransportWriter {
+impl TransportIO {
     /// `transport.write(data)`.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let transport = self.state.transport.bind(py);
@@ -459,32 +488,10 @@ impl TransportWriter {
     /// buffered, no EOF written, no sendfile, the connection not lost.
     fn sends_at_once(&self, py: Python<'_>) -> PyResult<bool> {
         let a = self.state.attrs();
-        Ok(!attr_truthy(py, &a.eof, "_eof")?
-            && attr_is_none(&a.empty_waiter, "_empty_waiter")?
-            && !attr_truthy(py, &a.conn_lost, "_conn_lost")?
-            && attr_falsy(py, &a.buffer, "_buffer")?)
-    }
-}
-
-#[pymethods]
-impl TransportWriter {
-    #[new]
-    fn new(
-        transport: Py<PyAny>,
-        attrs: Py<TransportAttrs>,
-        fd: i32,
-        base_write: Py<PyAny>,
-    ) -> PyResult<Self> {
-        Ok(TransportWriter {
-            state: State { transport, attrs },
-            fd,
-            base_write,
-        })
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.state.traverse(&visit)?;
-        visit.call(&self.base_write)
+        Ok(!attr_truthy(py, a.at(EOF), "_eof")?
+            && attr_is_none(a.at(EMPTY_WAITER), "_empty_waiter")?
+            && !attr_truthy(py, a.at(CONN_LOST), "_conn_lost")?
+            && attr_falsy(py, a.at(BUFFER), "_buffer")?)
     }
 }
 
@@ -541,7 +548,7 @@ struct WriterSlot {
 static WRITER_SLOT: PyOnceLock<WriterSlot> = PyOnceLock::new();
 
 /// `install_transport_write(cls, base_write)`: makes `cls.write` the native
-/// write, which sends through the `TransportWriter` in the instance's
+/// write, which sends through the `TransportIO` in the instance's
 /// `_gw_writer` slot (declared in `cls.__slots__`) and calls `base_write`
 /// (asyncio's `write`) when the slot holds anything else. Once per process.
 #[pyfunction]
@@ -614,7 +621,7 @@ unsafe extern "C" fn transport_write_raw(
         };
         if let Ok(writer) = writer {
             // SAFETY: `writer` is live (owned here).
-            if let Ok(this) = unsafe { WRITER_TYPE.cast(py, writer.as_ptr()) } {
+            if let Ok(this) = unsafe { IO_TYPE.cast(py, writer.as_ptr()) } {
                 return this.get().write(py, &data);
             }
         }
@@ -623,10 +630,39 @@ unsafe extern "C" fn transport_write_raw(
     })
 }
 
-/// The classes' type objects, for the raw methods' `self` check (both
-/// classes are final).
-static READER_TYPE: ExactType<TransportReader> = ExactType::new();
-static WRITER_TYPE: ExactType<TransportWriter> = ExactType::new();
+/// The reader whose `read_ready` the bound method `callback` is, if it is
+/// one (`transport._read_ready`, which asyncio registers with
+/// `add_reader`): the loop's reader handle then calls it directly (see
+/// `HandleCore::run`).
+pub(crate) fn bound_read_ready(callback: &Bound<'_, PyAny>) -> Option<Py<TransportIO>> {
+    let p = callback.as_ptr();
+    // SAFETY: `p` is live (borrowed) and the GIL is held; an exact
+    // `builtin_function_or_method` is a `PyCFunctionObject`, whose `m_ml`
+    // is the method's definition and `m_self` the object it is bound to
+    // (NULL for a module-less function).
+    unsafe {
+        if ffi::PyCFunction_CheckExact(p) == 0 {
+            return None;
+        }
+        let func = p.cast::<ffi::PyCFunctionObject>();
+        if !std::ptr::eq(
+            (*func).m_ml.cast_const(),
+            std::ptr::addr_of!(READ_READY_DEF.0),
+        ) {
+            return None;
+        }
+        let bound = (*func).m_self;
+        if bound.is_null() {
+            return None;
+        }
+        let reader = IO_TYPE.cast(callback.py(), bound).ok()?;
+        Some(reader.to_owned().unbind())
+    }
+}
+
+/// The class's type object, for the raw methods' `self` check (the class
+/// is final).
+static IO_TYPE: ExactType<TransportIO> = ExactType::new();
 
 unsafe extern "C" fn read_ready_raw(
     slf: *mut ffi::PyObject,
@@ -636,7 +672,7 @@ unsafe extern "C" fn read_ready_raw(
     let py = unsafe { Python::assume_attached() };
     guard(py, || {
         // SAFETY: `slf` is borrowed for the call.
-        let this = unsafe { READER_TYPE.cast(py, slf) }?;
+        let this = unsafe { IO_TYPE.cast(py, slf) }?;
         this.get().read_ready(py)
     })
 }
@@ -646,19 +682,13 @@ unsafe extern "C" fn write_raw(
     arg: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython passes a METH_O method its own arguments.
-    unsafe {
-        meth_o(&WRITER_TYPE, slf, arg, |py, this, data| {
-            this.write(py, &data)
-        })
-    }
+    unsafe { meth_o(&IO_TYPE, slf, arg, |py, this, data| this.write(py, &data)) }
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<TransportAttrs>()?;
-    m.add_class::<TransportReader>()?;
-    m.add_class::<TransportWriter>()?;
+    m.add_class::<TransportIO>()?;
     m.add_function(wrap_pyfunction!(install_transport_write, m)?)?;
-    READER_TYPE.install(py, &[&READ_READY_DEF])?;
-    WRITER_TYPE.install(py, &[&WRITE_DEF])
+    IO_TYPE.install(py, &[&READ_READY_DEF, &WRITE_DEF])
 }

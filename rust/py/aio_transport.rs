@@ -105,12 +105,13 @@ pub(crate) struct TransportAttrs {
     /// `_empty_waiter`, whose truth cannot change: read here, a write's
     /// three tests cost a load each instead of a borrow and a truth test
     /// (about 45 instructions a test, callgrind).
-    known: [AtomicU8; 5],
+    known: [AtomicU8; ATTRS],
     /// The values, by the same index.
-    values: [Guarded<Option<Py<PyAny>>>; 5],
+    values: [Guarded<Option<Py<PyAny>>>; ATTRS],
 }
 
-/// The attributes' indexes in `TransportAttrs`.
+/// How many attributes `TransportAttrs` holds, and their indexes.
+const ATTRS: usize = 5;
 const PROTOCOL: usize = 0;
 const BUFFER: usize = 1;
 const CONN_LOST: usize = 2;
@@ -266,20 +267,8 @@ macro_rules! attr_accessors {
             #[new]
             fn new() -> Self {
                 TransportAttrs {
-                    known: [
-                        AtomicU8::new(UNKNOWN),
-                        AtomicU8::new(UNKNOWN),
-                        AtomicU8::new(UNKNOWN),
-                        AtomicU8::new(UNKNOWN),
-                        AtomicU8::new(UNKNOWN),
-                    ],
-                    values: [
-                        Guarded::new(None),
-                        Guarded::new(None),
-                        Guarded::new(None),
-                        Guarded::new(None),
-                        Guarded::new(None),
-                    ],
+                    known: std::array::from_fn(|_| AtomicU8::new(UNKNOWN)),
+                    values: std::array::from_fn(|_| Guarded::new(None)),
                 }
             }
 

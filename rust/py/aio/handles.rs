@@ -233,15 +233,7 @@ impl HandleCore {
         context: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = handle.py();
-        // SAFETY: as in `run_in_context`.
-        if unsafe { ffi::PyContext_Enter(context.as_ptr()) } < 0 {
-            return Err(PyErr::fetch(py));
-        }
-        let outcome = reader.get().read_ready(py);
-        // SAFETY: as in `run_in_context` (the error, if any, is in `outcome`).
-        if unsafe { ffi::PyContext_Exit(context.as_ptr()) } < 0 {
-            return Err(PyErr::fetch(py));
-        }
+        let outcome = in_context(context, || reader.get().read_ready(py));
         match outcome {
             Ok(()) => Ok(()),
             Err(err) if passes_through(py, &err) => Err(err),
@@ -573,12 +565,35 @@ impl HandleCore {
 }
 
 /// `context.run(callback, *args)` without its method lookup and argument
-/// tuple: enter the context, call, exit it (what `Context.run` does).
+/// tuple.
 fn run_in_context(
     context: &Bound<'_, PyAny>,
     callback: &Bound<'_, PyAny>,
     args: &Args,
 ) -> PyResult<()> {
+    let py = context.py();
+    in_context(context, || {
+        match args {
+            Args::Tuple(t) if t.bind(py).is_empty() => callback.call0(),
+            Args::Reader(_) => callback.call0(),
+            Args::Tuple(t) => callback.call1(t.bind(py)),
+            // SAFETY: both are live objects borrowed for the call and the
+            // GIL is held; PyObject_CallOneArg returns a new reference, or
+            // NULL with the error set.
+            Args::One(a) => unsafe {
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    ffi::PyObject_CallOneArg(callback.as_ptr(), a.as_ptr()),
+                )
+            },
+        }
+        .map(drop)
+    })
+}
+
+/// Runs `body` inside `context`: enter it, run, exit it (what
+/// `Context.run` does around its call).
+fn in_context<R>(context: &Bound<'_, PyAny>, body: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
     let py = context.py();
     // SAFETY: `context` is a live object (borrowed for this call) and the
     // GIL is held. PyContext_Enter checks that it is a Context (TypeError
@@ -587,28 +602,15 @@ fn run_in_context(
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } < 0 {
         return Err(PyErr::fetch(py));
     }
-    let outcome = match args {
-        Args::Tuple(t) if t.bind(py).is_empty() => callback.call0(),
-        Args::Reader(_) => callback.call0(),
-        Args::Tuple(t) => callback.call1(t.bind(py)),
-        // SAFETY: both are live objects borrowed for the call and the GIL
-        // is held; PyObject_CallOneArg returns a new reference, or NULL
-        // with the error set.
-        Args::One(a) => unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                ffi::PyObject_CallOneArg(callback.as_ptr(), a.as_ptr()),
-            )
-        },
-    };
+    let outcome = body();
     // SAFETY: the same context, entered above on this thread and not exited
     // since (a callback that enters contexts exits them before returning);
-    // the callback's own error, if any, is already fetched into `outcome`,
-    // so no error indicator is set across the call.
+    // the body's own error, if any, is already fetched into `outcome`, so
+    // no error indicator is set across the call.
     if unsafe { ffi::PyContext_Exit(context.as_ptr()) } < 0 {
         return Err(PyErr::fetch(py));
     }
-    outcome.map(drop)
+    outcome
 }
 
 /// Where a handle is being made: `format_helpers.extract_stack` of the

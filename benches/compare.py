@@ -21,7 +21,10 @@ blocking thread) and reports the best, naming it.
 
 Each (workload, library) pair runs in a fresh child process (``workloads.py
 run WORKLOAD LIB``) so that nothing is shared between libraries; the HTTP
-workloads start one more process for the server and run wrk against it.
+workloads start one more process for the server and run wrk against it,
+with wrk held to CPU 0 so that the server has a core of its own
+(``workloads.wrk_cpu_prefix``: unpinned, the scheduler's placement of wrk's
+threads moved the rows by up to 20%).
 With ``--repeat N`` every pair runs N times and the best run is reported.
 
 ``--tree LABEL=DIR`` adds a column that runs greenwheel from another source
@@ -59,7 +62,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from workloads import FAMILY, WORKLOADS, Workload  # noqa: E402
+from workloads import FAMILY, WORKLOADS, Workload, wrk_cpu_prefix  # noqa: E402
 
 LIBS = (
     "greenwheel",
@@ -426,6 +429,31 @@ def _flask_ceiling_part():
     return part
 
 
+def _stream_ceiling_part():
+    """What StreamServer could reach on its row if it cost exactly what the
+    best Protocol server costs per request plus the greenlet round trip a
+    blocking handler makes instead of the loop's callback (``switch_floor``:
+    a round trip's time minus a plain call's), against that peer."""
+
+    def part(results: Results):
+        trips = results.value("switch_floor", "greenlet")
+        details = results.records.get("switch_floor", {}).get("greenlet", {}).get("details", {})
+        calls = details.get("call_rate")
+        peer, why = best_peer(results, "http_stream", ("uvloop", "rloop"))
+        if trips is None or not calls or peer is None:
+            return None, why or "switch_floor (greenlet) and http_stream (uvloop, rloop) are needed"
+        extra = 1 / trips - 1 / calls
+        rate = results.value("http_stream", peer)
+        ceiling = 1 / (1 / rate + extra)
+        return REPORT, (
+            f"ceiling {si(ceiling)} req/s = {ceiling / rate:.2f}x {peer} (+{extra * 1e9:.0f} ns"
+            f" per request: a round trip {1e9 / trips:.0f} ns, a call {1e9 / calls:.0f} ns)"
+        )
+
+    part.reads = ("switch_floor", "http_stream")
+    return part
+
+
 #: (target as the issue states it, the checks that must all pass)
 TARGETS = [
     ("sleep(0) >= 2.5x gevent", [_ratio_part("sleep0", 2.5)]),
@@ -477,6 +505,10 @@ TARGETS = [
     (
         "StreamServer HTTP >= 1.05x best of uvloop and rloop Protocol servers",
         [_vs_peer_part("http_stream", ("uvloop", "rloop"), 1.05)],
+    ),
+    (
+        "StreamServer: greenlet round-trip ceiling vs uvloop/rloop (floor, same run)",
+        [_stream_ceiling_part()],
     ),
     (
         "memory per parked greenlet <= 1.1x a bare greenlet parked in Python (same run)",
@@ -624,6 +656,7 @@ def machine_info() -> dict:
         },
         "greenwheel_git": _git_revision(),
         "wrk": _wrk_version(),
+        "wrk_command_prefix": " ".join(wrk_cpu_prefix()) or None,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
     }

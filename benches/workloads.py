@@ -1219,6 +1219,25 @@ WRK_CONNECTIONS = 100
 WRK_THREADS = 2
 
 
+def wrk_cpu_prefix() -> list[str]:
+    """``taskset -c 0``: wrk runs on the first CPU only, so that the server
+    under test never shares a core with its load generator.
+
+    Unpinned, on this 2-core machine, where the scheduler put wrk's threads
+    decided the rows more than the servers did: in one sitting the same
+    uvloop server measured 147k and 176k req/s, and greenwheel's StreamServer
+    led uvloop by 1.06x or trailed it by 0.90x from one run to the next.
+    With wrk on CPU 0 the servers measure their capacity on a core of their
+    own (the server is 100% busy and preempted about 100 times in 3 s,
+    against 100k-150k times unpinned).  Empty where taskset is missing or
+    there is one CPU: wrk then shares, as before.
+    """
+    taskset = shutil.which("taskset")
+    if taskset is None or (os.cpu_count() or 1) < 2:
+        return []
+    return [taskset, "-c", "0"]
+
+
 def _wait_for_port(server: subprocess.Popen, timeout: float) -> int:
     ready, _, _ = select.select([server.stdout], [], [], timeout)
     line = server.stdout.readline() if ready else ""
@@ -1328,6 +1347,7 @@ def run_wrk(wrk: str, port: int, seconds: int, tls: bool = False) -> dict[str, A
     scheme = "https" if tls else "http"
     run = subprocess.run(
         [
+            *wrk_cpu_prefix(),
             wrk,
             f"-t{WRK_THREADS}",
             f"-c{WRK_CONNECTIONS}",
@@ -1586,6 +1606,59 @@ register(
     )
 )
 
+
+def switch_floor_greenlet(greenlet_module, p):
+    """The StreamServer row's floor: what a blocking-style handler pays that a
+    Protocol server does not.  Each request, the hub switches into the
+    handler and the handler's next ``recv`` switches back; a Protocol
+    server's loop calls ``data_received`` instead.  Measured here with two
+    bare ``greenlet.greenlet`` objects and no loop at all: the round trip
+    rate (two Python-level ``switch()`` calls and two switches) is the
+    value, and the rate of a plain call of a Python function, the callback's
+    shape, is in the details.  Exact ``greenlet`` instances with shallow
+    stacks: a server's greenlets are subclasses (a subtype check on each
+    reference greenlet takes) with deeper stacks to copy, so this is a lower
+    bound."""
+    spin = greenlet_module.greenlet
+    batch = 100
+
+    def handler():
+        while True:
+            hub.switch()
+
+    def hub_run(meter):
+        while meter.running():
+            for _ in range(batch):
+                glet.switch()
+            meter.add(batch)
+        return meter
+
+    def callback():
+        return None
+
+    glet = spin(handler)
+    hub = spin(hub_run)
+    switches = hub.switch(Meter(p.duration))
+    calls = Meter(p.duration)
+    while calls.running():
+        for _ in range(batch):
+            callback()
+        calls.add(batch)
+    glet.throw(greenlet_module.GreenletExit)  # ends the parked handler
+    return switches.result(call_rate=round(max(calls.rates)))
+
+
+register(
+    Workload(
+        "switch_floor",
+        "greenlet switch round trip, bare (no loop)",
+        "trips/s",
+        greenlet=switch_floor_greenlet,
+        note="the StreamServer row's floor: the two switches a blocking handler makes per"
+        " request, between two bare greenlets (the greenlet column: it needs no library);"
+        " the rate of a plain Python call is in the details",
+    )
+)
 
 # --- 8b. memory per idle keep-alive connection ---------------------------------------
 #

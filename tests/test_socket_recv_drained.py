@@ -6,6 +6,8 @@ tests drive the cases where it could.
 
 import random
 
+import pytest
+
 import greenwheel
 from greenwheel import socket as gsocket
 
@@ -82,6 +84,32 @@ def test_datagram_short_read_does_not_skip_the_next_datagram():
         b.send(b"three")
         assert a.recv(100) == b"two"
         assert a.recv(100) == b"three"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_recv_within_refuses_bad_arguments_with_type_errors():
+    # The watcher's raw method parses its own arguments: wrong ones are
+    # TypeErrors naming the argument, the socket stays usable.
+    a, b = gsocket.socketpair()
+    try:
+        greenwheel.spawn_later(0.01, b.sendall, b"x")
+        assert a.recv(10) == b"x"  # it waited: the socket's read watcher exists
+        watcher = a._stream_read
+        hub = greenwheel.get_hub()
+        with pytest.raises(TypeError, match="exactly 4 positional arguments"):
+            watcher.recv_within(hub, 10)
+        with pytest.raises(TypeError, match="argument 'bufsize'"):
+            watcher.recv_within(hub, "10", None, (TimeoutError,))
+        with pytest.raises(TypeError, match="argument 'timeout'"):
+            watcher.recv_within(hub, 10, "soon", (TimeoutError,))
+        with pytest.raises(TypeError, match="argument 'timeout_args'"):
+            watcher.recv_within(hub, 10, None, [TimeoutError])
+        with pytest.raises(TypeError):
+            watcher.recv_within(hub=hub, bufsize=10, timeout=None, timeout_args=())
+        b.sendall(b"y")
+        assert watcher.recv_within(hub, 10, 5.0, (TimeoutError,)) == b"y"
     finally:
         a.close()
         b.close()

@@ -146,7 +146,7 @@ class IoWatcher(_WatcherBase):
         at EOF), or None if it would block; a short read without flags sets
         :attr:`drained`."""
     def recv_within(
-        self, hub: Any, bufsize: int, timeout: float | None, timeout_args: tuple[Any, ...]
+        self, hub: Any, bufsize: int, timeout: float | None, timeout_args: tuple[Any, ...], /
     ) -> bytes:
         """A stream socket's ``recv(bufsize)`` bounded by *timeout*: skips
         the read while :attr:`drained`, waits (raising ``*timeout_args`` at

@@ -67,6 +67,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<watchers::TimerWatcher>()?;
     timer_raw::install(m.py())?;
     m.add_class::<watchers::IoWatcher>()?;
+    watchers::install_io_raw(m.py())?;
     m.add_class::<watchers::SignalWatcher>()?;
     m.add_class::<watchers::PhaseWatcher>()?;
     m.add_class::<async_watcher::AsyncWatcher>()?;

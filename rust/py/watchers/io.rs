@@ -47,6 +47,39 @@ pub(crate) struct IoWatcher {
 }
 
 impl IoWatcher {
+    /// A stream socket's `recv(bufsize)` bounded by `timeout` seconds (None:
+    /// no bound), on this read watcher of its fd: the bytes read, `b""` at
+    /// EOF. Skips the read that can only say EAGAIN while `drained`; waits
+    /// (`wait`, with `timeout_args` raised at the deadline) and reads again
+    /// until bytes or EOF come. Read errors are `OSError`s.
+    ///
+    /// What `socket._recv_within` is (the raw method of `io_raw`), and
+    /// pywsgi's native request loop calls without a Python frame between it
+    /// and the wait.
+    pub(crate) fn recv_within(
+        slf: &Bound<'_, Self>,
+        hub: &Bound<'_, PyAny>,
+        bufsize: isize,
+        timeout: Option<f64>,
+        timeout_args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<PyBytes>> {
+        let py = slf.py();
+        let this = slf.get();
+        if !this.drained() {
+            if let Some(data) = this.read_nowait(py, bufsize, 0)? {
+                return Ok(data);
+            }
+        }
+        // On time.monotonic()'s clock, as `wait` wants it.
+        let deadline = timeout.map(|t| LoopClock::system_ns() as f64 / 1e9 + t);
+        loop {
+            IoWatcher::wait(slf, hub, true, deadline, Some(timeout_args))?;
+            if let Some(data) = this.read_nowait(py, bufsize, 0)? {
+                return Ok(data);
+            }
+        }
+    }
+
     pub(crate) fn new(
         loop_: Py<Loop>,
         fd: i64,
@@ -353,41 +386,6 @@ impl IoWatcher {
     fn drained(&self) -> bool {
         let at = self.drained_at.get();
         at != 0 && at == self.core.loop_.get().kernel_polls() + 1
-    }
-
-    /// recv_within(hub, bufsize, timeout, timeout_args)
-    /// --
-    ///
-    /// A stream socket's `recv(bufsize)` bounded by `timeout` seconds (None:
-    /// no bound), on this read watcher of its fd: the bytes read, `b""` at
-    /// EOF. Skips the read that can only say EAGAIN while `drained`; waits
-    /// (`wait`, with `timeout_args` raised at the deadline) and reads again
-    /// until bytes or EOF come. Read errors are `OSError`s.
-    ///
-    /// What `socket._recv_within` is, and pywsgi's native request loop
-    /// calls without a Python frame between it and the wait.
-    pub(crate) fn recv_within(
-        slf: &Bound<'_, Self>,
-        hub: &Bound<'_, PyAny>,
-        bufsize: isize,
-        timeout: Option<f64>,
-        timeout_args: &Bound<'_, PyTuple>,
-    ) -> PyResult<Py<PyBytes>> {
-        let py = slf.py();
-        let this = slf.get();
-        if !this.drained() {
-            if let Some(data) = this.read_nowait(py, bufsize, 0)? {
-                return Ok(data);
-            }
-        }
-        // On time.monotonic()'s clock, as `wait` wants it.
-        let deadline = timeout.map(|t| LoopClock::system_ns() as f64 / 1e9 + t);
-        loop {
-            IoWatcher::wait(slf, hub, true, deadline, Some(timeout_args))?;
-            if let Some(data) = this.read_nowait(py, bufsize, 0)? {
-                return Ok(data);
-            }
-        }
     }
 
     /// The file descriptor.

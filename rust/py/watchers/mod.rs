@@ -6,7 +6,8 @@
 //!   the call of a watcher's callback from the loop;
 //! - `methods`: `watcher_methods!`, the Python methods every class shares;
 //! - one module per kind (`timer`, `io`, `signal`, `phase`): its own state,
-//!   its [`Watcher`] implementation and its own Python methods.
+//!   its [`Watcher`] implementation and its own Python methods (`io_raw`:
+//!   `IoWatcher.recv_within` on CPython's calling convention).
 //!
 //! Invariants:
 //! - `active` is true exactly while the loop holds a strong reference to the
@@ -35,12 +36,14 @@ mod methods;
 
 mod base;
 mod io;
+mod io_raw;
 mod phase;
 mod signal;
 mod timer;
 
 pub(crate) use base::{invoke, WatcherCore};
 pub(crate) use io::IoWatcher;
+pub(crate) use io_raw::install as install_io_raw;
 pub(crate) use phase::{Phase, PhaseWatcher};
 pub(crate) use signal::SignalWatcher;
 pub(crate) use timer::TimerWatcher;

@@ -100,7 +100,11 @@ def complete(buf):
     return length is not None and len(buf) >= end + 4 + int(length.group(1))
 
 
-def instructions(tree, n, pause, seed, kind):
+def callgrind_total(script, n, extra, tree, seed, drive=None, timeout=120):
+    """callgrind's instruction total for ``python -c SCRIPT N PORTFILE EXTRA``
+    run on *tree*'s ``python`` directory (and benches/), with ``drive(n,
+    portfile)`` run meanwhile when given (the client; SCRIPT writes its port
+    to PORTFILE and exits when done)."""
     with tempfile.TemporaryDirectory() as tmp:
         portfile = os.path.join(tmp, "port")
         out = os.path.join(tmp, "callgrind.out")
@@ -115,14 +119,15 @@ def instructions(tree, n, pause, seed, kind):
         }
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
-            + [sys.executable, "-c", SERVER, str(n), portfile, kind],
+            + [sys.executable, "-c", script, str(n), portfile, extra],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
-            client(n, portfile, pause)
-            proc.wait(timeout=120)
+            if drive is not None:
+                drive(n, portfile)
+            proc.wait(timeout=timeout)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -130,6 +135,12 @@ def instructions(tree, n, pause, seed, kind):
         with open(out) as f:
             match = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
         return int(match.group(1))
+
+
+def instructions(tree, n, pause, seed, kind):
+    return callgrind_total(
+        SERVER, n, kind, tree, seed, drive=lambda n, portfile: client(n, portfile, pause)
+    )
 
 
 def main():

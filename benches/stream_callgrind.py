@@ -27,15 +27,12 @@ Needs valgrind; runs the real interpreter (a pyenv shim breaks valgrind).
 
 import argparse
 import os
-import re
-import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from pywsgi_callgrind import client  # noqa: E402
+from pywsgi_callgrind import callgrind_total, client  # noqa: E402
 
 STREAM_SERVER = r"""
 import os, sys
@@ -100,33 +97,9 @@ hub.switch()
 
 def count(lib, tree, n, seed):
     """callgrind's total for *lib* serving (or switching) *n* times."""
-    with tempfile.TemporaryDirectory() as tmp:
-        portfile = os.path.join(tmp, "port")
-        out = os.path.join(tmp, "callgrind.out")
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([tree, HERE]),
-            "PYTHONHASHSEED": str(seed),
-        }
-        script = {"greenwheel": STREAM_SERVER, "greenlet": ROUND_TRIPS}.get(lib, PROTOCOL_SERVER)
-        proc = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
-            + [sys.executable, "-c", script, str(n), portfile, lib],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            if lib != "greenlet":
-                client(n, portfile, 0.001)
-            proc.wait(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        with open(out) as f:
-            match = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
-        return int(match.group(1))
+    script = {"greenwheel": STREAM_SERVER, "greenlet": ROUND_TRIPS}.get(lib, PROTOCOL_SERVER)
+    drive = None if lib == "greenlet" else (lambda n, portfile: client(n, portfile, 0.001))
+    return callgrind_total(script, n, lib, tree, seed, drive=drive, timeout=300)
 
 
 def main():

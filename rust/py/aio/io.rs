@@ -25,6 +25,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::handles::{Args, Handle, HandleCore};
+use super::ready::Item;
 use super::{AioLoopCore, FdEntry};
 use crate::py::aio_transport::bound_read_ready;
 use crate::py::loop_::Loop;
@@ -330,7 +331,7 @@ impl AioLoopCore {
                         .get()
                         .items
                         .borrow_mut()
-                        .push_back(handle.into_any());
+                        .push(Item::Handle(handle.into_any()));
                 }
             }
         }

@@ -38,9 +38,9 @@ use handles::Args;
 pub(crate) use handles::{Handle, TimerHandle};
 pub(crate) use ready::ReadyQueue;
 
-use handles::HandleCore;
+use handles::{DetachedCall, HandleCore};
+use ready::Item;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::poller::FdMap;
@@ -60,7 +60,7 @@ use super::errors::delay_ns;
 use super::loop_::{Loop, LoopClock};
 use super::raw_fn::{callback_arg, guard, ExactType, MethodDef};
 use super::sync::HandleCell;
-use super::sync::{BoolCell, Guarded, IsizeCell};
+use super::sync::{BoolCell, Guarded, IsizeCell, U64Cell};
 use super::watchers::{self, IoWatcher, TimerWatcher};
 
 /// One fd's registration (asyncio's selector key): its reader and writer
@@ -127,6 +127,10 @@ pub(crate) struct AioLoopCore {
     armed: Guarded<Vec<Py<TimerHandle>>>,
     /// Emptied `call_soon` handles to reuse (handles.rs, spares).
     spares: Guarded<Vec<Py<Handle>>>,
+    /// The ready queue's number of the entry the last `call_soon` queued
+    /// ([`NO_ENTRY`]: none to look at), whose handle the next one may take
+    /// over (handles.rs, detached calls).
+    last_soon: U64Cell,
     /// Timer handles that ran in this batch while someone else held them,
     /// still untracked (handles.rs, fired timer handles).
     fired_now: Guarded<Vec<Py<TimerHandle>>>,
@@ -152,6 +156,9 @@ pub(crate) struct AioLoopCore {
 /// At most this many spares per loop (a task's step and wake-up reuse them
 /// at once; a batch of 200k wake-ups needs no more than a few).
 const MAX_SPARES: usize = 256;
+
+/// `last_soon` when there is no entry to look at.
+const NO_ENTRY: u64 = u64::MAX;
 
 impl AioLoopCore {
     /// Queue a batch unless one is queued or nobody runs the loop.
@@ -185,8 +192,50 @@ impl AioLoopCore {
     }
 
     fn push_ready(&self, py: Python<'_>, handle: Py<PyAny>) -> PyResult<()> {
-        self.ready.get().items.borrow_mut().push_back(handle);
+        self.ready
+            .get()
+            .items
+            .borrow_mut()
+            .push(Item::Handle(handle));
         self.schedule(py)
+    }
+
+    /// The handle of the last `call_soon`, if it is still queued and nobody
+    /// else holds it: its call stays queued without it, and it comes back
+    /// emptied, for the next call (handles.rs, detached calls).
+    fn detach_last<'py>(slf: &Bound<'py, Self>) -> Option<Bound<'py, Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        let number = this.last_soon.replace(NO_ENTRY);
+        if number == NO_ENTRY {
+            return None;
+        }
+        let (handle, context) = {
+            let mut items = this.ready.get().items.borrow_mut();
+            let slot = items.get_mut(number)?;
+            let Item::Handle(queued) = &*slot else {
+                return None;
+            };
+            let handle = queued.bind(py).cast_exact::<Handle>().ok()?;
+            // Made by this loop's `call_soon` (a spare serves its own loop
+            // only), so only the queue's reference can be left.
+            debug_assert!(handle.get().core.event_loop.bind(py).is(slf));
+            if !handles::recyclable(handle) {
+                return None;
+            }
+            let core = &handle.get().core;
+            let (call, context) = core.detach()?;
+            let detached = DetachedCall::new(call, core.event_loop.clone_ref(py));
+            let Item::Handle(handle) = std::mem::replace(slot, Item::Call(detached)) else {
+                unreachable!("the slot held a handle a moment ago");
+            };
+            (handle, context)
+        };
+        // After the queue's borrow: a decref may run Python code (not this
+        // one, whose call holds the same context, but as a rule).
+        drop(context.map(|c| c.into_bound(py)));
+        // SAFETY: cast_exact above checked the type.
+        Some(unsafe { handle.into_bound(py).cast_into_unchecked::<Handle>() })
     }
 
     /// asyncio's checks on entry to `call_soon` / `call_at`: a closed loop
@@ -294,13 +343,8 @@ impl AioLoopCore {
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         Ok(AioLoopCore {
-            ready: Py::new(
-                py,
-                ReadyQueue {
-                    items: Guarded::new(VecDeque::new()),
-                    loop_running: BoolCell::new(false),
-                },
-            )?,
+            ready: Py::new(py, ReadyQueue::new())?,
+            last_soon: U64Cell::new(NO_ENTRY),
             closed: BoolCell::new(false),
             debug: BoolCell::new(false),
             drain_queued: BoolCell::new(false),
@@ -540,7 +584,13 @@ impl AioLoopCore {
             let Some(item) = ready.items.borrow_mut().pop_front() else {
                 break; // cleared by a callback (loop.close() from inside a batch)
             };
-            let item = item.into_bound(py);
+            let item = match item {
+                Item::Handle(handle) => handle.into_bound(py),
+                Item::Call(call) => {
+                    call.run(py)?;
+                    continue;
+                }
+            };
             if let Ok(handle) = item.cast_exact::<TimerHandle>() {
                 // Held elsewhere too (asyncio.sleep keeps its handle): kept
                 // untracked a batch longer (handles.rs, fired timer handles).
@@ -796,10 +846,13 @@ impl AioLoopCore {
         let py = slf.py();
         AioLoopCore::check_call(slf, &callback, "call_soon")?;
         let this = slf.get();
-        let spare = if this.debug.get() {
+        let debug = this.debug.get();
+        let spare = if debug {
             None
         } else {
-            this.spares.borrow_mut().pop()
+            AioLoopCore::detach_last(slf)
+                .map(Bound::unbind)
+                .or_else(|| this.spares.borrow_mut().pop())
         };
         let handle = match spare {
             Some(handle) => {
@@ -817,7 +870,16 @@ impl AioLoopCore {
                 handle
             }
         };
-        this.push_ready(py, handle.clone_ref(py).into_any())?;
+        let number = this
+            .ready
+            .get()
+            .items
+            .borrow_mut()
+            .push(Item::Handle(handle.clone_ref(py).into_any()));
+        if !debug {
+            this.last_soon.set(number);
+        }
+        this.schedule(py)?;
         Ok(handle)
     }
 

@@ -360,10 +360,10 @@ def errors_reported(make):
 
 def test_a_call_queued_without_its_handle_reports_its_error_with_a_handle():
     expected = errors_reported(LOOPS["asyncio"])
-    assert [m.split(" at ")[0] for m, *_ in expected] == [
-        "Exception in callback raise_tag('first')",
-        "Exception in callback raise_tag('second')",
-    ]
+    # (The message shows the arguments before 3.13, and since only in debug
+    # mode; the handle has them either way.)
+    assert [m.startswith("Exception in callback raise_tag(") for m, *_ in expected] == [True] * 2
+    assert [args for *_, args in expected] == [("first",), ("second",)]
     assert errors_reported(LOOPS["greenwheel"]) == expected
 
 

@@ -13,6 +13,7 @@ from unittest import mock
 
 import pytest
 
+import greenwheel
 import greenwheel._core as core
 import greenwheel.asyncio as gwa
 
@@ -647,3 +648,24 @@ def test_create_task_takes_a_name_and_a_context_or_none_as_asyncio_does(loop):
     assert named.get_name() == "named"
     loop.run_until_complete(asyncio.gather(plain, named))
     assert (plain.result(), named.result()) == ("unset", "given")
+
+
+def test_closing_a_loop_with_a_batch_queued_leaves_nothing_in_the_hubs_wheel():
+    # The last batch of run_until_complete (the one that stops the loop)
+    # queues another: the kick, armed in the hub's wheel, holds the loop
+    # until close() disarms it (the hub may not run again for a long time).
+    loop = gwa.new_event_loop()
+    seen = []
+
+    async def main():
+        # Runs in the stopping batch, and queues "never" after it.
+        loop.call_soon(loop.call_soon, seen.append, "never")
+
+    def held_by_the_hub():
+        return any(r is loop for r in gc.get_referents(greenwheel.get_hub().loop))
+
+    loop.run_until_complete(main())
+    assert loop._drain_queued and held_by_the_hub()
+    loop.close()
+    assert not loop._drain_queued and not held_by_the_hub()
+    assert seen == []

@@ -216,12 +216,12 @@ class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # 
         # from running dry while asyncio waits (run_forever blocks forever,
         # as asyncio's does, until stop()).
         self._keepalive = self._gw.async_(True)
-        # Batches run from a zero-delay timer rather than a loop callback: the
-        # loop polls the kernel before it dispatches timers, so every batch
-        # starts with fresh io events, as asyncio's _run_once does (a burst of
-        # loop callbacks may skip the poll for up to a millisecond).
-        self._kick = self._gw.timer(0.0, 0.0, False)
-        self._aio_setup(self._gw, self._kick, self._drain)
+        # Batches run from a zero-delay entry of the hub's timer wheel (the
+        # kick, armed natively) rather than a loop callback: the loop polls
+        # the kernel before it dispatches timers, so every batch starts with
+        # fresh io events, as asyncio's _run_once does (a burst of loop
+        # callbacks may skip the poll for up to a millisecond).
+        self._aio_setup(self._gw)
         super().__init__(_Registrations(self))
 
     # -- run_in_executor(None, ...) runs on the hub's thread pool ------------
@@ -409,7 +409,6 @@ class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # 
         super().close()
         self._close_io()
         self._keepalive.close()
-        self._kick.close()
 
     # -- signals: the loop's signal watchers ----------------------------------
 

@@ -652,9 +652,7 @@ class AioLoopCore:
     """The Rust base class of :class:`greenwheel.asyncio.GreenwheelEventLoop`."""
 
     def __new__(cls, *_args: Any, **_kwargs: Any) -> Self: ...
-    def _aio_setup(
-        self, gw_loop: Loop, timer: TimerWatcher, drain: Callable[[], object]
-    ) -> None: ...
+    def _aio_setup(self, gw_loop: Loop) -> None: ...
     def call_soon(
         self,
         callback: Callable[[*_Ts], object],

@@ -402,8 +402,8 @@ impl HandleCore {
 // the queue and the armed handles are reachable and nothing they hold can
 // be garbage; the queue and the loop then report none of their handles.
 // (Nor could the loop and that greenlet be garbage together while handles
-// wait: a queued batch is the hub's kick timer calling the loop's `_drain`,
-// an armed handle an entry of the hub's wheel, both held from the hub.)
+// wait: a queued batch is the loop's kick, an armed handle an entry of the
+// hub's wheel, both held from the hub.)
 // Leaving references out only ever keeps objects alive (the collector takes
 // them for outside references), never frees a reachable one; and no Python
 // code runs during a collection, so its passes all see the same answer.

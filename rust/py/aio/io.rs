@@ -129,7 +129,7 @@ impl AioLoopCore {
                 watcher.bind(py).call_method0(pyo3::intern!(py, "stop"))?;
                 Ok(())
             }
-            None => this.schedule(py),
+            None => AioLoopCore::schedule(slf),
         }
     }
 
@@ -402,7 +402,7 @@ impl AioLoopCore {
             watchers::start(watcher.bind(py), &io_fired, &args, true)?;
         }
         if !this.io_ready.borrow().is_empty() {
-            this.schedule(py)?;
+            AioLoopCore::schedule(slf)?;
         }
         Ok(())
     }

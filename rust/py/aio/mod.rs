@@ -61,7 +61,7 @@ use super::loop_::{Loop, LoopClock};
 use super::raw_fn::{callback_arg, guard, ExactType, MethodDef};
 use super::sync::HandleCell;
 use super::sync::{BoolCell, Guarded, IsizeCell, U64Cell};
-use super::watchers::{self, IoWatcher, TimerWatcher};
+use super::watchers::IoWatcher;
 
 /// One fd's registration (asyncio's selector key): its reader and writer
 /// handles and the io watcher that watches for what they need.
@@ -91,11 +91,7 @@ impl FdEntry {
 
 /// What a loop schedules with, set once by `_aio_setup`.
 struct Kick {
-    /// The loop's zero-delay timer watcher that runs a batch.
-    timer: Py<TimerWatcher>,
-    /// The bound method the timer calls (`GreenwheelEventLoop._drain`).
-    drain: Py<PyAny>,
-    /// The hub's loop, whose wheel arms the timer handles.
+    /// The hub's loop, whose wheel arms the timer handles and the kick.
     gw_loop: Py<Loop>,
     /// This loop's `_io_fired` (bound), what an fd's io watcher calls.
     io_fired: Py<PyAny>,
@@ -107,8 +103,14 @@ pub(crate) struct AioLoopCore {
     ready: Py<ReadyQueue>,
     closed: BoolCell,
     debug: BoolCell,
-    /// A batch is queued on the kick timer.
+    /// A batch is queued: the kick is armed in the hub's wheel.
     drain_queued: BoolCell,
+    /// The kick's wheel entry while armed: a zero-delay entry whose expiry
+    /// runs `_drain` natively (`TimerEntry::Kick`). It was a timer watcher
+    /// calling the bound `_drain`: its start and the Python-level call
+    /// through PyO3's trampoline were about 700 instructions a batch
+    /// (callgrind), and a lone keep-alive connection runs a batch a request.
+    kick_at: HandleCell,
     /// The registered fds (asyncio's selector map), hashed as the loop's
     /// own fd maps are (SipHash was ~90 instructions a lookup, and an echo
     /// round trip makes four).
@@ -162,23 +164,39 @@ const NO_ENTRY: u64 = u64::MAX;
 
 impl AioLoopCore {
     /// Queue a batch unless one is queued or nobody runs the loop.
-    fn schedule(&self, py: Python<'_>) -> PyResult<()> {
-        if self.drain_queued.get() || self.runners.get() <= 0 {
+    fn schedule(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        if this.drain_queued.get() || this.runners.get() <= 0 {
             return Ok(());
         }
-        let kick = self
-            .kick
-            .borrow()
-            .as_ref()
-            .map(|k| (k.timer.clone_ref(py), k.drain.clone_ref(py)));
-        let Some((timer, drain)) = kick else {
-            return Err(not_set_up());
+        let armed = {
+            let kick = this.kick.borrow();
+            let Some(kick) = kick.as_ref() else {
+                return Err(not_set_up());
+            };
+            // (No Python code runs here: the borrow may stay.)
+            kick.gw_loop.get().aio_kick_arm(slf.clone().unbind())?
         };
-        self.drain_queued.set(true);
-        // Started natively (a zero-delay one-shot: due at the next timer
-        // pass); the same call as its Python `start(drain)`.
-        let args = PyTuple::empty(py);
-        watchers::start(timer.bind(py), drain.bind(py), &args, true)
+        this.kick_at.set(Some(armed));
+        this.drain_queued.set(true);
+        Ok(())
+    }
+
+    /// The kick's wheel entry, while armed.
+    pub(crate) fn kick_handle(&self) -> Option<crate::wheel::TimerHandle> {
+        self.kick_at.get()
+    }
+
+    /// The kick is in the wheel again as `h` (`requeue_timers`).
+    pub(crate) fn kick_armed_as(&self, h: crate::wheel::TimerHandle) {
+        self.kick_at.set(Some(h));
+    }
+
+    /// The kick left the wheel (it fired, or the hub's loop was
+    /// destroyed): no batch is queued.
+    pub(crate) fn kick_unarmed(&self) {
+        self.kick_at.set(None);
+        self.drain_queued.set(false);
     }
 
     /// `self._forever` (see the field `forever`).
@@ -191,13 +209,14 @@ impl AioLoopCore {
         read_stored(py, &self.stopping, "_stopping")
     }
 
-    fn push_ready(&self, py: Python<'_>, handle: Py<PyAny>) -> PyResult<()> {
-        self.ready
+    fn push_ready(slf: &Bound<'_, Self>, handle: Py<PyAny>) -> PyResult<()> {
+        slf.get()
+            .ready
             .get()
             .items
             .borrow_mut()
             .push(Item::Handle(handle));
-        self.schedule(py)
+        AioLoopCore::schedule(slf)
     }
 
     /// The handle of the last `call_soon`, if it is still queued and nobody
@@ -352,6 +371,7 @@ impl AioLoopCore {
             io_ready: Guarded::new(Vec::new()),
             runners: IsizeCell::new(0),
             kick: Guarded::new(None),
+            kick_at: HandleCell::new(None),
             task_factory: Guarded::new(None),
             armed: Guarded::new(Vec::new()),
             spares: Guarded::new(Vec::new()),
@@ -366,12 +386,7 @@ impl AioLoopCore {
 
     /// Give the loop the hub's loop, the timer that runs its batches and the
     /// method it calls (once, from `GreenwheelEventLoop.__init__`).
-    fn _aio_setup(
-        slf: &Bound<'_, Self>,
-        gw_loop: Py<Loop>,
-        timer: Py<TimerWatcher>,
-        drain: Py<PyAny>,
-    ) -> PyResult<()> {
+    fn _aio_setup(slf: &Bound<'_, Self>, gw_loop: Py<Loop>) -> PyResult<()> {
         let io_fired = slf.getattr("_io_fired")?.unbind();
         let mut kick = slf.get().kick.borrow_mut();
         if kick.is_some() {
@@ -379,12 +394,7 @@ impl AioLoopCore {
                 "the asyncio loop is already set up",
             ));
         }
-        *kick = Some(Kick {
-            timer,
-            drain,
-            gw_loop,
-            io_fired,
-        });
+        *kick = Some(Kick { gw_loop, io_fired });
         Ok(())
     }
 
@@ -433,9 +443,21 @@ impl AioLoopCore {
         AioLoopCore::arm(slf, when, callback, args, context)
     }
 
-    /// Disarm every armed timer handle (`close()`: pending calls are lost,
-    /// as asyncio documents, and nothing stays in the wheel).
+    /// Disarm every armed timer handle and the kick (`close()`: pending
+    /// calls are lost, as asyncio documents, and nothing stays in the wheel).
     fn _disarm_timers(&self, py: Python<'_>) {
+        if let Some(h) = self.kick_at.take() {
+            let entry = {
+                let kick = self.kick.borrow();
+                kick.as_ref()
+                    .and_then(|k| k.gw_loop.get().aio_timer_disarm(h))
+            };
+            // After the borrow: the entry's reference to this loop goes here.
+            if let Some(entry) = entry {
+                entry.release(py);
+            }
+        }
+        self.drain_queued.set(false);
         let spares = std::mem::take(&mut *self.spares.borrow_mut());
         drop(spares);
         self.release_fired(py, true);
@@ -454,7 +476,7 @@ impl AioLoopCore {
         self.armed.borrow().len()
     }
 
-    /// One batch, run by the kick timer in the hub: the io events seen, then
+    /// One batch, run by the kick in the hub (`Loop::fire_kick`): the io events seen, then
     /// the handles ready now (not those they schedule, which wait for the
     /// next batch, after a poll), with this loop as the running loop.
     ///
@@ -463,7 +485,7 @@ impl AioLoopCore {
     /// `await_()` callers it propagates into the hub, which hands it to the
     /// main greenlet. After a batch that `stop()`ped the loop,
     /// `run_forever`'s greenlet resumes.
-    fn _drain(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(crate) fn _drain(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         this.drain_queued.set(false);
@@ -487,7 +509,7 @@ impl AioLoopCore {
         };
         restored?;
         if !this.ready.get().items.borrow().is_empty() {
-            this.schedule(py)?;
+            AioLoopCore::schedule(slf)?;
         }
         if let Some(err) = escaped {
             forever.call_method1(pyo3::intern!(py, "throw"), (err.value(py),))?;
@@ -568,7 +590,7 @@ impl AioLoopCore {
 
     /// Queue a batch if there is work and a runner (`_schedule_drain`).
     fn _schedule_drain(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.get().schedule(slf.py())
+        AioLoopCore::schedule(slf)
     }
 
     /// Run the handles ready now, in order; not those they schedule. A
@@ -725,8 +747,6 @@ impl AioLoopCore {
         self.soon_bound.traverse(&visit)?;
         if let Ok(kick) = self.kick.try_borrow() {
             if let Some(k) = kick.as_ref() {
-                visit.call(&k.timer)?;
-                visit.call(&k.drain)?;
                 visit.call(&k.gw_loop)?;
                 visit.call(&k.io_fired)?;
             }
@@ -879,7 +899,7 @@ impl AioLoopCore {
         if !debug {
             this.last_soon.set(number);
         }
-        this.schedule(py)?;
+        AioLoopCore::schedule(slf)?;
         Ok(handle)
     }
 
@@ -999,7 +1019,7 @@ pub(crate) fn timer_fired(handle: &Bound<'_, TimerHandle>) -> PyResult<()> {
         handles::retrack(handle.as_any());
         return Ok(());
     }
-    this.push_ready(py, handle.clone().into_any().unbind())
+    AioLoopCore::push_ready(core, handle.clone().into_any().unbind())
 }
 
 /// asyncio's `_set_running_loop` (a C function).

@@ -546,6 +546,7 @@ impl Loop {
                         TimerEntry::Timeout(t) => visit.call(t)?,
                         TimerEntry::Sleep { glet, .. } => visit.call(glet)?,
                         TimerEntry::Aio(h) => visit.call(h)?,
+                        TimerEntry::Kick(core) => visit.call(core)?,
                     }
                 }
                 for e in st.fds.values() {

@@ -43,6 +43,7 @@ use super::greenlet_api;
 use super::sync::{BoolCell, Guarded, I32Cell, IsizeCell, U64Cell};
 use super::watchers::{invoke, IoWatcher, Phase, PhaseWatcher, SignalWatcher, TimerWatcher};
 use crate::poller::{FdMap, Poller, Ready};
+use crate::py::aio::AioLoopCore;
 use crate::py::errors::os_error;
 use crate::py::timeout::Timeout;
 use crate::wheel::{TimerHandle, TimerWheel};
@@ -235,6 +236,9 @@ pub(crate) enum TimerEntry {
     /// A greenwheel.asyncio `call_later` / `call_at` handle (no watcher
     /// object: its expiry queues the handle natively, see `aio`).
     Aio(Py<crate::py::aio::TimerHandle>),
+    /// A greenwheel.asyncio loop's next batch (its kick): expiry runs the
+    /// batch natively, with no watcher object and no Python-level call.
+    Kick(Py<AioLoopCore>),
 }
 
 impl TimerEntry {
@@ -246,6 +250,7 @@ impl TimerEntry {
             TimerEntry::Timeout(t) => t.drop_ref(py),
             TimerEntry::Sleep { glet, .. } => glet.drop_ref(py),
             TimerEntry::Aio(h) => h.drop_ref(py),
+            TimerEntry::Kick(core) => core.drop_ref(py),
         }
     }
 }
@@ -448,6 +453,7 @@ impl Loop {
                 TimerEntry::Aio(h) => {
                     crate::py::aio::TimerHandle::unarmed(h.bind(py));
                 }
+                TimerEntry::Kick(core) => core.get().kick_unarmed(),
             }
         }
         for entry in st.fds.values() {

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use pyo3::prelude::*;
 
 use super::{Loop, Queued, TimerEntry};
+use crate::py::aio::AioLoopCore;
 use crate::py::greenlet_api;
 use crate::py::timeout::Timeout;
 use crate::py::watchers::TimerWatcher;
@@ -86,7 +87,7 @@ impl Loop {
             match entry {
                 TimerEntry::Watcher(w) => w.get().core.set_pending(true),
                 TimerEntry::Sleep { .. } => sleeps.push(*handle),
-                TimerEntry::Timeout(_) | TimerEntry::Aio(_) => {}
+                TimerEntry::Timeout(_) | TimerEntry::Aio(_) | TimerEntry::Kick(_) => {}
             }
         }
         if !sleeps.is_empty() {
@@ -99,6 +100,7 @@ impl Loop {
                 TimerEntry::Timeout(timeout) => self.fire_timeout(py, handle, &timeout),
                 TimerEntry::Sleep { glet, ref_ } => self.fire_sleep(py, handle, glet, ref_),
                 TimerEntry::Aio(h) => self.fire_aio(py, handle, &h),
+                TimerEntry::Kick(core) => self.fire_kick(py, handle, &core),
             };
             if let Err(e) = outcome {
                 self.requeue_timers(py, rest.collect())?;
@@ -301,6 +303,14 @@ impl Loop {
                         crate::py::aio::TimerHandle::armed_as(h.bind(py), re);
                     }
                 }
+                TimerEntry::Kick(core) => {
+                    // Due now: armed again at 0, unless disarmed meanwhile.
+                    if core.get().kick_handle() == Some(handle) {
+                        let again = TimerEntry::Kick(core.clone_ref(py));
+                        let re = self.with_state(|st| st.wheel.arm(0, again))?;
+                        core.get().kick_armed_as(re);
+                    }
+                }
                 TimerEntry::Timeout(timeout) => {
                     // Fire it on the next pass rather than lose it.
                     let bound = timeout.bind(py);
@@ -334,6 +344,35 @@ impl Loop {
             self.report(py, bound.as_any(), err)?;
         }
         Ok(())
+    }
+
+    /// An asyncio loop's kick is due: unless it was disarmed or re-armed
+    /// meanwhile, run the loop's batch, its error reported as a timer
+    /// callback's would be (the loop object as the context).
+    fn fire_kick(
+        &self,
+        py: Python<'_>,
+        handle: TimerHandle,
+        core: &Py<AioLoopCore>,
+    ) -> PyResult<()> {
+        let bound = core.bind(py);
+        if bound.get().kick_handle() != Some(handle) {
+            return Ok(());
+        }
+        bound.get().kick_unarmed();
+        if let Err(err) = AioLoopCore::_drain(bound) {
+            self.report(py, bound.as_any(), err)?;
+        }
+        Ok(())
+    }
+
+    /// Arms an asyncio loop's kick, due at once (the clock read afresh, as a
+    /// zero-delay timer's `start` reads it): its batch runs in this pass's
+    /// timer dispatch or the next one's. It does not keep the loop alive.
+    pub(crate) fn aio_kick_arm(&self, core: Py<AioLoopCore>) -> PyResult<TimerHandle> {
+        self.check_usable()?;
+        let deadline = self.refresh_now();
+        self.with_state(|st| st.wheel.arm(deadline, TimerEntry::Kick(core)))
     }
 
     /// Arms an asyncio timer handle `after_ns` from now (the clock read

@@ -206,8 +206,9 @@ class GreenwheelEventLoop(_core.AioLoopCore, unix_events.SelectorEventLoop):  # 
         self._hub = get_hub()
         self._gw = self._hub.loop
         # Set before the base __init__, which already registers through them.
-        # (_runners, run_forever plus greenlets in await_(), and _drain_queued
-        # start at 0 and False in the Rust base.)
+        # (_runners, run_forever plus greenlets in await_(), starts at 0 in
+        # the Rust base; _drain_queued, whether a batch is queued, reads
+        # False until one is.)
         self._forever = None  # the Waiter of the greenlet in run_forever()
         self._signal_watchers = {}
         self._old_agen_hooks = None

@@ -700,7 +700,8 @@ class AioLoopCore:
     def _ready(self, value: object) -> None: ...
     _closed: bool
     _debug: bool
-    _drain_queued: bool
+    @property
+    def _drain_queued(self) -> bool: ...
     _runners: int
     _forever: Any
     _stopping: Any

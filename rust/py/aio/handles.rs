@@ -51,6 +51,25 @@ pub(super) enum Args {
 }
 
 impl Call {
+    /// Run the call it owns (moved out of its handle, no references cloned):
+    /// released after a run that returned, or that raised SystemExit or
+    /// KeyboardInterrupt (that error returned); given back with the error
+    /// when the callback raised one for the exception handler, which the
+    /// caller reports showing a handle that holds the call.
+    fn run_owned(self, py: Python<'_>) -> PyResult<Option<(Call, PyErr)>> {
+        match run_in_context(self.context.bind(py), self.callback.bind(py), &self.args) {
+            Ok(()) => {
+                self.release(py);
+                Ok(None)
+            }
+            Err(err) if passes_through(py, &err) => {
+                self.release(py);
+                Err(err)
+            }
+            Err(err) => Ok(Some((self, err))),
+        }
+    }
+
     /// Drop the call's references (with the GIL known held: no check per
     /// reference, as dropping a `Py` makes).
     pub(super) fn release(self, py: Python<'_>) {
@@ -262,21 +281,12 @@ impl HandleCore {
         let Some(call) = taken else {
             return Ok(());
         };
-        match run_in_context(call.context.bind(py), call.callback.bind(py), &call.args) {
-            Ok(()) => {
-                call.release(py);
-                Ok(())
-            }
-            Err(err) if passes_through(py, &err) => {
-                call.release(py);
-                Err(err)
-            }
-            Err(err) => {
-                let (callback, args) = (call.callback.clone_ref(py), call.args.clone_ref(py));
-                self.state.borrow_mut().call = Some(call);
-                self.report(handle, &callback, &args, err)
-            }
-        }
+        let Some((call, err)) = call.run_owned(py)? else {
+            return Ok(());
+        };
+        let (callback, args) = (call.callback.clone_ref(py), call.args.clone_ref(py));
+        self.state.borrow_mut().call = Some(call);
+        self.report(handle, &callback, &args, err)
     }
 
     /// The exception handler's context for a callback that raised, as
@@ -641,23 +651,21 @@ impl DetachedCall {
     /// exception other than SystemExit or KeyboardInterrupt goes to the
     /// loop's exception handler, shown a handle made for the call.
     pub(super) fn run(self, py: Python<'_>) -> PyResult<()> {
-        let call = &self.call;
-        match run_in_context(call.context.bind(py), call.callback.bind(py), &call.args) {
-            Ok(()) => {
-                self.release(py);
-                Ok(())
-            }
-            Err(err) if passes_through(py, &err) => {
-                self.release(py);
-                Err(err)
-            }
-            Err(err) => {
+        let DetachedCall { call, event_loop } = self;
+        match call.run_owned(py) {
+            Ok(Some((call, err))) => {
                 let (callback, args) = (call.callback.clone_ref(py), call.args.clone_ref(py));
-                let handle = self.into_handle(py)?.into_bound(py);
+                let handle = DetachedCall { call, event_loop }
+                    .into_handle(py)?
+                    .into_bound(py);
                 handle
                     .get()
                     .core
                     .report(handle.as_any(), &callback, &args, err)
+            }
+            outcome => {
+                drop(event_loop.into_bound(py));
+                outcome.map(drop)
             }
         }
     }

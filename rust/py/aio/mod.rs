@@ -103,9 +103,8 @@ pub(crate) struct AioLoopCore {
     ready: Py<ReadyQueue>,
     closed: BoolCell,
     debug: BoolCell,
-    /// A batch is queued: the kick is armed in the hub's wheel.
-    drain_queued: BoolCell,
-    /// The kick's wheel entry while armed: a zero-delay entry whose expiry
+    /// The kick's wheel entry while a batch is queued (`_drain_queued`): a
+    /// zero-delay entry whose expiry
     /// runs `_drain` natively (`TimerEntry::Kick`). It was a timer watcher
     /// calling the bound `_drain`: its start and the Python-level call
     /// through PyO3's trampoline were about 700 instructions a batch
@@ -166,7 +165,7 @@ impl AioLoopCore {
     /// Queue a batch unless one is queued or nobody runs the loop.
     fn schedule(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
-        if this.drain_queued.get() || this.runners.get() <= 0 {
+        if this.kick_at.get().is_some() || this.runners.get() <= 0 {
             return Ok(());
         }
         let armed = {
@@ -178,7 +177,6 @@ impl AioLoopCore {
             kick.gw_loop.get().aio_kick_arm(slf.clone().unbind())?
         };
         this.kick_at.set(Some(armed));
-        this.drain_queued.set(true);
         Ok(())
     }
 
@@ -196,7 +194,6 @@ impl AioLoopCore {
     /// destroyed): no batch is queued.
     pub(crate) fn kick_unarmed(&self) {
         self.kick_at.set(None);
-        self.drain_queued.set(false);
     }
 
     /// `self._forever` (see the field `forever`).
@@ -209,14 +206,17 @@ impl AioLoopCore {
         read_stored(py, &self.stopping, "_stopping")
     }
 
-    fn push_ready(slf: &Bound<'_, Self>, handle: Py<PyAny>) -> PyResult<()> {
-        slf.get()
+    /// Queue `handle` and a batch to run it; its entry's number.
+    fn push_ready(slf: &Bound<'_, Self>, handle: Py<PyAny>) -> PyResult<u64> {
+        let number = slf
+            .get()
             .ready
             .get()
             .items
             .borrow_mut()
             .push(Item::Handle(handle));
-        AioLoopCore::schedule(slf)
+        AioLoopCore::schedule(slf)?;
+        Ok(number)
     }
 
     /// The handle of the last `call_soon`, if it is still queued and nobody
@@ -366,7 +366,6 @@ impl AioLoopCore {
             last_soon: U64Cell::new(NO_ENTRY),
             closed: BoolCell::new(false),
             debug: BoolCell::new(false),
-            drain_queued: BoolCell::new(false),
             fds: Guarded::new(FdMap::default()),
             io_ready: Guarded::new(Vec::new()),
             runners: IsizeCell::new(0),
@@ -384,8 +383,8 @@ impl AioLoopCore {
         })
     }
 
-    /// Give the loop the hub's loop, the timer that runs its batches and the
-    /// method it calls (once, from `GreenwheelEventLoop.__init__`).
+    /// Give the loop the hub's loop, whose wheel runs its batches and arms
+    /// its timer handles (once, from `GreenwheelEventLoop.__init__`).
     fn _aio_setup(slf: &Bound<'_, Self>, gw_loop: Py<Loop>) -> PyResult<()> {
         let io_fired = slf.getattr("_io_fired")?.unbind();
         let mut kick = slf.get().kick.borrow_mut();
@@ -457,7 +456,6 @@ impl AioLoopCore {
                 entry.release(py);
             }
         }
-        self.drain_queued.set(false);
         let spares = std::mem::take(&mut *self.spares.borrow_mut());
         drop(spares);
         self.release_fired(py, true);
@@ -476,9 +474,10 @@ impl AioLoopCore {
         self.armed.borrow().len()
     }
 
-    /// One batch, run by the kick in the hub (`Loop::fire_kick`): the io events seen, then
-    /// the handles ready now (not those they schedule, which wait for the
-    /// next batch, after a poll), with this loop as the running loop.
+    /// One batch, run by the kick in the hub (`Loop::fire_kick`): the io
+    /// events seen, then the handles ready now (not those they schedule,
+    /// which wait for the next batch, after a poll), with this loop as the
+    /// running loop.
     ///
     /// SystemExit or KeyboardInterrupt from a handle goes to the greenlet in
     /// `run_forever` (as asyncio's `run_forever` would raise it); with only
@@ -488,7 +487,6 @@ impl AioLoopCore {
     pub(crate) fn _drain(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        this.drain_queued.set(false);
         if this.runners.get() <= 0 {
             return Ok(());
         }
@@ -718,14 +716,10 @@ impl AioLoopCore {
         store(&self.stopping, value)
     }
 
+    /// A batch is queued (the kick is armed).
     #[getter]
     fn _drain_queued(&self) -> bool {
-        self.drain_queued.get()
-    }
-
-    #[setter(_drain_queued)]
-    fn set_drain_queued(&self, value: bool) {
-        self.drain_queued.set(value);
+        self.kick_at.get().is_some()
     }
 
     #[getter]
@@ -890,16 +884,10 @@ impl AioLoopCore {
                 handle
             }
         };
-        let number = this
-            .ready
-            .get()
-            .items
-            .borrow_mut()
-            .push(Item::Handle(handle.clone_ref(py).into_any()));
+        let number = AioLoopCore::push_ready(slf, handle.clone_ref(py).into_any())?;
         if !debug {
             this.last_soon.set(number);
         }
-        AioLoopCore::schedule(slf)?;
         Ok(handle)
     }
 
@@ -1019,7 +1007,7 @@ pub(crate) fn timer_fired(handle: &Bound<'_, TimerHandle>) -> PyResult<()> {
         handles::retrack(handle.as_any());
         return Ok(());
     }
-    AioLoopCore::push_ready(core, handle.clone().into_any().unbind())
+    AioLoopCore::push_ready(core, handle.clone().into_any().unbind()).map(drop)
 }
 
 /// asyncio's `_set_running_loop` (a C function).
